@@ -1,0 +1,1154 @@
+//! The HTTP client: connection set-up, queries, table metadata and INSERTs.
+//!
+//! Guarantees (see also the parent module):
+//! - [`Client`] is cheap to clone (an `Arc`); clones share one keep-alive pool. Idle pooled
+//!   connections are dropped a little before the server's own keep-alive timeout (read from its
+//!   `Keep-Alive` header at connect; 18.16's default is 3 s), so a request is rarely written
+//!   into a connection the server is closing.
+//! - [`Client::insert`] makes exactly one POST and never retries; it compresses the caller's
+//!   bytes afresh on every call (LZ4 costs about a millisecond per MB; retries are rare), so the
+//!   caller keeps only the uncompressed `Bytes`.
+//! - Metadata look-ups work on 18.16 and 26.9 alike: they use only `system.columns` /
+//!   `system.tables` columns both versions have, and string literals instead of query
+//!   parameters (which 18.16 lacks).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+use super::compress::Encoding;
+use super::error::{
+    describe_transport, find_trailing_exception, parse_error_response, scrub, ServerException,
+    TransportFailure,
+};
+use super::sql::{qualified, quote_ident, quote_str};
+use super::version::{insert_settings, ServerInfo, Version, SETTINGS_WE_SEND};
+use super::{ChError, ClickHouseSettings, InsertError};
+
+/// Bodies above this size are compressed on the blocking thread pool, so a multi-megabyte
+/// gzip does not stall the async worker that also drives other partitions' requests.
+const BLOCKING_COMPRESS_THRESHOLD: usize = 256 * 1024;
+
+/// Keep-alive timeout assumed when the server does not announce one (ClickHouse's historical
+/// default is 3 s).
+const DEFAULT_SERVER_KEEP_ALIVE: Duration = Duration::from_secs(3);
+
+/// A ClickHouse HTTP client. Clone it freely.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// Base URL without credentials or query string.
+    base: Url,
+    /// `base` as printed in errors and logs.
+    display_url: String,
+    database: String,
+    /// The user name as reported in errors ("default" when none is configured).
+    user: String,
+    /// For scrubbing server messages.
+    password: Option<super::Secret>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    server: ServerInfo,
+    encoding: Encoding,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.display_url)
+            .field("user", &self.inner.user)
+            .field("server", &self.inner.server.version_string)
+            .field("encoding", &self.inner.encoding)
+            .finish()
+    }
+}
+
+/// The RowBinary flavour of an INSERT body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertFormat {
+    /// Plain RowBinary: every listed column, every row.
+    RowBinary,
+    /// RowBinaryWithDefaults: a prefix byte per value, 1 = use the column DEFAULT
+    /// (needs [`ServerInfo::supports_row_binary_with_defaults`]).
+    RowBinaryWithDefaults,
+}
+
+impl InsertFormat {
+    fn as_sql(self) -> &'static str {
+        match self {
+            InsertFormat::RowBinary => "RowBinary",
+            InsertFormat::RowBinaryWithDefaults => "RowBinaryWithDefaults",
+        }
+    }
+}
+
+/// One INSERT. Keep it to retry: the same request re-sends the same bytes and token.
+#[derive(Debug, Clone)]
+pub struct InsertRequest {
+    /// Target database.
+    pub database: String,
+    /// Target table.
+    pub table: String,
+    /// Columns in body order; empty means all ordinary columns in table order.
+    pub columns: Vec<String>,
+    /// Body format.
+    pub format: InsertFormat,
+    /// Uncompressed body; the client compresses it per the settings on every send.
+    pub body: Bytes,
+    /// `insert_deduplication_token`, sent when the server supports it (>= 22.2); otherwise
+    /// deduplication relies on the block hash of identical bytes (Replicated* tables).
+    pub dedup_token: Option<String>,
+}
+
+/// A successful INSERT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertAck {
+    /// Rows written, from `X-ClickHouse-Summary` (absent on 18.16). A deduplicated retry
+    /// reports 0 on 26.9.
+    pub written_rows: Option<u64>,
+    /// Wall time of the call: compression, request and response.
+    pub elapsed: Duration,
+}
+
+/// How a column gets its value when an INSERT does not provide it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultKind {
+    /// No default expression: the type's zero value.
+    None,
+    /// `DEFAULT expr`: used when the column is omitted; may be inserted.
+    Default,
+    /// `MATERIALIZED expr`: always computed; cannot be inserted.
+    Materialized,
+    /// `ALIAS expr`: not stored; cannot be inserted.
+    Alias,
+    /// `EPHEMERAL [expr]`: insertable, not stored.
+    Ephemeral,
+    /// A kind this client does not know (newer server).
+    Other(String),
+}
+
+impl DefaultKind {
+    fn parse(s: &str) -> DefaultKind {
+        match s {
+            "" => DefaultKind::None,
+            "DEFAULT" => DefaultKind::Default,
+            "MATERIALIZED" => DefaultKind::Materialized,
+            "ALIAS" => DefaultKind::Alias,
+            "EPHEMERAL" => DefaultKind::Ephemeral,
+            other => DefaultKind::Other(other.to_owned()),
+        }
+    }
+
+    /// True when an INSERT may list the column.
+    pub fn insertable(&self) -> bool {
+        matches!(
+            self,
+            DefaultKind::None | DefaultKind::Default | DefaultKind::Ephemeral
+        )
+    }
+}
+
+/// A column of a table, as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    /// Column name.
+    pub name: String,
+    /// Type as the server prints it, e.g. `Nullable(String)`.
+    pub type_name: String,
+    /// DEFAULT / MATERIALIZED / ALIAS / EPHEMERAL.
+    pub default_kind: DefaultKind,
+    /// The default expression, `None` when there is none.
+    pub default_expression: Option<String>,
+}
+
+/// `database.name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QualifiedName {
+    /// Database.
+    pub database: String,
+    /// Table or view.
+    pub name: String,
+}
+
+impl std::fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.database, self.name)
+    }
+}
+
+/// What the server says about a table, for the exactly-once checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    /// Database.
+    pub database: String,
+    /// Table.
+    pub name: String,
+    /// Engine name, e.g. `MergeTree`, `ReplicatedMergeTree`.
+    pub engine: String,
+    /// Engine clause with its arguments and SETTINGS.
+    pub engine_full: String,
+    /// The full CREATE statement.
+    pub create_table_query: String,
+    /// Effective `non_replicated_deduplication_window`: the table's SETTINGS override, else the
+    /// server default from `system.merge_tree_settings`; `None` when the server has no such
+    /// setting (18.16) or the engine is not a MergeTree.
+    pub non_replicated_deduplication_window: Option<u64>,
+    /// Effective `replicated_deduplication_window`, same rules.
+    pub replicated_deduplication_window: Option<u64>,
+    /// Materialized views reading from this table (`system.tables.dependencies_*`, present on
+    /// both 18.16 and 26.9).
+    pub materialized_views: Vec<QualifiedName>,
+}
+
+impl TableInfo {
+    /// `*MergeTree` engines (the only ones that deduplicate inserts).
+    pub fn is_merge_tree(&self) -> bool {
+        self.engine.ends_with("MergeTree")
+    }
+
+    /// Replicated (or cloud Shared) MergeTree: deduplicates through (Zoo)Keeper by default.
+    pub fn is_replicated(&self) -> bool {
+        self.is_merge_tree()
+            && (self.engine.starts_with("Replicated") || self.engine.starts_with("Shared"))
+    }
+}
+
+/// The evaluated DEFAULT of one column, for servers without RowBinaryWithDefaults.
+#[derive(Debug)]
+pub struct DefaultValue {
+    /// Column name.
+    pub column: String,
+    /// The expression that was evaluated.
+    pub expression: String,
+    /// True when the expression calls a function whose value changes between evaluations
+    /// (`now()`, `rand()`, `generateUUIDv4()`...): the bytes are a snapshot, not the default.
+    pub volatile: bool,
+    /// RowBinary bytes of `CAST(expr AS type)`, or why it could not be evaluated (e.g. the
+    /// expression reads another column: Code 47).
+    pub value: Result<Bytes, ChError>,
+}
+
+/// Functions whose result differs per evaluation: a DEFAULT using them cannot be pre-computed.
+const VOLATILE_FUNCTIONS: &[&str] = &[
+    "now",
+    "now64",
+    "nowinblock",
+    "today",
+    "yesterday",
+    "rand",
+    "rand32",
+    "rand64",
+    "randconstant",
+    "randomstring",
+    "randomfixedstring",
+    "randomprintableascii",
+    "randomstringutf8",
+    "generateuuidv4",
+    "generateuuidv7",
+    "generateulid",
+    "generatesnowflakeid",
+    "uuidv4",
+    "uuidv7",
+    "serveruuid",
+    "rownumberinblock",
+    "rownumberinallblocks",
+    "blocknumber",
+    "currenttimestamp",
+    "uptime",
+];
+
+fn is_volatile(expression: &str) -> bool {
+    let lower = expression.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    VOLATILE_FUNCTIONS.iter().any(|f| {
+        lower.match_indices(f).any(|(i, _)| {
+            let before_ok =
+                i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+            let after = lower[i + f.len()..].trim_start();
+            before_ok && after.starts_with('(')
+        })
+    })
+}
+
+/// The INSERT statement for `req`, identifiers quoted.
+pub fn insert_sql(req: &InsertRequest) -> String {
+    let mut sql = format!("INSERT INTO {}", qualified(&req.database, &req.table));
+    if !req.columns.is_empty() {
+        let cols: Vec<String> = req.columns.iter().map(|c| quote_ident(c)).collect();
+        sql.push_str(" (");
+        sql.push_str(&cols.join(", "));
+        sql.push(')');
+    }
+    sql.push_str(" FORMAT ");
+    sql.push_str(req.format.as_sql());
+    sql
+}
+
+/// Reads `name = value` from the SETTINGS clause of an `engine_full` text.
+///
+/// Values in SETTINGS are numbers or quoted strings; a quoted value containing a comma can
+/// confuse the split for *that* entry only, and the settings read here are numeric.
+pub fn engine_setting(engine_full: &str, name: &str) -> Option<String> {
+    let idx = engine_full.rfind("SETTINGS ")?;
+    engine_full[idx + "SETTINGS ".len()..]
+        .split(',')
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('\'').to_owned())
+        })
+}
+
+fn parse_keep_alive(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get("keep-alive")?.to_str().ok()?;
+    v.split(',').find_map(|p| {
+        let (k, val) = p.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case("timeout"))
+            .then(|| val.trim().parse::<u64>().ok())
+            .flatten()
+            .map(Duration::from_secs)
+    })
+}
+
+/// How long an idle pooled connection may be reused: a margin below the server's timeout.
+fn pool_idle_for(server_keep_alive: Duration) -> Duration {
+    server_keep_alive
+        .saturating_sub(Duration::from_secs(1))
+        .max(server_keep_alive / 2)
+}
+
+fn written_rows(headers: &HeaderMap) -> Option<u64> {
+    let summary = headers.get("x-clickhouse-summary")?.to_str().ok()?;
+    let v: serde_json::Value = serde_json::from_str(summary).ok()?;
+    match v.get("written_rows")? {
+        // ClickHouse quotes 64-bit integers in JSON.
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+/// Validates the URL: http(s), a host, no credentials, no query string.
+fn parse_url(raw: &str) -> Result<(Url, String), ChError> {
+    let invalid = |reason: String| ChError::InvalidSettings {
+        field: "url",
+        reason,
+    };
+    let mut url = Url::parse(raw.trim()).map_err(|e| invalid(format!("not a URL ({e})")))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(invalid(format!(
+            "scheme must be http or https, not '{}'",
+            url.scheme()
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // The message must not echo the URL: it contains the password.
+        return Err(invalid(
+            "credentials in the URL are not allowed; use the user and password settings".into(),
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| invalid("no host".into()))?
+        .to_owned();
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not have a query string or fragment".into()));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    let port = url
+        .port_or_known_default()
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let path = url.path().trim_end_matches('/');
+    let display = format!("{}://{}{}{}", url.scheme(), host, port, path);
+    Ok((url, display))
+}
+
+fn read_pem(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ChError> {
+    std::fs::read(path).map_err(|e| ChError::InvalidSettings {
+        field,
+        reason: format!("cannot read {}: {e}", path.display()),
+    })
+}
+
+/// Parts of the reqwest client that do not depend on the server.
+struct HttpConfig {
+    headers: HeaderMap,
+    root: Option<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl HttpConfig {
+    fn from_settings(s: &ClickHouseSettings, https: bool) -> Result<HttpConfig, ChError> {
+        let mut headers = HeaderMap::new();
+        if s.user.is_some() || s.password.is_some() {
+            let user = s.user.as_deref().unwrap_or("default");
+            let mut user_v = HeaderValue::from_str(user).map_err(|_| ChError::InvalidSettings {
+                field: "user",
+                reason: "contains characters not allowed in an HTTP header".into(),
+            })?;
+            user_v.set_sensitive(true);
+            let key = s.password.as_ref().map(|p| p.expose()).unwrap_or("");
+            // Never format the password into the error.
+            let mut key_v = HeaderValue::from_str(key).map_err(|_| ChError::InvalidSettings {
+                field: "password",
+                reason: "contains characters not allowed in an HTTP header".into(),
+            })?;
+            key_v.set_sensitive(true);
+            headers.insert("x-clickhouse-user", user_v);
+            headers.insert("x-clickhouse-key", key_v);
+        }
+        let tls_files = s.ca_file.is_some() || s.client_cert.is_some() || s.client_key.is_some();
+        if tls_files && !https {
+            return Err(ChError::InvalidSettings {
+                field: "url",
+                reason: "ca_file/client_cert/client_key are set but the URL is not https".into(),
+            });
+        }
+        let root = match &s.ca_file {
+            Some(path) => {
+                let pem = read_pem("ca_file", path)?;
+                Some(reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                    ChError::InvalidSettings {
+                        field: "ca_file",
+                        reason: format!("{} is not a PEM certificate: {e}", path.display()),
+                    }
+                })?)
+            }
+            None => None,
+        };
+        let identity = match (&s.client_cert, &s.client_key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read_pem("client_cert", cert)?;
+                pem.push(b'\n');
+                pem.extend_from_slice(&read_pem("client_key", key)?);
+                Some(
+                    reqwest::Identity::from_pem(&pem).map_err(|e| ChError::InvalidSettings {
+                        field: "client_cert",
+                        reason: format!(
+                            "{} + {} do not form a PEM certificate and private key: {e}",
+                            cert.display(),
+                            key.display()
+                        ),
+                    })?,
+                )
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ChError::InvalidSettings {
+                    field: "client_key",
+                    reason: "client_cert is set without client_key".into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ChError::InvalidSettings {
+                    field: "client_cert",
+                    reason: "client_key is set without client_cert".into(),
+                })
+            }
+        };
+        Ok(HttpConfig {
+            headers,
+            root,
+            identity,
+            connect_timeout: s.connect_timeout,
+            request_timeout: s.request_timeout,
+        })
+    }
+
+    fn build(&self, pool_idle: Duration) -> Result<reqwest::Client, ChError> {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .default_headers(self.headers.clone())
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            // ClickHouse speaks HTTP/1.1; skip h2 negotiation.
+            .http1_only()
+            // A redirect would replay X-ClickHouse-Key to wherever it points, and a POST body
+            // cannot be replayed blindly anyway.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .pool_idle_timeout(pool_idle)
+            .tcp_nodelay(true)
+            .https_only(false);
+        if let Some(root) = &self.root {
+            b = b.add_root_certificate(root.clone());
+        }
+        if let Some(id) = &self.identity {
+            b = b.identity(id.clone());
+        }
+        b.build().map_err(|e| ChError::InvalidSettings {
+            field: "url",
+            reason: format!("cannot build the HTTP client: {e}"),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ColumnRow {
+    name: String,
+    #[serde(rename = "type")]
+    type_name: String,
+    default_kind: String,
+    default_expression: String,
+}
+
+#[derive(Deserialize)]
+struct TableRow {
+    engine: String,
+    engine_full: String,
+    create_table_query: String,
+    dependencies_database: Vec<String>,
+    dependencies_table: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct SettingRow {
+    name: String,
+    value: String,
+}
+
+/// A raw response: status, headers, body.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Client {
+    /// Builds the client, checks the server answers (`SELECT version()`), and detects what it
+    /// supports. Fails with a readable [`ChError`] when the server is unreachable, refuses the
+    /// credentials, fails TLS, or lacks the configured database.
+    pub async fn connect(settings: ClickHouseSettings) -> Result<Client, ChError> {
+        let (base, display_url) = parse_url(&settings.url)?;
+        let https = base.scheme() == "https";
+        let config = HttpConfig::from_settings(&settings, https)?;
+        let user = settings
+            .user
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+
+        // First a client with a conservative idle timeout, to learn the server's keep-alive.
+        let probe_http = config.build(pool_idle_for(DEFAULT_SERVER_KEEP_ALIVE))?;
+        let mut inner = Inner {
+            http: probe_http,
+            base,
+            display_url,
+            database: settings.database.clone(),
+            user,
+            password: settings.password.clone(),
+            connect_timeout: settings.connect_timeout,
+            request_timeout: settings.request_timeout,
+            server: ServerInfo::from_version(Version::new(0, 0, 0), ""),
+            encoding: Encoding::Identity,
+        };
+
+        let answer = inner
+            .post(&[], Bytes::from_static(b"SELECT version()"), None)
+            .await
+            .map_err(|e| inner.transport_error(e))?;
+        let text = inner.check_query_answer(&answer).map_err(|e| match e {
+            ChError::Server { code: Some(81), .. } => ChError::UnknownDatabase {
+                database: settings.database.clone(),
+            },
+            other => other,
+        })?;
+        let version_string = text.trim().to_owned();
+        let version = Version::parse(&version_string).ok_or_else(|| ChError::Protocol {
+            url: inner.display_url.clone(),
+            what: format!("cannot parse version {version_string:?}"),
+        })?;
+        let keep_alive = parse_keep_alive(&answer.headers);
+
+        let (known, rbwd, lz4) = tokio::join!(
+            inner.probe_settings(),
+            inner.probe_rbwd(),
+            inner.probe_lz4()
+        );
+        let mut server = ServerInfo::from_version(version, version_string).refine(known, rbwd, lz4);
+        server.keep_alive_timeout = keep_alive;
+
+        inner.encoding =
+            Encoding::resolve(settings.compression, server.supports_lz4_content_encoding).map_err(
+                |reason| ChError::InvalidSettings {
+                    field: "compression",
+                    reason: reason.into(),
+                },
+            )?;
+        inner.http = config.build(pool_idle_for(
+            keep_alive.unwrap_or(DEFAULT_SERVER_KEEP_ALIVE),
+        ))?;
+        inner.server = server;
+        tracing::info!(
+            url = %inner.display_url,
+            version = %inner.server.version_string,
+            encoding = ?inner.encoding,
+            dedup_token = inner.server.supports_dedup_token,
+            row_binary_with_defaults = inner.server.supports_row_binary_with_defaults,
+            "connected to ClickHouse"
+        );
+        Ok(Client {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The connected server's version and capabilities.
+    pub fn server(&self) -> &ServerInfo {
+        &self.inner.server
+    }
+
+    /// The server URL without credentials, as used in messages.
+    pub fn url(&self) -> &str {
+        &self.inner.display_url
+    }
+
+    /// The wire encoding chosen for INSERT bodies.
+    pub fn encoding(&self) -> Encoding {
+        self.inner.encoding
+    }
+
+    /// Runs a statement (SELECT, DDL) with the configured database and returns the body text.
+    /// An exception at the end of a streamed `200 OK` body is reported as an error.
+    pub async fn query(&self, sql: &str) -> Result<String, ChError> {
+        let answer = self
+            .inner
+            .post(&[], Bytes::copy_from_slice(sql.as_bytes()), None)
+            .await
+            .map_err(|e| self.inner.transport_error(e))?;
+        self.inner.check_query_answer(&answer)
+    }
+
+    /// Runs a query and returns the raw body bytes (for binary formats).
+    async fn query_bytes(&self, sql: String) -> Result<Bytes, ChError> {
+        let answer = self
+            .inner
+            .post(&[], Bytes::from(sql), None)
+            .await
+            .map_err(|e| self.inner.transport_error(e))?;
+        if answer.status != StatusCode::OK {
+            return Err(self.inner.error_answer(&answer));
+        }
+        Ok(answer.body)
+    }
+
+    async fn query_rows<T: for<'de> Deserialize<'de>>(&self, sql: &str) -> Result<Vec<T>, ChError> {
+        let text = self.query(sql).await?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line).map_err(|e| ChError::Protocol {
+                    url: self.inner.display_url.clone(),
+                    what: format!("cannot read a JSONEachRow line ({e})"),
+                })
+            })
+            .collect()
+    }
+
+    /// The columns of `database.table` from `system.columns`, in position order on servers that
+    /// have `position` (26.9); on 18.16 in the server's order (ordinary, MATERIALIZED, ALIAS).
+    /// A missing table is [`ChError::UnknownTable`].
+    pub async fn table_columns(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<Vec<ColumnInfo>, ChError> {
+        // `position` arrived in system.columns long after 18.16; test for it instead of guessing
+        // a version threshold.
+        let has_position = self
+            .query(
+                "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'columns' \
+                 AND name = 'position' FORMAT TSV"
+            )
+            .await?
+            .trim()
+            == "1";
+        let order = if has_position {
+            " ORDER BY position"
+        } else {
+            ""
+        };
+        let rows: Vec<ColumnRow> = self
+            .query_rows(&format!(
+                "SELECT name, type, default_kind, default_expression FROM system.columns \
+                 WHERE database = {} AND table = {}{order} FORMAT JSONEachRow",
+                quote_str(database),
+                quote_str(table)
+            ))
+            .await?;
+        if rows.is_empty() {
+            // system.columns is silent about missing tables; every table has a column.
+            return Err(ChError::UnknownTable {
+                database: database.to_owned(),
+                table: table.to_owned(),
+            });
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| ColumnInfo {
+                name: r.name,
+                type_name: r.type_name,
+                default_kind: DefaultKind::parse(&r.default_kind),
+                default_expression: (!r.default_expression.is_empty())
+                    .then_some(r.default_expression),
+            })
+            .collect())
+    }
+
+    /// Engine, deduplication windows and dependent materialized views of `database.table`.
+    pub async fn table_info(&self, database: &str, table: &str) -> Result<TableInfo, ChError> {
+        let rows: Vec<TableRow> = self
+            .query_rows(&format!(
+                "SELECT engine, engine_full, create_table_query, dependencies_database, \
+                 dependencies_table FROM system.tables WHERE database = {} AND name = {} \
+                 FORMAT JSONEachRow",
+                quote_str(database),
+                quote_str(table)
+            ))
+            .await?;
+        let row = rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| ChError::UnknownTable {
+                database: database.to_owned(),
+                table: table.to_owned(),
+            })?;
+        let defaults: Vec<SettingRow> = self
+            .query_rows(
+                "SELECT name, value FROM system.merge_tree_settings WHERE name IN \
+                 ('non_replicated_deduplication_window', 'replicated_deduplication_window') \
+                 FORMAT JSONEachRow",
+            )
+            .await?;
+        let is_merge_tree = row.engine.ends_with("MergeTree");
+        let effective = |name: &str| -> Option<u64> {
+            if !is_merge_tree {
+                return None;
+            }
+            let server_default = defaults.iter().find(|s| s.name == name)?;
+            // The setting exists on this server; a table-level override wins.
+            engine_setting(&row.engine_full, name)
+                .unwrap_or_else(|| server_default.value.clone())
+                .parse()
+                .ok()
+        };
+        let materialized_views = row
+            .dependencies_database
+            .iter()
+            .zip(row.dependencies_table.iter())
+            .map(|(d, t)| QualifiedName {
+                database: d.clone(),
+                name: t.clone(),
+            })
+            .collect();
+        Ok(TableInfo {
+            database: database.to_owned(),
+            name: table.to_owned(),
+            non_replicated_deduplication_window: effective("non_replicated_deduplication_window"),
+            replicated_deduplication_window: effective("replicated_deduplication_window"),
+            engine: row.engine,
+            engine_full: row.engine_full,
+            create_table_query: row.create_table_query,
+            materialized_views,
+        })
+    }
+
+    /// Evaluates the `DEFAULT` expression of each given column that has one, as
+    /// `SELECT CAST((expr) AS type) FORMAT RowBinary`, for servers without
+    /// RowBinaryWithDefaults. One result per DEFAULT column; other columns are skipped.
+    /// Expressions reading other columns fail (Code 47) in their own entry only.
+    pub async fn select_default_values(&self, columns: &[ColumnInfo]) -> Vec<DefaultValue> {
+        let mut out = Vec::new();
+        for col in columns {
+            let (DefaultKind::Default, Some(expr)) = (&col.default_kind, &col.default_expression)
+            else {
+                continue;
+            };
+            let sql = format!(
+                "SELECT CAST(({expr}) AS {}) FORMAT RowBinary",
+                col.type_name
+            );
+            let value = self.query_bytes(sql).await;
+            out.push(DefaultValue {
+                column: col.name.clone(),
+                expression: expr.clone(),
+                volatile: is_volatile(expr),
+                value,
+            });
+        }
+        out
+    }
+
+    /// Sends one INSERT (one POST, no retry). On failure the error is classified: retry the
+    /// same request on [`InsertError::Retryable`], dead-letter on [`InsertError::BadData`],
+    /// stop on [`InsertError::Fatal`].
+    pub async fn insert(&self, req: &InsertRequest) -> Result<InsertAck, InsertError> {
+        let started = Instant::now();
+        let inner = &self.inner;
+        if req.format == InsertFormat::RowBinaryWithDefaults
+            && !inner.server.supports_row_binary_with_defaults
+        {
+            return Err(InsertError::Fatal {
+                code: None,
+                message: format!(
+                    "ClickHouse {} at {} has no RowBinaryWithDefaults format",
+                    inner.server.version_string, inner.display_url
+                ),
+            });
+        }
+        let sql = insert_sql(req);
+        let settings = insert_settings(&inner.server, req.dedup_token.as_deref());
+        let mut params: Vec<(&str, &str)> = Vec::with_capacity(settings.len() + 1);
+        params.push(("query", sql.as_str()));
+        params.extend(settings.iter().map(|(k, v)| (*k, v.as_str())));
+
+        let body =
+            encode_body(inner.encoding, &req.body)
+                .await
+                .map_err(|e| InsertError::Fatal {
+                    code: None,
+                    message: format!("cannot compress the insert body: {e}"),
+                })?;
+        let answer = match inner.post(&params, body, inner.encoding.header()).await {
+            Ok(a) => a,
+            Err(e) => {
+                let err = inner.transport_error(e);
+                return Err(InsertError::Retryable {
+                    code: None,
+                    message: err.to_string(),
+                });
+            }
+        };
+        let exception = if answer.status == StatusCode::OK {
+            // Nothing is streamed for an INSERT, but a failure after the status line would
+            // appear here; never acknowledge it.
+            find_trailing_exception(&String::from_utf8_lossy(&answer.body))
+        } else {
+            Some(inner.parse_exception(&answer))
+        };
+        if let Some(exc) = exception {
+            let message = format!(
+                "{}.{} at {}: {}",
+                req.database,
+                req.table,
+                inner.display_url,
+                scrub(&exc.message, inner.password.as_ref().map(|p| p.expose()))
+            );
+            let err = InsertError::from_failure(exc.code, Some(answer.status.as_u16()), message);
+            tracing::debug!(table = %req.table, code = ?exc.code, class = ?err.class(), "insert failed");
+            return Err(err);
+        }
+        let ack = InsertAck {
+            written_rows: written_rows(&answer.headers),
+            elapsed: started.elapsed(),
+        };
+        tracing::debug!(
+            table = %req.table,
+            bytes = req.body.len(),
+            written_rows = ?ack.written_rows,
+            elapsed_ms = ack.elapsed.as_millis() as u64,
+            "insert acknowledged"
+        );
+        Ok(ack)
+    }
+}
+
+async fn encode_body(encoding: Encoding, body: &Bytes) -> std::io::Result<Bytes> {
+    if encoding == Encoding::Identity || body.len() < BLOCKING_COMPRESS_THRESHOLD {
+        return encoding.encode(body);
+    }
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || encoding.encode(&body))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+impl Inner {
+    /// POSTs `body` with `params` (plus `database`) in the URL.
+    async fn post(
+        &self,
+        params: &[(&str, &str)],
+        body: Bytes,
+        content_encoding: Option<&'static str>,
+    ) -> Result<Answer, reqwest::Error> {
+        let mut url = self.base.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("database", &self.database);
+            for (k, v) in params {
+                q.append_pair(k, v);
+            }
+        }
+        let mut req = self.http.post(url).body(body);
+        if let Some(enc) = content_encoding {
+            req = req.header(CONTENT_ENCODING, enc);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> ChError {
+        let url = self.display_url.clone();
+        match describe_transport(&e) {
+            TransportFailure::Timeout => ChError::Timeout {
+                url,
+                timeout: if e.is_connect() {
+                    self.connect_timeout
+                } else {
+                    self.request_timeout
+                },
+            },
+            TransportFailure::Unreachable(reason) => ChError::Unreachable { url, reason },
+            TransportFailure::Tls(reason) => ChError::Tls { url, reason },
+            TransportFailure::Other(reason) => ChError::Transport { url, reason },
+        }
+    }
+
+    fn parse_exception(&self, answer: &Answer) -> ServerException {
+        let header = answer
+            .headers
+            .get("x-clickhouse-exception-code")
+            .and_then(|v| v.to_str().ok());
+        parse_error_response(header, &String::from_utf8_lossy(&answer.body))
+    }
+
+    fn error_answer(&self, answer: &Answer) -> ChError {
+        let exc = self.parse_exception(answer);
+        self.server_error(answer.status.as_u16(), exc)
+    }
+
+    fn server_error(&self, status: u16, exc: ServerException) -> ChError {
+        let message = scrub(&exc.message, self.password.as_ref().map(|p| p.expose()));
+        match exc.code {
+            Some(code @ (192 | 193 | 194 | 516)) => ChError::Auth {
+                user: self.user.clone(),
+                code,
+                message,
+            },
+            Some(code @ (164 | 497)) => ChError::AccessDenied {
+                user: self.user.clone(),
+                code,
+                message,
+            },
+            code => ChError::Server {
+                url: self.display_url.clone(),
+                status,
+                code,
+                message,
+            },
+        }
+    }
+
+    /// Body text of a successful query, or the server's error.
+    fn check_query_answer(&self, answer: &Answer) -> Result<String, ChError> {
+        if answer.status != StatusCode::OK {
+            return Err(self.error_answer(answer));
+        }
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
+        if let Some(exc) = find_trailing_exception(&text) {
+            return Err(self.server_error(answer.status.as_u16(), exc));
+        }
+        Ok(text)
+    }
+
+    /// Which of our settings `system.settings` lists; `None` if it cannot be read.
+    async fn probe_settings(&self) -> Option<BTreeSet<String>> {
+        let names: Vec<String> = SETTINGS_WE_SEND.iter().map(|s| quote_str(s)).collect();
+        let sql = format!(
+            "SELECT name FROM system.settings WHERE name IN ({}) FORMAT TSV",
+            names.join(", ")
+        );
+        let answer = self.post(&[], Bytes::from(sql), None).await.ok()?;
+        let text = self.check_query_answer(&answer).ok()?;
+        Some(
+            text.lines()
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect(),
+        )
+    }
+
+    /// Whether `system.formats` lists RowBinaryWithDefaults as an input format.
+    async fn probe_rbwd(&self) -> Option<bool> {
+        let sql =
+            "SELECT count() FROM system.formats WHERE name = 'RowBinaryWithDefaults' AND is_input \
+                   FORMAT TSV";
+        let answer = self
+            .post(&[], Bytes::from_static(sql.as_bytes()), None)
+            .await
+            .ok()?;
+        let text = self.check_query_answer(&answer).ok()?;
+        Some(text.trim() != "0")
+    }
+
+    /// Sends `SELECT 1` with an lz4-encoded empty body: 26.9 answers 1, 18.16 answers Code 89
+    /// (unknown Content-Encoding). Any other outcome is "unknown" (`None`).
+    async fn probe_lz4(&self) -> Option<bool> {
+        let empty = Encoding::Lz4.encode(&Bytes::new()).ok()?;
+        let answer = self
+            .post(&[("query", "SELECT 1")], empty, Some("lz4"))
+            .await
+            .ok()?;
+        if answer.status == StatusCode::OK {
+            return Some(String::from_utf8_lossy(&answer.body).trim() == "1");
+        }
+        (self.parse_exception(&answer).code == Some(89)).then_some(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(columns: &[&str]) -> InsertRequest {
+        InsertRequest {
+            database: "db".into(),
+            table: "t`x".into(),
+            columns: columns.iter().map(|s| s.to_string()).collect(),
+            format: InsertFormat::RowBinary,
+            body: Bytes::new(),
+            dedup_token: None,
+        }
+    }
+
+    #[test]
+    fn insert_statement() {
+        assert_eq!(
+            insert_sql(&req(&["a", "b c"])),
+            "INSERT INTO `db`.`t\\`x` (`a`, `b c`) FORMAT RowBinary"
+        );
+        assert_eq!(
+            insert_sql(&req(&[])),
+            "INSERT INTO `db`.`t\\`x` FORMAT RowBinary"
+        );
+        let mut r = req(&["a"]);
+        r.format = InsertFormat::RowBinaryWithDefaults;
+        assert!(insert_sql(&r).ends_with("FORMAT RowBinaryWithDefaults"));
+    }
+
+    #[test]
+    fn url_validation() {
+        let (u, d) = parse_url("http://127.0.0.1:18123").expect("valid");
+        assert_eq!(d, "http://127.0.0.1:18123");
+        assert_eq!(u.path(), "/");
+        let (_, d) = parse_url("https://ch.example.com/proxy/").expect("valid");
+        assert_eq!(d, "https://ch.example.com:443/proxy");
+        let err = parse_url("http://bob:s3cret@h:8123").expect_err("credentials");
+        assert!(!err.to_string().contains("s3cret"));
+        assert!(parse_url("ftp://h").is_err());
+        assert!(parse_url("http://h:8123/?user=x").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
+
+    #[test]
+    fn engine_settings_parse() {
+        let full = "MergeTree ORDER BY a SETTINGS non_replicated_deduplication_window = 100, \
+                    index_granularity = 8192";
+        assert_eq!(
+            engine_setting(full, "non_replicated_deduplication_window").as_deref(),
+            Some("100")
+        );
+        assert_eq!(
+            engine_setting(full, "index_granularity").as_deref(),
+            Some("8192")
+        );
+        assert_eq!(
+            engine_setting(full, "replicated_deduplication_window"),
+            None
+        );
+        assert_eq!(
+            engine_setting("MergeTree ORDER BY a", "index_granularity"),
+            None
+        );
+        let q =
+            "ReplicatedMergeTree('/p', '{replica}') ORDER BY a SETTINGS storage_policy = 'a,b', \
+                 replicated_deduplication_window = 7";
+        assert_eq!(
+            engine_setting(q, "replicated_deduplication_window").as_deref(),
+            Some("7")
+        );
+    }
+
+    #[test]
+    fn keep_alive_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "keep-alive",
+            HeaderValue::from_static("timeout=30, max=9999"),
+        );
+        assert_eq!(parse_keep_alive(&h), Some(Duration::from_secs(30)));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=3"));
+        assert_eq!(parse_keep_alive(&h), Some(Duration::from_secs(3)));
+        assert_eq!(
+            pool_idle_for(Duration::from_secs(3)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            pool_idle_for(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_keep_alive(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn summary_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-clickhouse-summary",
+            HeaderValue::from_static(
+                r#"{"read_rows":"0","written_rows":"3","written_bytes":"12"}"#,
+            ),
+        );
+        assert_eq!(written_rows(&h), Some(3));
+        assert_eq!(written_rows(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn volatile_defaults() {
+        assert!(is_volatile("now()"));
+        assert!(is_volatile("toDate(now ())"));
+        assert!(is_volatile("generateUUIDv4()"));
+        assert!(!is_volatile("'now'"));
+        assert!(!is_volatile("snow()"));
+        assert!(!is_volatile("42"));
+        assert!(!is_volatile("know_now"));
+    }
+
+    #[test]
+    fn default_kinds() {
+        assert_eq!(DefaultKind::parse(""), DefaultKind::None);
+        assert_eq!(DefaultKind::parse("EPHEMERAL"), DefaultKind::Ephemeral);
+        assert!(!DefaultKind::parse("MATERIALIZED").insertable());
+        assert!(DefaultKind::parse("DEFAULT").insertable());
+        assert_eq!(DefaultKind::parse("X"), DefaultKind::Other("X".into()));
+    }
+
+    #[test]
+    fn credentials_header_rejects_control_chars_without_echo() {
+        let mut s = ClickHouseSettings::new("http://h:1");
+        s.password = Some(super::super::Secret::new("bad\npw"));
+        let err = HttpConfig::from_settings(&s, false)
+            .err()
+            .expect("rejected");
+        assert!(!err.to_string().contains("bad"), "{err}");
+    }
+}
