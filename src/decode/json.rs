@@ -1,0 +1,2472 @@
+//! JSON message → one RowBinary row, directly (no DOM, no per-row allocation).
+//!
+//! A [`RowPlan`] says, for every column of the target table in INSERT order, where its value
+//! comes from (a top-level JSON field or Kafka metadata), its ClickHouse type, and what to do
+//! when the value is absent. [`encode_json_row`] then scans the payload once, remembers where
+//! each wanted field's value text is, and writes the columns in plan order.
+//!
+//! # Guarantees
+//! - **All or nothing:** on any error `out` is truncated back to its length at entry.
+//! - **Exact conversions:** a value is written only if the column represents it exactly;
+//!   otherwise the row fails with a [`RowError`] naming the field, column, type and why, with
+//!   the offending text shortened to about 64 characters. Integers and decimals are parsed
+//!   from their JSON text (never through `f64`); `5.0` and `1e3` are integers, `5.5` is not;
+//!   extra fractional digits are accepted only when they are zeros (`1.50` fits
+//!   `Decimal(9, 1)`, `1.55` does not). Floats are the exception: they are rounded to the
+//!   nearest representable value, but overflowing the type's range is an error.
+//! - **Strict JSON:** the payload must be exactly one JSON object (RFC 8259: no comments, no
+//!   trailing commas, no trailing garbage, valid UTF-8, valid escapes). Nesting deeper than
+//!   [`MAX_JSON_DEPTH`] is refused; the scanner is iterative, so no input can overflow the stack
+//!   and nothing panics. A mapped field given twice is an error; duplicates among ignored
+//!   fields are not tracked (that would need per-row allocation).
+//! - **No DOM, no per-row allocation** in the steady state: field positions live in a reusable
+//!   [`RowScratch`] (a thread-local one for [`encode_json_row`], or your own with
+//!   [`encode_json_row_with`]); only `out` grows. Errors allocate (they are the cold path).
+//!
+//! # Why not sonic-rs's lazy iterator
+//! `sonic_rs::to_object_iter` recurses without a depth limit when validating skipped values:
+//! a payload of a million `[` aborts the whole process with a stack overflow (checked with
+//! sonic-rs 0.5.10). It also allocates a key buffer per call and cannot report trailing
+//! garbage. The scanner here is a small validating byte scanner with SWAR string scanning; it
+//! reports byte offsets and keeps the per-row cost flat.
+//!
+//! # Conversion rules (JSON value → column type)
+//! - `Nullable(T)`: `null` → NULL, anything else as `T`. `null` for a non-Nullable column is an
+//!   error. `LowCardinality(T)` is read as `T`.
+//! - Integers (8..256 bits), `Bool`: JSON numbers or strings holding a number, exactly
+//!   integral and in range; `Bool` also takes `true`/`false` (JSON or string) and 0/1.
+//! - `Float32/64`: numbers or numeric strings; strings `nan`, `inf`, `-inf`, `infinity`.
+//! - `Decimal(P, S)`: numbers or numeric strings, at most P significant digits after scaling
+//!   by 10^S, no non-zero digit beyond S.
+//! - `String`: a JSON string is stored unescaped; any other JSON value (number, bool, object,
+//!   array) is stored as its JSON text exactly as it appears in the payload, like ClickHouse's
+//!   `input_format_json_read_*_as_strings`. `FixedString(N)`: the same bytes, zero-padded;
+//!   more than N bytes is an error.
+//! - `UUID`: string in any form the `uuid` crate parses (hyphenated, simple, braced, urn).
+//! - `IPv4`: dotted string or a `u32` number. `IPv6`: string; a dotted IPv4 string becomes
+//!   IPv4-mapped `::ffff:a.b.c.d`.
+//! - `Date`/`Date32`: `"YYYY-MM-DD"` or a number of days since 1970-01-01, within
+//!   1970-01-01..=2149-06-06 / 1900-01-01..=2299-12-31.
+//! - `DateTime`/`DateTime64(P)`: `"YYYY-MM-DD[( |T)hh:mm[:ss[.fff...]]][Z|±hh[:mm]]"`; a
+//!   string without offset is local time in the column's zone (UTC when it has none), and a
+//!   local time that does not exist or is ambiguous there (DST changes) is an error rather
+//!   than a guess. Numbers (and strings of digits) are seconds since the epoch, with a
+//!   fraction allowed for DateTime64. Fractions finer than the column's precision must be
+//!   zeros. Ranges: DateTime 1970-01-01 00:00:00..=2106-02-07 06:28:15 UTC, DateTime64
+//!   1900-01-01..2300-01-01 UTC (and what fits an `i64` of ticks).
+//! - `Enum8/16`: the name, or the numeric value (number or string), which must be defined.
+//! - `Array(T)`: JSON array. `Map(K, V)`: JSON object; keys (always JSON strings) are converted
+//!   to `K` with the rules above (so `Map(UInt64, _)` takes `{"12": ...}`); duplicate keys are
+//!   kept, as ClickHouse does. `Tuple`: JSON array by position, or, for a named tuple, a JSON
+//!   object by element name (every element required, no unknown names).
+//!
+//! # Kafka metadata columns
+//! See [`MetaField`] for what each can be stored in.
+
+use std::cell::RefCell;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use chrono::{LocalResult, NaiveDate, TimeZone};
+use chrono_tz::Tz;
+
+use crate::chtype::ChType;
+use crate::encode::rowbinary::{self as rb, U256};
+
+/// Deepest JSON nesting accepted anywhere in a payload.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Offending values are shown in errors up to this many characters.
+const SHOW_CHARS: usize = 64;
+
+// ------------------------------------------------------------------------------------------
+// Plan
+// ------------------------------------------------------------------------------------------
+
+/// What to do with top-level JSON fields that no column reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownFields {
+    #[default]
+    Ignore,
+    Error,
+}
+
+/// Kafka message metadata a column can be filled from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaField {
+    /// Topic name → String-like column (`String`, `FixedString(N)`, `LowCardinality`/`Nullable`
+    /// of those).
+    Topic,
+    /// Partition → any integer column (range-checked).
+    Partition,
+    /// Offset → any integer column (range-checked).
+    Offset,
+    /// Message timestamp in ms → `DateTime` (seconds, sub-second part dropped as the type
+    /// requires), `DateTime64(P)` (exact for P >= 3, floored for P < 3), or an integer column
+    /// (milliseconds). A message without timestamp is a missing value: the column's
+    /// [`OnMissing`] applies.
+    Timestamp,
+    /// Key bytes → String-like column; no key is NULL in a Nullable column, else empty.
+    Key,
+    /// Headers → `Map(String, String)`, `Array(Tuple(String, String))` (a null header value
+    /// is an empty string there, or NULL if the value type is Nullable), or a String-like
+    /// column holding a JSON object text (`{"k":"v","n":null}`; invalid UTF-8 in header bytes
+    /// is replaced by U+FFFD in that form only; repeated header names are kept).
+    Headers,
+}
+
+impl MetaField {
+    fn name(self) -> &'static str {
+        match self {
+            MetaField::Topic => "topic",
+            MetaField::Partition => "partition",
+            MetaField::Offset => "offset",
+            MetaField::Timestamp => "timestamp",
+            MetaField::Key => "key",
+            MetaField::Headers => "headers",
+        }
+    }
+}
+
+/// Where a column's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnSource {
+    /// A top-level field of the JSON object, by exact (unescaped) name.
+    Field(String),
+    /// Kafka message metadata.
+    Meta(MetaField),
+}
+
+/// What to write when the value is absent (field not in the object, or no Kafka timestamp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnMissing {
+    /// Let the server compute the column DEFAULT (RowBinaryWithDefaults prefix 1). Only valid
+    /// in a plan with `with_defaults`.
+    ServerDefault,
+    /// Precomputed RowBinary bytes of the value (see [`encode_json_value`] to make them).
+    Bytes(Vec<u8>),
+    /// NULL; only valid for a Nullable column.
+    Null,
+    /// Fail the row.
+    Error,
+}
+
+/// One column of the INSERT, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnPlan {
+    pub name: String,
+    pub ty: ChType,
+    pub source: ColumnSource,
+    pub on_missing: OnMissing,
+}
+
+impl ColumnPlan {
+    /// A column read from the JSON field of the same name, failing the row when absent.
+    pub fn field(name: impl Into<String>, ty: ChType) -> ColumnPlan {
+        let name = name.into();
+        ColumnPlan {
+            source: ColumnSource::Field(name.clone()),
+            name,
+            ty,
+            on_missing: OnMissing::Error,
+        }
+    }
+
+    /// A column filled from Kafka metadata.
+    pub fn meta(name: impl Into<String>, ty: ChType, meta: MetaField) -> ColumnPlan {
+        ColumnPlan {
+            name: name.into(),
+            ty,
+            source: ColumnSource::Meta(meta),
+            on_missing: OnMissing::Error,
+        }
+    }
+
+    /// Same column with another [`OnMissing`].
+    pub fn on_missing(mut self, on_missing: OnMissing) -> ColumnPlan {
+        self.on_missing = on_missing;
+        self
+    }
+}
+
+/// Why a plan was refused by [`RowPlan::new`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("column {column} appears twice in the plan")]
+    DuplicateColumn { column: String },
+    #[error(
+        "column {column}: a server DEFAULT needs the RowBinaryWithDefaults format (with_defaults)"
+    )]
+    ServerDefaultNeedsWithDefaults { column: String },
+    #[error("column {column} {ty}: NULL as the missing value needs a Nullable column")]
+    NullDefaultNotNullable { column: String, ty: String },
+    #[error("column {column} {ty}: Kafka {meta} cannot be stored in this type")]
+    MetaType {
+        column: String,
+        ty: String,
+        meta: &'static str,
+    },
+    #[error("plan has {n} columns, more than the supported {max}")]
+    TooManyColumns { n: usize, max: usize },
+}
+
+/// Compiled source of one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    Field(usize),
+    Meta(MetaField),
+}
+
+/// Field name → field slot, built once per plan. Open addressing over a power-of-two table
+/// with an Fx-style hash: for the dozen-key objects we see, hashing a short key costs a few
+/// multiplications, far less than SipHash, and the sequential guess in [`FieldIndex::find`]
+/// usually avoids even that.
+#[derive(Debug, Clone, Default)]
+struct FieldIndex {
+    names: Vec<Box<[u8]>>,
+    /// slot id + 1; 0 = empty bucket.
+    table: Vec<u32>,
+    shift: u32,
+}
+
+#[inline]
+fn fx_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let rem = chunks.remainder();
+    if !rem.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rem.len()].copy_from_slice(rem);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    h
+}
+
+impl FieldIndex {
+    fn build(names: Vec<Box<[u8]>>) -> FieldIndex {
+        let size = (names.len() * 2).next_power_of_two().max(8);
+        let bits = size.trailing_zeros();
+        let mut idx = FieldIndex {
+            names,
+            table: vec![0; size],
+            shift: 64 - bits,
+        };
+        for id in 0..idx.names.len() {
+            let mut b = idx.bucket(&idx.names[id]);
+            while idx.table[b] != 0 {
+                b = (b + 1) & (size - 1);
+            }
+            idx.table[b] = id as u32 + 1;
+        }
+        idx
+    }
+
+    #[inline]
+    fn bucket(&self, key: &[u8]) -> usize {
+        // The multiply in fx_hash mixes into the high bits, so take those.
+        (fx_hash(key) >> self.shift) as usize
+    }
+
+    /// Finds `key`'s slot. `guess` is the slot expected next: producers usually emit fields in
+    /// a fixed order, so one comparison often replaces the hash.
+    #[inline]
+    fn find(&self, key: &[u8], guess: &mut usize) -> Option<usize> {
+        if let Some(n) = self.names.get(*guess) {
+            if **n == *key {
+                *guess += 1;
+                return Some(*guess - 1);
+            }
+        }
+        let mask = self.table.len().wrapping_sub(1);
+        let mut b = self.bucket(key) & mask;
+        loop {
+            let e = *self.table.get(b)? as usize;
+            if e == 0 {
+                return None;
+            }
+            if self.names.get(e - 1).is_some_and(|n| **n == *key) {
+                *guess = e;
+                return Some(e - 1);
+            }
+            b = (b + 1) & mask;
+        }
+    }
+}
+
+/// A validated, compiled description of one INSERT's columns.
+///
+/// The public fields are what [`RowPlan::new`] was given; do not change them afterwards
+/// (build a new plan instead): the compiled field index is derived from them. A plan changed
+/// anyway never causes a panic, only wrong-column errors.
+#[derive(Debug, Clone)]
+pub struct RowPlan {
+    pub columns: Vec<ColumnPlan>,
+    pub unknown_fields: UnknownFields,
+    /// RowBinaryWithDefaults: prefix each column with 0 (value follows) or 1 (use DEFAULT).
+    pub with_defaults: bool,
+    index: FieldIndex,
+    sources: Vec<Src>,
+}
+
+/// Upper bound on columns, so that slot ids fit the compact index.
+const MAX_COLUMNS: usize = 1 << 20;
+
+impl RowPlan {
+    /// Validates and compiles a plan: checks defaults against the format and column types,
+    /// meta columns against their types, and builds the field-name lookup.
+    pub fn new(
+        columns: Vec<ColumnPlan>,
+        unknown_fields: UnknownFields,
+        with_defaults: bool,
+    ) -> Result<RowPlan, PlanError> {
+        if columns.len() > MAX_COLUMNS {
+            return Err(PlanError::TooManyColumns {
+                n: columns.len(),
+                max: MAX_COLUMNS,
+            });
+        }
+        let mut names: Vec<Box<[u8]>> = Vec::new();
+        let mut sources = Vec::with_capacity(columns.len());
+        for (i, c) in columns.iter().enumerate() {
+            if columns[..i].iter().any(|o| o.name == c.name) {
+                return Err(PlanError::DuplicateColumn {
+                    column: c.name.clone(),
+                });
+            }
+            match &c.on_missing {
+                OnMissing::ServerDefault if !with_defaults => {
+                    return Err(PlanError::ServerDefaultNeedsWithDefaults {
+                        column: c.name.clone(),
+                    })
+                }
+                OnMissing::Null if !c.ty.is_nullable() => {
+                    return Err(PlanError::NullDefaultNotNullable {
+                        column: c.name.clone(),
+                        ty: c.ty.to_string(),
+                    })
+                }
+                _ => {}
+            }
+            sources.push(match &c.source {
+                ColumnSource::Field(f) => {
+                    // Several columns may read the same field (e.g. as String and as UInt64).
+                    let id = match names.iter().position(|n| **n == *f.as_bytes()) {
+                        Some(id) => id,
+                        None => {
+                            names.push(f.as_bytes().into());
+                            names.len() - 1
+                        }
+                    };
+                    Src::Field(id)
+                }
+                ColumnSource::Meta(m) => {
+                    if !meta_type_ok(*m, &c.ty) {
+                        return Err(PlanError::MetaType {
+                            column: c.name.clone(),
+                            ty: c.ty.to_string(),
+                            meta: m.name(),
+                        });
+                    }
+                    Src::Meta(*m)
+                }
+            });
+        }
+        Ok(RowPlan {
+            columns,
+            unknown_fields,
+            with_defaults,
+            index: FieldIndex::build(names),
+            sources,
+        })
+    }
+}
+
+/// Kafka metadata of the message being converted.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageMeta<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
+// ------------------------------------------------------------------------------------------
+// Errors
+// ------------------------------------------------------------------------------------------
+
+/// Why a message could not be turned into a row. Every variant is a property of the message
+/// (with this plan), so retrying the same message cannot succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    #[error("invalid JSON at byte {offset}: {reason}")]
+    InvalidJson { offset: usize, reason: &'static str },
+    #[error("payload is not a JSON object: {found}")]
+    NotAnObject { found: String },
+    #[error("unknown field \"{field}\"")]
+    UnknownField { field: String },
+    #[error("duplicate field \"{field}\"")]
+    DuplicateField { field: String },
+    /// `origin` is `field "id"` or `Kafka timestamp`.
+    #[error("missing {origin} for column {column} {ty} (no default)")]
+    Missing {
+        origin: String,
+        column: String,
+        ty: String,
+    },
+    /// `origin` is `field "age"`, `Kafka offset`, or `value` (for [`encode_json_value`]).
+    #[error("{origin} -> column {column} {ty}: {reason}")]
+    Value {
+        origin: String,
+        column: String,
+        ty: String,
+        reason: String,
+    },
+}
+
+/// A conversion failure deep inside a value, before we know which column it belongs to.
+/// Boxed so that the hot path's `Result` stays one word.
+#[derive(Debug)]
+struct ConvErr {
+    reason: String,
+    /// Innermost last; rendered outermost first.
+    path: Vec<PathSeg>,
+}
+
+#[derive(Debug)]
+enum PathSeg {
+    Index(usize),
+    Key(String),
+}
+
+type Conv<T = ()> = Result<T, Box<ConvErr>>;
+
+#[cold]
+fn fail(reason: String) -> Box<ConvErr> {
+    Box::new(ConvErr {
+        reason,
+        path: Vec::new(),
+    })
+}
+
+fn at_index(i: usize) -> impl FnOnce(Box<ConvErr>) -> Box<ConvErr> {
+    move |mut e| {
+        e.path.push(PathSeg::Index(i));
+        e
+    }
+}
+
+fn at_key(k: &[u8]) -> impl FnOnce(Box<ConvErr>) -> Box<ConvErr> + '_ {
+    move |mut e| {
+        e.path
+            .push(PathSeg::Key(String::from_utf8_lossy(k).into_owned()));
+        e
+    }
+}
+
+impl ConvErr {
+    fn into_row_error(self, origin: String, col: &ColumnPlan) -> RowError {
+        let mut reason = String::new();
+        for seg in self.path.iter().rev() {
+            match seg {
+                PathSeg::Index(i) => reason.push_str(&format!("[{i}]")),
+                PathSeg::Key(k) => reason.push_str(&format!("[{:?}]", shorten(k))),
+            }
+        }
+        if !reason.is_empty() {
+            reason.push_str(": ");
+        }
+        reason.push_str(&self.reason);
+        RowError::Value {
+            origin,
+            column: col.name.clone(),
+            ty: col.ty.to_string(),
+            reason,
+        }
+    }
+}
+
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(SHOW_CHARS) {
+        None => s.to_owned(),
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+    }
+}
+
+/// The offending text, shortened, for messages.
+fn show(raw: &[u8]) -> String {
+    shorten(&String::from_utf8_lossy(raw))
+}
+
+fn field_origin(name: &str) -> String {
+    format!("field {:?}", shorten(name))
+}
+
+// ------------------------------------------------------------------------------------------
+// Scratch
+// ------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Row generation that filled the slot; a stale generation means "absent", which saves
+    /// clearing all slots for every row.
+    gen: u32,
+    start: usize,
+    end: usize,
+    kind: Kind,
+}
+
+/// Reusable per-thread state for [`encode_json_row_with`]. Holds no meaning between rows;
+/// one scratch may serve any number of plans.
+#[derive(Debug, Default)]
+pub struct RowScratch {
+    gen: u32,
+    slots: Vec<Slot>,
+    /// Unescaped string values.
+    tmp: Vec<u8>,
+    /// Unescaped field names (only for names written with escapes).
+    key: Vec<u8>,
+}
+
+impl RowScratch {
+    pub fn new() -> RowScratch {
+        RowScratch::default()
+    }
+
+    fn start_row(&mut self, fields: usize) {
+        if self.slots.len() < fields {
+            self.slots.resize(fields, Slot::default());
+        }
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            // Wrapped: old generations could alias the new ones, so clear for real.
+            self.slots.iter_mut().for_each(|s| s.gen = 0);
+            self.gen = 1;
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<RowScratch> = RefCell::new(RowScratch::new());
+}
+
+// ------------------------------------------------------------------------------------------
+// Scanner
+// ------------------------------------------------------------------------------------------
+
+/// Kind of a scanned JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Kind {
+    #[default]
+    Null,
+    True,
+    False,
+    /// A number without fraction or exponent.
+    Int,
+    /// A number with fraction and/or exponent.
+    Num,
+    /// A string without escapes.
+    Str,
+    /// A string with backslash escapes.
+    StrEsc,
+    Arr,
+    Obj,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::True | Kind::False => "a boolean",
+            Kind::Int | Kind::Num => "a number",
+            Kind::Str | Kind::StrEsc => "a string",
+            Kind::Arr => "an array",
+            Kind::Obj => "an object",
+        }
+    }
+}
+
+/// A scanned JSON value: its complete text (with quotes for strings) and kind.
+#[derive(Debug, Clone, Copy)]
+struct Val<'a> {
+    raw: &'a [u8],
+    kind: Kind,
+}
+
+impl<'a> Val<'a> {
+    /// String content: borrowed when there are no escapes, else unescaped into `tmp`.
+    #[inline]
+    fn str_bytes<'t>(&self, tmp: &'t mut Vec<u8>) -> Conv<&'t [u8]>
+    where
+        'a: 't,
+    {
+        let inner = self
+            .raw
+            .get(1..self.raw.len().saturating_sub(1))
+            .unwrap_or_default();
+        if self.kind == Kind::StrEsc {
+            tmp.clear();
+            unescape(inner, tmp).map_err(|why| fail(format!("{}: {why}", show(self.raw))))?;
+            Ok(tmp.as_slice())
+        } else {
+            Ok(inner)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct JsonErr {
+    pos: usize,
+    reason: &'static str,
+}
+
+struct Scan<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `w` that is `"`, `\` or a control character. Only the lowest
+/// flagged byte is guaranteed exact (borrows can flag bytes above a true match), which is all
+/// the scanner uses.
+#[inline(always)]
+fn string_specials(w: u64) -> u64 {
+    let q = w ^ (ONES * b'"' as u64);
+    let bs = w ^ (ONES * b'\\' as u64);
+    let m_q = q.wrapping_sub(ONES) & !q;
+    let m_bs = bs.wrapping_sub(ONES) & !bs;
+    let m_ctl = w.wrapping_sub(ONES * 0x20) & !w;
+    (m_q | m_bs | m_ctl) & HIGH
+}
+
+impl<'a> Scan<'a> {
+    #[inline]
+    fn new(b: &'a [u8]) -> Scan<'a> {
+        Scan { b, pos: 0 }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    #[cold]
+    fn err(&self, pos: usize, reason: &'static str) -> JsonErr {
+        JsonErr { pos, reason }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// Scans a string starting at its opening quote; returns whether it has escapes.
+    #[inline]
+    fn string(&mut self) -> Result<bool, JsonErr> {
+        let b = self.b;
+        let start = self.pos;
+        let mut i = start + 1;
+        let mut escaped = false;
+        let mut non_ascii = false;
+        loop {
+            // 8 bytes at a time until something needs a look.
+            while let Some(chunk) = b.get(i..i + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(chunk);
+                let w = u64::from_le_bytes(w);
+                let m = string_specials(w);
+                if m != 0 {
+                    let n = (m.trailing_zeros() / 8) as usize;
+                    // Only bytes before the special one belong to the string for sure.
+                    let before = if n == 0 {
+                        0
+                    } else {
+                        w & (u64::MAX >> (64 - 8 * n as u32))
+                    };
+                    non_ascii |= before & HIGH != 0;
+                    i += n;
+                    break;
+                }
+                non_ascii |= w & HIGH != 0;
+                i += 8;
+            }
+            let Some(&c) = b.get(i) else {
+                return Err(self.err(start, "unterminated string"));
+            };
+            match c {
+                b'"' => {
+                    if non_ascii && std::str::from_utf8(&b[start + 1..i]).is_err() {
+                        return Err(self.err(start, "string is not valid UTF-8"));
+                    }
+                    self.pos = i + 1;
+                    return Ok(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    match b.get(i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                        Some(b'u') => {
+                            let hex = b.get(i + 2..i + 6);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                return Err(self.err(i, "invalid \\u escape"));
+                            }
+                            i += 6;
+                        }
+                        _ => return Err(self.err(i, "invalid escape in string")),
+                    }
+                }
+                c if c < 0x20 => return Err(self.err(i, "control character in string")),
+                c => {
+                    non_ascii |= c >= 0x80;
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Scans a number; returns whether it is integral in form (no fraction or exponent).
+    #[inline]
+    fn number(&mut self) -> Result<bool, JsonErr> {
+        let b = self.b;
+        let start = self.pos;
+        let mut i = start;
+        let digits = |i: &mut usize| {
+            let s = *i;
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i > s
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            _ => return Err(self.err(start, "invalid number")),
+        }
+        let mut integral = true;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            integral = false;
+            if !digits(&mut i) {
+                return Err(self.err(i, "expected digits after the decimal point"));
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            integral = false;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            if !digits(&mut i) {
+                return Err(self.err(i, "expected digits in the exponent"));
+            }
+        }
+        self.pos = i;
+        Ok(integral)
+    }
+
+    #[inline]
+    fn literal(&mut self, lit: &'static [u8], kind: Kind) -> Result<Kind, JsonErr> {
+        if self.b.get(self.pos..self.pos + lit.len()) == Some(lit) {
+            self.pos += lit.len();
+            Ok(kind)
+        } else {
+            Err(self.err(self.pos, "invalid literal"))
+        }
+    }
+
+    /// Scans (and fully validates) one value at the current position.
+    #[inline]
+    fn value(&mut self) -> Result<Kind, JsonErr> {
+        match self.peek() {
+            Some(b'"') => Ok(if self.string()? {
+                Kind::StrEsc
+            } else {
+                Kind::Str
+            }),
+            Some(b'-' | b'0'..=b'9') => Ok(if self.number()? { Kind::Int } else { Kind::Num }),
+            Some(b't') => self.literal(b"true", Kind::True),
+            Some(b'f') => self.literal(b"false", Kind::False),
+            Some(b'n') => self.literal(b"null", Kind::Null),
+            Some(b'{') => self.container().map(|_| Kind::Obj),
+            Some(b'[') => self.container().map(|_| Kind::Arr),
+            Some(_) => Err(self.err(self.pos, "expected a JSON value")),
+            None => Err(self.err(self.pos, "unexpected end of input")),
+        }
+    }
+
+    /// `"key"` `:` with surrounding whitespace, inside an object being skipped.
+    #[inline]
+    fn key_colon(&mut self) -> Result<(), JsonErr> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err(self.pos, "expected a field name"));
+        }
+        self.string()?;
+        self.ws();
+        if self.peek() != Some(b':') {
+            return Err(self.err(self.pos, "expected ':'"));
+        }
+        self.pos += 1;
+        self.ws();
+        Ok(())
+    }
+
+    /// Validates an object or array without recursion: the open containers are a bit stack
+    /// (1 = object), so depth costs no stack frames.
+    fn container(&mut self) -> Result<(), JsonErr> {
+        let mut stack = [0u64; MAX_JSON_DEPTH.div_ceil(64)];
+        let mut depth = 0usize;
+        let mut need_value = true;
+        loop {
+            if need_value {
+                match self.peek() {
+                    Some(c @ (b'{' | b'[')) => {
+                        if depth >= MAX_JSON_DEPTH {
+                            return Err(self.err(self.pos, "JSON nested too deeply"));
+                        }
+                        let is_obj = c == b'{';
+                        let (w, bit) = (depth / 64, depth % 64);
+                        if let Some(word) = stack.get_mut(w) {
+                            if is_obj {
+                                *word |= 1 << bit;
+                            } else {
+                                *word &= !(1 << bit);
+                            }
+                        }
+                        depth += 1;
+                        self.pos += 1;
+                        self.ws();
+                        let close = if is_obj { b'}' } else { b']' };
+                        if self.peek() == Some(close) {
+                            self.pos += 1;
+                            depth -= 1;
+                        } else {
+                            if is_obj {
+                                self.key_colon()?;
+                            }
+                            continue;
+                        }
+                    }
+                    _ => {
+                        self.value()?;
+                    }
+                }
+            }
+            // A value just ended: close containers or move to the next element.
+            loop {
+                if depth == 0 {
+                    return Ok(());
+                }
+                let d = depth - 1;
+                let is_obj = stack.get(d / 64).is_some_and(|w| w & (1 << (d % 64)) != 0);
+                self.ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.ws();
+                        if is_obj {
+                            self.key_colon()?;
+                        }
+                        need_value = true;
+                        break;
+                    }
+                    Some(b'}') if is_obj => {
+                        self.pos += 1;
+                        depth -= 1;
+                    }
+                    Some(b']') if !is_obj => {
+                        self.pos += 1;
+                        depth -= 1;
+                    }
+                    None => return Err(self.err(self.pos, "unexpected end of input")),
+                    _ => {
+                        return Err(self.err(
+                            self.pos,
+                            if is_obj {
+                                "expected ',' or '}'"
+                            } else {
+                                "expected ',' or ']'"
+                            },
+                        ))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Appends the unescaped content of a (validated) JSON string body.
+fn unescape(s: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+    let mut i = 0;
+    while i < s.len() {
+        let Some(off) = s[i..].iter().position(|&c| c == b'\\') else {
+            out.extend_from_slice(&s[i..]);
+            return Ok(());
+        };
+        out.extend_from_slice(&s[i..i + off]);
+        i += off;
+        let esc = s.get(i + 1).copied().ok_or("truncated escape")?;
+        i += 2;
+        let c = match esc {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let hi = hex4(s.get(i..i + 4))?;
+                i += 4;
+                let cp = if (0xD800..0xDC00).contains(&hi) {
+                    // A high surrogate must be followed by an escaped low surrogate.
+                    if s.get(i..i + 2) != Some(b"\\u") {
+                        return Err("unpaired surrogate in \\u escape");
+                    }
+                    let lo = hex4(s.get(i + 2..i + 6))?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err("unpaired surrogate in \\u escape");
+                    }
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else if (0xDC00..0xE000).contains(&hi) {
+                    return Err("unpaired surrogate in \\u escape");
+                } else {
+                    hi
+                };
+                let ch = char::from_u32(cp).ok_or("invalid \\u escape")?;
+                out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+                continue;
+            }
+            _ => return Err("invalid escape"),
+        };
+        out.push(c);
+    }
+    Ok(())
+}
+
+fn hex4(h: Option<&[u8]>) -> Result<u32, &'static str> {
+    let h = h.ok_or("truncated \\u escape")?;
+    let mut v = 0u32;
+    for &c in h {
+        let d = (c as char).to_digit(16).ok_or("invalid \\u escape")?;
+        v = v * 16 + d;
+    }
+    Ok(v)
+}
+
+/// Iterates the elements of a validated JSON array text.
+struct ArrayIter<'a> {
+    s: Scan<'a>,
+    first: bool,
+}
+
+impl<'a> ArrayIter<'a> {
+    fn new(raw: &'a [u8]) -> ArrayIter<'a> {
+        let mut s = Scan::new(raw);
+        s.pos = 1; // past '['
+        ArrayIter { s, first: true }
+    }
+
+    fn next_val(&mut self) -> Conv<Option<Val<'a>>> {
+        let s = &mut self.s;
+        s.ws();
+        if s.peek() == Some(b']') {
+            return Ok(None);
+        }
+        if !self.first {
+            if s.peek() != Some(b',') {
+                return Err(fail("malformed array".into()));
+            }
+            s.pos += 1;
+            s.ws();
+        }
+        self.first = false;
+        let start = s.pos;
+        let kind = s
+            .value()
+            .map_err(|e| fail(format!("malformed array: {}", e.reason)))?;
+        Ok(Some(Val {
+            raw: s.b.get(start..s.pos).unwrap_or_default(),
+            kind,
+        }))
+    }
+}
+
+/// Iterates the members of a validated JSON object text: (key as a string value, value).
+struct ObjectIter<'a> {
+    s: Scan<'a>,
+    first: bool,
+}
+
+impl<'a> ObjectIter<'a> {
+    fn new(raw: &'a [u8]) -> ObjectIter<'a> {
+        let mut s = Scan::new(raw);
+        s.pos = 1; // past '{'
+        ObjectIter { s, first: true }
+    }
+
+    fn next_pair(&mut self) -> Conv<Option<(Val<'a>, Val<'a>)>> {
+        let s = &mut self.s;
+        s.ws();
+        if s.peek() == Some(b'}') {
+            return Ok(None);
+        }
+        if !self.first {
+            if s.peek() != Some(b',') {
+                return Err(fail("malformed object".into()));
+            }
+            s.pos += 1;
+            s.ws();
+        }
+        self.first = false;
+        let bad = |e: JsonErr| fail(format!("malformed object: {}", e.reason));
+        let kstart = s.pos;
+        if s.peek() != Some(b'"') {
+            return Err(fail("malformed object".into()));
+        }
+        let kesc = s.string().map_err(bad)?;
+        let key = Val {
+            raw: s.b.get(kstart..s.pos).unwrap_or_default(),
+            kind: if kesc { Kind::StrEsc } else { Kind::Str },
+        };
+        s.ws();
+        if s.peek() != Some(b':') {
+            return Err(fail("malformed object".into()));
+        }
+        s.pos += 1;
+        s.ws();
+        let vstart = s.pos;
+        let kind = s.value().map_err(bad)?;
+        Ok(Some((
+            key,
+            Val {
+                raw: s.b.get(vstart..s.pos).unwrap_or_default(),
+                kind,
+            },
+        )))
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Numbers
+// ------------------------------------------------------------------------------------------
+
+/// A signed integer as sign + magnitude, wide enough for every ClickHouse integer and decimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BigInt {
+    neg: bool,
+    mag: U256,
+    /// Significant decimal digits of `mag` (0 for zero).
+    digits: u32,
+}
+
+enum NumErr {
+    Syntax,
+    /// Non-zero digits beyond the wanted scale.
+    Inexact,
+    Overflow,
+}
+
+/// Parses decimal text (`[+-]digits[.digits][e[+-]digits]`; JSON numbers are a subset) and
+/// returns value × 10^scale, which must be an integer. The text is never rounded.
+fn parse_scaled(text: &[u8], scale: u32) -> Result<BigInt, NumErr> {
+    let mut i = 0;
+    let neg = match text.first() {
+        Some(b'-') => {
+            i = 1;
+            true
+        }
+        Some(b'+') => {
+            i = 1;
+            false
+        }
+        _ => false,
+    };
+    let int_start = i;
+    while text.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    let int_part = &text[int_start..i];
+    let mut frac_part: &[u8] = &[];
+    if text.get(i) == Some(&b'.') {
+        i += 1;
+        let s = i;
+        while text.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        frac_part = &text[s..i];
+    }
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(NumErr::Syntax);
+    }
+    let mut exp: i64 = 0;
+    if let Some(b'e' | b'E') = text.get(i) {
+        i += 1;
+        let eneg = match text.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let s = i;
+        while let Some(&d) = text.get(i).filter(|c| c.is_ascii_digit()) {
+            // Saturate: any exponent this large overflows or underflows every type anyway.
+            exp = (exp * 10 + (d - b'0') as i64).min(1 << 40);
+            i += 1;
+        }
+        if i == s {
+            return Err(NumErr::Syntax);
+        }
+        if eneg {
+            exp = -exp;
+        }
+    }
+    if i != text.len() {
+        return Err(NumErr::Syntax);
+    }
+    // value × 10^scale = D × 10^e where D = int_part ++ frac_part.
+    let n = int_part.len() + frac_part.len();
+    let e = exp - frac_part.len() as i64 + scale as i64;
+    // Digits of D at index >= keep are dropped by a negative e and must be zero.
+    let keep = if e < 0 {
+        (n as i64 + e).max(0) as usize
+    } else {
+        n
+    };
+    let digit = |k: usize| -> u8 {
+        let c = if k < int_part.len() {
+            int_part[k]
+        } else {
+            frac_part[k - int_part.len()]
+        };
+        c - b'0'
+    };
+    if (keep..n).any(|k| digit(k) != 0) {
+        return Err(NumErr::Inexact);
+    }
+    // Accumulate in u128 (38 digits) and only go to 256 bits for the rare longer numbers.
+    let mut small: u128 = 0;
+    let mut big: Option<U256> = None;
+    let mut sig: u32 = 0;
+    for k in 0..keep {
+        let d = digit(k);
+        if sig == 0 && d == 0 {
+            continue;
+        }
+        sig += 1;
+        match big {
+            None if sig <= 38 => small = small * 10 + d as u128,
+            None => {
+                big = Some(
+                    U256::from_u128(small)
+                        .checked_mul10_add(d)
+                        .ok_or(NumErr::Overflow)?,
+                )
+            }
+            Some(b) => big = Some(b.checked_mul10_add(d).ok_or(NumErr::Overflow)?),
+        }
+    }
+    let mut mag = big.unwrap_or(U256::from_u128(small));
+    if e > 0 && sig > 0 {
+        if e > 80 {
+            return Err(NumErr::Overflow);
+        }
+        for _ in 0..e {
+            mag = mag.checked_mul10_add(0).ok_or(NumErr::Overflow)?;
+        }
+        sig += e as u32;
+    }
+    Ok(BigInt {
+        neg: neg && sig > 0,
+        mag,
+        digits: sig,
+    })
+}
+
+/// Fast path for the overwhelmingly common plain JSON integer that fits an `i64`-ish range.
+#[inline]
+fn parse_plain_int(raw: &[u8]) -> Option<BigInt> {
+    let (neg, digits) = match raw.first() {
+        Some(b'-') => (true, raw.get(1..)?),
+        _ => (false, raw),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as u64;
+    }
+    // `digits` is only used for Decimal precision, which never takes this path.
+    Some(BigInt {
+        neg: neg && v != 0,
+        mag: U256::from_u128(v as u128),
+        digits: 0,
+    })
+}
+
+/// Reads an integer from a JSON number or a string holding one, exactly.
+#[inline]
+fn read_int(v: Val<'_>, tmp: &mut Vec<u8>) -> Conv<BigInt> {
+    let text: &[u8] = match v.kind {
+        Kind::Int => {
+            if let Some(n) = parse_plain_int(v.raw) {
+                return Ok(n);
+            }
+            v.raw
+        }
+        Kind::Num => v.raw,
+        Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
+        k => {
+            return Err(fail(format!(
+                "expected an integer, found {} {}",
+                k.describe(),
+                show(v.raw)
+            )))
+        }
+    };
+    parse_scaled(text, 0).map_err(|e| {
+        fail(match e {
+            NumErr::Syntax => format!("{} is not an integer", show(v.raw)),
+            NumErr::Inexact => format!(
+                "{} is not an integer (it has a fractional part)",
+                show(v.raw)
+            ),
+            NumErr::Overflow => format!("{} is out of range", show(v.raw)),
+        })
+    })
+}
+
+impl BigInt {
+    /// The value as i128 if it fits.
+    #[inline]
+    fn to_i128(self) -> Option<i128> {
+        let m = self.mag.to_u128()?;
+        if self.neg {
+            if m <= i128::MAX as u128 {
+                Some(-(m as i128))
+            } else if m == 1u128 << 127 {
+                Some(i128::MIN)
+            } else {
+                None
+            }
+        } else {
+            i128::try_from(m).ok()
+        }
+    }
+
+    fn from_i128(v: i128) -> BigInt {
+        BigInt {
+            neg: v < 0,
+            mag: U256::from_u128(v.unsigned_abs()),
+            digits: 0,
+        }
+    }
+}
+
+const INT256_RANGE: &str = "-57896044618658097711785492504343953926634992332820282019728792003956564819968..=57896044618658097711785492504343953926634992332820282019728792003956564819967";
+const UINT256_RANGE: &str =
+    "0..=115792089237316195423570985008687907853269984665640564039457584007913129639935";
+
+/// Writes `n` as integer type `ty` (plain integer types only); `Err` carries the range text.
+#[inline]
+fn put_int(ty: &ChType, n: BigInt, out: &mut Vec<u8>) -> Result<(), String> {
+    macro_rules! small {
+        ($t:ty) => {{
+            match n.to_i128().and_then(|v| <$t>::try_from(v).ok()) {
+                Some(v) => {
+                    out.extend_from_slice(&v.to_le_bytes());
+                    Ok(())
+                }
+                None => Err(format!("{}..={}", <$t>::MIN, <$t>::MAX)),
+            }
+        }};
+    }
+    match ty {
+        ChType::UInt8 => small!(u8),
+        ChType::UInt16 => small!(u16),
+        ChType::UInt32 => small!(u32),
+        ChType::UInt64 => small!(u64),
+        ChType::Int8 => small!(i8),
+        ChType::Int16 => small!(i16),
+        ChType::Int32 => small!(i32),
+        ChType::Int64 => small!(i64),
+        ChType::Int128 => small!(i128),
+        ChType::UInt128 => match n.mag.to_u128() {
+            Some(m) if !n.neg => {
+                rb::put_u128(out, m);
+                Ok(())
+            }
+            _ => Err(format!("0..={}", u128::MAX)),
+        },
+        ChType::UInt256 => {
+            if n.neg {
+                return Err(UINT256_RANGE.into());
+            }
+            rb::put_u256(out, n.mag);
+            Ok(())
+        }
+        ChType::Int256 => {
+            let fits = if n.neg {
+                n.mag <= U256::HALF
+            } else {
+                n.mag < U256::HALF
+            };
+            if !fits {
+                return Err(INT256_RANGE.into());
+            }
+            rb::put_signed(out, n.neg, n.mag, 32);
+            Ok(())
+        }
+        _ => Err(format!("(not an integer type: {ty})")),
+    }
+}
+
+fn is_int_type(ty: &ChType) -> bool {
+    matches!(
+        ty,
+        ChType::UInt8
+            | ChType::UInt16
+            | ChType::UInt32
+            | ChType::UInt64
+            | ChType::UInt128
+            | ChType::UInt256
+            | ChType::Int8
+            | ChType::Int16
+            | ChType::Int32
+            | ChType::Int64
+            | ChType::Int128
+            | ChType::Int256
+    )
+}
+
+/// True for `inf`, `-infinity`, ... (what makes an infinite parse legitimate).
+fn is_inf_literal(s: &str) -> bool {
+    let t = s.trim_start_matches(['+', '-']);
+    t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity")
+}
+
+fn read_float<F>(v: Val<'_>, tmp: &mut Vec<u8>, what: &str) -> Conv<F>
+where
+    F: std::str::FromStr + Copy + Into<f64>,
+{
+    let text: &[u8] = match v.kind {
+        Kind::Int | Kind::Num => v.raw,
+        Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
+        k => {
+            return Err(fail(format!(
+                "expected a number, found {} {}",
+                k.describe(),
+                show(v.raw)
+            )))
+        }
+    };
+    let s =
+        std::str::from_utf8(text).map_err(|_| fail(format!("{} is not a number", show(v.raw))))?;
+    // Rust's float parser accepts `1_0`? No; it accepts exactly decimal/exponent forms,
+    // inf/infinity/nan, and rounds correctly to the target type (no double rounding).
+    let f: F = s
+        .parse()
+        .map_err(|_| fail(format!("{} is not a number", show(v.raw))))?;
+    let x: f64 = f.into();
+    if x.is_infinite() && !is_inf_literal(s) {
+        return Err(fail(format!("{} is out of {what} range", show(v.raw))));
+    }
+    Ok(f)
+}
+
+// ------------------------------------------------------------------------------------------
+// Dates and times
+// ------------------------------------------------------------------------------------------
+
+/// Days from 1970-01-01 to the proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = ((m + 9) % 12) as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+fn digits_at(s: &[u8], at: usize, n: usize) -> Option<u32> {
+    let d = s.get(at..at + n)?;
+    let mut v = 0u32;
+    for &c in d {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as u32;
+    }
+    Some(v)
+}
+
+/// `YYYY-MM-DD` at the start of `s`: (year, month, day), validated.
+fn parse_ymd(s: &[u8]) -> Option<(i64, u32, u32)> {
+    let y = digits_at(s, 0, 4)? as i64;
+    let m = digits_at(s, 5, 2)?;
+    let d = digits_at(s, 8, 2)?;
+    if s.get(4) != Some(&b'-')
+        || s.get(7) != Some(&b'-')
+        || !(1..=12).contains(&m)
+        || d == 0
+        || d > days_in_month(y, m)
+    {
+        return None;
+    }
+    Some((y, m, d))
+}
+
+fn looks_like_date(s: &[u8]) -> bool {
+    s.len() >= 10 && s.get(4) == Some(&b'-') && s.get(7) == Some(&b'-')
+}
+
+const DATE32_MIN: i64 = -25_567; // 1900-01-01
+const DATE32_MAX: i64 = 120_529; // 2299-12-31
+const DT64_MIN_SECS: i64 = -2_208_988_800; // 1900-01-01 00:00:00 UTC
+const DT64_END_SECS: i64 = 10_413_792_000; // 2300-01-01 00:00:00 UTC
+
+fn pow10(p: u32) -> i64 {
+    10i64.pow(p.min(18))
+}
+
+/// Parses a date-time string into ticks of 10^-precision s since the epoch (UTC).
+fn parse_datetime(s: &[u8], tz: Option<Tz>, precision: u32) -> Result<i128, &'static str> {
+    const BAD: &str = "is not a date-time (expected YYYY-MM-DD hh:mm:ss[.fff][Z|+hh:mm])";
+    let (y, mo, d) = parse_ymd(s).ok_or(BAD)?;
+    let mut i = 10;
+    let (mut h, mut mi, mut sec) = (0u32, 0u32, 0u32);
+    let mut frac: &[u8] = &[];
+    if let Some(b' ' | b'T' | b't') = s.get(i) {
+        h = digits_at(s, i + 1, 2).ok_or(BAD)?;
+        if s.get(i + 3) != Some(&b':') {
+            return Err(BAD);
+        }
+        mi = digits_at(s, i + 4, 2).ok_or(BAD)?;
+        i += 6;
+        if s.get(i) == Some(&b':') {
+            sec = digits_at(s, i + 1, 2).ok_or(BAD)?;
+            i += 3;
+            if s.get(i) == Some(&b'.') {
+                let st = i + 1;
+                i = st;
+                while s.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+                frac = &s[st..i];
+                if frac.is_empty() {
+                    return Err(BAD);
+                }
+            }
+        }
+        if h > 23 || mi > 59 || sec > 59 {
+            return Err("has an invalid time of day");
+        }
+    }
+    // Optional offset.
+    let offset: Option<i64> = match s.get(i) {
+        None => None,
+        Some(b'Z' | b'z') => {
+            i += 1;
+            Some(0)
+        }
+        Some(&c @ (b'+' | b'-')) => {
+            let oh = digits_at(s, i + 1, 2).ok_or(BAD)? as i64;
+            i += 3;
+            let om = if s.get(i) == Some(&b':') {
+                let m = digits_at(s, i + 1, 2).ok_or(BAD)?;
+                i += 3;
+                m
+            } else if let Some(m) = digits_at(s, i, 2) {
+                i += 2;
+                m
+            } else {
+                0
+            } as i64;
+            if oh > 23 || om > 59 {
+                return Err("has an invalid UTC offset");
+            }
+            let o = oh * 3600 + om * 60;
+            Some(if c == b'-' { -o } else { o })
+        }
+        Some(_) => return Err(BAD),
+    };
+    if i != s.len() {
+        return Err(BAD);
+    }
+    let local = days_from_civil(y, mo, d) * 86_400 + (h * 3600 + mi * 60 + sec) as i64;
+    let utc = match (offset, tz) {
+        (Some(o), _) => local - o,
+        (None, None) | (None, Some(Tz::UTC)) => local,
+        (None, Some(tz)) => {
+            let ndt = NaiveDate::from_ymd_opt(y as i32, mo, d)
+                .and_then(|nd| nd.and_hms_opt(h, mi, sec))
+                .ok_or(BAD)?;
+            match tz.from_local_datetime(&ndt) {
+                LocalResult::Single(t) => t.timestamp(),
+                LocalResult::Ambiguous(..) => {
+                    return Err(
+                        "is ambiguous in the column's time zone (DST change); add a UTC offset",
+                    )
+                }
+                LocalResult::None => {
+                    return Err(
+                        "does not exist in the column's time zone (DST gap); add a UTC offset",
+                    )
+                }
+            }
+        }
+    };
+    // Fraction: keep `precision` digits; any further digit must be zero.
+    let p = precision as usize;
+    if frac.iter().skip(p).any(|&c| c != b'0') {
+        return Err("has more fractional digits than the column's precision");
+    }
+    let mut f: i128 = 0;
+    for k in 0..p {
+        f = f * 10 + frac.get(k).map_or(0, |c| (c - b'0') as i128);
+    }
+    Ok(utc as i128 * pow10(precision) as i128 + f)
+}
+
+/// Epoch or date-time for `DateTime`/`DateTime64`: ticks of 10^-precision s.
+fn read_ticks(v: Val<'_>, tmp: &mut Vec<u8>, tz: Option<Tz>, precision: u32) -> Conv<i128> {
+    let text: &[u8] = match v.kind {
+        Kind::Int | Kind::Num => v.raw,
+        Kind::Str | Kind::StrEsc => {
+            let s = v.str_bytes(tmp)?;
+            if looks_like_date(s) {
+                return parse_datetime(s, tz, precision)
+                    .map_err(|why| fail(format!("{} {why}", show(v.raw))));
+            }
+            s
+        }
+        k => {
+            return Err(fail(format!(
+                "expected a date-time, found {} {}",
+                k.describe(),
+                show(v.raw)
+            )))
+        }
+    };
+    let n = parse_scaled(text, precision).map_err(|e| {
+        fail(match e {
+            NumErr::Syntax => format!("{} is not a date-time or epoch seconds", show(v.raw)),
+            NumErr::Inexact => format!(
+                "{} has more fractional digits than the column's precision",
+                show(v.raw)
+            ),
+            NumErr::Overflow => format!("{} is out of range", show(v.raw)),
+        })
+    })?;
+    n.to_i128()
+        .ok_or_else(|| fail(format!("{} is out of range", show(v.raw))))
+}
+
+fn dt64_range(precision: u32) -> (i128, i128) {
+    let p = pow10(precision) as i128;
+    let lo = (DT64_MIN_SECS as i128 * p).max(i64::MIN as i128);
+    let hi = (DT64_END_SECS as i128 * p - 1).min(i64::MAX as i128);
+    (lo, hi)
+}
+
+fn put_date_days(ty: &ChType, days: i64, shown: &str, out: &mut Vec<u8>) -> Conv {
+    match ty {
+        ChType::Date => match u16::try_from(days) {
+            Ok(d) => {
+                rb::put_date(out, d);
+                Ok(())
+            }
+            Err(_) => Err(fail(format!(
+                "{shown} is out of Date range 1970-01-01..=2149-06-06"
+            ))),
+        },
+        _ => {
+            if !(DATE32_MIN..=DATE32_MAX).contains(&days) {
+                return Err(fail(format!(
+                    "{shown} is out of Date32 range 1900-01-01..=2299-12-31"
+                )));
+            }
+            rb::put_date32(out, days as i32);
+            Ok(())
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Values
+// ------------------------------------------------------------------------------------------
+
+/// Writes JSON value `v` as type `ty`.
+fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) -> Conv {
+    match ty {
+        ChType::Nullable(inner) => {
+            if v.kind == Kind::Null {
+                out.push(rb::NULL);
+                return Ok(());
+            }
+            out.push(rb::NOT_NULL);
+            return write_value(inner, v, tmp, out);
+        }
+        ChType::LowCardinality(inner) => return write_value(inner, v, tmp, out),
+        _ => {}
+    }
+    if v.kind == Kind::Null {
+        return Err(fail("null for non-Nullable column".into()));
+    }
+    match ty {
+        ChType::String => {
+            match v.kind {
+                Kind::Str | Kind::StrEsc => {
+                    let s = v.str_bytes(tmp)?;
+                    rb::put_str(out, s);
+                }
+                // Numbers, booleans, objects, arrays: their JSON text, as written.
+                _ => rb::put_str(out, v.raw),
+            }
+            Ok(())
+        }
+        ChType::FixedString(n) => {
+            let s = match v.kind {
+                Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
+                _ => v.raw,
+            };
+            rb::put_fixed_string(out, s, *n).map_err(|e| fail(format!("{}: {e}", show(v.raw))))
+        }
+        t if is_int_type(t) => {
+            let n = read_int(v, tmp)?;
+            put_int(t, n, out)
+                .map_err(|range| fail(format!("{} out of range {range}", show(v.raw))))
+        }
+        ChType::Float64 => {
+            let f: f64 = read_float(v, tmp, "Float64")?;
+            rb::put_f64(out, f);
+            Ok(())
+        }
+        ChType::Float32 => {
+            let f: f32 = read_float(v, tmp, "Float32")?;
+            rb::put_f32(out, f);
+            Ok(())
+        }
+        ChType::Bool => {
+            let b = match v.kind {
+                Kind::True => true,
+                Kind::False => false,
+                Kind::Str | Kind::StrEsc => match v.str_bytes(tmp)? {
+                    b"true" | b"1" => true,
+                    b"false" | b"0" => false,
+                    _ => return Err(fail(format!("{} is not a boolean", show(v.raw)))),
+                },
+                _ => match read_int(v, tmp)?.to_i128() {
+                    Some(0) => false,
+                    Some(1) => true,
+                    _ => {
+                        return Err(fail(format!(
+                            "{} is not a boolean (only 0 and 1 are)",
+                            show(v.raw)
+                        )))
+                    }
+                },
+            };
+            rb::put_bool(out, b);
+            Ok(())
+        }
+        ChType::Decimal { precision, scale } => {
+            let text: &[u8] = match v.kind {
+                Kind::Int | Kind::Num => v.raw,
+                Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
+                k => {
+                    return Err(fail(format!(
+                        "expected a decimal, found {} {}",
+                        k.describe(),
+                        show(v.raw)
+                    )))
+                }
+            };
+            let n = match parse_scaled(text, *scale as u32) {
+                Ok(n) if n.digits <= *precision as u32 => n,
+                Ok(_) | Err(NumErr::Overflow) => {
+                    return Err(fail(format!(
+                        "{} out of range: more than {} digits before the decimal point",
+                        show(v.raw),
+                        precision - scale
+                    )))
+                }
+                Err(NumErr::Inexact) => {
+                    return Err(fail(format!(
+                        "{} has more than {scale} fractional digits (no rounding)",
+                        show(v.raw)
+                    )))
+                }
+                Err(NumErr::Syntax) => {
+                    return Err(fail(format!("{} is not a decimal number", show(v.raw))))
+                }
+            };
+            rb::put_decimal(out, *precision, n.neg, n.mag);
+            Ok(())
+        }
+        ChType::Uuid => {
+            let s = match v.kind {
+                Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
+                k => {
+                    return Err(fail(format!(
+                        "expected a UUID string, found {} {}",
+                        k.describe(),
+                        show(v.raw)
+                    )))
+                }
+            };
+            let u = uuid::Uuid::try_parse_ascii(s)
+                .map_err(|_| fail(format!("{} is not a UUID", show(v.raw))))?;
+            rb::put_uuid(out, u.as_u128());
+            Ok(())
+        }
+        ChType::IPv4 => {
+            match v.kind {
+                Kind::Str | Kind::StrEsc => {
+                    let s = v.str_bytes(tmp)?;
+                    let ip = std::str::from_utf8(s)
+                        .ok()
+                        .and_then(|s| s.parse::<Ipv4Addr>().ok())
+                        .ok_or_else(|| fail(format!("{} is not an IPv4 address", show(v.raw))))?;
+                    rb::put_ipv4(out, ip);
+                }
+                _ => {
+                    let n = read_int(v, tmp)?;
+                    put_int(&ChType::UInt32, n, out)
+                        .map_err(|r| fail(format!("{} out of IPv4 range {r}", show(v.raw))))?;
+                }
+            }
+            Ok(())
+        }
+        ChType::IPv6 => {
+            let s = match v.kind {
+                Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
+                k => {
+                    return Err(fail(format!(
+                        "expected an IPv6 string, found {} {}",
+                        k.describe(),
+                        show(v.raw)
+                    )))
+                }
+            };
+            let s = std::str::from_utf8(s).unwrap_or_default();
+            let ip = match s.parse::<Ipv6Addr>() {
+                Ok(ip) => ip,
+                Err(_) => s
+                    .parse::<Ipv4Addr>()
+                    .map(|v4| v4.to_ipv6_mapped())
+                    .map_err(|_| fail(format!("{} is not an IP address", show(v.raw))))?,
+            };
+            rb::put_ipv6(out, ip);
+            Ok(())
+        }
+        ChType::Date | ChType::Date32 => {
+            let days = match v.kind {
+                Kind::Str | Kind::StrEsc => {
+                    let s = v.str_bytes(tmp)?;
+                    match parse_ymd(s) {
+                        Some((y, m, d)) if s.len() == 10 => days_from_civil(y, m, d),
+                        _ => {
+                            return Err(fail(format!(
+                                "{} is not a date (expected YYYY-MM-DD)",
+                                show(v.raw)
+                            )))
+                        }
+                    }
+                }
+                _ => {
+                    let n = read_int(v, tmp)?;
+                    n.to_i128()
+                        .and_then(|d| i64::try_from(d).ok())
+                        .ok_or_else(|| fail(format!("{} is out of range", show(v.raw))))?
+                }
+            };
+            put_date_days(ty, days, &show(v.raw), out)
+        }
+        ChType::DateTime { tz } => {
+            let secs = read_ticks(v, tmp, *tz, 0)?;
+            let secs = u32::try_from(secs).map_err(|_| {
+                fail(format!(
+                    "{} is out of DateTime range 1970-01-01 00:00:00..=2106-02-07 06:28:15 UTC",
+                    show(v.raw)
+                ))
+            })?;
+            rb::put_datetime(out, secs);
+            Ok(())
+        }
+        ChType::DateTime64 { precision, tz } => {
+            let p = (*precision).min(9) as u32;
+            let ticks = read_ticks(v, tmp, *tz, p)?;
+            let (lo, hi) = dt64_range(p);
+            if !(lo..=hi).contains(&ticks) {
+                return Err(fail(format!(
+                    "{} is out of DateTime64 range 1900-01-01..2300-01-01 UTC",
+                    show(v.raw)
+                )));
+            }
+            rb::put_datetime64(out, ticks as i64);
+            Ok(())
+        }
+        ChType::Enum8(values) => {
+            let n = enum_value(values, v, tmp, ty)?;
+            rb::put_i8(out, n as i8);
+            Ok(())
+        }
+        ChType::Enum16(values) => {
+            let n = enum_value(values, v, tmp, ty)?;
+            rb::put_i16(out, n);
+            Ok(())
+        }
+        ChType::Array(inner) => {
+            if v.kind != Kind::Arr {
+                return Err(fail(format!(
+                    "expected an array, found {} {}",
+                    v.kind.describe(),
+                    show(v.raw)
+                )));
+            }
+            let pos = rb::reserve_count(out);
+            let mut it = ArrayIter::new(v.raw);
+            let mut n = 0usize;
+            while let Some(e) = it.next_val()? {
+                write_value(inner, e, tmp, out).map_err(at_index(n))?;
+                n += 1;
+            }
+            rb::patch_count(out, pos, n);
+            Ok(())
+        }
+        ChType::Map(kt, vt) => {
+            if v.kind != Kind::Obj {
+                return Err(fail(format!(
+                    "expected an object, found {} {}",
+                    v.kind.describe(),
+                    show(v.raw)
+                )));
+            }
+            let pos = rb::reserve_count(out);
+            let mut it = ObjectIter::new(v.raw);
+            let mut n = 0usize;
+            while let Some((k, val)) = it.next_pair()? {
+                write_value(kt, k, tmp, out).map_err(|e| {
+                    let mut e = at_key(k.raw)(e);
+                    e.reason = format!("key: {}", e.reason);
+                    e
+                })?;
+                write_value(vt, val, tmp, out).map_err(at_key(k.raw))?;
+                n += 1;
+            }
+            rb::patch_count(out, pos, n);
+            Ok(())
+        }
+        ChType::Tuple(elems) => write_tuple(elems, v, tmp, out),
+        // Nullable and LowCardinality are handled above.
+        ChType::Nullable(_) | ChType::LowCardinality(_) => {
+            Err(fail(format!("unexpected nesting in {ty}")))
+        }
+        _ => Err(fail(format!("type {ty} is not supported"))),
+    }
+}
+
+fn enum_value<T: Copy + Into<i16>>(
+    values: &[(String, T)],
+    v: Val<'_>,
+    tmp: &mut Vec<u8>,
+    ty: &ChType,
+) -> Conv<i16> {
+    let by_number = |n: Option<i128>| {
+        let n = n?;
+        values
+            .iter()
+            .map(|(_, x)| (*x).into())
+            .find(|x: &i16| *x as i128 == n)
+    };
+    let found = match v.kind {
+        Kind::Str | Kind::StrEsc => {
+            let s = v.str_bytes(tmp)?;
+            match values.iter().find(|(name, _)| name.as_bytes() == s) {
+                Some((_, x)) => Some((*x).into()),
+                // Not a name: a number in a string names a value too.
+                None => by_number(parse_scaled(s, 0).ok().and_then(BigInt::to_i128)),
+            }
+        }
+        Kind::Int | Kind::Num => by_number(read_int(v, tmp)?.to_i128()),
+        k => {
+            return Err(fail(format!(
+                "expected an enum name or value, found {} {}",
+                k.describe(),
+                show(v.raw)
+            )))
+        }
+    };
+    found.ok_or_else(|| {
+        fail(format!(
+            "{} is not a value of {}",
+            show(v.raw),
+            shorten(&ty.to_string())
+        ))
+    })
+}
+
+fn write_tuple(
+    elems: &[(Option<String>, ChType)],
+    v: Val<'_>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Conv {
+    match v.kind {
+        Kind::Arr => {
+            let mut it = ArrayIter::new(v.raw);
+            let mut n = 0usize;
+            while let Some(e) = it.next_val()? {
+                let Some((_, t)) = elems.get(n) else {
+                    return Err(fail(format!(
+                        "expected {} tuple elements, found more",
+                        elems.len()
+                    )));
+                };
+                write_value(t, e, tmp, out).map_err(at_index(n))?;
+                n += 1;
+            }
+            if n != elems.len() {
+                return Err(fail(format!(
+                    "expected {} tuple elements, found {n}",
+                    elems.len()
+                )));
+            }
+            Ok(())
+        }
+        Kind::Obj if elems.iter().all(|(n, _)| n.is_some()) => {
+            // Named tuple from an object: validate the key set, then write in element order.
+            // Tuples are small, so the quadratic lookups cost less than any index would.
+            let mut key_buf = Vec::new();
+            let mut seen = vec![false; elems.len()];
+            let mut it = ObjectIter::new(v.raw);
+            while let Some((k, _)) = it.next_pair()? {
+                let name = k.str_bytes(&mut key_buf)?;
+                match elems
+                    .iter()
+                    .position(|(n, _)| n.as_deref().map(str::as_bytes) == Some(name))
+                {
+                    Some(i) if !seen[i] => seen[i] = true,
+                    Some(_) => {
+                        return Err(fail(format!("duplicate tuple element {}", show(k.raw))))
+                    }
+                    None => return Err(fail(format!("unknown tuple element {}", show(k.raw)))),
+                }
+            }
+            for (i, (name, t)) in elems.iter().enumerate() {
+                let name = name.as_deref().unwrap_or_default();
+                if !seen[i] {
+                    return Err(fail(format!("missing tuple element {name:?}")));
+                }
+                let mut it = ObjectIter::new(v.raw);
+                while let Some((k, val)) = it.next_pair()? {
+                    if k.str_bytes(&mut key_buf)? == name.as_bytes() {
+                        write_value(t, val, tmp, out).map_err(at_key(name.as_bytes()))?;
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        }
+        k => Err(fail(format!(
+            "expected a tuple as an array, found {} {}",
+            k.describe(),
+            show(v.raw)
+        ))),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Kafka metadata
+// ------------------------------------------------------------------------------------------
+
+fn string_like(ty: &ChType) -> bool {
+    match ty {
+        ChType::String | ChType::FixedString(_) => true,
+        ChType::Nullable(t) | ChType::LowCardinality(t) => string_like(t),
+        _ => false,
+    }
+}
+
+fn int_like(ty: &ChType) -> bool {
+    match ty {
+        ChType::Nullable(t) | ChType::LowCardinality(t) => int_like(t),
+        t => is_int_type(t),
+    }
+}
+
+fn meta_type_ok(m: MetaField, ty: &ChType) -> bool {
+    match m {
+        MetaField::Topic | MetaField::Key => string_like(ty),
+        MetaField::Partition | MetaField::Offset => int_like(ty),
+        MetaField::Timestamp => match ty {
+            ChType::Nullable(t) | ChType::LowCardinality(t) => meta_type_ok(m, t),
+            ChType::DateTime { .. } | ChType::DateTime64 { .. } => true,
+            t => is_int_type(t),
+        },
+        MetaField::Headers => match ty {
+            ChType::Map(k, v) => string_like(k) && string_like(v),
+            ChType::Array(t) => {
+                matches!(&**t, ChType::Tuple(e) if e.len() == 2 && string_like(&e[0].1) && string_like(&e[1].1))
+            }
+            t => string_like(t),
+        },
+    }
+}
+
+/// Writes bytes (or their absence) into a String-like type.
+fn put_bytes_as(ty: &ChType, b: Option<&[u8]>, out: &mut Vec<u8>) -> Conv {
+    match ty {
+        ChType::Nullable(t) => {
+            if b.is_none() {
+                out.push(rb::NULL);
+                return Ok(());
+            }
+            out.push(rb::NOT_NULL);
+            put_bytes_as(t, b, out)
+        }
+        ChType::LowCardinality(t) => put_bytes_as(t, b, out),
+        ChType::String => {
+            rb::put_str(out, b.unwrap_or_default());
+            Ok(())
+        }
+        ChType::FixedString(n) => {
+            let b = b.unwrap_or_default();
+            rb::put_fixed_string(out, b, *n).map_err(|e| fail(format!("{}: {e}", show(b))))
+        }
+        _ => Err(fail(format!("cannot store bytes in {ty}"))),
+    }
+}
+
+fn put_meta_int(ty: &ChType, v: i64, out: &mut Vec<u8>) -> Conv {
+    match ty {
+        ChType::Nullable(t) => {
+            out.push(rb::NOT_NULL);
+            put_meta_int(t, v, out)
+        }
+        ChType::LowCardinality(t) => put_meta_int(t, v, out),
+        t => put_int(t, BigInt::from_i128(v as i128), out)
+            .map_err(|r| fail(format!("{v} out of range {r}"))),
+    }
+}
+
+fn put_meta_timestamp(ty: &ChType, ms: i64, out: &mut Vec<u8>) -> Conv {
+    match ty {
+        ChType::Nullable(t) => {
+            out.push(rb::NOT_NULL);
+            put_meta_timestamp(t, ms, out)
+        }
+        ChType::LowCardinality(t) => put_meta_timestamp(t, ms, out),
+        ChType::DateTime { .. } => {
+            let secs = u32::try_from(ms.div_euclid(1000))
+                .map_err(|_| fail(format!("{ms} ms is out of DateTime range 1970..2106")))?;
+            rb::put_datetime(out, secs);
+            Ok(())
+        }
+        ChType::DateTime64 { precision, .. } => {
+            let p = (*precision).min(9) as u32;
+            let ticks: i128 = if p >= 3 {
+                ms as i128 * pow10(p - 3) as i128
+            } else {
+                (ms as i128).div_euclid(pow10(3 - p) as i128)
+            };
+            let (lo, hi) = dt64_range(p);
+            if !(lo..=hi).contains(&ticks) {
+                return Err(fail(format!(
+                    "{ms} ms is out of DateTime64 range 1900..2300"
+                )));
+            }
+            rb::put_datetime64(out, ticks as i64);
+            Ok(())
+        }
+        t => put_int(t, BigInt::from_i128(ms as i128), out)
+            .map_err(|r| fail(format!("{ms} out of range {r}"))),
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_str(out: &mut Vec<u8>, s: &[u8]) {
+    let s = String::from_utf8_lossy(s);
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+    out.push(b'"');
+}
+
+fn put_headers(
+    ty: &ChType,
+    headers: &[(&str, Option<&[u8]>)],
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Conv {
+    match ty {
+        ChType::Map(k, v) => {
+            rb::put_count(out, headers.len());
+            for (i, (name, val)) in headers.iter().enumerate() {
+                put_bytes_as(k, Some(name.as_bytes()), out).map_err(at_index(i))?;
+                put_bytes_as(v, *val, out).map_err(at_index(i))?;
+            }
+            Ok(())
+        }
+        ChType::Array(t) => {
+            let ChType::Tuple(e) = &**t else {
+                return Err(fail(format!("cannot store headers in {ty}")));
+            };
+            let [(_, kt), (_, vt)] = e.as_slice() else {
+                return Err(fail(format!("cannot store headers in {ty}")));
+            };
+            rb::put_count(out, headers.len());
+            for (i, (name, val)) in headers.iter().enumerate() {
+                put_bytes_as(kt, Some(name.as_bytes()), out).map_err(at_index(i))?;
+                put_bytes_as(vt, *val, out).map_err(at_index(i))?;
+            }
+            Ok(())
+        }
+        t => {
+            tmp.clear();
+            tmp.push(b'{');
+            for (i, (name, val)) in headers.iter().enumerate() {
+                if i > 0 {
+                    tmp.push(b',');
+                }
+                push_json_str(tmp, name.as_bytes());
+                tmp.push(b':');
+                match val {
+                    Some(v) => push_json_str(tmp, v),
+                    None => tmp.extend_from_slice(b"null"),
+                }
+            }
+            tmp.push(b'}');
+            put_bytes_as(t, Some(tmp.as_slice()), out)
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Rows
+// ------------------------------------------------------------------------------------------
+
+/// Converts one JSON object into one row appended to `out`, using this thread's scratch.
+/// On error `out` is left exactly as it was.
+pub fn encode_json_row(
+    plan: &RowPlan,
+    payload: &[u8],
+    meta: &MessageMeta<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => encode_json_row_with(plan, &mut s, payload, meta, out),
+        // Only reachable through re-entrancy, which this module never does; stay correct anyway.
+        Err(_) => encode_json_row_with(plan, &mut RowScratch::new(), payload, meta, out),
+    })
+}
+
+/// [`encode_json_row`] with an explicit scratch (e.g. one per worker, no thread-local access).
+pub fn encode_json_row_with(
+    plan: &RowPlan,
+    scratch: &mut RowScratch,
+    payload: &[u8],
+    meta: &MessageMeta<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    let len = out.len();
+    let r = encode_row(plan, scratch, payload, meta, out);
+    if r.is_err() {
+        out.truncate(len);
+    }
+    r
+}
+
+fn json_err(e: JsonErr) -> RowError {
+    RowError::InvalidJson {
+        offset: e.pos,
+        reason: e.reason,
+    }
+}
+
+fn encode_row(
+    plan: &RowPlan,
+    scratch: &mut RowScratch,
+    payload: &[u8],
+    meta: &MessageMeta<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    scratch.start_row(plan.index.names.len());
+    let gen = scratch.gen;
+    let mut s = Scan::new(payload);
+    s.ws();
+    match s.peek() {
+        Some(b'{') => s.pos += 1,
+        None => {
+            return Err(RowError::NotAnObject {
+                found: "empty payload".into(),
+            })
+        }
+        Some(_) => {
+            return Err(RowError::NotAnObject {
+                found: show(payload.trim_ascii()),
+            })
+        }
+    }
+    s.ws();
+    if s.peek() == Some(b'}') {
+        s.pos += 1;
+    } else {
+        let mut guess = 0usize;
+        loop {
+            if s.peek() != Some(b'"') {
+                return Err(RowError::InvalidJson {
+                    offset: s.pos,
+                    reason: "expected a field name",
+                });
+            }
+            let kstart = s.pos;
+            let kesc = s.string().map_err(json_err)?;
+            let kraw = payload.get(kstart + 1..s.pos - 1).unwrap_or_default();
+            let key: &[u8] = if kesc {
+                scratch.key.clear();
+                unescape(kraw, &mut scratch.key).map_err(|reason| RowError::InvalidJson {
+                    offset: kstart,
+                    reason,
+                })?;
+                &scratch.key
+            } else {
+                kraw
+            };
+            s.ws();
+            if s.peek() != Some(b':') {
+                return Err(RowError::InvalidJson {
+                    offset: s.pos,
+                    reason: "expected ':'",
+                });
+            }
+            s.pos += 1;
+            s.ws();
+            let vstart = s.pos;
+            let kind = s.value().map_err(json_err)?;
+            match plan.index.find(key, &mut guess) {
+                Some(id) => {
+                    if let Some(slot) = scratch.slots.get_mut(id) {
+                        if slot.gen == gen {
+                            return Err(RowError::DuplicateField { field: show(key) });
+                        }
+                        *slot = Slot {
+                            gen,
+                            start: vstart,
+                            end: s.pos,
+                            kind,
+                        };
+                    }
+                }
+                None if plan.unknown_fields == UnknownFields::Error => {
+                    return Err(RowError::UnknownField { field: show(key) })
+                }
+                None => {}
+            }
+            s.ws();
+            match s.peek() {
+                Some(b',') => {
+                    s.pos += 1;
+                    s.ws();
+                }
+                Some(b'}') => {
+                    s.pos += 1;
+                    break;
+                }
+                None => {
+                    return Err(RowError::InvalidJson {
+                        offset: s.pos,
+                        reason: "unexpected end of input",
+                    })
+                }
+                Some(_) => {
+                    return Err(RowError::InvalidJson {
+                        offset: s.pos,
+                        reason: "expected ',' or '}'",
+                    })
+                }
+            }
+        }
+    }
+    s.ws();
+    if s.pos != payload.len() {
+        return Err(RowError::InvalidJson {
+            offset: s.pos,
+            reason: "trailing characters after the JSON object",
+        });
+    }
+
+    let tmp = &mut scratch.tmp;
+    for (i, col) in plan.columns.iter().enumerate() {
+        let src = plan.sources.get(i).copied();
+        match src {
+            Some(Src::Field(id)) => {
+                let slot = scratch.slots.get(id).copied().filter(|sl| sl.gen == gen);
+                match slot {
+                    Some(sl) => {
+                        if plan.with_defaults {
+                            out.push(rb::VALUE_FOLLOWS);
+                        }
+                        let v = Val {
+                            raw: payload.get(sl.start..sl.end).unwrap_or_default(),
+                            kind: sl.kind,
+                        };
+                        write_value(&col.ty, v, tmp, out).map_err(|e| {
+                            let ColumnSource::Field(f) = &col.source else {
+                                return e.into_row_error("value".into(), col);
+                            };
+                            e.into_row_error(field_origin(f), col)
+                        })?;
+                    }
+                    None => {
+                        let ColumnSource::Field(f) = &col.source else {
+                            return Err(plan_changed(col));
+                        };
+                        write_missing(plan, col, field_origin(f), out)?;
+                    }
+                }
+            }
+            Some(Src::Meta(m)) => {
+                let origin = || format!("Kafka {}", m.name());
+                if m == MetaField::Timestamp && meta.timestamp_ms.is_none() {
+                    write_missing(plan, col, origin(), out)?;
+                    continue;
+                }
+                if plan.with_defaults {
+                    out.push(rb::VALUE_FOLLOWS);
+                }
+                let r = match m {
+                    MetaField::Topic => put_bytes_as(&col.ty, Some(meta.topic.as_bytes()), out),
+                    MetaField::Key => put_bytes_as(&col.ty, meta.key, out),
+                    MetaField::Partition => put_meta_int(&col.ty, meta.partition as i64, out),
+                    MetaField::Offset => put_meta_int(&col.ty, meta.offset, out),
+                    MetaField::Timestamp => {
+                        put_meta_timestamp(&col.ty, meta.timestamp_ms.unwrap_or_default(), out)
+                    }
+                    MetaField::Headers => put_headers(&col.ty, meta.headers, tmp, out),
+                };
+                r.map_err(|e| e.into_row_error(origin(), col))?;
+            }
+            None => return Err(plan_changed(col)),
+        }
+    }
+    Ok(())
+}
+
+#[cold]
+fn plan_changed(col: &ColumnPlan) -> RowError {
+    RowError::Value {
+        origin: "plan".into(),
+        column: col.name.clone(),
+        ty: col.ty.to_string(),
+        reason: "RowPlan was modified after RowPlan::new; rebuild it".into(),
+    }
+}
+
+fn write_missing(
+    plan: &RowPlan,
+    col: &ColumnPlan,
+    origin: String,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    match &col.on_missing {
+        OnMissing::ServerDefault if plan.with_defaults => {
+            out.push(rb::USE_DEFAULT);
+            Ok(())
+        }
+        OnMissing::Bytes(b) => {
+            if plan.with_defaults {
+                out.push(rb::VALUE_FOLLOWS);
+            }
+            out.extend_from_slice(b);
+            Ok(())
+        }
+        OnMissing::Null if col.ty.is_nullable() => {
+            if plan.with_defaults {
+                out.push(rb::VALUE_FOLLOWS);
+            }
+            out.push(rb::NULL);
+            Ok(())
+        }
+        _ => Err(RowError::Missing {
+            origin,
+            column: col.name.clone(),
+            ty: col.ty.to_string(),
+        }),
+    }
+}
+
+/// Encodes one standalone JSON value (e.g. `0`, `"n/a"`, `[1,2]`) as RowBinary of `ty`,
+/// appending to `out` (left unchanged on error). Useful to precompute [`OnMissing::Bytes`].
+pub fn encode_json_value(ty: &ChType, json: &[u8], out: &mut Vec<u8>) -> Result<(), RowError> {
+    let mut s = Scan::new(json);
+    s.ws();
+    let start = s.pos;
+    let kind = s.value().map_err(json_err)?;
+    let end = s.pos;
+    s.ws();
+    if s.pos != json.len() {
+        return Err(RowError::InvalidJson {
+            offset: s.pos,
+            reason: "trailing characters after the JSON value",
+        });
+    }
+    let len = out.len();
+    let mut tmp = Vec::new();
+    let v = Val {
+        raw: json.get(start..end).unwrap_or_default(),
+        kind,
+    };
+    write_value(ty, v, &mut tmp, out).map_err(|e| {
+        out.truncate(len);
+        let col = ColumnPlan::field("<value>", ty.clone());
+        e.into_row_error("value".into(), &col)
+    })
+}
