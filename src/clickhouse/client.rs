@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -112,8 +112,9 @@ pub struct InsertRequest {
 /// A successful INSERT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InsertAck {
-    /// Rows written, from `X-ClickHouse-Summary` (absent on 18.16). A deduplicated retry
-    /// reports 0 on 26.9.
+    /// Rows written, from `X-ClickHouse-Summary` (absent on 18.16). 26.9 counts the rows of a
+    /// deduplicated (dropped) block as written too, so this cannot tell a retry from a fresh
+    /// insert.
     pub written_rows: Option<u64>,
     /// Wall time of the call: compression, request and response.
     pub elapsed: Duration,
@@ -895,14 +896,29 @@ impl Inner {
         if let Some(enc) = content_encoding {
             req = req.header(CONTENT_ENCODING, enc);
         }
-        let resp = req.send().await?;
+        let mut resp = req.send().await?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await?;
+        let mut body = BytesMut::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                // 26.9 ends a streamed response that failed mid-way with an `__exception__`
+                // block and then closes the connection without the final chunk. Keep what
+                // arrived when it carries the exception: that is the error worth reporting.
+                Err(e) => {
+                    if find_trailing_exception(&String::from_utf8_lossy(&body)).is_some() {
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
         Ok(Answer {
             status,
             headers,
-            body,
+            body: body.freeze(),
         })
     }
 

@@ -1,0 +1,978 @@
+//! `sluice::clickhouse` against real servers (see /work/shared/TESTBED.md and `dev/testbed`).
+//!
+//! - Modern: `SLUICE_TEST_CLICKHOUSE_URL` (default http://127.0.0.1:18123), ClickHouse 26.9.
+//! - Legacy: `SLUICE_TEST_LEGACY_CLICKHOUSE_URL` (default http://127.0.0.1:28123), 18.16 with
+//!   ZooKeeper. Legacy tests are skipped (with a printed note) only when that variable is unset
+//!   AND nothing listens on the default port; CI sets it, so there they always run.
+//! - Password user: `SLUICE_TEST_CLICKHOUSE_AUTH_USER` / `_PASSWORD` (default sluice/sluice_pw).
+//!
+//! Every test works in its own table with a random suffix and drops it at the end.
+
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rand::Rng;
+use sluice::clickhouse::compress::Encoding;
+use sluice::clickhouse::sql::{qualified, quote_ident};
+use sluice::clickhouse::{
+    ChError, ClickHouseSettings, Client, Compression, DefaultKind, InsertError, InsertFormat,
+    InsertRequest, Secret,
+};
+
+const DEFAULT_MODERN: &str = "http://127.0.0.1:18123";
+const DEFAULT_LEGACY: &str = "http://127.0.0.1:28123";
+
+fn modern_url() -> String {
+    std::env::var("SLUICE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| DEFAULT_MODERN.to_owned())
+}
+
+/// The legacy server URL, or `None` (with a note) when it is neither configured nor running.
+fn legacy_url() -> Option<String> {
+    if let Ok(url) = std::env::var("SLUICE_TEST_LEGACY_CLICKHOUSE_URL") {
+        return Some(url);
+    }
+    let open = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], 28123)),
+        Duration::from_millis(500),
+    )
+    .is_ok();
+    if open {
+        Some(DEFAULT_LEGACY.to_owned())
+    } else {
+        eprintln!(
+            "NOTE: legacy ClickHouse test skipped: SLUICE_TEST_LEGACY_CLICKHOUSE_URL is unset and \
+             nothing listens on 127.0.0.1:28123 (start it with ./dev/testbed up --with-legacy)"
+        );
+        None
+    }
+}
+
+fn auth() -> (String, String) {
+    (
+        std::env::var("SLUICE_TEST_CLICKHOUSE_AUTH_USER").unwrap_or_else(|_| "sluice".into()),
+        std::env::var("SLUICE_TEST_CLICKHOUSE_AUTH_PASSWORD")
+            .unwrap_or_else(|_| "sluice_pw".into()),
+    )
+}
+
+fn settings(url: &str) -> ClickHouseSettings {
+    let mut s = ClickHouseSettings::new(url);
+    s.request_timeout = Duration::from_secs(30);
+    s
+}
+
+async fn connect(url: &str) -> Client {
+    match Client::connect(settings(url)).await {
+        Ok(c) => c,
+        Err(e) => panic!("cannot connect to {url}: {e}"),
+    }
+}
+
+async fn connect_with(url: &str, compression: Compression) -> Client {
+    let mut s = settings(url);
+    s.compression = compression;
+    match Client::connect(s).await {
+        Ok(c) => c,
+        Err(e) => panic!("cannot connect to {url}: {e}"),
+    }
+}
+
+fn table_name(prefix: &str) -> String {
+    format!("{prefix}_{:016x}", rand::thread_rng().gen::<u64>())
+}
+
+async fn exec(client: &Client, sql: &str) {
+    if let Err(e) = client.query(sql).await {
+        panic!("{sql}: {e}");
+    }
+}
+
+async fn drop_table(client: &Client, table: &str) {
+    exec(
+        client,
+        &format!("DROP TABLE IF EXISTS {}", qualified("default", table)),
+    )
+    .await;
+}
+
+async fn count(client: &Client, table: &str) -> u64 {
+    let text = client
+        .query(&format!(
+            "SELECT count() FROM {} FORMAT TSV",
+            qualified("default", table)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("count {table}: {e}"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("count {table}: {text:?}: {e}"))
+}
+
+/// RowBinary for rows of (UInt32, String).
+fn rows(data: &[(u32, &str)]) -> Bytes {
+    let mut b = BytesMut::new();
+    for (id, name) in data {
+        b.put_u32_le(*id);
+        put_string(&mut b, name);
+    }
+    b.freeze()
+}
+
+fn put_string(b: &mut BytesMut, s: &str) {
+    let mut len = s.len() as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            b.put_u8(byte);
+            break;
+        }
+        b.put_u8(byte | 0x80);
+    }
+    b.put_slice(s.as_bytes());
+}
+
+fn insert_req(table: &str, cols: &[&str], body: Bytes, token: Option<&str>) -> InsertRequest {
+    InsertRequest {
+        database: "default".into(),
+        table: table.into(),
+        columns: cols.iter().map(|c| c.to_string()).collect(),
+        format: InsertFormat::RowBinary,
+        body,
+        dedup_token: token.map(str::to_owned),
+    }
+}
+
+async fn create_simple(client: &Client, table: &str) {
+    exec(
+        client,
+        &format!(
+            "CREATE TABLE {} (id UInt32, name String) ENGINE = MergeTree ORDER BY id",
+            qualified("default", table)
+        ),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// connect / version / auth
+
+#[tokio::test]
+async fn modern_connect_detects_26_9() {
+    let c = connect(&modern_url()).await;
+    let s = c.server();
+    assert!(s.version.major >= 23, "{:?}", s.version);
+    assert!(s.supports_dedup_token);
+    assert!(s.supports_async_insert_setting);
+    assert!(
+        s.supports_row_binary_with_defaults,
+        "RowBinaryWithDefaults on {}",
+        s.version_string
+    );
+    assert!(s.supports_lz4_content_encoding);
+    assert!(s.supports_query_params);
+    assert!(s.keep_alive_timeout.is_some());
+    assert_eq!(c.encoding(), Encoding::Lz4, "Auto picks LZ4 where accepted");
+}
+
+#[tokio::test]
+async fn legacy_connect_detects_18_16() {
+    let Some(url) = legacy_url() else { return };
+    let c = connect(&url).await;
+    let s = c.server();
+    assert_eq!(
+        (s.version.major, s.version.minor),
+        (18, 16),
+        "{}",
+        s.version_string
+    );
+    assert!(!s.supports_dedup_token);
+    assert!(!s.supports_async_insert_setting);
+    assert!(!s.supports_row_binary_with_defaults);
+    assert!(
+        !s.supports_lz4_content_encoding,
+        "18.16 answers Code 89 to Content-Encoding: lz4"
+    );
+    assert!(!s.supports_query_params);
+    assert_eq!(s.keep_alive_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(c.encoding(), Encoding::Gzip, "Auto falls back to gzip");
+
+    // Demanding LZ4 from a server that cannot decode it is a settings error, not a downgrade.
+    let mut st = settings(&url);
+    st.compression = Compression::Lz4;
+    match Client::connect(st).await {
+        Err(ChError::InvalidSettings {
+            field: "compression",
+            ..
+        }) => {}
+        other => panic!("expected InvalidSettings(compression), got {other:?}"),
+    }
+}
+
+async fn check_auth(url: &str) {
+    let (user, password) = auth();
+    // Right credentials, sent as X-ClickHouse-User / X-ClickHouse-Key.
+    let mut s = settings(url);
+    s.user = Some(user.clone());
+    s.password = Some(Secret::new(password.clone()));
+    let c = Client::connect(s.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{url} as {user}: {e}"));
+    assert_eq!(c.query("SELECT 1").await.ok().as_deref(), Some("1\n"));
+    assert!(!format!("{c:?}").contains(&password));
+
+    // Wrong password.
+    s.password = Some(Secret::new("definitely-wrong-pw"));
+    match Client::connect(s).await {
+        Err(e @ ChError::Auth { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("authentication failed for user '{user}' (Code ")),
+                "{text}"
+            );
+            assert!(!format!("{e:?}").contains("definitely-wrong-pw"), "{e:?}");
+        }
+        other => panic!("{url}: expected Auth, got {other:?}"),
+    }
+
+    // Unknown user.
+    let mut s = settings(url);
+    s.user = Some("no_such_user_x".into());
+    match Client::connect(s).await {
+        Err(ChError::Auth { user, .. }) => assert_eq!(user, "no_such_user_x"),
+        other => panic!("{url}: expected Auth, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn modern_auth_headers() {
+    check_auth(&modern_url()).await;
+}
+
+#[tokio::test]
+async fn legacy_auth_headers() {
+    let Some(url) = legacy_url() else { return };
+    check_auth(&url).await;
+}
+
+#[tokio::test]
+async fn unknown_database_fails_connect() {
+    let mut s = settings(&modern_url());
+    s.database = "no_such_db_sluice".into();
+    match Client::connect(s).await {
+        Err(e @ ChError::UnknownDatabase { .. }) => {
+            assert_eq!(e.to_string(), "database no_such_db_sluice does not exist")
+        }
+        other => panic!("expected UnknownDatabase, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn connection_refused_is_unreachable() {
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}");
+    match Client::connect(settings(&url)).await {
+        Err(e @ ChError::Unreachable { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                format!("ClickHouse at {url} is unreachable: connection refused")
+            );
+            assert!(e.is_transient());
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}
+
+fn closed_port() -> u16 {
+    // Bind then drop: the port is free and nothing listens on it.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    port
+}
+
+// ---------------------------------------------------------------------------------------------
+// queries
+
+#[tokio::test]
+async fn query_errors_are_parsed() {
+    let c = connect(&modern_url()).await;
+    match c.query("SELEC 1").await {
+        Err(ChError::Server {
+            code: Some(62),
+            status: 400,
+            ..
+        }) => {}
+        other => panic!("expected syntax error, got {other:?}"),
+    }
+    // The exception comes after the 200 status line and some rows.
+    match c
+        .query("SELECT throwIf(number = 3000) FROM numbers(100000) SETTINGS max_block_size = 10")
+        .await
+    {
+        Err(ChError::Server {
+            code: Some(395),
+            status: 200,
+            ..
+        }) => {}
+        other => panic!("expected mid-stream exception 395, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn legacy_query_errors_are_parsed() {
+    let Some(url) = legacy_url() else { return };
+    let c = connect(&url).await;
+    match c.query("SELEC 1").await {
+        Err(ChError::Server { code: Some(62), .. }) => {}
+        other => panic!("expected syntax error, got {other:?}"),
+    }
+    match c.query("SELECT * FROM default.no_such_table_sluice").await {
+        Err(e) => assert_eq!(e.code(), Some(60), "{e}"),
+        Ok(t) => panic!("expected an error, got {t:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// table metadata
+
+async fn check_table_columns(url: &str, ephemeral: bool) {
+    let c = connect(url).await;
+    let t = table_name("cols");
+    let eph = if ephemeral {
+        ", e UInt8 EPHEMERAL 0"
+    } else {
+        ""
+    };
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE {} (a UInt32, m UInt32 MATERIALIZED a * 2, b String DEFAULT 'x', \
+             al UInt32 ALIAS a + 1, c Nullable(String){eph}) ENGINE = MergeTree ORDER BY a",
+            qualified("default", &t)
+        ),
+    )
+    .await;
+    let cols = c
+        .table_columns("default", &t)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let by_name = |n: &str| {
+        cols.iter()
+            .find(|c| c.name == n)
+            .unwrap_or_else(|| panic!("column {n} in {cols:?}"))
+    };
+    assert_eq!(by_name("a").default_kind, DefaultKind::None);
+    assert_eq!(by_name("a").default_expression, None);
+    assert_eq!(by_name("a").type_name, "UInt32");
+    assert_eq!(by_name("m").default_kind, DefaultKind::Materialized);
+    assert_eq!(by_name("b").default_kind, DefaultKind::Default);
+    assert_eq!(by_name("b").default_expression.as_deref(), Some("'x'"));
+    assert_eq!(by_name("al").default_kind, DefaultKind::Alias);
+    assert_eq!(by_name("c").type_name, "Nullable(String)");
+    if ephemeral {
+        assert_eq!(by_name("e").default_kind, DefaultKind::Ephemeral);
+        // 26.9 has system.columns.position: declaration order.
+        let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "m", "b", "al", "c", "e"]);
+    } else {
+        assert_eq!(cols.len(), 5);
+    }
+
+    // Default values, for servers without RowBinaryWithDefaults.
+    let defaults = c.select_default_values(&cols).await;
+    assert_eq!(defaults.len(), 1, "{defaults:?}");
+    assert_eq!(defaults[0].column, "b");
+    assert!(!defaults[0].volatile);
+    match &defaults[0].value {
+        Ok(bytes) => assert_eq!(&bytes[..], b"\x01x"),
+        Err(e) => panic!("default of b: {e}"),
+    }
+    drop_table(&c, &t).await;
+
+    match c.table_columns("default", &t).await {
+        Err(e @ ChError::UnknownTable { .. }) => {
+            assert_eq!(e.to_string(), format!("table default.{t} does not exist"))
+        }
+        other => panic!("expected UnknownTable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn modern_table_columns() {
+    check_table_columns(&modern_url(), true).await;
+}
+
+#[tokio::test]
+async fn legacy_table_columns() {
+    let Some(url) = legacy_url() else { return };
+    check_table_columns(&url, false).await;
+}
+
+#[tokio::test]
+async fn default_values_of_column_expressions_fail_per_column() {
+    let c = connect(&modern_url()).await;
+    let t = table_name("defs");
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE {} (a UInt32, b UInt64 DEFAULT a + 1, ts DateTime DEFAULT now(), \
+             k LowCardinality(String) DEFAULT 'k') ENGINE = MergeTree ORDER BY a",
+            qualified("default", &t)
+        ),
+    )
+    .await;
+    let cols = c
+        .table_columns("default", &t)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let defaults = c.select_default_values(&cols).await;
+    let get = |n: &str| {
+        defaults
+            .iter()
+            .find(|d| d.column == n)
+            .unwrap_or_else(|| panic!("{n}"))
+    };
+    assert!(get("b").value.is_err(), "a + 1 reads another column");
+    assert!(get("ts").volatile);
+    assert_eq!(get("ts").value.as_ref().map(|b| b.len()).ok(), Some(4));
+    assert_eq!(
+        get("k").value.as_ref().map(|b| b.to_vec()).ok(),
+        Some(b"\x01k".to_vec())
+    );
+    drop_table(&c, &t).await;
+}
+
+#[tokio::test]
+async fn modern_table_info() {
+    let c = connect(&modern_url()).await;
+    let t = table_name("info");
+    let mv = table_name("info_mv");
+    let dst = table_name("info_dst");
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE {} (id UInt32) ENGINE = MergeTree ORDER BY id \
+             SETTINGS non_replicated_deduplication_window = 100",
+            qualified("default", &t)
+        ),
+    )
+    .await;
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE {} (id UInt32) ENGINE = MergeTree ORDER BY id",
+            qualified("default", &dst)
+        ),
+    )
+    .await;
+    exec(
+        &c,
+        &format!(
+            "CREATE MATERIALIZED VIEW {} TO {} AS SELECT id FROM {}",
+            qualified("default", &mv),
+            qualified("default", &dst),
+            qualified("default", &t)
+        ),
+    )
+    .await;
+    let info = c
+        .table_info("default", &t)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.engine, "MergeTree");
+    assert!(info
+        .engine_full
+        .contains("non_replicated_deduplication_window"));
+    assert_eq!(info.non_replicated_deduplication_window, Some(100));
+    assert!(info.replicated_deduplication_window.is_some());
+    assert!(!info.is_replicated());
+    assert_eq!(
+        info.materialized_views.len(),
+        1,
+        "{:?}",
+        info.materialized_views
+    );
+    assert_eq!(
+        info.materialized_views[0].to_string(),
+        format!("default.{mv}")
+    );
+
+    // Without the override: the server default (0 unless configured).
+    let plain = c
+        .table_info("default", &dst)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plain.non_replicated_deduplication_window, Some(0));
+    assert!(plain.materialized_views.is_empty());
+
+    for name in [&mv, &t, &dst] {
+        drop_table(&c, name).await;
+    }
+    match c.table_info("default", &t).await {
+        Err(ChError::UnknownTable { .. }) => {}
+        other => panic!("expected UnknownTable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn legacy_table_info_replicated() {
+    let Some(url) = legacy_url() else { return };
+    let c = connect(&url).await;
+    let t = table_name("rinfo");
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE {} (id UInt32, name String) ENGINE = \
+             ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{t}', '{{replica}}') ORDER BY id",
+            qualified("default", &t)
+        ),
+    )
+    .await;
+    let info = c
+        .table_info("default", &t)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.engine, "ReplicatedMergeTree");
+    assert!(info.is_replicated());
+    assert_eq!(
+        info.non_replicated_deduplication_window, None,
+        "18.16 has no such setting"
+    );
+    assert_eq!(info.replicated_deduplication_window, Some(100));
+    drop_table(&c, &t).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// inserts
+
+async fn check_insert_roundtrip(client: &Client) {
+    let t = table_name("ins");
+    create_simple(client, &t).await;
+    let data = [(1, "one"), (2, "zwei"), (3, "три"), (4, "")];
+    let ack = client
+        .insert(&insert_req(&t, &["id", "name"], rows(&data), None))
+        .await
+        .unwrap_or_else(|e| panic!("insert ({:?}): {e}", client.encoding()));
+    if client.server().version.major >= 20 {
+        assert_eq!(ack.written_rows, Some(4));
+    }
+    let text = client
+        .query(&format!(
+            "SELECT id, name FROM {} ORDER BY id FORMAT TSV",
+            qualified("default", &t)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(text, "1\tone\n2\tzwei\n3\tтри\n4\t\n");
+    drop_table(client, &t).await;
+}
+
+#[tokio::test]
+async fn modern_insert_roundtrip_all_encodings() {
+    for comp in [
+        Compression::Auto,
+        Compression::None,
+        Compression::Gzip,
+        Compression::Lz4,
+    ] {
+        let c = connect_with(&modern_url(), comp).await;
+        check_insert_roundtrip(&c).await;
+    }
+}
+
+#[tokio::test]
+async fn legacy_insert_roundtrip_all_encodings() {
+    let Some(url) = legacy_url() else { return };
+    for comp in [Compression::Auto, Compression::None, Compression::Gzip] {
+        let c = connect_with(&url, comp).await;
+        check_insert_roundtrip(&c).await;
+    }
+}
+
+#[tokio::test]
+async fn large_insert_is_compressed_off_thread() {
+    // Bigger than the blocking-compression threshold, on both encodings of the modern server.
+    for comp in [Compression::Lz4, Compression::Gzip] {
+        let c = connect_with(&modern_url(), comp).await;
+        let t = table_name("big");
+        create_simple(&c, &t).await;
+        let data: Vec<(u32, String)> = (0..50_000).map(|i| (i, format!("name-{i}"))).collect();
+        let refs: Vec<(u32, &str)> = data.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        c.insert(&insert_req(&t, &["id", "name"], rows(&refs), None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(count(&c, &t).await, 50_000);
+        drop_table(&c, &t).await;
+    }
+}
+
+#[tokio::test]
+async fn modern_dedup_token_stores_once() {
+    let c = connect(&modern_url()).await;
+    let t = table_name("dedup");
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE {} (id UInt32, name String) ENGINE = MergeTree ORDER BY id \
+             SETTINGS non_replicated_deduplication_window = 100",
+            qualified("default", &t)
+        ),
+    )
+    .await;
+    let req = insert_req(
+        &t,
+        &["id", "name"],
+        rows(&[(1, "a"), (2, "b")]),
+        Some("topic-0-100-101"),
+    );
+    let first = c.insert(&req).await.unwrap_or_else(|e| panic!("{e}"));
+    let second = c.insert(&req).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.written_rows, Some(2));
+    // 26.9 reports the rows of the deduplicated block as written all the same: the summary
+    // cannot tell a deduplicated retry from a fresh insert; only the count can.
+    assert!(second.written_rows.is_some());
+    assert_eq!(count(&c, &t).await, 2);
+
+    // The token, not the content, identifies the batch: other bytes, same token -> dropped.
+    let other = insert_req(
+        &t,
+        &["id", "name"],
+        rows(&[(9, "z")]),
+        Some("topic-0-100-101"),
+    );
+    c.insert(&other).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count(&c, &t).await, 2);
+    // Same bytes, another token -> stored.
+    let next = insert_req(
+        &t,
+        &["id", "name"],
+        rows(&[(1, "a"), (2, "b")]),
+        Some("topic-0-102-103"),
+    );
+    c.insert(&next).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count(&c, &t).await, 4);
+    drop_table(&c, &t).await;
+}
+
+#[tokio::test]
+async fn legacy_replicated_same_bytes_store_once() {
+    let Some(url) = legacy_url() else { return };
+    let c = connect(&url).await;
+    let t = table_name("rdedup");
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE {} (id UInt32, name String) ENGINE = \
+             ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{t}', '{{replica}}') ORDER BY id",
+            qualified("default", &t)
+        ),
+    )
+    .await;
+    // A token is not supported on 18.16: the client leaves it out (Code 115 otherwise) and the
+    // identical bytes deduplicate by block hash.
+    let req = insert_req(
+        &t,
+        &["id", "name"],
+        rows(&[(1, "a"), (2, "b"), (3, "c")]),
+        Some("tok"),
+    );
+    c.insert(&req).await.unwrap_or_else(|e| panic!("{e}"));
+    c.insert(&req).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count(&c, &t).await, 3);
+    drop_table(&c, &t).await;
+}
+
+async fn check_bad_data(client: &Client) {
+    let t = table_name("bad");
+    create_simple(client, &t).await;
+    // A row cut short: 2 bytes of a UInt32.
+    let req = insert_req(&t, &["id", "name"], Bytes::from_static(b"\x01\x00"), None);
+    match client.insert(&req).await {
+        Err(InsertError::BadData { code: 33, message }) => {
+            assert!(message.contains(&t), "message names the table: {message}");
+        }
+        other => panic!("expected BadData(33), got {other:?}"),
+    }
+    assert_eq!(count(client, &t).await, 0);
+    drop_table(client, &t).await;
+}
+
+#[tokio::test]
+async fn modern_bad_data() {
+    check_bad_data(&connect(&modern_url()).await).await;
+}
+
+#[tokio::test]
+async fn legacy_bad_data() {
+    let Some(url) = legacy_url() else { return };
+    check_bad_data(&connect(&url).await).await;
+}
+
+async fn check_unknown_table_and_column(client: &Client) {
+    let missing = table_name("missing");
+    match client
+        .insert(&insert_req(
+            &missing,
+            &["id", "name"],
+            rows(&[(1, "a")]),
+            None,
+        ))
+        .await
+    {
+        Err(InsertError::Fatal { code: Some(60), .. }) => {}
+        other => panic!("expected Fatal(60), got {other:?}"),
+    }
+    let t = table_name("nocol");
+    create_simple(client, &t).await;
+    match client
+        .insert(&insert_req(&t, &["id", "nope"], rows(&[(1, "a")]), None))
+        .await
+    {
+        Err(InsertError::Fatal { code: Some(16), .. }) => {}
+        other => panic!("expected Fatal(16), got {other:?}"),
+    }
+    drop_table(client, &t).await;
+}
+
+#[tokio::test]
+async fn modern_unknown_table_is_fatal() {
+    check_unknown_table_and_column(&connect(&modern_url()).await).await;
+}
+
+#[tokio::test]
+async fn legacy_unknown_table_is_fatal() {
+    let Some(url) = legacy_url() else { return };
+    check_unknown_table_and_column(&connect(&url).await).await;
+}
+
+#[tokio::test]
+async fn row_binary_with_defaults() {
+    let c = connect(&modern_url()).await;
+    let t = table_name("rbwd");
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE {} (id UInt32, name String DEFAULT 'dflt') ENGINE = MergeTree ORDER BY id",
+            qualified("default", &t)
+        ),
+    )
+    .await;
+    // Row 1: both values given (prefix 0); row 2: name uses the DEFAULT (prefix 1).
+    let mut b = BytesMut::new();
+    b.put_u8(0);
+    b.put_u32_le(1);
+    b.put_u8(0);
+    put_string(&mut b, "given");
+    b.put_u8(0);
+    b.put_u32_le(2);
+    b.put_u8(1);
+    let mut req = insert_req(&t, &["id", "name"], b.freeze(), None);
+    req.format = InsertFormat::RowBinaryWithDefaults;
+    c.insert(&req).await.unwrap_or_else(|e| panic!("{e}"));
+    let text = c
+        .query(&format!(
+            "SELECT id, name FROM {} ORDER BY id FORMAT TSV",
+            qualified("default", &t)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(text, "1\tgiven\n2\tdflt\n");
+    drop_table(&c, &t).await;
+
+    // On 18.16 the client refuses before sending.
+    if let Some(url) = legacy_url() {
+        let old = connect(&url).await;
+        match old.insert(&req).await {
+            Err(InsertError::Fatal {
+                code: None,
+                message,
+            }) => assert!(message.contains("RowBinaryWithDefaults")),
+            other => panic!("expected Fatal, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn awkward_identifiers_are_quoted() {
+    let mut urls = vec![modern_url()];
+    urls.extend(legacy_url());
+    for url in urls {
+        let c = connect(&url).await;
+        let t = format!("we`ird 'name\\{:08x}", rand::thread_rng().gen::<u32>());
+        let col = "col`umn 'x'";
+        exec(
+            &c,
+            &format!(
+                "CREATE TABLE {} (id UInt32, {} String) ENGINE = MergeTree ORDER BY id",
+                qualified("default", &t),
+                quote_ident(col)
+            ),
+        )
+        .await;
+        let cols = c
+            .table_columns("default", &t)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(cols[1].name, col);
+        c.insert(&insert_req(&t, &["id", col], rows(&[(7, "seven")]), None))
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(count(&c, &t).await, 1);
+        let info = c
+            .table_info("default", &t)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(info.name, t);
+        drop_table(&c, &t).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the server going away
+
+/// A TCP proxy in front of ClickHouse that can be shut down, leaving its port closed.
+struct Proxy {
+    port: u16,
+    accept: tokio::task::JoinHandle<()>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let conns2 = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                conns2.lock().expect("lock").push(task.abort_handle());
+            }
+        });
+        Proxy {
+            port,
+            accept,
+            conns,
+        }
+    }
+
+    fn stop(&self) {
+        self.accept.abort();
+        for c in self.conns.lock().expect("lock").iter() {
+            c.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_gone_is_retryable() {
+    let url = modern_url();
+    let parsed: Vec<&str> = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .split(':')
+        .collect();
+    let addr: std::net::SocketAddr =
+        format!("{}:{}", parsed[0], parsed.get(1).copied().unwrap_or("8123"))
+            .parse()
+            .expect("modern URL is host:port with an IP");
+    let direct = connect(&url).await;
+    let t = table_name("gone");
+    create_simple(&direct, &t).await;
+
+    let proxy = Proxy::start(addr).await;
+    let via = connect(&format!("http://127.0.0.1:{}", proxy.port)).await;
+    let req = insert_req(&t, &["id", "name"], rows(&[(1, "a")]), None);
+    via.insert(&req).await.unwrap_or_else(|e| panic!("{e}"));
+
+    proxy.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    match via.insert(&req).await {
+        Err(InsertError::Retryable {
+            code: None,
+            message,
+        }) => {
+            assert!(
+                message.contains("unreachable") || message.contains("request to ClickHouse"),
+                "{message}"
+            );
+        }
+        other => panic!("expected Retryable, got {other:?}"),
+    }
+    assert_eq!(count(&direct, &t).await, 1);
+    drop_table(&direct, &t).await;
+}
+
+#[tokio::test]
+async fn request_timeout_is_retryable() {
+    let mut s = settings(&modern_url());
+    s.request_timeout = Duration::from_millis(300);
+    let c = Client::connect(s).await.unwrap_or_else(|e| panic!("{e}"));
+    match c.query("SELECT sleep(2)").await {
+        Err(e @ ChError::Timeout { .. }) => {
+            assert!(e.is_transient());
+            assert!(e.to_string().contains("did not answer within 300ms"), "{e}");
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// measurement (not a test): which Content-Encoding inserts fastest on loopback
+
+#[tokio::test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+async fn bench_encodings() {
+    let n: u64 = 1_000_000;
+    let mut b = BytesMut::new();
+    for i in 0..n {
+        b.put_u64_le(i);
+        put_string(&mut b, &format!("user-{}-{}", i % 1000, i * 7919 % 100_003));
+        b.put_f64_le(i as f64 * 0.25);
+    }
+    let body = b.freeze();
+    println!("body: {} rows, {:.1} MB", n, body.len() as f64 / 1e6);
+    for comp in [Compression::None, Compression::Lz4, Compression::Gzip] {
+        let c = connect_with(&modern_url(), comp).await;
+        let t = table_name("bench");
+        exec(
+            &c,
+            &format!(
+                "CREATE TABLE {} (id UInt64, name String, v Float64) ENGINE = MergeTree ORDER BY id",
+                qualified("default", &t)
+            ),
+        )
+        .await;
+        let wire = c.encoding().encode(&body).expect("encode").len();
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            c.insert(&insert_req(&t, &["id", "name", "v"], body.clone(), None))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            times.push(started.elapsed());
+        }
+        times.sort();
+        let median = times[times.len() / 2];
+        let enc_start = Instant::now();
+        let _ = c.encoding().encode(&body).expect("encode");
+        let enc = enc_start.elapsed();
+        println!(
+            "{:?}: wire {:.1} MB, insert median {:?} (min {:?}), client compression {:?}, {:.0} MB/s",
+            c.encoding(),
+            wire as f64 / 1e6,
+            median,
+            times[0],
+            enc,
+            body.len() as f64 / 1e6 / median.as_secs_f64()
+        );
+        drop_table(&c, &t).await;
+    }
+}
