@@ -462,6 +462,7 @@ fn at_index(i: usize) -> impl FnOnce(Box<ConvErr>) -> Box<ConvErr> {
     }
 }
 
+/// `k` is a key's text without quotes (escapes, if any, are shown as written).
 fn at_key(k: &[u8]) -> impl FnOnce(Box<ConvErr>) -> Box<ConvErr> + '_ {
     move |mut e| {
         e.path
@@ -600,6 +601,14 @@ struct Val<'a> {
 }
 
 impl<'a> Val<'a> {
+    /// A string's text between the quotes, escapes as written.
+    #[inline]
+    fn inner(&self) -> &'a [u8] {
+        self.raw
+            .get(1..self.raw.len().saturating_sub(1))
+            .unwrap_or_default()
+    }
+
     /// String content: borrowed when there are no escapes, else unescaped into `tmp`.
     #[inline]
     fn str_bytes<'t>(&self, tmp: &'t mut Vec<u8>) -> Conv<&'t [u8]>
@@ -1883,11 +1892,11 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             let mut n = 0usize;
             while let Some((k, val)) = it.next_pair()? {
                 write_value(kt, k, tmp, out).map_err(|e| {
-                    let mut e = at_key(k.raw)(e);
+                    let mut e = at_key(k.inner())(e);
                     e.reason = format!("key: {}", e.reason);
                     e
                 })?;
-                write_value(vt, val, tmp, out).map_err(at_key(k.raw))?;
+                write_value(vt, val, tmp, out).map_err(at_key(k.inner()))?;
                 n += 1;
             }
             rb::patch_count(out, pos, n);
@@ -2469,4 +2478,1093 @@ pub fn encode_json_value(ty: &ChType, json: &[u8], out: &mut Vec<u8>) -> Result<
         let col = ColumnPlan::field("<value>", ty.clone());
         e.into_row_error("value".into(), &col)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const META: MessageMeta<'static> = MessageMeta {
+        topic: "events",
+        partition: 3,
+        offset: 42,
+        timestamp_ms: Some(1_700_000_000_123),
+        key: Some(b"k1"),
+        headers: &[],
+    };
+
+    fn ty(s: &str) -> ChType {
+        ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Encodes `{"c": <json>}` into one column `c` of type `t`.
+    fn one(t: &str, json: &str) -> Result<Vec<u8>, RowError> {
+        let plan = RowPlan::new(
+            vec![ColumnPlan::field("c", ty(t))],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let payload = format!("{{\"c\": {json}}}");
+        encode_json_row(&plan, payload.as_bytes(), &META, &mut out).map(|_| out)
+    }
+
+    #[track_caller]
+    fn ok(t: &str, json: &str) -> Vec<u8> {
+        one(t, json).unwrap_or_else(|e| panic!("{t} <- {json}: {e}"))
+    }
+
+    #[track_caller]
+    fn err(t: &str, json: &str) -> String {
+        match one(t, json) {
+            Ok(b) => panic!("{t} <- {json}: expected an error, got {b:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn le<const N: usize>(b: [u8; N]) -> Vec<u8> {
+        b.to_vec()
+    }
+
+    #[test]
+    fn integers_edges() {
+        assert_eq!(ok("UInt8", "0"), [0]);
+        assert_eq!(ok("UInt8", "255"), [255]);
+        assert_eq!(
+            err("UInt8", "256"),
+            "field \"c\" -> column c UInt8: 256 out of range 0..=255"
+        );
+        assert_eq!(
+            err("UInt8", "-1"),
+            "field \"c\" -> column c UInt8: -1 out of range 0..=255"
+        );
+        assert_eq!(ok("Int8", "-128"), [0x80]);
+        assert_eq!(ok("Int8", "127"), [127]);
+        assert_eq!(
+            err("Int8", "300"),
+            "field \"c\" -> column c Int8: 300 out of range -128..=127"
+        );
+        assert!(err("Int8", "-129").contains("out of range -128..=127"));
+        assert_eq!(ok("UInt16", "65535"), le(65535u16.to_le_bytes()));
+        assert!(err("UInt16", "65536").contains("out of range"));
+        assert_eq!(ok("Int16", "-32768"), le((-32768i16).to_le_bytes()));
+        assert!(err("Int16", "32768").contains("out of range"));
+        assert_eq!(ok("UInt32", "4294967295"), le(u32::MAX.to_le_bytes()));
+        assert!(err("UInt32", "4294967296").contains("out of range"));
+        assert_eq!(ok("Int32", "-2147483648"), le(i32::MIN.to_le_bytes()));
+        assert!(err("Int32", "2147483648").contains("out of range"));
+        assert_eq!(
+            ok("UInt64", "18446744073709551615"),
+            le(u64::MAX.to_le_bytes())
+        );
+        assert!(
+            err("UInt64", "18446744073709551616").contains("out of range 0..=18446744073709551615")
+        );
+        assert_eq!(
+            ok("Int64", "-9223372036854775808"),
+            le(i64::MIN.to_le_bytes())
+        );
+        assert_eq!(
+            ok("Int64", "9223372036854775807"),
+            le(i64::MAX.to_le_bytes())
+        );
+        assert!(err("Int64", "9223372036854775808").contains("out of range"));
+        assert!(err("Int64", "-9223372036854775809").contains("out of range"));
+        assert_eq!(
+            ok("UInt128", "340282366920938463463374607431768211455"),
+            le(u128::MAX.to_le_bytes())
+        );
+        assert!(err("UInt128", "340282366920938463463374607431768211456").contains("out of range"));
+        assert_eq!(
+            ok("Int128", "-170141183460469231731687303715884105728"),
+            le(i128::MIN.to_le_bytes())
+        );
+        assert_eq!(
+            ok("Int128", "170141183460469231731687303715884105727"),
+            le(i128::MAX.to_le_bytes())
+        );
+        assert!(err("Int128", "170141183460469231731687303715884105728").contains("out of range"));
+        assert!(err("Int128", "-170141183460469231731687303715884105729").contains("out of range"));
+        let umax = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+        assert_eq!(ok("UInt256", umax), vec![0xff; 32]);
+        assert!(err(
+            "UInt256",
+            "115792089237316195423570985008687907853269984665640564039457584007913129639936"
+        )
+        .contains("out of range"));
+        assert!(err("UInt256", "-1").contains("out of range"));
+        let imax = "57896044618658097711785492504343953926634992332820282019728792003956564819967";
+        let imin = "-57896044618658097711785492504343953926634992332820282019728792003956564819968";
+        let mut want = vec![0xff; 32];
+        want[31] = 0x7f;
+        assert_eq!(ok("Int256", imax), want);
+        let mut want = vec![0; 32];
+        want[31] = 0x80;
+        assert_eq!(ok("Int256", imin), want);
+        assert_eq!(ok("Int256", "-1"), vec![0xff; 32]);
+        assert!(err(
+            "Int256",
+            "57896044618658097711785492504343953926634992332820282019728792003956564819968"
+        )
+        .contains("out of range"));
+        assert!(err(
+            "Int256",
+            "-57896044618658097711785492504343953926634992332820282019728792003956564819969"
+        )
+        .contains("out of range"));
+    }
+
+    #[test]
+    fn integers_exact_forms() {
+        assert_eq!(ok("Int32", "\"123\""), le(123i32.to_le_bytes()));
+        assert_eq!(ok("Int32", "\"-123\""), le((-123i32).to_le_bytes()));
+        assert_eq!(ok("Int32", "1e3"), le(1000i32.to_le_bytes()));
+        assert_eq!(ok("Int32", "5.0"), le(5i32.to_le_bytes()));
+        assert_eq!(ok("Int32", "-0"), le(0i32.to_le_bytes()));
+        assert_eq!(ok("UInt8", "-0.0"), [0]);
+        assert_eq!(ok("Int32", "1.5e1"), le(15i32.to_le_bytes()));
+        assert_eq!(ok("UInt64", "0e999999999999999"), le(0u64.to_le_bytes()));
+        assert_eq!(
+            err("Int32", "5.5"),
+            "field \"c\" -> column c Int32: 5.5 is not an integer (it has a fractional part)"
+        );
+        assert!(err("Int32", "1e-400").contains("fractional part"));
+        assert!(err("Int32", "1e400").contains("out of range"));
+        assert!(err("Int32", "1e99999999999999999999").contains("out of range"));
+        assert!(err("Int32", "\"abc\"").contains("\"abc\" is not an integer"));
+        assert!(err("Int32", "\"\"").contains("is not an integer"));
+        assert!(err("Int32", "\"1 \"").contains("is not an integer"));
+        assert!(err("Int32", "true").contains("expected an integer, found a boolean true"));
+        assert!(err("Int32", "[1]").contains("expected an integer, found an array"));
+        assert_eq!(
+            err("Int32", "null"),
+            "field \"c\" -> column c Int32: null for non-Nullable column"
+        );
+        // Beyond 64 bits through the slow path, still exact.
+        assert_eq!(
+            ok("UInt64", "18446744073709551615.000"),
+            le(u64::MAX.to_le_bytes())
+        );
+        assert_eq!(ok("Int128", "1e38"), le(10i128.pow(38).to_le_bytes()));
+    }
+
+    #[test]
+    fn booleans() {
+        assert_eq!(ok("Bool", "true"), [1]);
+        assert_eq!(ok("Bool", "false"), [0]);
+        assert_eq!(ok("Bool", "1"), [1]);
+        assert_eq!(ok("Bool", "0"), [0]);
+        assert_eq!(ok("Bool", "\"true\""), [1]);
+        assert!(err("Bool", "2").contains("only 0 and 1"));
+        assert!(err("Bool", "\"yes\"").contains("not a boolean"));
+    }
+
+    #[test]
+    fn floats() {
+        assert_eq!(ok("Float64", "1.5"), le(1.5f64.to_le_bytes()));
+        assert_eq!(ok("Float64", "-0.0"), le((-0.0f64).to_le_bytes()));
+        assert_eq!(ok("Float64", "1e308"), le(1e308f64.to_le_bytes()));
+        assert_eq!(ok("Float64", "0.1"), le(0.1f64.to_le_bytes()));
+        assert_eq!(ok("Float64", "\"2.5\""), le(2.5f64.to_le_bytes()));
+        assert_eq!(
+            ok("Float64", "12345678901234567890"),
+            le(12345678901234567890f64.to_le_bytes())
+        );
+        assert!(err("Float64", "1e309").contains("1e309 is out of Float64 range"));
+        assert_eq!(ok("Float64", "\"inf\""), le(f64::INFINITY.to_le_bytes()));
+        assert_eq!(
+            ok("Float64", "\"-Infinity\""),
+            le(f64::NEG_INFINITY.to_le_bytes())
+        );
+        assert!(f64::from_le_bytes(ok("Float64", "\"nan\"").try_into().unwrap()).is_nan());
+        assert_eq!(ok("Float32", "0.1"), le(0.1f32.to_le_bytes()));
+        assert_eq!(ok("Float32", "3.4e38"), le(3.4e38f32.to_le_bytes()));
+        assert!(err("Float32", "1e39").contains("out of Float32 range"));
+        assert!(err("Float32", "\"x1\"").contains("is not a number"));
+        assert!(err("Float32", "{}").contains("expected a number"));
+    }
+
+    #[test]
+    fn decimals() {
+        let d = |t: &str, j: &str| ok(t, j);
+        assert_eq!(d("Decimal(10, 2)", "12.34"), le(1234i64.to_le_bytes()));
+        assert_eq!(d("Decimal(10, 2)", "\"12.34\""), le(1234i64.to_le_bytes()));
+        assert_eq!(d("Decimal(10, 2)", "12.340"), le(1234i64.to_le_bytes()));
+        assert_eq!(d("Decimal(10, 2)", "-0.01"), le((-1i64).to_le_bytes()));
+        assert_eq!(d("Decimal(10, 2)", "1e2"), le(10000i64.to_le_bytes()));
+        assert_eq!(d("Decimal(10, 2)", "1.5e-1"), le(15i64.to_le_bytes()));
+        assert_eq!(
+            d("Decimal(10, 2)", "99999999.99"),
+            le(9999999999i64.to_le_bytes())
+        );
+        assert_eq!(d("Decimal(10, 2)", "12"), le(1200i64.to_le_bytes()));
+        assert_eq!(
+            err("Decimal(10, 2)", "12.345"),
+            "field \"c\" -> column c Decimal(10, 2): 12.345 has more than 2 fractional digits (no rounding)"
+        );
+        assert_eq!(
+            err("Decimal(10, 2)", "999999999.99"),
+            "field \"c\" -> column c Decimal(10, 2): 999999999.99 out of range: more than 8 digits before the decimal point"
+        );
+        assert_eq!(d("Decimal(9, 0)", "-5"), le((-5i32).to_le_bytes()));
+        assert_eq!(
+            d("Decimal(9, 9)", "0.999999999"),
+            le(999999999i32.to_le_bytes())
+        );
+        assert!(err("Decimal(9, 9)", "1").contains("out of range"));
+        assert_eq!(
+            d("Decimal(38, 10)", "1234567890123456789012345678.0123456789"),
+            le(12345678901234567890123456780123456789i128.to_le_bytes())
+        );
+        let n76 = "9".repeat(76);
+        let mut want = U256::ZERO;
+        for _ in 0..76 {
+            want = want.checked_mul10_add(9).unwrap();
+        }
+        assert_eq!(d("Decimal(76, 0)", &n76), want.to_le_bytes().to_vec());
+        assert_eq!(
+            d("Decimal(76, 0)", &format!("-{n76}")),
+            want.wrapping_neg().to_le_bytes().to_vec()
+        );
+        assert!(err("Decimal(76, 0)", &format!("{n76}9")).contains("out of range"));
+        // 0.1 at scale 76 is 10^75.
+        let mut p75 = U256::from_u128(1);
+        for _ in 0..75 {
+            p75 = p75.checked_mul10_add(0).unwrap();
+        }
+        assert_eq!(d("Decimal(76, 76)", "0.1"), p75.to_le_bytes().to_vec());
+        assert!(err("Decimal(10, 2)", "\"1,5\"").contains("is not a decimal number"));
+        assert!(err("Decimal(10, 2)", "true").contains("expected a decimal"));
+    }
+
+    #[test]
+    fn strings() {
+        assert_eq!(ok("String", "\"abc\""), b"\x03abc");
+        assert_eq!(ok("String", r#""a\u00e9\n""#), b"\x04a\xc3\xa9\n");
+        assert_eq!(ok("String", r#""\ud83d\ude00""#), "\x04😀".as_bytes());
+        assert_eq!(
+            ok("String", r#""\"\\\/\b\f\r\t""#),
+            b"\x07\"\\/\x08\x0c\r\t"
+        );
+        assert_eq!(ok("String", "\"é\""), "\x02é".as_bytes());
+        assert!(err("String", r#""\ud83d""#).contains("unpaired surrogate"));
+        assert!(err("String", r#""\udc00x""#).contains("unpaired surrogate"));
+        // Non-strings keep their JSON text as written.
+        assert_eq!(ok("String", "12.50"), b"\x0512.50");
+        assert_eq!(ok("String", "true"), b"\x04true");
+        assert_eq!(ok("String", r#"{"a": [1, 2]}"#), b"\x0d{\"a\": [1, 2]}");
+        assert_eq!(ok("String", "[]"), b"\x02[]");
+        let long = "x".repeat(300);
+        let b = ok("String", &format!("\"{long}\""));
+        assert_eq!(&b[..2], &[0xac, 0x02]);
+        assert_eq!(b.len(), 302);
+        assert_eq!(ok("FixedString(3)", "\"ab\""), b"ab\0");
+        assert_eq!(ok("FixedString(3)", "\"abc\""), b"abc");
+        assert_eq!(ok("FixedString(2)", "\"é\""), "é".as_bytes());
+        assert_eq!(
+            err("FixedString(3)", "\"abcd\""),
+            "field \"c\" -> column c FixedString(3): \"abcd\": 4 bytes do not fit FixedString(3)"
+        );
+        assert_eq!(ok("FixedString(4)", "12"), b"12\0\0");
+        assert_eq!(ok("LowCardinality(String)", "\"x\""), b"\x01x");
+        // Long offending values are shortened.
+        let e = err("Int8", &format!("\"{}\"", "9".repeat(200)));
+        assert!(e.contains('…') && e.len() < 200, "{e}");
+    }
+
+    #[test]
+    fn uuid_and_ips() {
+        assert_eq!(
+            ok("UUID", "\"61f0c404-5cb3-11e7-907b-a6006ad3dba0\""),
+            [
+                0xe7, 0x11, 0xb3, 0x5c, 0x04, 0xc4, 0xf0, 0x61, 0xa0, 0xdb, 0xd3, 0x6a, 0x00, 0xa6,
+                0x7b, 0x90
+            ]
+        );
+        assert!(err("UUID", "\"61f0c404-5cb3-11e7-907b\"").contains("is not a UUID"));
+        assert!(err("UUID", "1").contains("expected a UUID string"));
+        assert_eq!(ok("IPv4", "\"1.2.3.4\""), [4, 3, 2, 1]);
+        assert_eq!(ok("IPv4", "16909060"), [4, 3, 2, 1]);
+        assert!(err("IPv4", "\"1.2.3.256\"").contains("not an IPv4 address"));
+        assert!(err("IPv4", "4294967296").contains("out of IPv4 range"));
+        assert!(err("IPv4", "-1").contains("out of IPv4 range"));
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(ok("IPv6", "\"::1\""), v6);
+        assert_eq!(
+            ok("IPv6", "\"1.2.3.4\""),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4]
+        );
+        assert!(err("IPv6", "\"::g\"").contains("not an IP address"));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(ok("Date", "\"1970-01-01\""), [0, 0]);
+        assert_eq!(ok("Date", "\"2024-02-29\""), le(19782u16.to_le_bytes()));
+        assert_eq!(ok("Date", "\"2149-06-06\""), le(65535u16.to_le_bytes()));
+        assert_eq!(ok("Date", "65535"), le(65535u16.to_le_bytes()));
+        assert!(err("Date", "65536").contains("out of Date range"));
+        assert!(err("Date", "\"2149-06-07\"").contains("out of Date range"));
+        assert!(err("Date", "\"1969-12-31\"").contains("out of Date range"));
+        assert!(err("Date", "\"2023-02-29\"").contains("is not a date"));
+        assert!(err("Date", "\"2023-13-01\"").contains("is not a date"));
+        assert!(err("Date", "\"2023-01-01 00:00:00\"").contains("is not a date"));
+        assert_eq!(ok("Date32", "\"1969-12-31\""), le((-1i32).to_le_bytes()));
+        assert_eq!(
+            ok("Date32", "\"1900-01-01\""),
+            le((-25567i32).to_le_bytes())
+        );
+        assert_eq!(ok("Date32", "\"2299-12-31\""), le(120529i32.to_le_bytes()));
+        assert!(err("Date32", "\"2300-01-01\"").contains("out of Date32 range"));
+        assert!(err("Date32", "\"1899-12-31\"").contains("out of Date32 range"));
+        assert_eq!(ok("Date32", "-25567"), le((-25567i32).to_le_bytes()));
+    }
+
+    #[test]
+    fn datetimes() {
+        let secs = |v: Vec<u8>| u32::from_le_bytes(v.try_into().unwrap());
+        assert_eq!(
+            secs(ok("DateTime", "\"2023-11-14 22:13:20\"")),
+            1_700_000_000
+        );
+        assert_eq!(
+            secs(ok("DateTime", "\"2023-11-14T22:13:20Z\"")),
+            1_700_000_000
+        );
+        assert_eq!(
+            secs(ok("DateTime", "\"2023-11-14T23:13:20+01:00\"")),
+            1_700_000_000
+        );
+        assert_eq!(
+            secs(ok("DateTime", "\"2023-11-14T23:13:20+0100\"")),
+            1_700_000_000
+        );
+        assert_eq!(
+            secs(ok("DateTime", "\"2023-11-14T17:13:20-05\"")),
+            1_700_000_000
+        );
+        assert_eq!(
+            secs(ok("DateTime", "\"2023-11-14 22:13:20.000\"")),
+            1_700_000_000
+        );
+        assert_eq!(secs(ok("DateTime", "\"2023-11-14 22:13\"")), 1_699_999_980);
+        assert_eq!(secs(ok("DateTime", "\"2023-11-14\"")), 1_699_920_000);
+        assert_eq!(secs(ok("DateTime", "1700000000")), 1_700_000_000);
+        assert_eq!(secs(ok("DateTime", "\"1700000000\"")), 1_700_000_000);
+        assert_eq!(secs(ok("DateTime", "4294967295")), u32::MAX);
+        assert_eq!(secs(ok("DateTime", "\"2106-02-07 06:28:15\"")), u32::MAX);
+        assert!(err("DateTime", "4294967296").contains("out of DateTime range"));
+        assert!(err("DateTime", "-1").contains("out of DateTime range"));
+        assert!(err("DateTime", "\"1969-12-31 23:59:59\"").contains("out of DateTime range"));
+        assert!(err("DateTime", "\"2023-11-14 22:13:20.5\"").contains("more fractional digits"));
+        assert!(err("DateTime", "1700000000.5").contains("more fractional digits"));
+        assert!(err("DateTime", "\"2023-11-14 24:00:00\"").contains("invalid time of day"));
+        assert!(err("DateTime", "\"2023-11-14 22:13:20 UTC\"").contains("is not a date-time"));
+        assert!(err("DateTime", "\"2023-11-14X22:13:20\"").contains("is not a date-time"));
+        assert!(err("DateTime", "\"yesterday\"").contains("is not a date-time or epoch seconds"));
+        // Zone-less strings are local time in the column's zone.
+        assert_eq!(
+            secs(ok("DateTime('Europe/Berlin')", "\"2023-11-14 23:13:20\"")),
+            1_700_000_000
+        );
+        assert_eq!(
+            secs(ok("DateTime('Asia/Kolkata')", "\"2023-11-15 03:43:20\"")),
+            1_700_000_000
+        );
+        // ...but an explicit offset wins.
+        assert_eq!(
+            secs(ok("DateTime('Europe/Berlin')", "\"2023-11-14 22:13:20Z\"")),
+            1_700_000_000
+        );
+        assert_eq!(
+            secs(ok("DateTime('UTC')", "\"2023-11-14 22:13:20\"")),
+            1_700_000_000
+        );
+        assert!(err("DateTime('Europe/Berlin')", "\"2024-03-31 02:30:00\"").contains("DST gap"));
+        assert!(err("DateTime('Europe/Berlin')", "\"2024-10-27 02:30:00\"").contains("ambiguous"));
+        assert_eq!(
+            secs(ok(
+                "DateTime('Europe/Berlin')",
+                "\"2024-10-27 02:30:00+01:00\""
+            )),
+            1_729_992_600
+        );
+
+        let ticks = |v: Vec<u8>| i64::from_le_bytes(v.try_into().unwrap());
+        assert_eq!(
+            ticks(ok("DateTime64(3)", "\"2023-11-14 22:13:20.123\"")),
+            1_700_000_000_123
+        );
+        assert_eq!(
+            ticks(ok("DateTime64(3)", "\"2023-11-14T22:13:20.1Z\"")),
+            1_700_000_000_100
+        );
+        assert_eq!(
+            ticks(ok("DateTime64(3)", "\"2023-11-14 22:13:20.1230\"")),
+            1_700_000_000_123
+        );
+        assert_eq!(
+            ticks(ok("DateTime64(3)", "1700000000.123")),
+            1_700_000_000_123
+        );
+        assert_eq!(
+            ticks(ok("DateTime64(3)", "\"1700000000.5\"")),
+            1_700_000_000_500
+        );
+        assert_eq!(ticks(ok("DateTime64(3)", "1700000000")), 1_700_000_000_000);
+        assert_eq!(
+            ticks(ok(
+                "DateTime64(6, 'Europe/Berlin')",
+                "\"2023-11-14 23:13:20.000001\""
+            )),
+            1_700_000_000_000_001
+        );
+        assert_eq!(
+            ticks(ok("DateTime64(9)", "\"2023-11-14 22:13:20.123456789\"")),
+            1_700_000_000_123_456_789
+        );
+        assert_eq!(
+            ticks(ok("DateTime64(0)", "\"2023-11-14 22:13:20\"")),
+            1_700_000_000
+        );
+        assert!(
+            err("DateTime64(3)", "\"2023-11-14 22:13:20.1234\"").contains("more fractional digits")
+        );
+        assert!(err("DateTime64(3)", "1700000000.1234").contains("more fractional digits"));
+        assert!(
+            err("DateTime64(0)", "\"2023-11-14 22:13:20.5\"").contains("more fractional digits")
+        );
+        assert_eq!(
+            ticks(ok("DateTime64(3)", "\"1900-01-01 00:00:00\"")),
+            -2_208_988_800_000
+        );
+        assert_eq!(
+            ticks(ok("DateTime64(3)", "-2208988800")),
+            -2_208_988_800_000
+        );
+        assert_eq!(
+            ticks(ok("DateTime64(3)", "\"2299-12-31 23:59:59.999\"")),
+            10_413_791_999_999
+        );
+        assert!(err("DateTime64(3)", "\"1899-12-31 23:59:59\"").contains("out of DateTime64 range"));
+        assert!(err("DateTime64(3)", "\"2300-01-01 00:00:00\"").contains("out of DateTime64 range"));
+        // Precision 9 is limited by i64 ticks (2262-04-11).
+        assert!(err("DateTime64(9)", "\"2262-04-12 00:00:00\"").contains("out of DateTime64 range"));
+        assert_eq!(
+            ticks(ok("DateTime64(9)", "\"2262-04-11 00:00:00\"")),
+            9_223_286_400_000_000_000
+        );
+        // A millisecond epoch number is not silently read as seconds in the year 55000.
+        assert!(err("DateTime64(3)", "1700000000123").contains("out of DateTime64 range"));
+    }
+
+    #[test]
+    fn enums() {
+        let e8 = "Enum8('a' = 1, 'b' = -2)";
+        assert_eq!(ok(e8, "\"a\""), [1]);
+        assert_eq!(ok(e8, "\"b\""), [0xfe]);
+        assert_eq!(ok(e8, "-2"), [0xfe]);
+        assert_eq!(ok(e8, "\"1\""), [1]);
+        assert_eq!(err(e8, "\"c\""), "field \"c\" -> column c Enum8('a' = 1, 'b' = -2): \"c\" is not a value of Enum8('a' = 1, 'b' = -2)");
+        assert!(err(e8, "3").contains("is not a value of"));
+        assert!(err(e8, "true").contains("expected an enum name or value"));
+        let e16 = "Enum16('x' = -32768, 'y\\'z' = 32767)";
+        assert_eq!(ok(e16, "\"y'z\""), le(32767i16.to_le_bytes()));
+        assert_eq!(ok(e16, "-32768"), le((-32768i16).to_le_bytes()));
+    }
+
+    #[test]
+    fn nullable_and_low_cardinality() {
+        assert_eq!(ok("Nullable(Int8)", "null"), [1]);
+        assert_eq!(ok("Nullable(Int8)", "5"), [0, 5]);
+        assert_eq!(ok("LowCardinality(Nullable(String))", "null"), [1]);
+        assert_eq!(
+            ok("LowCardinality(Nullable(String))", "\"a\""),
+            [0, 1, b'a']
+        );
+        assert_eq!(
+            err("String", "null"),
+            "field \"c\" -> column c String: null for non-Nullable column"
+        );
+        assert!(err("Nullable(Int8)", "300").contains("out of range"));
+    }
+
+    #[test]
+    fn arrays_maps_tuples() {
+        assert_eq!(ok("Array(Int8)", "[1, 2, -1]"), [3, 1, 2, 0xff]);
+        assert_eq!(ok("Array(Int8)", "[]"), [0]);
+        assert_eq!(
+            ok("Array(Array(String))", r#"[["a"], [], ["b", "c"]]"#),
+            b"\x03\x01\x01a\x00\x02\x01b\x01c"
+        );
+        let big: Vec<String> = (0..200).map(|i| (i % 100).to_string()).collect();
+        let b = ok("Array(UInt8)", &format!("[{}]", big.join(",")));
+        assert_eq!(&b[..2], &[0xc8, 0x01]);
+        assert_eq!(b.len(), 202);
+        assert_eq!(b[2 + 150], 50);
+        assert_eq!(
+            err("Array(Int8)", "[1, 300]"),
+            "field \"c\" -> column c Array(Int8): [1]: 300 out of range -128..=127"
+        );
+        assert!(err("Array(Int8)", "{}").contains("expected an array, found an object"));
+
+        let t = "Array(Nullable(Map(String, Array(Int8))))";
+        let b = ok(t, r#"[null, {"a": [1, -1], "b\u00e9": []}, {}]"#);
+        assert_eq!(
+            b,
+            b"\x03\x01\x00\x02\x01a\x02\x01\xff\x03b\xc3\xa9\x00\x00\x00"
+        );
+        assert_eq!(
+            err(t, r#"[null, {"k": [1, 2, 128]}]"#),
+            format!("field \"c\" -> column c {t}: [1][\"k\"][2]: 128 out of range -128..=127")
+        );
+
+        assert_eq!(
+            ok("Map(String, UInt64)", r#"{"a": 1, "b": 2}"#),
+            b"\x02\x01a\x01\0\0\0\0\0\0\0\x01b\x02\0\0\0\0\0\0\0"
+        );
+        assert_eq!(
+            ok("Map(UInt16, String)", r#"{"12": "x"}"#),
+            b"\x01\x0c\x00\x01x"
+        );
+        assert_eq!(
+            ok("Map(String, String)", r#"{"a": "1", "a": "2"}"#),
+            b"\x02\x01a\x011\x01a\x012"
+        );
+        assert!(err("Map(UInt16, String)", r#"{"x": "y"}"#)
+            .contains("[\"x\"]: key: \"x\" is not an integer"));
+        assert!(err("Map(String, String)", "[]").contains("expected an object"));
+
+        let tup = "Tuple(a UInt8, b String)";
+        assert_eq!(ok(tup, r#"[1, "x"]"#), b"\x01\x01x");
+        assert_eq!(ok(tup, r#"{"b": "x", "a": 1}"#), b"\x01\x01x");
+        assert!(err(tup, "[1]").contains("expected 2 tuple elements, found 1"));
+        assert!(err(tup, r#"[1, "x", 3]"#).contains("found more"));
+        assert!(err(tup, r#"{"a": 1}"#).contains("missing tuple element \"b\""));
+        assert!(err(tup, r#"{"a": 1, "b": "x", "z": 0}"#).contains("unknown tuple element \"z\""));
+        assert!(err(tup, r#"{"a": 1, "a": 2, "b": "x"}"#).contains("duplicate tuple element"));
+        assert_eq!(ok(tup, r#"{"a": 1, "b": 2}"#), b"\x01\x012");
+        assert!(err("Tuple(UInt8, String)", r#"{"a": 1}"#).contains("expected a tuple as an array"));
+        assert!(err(tup, r#"[300, "x"]"#).contains("[0]: 300 out of range"));
+    }
+
+    fn plan(cols: Vec<ColumnPlan>, unknown: UnknownFields, with_defaults: bool) -> RowPlan {
+        RowPlan::new(cols, unknown, with_defaults).unwrap()
+    }
+
+    #[test]
+    fn rows_in_plan_order_with_any_field_order() {
+        let p = plan(
+            vec![
+                ColumnPlan::field("id", ty("UInt64")),
+                ColumnPlan::field("name", ty("String")),
+                ColumnPlan::meta("off", ty("Int64"), MetaField::Offset),
+                ColumnPlan::field("age", ty("Int8")),
+            ],
+            UnknownFields::Ignore,
+            false,
+        );
+        let mut want = Vec::new();
+        rb::put_u64(&mut want, 7);
+        rb::put_str(&mut want, b"bo");
+        rb::put_i64(&mut want, 42);
+        rb::put_i8(&mut want, 30);
+        for payload in [
+            r#"{"id": 7, "name": "bo", "age": 30}"#,
+            r#"{"age":30,"name":"bo","id":7}"#,
+            r#" { "x": {"deep": [1, {"y": null}]}, "name" : "bo" , "id":7,"age":30, "z": "\u1234" } "#,
+            "{\"\\u0069d\": 7, \"name\": \"bo\", \"age\": 30}",
+        ] {
+            let mut out = Vec::new();
+            encode_json_row(&p, payload.as_bytes(), &META, &mut out)
+                .unwrap_or_else(|e| panic!("{payload}: {e}"));
+            assert_eq!(out, want, "{payload}");
+        }
+    }
+
+    fn row_err(p: &RowPlan, payload: &str) -> String {
+        let mut out = vec![9, 9];
+        let e = encode_json_row(p, payload.as_bytes(), &META, &mut out).unwrap_err();
+        assert_eq!(out, [9, 9], "output not rolled back for {payload}");
+        e.to_string()
+    }
+
+    #[test]
+    fn row_errors_and_rollback() {
+        let p = plan(
+            vec![
+                ColumnPlan::field("id", ty("UInt64")),
+                ColumnPlan::field("age", ty("Int8")),
+            ],
+            UnknownFields::Error,
+            false,
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": 1, "age": 300}"#),
+            "field \"age\" -> column age Int8: 300 out of range -128..=127"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"age": 3}"#),
+            "missing field \"id\" for column id UInt64 (no default)"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": 1, "age": 3, "foo": 1}"#),
+            "unknown field \"foo\""
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": 1, "id": 2, "age": 3}"#),
+            "duplicate field \"id\""
+        );
+        assert_eq!(
+            row_err(&p, r#"[1, 2]"#),
+            "payload is not a JSON object: [1, 2]"
+        );
+        assert_eq!(
+            row_err(&p, "  "),
+            "payload is not a JSON object: empty payload"
+        );
+        assert_eq!(row_err(&p, "42"), "payload is not a JSON object: 42");
+        assert_eq!(
+            row_err(&p, r#"{"id": 1, "age": 3,}"#),
+            "invalid JSON at byte 19: expected a field name"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": 1, "age": 3} x"#),
+            "invalid JSON at byte 20: trailing characters after the JSON object"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": 01}"#),
+            "invalid JSON at byte 8: expected ',' or '}'"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": 1"#),
+            "invalid JSON at byte 8: unexpected end of input"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": tru}"#),
+            "invalid JSON at byte 7: invalid literal"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id" 1}"#),
+            "invalid JSON at byte 6: expected ':'"
+        );
+        assert_eq!(
+            row_err(&p, "{\"id\": \"a\tb\"}"),
+            "invalid JSON at byte 9: control character in string"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": "\x"}"#),
+            "invalid JSON at byte 8: invalid escape in string"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": "\u12"}"#),
+            "invalid JSON at byte 8: invalid \\u escape"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": "abc"#),
+            "invalid JSON at byte 7: unterminated string"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": 1.}"#),
+            "invalid JSON at byte 9: expected digits after the decimal point"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": -}"#),
+            "invalid JSON at byte 7: invalid number"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": [1,]}"#),
+            "invalid JSON at byte 10: expected a JSON value"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": {"a" 1}}"#),
+            "invalid JSON at byte 12: expected ':'"
+        );
+        assert_eq!(
+            row_err(&p, r#"{"id": [1}"#),
+            "invalid JSON at byte 9: expected ',' or ']'"
+        );
+        // Invalid UTF-8 inside a string value and as a bare byte.
+        let mut out = Vec::new();
+        let e = encode_json_row(&p, b"{\"id\": \"\xff\xfe\"}", &META, &mut out).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid JSON at byte 7: string is not valid UTF-8"
+        );
+        let e = encode_json_row(&p, b"{\"id\": 1, \"age\": \xff}", &META, &mut out).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid JSON at byte 17: expected a JSON value"
+        );
+        // Invalid JSON is reported even inside ignored fields, and a late error rolls back.
+        let p2 = plan(
+            vec![ColumnPlan::field("id", ty("UInt64"))],
+            UnknownFields::Ignore,
+            false,
+        );
+        assert_eq!(
+            row_err(&p2, r#"{"id": 1, "x": [1 2]}"#),
+            "invalid JSON at byte 18: expected ',' or ']'"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_crashing() {
+        let p = plan(
+            vec![ColumnPlan::field("id", ty("UInt64"))],
+            UnknownFields::Ignore,
+            false,
+        );
+        for n in [MAX_JSON_DEPTH + 1, 1_000_000] {
+            let payload = format!("{{\"x\": {}{}, \"id\": 1}}", "[".repeat(n), "]".repeat(n));
+            let e = row_err(&p, &payload);
+            assert!(e.contains("nested too deeply"), "{e}");
+        }
+        let ok_depth = MAX_JSON_DEPTH - 1;
+        let payload = format!(
+            "{{\"x\": {}1{}, \"id\": 1}}",
+            "[{\"a\":".repeat(ok_depth / 2),
+            "}]".repeat(ok_depth / 2)
+        );
+        let mut out = Vec::new();
+        encode_json_row(&p, payload.as_bytes(), &META, &mut out).unwrap();
+        assert_eq!(out, 1u64.to_le_bytes());
+    }
+
+    #[test]
+    fn missing_values_and_defaults() {
+        let mut default_bytes = Vec::new();
+        encode_json_value(&ty("Int32"), b"-7", &mut default_bytes).unwrap();
+        assert_eq!(default_bytes, (-7i32).to_le_bytes());
+        let cols = vec![
+            ColumnPlan::field("a", ty("UInt8")),
+            ColumnPlan::field("b", ty("Int32")).on_missing(OnMissing::Bytes(default_bytes.clone())),
+            ColumnPlan::field("c", ty("Nullable(String)")).on_missing(OnMissing::Null),
+            ColumnPlan::field("d", ty("String")).on_missing(OnMissing::ServerDefault),
+        ];
+        let p = plan(cols.clone(), UnknownFields::Ignore, true);
+        let mut out = Vec::new();
+        encode_json_row(&p, br#"{"a": 1}"#, &META, &mut out).unwrap();
+        assert_eq!(out, [0, 1, 0, 0xf9, 0xff, 0xff, 0xff, 0, 1, 1]);
+        out.clear();
+        encode_json_row(
+            &p,
+            br#"{"a": 1, "b": 2, "c": null, "d": "x"}"#,
+            &META,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [0, 1, 0, 2, 0, 0, 0, 0, 1, 0, 1, b'x']);
+
+        // Without RowBinaryWithDefaults a server default is not possible.
+        assert_eq!(
+            RowPlan::new(cols.clone(), UnknownFields::Ignore, false).unwrap_err(),
+            PlanError::ServerDefaultNeedsWithDefaults { column: "d".into() }
+        );
+        let p = plan(cols[..3].to_vec(), UnknownFields::Ignore, false);
+        out.clear();
+        encode_json_row(&p, br#"{"a": 1}"#, &META, &mut out).unwrap();
+        assert_eq!(out, [1, 0xf9, 0xff, 0xff, 0xff, 1]);
+        assert_eq!(
+            RowPlan::new(
+                vec![ColumnPlan::field("a", ty("UInt8")).on_missing(OnMissing::Null)],
+                UnknownFields::Ignore,
+                false
+            )
+            .unwrap_err()
+            .to_string(),
+            "column a UInt8: NULL as the missing value needs a Nullable column"
+        );
+        assert_eq!(
+            RowPlan::new(
+                vec![
+                    ColumnPlan::field("a", ty("UInt8")),
+                    ColumnPlan::field("a", ty("UInt8"))
+                ],
+                UnknownFields::Ignore,
+                false
+            )
+            .unwrap_err(),
+            PlanError::DuplicateColumn { column: "a".into() }
+        );
+        assert!(encode_json_value(&ty("Int8"), b"1000", &mut out)
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
+        assert!(encode_json_value(&ty("Int8"), b"1 2", &mut out).is_err());
+    }
+
+    #[test]
+    fn two_columns_from_one_field() {
+        let p = plan(
+            vec![
+                ColumnPlan {
+                    name: "raw".into(),
+                    ty: ty("String"),
+                    source: ColumnSource::Field("n".into()),
+                    on_missing: OnMissing::Error,
+                },
+                ColumnPlan::field("n", ty("UInt16")),
+            ],
+            UnknownFields::Error,
+            false,
+        );
+        let mut out = Vec::new();
+        encode_json_row(&p, br#"{"n": 513}"#, &META, &mut out).unwrap();
+        assert_eq!(out, b"\x03513\x01\x02");
+    }
+
+    #[test]
+    fn meta_columns() {
+        let headers: &[(&str, Option<&[u8]>)] =
+            &[("h1", Some(b"v1")), ("h2", None), ("q\"", Some(b"\xff"))];
+        let meta = MessageMeta { headers, ..META };
+        let cols = vec![
+            ColumnPlan::meta("topic", ty("LowCardinality(String)"), MetaField::Topic),
+            ColumnPlan::meta("topic_fs", ty("FixedString(8)"), MetaField::Topic),
+            ColumnPlan::meta("part", ty("UInt8"), MetaField::Partition),
+            ColumnPlan::meta("off", ty("UInt64"), MetaField::Offset),
+            ColumnPlan::meta("ts", ty("DateTime"), MetaField::Timestamp),
+            ColumnPlan::meta("ts3", ty("DateTime64(3)"), MetaField::Timestamp),
+            ColumnPlan::meta("ts6", ty("DateTime64(6, 'UTC')"), MetaField::Timestamp),
+            ColumnPlan::meta("ts1", ty("DateTime64(1)"), MetaField::Timestamp),
+            ColumnPlan::meta("tsms", ty("Int64"), MetaField::Timestamp),
+            ColumnPlan::meta("key", ty("Nullable(String)"), MetaField::Key),
+            ColumnPlan::meta("hm", ty("Map(String, String)"), MetaField::Headers),
+            ColumnPlan::meta(
+                "ha",
+                ty("Array(Tuple(String, Nullable(String)))"),
+                MetaField::Headers,
+            ),
+            ColumnPlan::meta("hj", ty("String"), MetaField::Headers),
+        ];
+        let p = plan(cols, UnknownFields::Ignore, false);
+        let mut out = Vec::new();
+        encode_json_row(&p, b"{}", &meta, &mut out).unwrap();
+        let mut w = Vec::new();
+        rb::put_str(&mut w, b"events");
+        w.extend_from_slice(b"events\0\0");
+        w.push(3);
+        rb::put_u64(&mut w, 42);
+        rb::put_u32(&mut w, 1_700_000_000);
+        rb::put_i64(&mut w, 1_700_000_000_123);
+        rb::put_i64(&mut w, 1_700_000_000_123_000);
+        rb::put_i64(&mut w, 17_000_000_001);
+        rb::put_i64(&mut w, 1_700_000_000_123);
+        w.extend_from_slice(b"\x00\x02k1");
+        w.extend_from_slice(b"\x03\x02h1\x02v1\x02h2\x00\x02q\"\x01\xff");
+        w.extend_from_slice(b"\x03\x02h1\x00\x02v1\x02h2\x01\x02q\"\x00\x01\xff");
+        rb::put_str(
+            &mut w,
+            "{\"h1\":\"v1\",\"h2\":null,\"q\\\"\":\"\u{fffd}\"}".as_bytes(),
+        );
+        assert_eq!(out, w);
+
+        // No key: NULL in a Nullable column, empty string otherwise.
+        let p = plan(
+            vec![
+                ColumnPlan::meta("k1", ty("Nullable(String)"), MetaField::Key),
+                ColumnPlan::meta("k2", ty("String"), MetaField::Key),
+                ColumnPlan::meta("ts", ty("Nullable(DateTime)"), MetaField::Timestamp)
+                    .on_missing(OnMissing::Null),
+            ],
+            UnknownFields::Ignore,
+            false,
+        );
+        out.clear();
+        encode_json_row(
+            &p,
+            b"{}",
+            &MessageMeta {
+                key: None,
+                timestamp_ms: None,
+                ..META
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [1, 0, 1]);
+
+        // Range checks and plan-time type checks.
+        let p = plan(
+            vec![ColumnPlan::meta("part", ty("Int8"), MetaField::Partition)],
+            UnknownFields::Ignore,
+            false,
+        );
+        let e = encode_json_row(
+            &p,
+            b"{}",
+            &MessageMeta {
+                partition: 300,
+                ..META
+            },
+            &mut out,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Kafka partition -> column part Int8: 300 out of range -128..=127"
+        );
+        let p = plan(
+            vec![ColumnPlan::meta("ts", ty("DateTime"), MetaField::Timestamp)],
+            UnknownFields::Ignore,
+            false,
+        );
+        let e = encode_json_row(
+            &p,
+            b"{}",
+            &MessageMeta {
+                timestamp_ms: None,
+                ..META
+            },
+            &mut out,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "missing Kafka timestamp for column ts DateTime (no default)"
+        );
+        for (t, m) in [
+            ("Int32", MetaField::Topic),
+            ("String", MetaField::Offset),
+            ("Float64", MetaField::Timestamp),
+            ("Map(String, UInt8)", MetaField::Headers),
+            ("Array(Tuple(String))", MetaField::Headers),
+        ] {
+            let r = RowPlan::new(
+                vec![ColumnPlan::meta("m", ty(t), m)],
+                UnknownFields::Ignore,
+                false,
+            );
+            assert!(matches!(r, Err(PlanError::MetaType { .. })), "{t} {m:?}");
+        }
+    }
+
+    #[test]
+    fn parse_scaled_cases() {
+        let v = |t: &str, s: u32| {
+            parse_scaled(t.as_bytes(), s).map(|n| (n.neg, n.mag.to_u128(), n.digits))
+        };
+        assert!(matches!(v("0", 0), Ok((false, Some(0), 0))));
+        assert!(matches!(v("-0.000", 2), Ok((false, Some(0), 0))));
+        assert!(matches!(v("007", 0), Ok((false, Some(7), 1))));
+        assert!(matches!(v("+1.5", 1), Ok((false, Some(15), 2))));
+        assert!(matches!(v(".5", 1), Ok((false, Some(5), 1))));
+        assert!(matches!(v("5.", 1), Ok((false, Some(50), 2))));
+        assert!(matches!(v("12e-1", 1), Ok((false, Some(12), 2))));
+        assert!(matches!(v("1.20e1", 0), Ok((false, Some(12), 2))));
+        assert!(matches!(v("-1e2", 0), Ok((true, Some(100), 3))));
+        assert!(matches!(v("1e-1", 0), Err(NumErr::Inexact)));
+        assert!(matches!(v("1e81", 0), Err(NumErr::Overflow)));
+        assert!(matches!(v("", 0), Err(NumErr::Syntax)));
+        assert!(matches!(v(".", 0), Err(NumErr::Syntax)));
+        assert!(matches!(v("1e", 0), Err(NumErr::Syntax)));
+        assert!(matches!(v("1x", 0), Err(NumErr::Syntax)));
+        assert!(matches!(v("--1", 0), Err(NumErr::Syntax)));
+        assert!(matches!(
+            v("1e-99999999999999999999999", 0),
+            Err(NumErr::Inexact)
+        ));
+        assert!(matches!(
+            v("0e-99999999999999999999999", 0),
+            Ok((false, Some(0), 0))
+        ));
+    }
+
+    #[test]
+    fn field_index_many_names() {
+        let names: Vec<Box<[u8]>> = (0..300)
+            .map(|i| format!("field_{i:03}").into_bytes().into())
+            .collect();
+        let idx = FieldIndex::build(names.clone());
+        let mut guess = 0;
+        for (i, n) in names.iter().enumerate().rev() {
+            assert_eq!(idx.find(n, &mut guess), Some(i));
+        }
+        assert_eq!(idx.find(b"field_300", &mut guess), None);
+        assert_eq!(idx.find(b"", &mut guess), None);
+        let empty = FieldIndex::build(Vec::new());
+        assert_eq!(empty.find(b"x", &mut 0), None);
+    }
+
+    /// Strings of every length and escape position agree with serde_json (SWAR boundaries).
+    #[test]
+    fn strings_agree_with_serde_json() {
+        let pieces = [
+            "a",
+            "é",
+            "\\n",
+            "\\u00e9",
+            "\\\"",
+            "\\\\",
+            "😀",
+            "\\ud83d\\ude00",
+            "/",
+            " ",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let len = (next() % 30) as usize;
+            let body: String = (0..len)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            let json = format!("\"{body}\"");
+            let want: String = serde_json::from_str(&json).unwrap();
+            let mut w = Vec::new();
+            rb::put_str(&mut w, want.as_bytes());
+            assert_eq!(ok("String", &json), w, "{json}");
+        }
+    }
+
+    /// Mutated payloads never panic, and failures always roll back.
+    #[test]
+    fn mutations_never_panic() {
+        let p = plan(
+            vec![
+                ColumnPlan::field("id", ty("UInt64")),
+                ColumnPlan::field("s", ty("String")),
+                ColumnPlan::field("a", ty("Array(Nullable(Map(String, Array(Int8))))")),
+                ColumnPlan::field("t", ty("Tuple(x Decimal(10, 2), y DateTime64(3))")),
+                ColumnPlan::field("f", ty("Float32")).on_missing(OnMissing::Bytes(vec![0; 4])),
+            ],
+            UnknownFields::Ignore,
+            false,
+        );
+        let base = br#"{"id": 12, "s": "h\u00e9\"y", "a": [null, {"k": [1, -2]}], "t": {"x": "1.25", "y": "2023-11-14 22:13:20.5"}, "z": [true, false, null, 1e5]}"#;
+        let mut out = Vec::new();
+        encode_json_row(&p, base, &META, &mut out).unwrap();
+        let mut seed: u64 = 12345;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        let alphabet = b"{}[]\",:\\ u0123456789eE.-+tfnalsr\xff\xc3\xa9\x00\x1f";
+        for _ in 0..20_000 {
+            let mut m = base.to_vec();
+            for _ in 0..(1 + next() % 3) {
+                let i = next() % m.len();
+                match next() % 3 {
+                    0 => m[i] = alphabet[next() % alphabet.len()],
+                    1 => {
+                        m.remove(i);
+                    }
+                    _ => m.insert(i, alphabet[next() % alphabet.len()]),
+                }
+            }
+            let mut out = vec![7u8];
+            if encode_json_row(&p, &m, &META, &mut out).is_err() {
+                assert_eq!(out, [7u8]);
+            }
+        }
+    }
 }
