@@ -1,0 +1,86 @@
+//! Throughput of JSON message → RowBinary row conversion (`decode::json::encode_json_row`).
+//!
+//! The message is a typical 12-column event of about 200 bytes: UInt64 id, DateTime64(3)
+//! timestamp string, three Strings, Int32, Float64, Bool, LowCardinality(String),
+//! Nullable(Int64), a small Array(String) and a Decimal(18, 4). Throughput is reported in
+//! rows (criterion "elements"). One iteration encodes a batch of distinct messages into one
+//! reused buffer, as the pipeline does.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use sluice::chtype::ChType;
+use sluice::decode::json::{encode_json_row, ColumnPlan, MessageMeta, RowPlan, UnknownFields};
+
+const BATCH: usize = 1024;
+
+fn plan() -> RowPlan {
+    let cols = [
+        ("id", "UInt64"),
+        ("ts", "DateTime64(3)"),
+        ("user", "String"),
+        ("url", "String"),
+        ("agent", "String"),
+        ("status", "Int32"),
+        ("latency", "Float64"),
+        ("ok", "Bool"),
+        ("region", "LowCardinality(String)"),
+        ("parent", "Nullable(Int64)"),
+        ("tags", "Array(String)"),
+        ("amount", "Decimal(18, 4)"),
+    ];
+    let cols = cols
+        .iter()
+        .map(|(n, t)| ColumnPlan::field(*n, ChType::parse(t).expect("bench type")))
+        .collect();
+    RowPlan::new(cols, UnknownFields::Ignore, false).expect("bench plan")
+}
+
+fn messages() -> Vec<Vec<u8>> {
+    (0..BATCH)
+        .map(|i| {
+            let parent = if i % 3 == 0 { "null".to_string() } else { (i * 7).to_string() };
+            format!(
+                r#"{{"id":{id},"ts":"2024-05-17 12:34:{s:02}.{ms:03}","user":"user_{u}","url":"/api/v1/items/{id}","agent":"Mozilla/5.0","status":{st},"latency":{lat},"ok":{ok},"region":"eu-west-1","parent":{parent},"tags":["a","bb"],"amount":"{amt}.{frac:04}"}}"#,
+                id = 1_000_000 + i,
+                s = i % 60,
+                ms = i % 1000,
+                u = i % 977,
+                st = [200, 201, 404, 500][i % 4],
+                lat = 0.25 + i as f64 / 8.0,
+                ok = i % 5 != 0,
+                amt = i * 13,
+                frac = i % 10_000,
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let plan = plan();
+    let msgs = messages();
+    let avg = msgs.iter().map(Vec::len).sum::<usize>() / msgs.len();
+    let meta = MessageMeta {
+        topic: "events",
+        partition: 0,
+        offset: 0,
+        timestamp_ms: None,
+        key: None,
+        headers: &[],
+    };
+    let mut out = Vec::with_capacity(BATCH * 256);
+    let mut g = c.benchmark_group("decode_encode");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(format!("json_to_rowbinary_12col_{avg}B"), |b| {
+        b.iter(|| {
+            out.clear();
+            for m in &msgs {
+                encode_json_row(&plan, black_box(m), &meta, &mut out).expect("bench row");
+            }
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

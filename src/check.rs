@@ -1,0 +1,192 @@
+//! `sluice check`: the config is valid, both sides answer, and every route's table can be
+//! filled; prints each route's partitions and its field -> column plan. Nothing is consumed,
+//! inserted or committed. Secrets never appear in the output (they print as `***`).
+
+use std::io::Write;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::config::{BadMessages, Config};
+use crate::kafka::client::base_config;
+use crate::pipeline::{clickhouse_settings, plan_route};
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs every check, printing as it goes; returns whether all passed.
+pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
+    let mut ok = true;
+    let _ = writeln!(out, "config: ok ({} route(s))", cfg.routes.len());
+
+    // Kafka: metadata for the routes' topics (and the dead-letter topics).
+    let kcfg = base_config(&cfg.kafka);
+    let mut topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();
+    for r in &cfg.routes {
+        if let BadMessages::DeadLetter { topic } = &r.bad_messages {
+            topics.push(topic.clone());
+        }
+    }
+    let kafka =
+        tokio::task::spawn_blocking(move || -> Result<Vec<(String, Option<usize>)>, String> {
+            let consumer: BaseConsumer = kcfg.create().map_err(|e| e.to_string())?;
+            let md = consumer.fetch_metadata(None, KAFKA_TIMEOUT).map_err(|e| {
+                format!("{e} (is the broker reachable, and are the security settings right?)")
+            })?;
+            Ok(topics
+                .iter()
+                .map(|t| {
+                    let parts = md
+                        .topics()
+                        .iter()
+                        .find(|m| m.name() == t && m.error().is_none())
+                        .map(|m| m.partitions().len());
+                    (t.clone(), parts)
+                })
+                .collect())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let partitions = match kafka {
+        Ok(p) => {
+            let _ = writeln!(
+                out,
+                "kafka: {} reachable ({}), group {}",
+                cfg.kafka.brokers,
+                cfg.kafka.security_protocol.as_librdkafka().to_uppercase(),
+                cfg.kafka.group_id
+            );
+            p
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "kafka: FAILED: cannot reach {}: {e}",
+                cfg.kafka.brokers
+            );
+            ok = false;
+            Vec::new()
+        }
+    };
+
+    let client =
+        match crate::clickhouse::Client::connect(clickhouse_settings(&cfg.clickhouse)).await {
+            Ok(c) => {
+                let s = c.server();
+                let _ = writeln!(
+                    out,
+                    "clickhouse: {} version {}{}{}",
+                    cfg.clickhouse.url,
+                    s.version_string,
+                    if s.supports_row_binary_with_defaults {
+                        ", RowBinaryWithDefaults"
+                    } else {
+                        ", RowBinary (no server-side defaults)"
+                    },
+                    if s.supports_dedup_token {
+                        ", insert_deduplication_token"
+                    } else {
+                        ""
+                    },
+                );
+                Some(c)
+            }
+            Err(e) => {
+                let _ = writeln!(out, "clickhouse: FAILED: {e}");
+                ok = false;
+                None
+            }
+        };
+
+    for r in &cfg.routes {
+        let _ = writeln!(
+            out,
+            "\nroute {} -> {}.{} ({:?}, {}, max_rows={}, max_bytes={}, max_age={:?})",
+            r.topic,
+            r.database,
+            r.table,
+            r.format,
+            r.delivery.as_str(),
+            r.batch.max_rows,
+            r.batch.max_bytes,
+            r.batch.max_age
+        );
+        match partitions.iter().find(|(t, _)| *t == r.topic) {
+            Some((_, Some(n))) => {
+                let _ = writeln!(out, "  topic {}: {n} partition(s)", r.topic);
+            }
+            Some((_, None)) => {
+                let _ = writeln!(out, "  topic {}: FAILED: does not exist", r.topic);
+                ok = false;
+            }
+            None => {}
+        }
+        match &r.bad_messages {
+            BadMessages::DeadLetter { topic } => {
+                let exists = partitions.iter().any(|(t, p)| t == topic && p.is_some());
+                let _ = writeln!(
+                    out,
+                    "  bad messages: dead-letter topic {topic} ({})",
+                    if exists {
+                        "exists"
+                    } else {
+                        "missing: created on first use if the broker auto-creates topics; otherwise create it"
+                    }
+                );
+            }
+            BadMessages::Drop => {
+                let _ = writeln!(out, "  bad messages: dropped (counted and logged)");
+            }
+        }
+        let Some(client) = &client else { continue };
+        match plan_route(client, r).await {
+            Ok(plan) => {
+                let w = plan
+                    .lines
+                    .iter()
+                    .map(|l| l.column.len())
+                    .max()
+                    .unwrap_or(6)
+                    .max(6);
+                let tw = plan
+                    .lines
+                    .iter()
+                    .map(|l| l.ty.len())
+                    .max()
+                    .unwrap_or(4)
+                    .max(4);
+                let sw = plan
+                    .lines
+                    .iter()
+                    .map(|l| l.source.len())
+                    .max()
+                    .unwrap_or(6)
+                    .max(6);
+                let _ = writeln!(
+                    out,
+                    "  {:<w$}  {:<tw$}  {:<sw$}  when missing",
+                    "column", "type", "source"
+                );
+                for l in &plan.lines {
+                    let _ = writeln!(
+                        out,
+                        "  {:<w$}  {:<tw$}  {:<sw$}  {}",
+                        l.column, l.ty, l.source, l.when_missing
+                    );
+                }
+                for c in &plan.computed {
+                    let _ = writeln!(out, "  (computed by ClickHouse, not sent: {c})");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  FAILED: {e:#}");
+                ok = false;
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if ok { "check passed" } else { "check FAILED" }
+    );
+    ok
+}

@@ -1,0 +1,233 @@
+//! Configuration: a TOML file, overridable by environment variables, validated before
+//! anything connects.
+//!
+//! Overrides: `SLUICE__<SECTION>__<KEY>=value` replaces (or adds) a key of the file, e.g.
+//! `SLUICE__CLICKHOUSE__PASSWORD=...` or `SLUICE__ROUTE__0__MAX_ROWS=5000` (an index selects a
+//! `[[route]]`). Values are read as TOML scalars when they parse as one (numbers, booleans),
+//! as strings otherwise. This is how secrets reach sluice from the environment without being
+//! written to the file.
+
+pub mod raw;
+pub mod validate;
+
+use std::path::Path;
+
+pub use validate::{
+    BadMessages, BatchLimits, ClickHouseConfig, Compression, Config, ConfigError, Delivery, Format,
+    KafkaConfig, MetadataColumns, Route, SaslConfig, SecurityProtocol, ServiceConfig, TlsFiles,
+    UnknownFields,
+};
+
+/// Prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "SLUICE__";
+
+/// Reads, overrides from `env` and validates the config at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        field: path.display().to_string(),
+        message: format!("cannot read config file: {e}"),
+    })?;
+    from_str(&text, std::env::vars())
+}
+
+/// Parses `text`, applies overrides from `env` (pairs of name and value) and validates.
+pub fn from_str(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut doc: toml::Value = toml::from_str(text).map_err(|e| ConfigError {
+        field: "config".into(),
+        message: format!("invalid TOML: {}", e.message().trim()),
+    })?;
+    for (name, value) in env {
+        if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+            apply_override(&mut doc, &name, path, &value)?;
+        }
+    }
+    let raw: raw::RawConfig = doc.try_into().map_err(|e: toml::de::Error| ConfigError {
+        field: "config".into(),
+        message: e.message().trim().to_string(),
+    })?;
+    validate::validate(raw, &|p| std::fs::read_to_string(p))
+}
+
+fn apply_override(
+    doc: &mut toml::Value,
+    var: &str,
+    path: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let bad = |m: &str| ConfigError {
+        field: var.to_string(),
+        message: m.to_string(),
+    };
+    let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(bad("empty key in environment override"));
+    }
+    let mut node = doc;
+    for (i, key) in keys.iter().enumerate() {
+        let last = i + 1 == keys.len();
+        node = match node {
+            toml::Value::Table(t) => {
+                if last {
+                    t.insert(key.clone(), scalar(value));
+                    return Ok(());
+                }
+                let next_is_index = keys[i + 1].parse::<usize>().is_ok();
+                t.entry(key.clone()).or_insert_with(|| {
+                    if next_is_index {
+                        toml::Value::Array(Vec::new())
+                    } else {
+                        toml::Value::Table(Default::default())
+                    }
+                })
+            }
+            toml::Value::Array(a) => {
+                let idx: usize = key
+                    .parse()
+                    .map_err(|_| bad("expected an index into a list here"))?;
+                let item = a
+                    .get_mut(idx)
+                    .ok_or_else(|| bad("index is past the end of the list"))?;
+                if last {
+                    *item = scalar(value);
+                    return Ok(());
+                }
+                item
+            }
+            _ => return Err(bad("overrides a value that is not a table")),
+        };
+    }
+    Ok(())
+}
+
+fn scalar(value: &str) -> toml::Value {
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match value {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(value.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[kafka]
+brokers = "127.0.0.1:19092"
+group_id = "g"
+
+[clickhouse]
+url = "http://127.0.0.1:18123"
+
+[[route]]
+topic = "events"
+table = "events"
+format = "json"
+"#;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = from_str(MINIMAL, no_env()).unwrap();
+        assert_eq!(c.clickhouse.database, "default");
+        let r = &c.routes[0];
+        assert_eq!(r.delivery, Delivery::AtLeastOnce);
+        assert_eq!(
+            r.bad_messages,
+            BadMessages::DeadLetter {
+                topic: "events.dlq".into()
+            }
+        );
+        assert_eq!(r.metadata.topic.as_deref(), Some("_topic"));
+        assert_eq!(r.batch.max_rows, validate::DEFAULT_MAX_ROWS);
+        assert_eq!(c.kafka.security_protocol, SecurityProtocol::Plaintext);
+    }
+
+    #[test]
+    fn env_overrides_scalars_and_routes() {
+        let env = vec![
+            (
+                "SLUICE__CLICKHOUSE__PASSWORD".to_string(),
+                "s3cret".to_string(),
+            ),
+            ("SLUICE__ROUTE__0__MAX_ROWS".to_string(), "500".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let c = from_str(MINIMAL, env).unwrap();
+        assert_eq!(c.clickhouse.password.unwrap().expose(), "s3cret");
+        assert_eq!(c.routes[0].batch.max_rows, 500);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let text = MINIMAL.replace("format = \"json\"", "max_age = \"soon\"");
+        let e = from_str(&text, no_env()).unwrap_err();
+        assert_eq!(e.field, "route[0].max_age");
+        let e = from_str(&MINIMAL.replace("group_id", "group_idd"), no_env()).unwrap_err();
+        assert!(e.message.contains("group_idd"), "{e}");
+        let e = from_str(
+            &format!("{MINIMAL}\n[[route]]\ntopic = \"events\"\ntable = \"t2\"\n"),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "route[1].topic");
+    }
+
+    #[test]
+    fn protected_properties_are_refused() {
+        let text = MINIMAL.replace(
+            "group_id = \"g\"",
+            "group_id = \"g\"\nproperties = { \"enable.auto.commit\" = \"true\" }",
+        );
+        let e = from_str(&text, no_env()).unwrap_err();
+        assert!(e.field.contains("enable.auto.commit"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        use raw::RawSize;
+        assert_eq!(
+            validate::parse_size("f", &RawSize::Text("16MiB".into())).unwrap(),
+            16 << 20
+        );
+        assert_eq!(validate::parse_size("f", &RawSize::Bytes(10)).unwrap(), 10);
+        assert!(validate::parse_size("f", &RawSize::Text("3 parsecs".into())).is_err());
+        assert_eq!(
+            validate::parse_duration("f", "250ms").unwrap(),
+            std::time::Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn sasl_requires_credentials_and_never_prints_them() {
+        let text = MINIMAL.replace(
+            "group_id = \"g\"",
+            "group_id = \"g\"\nsecurity_protocol = \"SASL_SSL\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"u\"",
+        );
+        let e = from_str(&text, no_env()).unwrap_err();
+        assert_eq!(e.field, "kafka.sasl_password");
+        let text = text.replace(
+            "sasl_username = \"u\"",
+            "sasl_username = \"u\"\nsasl_password = \"topsecret\"",
+        );
+        let c = from_str(&text, no_env()).unwrap();
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn url_credentials_are_refused() {
+        let text = MINIMAL.replace("http://127.0.0.1", "http://u:p@127.0.0.1");
+        let e = from_str(&text, no_env()).unwrap_err();
+        assert_eq!(e.field, "clickhouse.url");
+        assert!(!e.to_string().contains("u:p"));
+    }
+}

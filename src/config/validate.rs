@@ -1,0 +1,709 @@
+//! Raw config -> validated config. Pure: no sockets, no clocks; files are read only for
+//! `*_file` secrets, through an injectable reader so tests stay pure.
+//!
+//! Every error names the field it is about (`route[1].max_age`), so a wrong config fails at
+//! start-up with a message that says where to look, before anything connects.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawClickHouse, RawConfig, RawKafka, RawRoute, RawSize};
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub routes: Vec<Route>,
+    pub service: ServiceConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub client_id: String,
+    pub auto_offset_reset: String,
+    pub session_timeout: Duration,
+    pub security_protocol: SecurityProtocol,
+    pub sasl: Option<SaslConfig>,
+    pub tls: TlsFiles,
+    pub ssl_key_password: Option<Secret>,
+    pub ssl_endpoint_identification: bool,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Plain, unauthenticated access to `brokers`: what the CLI tools use without a config.
+    pub fn plaintext(brokers: &str) -> Self {
+        KafkaConfig {
+            brokers: brokers.to_string(),
+            group_id: "sluice".to_string(),
+            client_id: "sluice".to_string(),
+            auto_offset_reset: "earliest".to_string(),
+            session_timeout: Duration::from_secs(45),
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl: None,
+            tls: TlsFiles::default(),
+            ssl_key_password: None,
+            ssl_endpoint_identification: true,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SaslConfig {
+    pub mechanism: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Auto,
+    None,
+    Lz4,
+    Gzip,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: TlsFiles,
+    pub compression: Compression,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    AtLeastOnce,
+    AtMostOnce,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "at-least-once",
+            Delivery::AtMostOnce => "at-most-once",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownFields {
+    Ignore,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadMessages {
+    DeadLetter { topic: String },
+    Drop,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataColumns {
+    pub topic: Option<String>,
+    pub partition: Option<String>,
+    pub offset: Option<String>,
+    pub timestamp: Option<String>,
+    pub key: Option<String>,
+    pub headers: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub topic: String,
+    pub database: String,
+    pub table: String,
+    pub format: Format,
+    pub delivery: Delivery,
+    pub batch: BatchLimits,
+    pub unknown_fields: UnknownFields,
+    pub bad_messages: BadMessages,
+    /// None: retry forever.
+    pub max_insert_retries: Option<u32>,
+    pub metadata: MetadataColumns,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub shutdown_timeout: Duration,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub log_json: bool,
+}
+
+pub const DEFAULT_MAX_ROWS: usize = 100_000;
+pub const DEFAULT_MAX_BYTES: usize = 32 * 1024 * 1024;
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// librdkafka properties sluice sets itself and that the passthrough may not change: the
+/// delivery guarantee depends on them (manual commits only after ClickHouse acknowledged).
+pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
+    "group.id",
+    "bootstrap.servers",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "isolation.level",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.key.password",
+];
+
+/// Reads a `*_file` secret. Injected so validation stays testable without files.
+pub type FileReader<'a> = &'a dyn Fn(&str) -> std::io::Result<String>;
+
+pub fn validate(raw: RawConfig, read_file: FileReader<'_>) -> Result<Config, ConfigError> {
+    let kafka = validate_kafka(&raw.kafka, read_file)?;
+    let clickhouse = validate_clickhouse(&raw.clickhouse, read_file)?;
+    if raw.routes.is_empty() {
+        return Err(err(
+            "route",
+            "at least one [[route]] (topic -> table) is required",
+        ));
+    }
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut topics = HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let route = validate_route(i, r, &clickhouse.database)?;
+        if !topics.insert(route.topic.clone()) {
+            // One consumer group reads a topic once; two tables from one topic would need two
+            // independent offset positions, which a single group cannot hold.
+            return Err(err(
+                format!("route[{i}].topic"),
+                format!(
+                    "topic {:?} already has a route; run a second sluice with another group_id to fill a second table from it",
+                    route.topic
+                ),
+            ));
+        }
+        routes.push(route);
+    }
+    let service = validate_service(&raw)?;
+    Ok(Config {
+        kafka,
+        clickhouse,
+        routes,
+        service,
+    })
+}
+
+fn non_empty(field: &str, v: &str) -> Result<String, ConfigError> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(err(field, "must not be empty"));
+    }
+    Ok(t.to_string())
+}
+
+pub fn parse_duration(field: &str, v: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(v.trim()).map_err(|e| {
+        err(
+            field,
+            format!("invalid duration {v:?} ({e}); write e.g. \"500ms\", \"1s\", \"2m\""),
+        )
+    })
+}
+
+pub fn parse_size(field: &str, v: &RawSize) -> Result<usize, ConfigError> {
+    let bytes = match v {
+        RawSize::Bytes(b) => *b,
+        RawSize::Text(t) => {
+            let t = t.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (num, unit) = t.split_at(split);
+            let n: u64 = num.parse().map_err(|_| {
+                err(
+                    field,
+                    format!("invalid size {t:?}; write e.g. 1048576, \"512KiB\", \"16MiB\""),
+                )
+            })?;
+            let mult: u64 = match unit.trim() {
+                "" | "B" => 1,
+                "KB" => 1000,
+                "KiB" => 1024,
+                "MB" => 1000 * 1000,
+                "MiB" => 1024 * 1024,
+                "GB" => 1000 * 1000 * 1000,
+                "GiB" => 1024 * 1024 * 1024,
+                other => {
+                    return Err(err(
+                        field,
+                        format!("unknown size unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB"),
+                    ))
+                }
+            };
+            n.checked_mul(mult)
+                .ok_or_else(|| err(field, format!("size {t:?} is too large")))?
+        }
+    };
+    usize::try_from(bytes).map_err(|_| err(field, "size is too large"))
+}
+
+fn secret(
+    field: &str,
+    inline: &Option<String>,
+    file: &Option<String>,
+    read_file: FileReader<'_>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(err(
+            field,
+            format!("set either {field} or {field}_file, not both"),
+        )),
+        (Some(v), None) => Ok(Some(Secret::new(v.clone()))),
+        (None, Some(path)) => {
+            let text = read_file(path).map_err(|e| {
+                err(
+                    format!("{field}_file"),
+                    format!("cannot read {path:?}: {e}"),
+                )
+            })?;
+            // A trailing newline comes from `echo pw > file`; it is never part of a password.
+            Ok(Some(Secret::new(text.trim_end_matches(['\n', '\r']))))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn path(v: &Option<String>) -> Option<PathBuf> {
+    v.as_ref()
+        .filter(|s| !s.trim().is_empty())
+        .map(PathBuf::from)
+}
+
+fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig, ConfigError> {
+    let brokers = non_empty("kafka.brokers", &k.brokers)?;
+    let group_id = match &k.group_id {
+        Some(g) => non_empty("kafka.group_id", g)?,
+        None => "sluice".to_string(),
+    };
+    let auto_offset_reset = match k.auto_offset_reset.as_deref().unwrap_or("earliest") {
+        v @ ("earliest" | "latest") => v.to_string(),
+        other => {
+            return Err(err(
+                "kafka.auto_offset_reset",
+                format!("{other:?} is not one of \"earliest\", \"latest\""),
+            ))
+        }
+    };
+    let session_timeout = match &k.session_timeout {
+        Some(s) => parse_duration("kafka.session_timeout", s)?,
+        None => Duration::from_secs(45),
+    };
+    let security_protocol = match k
+        .security_protocol
+        .as_deref()
+        .unwrap_or("PLAINTEXT")
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "PLAINTEXT" => SecurityProtocol::Plaintext,
+        "SSL" => SecurityProtocol::Ssl,
+        "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+        "SASL_SSL" => SecurityProtocol::SaslSsl,
+        other => {
+            return Err(err(
+                "kafka.security_protocol",
+                format!("{other:?} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
+            ))
+        }
+    };
+    let sasl_password = secret(
+        "kafka.sasl_password",
+        &k.sasl_password,
+        &k.sasl_password_file,
+        read_file,
+    )?;
+    let sasl = if security_protocol.uses_sasl() {
+        let mechanism = k
+            .sasl_mechanism
+            .as_deref()
+            .unwrap_or("PLAIN")
+            .to_ascii_uppercase();
+        if !matches!(
+            mechanism.as_str(),
+            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+        ) {
+            return Err(err(
+                "kafka.sasl_mechanism",
+                format!("{mechanism:?} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+            ));
+        }
+        let username = k.sasl_username.as_deref().ok_or_else(|| {
+            err(
+                "kafka.sasl_username",
+                "required when security_protocol uses SASL",
+            )
+        })?;
+        let password = sasl_password.ok_or_else(|| {
+            err(
+                "kafka.sasl_password",
+                "required when security_protocol uses SASL (or sasl_password_file)",
+            )
+        })?;
+        Some(SaslConfig {
+            mechanism,
+            username: non_empty("kafka.sasl_username", username)?,
+            password,
+        })
+    } else {
+        if k.sasl_mechanism.is_some() || k.sasl_username.is_some() || sasl_password.is_some() {
+            return Err(err(
+                "kafka.security_protocol",
+                "SASL settings are given but security_protocol is not SASL_PLAINTEXT or SASL_SSL",
+            ));
+        }
+        None
+    };
+    let tls = TlsFiles {
+        ca: path(&k.ssl_ca_location),
+        cert: path(&k.ssl_certificate_location),
+        key: path(&k.ssl_key_location),
+    };
+    if (tls.ca.is_some() || tls.cert.is_some()) && !security_protocol.uses_tls() {
+        return Err(err(
+            "kafka.security_protocol",
+            "TLS files are given but security_protocol is not SSL or SASL_SSL",
+        ));
+    }
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(err(
+            "kafka.ssl_key_location",
+            "a client certificate needs its key, and a key its certificate",
+        ));
+    }
+    for key in k.properties.keys() {
+        if PROTECTED_KAFKA_PROPERTIES.contains(&key.as_str()) {
+            return Err(err(
+                format!("kafka.properties.{key:?}"),
+                "sluice sets this property itself (its delivery guarantee or security settings depend on it); use the dedicated [kafka] setting instead",
+            ));
+        }
+    }
+    Ok(KafkaConfig {
+        brokers,
+        group_id,
+        client_id: k.client_id.clone().unwrap_or_else(|| "sluice".to_string()),
+        auto_offset_reset,
+        session_timeout,
+        security_protocol,
+        sasl,
+        tls,
+        ssl_key_password: k.ssl_key_password.clone().map(Secret::new),
+        ssl_endpoint_identification: k.ssl_endpoint_identification.unwrap_or(true),
+        properties: k.properties.clone(),
+    })
+}
+
+fn validate_clickhouse(
+    c: &RawClickHouse,
+    read_file: FileReader<'_>,
+) -> Result<ClickHouseConfig, ConfigError> {
+    let url = non_empty("clickhouse.url", &c.url)?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            err(
+                "clickhouse.url",
+                format!("{url:?} must start with http:// or https://"),
+            )
+        })?;
+    if rest.contains('@') {
+        return Err(err(
+            "clickhouse.url",
+            "credentials in the URL are not allowed (they would end up in logs); use clickhouse.user and clickhouse.password",
+        ));
+    }
+    let url = url.trim_end_matches('/').to_string();
+    let compression = match c.compression.as_deref().unwrap_or("auto") {
+        "auto" => Compression::Auto,
+        "none" => Compression::None,
+        "lz4" => Compression::Lz4,
+        "gzip" => Compression::Gzip,
+        other => {
+            return Err(err(
+                "clickhouse.compression",
+                format!("{other:?} is not one of auto, none, lz4, gzip"),
+            ))
+        }
+    };
+    let tls = TlsFiles {
+        ca: path(&c.ca_file),
+        cert: path(&c.client_cert),
+        key: path(&c.client_key),
+    };
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(err(
+            "clickhouse.client_key",
+            "a client certificate needs its key, and a key its certificate",
+        ));
+    }
+    if (tls.ca.is_some() || tls.cert.is_some()) && url.starts_with("http://") {
+        return Err(err(
+            "clickhouse.url",
+            "TLS files are given but the URL is http://; use https://",
+        ));
+    }
+    Ok(ClickHouseConfig {
+        url,
+        database: non_empty(
+            "clickhouse.database",
+            c.database.as_deref().unwrap_or("default"),
+        )?,
+        user: c.user.clone(),
+        password: secret(
+            "clickhouse.password",
+            &c.password,
+            &c.password_file,
+            read_file,
+        )?,
+        tls,
+        compression,
+        connect_timeout: match &c.connect_timeout {
+            Some(s) => parse_duration("clickhouse.connect_timeout", s)?,
+            None => Duration::from_secs(5),
+        },
+        request_timeout: match &c.request_timeout {
+            Some(s) => parse_duration("clickhouse.request_timeout", s)?,
+            None => Duration::from_secs(120),
+        },
+    })
+}
+
+fn metadata_name(v: &Option<String>, default: &str) -> Option<String> {
+    match v {
+        None => Some(default.to_string()),
+        Some(s) if s.trim().is_empty() => None,
+        Some(s) => Some(s.trim().to_string()),
+    }
+}
+
+fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, ConfigError> {
+    let f = |name: &str| format!("route[{i}].{name}");
+    let topic = non_empty(&f("topic"), &r.topic)?;
+    let table = non_empty(&f("table"), &r.table)?;
+    let database = match &r.database {
+        Some(d) => non_empty(&f("database"), d)?,
+        None => default_db.to_string(),
+    };
+    let format = match r.format.as_deref().unwrap_or("json") {
+        "json" => Format::Json,
+        other @ ("csv" | "tsv" | "avro" | "protobuf" | "raw") => {
+            return Err(err(
+                f("format"),
+                format!("format {other:?} is not supported yet; supported: json"),
+            ))
+        }
+        other => {
+            return Err(err(
+                f("format"),
+                format!("unknown format {other:?}; supported: json"),
+            ))
+        }
+    };
+    let delivery = match r.delivery.as_deref().unwrap_or("at-least-once") {
+        "at-least-once" => Delivery::AtLeastOnce,
+        "at-most-once" => Delivery::AtMostOnce,
+        "exactly-once" => {
+            return Err(err(
+                f("delivery"),
+                "exactly-once is not available yet; use \"at-least-once\" (see README, Delivery guarantees)",
+            ))
+        }
+        other => {
+            return Err(err(
+                f("delivery"),
+                format!("{other:?} is not one of \"at-least-once\", \"at-most-once\""),
+            ))
+        }
+    };
+    let max_rows = match r.max_rows {
+        Some(0) => return Err(err(f("max_rows"), "must be at least 1")),
+        Some(n) => usize::try_from(n).map_err(|_| err(f("max_rows"), "too large"))?,
+        None => DEFAULT_MAX_ROWS,
+    };
+    let max_bytes = match &r.max_bytes {
+        Some(s) => parse_size(&f("max_bytes"), s)?,
+        None => DEFAULT_MAX_BYTES,
+    };
+    if max_bytes < 1024 {
+        return Err(err(f("max_bytes"), "must be at least 1KiB"));
+    }
+    let max_age = match &r.max_age {
+        Some(s) => parse_duration(&f("max_age"), s)?,
+        None => DEFAULT_MAX_AGE,
+    };
+    if max_age.is_zero() {
+        return Err(err(f("max_age"), "must be greater than zero"));
+    }
+    let unknown_fields = match r.unknown_fields.as_deref().unwrap_or("ignore") {
+        "ignore" => UnknownFields::Ignore,
+        "error" => UnknownFields::Error,
+        other => {
+            return Err(err(
+                f("unknown_fields"),
+                format!("{other:?} is not one of \"ignore\", \"error\""),
+            ))
+        }
+    };
+    let bad_messages = match r.on_bad_message.as_deref().unwrap_or("dead-letter") {
+        "dead-letter" => BadMessages::DeadLetter {
+            topic: match &r.dead_letter_topic {
+                Some(t) => non_empty(&f("dead_letter_topic"), t)?,
+                None => format!("{topic}.dlq"),
+            },
+        },
+        "drop" => {
+            if r.dead_letter_topic.is_some() {
+                return Err(err(
+                    f("dead_letter_topic"),
+                    "set, but on_bad_message = \"drop\" sends nothing there",
+                ));
+            }
+            BadMessages::Drop
+        }
+        other => {
+            return Err(err(
+                f("on_bad_message"),
+                format!("{other:?} is not one of \"dead-letter\", \"drop\""),
+            ))
+        }
+    };
+    if let BadMessages::DeadLetter { topic: dlq } = &bad_messages {
+        if *dlq == topic {
+            return Err(err(
+                f("dead_letter_topic"),
+                "must differ from the route's own topic",
+            ));
+        }
+    }
+    let m = &r.metadata;
+    let metadata = MetadataColumns {
+        topic: metadata_name(&m.topic, "_topic"),
+        partition: metadata_name(&m.partition, "_partition"),
+        offset: metadata_name(&m.offset, "_offset"),
+        timestamp: metadata_name(&m.timestamp, "_timestamp"),
+        key: metadata_name(&m.key, "_key"),
+        headers: metadata_name(&m.headers, "_headers"),
+    };
+    Ok(Route {
+        topic,
+        database,
+        table,
+        format,
+        delivery,
+        batch: BatchLimits {
+            max_rows,
+            max_bytes,
+            max_age,
+        },
+        unknown_fields,
+        bad_messages,
+        max_insert_retries: r.max_insert_retries.filter(|n| *n > 0),
+        metadata,
+    })
+}
+
+fn validate_service(raw: &RawConfig) -> Result<ServiceConfig, ConfigError> {
+    let s = &raw.service;
+    let metrics_listen = match &s.metrics_listen {
+        Some(a) if !a.trim().is_empty() => Some(a.trim().parse().map_err(|e| {
+            err(
+                "service.metrics_listen",
+                format!("{a:?} is not an address like 127.0.0.1:9464 ({e})"),
+            )
+        })?),
+        _ => None,
+    };
+    let log_json = match s.log_format.as_deref().unwrap_or("text") {
+        "text" => false,
+        "json" => true,
+        other => {
+            return Err(err(
+                "service.log_format",
+                format!("{other:?} is not one of \"text\", \"json\""),
+            ))
+        }
+    };
+    Ok(ServiceConfig {
+        shutdown_timeout: match &s.shutdown_timeout {
+            Some(t) => parse_duration("service.shutdown_timeout", t)?,
+            None => Duration::from_secs(30),
+        },
+        metrics_listen,
+        log_json,
+    })
+}

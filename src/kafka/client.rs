@@ -1,0 +1,101 @@
+//! librdkafka client configuration: one place that turns [`KafkaConfig`] into the properties
+//! of a consumer, a producer or an admin client, security included, so that the pipeline,
+//! the dead-letter producer and every CLI tool connect the same way.
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// Properties shared by every client: brokers, identity, security, and the user's passthrough.
+pub fn base_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    c.set("client.id", &k.client_id);
+    c.set("security.protocol", k.security_protocol.as_librdkafka());
+    if let Some(sasl) = &k.sasl {
+        c.set("sasl.mechanism", &sasl.mechanism);
+        c.set("sasl.username", &sasl.username);
+        c.set("sasl.password", sasl.password.expose());
+    }
+    if k.security_protocol.uses_tls() {
+        if let Some(ca) = &k.tls.ca {
+            c.set("ssl.ca.location", ca.to_string_lossy());
+        }
+        if let Some(cert) = &k.tls.cert {
+            c.set("ssl.certificate.location", cert.to_string_lossy());
+        }
+        if let Some(key) = &k.tls.key {
+            c.set("ssl.key.location", key.to_string_lossy());
+        }
+        if let Some(pw) = &k.ssl_key_password {
+            c.set("ssl.key.password", pw.expose());
+        }
+        c.set(
+            "ssl.endpoint.identification.algorithm",
+            if k.ssl_endpoint_identification {
+                "https"
+            } else {
+                "none"
+            },
+        );
+    }
+    // librdkafka logs through the `log` crate facade at this level; connection failures are
+    // reported to us as errors as well, so warnings are enough here.
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    c
+}
+
+/// The group consumer of the pipeline: manual commits only, after ClickHouse acknowledged.
+pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = base_config(k);
+    c.set("group.id", &k.group_id);
+    // Offsets are committed by the lanes, explicitly, for ranges ClickHouse has stored.
+    // Auto-commit would commit what was merely fetched: the loss the peers suffer from.
+    c.set("enable.auto.commit", "false");
+    c.set("enable.auto.offset.store", "false");
+    c.set("enable.partition.eof", "false");
+    c.set("auto.offset.reset", &k.auto_offset_reset);
+    c.set(
+        "session.timeout.ms",
+        k.session_timeout.as_millis().to_string(),
+    );
+    // Transactional producers' aborted records must never land in ClickHouse.
+    c.set("isolation.level", "read_committed");
+    if !k.properties.contains_key("partition.assignment.strategy") {
+        // Incremental rebalancing: a member joining or leaving moves only the partitions that
+        // change owner; the others keep their lanes and in-flight batches.
+        c.set("partition.assignment.strategy", "cooperative-sticky");
+    }
+    c
+}
+
+/// A producer that does not lose what it acknowledged: acks=all, idempotent.
+pub fn reliable_producer_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = base_config(k);
+    c.set("acks", "all");
+    c.set("enable.idempotence", "true");
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    #[test]
+    fn consumer_never_auto_commits() {
+        let cfg = config::from_str(
+            "[kafka]\nbrokers=\"b:1\"\n[clickhouse]\nurl=\"http://c:1\"\n[[route]]\ntopic=\"t\"\ntable=\"t\"\n",
+            Vec::new(),
+        )
+        .unwrap();
+        let c = consumer_config(&cfg.kafka);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("group.id"), Some("sluice"));
+    }
+}

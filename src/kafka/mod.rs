@@ -1,0 +1,6 @@
+//! Kafka side: client settings (security included), the group consumer, record chunks.
+//! Nothing here knows about ClickHouse.
+
+pub mod client;
+pub mod consumer;
+pub mod records;

@@ -1,0 +1,203 @@
+//! Kafka records copied out of librdkafka in chunks: one allocation per chunk, not per message.
+//!
+//! The poll thread appends each message of a partition to that partition's open chunk
+//! (payload, key and headers into one byte arena) and hands whole chunks to the lane. A lane
+//! keeps the chunks of its open batch until the batch is committed, so a message can still be
+//! sent to the dead-letter topic, byte for byte, when ClickHouse rejects its row.
+
+use std::ops::Range;
+
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+
+#[derive(Debug, Clone)]
+struct RecordMeta {
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    key: Option<Range<u32>>,
+    payload: Option<Range<u32>>,
+    headers: Range<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct HeaderMeta {
+    name: Range<u32>,
+    value: Option<Range<u32>>,
+}
+
+/// Consecutive records of one partition.
+#[derive(Debug, Default)]
+pub struct RecordChunk {
+    data: Vec<u8>,
+    records: Vec<RecordMeta>,
+    headers: Vec<HeaderMeta>,
+}
+
+/// One record, borrowed from its chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    chunk: &'a RecordChunk,
+    headers: &'a [HeaderMeta],
+}
+
+impl<'a> Record<'a> {
+    /// Header names and values; a name that is not UTF-8 is shown lossily as it is only ever
+    /// used as a label.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
+        let chunk = self.chunk;
+        self.headers.iter().map(move |h| {
+            let name = std::str::from_utf8(chunk.slice(&h.name)).unwrap_or("<non-utf8>");
+            (name, h.value.as_ref().map(|v| chunk.slice(v)))
+        })
+    }
+
+    pub fn has_headers(&self) -> bool {
+        !self.headers.is_empty()
+    }
+}
+
+impl RecordChunk {
+    pub fn with_capacity(bytes: usize, records: usize) -> Self {
+        RecordChunk {
+            data: Vec::with_capacity(bytes),
+            records: Vec::with_capacity(records),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes held by the arena (payloads, keys, headers).
+    pub fn byte_len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn slice(&self, r: &Range<u32>) -> &[u8] {
+        // Ranges are created by `push_bytes` on this very arena, so they are in bounds.
+        self.data
+            .get(r.start as usize..r.end as usize)
+            .unwrap_or(&[])
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) -> Range<u32> {
+        let start = self.data.len() as u32;
+        self.data.extend_from_slice(b);
+        start..self.data.len() as u32
+    }
+
+    /// Whether one more message of `size` bytes still fits the u32 arena offsets.
+    pub fn has_room_for(&self, size: usize) -> bool {
+        self.data.len().saturating_add(size) < u32::MAX as usize / 2
+    }
+
+    pub fn push(
+        &mut self,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) {
+        let key = key.map(|k| self.push_bytes(k));
+        let payload = payload.map(|p| self.push_bytes(p));
+        let hstart = self.headers.len() as u32;
+        for (name, value) in headers {
+            let name = self.push_bytes(name.as_bytes());
+            let value = value.map(|v| self.push_bytes(v));
+            self.headers.push(HeaderMeta { name, value });
+        }
+        let hend = self.headers.len() as u32;
+        self.records.push(RecordMeta {
+            offset,
+            timestamp_ms,
+            key,
+            payload,
+            headers: hstart..hend,
+        });
+    }
+
+    pub fn push_message(&mut self, m: &BorrowedMessage<'_>) {
+        let key = m.key().map(|k| self.push_bytes(k));
+        let payload = m.payload().map(|p| self.push_bytes(p));
+        let hstart = self.headers.len() as u32;
+        if let Some(hs) = m.headers() {
+            for h in hs.iter() {
+                let name = self.push_bytes(h.key.as_bytes());
+                let value = h.value.map(|v| self.push_bytes(v));
+                self.headers.push(HeaderMeta { name, value });
+            }
+        }
+        let hend = self.headers.len() as u32;
+        self.records.push(RecordMeta {
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key,
+            payload,
+            headers: hstart..hend,
+        });
+    }
+
+    pub fn get(&self, i: usize) -> Option<Record<'_>> {
+        let r = self.records.get(i)?;
+        Some(Record {
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.as_ref().map(|k| self.slice(k)),
+            payload: r.payload.as_ref().map(|p| self.slice(p)),
+            chunk: self,
+            headers: self
+                .headers
+                .get(r.headers.start as usize..r.headers.end as usize)
+                .unwrap_or(&[]),
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Record<'_>> {
+        (0..self.records.len()).filter_map(move |i| self.get(i))
+    }
+
+    pub fn first_offset(&self) -> Option<i64> {
+        self.records.first().map(|r| r.offset)
+    }
+
+    pub fn last_offset(&self) -> Option<i64> {
+        self.records.last().map(|r| r.offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let mut c = RecordChunk::default();
+        c.push(
+            5,
+            Some(1000),
+            Some(b"k"),
+            Some(b"{\"a\":1}"),
+            &[("h", Some(b"v")), ("n", None)],
+        );
+        c.push(6, None, None, None, &[]);
+        assert_eq!(c.len(), 2);
+        let r = c.get(0).unwrap();
+        assert_eq!(r.offset, 5);
+        assert_eq!(r.key, Some(&b"k"[..]));
+        assert_eq!(r.payload, Some(&b"{\"a\":1}"[..]));
+        let hs: Vec<_> = r.headers().collect();
+        assert_eq!(hs, vec![("h", Some(&b"v"[..])), ("n", None)]);
+        let r = c.get(1).unwrap();
+        assert_eq!((r.key, r.payload, r.has_headers()), (None, None, false));
+        assert_eq!((c.first_offset(), c.last_offset()), (Some(5), Some(6)));
+    }
+}

@@ -1,0 +1,390 @@
+//! One lane per assigned partition: decode -> batch -> insert -> dead-letter -> commit.
+//!
+//! Guarantee (at-least-once): the offset committed for a partition is always the `next` of a
+//! range in which every message is either stored in ClickHouse (acknowledged INSERT) or
+//! acknowledged by the dead-letter topic (or, when the route says so, counted as dropped).
+//! Nothing is committed past a message that is in neither place, whatever fails: retries are
+//! unbounded unless `max_insert_retries` is set, in which case the lane fails the whole run
+//! instead of skipping data.
+//!
+//! A bad row never takes good rows with it: when ClickHouse rejects an insert as bad data the
+//! batch is split in halves and each half inserted on its own, down to the single rows that
+//! are rejected, which go to the dead-letter path. Each split sends row-aligned slices of the
+//! bytes encoded once; nothing is re-encoded.
+//!
+//! In at-most-once mode the range is committed before it is inserted: a crash in between
+//! loses it, by definition of that mode.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::batch::{Batch, SealedBatch, Source};
+use crate::checkpoint::{OffsetRange, PartitionId};
+use crate::clickhouse::retry::Backoff;
+use crate::clickhouse::{Client, InsertError, InsertFormat, InsertRequest};
+use crate::commit::{CommitError, Committer};
+use crate::config::{BadMessages, Delivery, Route};
+use crate::decode::json::{encode_json_row, MessageMeta, RowPlan};
+use crate::dedup;
+use crate::dlq::DeadLetterProducer;
+use crate::kafka::records::RecordChunk;
+use crate::telemetry::{PartitionGauges, RouteMetrics};
+
+/// Everything the lanes of one route share.
+pub struct RouteRuntime {
+    pub route: Route,
+    pub plan: RowPlan,
+    pub columns: Vec<String>,
+    pub format: InsertFormat,
+    pub client: Client,
+    pub dlq: Option<DeadLetterProducer>,
+    pub metrics: Arc<RouteMetrics>,
+}
+
+/// Why a lane gave up; the pipeline stops the whole run on it (nothing is committed past it).
+#[derive(Debug, thiserror::Error)]
+#[error("lane {partition}: {message}")]
+pub struct LaneFailure {
+    pub partition: PartitionId,
+    pub message: String,
+}
+
+enum Stored {
+    Yes,
+    /// The partition was revoked while retrying: stop without committing.
+    Fenced,
+}
+
+pub struct Lane {
+    rt: Arc<RouteRuntime>,
+    id: PartitionId,
+    committer: Committer,
+    gauges: Arc<PartitionGauges>,
+    batch: Batch,
+}
+
+impl Lane {
+    pub fn new(
+        rt: Arc<RouteRuntime>,
+        id: PartitionId,
+        committer: Committer,
+        gauges: Arc<PartitionGauges>,
+    ) -> Self {
+        let cap = rt.route.batch.max_bytes.min(8 << 20);
+        Lane {
+            rt,
+            id,
+            committer,
+            gauges,
+            batch: Batch::with_capacity(cap),
+        }
+    }
+
+    /// Runs until the record channel closes (revoke or shutdown), then flushes and returns.
+    pub async fn run(
+        mut self,
+        mut records: mpsc::Receiver<RecordChunk>,
+    ) -> Result<(), LaneFailure> {
+        let max_age = self.rt.route.batch.max_age;
+        loop {
+            let deadline = self
+                .batch
+                .opened_at()
+                .map(|t| tokio::time::Instant::from_std(t + max_age));
+            tokio::select! {
+                biased;
+                chunk = records.recv() => match chunk {
+                    Some(chunk) => {
+                        if matches!(self.add_chunk(chunk).await?, Some(Stored::Fenced)) {
+                            return Ok(());
+                        }
+                    }
+                    None => {
+                        self.flush().await?;
+                        return Ok(());
+                    }
+                },
+                _ = sleep_until_opt(deadline) => {
+                    if matches!(self.flush().await?, Some(Stored::Fenced)) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn add_chunk(&mut self, chunk: RecordChunk) -> Result<Option<Stored>, LaneFailure> {
+        let chunk = Arc::new(chunk);
+        let n = chunk.len();
+        RouteMetrics::add(&self.rt.metrics.messages, n as u64);
+        if let Some(last) = chunk.last_offset() {
+            // Seen offsets are a lower bound of the log end; good enough for a lag gauge
+            // between the broker's own watermark refreshes.
+            self.gauges
+                .high_watermark
+                .fetch_max(last + 1, Ordering::Relaxed);
+        }
+        let mut i = 0;
+        while i < n {
+            let chunk_idx = self.batch.attach(chunk.clone());
+            while i < n {
+                let Some(rec) = chunk.get(i) else { break };
+                let source = Source {
+                    chunk: chunk_idx,
+                    record: i as u32,
+                };
+                self.encode(rec, source);
+                i += 1;
+                if self.batch.is_full(&self.rt.route.batch) {
+                    break;
+                }
+            }
+            if self.batch.is_full(&self.rt.route.batch) {
+                if let Some(Stored::Fenced) = self.flush().await? {
+                    return Ok(Some(Stored::Fenced));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn encode(&mut self, rec: crate::kafka::records::Record<'_>, source: Source) {
+        let Some(payload) = rec.payload else {
+            self.batch.dead_letter(
+                source,
+                rec.offset,
+                "message has no value (null payload / tombstone)".to_string(),
+            );
+            return;
+        };
+        let headers: Vec<(&str, Option<&[u8]>)> = if rec.has_headers() {
+            rec.headers().collect()
+        } else {
+            Vec::new()
+        };
+        let meta = MessageMeta {
+            topic: &self.id.topic,
+            partition: self.id.partition,
+            offset: rec.offset,
+            timestamp_ms: rec.timestamp_ms,
+            key: rec.key,
+            headers: &headers,
+        };
+        match encode_json_row(&self.rt.plan, payload, &meta, self.batch.body_mut()) {
+            Ok(()) => self.batch.row_done(source, rec.offset),
+            Err(e) => self.batch.dead_letter(source, rec.offset, e.to_string()),
+        }
+    }
+
+    /// Seals the open batch and makes it durable: insert, dead letters, commit.
+    async fn flush(&mut self) -> Result<Option<Stored>, LaneFailure> {
+        let Some(sealed) = self.batch.seal() else {
+            return Ok(None);
+        };
+        let next = sealed.range.next();
+        if self.rt.route.delivery == Delivery::AtMostOnce {
+            // at-most-once: the offset moves first; whatever happens next cannot cause a
+            // second delivery, and a crash before the insert loses this range.
+            if let Stored::Fenced = self.commit(next).await {
+                return Ok(Some(Stored::Fenced));
+            }
+        }
+        if let Stored::Fenced = self.store(&sealed).await? {
+            return Ok(Some(Stored::Fenced));
+        }
+        if self.rt.route.delivery != Delivery::AtMostOnce {
+            if let Stored::Fenced = self.commit(next).await {
+                return Ok(Some(Stored::Fenced));
+            }
+        }
+        tracing::debug!(partition = %self.id, range = %sealed.range, rows = sealed.rows(), "batch committed");
+        Ok(Some(Stored::Yes))
+    }
+
+    async fn commit(&self, next: i64) -> Stored {
+        match self.committer.commit_with_retry(next).await {
+            Ok(()) => {
+                RouteMetrics::add(&self.rt.metrics.commits, 1);
+                self.gauges.committed.store(next, Ordering::Relaxed);
+                Stored::Yes
+            }
+            Err(CommitError::Fenced(_)) => Stored::Fenced,
+            Err(e) => {
+                // The data is stored; a lost commit only means the next owner of this
+                // partition inserts the range again (at-least-once).
+                tracing::warn!(partition = %self.id, offset = next, error = %e, "commit failed; range may be delivered again after a restart");
+                Stored::Yes
+            }
+        }
+    }
+
+    /// Inserts every row of `sealed`, splitting around rows ClickHouse rejects, then sends
+    /// the dead letters. Returns only when all of it is durable (or the lane was fenced).
+    async fn store(&self, sealed: &SealedBatch) -> Result<Stored, LaneFailure> {
+        let mut dead: Vec<(Source, String)> = sealed
+            .dead
+            .iter()
+            .map(|d| (d.source, d.reason.clone()))
+            .collect();
+        // Depth-first over row ranges, left to right, so rows land in offset order.
+        let mut pending = vec![(0usize, sealed.rows())];
+        while let Some((from, to)) = pending.pop() {
+            if from >= to {
+                continue;
+            }
+            match self.insert_rows(sealed, from, to).await? {
+                InsertOutcome::Stored => {}
+                InsertOutcome::Fenced => return Ok(Stored::Fenced),
+                InsertOutcome::BadData(reason) if to - from == 1 => {
+                    RouteMetrics::add(&self.rt.metrics.rows_rejected_by_clickhouse, 1);
+                    if let Some(src) = sealed.row_source(from) {
+                        dead.push((src, format!("ClickHouse rejected the row: {reason}")));
+                    }
+                }
+                InsertOutcome::BadData(_) => {
+                    let mid = from + (to - from) / 2;
+                    pending.push((mid, to));
+                    pending.push((from, mid));
+                }
+            }
+        }
+        if !dead.is_empty() {
+            if let Stored::Fenced = self.send_dead_letters(sealed, &dead).await? {
+                return Ok(Stored::Fenced);
+            }
+        }
+        Ok(Stored::Yes)
+    }
+
+    async fn insert_rows(
+        &self,
+        sealed: &SealedBatch,
+        from: usize,
+        to: usize,
+    ) -> Result<InsertOutcome, LaneFailure> {
+        let body = sealed.rows_bytes(from, to);
+        let bytes = body.len() as u64;
+        let dedup_token = match (sealed.row_offset(from), sealed.row_offset(to - 1)) {
+            (Some(first), Some(last)) => Some(dedup::token(
+                &self.rt.route.database,
+                &self.rt.route.table,
+                &self.id,
+                OffsetRange { first, last },
+            )),
+            _ => None,
+        };
+        let req = InsertRequest {
+            database: self.rt.route.database.clone(),
+            table: self.rt.route.table.clone(),
+            columns: self.rt.columns.clone(),
+            format: self.rt.format,
+            body,
+            dedup_token,
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let mut attempts: u32 = 0;
+        loop {
+            if self.committer.fence().is_raised() {
+                return Ok(InsertOutcome::Fenced);
+            }
+            attempts += 1;
+            let err = match self.rt.client.insert(&req).await {
+                Ok(_) => {
+                    let m = &self.rt.metrics;
+                    RouteMetrics::add(&m.rows_inserted, (to - from) as u64);
+                    RouteMetrics::add(&m.bytes_inserted, bytes);
+                    RouteMetrics::add(&m.inserts, 1);
+                    return Ok(InsertOutcome::Stored);
+                }
+                Err(InsertError::BadData { code, message }) => {
+                    tracing::debug!(partition = %self.id, rows = to - from, code, "insert rejected as bad data; splitting");
+                    return Ok(InsertOutcome::BadData(format!("Code {code}: {message}")));
+                }
+                Err(e) => e,
+            };
+            RouteMetrics::add(&self.rt.metrics.insert_retries, 1);
+            if let Some(max) = self.rt.route.max_insert_retries {
+                if attempts > max {
+                    return Err(LaneFailure {
+                        partition: self.id.clone(),
+                        message: format!(
+                            "insert into {}.{} failed {attempts} times, giving up without committing: {err}",
+                            self.rt.route.database, self.rt.route.table
+                        ),
+                    });
+                }
+            }
+            let delay = backoff.next_delay();
+            let fatal = matches!(err, InsertError::Fatal { .. });
+            if fatal || attempts == 1 || attempts % 10 == 0 {
+                tracing::warn!(partition = %self.id, attempt = attempts, retry_in = ?delay, error = %err, "insert failed; will retry");
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn send_dead_letters(
+        &self,
+        sealed: &SealedBatch,
+        dead: &[(Source, String)],
+    ) -> Result<Stored, LaneFailure> {
+        let topic = match &self.rt.route.bad_messages {
+            BadMessages::Drop => {
+                for (src, reason) in dead {
+                    let offset = sealed.record(*src).map(|r| r.offset);
+                    tracing::warn!(partition = %self.id, offset, reason = %reason, "bad message dropped (on_bad_message = \"drop\")");
+                }
+                RouteMetrics::add(&self.rt.metrics.dropped, dead.len() as u64);
+                return Ok(Stored::Yes);
+            }
+            BadMessages::DeadLetter { topic } => topic,
+        };
+        let Some(producer) = &self.rt.dlq else {
+            return Err(LaneFailure {
+                partition: self.id.clone(),
+                message: "dead-letter producer missing".into(),
+            });
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        for (src, reason) in dead {
+            let Some(rec) = sealed.record(*src) else {
+                continue;
+            };
+            tracing::warn!(partition = %self.id, offset = rec.offset, dead_letter_topic = %topic, reason = %reason, "bad message sent to the dead-letter topic");
+            loop {
+                if self.committer.fence().is_raised() {
+                    return Ok(Stored::Fenced);
+                }
+                match producer.send(topic, &self.id, rec, reason).await {
+                    Ok(()) => {
+                        RouteMetrics::add(&self.rt.metrics.dead_lettered, 1);
+                        backoff.reset();
+                        break;
+                    }
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(partition = %self.id, offset = rec.offset, error = %e, retry_in = ?delay, "dead-letter produce failed; retrying (offset not committed)");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        }
+        Ok(Stored::Yes)
+    }
+}
+
+enum InsertOutcome {
+    Stored,
+    Fenced,
+    BadData(String),
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,326 @@
+//! The `sluice` command line: run, check, topics, produce, consume, lag. No pipeline logic.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use sluice::config::{self, Config, KafkaConfig};
+use sluice::kafka::client;
+use sluice::tools::{consume, produce, topics};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Kafka topics into ClickHouse tables, on every core"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the Kafka tools connect: a config file's [kafka] section, or plain brokers.
+#[derive(clap::Args, Clone)]
+struct KafkaTarget {
+    /// sluice config file whose [kafka] section (security included) is used.
+    #[arg(long, short = 'c', env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Bootstrap brokers (PLAINTEXT), when no config file is given.
+    #[arg(
+        long,
+        short = 'b',
+        env = "SLUICE_BROKERS",
+        default_value = "127.0.0.1:19092"
+    )]
+    brokers: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline: consume the routes' topics and insert into ClickHouse until SIGINT/SIGTERM.
+    Run {
+        #[arg(long, short = 'c', env = "SLUICE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the config, connect to Kafka and ClickHouse, print each route's plan.
+    Check {
+        #[arg(long, short = 'c', env = "SLUICE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Create, list, describe, alter or delete topics.
+    Topics {
+        #[command(flatten)]
+        target: KafkaTarget,
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Produce JSON lines (one message per line) from stdin or files.
+    Produce {
+        #[command(flatten)]
+        target: KafkaTarget,
+        #[arg(long, short = 't')]
+        topic: String,
+        /// Acknowledgements: 0 (fire and forget), 1 (leader), all (leader and in-sync replicas).
+        #[arg(long, default_value = "all")]
+        acks: produce::Acks,
+        /// Use this top-level JSON field as the message key.
+        #[arg(long)]
+        key_field: Option<String>,
+        /// Send every message to this partition.
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Show a progress bar (on by default when reading files on a terminal).
+        #[arg(long)]
+        progress: bool,
+        /// Input files; stdin when none.
+        files: Vec<PathBuf>,
+    },
+    /// Print a topic's messages (no group, nothing committed).
+    Consume {
+        #[command(flatten)]
+        target: KafkaTarget,
+        #[arg(long, short = 't')]
+        topic: String,
+        #[arg(long)]
+        from_beginning: bool,
+        #[arg(long)]
+        max_messages: Option<u64>,
+        /// Exit after this long without a message (e.g. "5s"); follow forever when absent.
+        #[arg(long)]
+        idle_exit: Option<String>,
+        #[arg(long)]
+        print_key: bool,
+        #[arg(long)]
+        print_headers: bool,
+        #[arg(long)]
+        print_offset: bool,
+    },
+    /// Consumer lag of the pipeline's group (from the config) per partition.
+    Lag {
+        #[arg(long, short = 'c', env = "SLUICE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    Create {
+        name: String,
+        #[arg(long, short = 'p', default_value_t = 1)]
+        partitions: i32,
+        #[arg(long, short = 'r', default_value_t = 1)]
+        replication_factor: i32,
+        /// Topic config, key=value (repeatable).
+        #[arg(long = "config-entry", short = 'e')]
+        entries: Vec<String>,
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    List,
+    Describe {
+        name: String,
+    },
+    Alter {
+        name: String,
+        /// New (larger) partition count.
+        #[arg(long, short = 'p')]
+        partitions: Option<usize>,
+        #[arg(long = "config-entry", short = 'e')]
+        entries: Vec<String>,
+    },
+    Delete {
+        names: Vec<String>,
+    },
+}
+
+fn load(path: &Path) -> Result<Config> {
+    config::load(path).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+}
+
+fn kafka_config(target: &KafkaTarget) -> Result<rdkafka::ClientConfig> {
+    let k: KafkaConfig = match &target.config {
+        Some(p) => load(p)?.kafka,
+        None => KafkaConfig::plaintext(&target.brokers),
+    };
+    Ok(client::base_config(&k))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice-worker")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = load(&config)?;
+            sluice::telemetry_init(cfg.service.log_json);
+            let summary = sluice::pipeline::run(cfg, sluice::shutdown::signal()).await?;
+            tracing::info!(%summary, "sluice stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            let cfg = load(&config)?;
+            sluice::telemetry_init(false);
+            let ok = sluice::check::run(&cfg, &mut std::io::stdout()).await;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Topics { target, action } => {
+            let cfg = kafka_config(&target)?;
+            match action {
+                TopicsAction::Create {
+                    name,
+                    partitions,
+                    replication_factor,
+                    entries,
+                    if_not_exists,
+                } => {
+                    let pairs = topics::parse_pairs(&entries)?;
+                    topics::create(
+                        &cfg,
+                        &name,
+                        partitions,
+                        replication_factor,
+                        &pairs,
+                        if_not_exists,
+                    )
+                    .await?
+                }
+                TopicsAction::List => {
+                    let names = tokio::task::spawn_blocking(move || topics::list(&cfg)).await??;
+                    for n in names {
+                        println!("{n}");
+                    }
+                }
+                TopicsAction::Describe { name } => {
+                    let n2 = name.clone();
+                    let parts =
+                        tokio::task::spawn_blocking(move || topics::describe(&cfg, &n2)).await??;
+                    topics::print_description(&name, &parts);
+                }
+                TopicsAction::Alter {
+                    name,
+                    partitions,
+                    entries,
+                } => {
+                    topics::alter(&cfg, &name, partitions, &topics::parse_pairs(&entries)?).await?
+                }
+                TopicsAction::Delete { names } => topics::delete(&cfg, &names).await?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Produce {
+            target,
+            topic,
+            acks,
+            key_field,
+            partition,
+            progress,
+            files,
+        } => {
+            let cfg = kafka_config(&target)?;
+            let use_bar = progress
+                || (!files.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+            let opts = produce::ProduceOptions {
+                topic,
+                acks,
+                key_field,
+                partition,
+                files,
+                progress: use_bar,
+            };
+            let report =
+                tokio::task::spawn_blocking(move || produce::produce(&cfg, &opts)).await??;
+            let rate = report.sent as f64 / report.elapsed.as_secs_f64().max(1e-9);
+            eprintln!(
+                "produced {} messages ({} acknowledged, {} blank lines skipped) in {:.2}s ({:.0} msg/s)",
+                report.sent, report.acked, report.skipped_blank, report.elapsed.as_secs_f64(), rate
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Consume {
+            target,
+            topic,
+            from_beginning,
+            max_messages,
+            idle_exit,
+            print_key,
+            print_headers,
+            print_offset,
+        } => {
+            let cfg = kafka_config(&target)?;
+            let idle_exit: Option<Duration> = match idle_exit {
+                Some(s) => Some(
+                    humantime::parse_duration(&s).with_context(|| format!("--idle-exit {s:?}"))?,
+                ),
+                None => None,
+            };
+            let opts = consume::ConsumeOptions {
+                topic,
+                from_beginning,
+                max_messages,
+                idle_exit,
+                print_key,
+                print_headers,
+                print_offset,
+            };
+            tokio::task::spawn_blocking(move || {
+                consume::consume(&cfg, &opts, &mut std::io::stdout().lock())
+            })
+            .await??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lag { config } => {
+            let cfg = load(&config)?;
+            let base = client::base_config(&cfg.kafka);
+            let group = cfg.kafka.group_id.clone();
+            let topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();
+            let rows =
+                tokio::task::spawn_blocking(move || consume::lag(&base, &group, &topics)).await??;
+            println!(
+                "{:<30} {:>9} {:>12} {:>12} {:>10}",
+                "topic", "partition", "committed", "log end", "lag"
+            );
+            let mut total = 0;
+            for r in rows {
+                total += r.lag;
+                println!(
+                    "{:<30} {:>9} {:>12} {:>12} {:>10}",
+                    r.topic,
+                    r.partition,
+                    r.committed
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.high,
+                    r.lag
+                );
+            }
+            println!("total lag: {total}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Wiring: routes' table plans, the ClickHouse client, the dead-letter producer, the group
+//! consumer and its lanes, and the shutdown sequence.
+//!
+//! Start-up order: validate (done by the caller) -> connect ClickHouse and plan every route's
+//! table (an unknown table or an unsupported column type stops here, before any message is
+//! read) -> create the dead-letter producer -> join the consumer group.
+//!
+//! Shutdown: the consumer leaves the group, which revokes every partition; each lane inserts
+//! and commits what it holds, within `service.shutdown_timeout`. A lane that fails for good
+//! (bounded retries exhausted) stops the whole run with an error, and nothing past its data is
+//! committed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+
+use crate::checkpoint::PartitionId;
+use crate::clickhouse::{self, ClickHouseSettings, Client};
+use crate::commit::Committer;
+use crate::config::{BadMessages, ClickHouseConfig, Config, Route};
+use crate::dlq::DeadLetterProducer;
+use crate::kafka::client::{consumer_config, reliable_producer_config};
+use crate::kafka::consumer::{ConsumerLimits, ConsumerThread, LaneFactory, LaneHandle};
+use crate::kafka::records::RecordChunk;
+use crate::lane::{Lane, LaneFailure, RouteRuntime};
+use crate::schema::{self, TablePlan};
+use crate::telemetry::Metrics;
+
+/// Records per chunk handed from the poll thread to a lane.
+const CHUNK_RECORDS: usize = 2048;
+/// Chunks a lane may have queued before its partition is paused.
+const LANE_QUEUE_CHUNKS: usize = 4;
+
+pub fn clickhouse_settings(c: &ClickHouseConfig) -> ClickHouseSettings {
+    ClickHouseSettings {
+        url: c.url.clone(),
+        database: c.database.clone(),
+        user: c.user.clone(),
+        password: c
+            .password
+            .as_ref()
+            .map(|p| clickhouse::Secret::new(p.expose())),
+        ca_file: c.tls.ca.clone(),
+        client_cert: c.tls.cert.clone(),
+        client_key: c.tls.key.clone(),
+        compression: match c.compression {
+            crate::config::Compression::Auto => clickhouse::Compression::Auto,
+            crate::config::Compression::None => clickhouse::Compression::None,
+            crate::config::Compression::Lz4 => clickhouse::Compression::Lz4,
+            crate::config::Compression::Gzip => clickhouse::Compression::Gzip,
+        },
+        connect_timeout: c.connect_timeout,
+        request_timeout: c.request_timeout,
+    }
+}
+
+pub struct PreparedRoute {
+    pub route: Route,
+    pub table: TablePlan,
+}
+
+/// Connects to ClickHouse and plans every route's table.
+pub async fn prepare(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
+    let client = Client::connect(clickhouse_settings(&cfg.clickhouse))
+        .await
+        .context("ClickHouse")?;
+    let mut routes = Vec::new();
+    for route in &cfg.routes {
+        let table = plan_route(&client, route).await?;
+        routes.push(PreparedRoute {
+            route: route.clone(),
+            table,
+        });
+    }
+    Ok((client, routes))
+}
+
+pub async fn plan_route(client: &Client, route: &Route) -> Result<TablePlan> {
+    let columns = client
+        .table_columns(&route.database, &route.table)
+        .await
+        .with_context(|| {
+            format!(
+                "route {} -> {}.{}",
+                route.topic, route.database, route.table
+            )
+        })?;
+    let server = client.server();
+    let mut literal_defaults = HashMap::new();
+    if !server.supports_row_binary_with_defaults {
+        for d in client.select_default_values(&columns).await {
+            match d.value {
+                Ok(bytes) if !d.volatile => {
+                    literal_defaults.insert(d.column, bytes.to_vec());
+                }
+                Ok(_) => tracing::warn!(column = %d.column, expression = %d.expression,
+                    "the column DEFAULT changes per row and this server cannot apply it; messages without this field will be dead-lettered"),
+                Err(e) => tracing::warn!(column = %d.column, error = %e,
+                    "cannot evaluate the column DEFAULT; messages without this field will be dead-lettered"),
+            }
+        }
+    }
+    schema::plan_table(route, &columns, server, &literal_defaults).map_err(Into::into)
+}
+
+/// What a run did, for the final log line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub rows_inserted: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "messages={} rows_inserted={} dead_lettered={} dropped={}",
+            self.messages, self.rows_inserted, self.dead_lettered, self.dropped
+        )
+    }
+}
+
+struct Lanes {
+    routes: HashMap<String, Arc<RouteRuntime>>,
+    runtime: tokio::runtime::Handle,
+    metrics: Arc<Metrics>,
+    failures: mpsc::UnboundedSender<LaneFailure>,
+}
+
+impl LaneFactory for Lanes {
+    fn start(&self, partition: PartitionId, committer: Committer) -> LaneHandle {
+        let (tx, rx) = mpsc::channel::<RecordChunk>(LANE_QUEUE_CHUNKS);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let fence = committer.fence().clone();
+        match self.routes.get(&*partition.topic) {
+            Some(rt) => {
+                let lane = Lane::new(
+                    rt.clone(),
+                    partition.clone(),
+                    committer,
+                    self.metrics.partition(&partition),
+                );
+                let failures = self.failures.clone();
+                let metrics = self.metrics.clone();
+                self.runtime.spawn(async move {
+                    if let Err(f) = lane.run(rx).await {
+                        let _ = failures.send(f);
+                    }
+                    metrics.forget_partition(&partition);
+                    drop(done_tx);
+                });
+            }
+            None => {
+                tracing::error!(%partition, "assigned a partition of a topic without a route");
+                drop(done_tx);
+            }
+        }
+        LaneHandle {
+            records: tx,
+            finished: done_rx,
+            fence,
+        }
+    }
+}
+
+/// Runs the pipeline until `shutdown` resolves or a lane fails for good.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
+    run_with_metrics(cfg, shutdown, Arc::new(Metrics::default())).await
+}
+
+pub async fn run_with_metrics(
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+    metrics: Arc<Metrics>,
+) -> Result<RunSummary> {
+    let (client, prepared) = prepare(&cfg).await?;
+    tracing::info!(
+        clickhouse = %cfg.clickhouse.url,
+        version = %client.server().version_string,
+        routes = prepared.len(),
+        "ClickHouse connected; tables planned"
+    );
+    let needs_dlq = prepared
+        .iter()
+        .any(|p| matches!(p.route.bad_messages, BadMessages::DeadLetter { .. }));
+    let dlq = if needs_dlq {
+        Some(
+            DeadLetterProducer::new(&reliable_producer_config(&cfg.kafka))
+                .context("cannot create the dead-letter producer")?,
+        )
+    } else {
+        None
+    };
+    let mut routes = HashMap::new();
+    for p in prepared {
+        let rt = RouteRuntime {
+            metrics: metrics.route(&p.route.topic, &p.route.table),
+            plan: p.table.plan,
+            columns: p.table.columns,
+            format: p.table.format,
+            client: client.clone(),
+            dlq: dlq.clone(),
+            route: p.route,
+        };
+        routes.insert(rt.route.topic.clone(), Arc::new(rt));
+    }
+    let topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();
+    let (fail_tx, mut fail_rx) = mpsc::unbounded_channel();
+    let factory = Arc::new(Lanes {
+        routes,
+        runtime: tokio::runtime::Handle::current(),
+        metrics: metrics.clone(),
+        failures: fail_tx,
+    });
+    let limits = ConsumerLimits {
+        chunk_records: CHUNK_RECORDS,
+        drain_timeout: cfg.service.shutdown_timeout,
+    };
+    let mut kcfg = consumer_config(&cfg.kafka);
+    // Bounds memory: what librdkafka prefetches for all partitions together.
+    if !cfg
+        .kafka
+        .properties
+        .contains_key("queued.max.messages.kbytes")
+    {
+        kcfg.set("queued.max.messages.kbytes", "16384");
+    }
+    let consumer = ConsumerThread::start(kcfg, &topics, factory, limits)
+        .context("cannot start the Kafka consumer")?;
+    tracing::info!(brokers = %cfg.kafka.brokers, group = %cfg.kafka.group_id, topics = ?topics, "consuming");
+
+    let mut failure: Option<LaneFailure> = None;
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            f = fail_rx.recv() => {
+                if let Some(f) = f {
+                    tracing::error!(error = %f, "lane failed; stopping");
+                    failure = Some(f);
+                }
+                break;
+            }
+            _ = tick.tick() => {
+                if consumer.is_finished() {
+                    failure = Some(LaneFailure {
+                        partition: PartitionId::new("-", -1),
+                        message: "the consumer thread ended unexpectedly".into(),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+    consumer.stop().await;
+    let summary = RunSummary {
+        messages: metrics.total(|r| &r.messages),
+        rows_inserted: metrics.total(|r| &r.rows_inserted),
+        dead_lettered: metrics.total(|r| &r.dead_lettered),
+        dropped: metrics.total(|r| &r.dropped),
+    };
+    if failure.is_none() {
+        if let Ok(f) = fail_rx.try_recv() {
+            failure = Some(f);
+        }
+    }
+    match failure {
+        Some(f) => Err(anyhow::Error::new(f).context(format!("sluice stopped ({summary})"))),
+        None => Ok(summary),
+    }
+}

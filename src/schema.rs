@@ -1,0 +1,251 @@
+//! From a target table's columns (as ClickHouse reports them) to the plan that turns each
+//! message into one row: which column comes from which JSON field or Kafka metadata, and what
+//! a missing field becomes.
+//!
+//! Rules, in order, for each insertable column (MATERIALIZED and ALIAS columns are computed by
+//! ClickHouse and never sent):
+//! - its name is a configured metadata column (`_topic`, `_offset`, ...): Kafka metadata;
+//! - otherwise the JSON field of the same name.
+//!
+//! A missing field takes the column's DEFAULT. On servers with `RowBinaryWithDefaults` the
+//! server evaluates it (so `now()` or expressions over other columns work). On older servers
+//! sluice evaluates constant defaults once at start-up; a missing field whose column has a
+//! volatile default (`now()`) or one that reads other columns is an error for that message (dead-lettered with the reason), since
+//! inventing a value would be worse. Columns without a DEFAULT take NULL when Nullable and
+//! the type's default value otherwise (0, "", [], ...), which is what ClickHouse itself does
+//! for fields omitted from JSONEachRow.
+
+use std::collections::HashMap;
+
+use crate::chtype::{ChType, TypeError};
+use crate::clickhouse::client::DefaultKind;
+use crate::clickhouse::{ColumnInfo, InsertFormat, ServerInfo};
+use crate::config::{MetadataColumns, Route, UnknownFields};
+use crate::decode::json::UnknownFields as JsonUnknownFields;
+use crate::decode::json::{ColumnPlan, ColumnSource, MetaField, OnMissing, RowPlan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("table {table}: column {column}: {source}")]
+    Type {
+        table: String,
+        column: String,
+        #[source]
+        source: TypeError,
+    },
+    #[error("table {table}: {source}")]
+    Plan {
+        table: String,
+        #[source]
+        source: crate::decode::json::PlanError,
+    },
+    #[error("table {table} has no column sluice can insert into")]
+    NoColumns { table: String },
+}
+
+/// How one column is filled, for `sluice check` to print.
+#[derive(Debug, Clone)]
+pub struct ColumnLine {
+    pub column: String,
+    pub ty: String,
+    pub source: String,
+    pub when_missing: String,
+}
+
+pub struct TablePlan {
+    pub plan: RowPlan,
+    pub columns: Vec<String>,
+    pub format: InsertFormat,
+    pub lines: Vec<ColumnLine>,
+    /// Columns ClickHouse computes itself (MATERIALIZED, ALIAS): not sent.
+    pub computed: Vec<String>,
+}
+
+fn meta_for(name: &str, m: &MetadataColumns) -> Option<MetaField> {
+    let is = |v: &Option<String>| v.as_deref() == Some(name);
+    if is(&m.topic) {
+        Some(MetaField::Topic)
+    } else if is(&m.partition) {
+        Some(MetaField::Partition)
+    } else if is(&m.offset) {
+        Some(MetaField::Offset)
+    } else if is(&m.timestamp) {
+        Some(MetaField::Timestamp)
+    } else if is(&m.key) {
+        Some(MetaField::Key)
+    } else if is(&m.headers) {
+        Some(MetaField::Headers)
+    } else {
+        None
+    }
+}
+
+/// Builds the row plan of `route` for a table with `columns` on `server`.
+/// `literal_defaults` holds the RowBinary value of DEFAULTs evaluated once (old servers only).
+pub fn plan_table(
+    route: &Route,
+    columns: &[ColumnInfo],
+    server: &ServerInfo,
+    literal_defaults: &HashMap<String, Vec<u8>>,
+) -> Result<TablePlan, SchemaError> {
+    let table = format!("{}.{}", route.database, route.table);
+    let with_defaults = server.supports_row_binary_with_defaults;
+    let mut plans = Vec::new();
+    let mut names = Vec::new();
+    let mut lines = Vec::new();
+    let mut computed = Vec::new();
+    for c in columns {
+        let expr = c.default_expression.as_deref().unwrap_or("");
+        if !c.default_kind.insertable() {
+            let kind = match &c.default_kind {
+                DefaultKind::Materialized => "MATERIALIZED",
+                DefaultKind::Alias => "ALIAS",
+                DefaultKind::Other(k) => k.as_str(),
+                _ => "",
+            };
+            computed.push(format!("{} ({kind} {expr})", c.name));
+            continue;
+        }
+        let ty = ChType::parse(&c.type_name).map_err(|source| SchemaError::Type {
+            table: table.clone(),
+            column: c.name.clone(),
+            source,
+        })?;
+        let (source, source_text) = match meta_for(&c.name, &route.metadata) {
+            Some(m) => (ColumnSource::Meta(m), format!("kafka {m:?}").to_lowercase()),
+            None => (
+                ColumnSource::Field(c.name.clone()),
+                format!("json field {:?}", c.name),
+            ),
+        };
+        let (on_missing, missing_text) = if c.default_kind == DefaultKind::Default {
+            if with_defaults {
+                (OnMissing::ServerDefault, format!("DEFAULT {expr}"))
+            } else if let Some(bytes) = literal_defaults.get(&c.name) {
+                (
+                    OnMissing::Bytes(bytes.clone()),
+                    format!("DEFAULT {expr} (evaluated once at start)"),
+                )
+            } else {
+                (
+                    OnMissing::Error,
+                    format!(
+                        "error: DEFAULT {expr} cannot be applied by this server version (no RowBinaryWithDefaults)"
+                    ),
+                )
+            }
+        } else if ty.is_nullable() {
+            (OnMissing::Null, "NULL".to_string())
+        } else if with_defaults {
+            (OnMissing::ServerDefault, "type default".to_string())
+        } else {
+            (
+                OnMissing::Bytes(zero_value(&ty)),
+                "type default".to_string(),
+            )
+        };
+        lines.push(ColumnLine {
+            column: c.name.clone(),
+            ty: c.type_name.clone(),
+            source: source_text,
+            when_missing: missing_text,
+        });
+        names.push(c.name.clone());
+        plans.push(ColumnPlan {
+            name: c.name.clone(),
+            ty,
+            source,
+            on_missing,
+        });
+    }
+    if plans.is_empty() {
+        return Err(SchemaError::NoColumns { table });
+    }
+    let unknown = match route.unknown_fields {
+        UnknownFields::Ignore => JsonUnknownFields::Ignore,
+        UnknownFields::Error => JsonUnknownFields::Error,
+    };
+    Ok(TablePlan {
+        plan: RowPlan::new(plans, unknown, with_defaults)
+            .map_err(|source| SchemaError::Plan { table, source })?,
+        columns: names,
+        format: if with_defaults {
+            InsertFormat::RowBinaryWithDefaults
+        } else {
+            InsertFormat::RowBinary
+        },
+        lines,
+        computed,
+    })
+}
+
+/// The RowBinary encoding of a type's default value (what ClickHouse stores for an omitted
+/// field of a column without DEFAULT expression).
+pub fn zero_value(ty: &ChType) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_zero(ty, &mut out);
+    out
+}
+
+fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
+    let zeros = |out: &mut Vec<u8>, n: usize| out.extend(std::iter::repeat_n(0u8, n));
+    match ty {
+        ChType::UInt8 | ChType::Int8 | ChType::Bool => zeros(out, 1),
+        ChType::UInt16 | ChType::Int16 | ChType::Date => zeros(out, 2),
+        ChType::UInt32 | ChType::Int32 | ChType::Float32 | ChType::Date32 | ChType::IPv4 => {
+            zeros(out, 4)
+        }
+        ChType::DateTime { .. } => zeros(out, 4),
+        ChType::UInt64 | ChType::Int64 | ChType::Float64 | ChType::DateTime64 { .. } => {
+            zeros(out, 8)
+        }
+        ChType::UInt128 | ChType::Int128 | ChType::Uuid | ChType::IPv6 => zeros(out, 16),
+        ChType::UInt256 | ChType::Int256 => zeros(out, 32),
+        ChType::Decimal { precision, .. } => zeros(
+            out,
+            match precision {
+                0..=9 => 4,
+                10..=18 => 8,
+                19..=38 => 16,
+                _ => 32,
+            },
+        ),
+        ChType::String | ChType::Array(_) | ChType::Map(_, _) => out.push(0),
+        ChType::FixedString(n) => zeros(out, *n),
+        // An Enum's default is its first declared value.
+        ChType::Enum8(values) => out.push(values.first().map_or(0, |(_, v)| *v as u8)),
+        ChType::Enum16(values) => {
+            out.extend_from_slice(&values.first().map_or(0i16, |(_, v)| *v).to_le_bytes())
+        }
+        ChType::Nullable(_) => out.push(1),
+        ChType::LowCardinality(inner) => write_zero(inner, out),
+        ChType::Tuple(items) => {
+            for (_, t) in items {
+                write_zero(t, out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_values() {
+        assert_eq!(zero_value(&ChType::parse("UInt32").unwrap()), vec![0; 4]);
+        assert_eq!(zero_value(&ChType::parse("String").unwrap()), vec![0]);
+        assert_eq!(
+            zero_value(&ChType::parse("Tuple(UInt8, Array(String))").unwrap()),
+            vec![0, 0]
+        );
+        assert_eq!(
+            zero_value(&ChType::parse("Enum8('a' = 3, 'b' = 1)").unwrap()),
+            vec![3]
+        );
+        assert_eq!(
+            zero_value(&ChType::parse("Decimal(20, 2)").unwrap()).len(),
+            16
+        );
+    }
+}

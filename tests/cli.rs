@@ -1,0 +1,190 @@
+//! The command line against the real servers: `check` (success and each failure named),
+//! `topics` create/describe/alter/list/delete, `produce` with keys and every acks level,
+//! `consume`, `lag`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+fn sluice(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_BROKERS", kafka())
+        .env_remove("SLUICE_CONFIG")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluice");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("sluice output")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn write_config(dir: &tempfile::TempDir, body: &str) -> String {
+    let p = dir.path().join("sluice.toml");
+    std::fs::write(&p, body).expect("write config");
+    p.to_string_lossy().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prints_the_plan_and_names_each_failure() {
+    let topic = unique("check");
+    create_topic(&topic, 3).await;
+    let table = format!("default.{topic}");
+    ch(&format!(
+        "CREATE TABLE {table} (id UInt64, name String DEFAULT 'anon', tags Array(String),
+            doubled UInt64 MATERIALIZED id * 2, _offset Int64) ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = config("g", &[(&topic, &topic)], "");
+    let out = sluice(&["check", "--config", &write_config(&dir, &good)], None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains(&format!("topic {topic}: 3 partition(s)")), "{t}");
+    assert!(
+        t.contains("json field \"name\"") && t.contains("DEFAULT 'anon'"),
+        "{t}"
+    );
+    assert!(t.contains("kafka offset"), "{t}");
+    assert!(t.contains("doubled (MATERIALIZED"), "{t}");
+    assert!(t.contains("check passed"), "{t}");
+
+    // Unknown table.
+    let missing = good.replace(
+        &format!("table = \"{topic}\""),
+        "table = \"no_such_table_x\"",
+    );
+    let out = sluice(&["check", "--config", &write_config(&dir, &missing)], None);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        t.contains("no_such_table_x") && t.contains("does not exist"),
+        "{t}"
+    );
+
+    // Unreachable broker.
+    let unreachable = good.replace(&kafka(), "127.0.0.1:1");
+    let out = sluice(
+        &["check", "--config", &write_config(&dir, &unreachable)],
+        None,
+    );
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("kafka: FAILED"), "{t}");
+
+    // Unsupported column type.
+    let odd = unique("odd");
+    ch(&format!(
+        "CREATE TABLE default.{odd} (id UInt64, agg AggregateFunction(sum, UInt64)) ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+    let unsupported = good.replace(
+        &format!("table = \"{topic}\""),
+        &format!("table = \"{odd}\""),
+    );
+    let out = sluice(
+        &["check", "--config", &write_config(&dir, &unsupported)],
+        None,
+    );
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("agg") && t.contains("unsupported"), "{t}");
+
+    // Invalid config: the field is named, nothing connects.
+    let bad = good.replace("max_age = \"200ms\"", "max_age = \"fast\"");
+    let out = sluice(&["check", "--config", &write_config(&dir, &bad)], None);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("route[0].max_age"), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_produce_consume_and_lag() {
+    let topic = unique("cli");
+    let out = sluice(&["topics", "create", &topic, "--partitions", "3"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sluice(&["topics", "describe", &topic], None);
+    assert!(text(&out).contains("3 partitions"), "{}", text(&out));
+    let out = sluice(&["topics", "list"], None);
+    assert!(text(&out).lines().any(|l| l == topic), "{}", text(&out));
+
+    let lines: String = (0..1000)
+        .map(|i| format!("{{\"id\":\"k{i}\",\"v\":{i}}}\n"))
+        .collect();
+    for acks in ["all", "1", "0"] {
+        let out = sluice(
+            &[
+                "produce",
+                "--topic",
+                &topic,
+                "--acks",
+                acks,
+                "--key-field",
+                "id",
+            ],
+            Some(&lines),
+        );
+        assert!(out.status.success(), "acks={acks}: {}", text(&out));
+        assert!(
+            text(&out).contains("produced 1000 messages"),
+            "{}",
+            text(&out)
+        );
+    }
+    let out = sluice(&["topics", "describe", &topic], None);
+    assert!(text(&out).contains("3000 messages"), "{}", text(&out));
+
+    let out = sluice(
+        &[
+            "consume",
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--max-messages",
+            "3000",
+            "--print-key",
+            "--idle-exit",
+            "10s",
+        ],
+        None,
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(printed.lines().count(), 3000);
+    // Keys come from the field; a key always lands in the same partition, with its message.
+    assert!(printed.lines().all(|l| {
+        let (k, v) = l.split_once('\t').unwrap_or(("", ""));
+        v.contains(&format!("\"id\":\"{k}\""))
+    }));
+
+    let out = sluice(&["topics", "alter", &topic, "--partitions", "5"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sluice(&["topics", "describe", &topic], None);
+    assert!(text(&out).contains("5 partitions"), "{}", text(&out));
+
+    // lag: a group that committed nothing lags by everything.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write_config(&dir, &config(&unique("lag"), &[(&topic, "unused")], ""));
+    let out = sluice(&["lag", "--config", &cfg], None);
+    assert!(text(&out).contains("total lag: 3000"), "{}", text(&out));
+
+    let out = sluice(&["topics", "delete", &topic], None);
+    assert!(out.status.success(), "{}", text(&out));
+}

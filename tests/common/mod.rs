@@ -1,0 +1,286 @@
+//! Shared helpers of the integration tests: addresses of the real servers (from the env that
+//! `./dev/testbed env` prints, localhost defaults otherwise), unique names, topic creation,
+//! producing, ClickHouse queries, and running the real pipeline in-process.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub fn kafka() -> String {
+    std::env::var("SLUICE_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+pub fn ch_url() -> String {
+    std::env::var("SLUICE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:18123".into())
+}
+
+pub fn legacy_ch_url() -> String {
+    std::env::var("SLUICE_TEST_LEGACY_CLICKHOUSE_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:28123".into())
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{:x}_{}",
+        std::process::id(),
+        nanos & 0xffff_ffff,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a query on the ClickHouse at `url`; panics with the server's message on error.
+pub async fn ch_at(url: &str, sql: &str) -> String {
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{url}/"))
+        .body(sql.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("ClickHouse {url} unreachable: {e}"));
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert!(
+        status.is_success(),
+        "query failed ({status}): {sql}\n{text}"
+    );
+    text
+}
+
+pub async fn ch(sql: &str) -> String {
+    ch_at(&ch_url(), sql).await
+}
+
+pub async fn ch_u64(sql: &str) -> u64 {
+    ch(sql)
+        .await
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("not a number from {sql}: {e}"))
+}
+
+pub fn admin() -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .expect("admin client")
+}
+
+pub async fn create_topic(name: &str, partitions: i32) {
+    let res = admin()
+        .create_topics(
+            [&NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("create topic request");
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+}
+
+pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// One message to produce.
+pub struct Msg {
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Msg {
+    pub fn json(partition: i32, payload: impl Into<String>) -> Self {
+        Msg {
+            partition: Some(partition),
+            key: None,
+            payload: Some(payload.into().into_bytes()),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Produces every message (acks=all, idempotent) and waits until all are acknowledged.
+pub fn produce(topic: &str, msgs: impl IntoIterator<Item = Msg>) {
+    let p = producer();
+    for m in msgs {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &m.headers {
+            headers = headers.insert(Header {
+                key: k.as_str(),
+                value: Some(v.as_bytes()),
+            });
+        }
+        loop {
+            let mut rec: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(topic).headers(headers.clone());
+            if let Some(p) = m.partition {
+                rec = rec.partition(p);
+            }
+            if let Some(k) = &m.key {
+                rec = rec.key(k.as_slice());
+            }
+            if let Some(v) = &m.payload {
+                rec = rec.payload(v.as_slice());
+            }
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((e, _)) => {
+                    assert!(
+                        e.to_string().contains("Queue full"),
+                        "produce to {topic} failed: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60))
+        .expect("all messages acknowledged");
+}
+
+/// Reads a whole topic from the beginning (no group commits) until idle for `idle`.
+pub fn read_topic(topic: &str, idle: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("tpl");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < idle {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(m.detach());
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// Committed offsets of `group` for `topic`, summed over partitions.
+pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let c = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    c.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Polls `SELECT count()` until it reaches `expected` or `timeout` passes; returns the count.
+pub async fn wait_for_count_at(url: &str, table: &str, expected: u64, timeout: Duration) -> u64 {
+    let start = Instant::now();
+    loop {
+        let n: u64 = ch_at(url, &format!("SELECT count() FROM {table}"))
+            .await
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if n >= expected || start.elapsed() > timeout {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn wait_for_count(table: &str, expected: u64, timeout: Duration) -> u64 {
+    wait_for_count_at(&ch_url(), table, expected, timeout).await
+}
+
+/// A config for one or more routes against the test servers.
+pub fn config(group: &str, routes: &[(&str, &str)], extra_route: &str) -> String {
+    config_at(&ch_url(), group, routes, extra_route)
+}
+
+pub fn config_at(url: &str, group: &str, routes: &[(&str, &str)], extra_route: &str) -> String {
+    let mut s = format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout = \"10s\"\n\n[clickhouse]\nurl = \"{url}\"\n\n[service]\nshutdown_timeout = \"20s\"\n",
+        kafka()
+    );
+    for (topic, table) in routes {
+        s.push_str(&format!(
+            "\n[[route]]\ntopic = \"{topic}\"\ntable = \"{table}\"\nmax_age = \"200ms\"\n{extra_route}\n"
+        ));
+    }
+    s
+}
+
+/// The real pipeline, in-process, stopped through its shutdown future.
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<sluice::pipeline::RunSummary>>,
+}
+
+pub fn start(config_text: &str) -> Running {
+    let cfg = sluice::config::from_str(config_text, Vec::new()).expect("valid config");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sluice::pipeline::run(cfg, async move {
+        let _ = rx.await;
+    }));
+    Running {
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl Running {
+    pub async fn stop(mut self) -> sluice::pipeline::RunSummary {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("pipeline stops within 60s")
+            .expect("pipeline task")
+            .expect("pipeline ran without error")
+    }
+}
+
+pub fn init_logs() {
+    sluice::telemetry_init(false);
+}

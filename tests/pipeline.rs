@@ -1,0 +1,420 @@
+//! End to end against the real Apache Kafka and ClickHouse 26.9: two topics with 4 partitions
+//! each into two tables, 110k good messages, every supported column type, bad messages of
+//! every kind reaching the dead-letter topic with their reasons, and a bad row that only
+//! ClickHouse can reject (a CHECK constraint) leaving the good rows of its batch stored once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{Days, NaiveDate, TimeZone, Utc};
+use common::*;
+use rdkafka::message::{Headers, Message};
+
+const N_A: u64 = 60_000;
+const N_B: u64 = 50_000;
+const U256_MAX: &str =
+    "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+const U128_MAX: &str = "340282366920938463463374607431768211455";
+const I128_MIN: &str = "-170141183460469231731687303715884105728";
+
+fn every_type_table(name: &str) -> String {
+    format!(
+        "CREATE TABLE {name} (
+            id UInt64, u8 UInt8, u16 UInt16, u32 UInt32, u128 UInt128, u256 UInt256,
+            i8 Int8, i16 Int16, i32 Int32, i64 Int64, i128 Int128, i256 Int256,
+            f32 Float32, f64 Float64, dec Decimal(18, 4), dec128 Decimal(38, 10), b Bool,
+            s String, fs FixedString(4), uuid UUID, ip4 IPv4, ip6 IPv6,
+            d Date, d32 Date32, dt DateTime('UTC'), dt64 DateTime64(3, 'UTC'),
+            e8 Enum8('a' = 1, 'b' = 2), e16 Enum16('x' = 1000, 'y' = -1000),
+            n Nullable(Int32), lc LowCardinality(String), arr Array(Int32),
+            m Map(String, UInt16), tup Tuple(a String, b UInt8),
+            with_default String DEFAULT 'dflt',
+            computed UInt64 MATERIALIZED id * 2,
+            _topic LowCardinality(String), _partition Int32, _offset Int64,
+            _timestamp DateTime64(3), _key Nullable(String), _headers Map(String, String)
+        ) ENGINE = MergeTree ORDER BY id"
+    )
+}
+
+fn date(days: i64) -> String {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let d = if days >= 0 {
+        epoch.checked_add_days(Days::new(days as u64))
+    } else {
+        epoch.checked_sub_days(Days::new((-days) as u64))
+    };
+    d.unwrap_or_default().format("%Y-%m-%d").to_string()
+}
+
+/// The every-type message for id `i`: values chosen so that SQL can recompute each one.
+fn every_type_json(i: u64) -> String {
+    let u128 = if i % 2 == 0 {
+        format!("\"{U128_MAX}\"")
+    } else {
+        i.to_string()
+    };
+    let u256 = if i % 3 == 0 {
+        format!("\"{U256_MAX}\"")
+    } else {
+        i.to_string()
+    };
+    let i128 = if i % 5 == 0 {
+        format!("\"{I128_MIN}\"")
+    } else {
+        format!("-{i}")
+    };
+    let d = if i % 2 == 0 {
+        format!("\"{}\"", date((i % 40_000) as i64))
+    } else {
+        (i % 40_000).to_string()
+    };
+    let d32 = date((i % 50_000) as i64 - 25_000);
+    let secs = 1_600_000_000 + i as i64 * 37;
+    let dt = if i % 2 == 0 {
+        secs.to_string()
+    } else {
+        format!(
+            "\"{}\"",
+            Utc.timestamp_opt(secs, 0)
+                .single()
+                .unwrap_or_default()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+        )
+    };
+    let ms = 1_600_000_000_000i64 + i as i64 * 1234;
+    let dt64 = if i % 2 == 0 {
+        format!(
+            "\"{}\"",
+            Utc.timestamp_millis_opt(ms)
+                .single()
+                .unwrap_or_default()
+                .format("%Y-%m-%d %H:%M:%S%.3f")
+        )
+    } else {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+    };
+    let e8 = if i % 3 == 0 {
+        (if i % 2 == 0 { "1" } else { "2" }).to_string()
+    } else if i % 2 == 0 {
+        "\"a\"".into()
+    } else {
+        "\"b\"".into()
+    };
+    let n = match i % 4 {
+        0 => ",\"n\":null".to_string(),
+        1 => String::new(),
+        _ => format!(",\"n\":{i}"),
+    };
+    let tup = if i % 2 == 0 {
+        format!("{{\"a\":\"t{i}\",\"b\":{}}}", i % 256)
+    } else {
+        format!("[\"t{i}\",{}]", i % 256)
+    };
+    let with_default = if i % 2 == 0 {
+        format!(",\"with_default\":\"v{i}\"")
+    } else {
+        String::new()
+    };
+    format!(
+        concat!(
+            "{{\"id\":{i},\"u8\":{u8},\"u16\":{u16},\"u32\":{u32},\"u128\":{u128},\"u256\":{u256},",
+            "\"i8\":{i8},\"i16\":{i16},\"i32\":{i32},\"i64\":{i64},\"i128\":{i128},\"i256\":-{i},",
+            "\"f32\":{f32},\"f64\":{f64},\"dec\":{i}.{dec:04},\"dec128\":\"{i}.{i:010}\",\"b\":{b},",
+            "\"s\":\"s{i} \\\"q\\\" \\u00e9\\n\",\"fs\":\"{fs:04}\",\"uuid\":\"{uuid:08x}-0000-0000-0000-{uuid:012x}\",",
+            "\"ip4\":\"10.{ip_a}.{ip_b}.{ip_c}\",\"ip6\":\"2001:db8::{ip6:x}\",",
+            "\"d\":{d},\"d32\":\"{d32}\",\"dt\":{dt},\"dt64\":{dt64},\"e8\":{e8},\"e16\":\"{e16}\"{n},",
+            "\"lc\":\"cat{lc}\",\"arr\":[{i},-{i},0],\"m\":{{\"k\":{mk},\"j\":1}},\"tup\":{tup}{with_default},",
+            "\"unknown_field\":{{\"ignored\":true}}}}"
+        ),
+        i = i,
+        u8 = i % 256,
+        u16 = i % 65536,
+        u32 = i * 7,
+        u128 = u128,
+        u256 = u256,
+        i8 = (i % 256) as i64 - 128,
+        i16 = -((i % 30000) as i64),
+        i32 = -3 * i as i64,
+        i64 = i as i64 * -1_000_000_007,
+        i128 = i128,
+        f32 = 0.5 * (i % 100) as f64,
+        f64 = i as f64 / 4.0,
+        dec = i % 10_000,
+        b = i % 2 == 0,
+        fs = i % 10_000,
+        uuid = i,
+        ip_a = (i >> 16) & 255,
+        ip_b = (i >> 8) & 255,
+        ip_c = i & 255,
+        ip6 = i % 65536,
+        d = d,
+        d32 = d32,
+        dt = dt,
+        dt64 = dt64,
+        e8 = e8,
+        e16 = if i % 2 == 0 { "x" } else { "y" },
+        n = n,
+        lc = i % 10,
+        mk = i % 1000,
+        tup = tup,
+        with_default = with_default,
+    )
+}
+
+/// One SQL predicate per column that holds for every row the generator produced.
+fn every_type_checks(topic: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("u8", "u8 = id % 256".into()),
+        ("u16", "u16 = id % 65536".into()),
+        ("u32", "u32 = id * 7".into()),
+        ("u128", format!("u128 = if(id % 2 = 0, toUInt128('{U128_MAX}'), toUInt128(id))")),
+        ("u256", format!("u256 = if(id % 3 = 0, toUInt256('{U256_MAX}'), toUInt256(id))")),
+        ("i8", "i8 = toInt64(id % 256) - 128".into()),
+        ("i16", "i16 = -toInt64(id % 30000)".into()),
+        ("i32", "i32 = -3 * toInt64(id)".into()),
+        ("i64", "i64 = toInt64(id) * -1000000007".into()),
+        ("i128", format!("i128 = if(id % 5 = 0, toInt128('{I128_MIN}'), -toInt128(id))")),
+        ("i256", "i256 = -toInt256(id)".into()),
+        ("f32", "f32 = 0.5 * (id % 100)".into()),
+        ("f64", "f64 = id / 4".into()),
+        ("dec", "dec = toDecimal64(id, 4) + toDecimal64(id % 10000, 4) / 10000".into()),
+        ("dec128", "dec128 = toDecimal128(id, 10) + toDecimal128(id, 10) / 10000000000".into()),
+        ("b", "b = (id % 2 = 0)".into()),
+        ("s", "s = concat('s', toString(id), ' \"q\" é\\n')".into()),
+        ("fs", "toString(fs) = leftPad(toString(id % 10000), 4, '0')".into()),
+        ("uuid", "toString(uuid) = concat(lower(leftPad(hex(toUInt32(id)), 8, '0')), '-0000-0000-0000-', lower(leftPad(hex(id), 12, '0')))".into()),
+        ("ip4", "ip4 = toIPv4(toUInt32(167772160 + id))".into()),
+        ("ip6", "ip6 = toIPv6(concat('2001:db8::', lower(hex(toUInt16(id % 65536)))))".into()),
+        ("d", "d = addDays(toDate('1970-01-01'), id % 40000)".into()),
+        ("d32", "d32 = addDays(toDate32('1970-01-01'), toInt32(id % 50000) - 25000)".into()),
+        ("dt", "dt = toDateTime(1600000000 + id * 37, 'UTC')".into()),
+        ("dt64", "dt64 = fromUnixTimestamp64Milli(toInt64(1600000000000 + id * 1234), 'UTC')".into()),
+        ("e8", "e8 = if(id % 2 = 0, 'a', 'b')".into()),
+        ("e16", "e16 = if(id % 2 = 0, 'x', 'y')".into()),
+        ("n", "if(id % 4 <= 1, isNull(n), n = toInt32(id))".into()),
+        ("lc", "lc = concat('cat', toString(id % 10))".into()),
+        ("arr", "arr = [toInt32(id), -toInt32(id), 0]".into()),
+        ("m", "m['k'] = id % 1000 AND m['j'] = 1 AND length(mapKeys(m)) = 2".into()),
+        ("tup", "tupleElement(tup, 'a') = concat('t', toString(id)) AND tupleElement(tup, 'b') = id % 256".into()),
+        ("with_default", "with_default = if(id % 2 = 0, concat('v', toString(id)), 'dflt')".into()),
+        ("computed", "computed = id * 2".into()),
+        ("_topic", format!("_topic = '{topic}'")),
+        ("_partition", "_partition = id % 4".into()),
+        ("_timestamp", "_timestamp > now64(3) - INTERVAL 1 HOUR".into()),
+        ("_key", "if(id % 2 = 0, _key = concat('k', toString(id)), isNull(_key))".into()),
+        ("_headers", "_headers['h'] = concat('v', toString(id))".into()),
+    ]
+}
+
+async fn assert_checks(table: &str, checks: &[(&'static str, String)], expected: u64) {
+    let sql = format!(
+        "SELECT {} FROM {table} FORMAT TSV",
+        checks
+            .iter()
+            .map(|(_, p)| format!("countIf({p})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let out = ch(&sql).await;
+    let counts: Vec<u64> = out
+        .trim()
+        .split('\t')
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let wrong: Vec<String> = checks
+        .iter()
+        .zip(&counts)
+        .filter(|(_, c)| **c != expected)
+        .map(|((name, _), c)| format!("{name}: {c} of {expected} rows right"))
+        .collect();
+    assert!(wrong.is_empty(), "column contents differ: {wrong:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_topics_every_type_bad_messages_and_dead_letters() {
+    init_logs();
+    let topic_a = unique("every_type");
+    let topic_b = unique("metrics");
+    let table_a = format!("default.{topic_a}");
+    let table_b = format!("default.{topic_b}");
+    create_topic(&topic_a, 4).await;
+    create_topic(&topic_b, 4).await;
+    create_topic(&format!("{topic_a}.dlq"), 1).await;
+    create_topic(&format!("{topic_b}.dlq"), 1).await;
+    ch(&every_type_table(&table_a)).await;
+    ch(&format!(
+        "CREATE TABLE {table_b} (id UInt64, host LowCardinality(String), value Float64,
+            ts DateTime64(3, 'UTC'), CONSTRAINT non_negative CHECK value >= 0)
+         ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+
+    // Topic A: every type, with bad messages of each decoder-detected kind mixed in.
+    let mut bad_a: HashMap<i64, &str> = HashMap::new();
+    let mut msgs = Vec::new();
+    for i in 0..N_A {
+        let mut m = Msg::json((i % 4) as i32, every_type_json(i));
+        if i % 2 == 0 {
+            m.key = Some(format!("k{i}").into_bytes());
+        }
+        m.headers.push(("h".into(), format!("v{i}")));
+        msgs.push(m);
+        if i % 7_500 == 3 {
+            // A burst of bad ones right after a good one, on the same partition.
+            let p = (i % 4) as i32;
+            msgs.push(Msg::json(p, "{\"id\": 1, not json"));
+            msgs.push(Msg::json(
+                p,
+                every_type_json(i).replacen(
+                    &format!("\"i8\":{}", (i % 256) as i64 - 128),
+                    "\"i8\":300",
+                    1,
+                ),
+            ));
+            msgs.push(Msg::json(p, "[1,2,3]"));
+            msgs.push(Msg {
+                partition: Some(p),
+                key: Some(b"tomb".to_vec()),
+                payload: None,
+                headers: vec![],
+            });
+        }
+    }
+    let bad_a_count = (0..N_A).filter(|i| i % 7_500 == 3).count() as u64 * 4;
+    produce(&topic_a, msgs);
+    let _ = &mut bad_a;
+
+    // Topic B: plain rows, with rows only ClickHouse rejects (CHECK constraint).
+    let mut msgs = Vec::new();
+    let mut rejected = 0u64;
+    for i in 0..N_B {
+        msgs.push(Msg::json(
+            (i % 4) as i32,
+            format!(
+                "{{\"id\":{i},\"host\":\"h{}\",\"value\":{}.25,\"ts\":{}}}",
+                i % 13,
+                i,
+                1_700_000_000 + i
+            ),
+        ));
+        if i % 10_000 == 17 {
+            rejected += 1;
+            msgs.push(Msg::json(
+                (i % 4) as i32,
+                format!(
+                    "{{\"id\":{},\"host\":\"bad\",\"value\":-1,\"ts\":1}}",
+                    1_000_000 + i
+                ),
+            ));
+        }
+    }
+    produce(&topic_b, msgs);
+
+    let group = unique("g");
+    let run = start(&config(
+        &group,
+        &[(&topic_a, &topic_a), (&topic_b, &topic_b)],
+        "",
+    ));
+    let got_a = wait_for_count(&table_a, N_A, Duration::from_secs(120)).await;
+    let got_b = wait_for_count(&table_b, N_B, Duration::from_secs(120)).await;
+    // Let the dead letters and the last commits settle, then stop gracefully.
+    let dlq_a = read_topic(&format!("{topic_a}.dlq"), Duration::from_secs(3));
+    let summary = run.stop().await;
+    assert_eq!(got_a, N_A, "rows of {topic_a}");
+    assert_eq!(got_b, N_B, "rows of {topic_b}");
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table_a}")).await,
+        N_A,
+        "duplicates in A"
+    );
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table_b}")).await,
+        N_B,
+        "duplicates in B"
+    );
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT uniqExact(_partition, _offset) FROM {table_a}"
+        ))
+        .await,
+        N_A
+    );
+    assert_checks(&table_a, &every_type_checks(&topic_a), N_A).await;
+    assert_eq!(
+        ch_u64(&format!("SELECT countIf(host = concat('h', toString(id % 13)) AND value = id + 0.25 AND ts = toDateTime64(1700000000 + id, 3, 'UTC')) FROM {table_b}")).await,
+        N_B
+    );
+
+    // Every bad message of A is in its dead-letter topic, with the reason and its source.
+    assert_eq!(dlq_a.len() as u64, bad_a_count, "dead letters of {topic_a}");
+    let mut reasons = Vec::new();
+    for m in &dlq_a {
+        let headers = m.headers().expect("dead letters carry headers");
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).to_string())
+        };
+        assert_eq!(
+            get("sluice.source.topic").as_deref(),
+            Some(topic_a.as_str())
+        );
+        let offset: i64 = get("sluice.source.offset")
+            .and_then(|o| o.parse().ok())
+            .expect("offset header");
+        assert!(offset >= 0);
+        assert!(get("sluice.source.partition").is_some());
+        reasons.push(get("sluice.error").expect("reason header"));
+    }
+    let has = |needle: &str| reasons.iter().filter(|r| r.contains(needle)).count();
+    let bursts = bad_a_count / 4;
+    assert_eq!(has("invalid JSON") as u64, bursts, "reasons: {reasons:?}");
+    assert_eq!(
+        has("i8") as u64,
+        bursts,
+        "type errors name the field: {reasons:?}"
+    );
+    assert_eq!(
+        has("not a JSON object") as u64,
+        bursts,
+        "reasons: {reasons:?}"
+    );
+    assert_eq!(has("tombstone") as u64, bursts, "reasons: {reasons:?}");
+    // Original bytes are kept: the tombstone keeps its key and no value.
+    assert!(dlq_a
+        .iter()
+        .any(|m| m.key() == Some(b"tomb".as_slice()) && m.payload().is_none()));
+
+    // The rows ClickHouse rejected went to B's dead-letter topic, the good rows of their
+    // batches are stored once (checked above by uniqExact and count).
+    let dlq_b = read_topic(&format!("{topic_b}.dlq"), Duration::from_secs(2));
+    assert_eq!(dlq_b.len() as u64, rejected);
+    for m in &dlq_b {
+        let reason = m
+            .headers()
+            .and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == "sluice.error")
+                    .and_then(|h| h.value)
+            })
+            .map(|v| String::from_utf8_lossy(v).to_string())
+            .unwrap_or_default();
+        assert!(
+            reason.contains("ClickHouse rejected") && reason.contains("469"),
+            "{reason}"
+        );
+    }
+    assert_eq!(summary.dead_lettered, bad_a_count + rejected);
+    assert_eq!(summary.rows_inserted, N_A + N_B);
+
+    // Offsets are committed to the end of both topics after the graceful stop.
+    let produced_a = (N_A + bad_a_count) as i64;
+    let produced_b = (N_B + rejected) as i64;
+    assert_eq!(committed_total(&group, &topic_a, 4), produced_a);
+    assert_eq!(committed_total(&group, &topic_b, 4), produced_b);
+}
