@@ -376,6 +376,19 @@ fn parse_url(raw: &str) -> Result<(Url, String), ChError> {
     Ok((url, display))
 }
 
+/// True for `localhost` and loopback IP addresses, where compression costs CPU and saves nothing.
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // IPv6 hosts come bracketed: "[::1]".
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn read_pem(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ChError> {
     std::fs::read(path).map_err(|e| ChError::InvalidSettings {
         field,
@@ -582,13 +595,15 @@ impl Client {
         let mut server = ServerInfo::from_version(version, version_string).refine(known, rbwd, lz4);
         server.keep_alive_timeout = keep_alive;
 
-        inner.encoding =
-            Encoding::resolve(settings.compression, server.supports_lz4_content_encoding).map_err(
-                |reason| ChError::InvalidSettings {
-                    field: "compression",
-                    reason: reason.into(),
-                },
-            )?;
+        inner.encoding = Encoding::resolve(
+            settings.compression,
+            server.supports_lz4_content_encoding,
+            is_loopback(&inner.base),
+        )
+        .map_err(|reason| ChError::InvalidSettings {
+            field: "compression",
+            reason: reason.into(),
+        })?;
         inner.http = config.build(pool_idle_for(
             keep_alive.unwrap_or(DEFAULT_SERVER_KEEP_ALIVE),
         ))?;
@@ -1073,6 +1088,18 @@ mod tests {
         assert!(parse_url("ftp://h").is_err());
         assert!(parse_url("http://h:8123/?user=x").is_err());
         assert!(parse_url("not a url").is_err());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        let lb = |u: &str| is_loopback(&Url::parse(u).expect("url"));
+        assert!(lb("http://127.0.0.1:8123/"));
+        assert!(lb("http://127.1.2.3:8123/"));
+        assert!(lb("http://localhost:8123/"));
+        assert!(lb("http://[::1]:8123/"));
+        assert!(!lb("http://10.0.0.1:8123/"));
+        assert!(!lb("https://ch.example.com/"));
+        assert!(!lb("http://[2001:db8::1]:8123/"));
     }
 
     #[test]
