@@ -58,7 +58,7 @@ async fn legacy_clickhouse_18_16_receives_every_row() {
             "SELECT countIf(s = concat('s', toString(id)) AND i = -toInt64(id) AND f = id + 0.5
                 AND d = toDate(concat('2024-01-', if(id % 28 + 1 < 10, '0', ''), toString(id % 28 + 1)))
                 AND dt = toDateTime(1700000000 + id) AND arr = ['a', concat('b', toString(id))]
-                AND if(id % 3 = 0, isNull(n), n = id) AND e = if(id % 2 = 0, 'a', 'b')
+                AND if(id % 3 = 0, isNull(n), n = id) AND toString(e) = if(id % 2 = 0, 'a', 'b')
                 AND with_default = if(id % 2 = 0, concat('v', toString(id)), 'dflt')
                 AND plain_missing = 0 AND _partition = id % 2)
              FROM {table}"
