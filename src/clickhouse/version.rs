@@ -102,7 +102,7 @@ pub struct ServerInfo {
 }
 
 /// Every setting this client may put in a URL; the connect probe asks the server which exist.
-pub(crate) const SETTINGS_WE_SEND: &[&str] = &[
+pub const SETTINGS_WE_SEND: &[&str] = &[
     "async_insert",
     "insert_deduplicate",
     "insert_deduplication_token",

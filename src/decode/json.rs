@@ -247,6 +247,33 @@ fn fx_hash(key: &[u8]) -> u64 {
     h
 }
 
+/// Byte equality for short keys: word compares instead of a `memcmp` call, which dominated
+/// the lookup for typical 2..16-byte field names.
+#[inline(always)]
+fn key_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if (8..=16).contains(&n) {
+        let w = |s: &[u8], at: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&s[at..at + 8]);
+            u64::from_le_bytes(x)
+        };
+        // Two possibly overlapping words cover 8..=16 bytes.
+        return w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8);
+    }
+    if n < 8 {
+        let mut x = [0u8; 8];
+        let mut y = [0u8; 8];
+        x[..n].copy_from_slice(a);
+        y[..n].copy_from_slice(b);
+        return x == y;
+    }
+    a == b
+}
+
 impl FieldIndex {
     fn build(names: Vec<Box<[u8]>>) -> FieldIndex {
         let size = (names.len() * 2).next_power_of_two().max(8);
@@ -277,7 +304,7 @@ impl FieldIndex {
     #[inline]
     fn find(&self, key: &[u8], guess: &mut usize) -> Option<usize> {
         if let Some(n) = self.names.get(*guess) {
-            if **n == *key {
+            if key_eq(n, key) {
                 *guess += 1;
                 return Some(*guess - 1);
             }
@@ -289,7 +316,7 @@ impl FieldIndex {
             if e == 0 {
                 return None;
             }
-            if self.names.get(e - 1).is_some_and(|n| **n == *key) {
+            if self.names.get(e - 1).is_some_and(|n| key_eq(n, key)) {
                 *guess = e;
                 return Some(e - 1);
             }
@@ -799,7 +826,7 @@ impl<'a> Scan<'a> {
     }
 
     /// Scans (and fully validates) one value at the current position.
-    #[inline]
+    #[inline(always)]
     fn value(&mut self) -> Result<Kind, JsonErr> {
         match self.peek() {
             Some(b'"') => Ok(if self.string()? {
@@ -836,6 +863,7 @@ impl<'a> Scan<'a> {
 
     /// Validates an object or array without recursion: the open containers are a bit stack
     /// (1 = object), so depth costs no stack frames.
+    #[inline(never)]
     fn container(&mut self) -> Result<(), JsonErr> {
         let mut stack = [0u64; MAX_JSON_DEPTH.div_ceil(64)];
         let mut depth = 0usize;
@@ -1213,6 +1241,59 @@ fn parse_scaled(text: &[u8], scale: u32) -> Result<BigInt, NumErr> {
     })
 }
 
+/// Fast path for `Decimal(P <= 18, S)` from plain `-?digits[.digits]` text whose fraction has
+/// at most `scale` digits: the scaled value, if it has at most `precision` digits. Anything
+/// else (exponents, extra zeros, errors) returns None and goes through [`parse_scaled`].
+#[inline]
+fn decimal_i64(text: &[u8], scale: u32, precision: u32) -> Option<i64> {
+    let (neg, t) = match text.first() {
+        Some(b'-') => (true, text.get(1..)?),
+        _ => (false, text),
+    };
+    let mut v: i64 = 0;
+    let mut sig = 0u32;
+    let mut frac: Option<u32> = None;
+    let mut any = false;
+    for &c in t {
+        if c == b'.' {
+            if frac.is_some() {
+                return None;
+            }
+            frac = Some(0);
+            continue;
+        }
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        any = true;
+        if let Some(f) = frac.as_mut() {
+            *f += 1;
+            if *f > scale {
+                return None;
+            }
+        }
+        if sig > 0 || d != 0 {
+            sig += 1;
+            if sig > 18 {
+                return None;
+            }
+        }
+        v = v * 10 + d as i64;
+    }
+    let f = frac.unwrap_or(0);
+    if !any || (frac == Some(0)) {
+        return None;
+    }
+    // Scale up the remaining fractional digits; the digit count must stay within precision.
+    let up = scale - f;
+    if sig > 0 && sig + up > precision {
+        return None;
+    }
+    v = v.checked_mul(10i64.checked_pow(up)?)?;
+    Some(if neg { -v } else { v })
+}
+
 /// Fast path for the overwhelmingly common plain JSON integer that fits an `i64`-ish range.
 #[inline]
 fn parse_plain_int(raw: &[u8]) -> Option<BigInt> {
@@ -1236,6 +1317,55 @@ fn parse_plain_int(raw: &[u8]) -> Option<BigInt> {
         mag: U256::from_u128(v as u128),
         digits: 0,
     })
+}
+
+/// A plain JSON integer of at most 18 digits (so it cannot overflow `i64`).
+#[inline(always)]
+fn parse_i64(raw: &[u8]) -> Option<i64> {
+    let (neg, digits) = match raw.first() {
+        Some(b'-') => (true, raw.get(1..)?),
+        _ => (false, raw),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + d as i64;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// Writes `x` if `ty` is an integer type of at most 64 bits and `x` fits; false otherwise
+/// (the caller then takes the general path, which also produces the error).
+#[inline(always)]
+fn put_small_int(ty: &ChType, x: i64, out: &mut Vec<u8>) -> bool {
+    macro_rules! w {
+        ($t:ty) => {
+            match <$t>::try_from(x) {
+                Ok(v) => {
+                    out.extend_from_slice(&v.to_le_bytes());
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+    }
+    match ty {
+        ChType::UInt8 => w!(u8),
+        ChType::UInt16 => w!(u16),
+        ChType::UInt32 => w!(u32),
+        ChType::UInt64 => w!(u64),
+        ChType::Int8 => w!(i8),
+        ChType::Int16 => w!(i16),
+        ChType::Int32 => w!(i32),
+        ChType::Int64 => w!(i64),
+        _ => false,
+    }
 }
 
 /// Reads an integer from a JSON number or a string holding one, exactly.
@@ -1677,6 +1807,14 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             rb::put_fixed_string(out, s, *n).map_err(|e| fail(format!("{}: {e}", show(v.raw))))
         }
         t if is_int_type(t) => {
+            // Fast path: a plain JSON integer into a <= 64-bit column, no 256-bit detour.
+            if v.kind == Kind::Int {
+                if let Some(x) = parse_i64(v.raw) {
+                    if put_small_int(t, x, out) {
+                        return Ok(());
+                    }
+                }
+            }
             let n = read_int(v, tmp)?;
             put_int(t, n, out)
                 .map_err(|range| fail(format!("{} out of range {range}", show(v.raw))))
@@ -1726,6 +1864,17 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
                     )))
                 }
             };
+            if *precision <= 18 {
+                if let Some(x) = decimal_i64(text, *scale as u32, *precision as u32) {
+                    rb::put_signed(
+                        out,
+                        x < 0,
+                        U256::from_u128(x.unsigned_abs() as u128),
+                        rb::decimal_width(*precision),
+                    );
+                    return Ok(());
+                }
+            }
             let n = match parse_scaled(text, *scale as u32) {
                 Ok(n) if n.digits <= *precision as u32 => n,
                 Ok(_) | Err(NumErr::Overflow) => {
