@@ -3622,6 +3622,48 @@ mod tests {
         ));
     }
 
+    /// The Decimal fast path agrees with the general parser wherever it answers.
+    #[test]
+    fn decimal_fast_path_agrees() {
+        let mut seed: u64 = 77;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        let alphabet = b"0123456789.-e+";
+        let mut answered = 0;
+        for _ in 0..200_000 {
+            let len = 1 + next() % 22;
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    if next() % 6 == 0 {
+                        alphabet[10 + next() % 4]
+                    } else {
+                        alphabet[next() % 10]
+                    }
+                })
+                .collect();
+            let precision = 1 + (next() % 18) as u32;
+            let scale = (next() % (precision as usize + 1)) as u32;
+            if let Some(fast) = decimal_i64(&text, scale, precision) {
+                answered += 1;
+                let slow = match parse_scaled(&text, scale) {
+                    Ok(n) if n.digits <= precision => n.to_i128(),
+                    _ => None,
+                };
+                assert_eq!(
+                    Some(fast as i128),
+                    slow,
+                    "{} scale {scale} precision {precision}",
+                    show(&text)
+                );
+            }
+        }
+        assert!(answered > 10_000, "{answered}");
+    }
+
     #[test]
     fn field_index_many_names() {
         let names: Vec<Box<[u8]>> = (0..300)

@@ -198,7 +198,14 @@ pub fn put_u256(out: &mut Vec<u8>, v: U256) {
 pub fn put_signed(out: &mut Vec<u8>, neg: bool, mag: U256, width: usize) {
     let bits = if neg { mag.wrapping_neg() } else { mag };
     let bytes = bits.to_le_bytes();
-    out.extend_from_slice(&bytes[..width.clamp(1, 32)]);
+    // Constant-length copies for the real widths: they compile to plain stores instead of
+    // a memcpy call.
+    match width {
+        4 => out.extend_from_slice(&bytes[..4]),
+        8 => out.extend_from_slice(&bytes[..8]),
+        16 => out.extend_from_slice(&bytes[..16]),
+        w => out.extend_from_slice(&bytes[..w.clamp(1, 32)]),
+    }
 }
 
 /// Bytes of a `Decimal(P, _)` on the wire: 4, 8, 16 or 32 for P <= 9, 18, 38, 76.
