@@ -140,6 +140,28 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
         let Some(client) = &client else { continue };
         match plan_route(client, r).await {
             Ok(plan) => {
+                if r.delivery == crate::config::Delivery::ExactlyOnce {
+                    let counts: std::collections::HashMap<String, usize> = partitions
+                        .iter()
+                        .map(|(t, p)| (t.clone(), p.unwrap_or(0)))
+                        .collect();
+                    match crate::pipeline::exactly_once_guard(client, cfg, r, &counts).await {
+                        Ok(a) => {
+                            let _ = writeln!(
+                                out,
+                                "  exactly-once: ok (deduplication window {} blocks)",
+                                a.window
+                            );
+                            for n in &a.notes {
+                                let _ = writeln!(out, "    note: {n}");
+                            }
+                        }
+                        Err(e) => {
+                            let _ = writeln!(out, "  exactly-once: FAILED: {e:#}");
+                            ok = false;
+                        }
+                    }
+                }
                 let w = plan
                     .lines
                     .iter()

@@ -63,9 +63,40 @@ impl fmt::Display for OffsetRange {
     }
 }
 
+/// Prefix of the commit metadata that records a batch being inserted (exactly-once).
+const INFLIGHT_PREFIX: &str = "sluice:v1:inflight:";
+
+/// The commit metadata that records `range` as in flight: committed together with the offset
+/// `range.first` before the insert, so that whoever resumes the partition knows exactly which
+/// messages the interrupted insert held.
+pub fn inflight_metadata(range: OffsetRange) -> String {
+    format!("{INFLIGHT_PREFIX}{}-{}", range.first, range.last)
+}
+
+/// The in-flight range recorded in commit metadata, if the metadata is one of ours.
+pub fn parse_inflight(metadata: &str) -> Option<OffsetRange> {
+    let rest = metadata.strip_prefix(INFLIGHT_PREFIX)?;
+    let (first, last) = rest.split_once('-')?;
+    let range = OffsetRange {
+        first: first.parse().ok()?,
+        last: last.parse().ok()?,
+    };
+    (range.first >= 0 && range.last >= range.first).then_some(range)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inflight_metadata_round_trips_and_rejects_foreign_text() {
+        let r = OffsetRange { first: 7, last: 42 };
+        assert_eq!(parse_inflight(&inflight_metadata(r)), Some(r));
+        assert_eq!(parse_inflight(""), None);
+        assert_eq!(parse_inflight("someone else's metadata"), None);
+        assert_eq!(parse_inflight("sluice:v1:inflight:9-3"), None);
+        assert_eq!(parse_inflight("sluice:v1:inflight:-1-3"), None);
+    }
 
     #[test]
     fn next_is_one_past_the_last_offset() {

@@ -14,7 +14,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::checkpoint::PartitionId;
+use crate::checkpoint::{inflight_metadata, parse_inflight, OffsetRange, PartitionId};
 
 /// Set when the partition is revoked or lost; never cleared for that lane.
 #[derive(Debug, Clone, Default)]
@@ -44,9 +44,10 @@ pub enum CommitError {
     Join(String),
 }
 
-/// Commits offsets of one partition through the group consumer.
+/// Commits and reads offsets of partitions through the group consumer.
 pub trait OffsetSink: Send + Sync + 'static {
     fn commit_sync(&self, tpl: &TopicPartitionList) -> Result<(), KafkaError>;
+    fn committed(&self, tpl: TopicPartitionList) -> Result<TopicPartitionList, KafkaError>;
 }
 
 impl<C> OffsetSink for rdkafka::consumer::BaseConsumer<C>
@@ -56,6 +57,17 @@ where
     fn commit_sync(&self, tpl: &TopicPartitionList) -> Result<(), KafkaError> {
         self.commit(tpl, CommitMode::Sync)
     }
+    fn committed(&self, tpl: TopicPartitionList) -> Result<TopicPartitionList, KafkaError> {
+        self.committed_offsets(tpl, Duration::from_secs(30))
+    }
+}
+
+/// What the group has stored for a partition: the next offset to read and, when a batch was
+/// being inserted (exactly-once), its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub committed: Option<i64>,
+    pub inflight: Option<OffsetRange>,
 }
 
 #[derive(Clone)]
@@ -84,7 +96,23 @@ impl Committer {
     }
 
     /// Commits `next_offset` (the next message to read) synchronously, off the async threads.
+    /// The commit metadata is cleared: no batch is in flight.
     pub async fn commit(&self, next_offset: i64) -> Result<(), CommitError> {
+        self.commit_with_metadata(next_offset, String::new()).await
+    }
+
+    /// Records `range` as being inserted: commits its first offset (nothing new is marked as
+    /// read) with the range in the metadata. Exactly-once calls this before every insert.
+    pub async fn record_inflight(&self, range: OffsetRange) -> Result<(), CommitError> {
+        self.commit_with_metadata(range.first, inflight_metadata(range))
+            .await
+    }
+
+    async fn commit_with_metadata(
+        &self,
+        next_offset: i64,
+        metadata: String,
+    ) -> Result<(), CommitError> {
         if self.fence.is_raised() {
             return Err(CommitError::Fenced(self.partition.clone()));
         }
@@ -99,6 +127,9 @@ impl Committer {
             offset: next_offset,
             source,
         })?;
+        if let Some(mut e) = tpl.find_partition(&self.partition.topic, self.partition.partition) {
+            e.set_metadata(metadata);
+        }
         let sink = self.sink.clone();
         let fence = self.fence.clone();
         let partition = self.partition.clone();
@@ -112,6 +143,37 @@ impl Committer {
                 partition,
                 offset: next_offset,
                 source,
+            })
+        })
+        .await
+        .map_err(|e| CommitError::Join(e.to_string()))?
+    }
+
+    /// Reads the group's committed offset and in-flight record for this partition.
+    pub async fn checkpoint(&self) -> Result<Checkpoint, CommitError> {
+        let Some(sink) = self.sink.upgrade().filter(|_| !self.fence.is_raised()) else {
+            return Err(CommitError::Fenced(self.partition.clone()));
+        };
+        let partition = self.partition.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&partition.topic, partition.partition);
+            let got = sink.committed(tpl).map_err(|source| CommitError::Kafka {
+                partition: partition.clone(),
+                offset: -1,
+                source,
+            })?;
+            let Some(e) = got.find_partition(&partition.topic, partition.partition) else {
+                return Ok(Checkpoint::default());
+            };
+            let committed = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            let inflight = parse_inflight(e.metadata()).filter(|r| committed == Some(r.first));
+            Ok(Checkpoint {
+                committed,
+                inflight,
             })
         })
         .await

@@ -64,6 +64,9 @@ pub struct Lane {
     committer: Committer,
     gauges: Arc<PartitionGauges>,
     batch: Batch,
+    /// exactly-once: the range an interrupted insert held, to be re-formed exactly before
+    /// anything else is batched.
+    recovery: Option<OffsetRange>,
 }
 
 impl Lane {
@@ -80,6 +83,35 @@ impl Lane {
             committer,
             gauges,
             batch: Batch::with_capacity(cap),
+            recovery: None,
+        }
+    }
+
+    /// exactly-once: reads the partition's checkpoint; an in-flight range found there is
+    /// re-formed as the first batch. Retries until it succeeds or the partition is revoked,
+    /// because batching without knowing it could cut a different range.
+    async fn load_checkpoint(&mut self) -> Option<Stored> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        loop {
+            match self.committer.checkpoint().await {
+                Ok(cp) => {
+                    if let Some(next) = cp.committed {
+                        self.gauges.committed.store(next, Ordering::Relaxed);
+                    }
+                    if let Some(r) = cp.inflight {
+                        tracing::info!(partition = %self.id, range = %r,
+                            "an insert was interrupted; re-forming exactly that batch (ClickHouse drops it if it was stored)");
+                        self.recovery = Some(r);
+                    }
+                    return None;
+                }
+                Err(CommitError::Fenced(_)) => return Some(Stored::Fenced),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(partition = %self.id, error = %e, retry_in = ?delay, "cannot read the committed checkpoint; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
         }
     }
 
@@ -89,10 +121,17 @@ impl Lane {
         mut records: mpsc::Receiver<RecordChunk>,
     ) -> Result<(), LaneFailure> {
         let max_age = self.rt.route.batch.max_age;
+        if self.rt.route.delivery == Delivery::ExactlyOnce {
+            if let Some(Stored::Fenced) = self.load_checkpoint().await {
+                return Ok(());
+            }
+        }
         loop {
+            // A batch being re-formed closes at its recorded end, never by age.
             let deadline = self
                 .batch
                 .opened_at()
+                .filter(|_| self.recovery.is_none())
                 .map(|t| tokio::time::Instant::from_std(t + max_age));
             tokio::select! {
                 biased;
@@ -103,6 +142,12 @@ impl Lane {
                         }
                     }
                     None => {
+                        if let Some(r) = self.recovery {
+                            // Revoked before the interrupted range was complete: a partial
+                            // re-form would carry another token. Leave it to the next owner.
+                            tracing::info!(partition = %self.id, range = %r, "revoked while re-forming; the next owner re-forms it");
+                            return Ok(());
+                        }
                         self.flush().await?;
                         return Ok(());
                     }
@@ -130,19 +175,42 @@ impl Lane {
         let mut i = 0;
         while i < n {
             let chunk_idx = self.batch.attach(chunk.clone());
+            let mut cut = false;
             while i < n {
                 let Some(rec) = chunk.get(i) else { break };
+                if let Some(r) = self.recovery {
+                    if rec.offset > r.last {
+                        // The recorded range ended at a message no longer in the log
+                        // (compaction): close it before this later message.
+                        self.recovery = None;
+                        cut = !self.batch.is_empty();
+                        if cut {
+                            break;
+                        }
+                    }
+                }
                 let source = Source {
                     chunk: chunk_idx,
                     record: i as u32,
                 };
                 self.encode(rec, source);
                 i += 1;
-                if self.batch.is_full(&self.rt.route.batch) {
-                    break;
+                match self.recovery {
+                    Some(r) if rec.offset == r.last => {
+                        self.recovery = None;
+                        cut = true;
+                        break;
+                    }
+                    // Re-forming: the batch holds exactly the recorded range, whatever the limits.
+                    Some(_) => {}
+                    None if self.batch.is_full(&self.rt.route.batch) => {
+                        cut = true;
+                        break;
+                    }
+                    None => {}
                 }
             }
-            if self.batch.is_full(&self.rt.route.batch) {
+            if cut {
                 if let Some(Stored::Fenced) = self.flush().await? {
                     return Ok(Some(Stored::Fenced));
                 }
@@ -185,6 +253,13 @@ impl Lane {
             return Ok(None);
         };
         let next = sealed.range.next();
+        if self.rt.route.delivery == Delivery::ExactlyOnce {
+            // The in-flight record: from here on, whoever resumes this partition re-forms
+            // exactly this range (see exactly_once.rs).
+            if let Stored::Fenced = self.record_inflight(sealed.range).await {
+                return Ok(Some(Stored::Fenced));
+            }
+        }
         if self.rt.route.delivery == Delivery::AtMostOnce {
             // at-most-once: the offset moves first; whatever happens next cannot cause a
             // second delivery, and a crash before the insert loses this range.
@@ -202,6 +277,23 @@ impl Lane {
         }
         tracing::debug!(partition = %self.id, range = %sealed.range, rows = sealed.rows(), "batch committed");
         Ok(Some(Stored::Yes))
+    }
+
+    /// Retries until recorded or fenced: inserting without the record could let a restart cut
+    /// a different range and store some rows twice.
+    async fn record_inflight(&self, range: OffsetRange) -> Stored {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        loop {
+            match self.committer.record_inflight(range).await {
+                Ok(()) => return Stored::Yes,
+                Err(CommitError::Fenced(_)) => return Stored::Fenced,
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(partition = %self.id, range = %range, error = %e, retry_in = ?delay, "cannot record the in-flight range; retrying before inserting");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
     }
 
     async fn commit(&self, next: i64) -> Stored {

@@ -33,6 +33,7 @@ pub mod decode;
 pub mod dedup;
 pub mod dlq;
 pub mod encode;
+pub mod exactly_once;
 pub mod kafka;
 pub mod lane;
 pub mod pipeline;

@@ -22,8 +22,9 @@ use tokio::sync::mpsc;
 use crate::checkpoint::PartitionId;
 use crate::clickhouse::{self, ClickHouseSettings, Client};
 use crate::commit::Committer;
-use crate::config::{BadMessages, ClickHouseConfig, Config, Route};
+use crate::config::{BadMessages, ClickHouseConfig, Config, Delivery, Route};
 use crate::dlq::DeadLetterProducer;
+use crate::exactly_once;
 use crate::kafka::client::{consumer_config, reliable_producer_config};
 use crate::kafka::consumer::{ConsumerLimits, ConsumerThread, LaneFactory, LaneHandle};
 use crate::kafka::records::RecordChunk;
@@ -70,14 +71,58 @@ pub async fn prepare(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
         .await
         .context("ClickHouse")?;
     let mut routes = Vec::new();
+    let partitions = topic_partitions_of(cfg).await?;
     for route in &cfg.routes {
         let table = plan_route(&client, route).await?;
+        if route.delivery == Delivery::ExactlyOnce {
+            let accepted = exactly_once_guard(&client, cfg, route, &partitions).await?;
+            tracing::info!(route = %route.topic, table = %format!("{}.{}", route.database, route.table),
+                window = accepted.window, notes = ?accepted.notes, "exactly-once: the table deduplicates repeated inserts");
+        }
         routes.push(PreparedRoute {
             route: route.clone(),
             table,
         });
     }
     Ok((client, routes))
+}
+
+/// Partition counts of the routes' topics, from the broker.
+pub async fn topic_partitions_of(cfg: &Config) -> Result<HashMap<String, usize>> {
+    let kafka = cfg.kafka.clone();
+    let topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        crate::kafka::client::topic_partitions(&kafka, &topics, Duration::from_secs(15))
+    })
+    .await
+    .context("metadata task")?
+    .with_context(|| format!("cannot read topic metadata from {}", cfg.kafka.brokers))
+}
+
+/// Refuses exactly-once (with the fix named) where the table cannot deduplicate repeats.
+/// The lanes counted are those of every route writing into the same table.
+pub async fn exactly_once_guard(
+    client: &Client,
+    cfg: &Config,
+    route: &Route,
+    partitions: &HashMap<String, usize>,
+) -> Result<exactly_once::Accepted> {
+    let info = client
+        .table_info(&route.database, &route.table)
+        .await
+        .with_context(|| {
+            format!(
+                "route {} -> {}.{}",
+                route.topic, route.database, route.table
+            )
+        })?;
+    let lanes: usize = cfg
+        .routes
+        .iter()
+        .filter(|r| r.database == route.database && r.table == route.table)
+        .map(|r| partitions.get(&r.topic).copied().unwrap_or(0).max(1))
+        .sum();
+    exactly_once::check_table(&info, client.server(), lanes).map_err(Into::into)
 }
 
 pub async fn plan_route(client: &Client, route: &Route) -> Result<TablePlan> {

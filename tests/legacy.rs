@@ -47,7 +47,12 @@ async fn legacy_clickhouse_18_16_receives_every_row() {
     msgs.push(Msg::json(0, "{\"id\": \"not a number\"}"));
     produce(&topic, msgs);
     let group = unique("g");
-    let run = start(&config_at(&url, &group, &[(&topic, &topic)], ""));
+    let run = start(&config_at(
+        &url,
+        &group,
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"",
+    ));
     let got = wait_for_count_at(&url, &table, total, Duration::from_secs(90)).await;
     let dlq = read_topic(&format!("{topic}.dlq"), Duration::from_secs(3));
     let summary = run.stop().await;

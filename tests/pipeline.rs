@@ -34,7 +34,7 @@ fn every_type_table(name: &str) -> String {
             computed UInt64 MATERIALIZED id * 2,
             _topic LowCardinality(String), _partition Int32, _offset Int64,
             _timestamp DateTime64(3), _key Nullable(String), _headers Map(String, String)
-        ) ENGINE = MergeTree ORDER BY id"
+        ) ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
     )
 }
 
@@ -247,7 +247,7 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
     ch(&format!(
         "CREATE TABLE {table_b} (id UInt64, host LowCardinality(String), value Float64,
             ts DateTime64(3, 'UTC'), CONSTRAINT non_negative CHECK value >= 0)
-         ENGINE = MergeTree ORDER BY id"
+         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
     ))
     .await;
 

@@ -109,6 +109,7 @@ pub const SETTINGS_WE_SEND: &[&str] = &[
     "input_format_allow_errors_num",
     "input_format_allow_errors_ratio",
     "send_progress_in_http_headers",
+    "deduplicate_blocks_in_dependent_materialized_views",
 ];
 
 impl ServerInfo {
@@ -200,6 +201,12 @@ pub fn insert_settings(
     push("input_format_allow_errors_num", "0".into());
     push("input_format_allow_errors_ratio", "0".into());
     push("send_progress_in_http_headers", "0".into());
+    // Materialized views fed by the table are deduplicated with it only when asked; without
+    // this a retried (deduplicated) block would still reach the views a second time.
+    push(
+        "deduplicate_blocks_in_dependent_materialized_views",
+        "1".into(),
+    );
     out
 }
 

@@ -140,7 +140,7 @@ format = "json"
         let c = from_str(MINIMAL, no_env()).unwrap();
         assert_eq!(c.clickhouse.database, "default");
         let r = &c.routes[0];
-        assert_eq!(r.delivery, Delivery::AtLeastOnce);
+        assert_eq!(r.delivery, Delivery::ExactlyOnce);
         assert_eq!(
             r.bad_messages,
             BadMessages::DeadLetter {

@@ -136,6 +136,7 @@ pub enum Format {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
+    ExactlyOnce,
     AtLeastOnce,
     AtMostOnce,
 }
@@ -143,6 +144,7 @@ pub enum Delivery {
 impl Delivery {
     pub fn as_str(self) -> &'static str {
         match self {
+            Delivery::ExactlyOnce => "exactly-once",
             Delivery::AtLeastOnce => "at-least-once",
             Delivery::AtMostOnce => "at-most-once",
         }
@@ -574,19 +576,16 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
             ))
         }
     };
-    let delivery = match r.delivery.as_deref().unwrap_or("at-least-once") {
+    let delivery = match r.delivery.as_deref().unwrap_or("exactly-once") {
+        "exactly-once" => Delivery::ExactlyOnce,
         "at-least-once" => Delivery::AtLeastOnce,
         "at-most-once" => Delivery::AtMostOnce,
-        "exactly-once" => {
-            return Err(err(
-                f("delivery"),
-                "exactly-once is not available yet; use \"at-least-once\" (see README, Delivery guarantees)",
-            ))
-        }
         other => {
             return Err(err(
                 f("delivery"),
-                format!("{other:?} is not one of \"at-least-once\", \"at-most-once\""),
+                format!(
+                    "{other:?} is not one of \"exactly-once\", \"at-least-once\", \"at-most-once\""
+                ),
             ))
         }
     };

@@ -242,9 +242,16 @@ pub fn config_at(url: &str, group: &str, routes: &[(&str, &str)], extra_route: &
         "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout = \"10s\"\n\n[clickhouse]\nurl = \"{url}\"\n\n[service]\nshutdown_timeout = \"20s\"\n",
         kafka()
     );
+    // Tests say which guarantee they exercise; plain MergeTree test tables cannot hold the
+    // default (exactly-once), so at-least-once unless the route says otherwise.
+    let delivery = if extra_route.contains("delivery") {
+        ""
+    } else {
+        "delivery = \"at-least-once\"\n"
+    };
     for (topic, table) in routes {
         s.push_str(&format!(
-            "\n[[route]]\ntopic = \"{topic}\"\ntable = \"{table}\"\nmax_age = \"200ms\"\n{extra_route}\n"
+            "\n[[route]]\ntopic = \"{topic}\"\ntable = \"{table}\"\nmax_age = \"200ms\"\n{delivery}{extra_route}\n"
         ));
     }
     s
