@@ -162,6 +162,10 @@ impl ServerInfo {
             None => match name {
                 "async_insert" => self.supports_async_insert_setting,
                 "insert_deduplication_token" => self.supports_dedup_token,
+                // Not in 18.16's system.settings (checked); present in 19.x and later.
+                "deduplicate_blocks_in_dependent_materialized_views" => {
+                    self.version.at_least(19, 1)
+                }
                 _ => true,
             },
         }
