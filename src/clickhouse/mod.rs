@@ -48,6 +48,9 @@
 //!   MATERIALIZED, then ALIAS (declaration order is lost there).
 //! - A RowBinary byte outside an Enum8's values is *accepted* by both servers (HTTP 200) and
 //!   makes later SELECTs fail: the encoder must validate Enum values itself.
+//! - A query failing after 26.9 has started streaming ends with an `__exception__` block, and
+//!   then the server closes the connection without the final chunk; the client keeps the
+//!   partial body and reports the exception rather than the broken transfer.
 //! - On 18.16 an absurd string length prefix is answered with Code 241 MEMORY_LIMIT_EXCEEDED
 //!   (retryable), not 131 as on 26.9: a corrupt batch can look transient there.
 

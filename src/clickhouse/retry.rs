@@ -61,13 +61,17 @@ pub const RETRY: &[u32] = &[
 ///   27 CANNOT_PARSE_INPUT_ASSERTION_FAILED, 38 CANNOT_PARSE_DATE, 41 CANNOT_PARSE_DATETIME,
 ///   72 CANNOT_PARSE_NUMBER, 376 CANNOT_PARSE_UUID, 441 CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING,
 ///   467 CANNOT_PARSE_BOOL.
-/// - Truncated or malformed binary rows: 32 ATTEMPT_TO_READ_AFTER_EOF, 33 CANNOT_READ_ALL_DATA,
-///   131 TOO_LARGE_STRING_SIZE, 117 INCORRECT_DATA, 128 TOO_LARGE_ARRAY_SIZE.
+/// - Truncated or malformed binary rows: 32 ATTEMPT_TO_READ_AFTER_EOF, 33 CANNOT_READ_ALL_DATA
+///   (measured on both servers for a row cut short), 131 TOO_LARGE_STRING_SIZE (26.9 for an
+///   absurd length prefix; 18.16 answers that with 241 MEMORY_LIMIT_EXCEEDED, which stays
+///   retryable), 117 INCORRECT_DATA, 128 TOO_LARGE_ARRAY_SIZE.
 /// - Values the column type rejects: 53 TYPE_MISMATCH, 69 ARGUMENT_OUT_OF_BOUND,
 ///   70 CANNOT_CONVERT_TYPE, 321 VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE,
 ///   349 CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN, 190 SIZES_OF_ARRAYS_DONT_MATCH (Nested).
-/// - 36 BAD_ARGUMENTS: in an INSERT of RowBinary the server raises it for values outside an
-///   Enum (measured: byte 0 into Enum8('a'=1,'b'=2)); classify() is only used for inserts.
+/// - 36 BAD_ARGUMENTS: classify() only sees INSERT failures, where this code comes from checks
+///   on values (judgement, not measured here). Note what is *not* caught: a RowBinary byte
+///   outside an Enum8's values is accepted by both 18.16 and 26.9 (HTTP 200) and breaks later
+///   SELECTs, so the encoder must validate Enum values itself.
 /// - 469 VIOLATED_CONSTRAINT: a table CHECK constraint rejected a row.
 /// - 395 FUNCTION_THROW_IF_VALUE_IS_NON_ZERO: a throwIf() in a materialized view or a
 ///   constraint fired on a row value.
