@@ -247,15 +247,19 @@ fn fx_hash(key: &[u8]) -> u64 {
     h
 }
 
-/// Byte equality for short keys: word compares instead of a `memcmp` call, which dominated
-/// the lookup for typical 2..16-byte field names.
+/// Byte equality for field names: word compares instead of a `memcmp` call, which dominated
+/// the lookup for typical 2..16-byte names. Short names are compared byte by byte in
+/// registers: packing them into a stack array first made the CPU stall on store forwarding.
 #[inline(always)]
 fn key_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     let n = a.len();
-    if (8..=16).contains(&n) {
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    if n <= 16 {
         let w = |s: &[u8], at: usize| {
             let mut x = [0u8; 8];
             x.copy_from_slice(&s[at..at + 8]);
@@ -263,13 +267,6 @@ fn key_eq(a: &[u8], b: &[u8]) -> bool {
         };
         // Two possibly overlapping words cover 8..=16 bytes.
         return w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8);
-    }
-    if n < 8 {
-        let mut x = [0u8; 8];
-        let mut y = [0u8; 8];
-        x[..n].copy_from_slice(a);
-        y[..n].copy_from_slice(b);
-        return x == y;
     }
     a == b
 }
