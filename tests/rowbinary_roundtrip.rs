@@ -576,53 +576,9 @@ async fn kafka_metadata_columns() {
     ch.query(&format!("DROP TABLE {DB}.{table}")).await;
 }
 
-/// The server's own reading of a RowBinary value must match ours byte for byte: ask
-/// ClickHouse to produce RowBinary for a few values and compare with our encoding.
-#[tokio::test]
-async fn server_rowbinary_output_matches_our_bytes() {
-    let Some(ch) = Ch::connect().await else {
-        return;
-    };
-    let cases: &[(&str, &str, &str)] = &[
-        (
-            "UUID",
-            "toUUID('61f0c404-5cb3-11e7-907b-a6006ad3dba0')",
-            "\"61f0c404-5cb3-11e7-907b-a6006ad3dba0\"",
-        ),
-        ("IPv4", "toIPv4('1.2.3.4')", "\"1.2.3.4\""),
-        ("IPv6", "toIPv6('2001:db8::1')", "\"2001:db8::1\""),
-        ("Int256", "toInt256('-2')", "-2"),
-        ("Decimal(76, 2)", "toDecimal256('-1.5', 2)", "-1.5"),
-        ("Decimal(9, 2)", "toDecimal32('-1.5', 2)", "-1.5"),
-        (
-            "DateTime64(3)",
-            "toDateTime64('2023-11-14 22:13:20.123', 3, 'UTC')",
-            "\"2023-11-14T22:13:20.123Z\"",
-        ),
-        ("Date32", "toDate32('1900-01-01')", "\"1900-01-01\""),
-        (
-            "Enum8('a' = 1, 'b' = -2)",
-            "CAST('b' AS Enum8('a' = 1, 'b' = -2))",
-            "\"b\"",
-        ),
-        (
-            "Map(String, Array(Nullable(UInt8)))",
-            "map('k', [1, NULL])",
-            r#"{"k": [1, null]}"#,
-        ),
-        (
-            "Tuple(a UInt8, b String)",
-            "CAST((1, 'x') AS Tuple(a UInt8, b String))",
-            r#"[1, "x"]"#,
-        ),
-        (
-            "LowCardinality(Nullable(String))",
-            "toLowCardinality(toNullable('q'))",
-            "\"q\"",
-        ),
-        ("Bool", "true", "true"),
-        ("FixedString(3)", "toFixedString('ab', 3)", "\"ab\""),
-    ];
+/// Our bytes for `json` as `ty` must equal what the server itself writes as RowBinary for
+/// `CAST(expr AS ty)`: the layout checked at the source, type by type.
+async fn compare_with_server_rowbinary(ch: &Ch, cases: &[(&str, &str, &str)]) {
     let mut problems = Vec::new();
     for (ty, expr, json) in cases {
         let t = ChType::parse(ty).expect("type");
@@ -651,7 +607,114 @@ async fn server_rowbinary_output_matches_our_bytes() {
     }
     assert!(
         problems.is_empty(),
-        "RowBinary layout mismatches:\n{}",
+        "RowBinary layout mismatches at {}:\n{}",
+        ch.url,
         problems.join("\n")
     );
+}
+
+#[tokio::test]
+async fn server_rowbinary_output_matches_our_bytes() {
+    let Some(ch) = Ch::connect().await else {
+        return;
+    };
+    compare_with_server_rowbinary(
+        &ch,
+        &[
+            (
+                "UUID",
+                "toUUID('61f0c404-5cb3-11e7-907b-a6006ad3dba0')",
+                "\"61f0c404-5cb3-11e7-907b-a6006ad3dba0\"",
+            ),
+            ("IPv4", "toIPv4('1.2.3.4')", "\"1.2.3.4\""),
+            ("IPv6", "toIPv6('2001:db8::1')", "\"2001:db8::1\""),
+            ("Int256", "toInt256('-2')", "-2"),
+            (
+                "UInt128",
+                "toUInt128('340282366920938463463374607431768211455')",
+                "340282366920938463463374607431768211455",
+            ),
+            ("Decimal(76, 2)", "toDecimal256('-1.5', 2)", "-1.5"),
+            ("Decimal(9, 2)", "toDecimal32('-1.5', 2)", "-1.5"),
+            (
+                "DateTime64(3)",
+                "toDateTime64('2023-11-14 22:13:20.123', 3, 'UTC')",
+                "\"2023-11-14T22:13:20.123Z\"",
+            ),
+            ("Date32", "toDate32('1900-01-01')", "\"1900-01-01\""),
+            (
+                "Enum8('a' = 1, 'b' = -2)",
+                "CAST('b' AS Enum8('a' = 1, 'b' = -2))",
+                "\"b\"",
+            ),
+            (
+                "Map(String, Array(Nullable(UInt8)))",
+                "map('k', [1, NULL])",
+                r#"{"k": [1, null]}"#,
+            ),
+            (
+                "Tuple(a UInt8, b String)",
+                "CAST((1, 'x') AS Tuple(a UInt8, b String))",
+                r#"[1, "x"]"#,
+            ),
+            (
+                "LowCardinality(Nullable(String))",
+                "toLowCardinality(toNullable('q'))",
+                "\"q\"",
+            ),
+            ("Bool", "true", "true"),
+            ("FixedString(3)", "toFixedString('ab', 3)", "\"ab\""),
+        ],
+    )
+    .await;
+}
+
+/// The same layout facts hold on the legacy 18.16 server (only run when the testbed was
+/// started `--with-legacy`, which exports SLUICE_TEST_LEGACY_CLICKHOUSE_URL).
+#[tokio::test]
+async fn legacy_server_rowbinary_output_matches_our_bytes() {
+    let Ok(url) = std::env::var("SLUICE_TEST_LEGACY_CLICKHOUSE_URL") else {
+        eprintln!("SLUICE_TEST_LEGACY_CLICKHOUSE_URL not set: skipping the 18.16 layout check");
+        return;
+    };
+    if std::env::var("SLUICE_SKIP_CLICKHOUSE_TESTS").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let ch = Ch {
+        url: url.trim_end_matches('/').to_owned(),
+        http: reqwest::Client::new(),
+    };
+    compare_with_server_rowbinary(
+        &ch,
+        &[
+            (
+                "UUID",
+                "toUUID('61f0c404-5cb3-11e7-907b-a6006ad3dba0')",
+                "\"61f0c404-5cb3-11e7-907b-a6006ad3dba0\"",
+            ),
+            ("Decimal(18, 2)", "toDecimal64('-1.5', 2)", "-1.5"),
+            ("Decimal(38, 2)", "toDecimal128('-1.5', 2)", "\"-1.5\""),
+            (
+                "Enum8('a' = 1, 'b' = -2)",
+                "CAST('b' AS Enum8('a' = 1, 'b' = -2))",
+                "\"b\"",
+            ),
+            (
+                "Array(Nullable(UInt8))",
+                "[toNullable(1), NULL]",
+                "[1, null]",
+            ),
+            (
+                "DateTime",
+                "toDateTime('2023-11-14 22:13:20', 'UTC')",
+                "\"2023-11-14T22:13:20Z\"",
+            ),
+            ("Date", "toDate('2024-02-29')", "\"2024-02-29\""),
+            ("Int64", "toInt64(-2)", "-2"),
+            ("Float64", "toFloat64(0.1)", "0.1"),
+            ("FixedString(3)", "toFixedString('ab', 3)", "\"ab\""),
+            ("Nullable(String)", "CAST(NULL AS Nullable(String))", "null"),
+        ],
+    )
+    .await;
 }
