@@ -5,10 +5,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-
 use crate::config::{BadMessages, Config};
-use crate::kafka::client::base_config;
+use crate::kafka::preflight;
 use crate::pipeline::{clickhouse_settings, plan_route};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -19,7 +17,7 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
     let _ = writeln!(out, "config: ok ({} route(s))", cfg.routes.len());
 
     // Kafka: metadata for the routes' topics (and the dead-letter topics).
-    let kcfg = base_config(&cfg.kafka);
+    let kcfg = cfg.kafka.clone();
     let mut topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();
     for r in &cfg.routes {
         if let BadMessages::DeadLetter { topic } = &r.bad_messages {
@@ -28,20 +26,11 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
     }
     let kafka =
         tokio::task::spawn_blocking(move || -> Result<Vec<(String, Option<usize>)>, String> {
-            let consumer: BaseConsumer = kcfg.create().map_err(|e| e.to_string())?;
-            let md = consumer.fetch_metadata(None, KAFKA_TIMEOUT).map_err(|e| {
-                format!("{e} (is the broker reachable, and are the security settings right?)")
-            })?;
+            // The same client settings and the same readable causes as `sluice run`'s preflight.
+            let md = preflight::fetch_metadata(&kcfg, KAFKA_TIMEOUT).map_err(|e| e.to_string())?;
             Ok(topics
                 .iter()
-                .map(|t| {
-                    let parts = md
-                        .topics()
-                        .iter()
-                        .find(|m| m.name() == t && m.error().is_none())
-                        .map(|m| m.partitions().len());
-                    (t.clone(), parts)
-                })
+                .map(|t| (t.clone(), md.get(t).copied()))
                 .collect())
         })
         .await
@@ -58,11 +47,7 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
             p
         }
         Err(e) => {
-            let _ = writeln!(
-                out,
-                "kafka: FAILED: cannot reach {}: {e}",
-                cfg.kafka.brokers
-            );
+            let _ = writeln!(out, "kafka: FAILED: {}: {e}", cfg.kafka.brokers);
             ok = false;
             Vec::new()
         }

@@ -260,6 +260,7 @@ impl Lane {
                 return Ok(Some(Stored::Fenced));
             }
         }
+        crate::failpoint::hit("after_record_before_insert");
         if self.rt.route.delivery == Delivery::AtMostOnce {
             // at-most-once: the offset moves first; whatever happens next cannot cause a
             // second delivery, and a crash before the insert loses this range.
@@ -270,6 +271,7 @@ impl Lane {
         if let Stored::Fenced = self.store(&sealed).await? {
             return Ok(Some(Stored::Fenced));
         }
+        crate::failpoint::hit("after_insert_before_commit");
         if self.rt.route.delivery != Delivery::AtMostOnce {
             if let Stored::Fenced = self.commit(next).await {
                 return Ok(Some(Stored::Fenced));

@@ -34,6 +34,7 @@ pub mod dedup;
 pub mod dlq;
 pub mod encode;
 pub mod exactly_once;
+pub mod failpoint;
 pub mod kafka;
 pub mod lane;
 pub mod pipeline;

@@ -140,12 +140,25 @@ fn load(path: &Path) -> Result<Config> {
     config::load(path).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
 }
 
-fn kafka_config(target: &KafkaTarget) -> Result<rdkafka::ClientConfig> {
+async fn kafka_config(target: &KafkaTarget) -> Result<rdkafka::ClientConfig> {
     let k: KafkaConfig = match &target.config {
         Some(p) => load(p)?.kafka,
         None => KafkaConfig::plaintext(&target.brokers),
     };
+    kafka_preflight(&k).await?;
     Ok(client::base_config(&k))
+}
+
+/// One bounded metadata request first, so a wrong password or certificate fails the tool at
+/// once with its cause rather than after librdkafka's retries with "transport failure".
+async fn kafka_preflight(k: &KafkaConfig) -> Result<()> {
+    let k2 = k.clone();
+    tokio::task::spawn_blocking(move || {
+        sluice::kafka::preflight::fetch_metadata(&k2, Duration::from_secs(15))
+    })
+    .await?
+    .with_context(|| format!("Kafka {}", k.brokers))?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -173,9 +186,10 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { config } => {
+            let shutdown = sluice::shutdown::install();
             let cfg = load(&config)?;
             sluice::telemetry_init(cfg.service.log_json);
-            let summary = sluice::pipeline::run(cfg, sluice::shutdown::signal()).await?;
+            let summary = sluice::pipeline::run(cfg, shutdown).await?;
             tracing::info!(%summary, "sluice stopped");
             Ok(ExitCode::SUCCESS)
         }
@@ -190,7 +204,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Topics { target, action } => {
-            let cfg = kafka_config(&target)?;
+            let cfg = kafka_config(&target).await?;
             match action {
                 TopicsAction::Create {
                     name,
@@ -242,7 +256,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             progress,
             files,
         } => {
-            let cfg = kafka_config(&target)?;
+            let cfg = kafka_config(&target).await?;
             let use_bar = progress
                 || (!files.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stderr()));
             let opts = produce::ProduceOptions {
@@ -272,7 +286,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             print_headers,
             print_offset,
         } => {
-            let cfg = kafka_config(&target)?;
+            let cfg = kafka_config(&target).await?;
             let idle_exit: Option<Duration> = match idle_exit {
                 Some(s) => Some(
                     humantime::parse_duration(&s).with_context(|| format!("--idle-exit {s:?}"))?,
@@ -296,6 +310,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Lag { config } => {
             let cfg = load(&config)?;
+            kafka_preflight(&cfg.kafka).await?;
             let base = client::base_config(&cfg.kafka);
             let group = cfg.kafka.group_id.clone();
             let topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();

@@ -42,10 +42,7 @@ pub fn clickhouse_settings(c: &ClickHouseConfig) -> ClickHouseSettings {
         url: c.url.clone(),
         database: c.database.clone(),
         user: c.user.clone(),
-        password: c
-            .password
-            .as_ref()
-            .map(|p| clickhouse::Secret::new(p.expose())),
+        password: c.password.clone(),
         ca_file: c.tls.ca.clone(),
         client_cert: c.tls.cert.clone(),
         client_key: c.tls.key.clone(),
@@ -215,6 +212,26 @@ impl LaneFactory for Lanes {
     }
 }
 
+/// How long the start-up preflight waits for the brokers' metadata.
+const KAFKA_PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One bounded metadata request with the consumer's own client settings before anything
+/// starts: a wrong password, an untrusted certificate or a TLS/plaintext mismatch ends the run
+/// here with librdkafka's cause ("SASL authentication failed ..."), instead of a consumer that
+/// retries in the background forever.
+pub async fn kafka_preflight(cfg: &Config) -> Result<()> {
+    let kafka = cfg.kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::kafka::preflight::fetch_metadata(&kafka, KAFKA_PREFLIGHT_TIMEOUT)
+    })
+    .await
+    .context("Kafka preflight task")?
+    .with_context(|| format!("Kafka {}", cfg.kafka.brokers))?;
+    tracing::info!(brokers = %cfg.kafka.brokers,
+        security_protocol = cfg.kafka.security_protocol.as_librdkafka(), "Kafka reachable");
+    Ok(())
+}
+
 /// Runs the pipeline until `shutdown` resolves or a lane fails for good.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
     run_with_metrics(cfg, shutdown, Arc::new(Metrics::default())).await
@@ -225,7 +242,19 @@ pub async fn run_with_metrics(
     shutdown: impl Future<Output = ()>,
     metrics: Arc<Metrics>,
 ) -> Result<RunSummary> {
-    let (client, prepared) = prepare(&cfg).await?;
+    tokio::pin!(shutdown);
+    // A stop requested while starting ends the run cleanly: nothing was consumed yet.
+    let started = async {
+        kafka_preflight(&cfg).await?;
+        prepare(&cfg).await
+    };
+    let (client, prepared) = tokio::select! {
+        p = started => p?,
+        _ = &mut shutdown => {
+            tracing::info!("stopped before the pipeline started");
+            return Ok(RunSummary::default());
+        }
+    };
     tracing::info!(
         clickhouse = %cfg.clickhouse.url,
         version = %client.server().version_string,
@@ -282,7 +311,6 @@ pub async fn run_with_metrics(
     tracing::info!(brokers = %cfg.kafka.brokers, group = %cfg.kafka.group_id, topics = ?topics, "consuming");
 
     let mut failure: Option<LaneFailure> = None;
-    tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {

@@ -36,6 +36,18 @@ impl Secret {
     }
 }
 
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
@@ -58,5 +70,25 @@ mod tests {
         assert_eq!(format!("{s} {s:?}"), "*** ***");
         assert_eq!(s.expose(), "hunter22");
         assert_eq!(s.scrub("login hunter22 failed"), "login *** failed");
+        assert_eq!(format!("{:?}", Some(s.clone())), "Some(***)");
+    }
+
+    #[test]
+    fn redacted_inside_derived_debug() {
+        #[derive(Debug)]
+        #[allow(dead_code)] // only Debug reads the fields
+        struct Holder {
+            password: Secret,
+        }
+        let h = Holder {
+            password: Secret::from("pa55"),
+        };
+        assert!(!format!("{h:?}").contains("pa55"));
+        assert_eq!(Secret::from(String::from("x")).expose(), "x");
+    }
+
+    #[test]
+    fn short_secrets_are_not_scrubbed_into_noise() {
+        assert_eq!(Secret::new("ab").scrub("a b ab"), "a b ab");
     }
 }

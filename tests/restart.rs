@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -72,49 +71,6 @@ async fn graceful_restart_mid_stream_loses_and_duplicates_nothing() {
     let (missing, dups) = missing_and_duplicates(&table, total).await;
     assert_eq!((missing, dups), (0, 0), "missing, duplicated");
     assert_eq!(committed_total(&group, &topic, 4), total as i64);
-}
-
-struct Sluice(Child);
-
-impl Sluice {
-    fn spawn(config_path: &std::path::Path, log: &std::path::Path) -> Sluice {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", "--config"])
-            .arg(config_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start sluice");
-        Sluice(child)
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.0.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    /// Waits for the exit; panics past `timeout`.
-    fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return s;
-            }
-            if start.elapsed() > timeout {
-                let _ = self.0.kill();
-                panic!("sluice did not exit within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -573,7 +573,14 @@ impl Client {
         let answer = inner
             .post(&[], Bytes::from_static(b"SELECT version()"), None)
             .await
-            .map_err(|e| inner.transport_error(e))?;
+            .map_err(|e| match inner.transport_error(e) {
+                // A TLS port answers a plain HTTP request by closing the connection.
+                ChError::Transport { url, reason } if !https => ChError::Transport {
+                    url,
+                    reason: format!("{reason} (if this port serves HTTPS, use an https:// URL)"),
+                },
+                other => other,
+            })?;
         let text = inner.check_query_answer(&answer).map_err(|e| match e {
             ChError::Server { code: Some(81), .. } => ChError::UnknownDatabase {
                 database: settings.database.clone(),
@@ -907,7 +914,7 @@ impl Inner {
                 q.append_pair(k, v);
             }
         }
-        let mut req = self.http.post(url).body(body);
+        let mut req = self.http.post(url).body(failpoint_body(body));
         if let Some(enc) = content_encoding {
             req = req.header(CONTENT_ENCODING, enc);
         }
@@ -1044,6 +1051,29 @@ impl Inner {
         }
         (self.parse_exception(&answer).code == Some(89)).then_some(false)
     }
+}
+
+/// The request body, or in debug builds with the `insert_mid_body` failpoint due, a stream
+/// that sends the first half, waits so it reaches the server, and crashes the process: a kill
+/// in the middle of an HTTP body, for the torture tests.
+fn failpoint_body(body: Bytes) -> reqwest::Body {
+    if body.len() < 2 || !crate::failpoint::due("insert_mid_body") {
+        return reqwest::Body::from(body);
+    }
+    let half = body.slice(..body.len() / 2);
+    let parts = futures::stream::unfold(0u8, move |step| {
+        let half = half.clone();
+        async move {
+            match step {
+                0 => Some((Ok::<Bytes, std::io::Error>(half), 1)),
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    crate::failpoint::crash("insert_mid_body")
+                }
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(parts)
 }
 
 #[cfg(test)]

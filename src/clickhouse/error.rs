@@ -49,7 +49,7 @@ pub enum ChError {
         reason: String,
     },
     /// The server rejected the credentials.
-    #[error("authentication failed for user '{user}' (Code {code})")]
+    #[error("authentication failed for user '{user}' (Code {code}): wrong password, or no such user; check the user and password settings")]
     Auth {
         /// The user name sent ("default" when none is configured).
         user: String,
@@ -556,7 +556,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "authentication failed for user 'x' (Code 516)"
+            "authentication failed for user 'x' (Code 516): wrong password, or no such user; check the user and password settings"
         );
         let e = ChError::UnknownTable {
             database: "db".into(),

@@ -190,6 +190,98 @@ format = "json"
         );
         let e = from_str(&text, no_env()).unwrap_err();
         assert!(e.field.contains("enable.auto.commit"), "{e}");
+        assert!(e.message.contains("delivery guarantee"), "{e}");
+    }
+
+    #[test]
+    fn passthrough_cannot_override_security_settings_or_carry_secrets() {
+        let with = |props: &str| {
+            MINIMAL.replace(
+                "group_id = \"g\"",
+                &format!("group_id = \"g\"\nproperties = {{ {props} }}"),
+            )
+        };
+        for (key, dedicated) in [
+            ("ssl.ca.location", "kafka.ssl_ca_location"),
+            ("ssl.ca.pem", "kafka.ssl_ca_location"),
+            ("ssl.certificate.location", "kafka.ssl_certificate_location"),
+            ("ssl.key.location", "kafka.ssl_key_location"),
+            ("ssl.key.pem", "kafka.ssl_key_location"),
+            ("ssl.key.password", "kafka.ssl_key_password"),
+            (
+                "ssl.endpoint.identification.algorithm",
+                "kafka.ssl_endpoint_identification",
+            ),
+            ("sasl.mechanisms", "kafka.sasl_mechanism"),
+            ("sasl.username", "kafka.sasl_username"),
+            ("sasl.password", "kafka.sasl_password"),
+            ("security.protocol", "kafka.security_protocol"),
+        ] {
+            let e = from_str(&with(&format!("\"{key}\" = \"hush-7731\"")), no_env()).unwrap_err();
+            assert_eq!(e.field, format!("kafka.properties.{key:?}"));
+            assert!(
+                e.message.contains(dedicated) && e.message.contains("silently override"),
+                "{e}"
+            );
+            assert!(!e.to_string().contains("hush-7731"), "{e}");
+        }
+        for key in ["ssl.keystore.password", "sasl.oauthbearer.client.secret"] {
+            let e = from_str(&with(&format!("\"{key}\" = \"hush-7731\"")), no_env()).unwrap_err();
+            assert!(e.message.contains("secret is not accepted"), "{e}");
+            assert!(!e.to_string().contains("hush-7731"), "{e}");
+        }
+        // Other TLS/SASL tuning passes through.
+        let c = from_str(
+            &with(
+                "\"ssl.cipher.suites\" = \"ECDHE-RSA-AES128-GCM-SHA256\", \"debug\" = \"security\"",
+            ),
+            no_env(),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.properties.len(), 2);
+    }
+
+    #[test]
+    fn secrets_from_env_and_files() {
+        let text = MINIMAL.replace(
+            "group_id = \"g\"",
+            "group_id = \"g\"\nsecurity_protocol = \"SASL_SSL\"\nsasl_mechanism = \"SCRAM-SHA-256\"\nsasl_username = \"u\"\nsasl_password_file = \"/run/secrets/kafka\"",
+        );
+        let raw: raw::RawConfig = toml::from_str(&text).unwrap();
+        let c = validate::validate(raw, &|p| {
+            assert_eq!(p, "/run/secrets/kafka");
+            Ok("from-file-pw\n".to_string())
+        })
+        .unwrap();
+        let sasl = c.kafka.sasl.as_ref().unwrap();
+        assert_eq!(sasl.password.expose(), "from-file-pw");
+        assert_eq!(sasl.mechanism, "SCRAM-SHA-256");
+        // The environment can supply the password instead of the file (not both).
+        let env = vec![(
+            "SLUICE__KAFKA__SASL_PASSWORD".to_string(),
+            "from-env-pw".to_string(),
+        )];
+        let e = from_str(&text, env.clone()).unwrap_err();
+        assert!(e.message.contains("not both"), "{e}");
+        let c = from_str(
+            &text.replace("sasl_password_file = \"/run/secrets/kafka\"", ""),
+            env,
+        )
+        .unwrap();
+        assert_eq!(c.kafka.sasl.unwrap().password.expose(), "from-env-pw");
+        // A missing secret file names the field, not the contents.
+        let raw: raw::RawConfig = toml::from_str(&text).unwrap();
+        let e = validate::validate(raw, &|_| Err(std::io::Error::other("gone"))).unwrap_err();
+        assert_eq!(e.field, "kafka.sasl_password_file");
+        // ClickHouse: password_file and the environment, same rules.
+        let ch = MINIMAL.replace(
+            "url = \"http://127.0.0.1:18123\"",
+            "url = \"https://127.0.0.1:18143\"\nuser = \"sluice\"\npassword_file = \"/run/secrets/ch\"\nca_file = \"/ca.pem\"",
+        );
+        let raw: raw::RawConfig = toml::from_str(&ch).unwrap();
+        let c = validate::validate(raw, &|_| Ok("ch-pw".to_string())).unwrap();
+        assert_eq!(c.clickhouse.password.as_ref().unwrap().expose(), "ch-pw");
+        assert!(!format!("{c:?}").contains("ch-pw"));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct RawKafka {
     pub brokers: String,
     pub group_id: Option<String>,
     pub client_id: Option<String>,
+    /// Static group membership (`group.instance.id`): a restarted instance with the same id
+    /// gets its partitions back at once, without a rebalance of the whole group.
+    pub instance_id: Option<String>,
     /// "earliest" (default) or "latest": where a partition with no committed offset starts.
     pub auto_offset_reset: Option<String>,
     pub session_timeout: Option<String>,

@@ -66,6 +66,7 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub group_id: String,
     pub client_id: String,
+    pub instance_id: Option<String>,
     pub auto_offset_reset: String,
     pub session_timeout: Duration,
     pub security_protocol: SecurityProtocol,
@@ -83,6 +84,7 @@ impl KafkaConfig {
             brokers: brokers.to_string(),
             group_id: "sluice".to_string(),
             client_id: "sluice".to_string(),
+            instance_id: None,
             auto_offset_reset: "earliest".to_string(),
             session_timeout: Duration::from_secs(45),
             security_protocol: SecurityProtocol::Plaintext,
@@ -210,6 +212,7 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
 /// delivery guarantee depends on them (manual commits only after ClickHouse acknowledged).
 pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
     "group.id",
+    "group.instance.id",
     "bootstrap.servers",
     "enable.auto.commit",
     "enable.auto.offset.store",
@@ -221,7 +224,38 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
     "sasl.username",
     "sasl.password",
     "ssl.key.password",
+    // The TLS files and checks have dedicated settings; a passthrough copy would silently win.
+    "ssl.ca.location",
+    "ssl.ca.pem",
+    "ssl.certificate.location",
+    "ssl.certificate.pem",
+    "ssl.key.location",
+    "ssl.key.pem",
+    "ssl.endpoint.identification.algorithm",
 ];
+
+/// Why a protected property is refused: the dedicated setting it would silently override, or
+/// the guarantee that depends on it.
+fn protected_property_reason(key: &str) -> String {
+    let dedicated = match key {
+        "group.id" => "kafka.group_id",
+        "group.instance.id" => "kafka.instance_id",
+        "bootstrap.servers" => "kafka.brokers",
+        "security.protocol" => "kafka.security_protocol",
+        "sasl.mechanism" | "sasl.mechanisms" => "kafka.sasl_mechanism",
+        "sasl.username" => "kafka.sasl_username",
+        "sasl.password" => "kafka.sasl_password (or sasl_password_file, or the environment variable SLUICE__KAFKA__SASL_PASSWORD)",
+        "ssl.key.password" => "kafka.ssl_key_password (or SLUICE__KAFKA__SSL_KEY_PASSWORD)",
+        "ssl.ca.location" | "ssl.ca.pem" => "kafka.ssl_ca_location",
+        "ssl.certificate.location" | "ssl.certificate.pem" => "kafka.ssl_certificate_location",
+        "ssl.key.location" | "ssl.key.pem" => "kafka.ssl_key_location",
+        "ssl.endpoint.identification.algorithm" => "kafka.ssl_endpoint_identification",
+        _ => {
+            return "sluice sets this property itself: its delivery guarantee depends on it (offsets are committed manually, only for rows ClickHouse acknowledged)".to_string()
+        }
+    };
+    format!("sluice sets this property from {dedicated}; here it would silently override that setting: use {dedicated} instead")
+}
 
 /// Reads a `*_file` secret. Injected so validation stays testable without files.
 pub type FileReader<'a> = &'a dyn Fn(&str) -> std::io::Result<String>;
@@ -450,7 +484,14 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         if PROTECTED_KAFKA_PROPERTIES.contains(&key.as_str()) {
             return Err(err(
                 format!("kafka.properties.{key:?}"),
-                "sluice sets this property itself (its delivery guarantee or security settings depend on it); use the dedicated [kafka] setting instead",
+                protected_property_reason(key),
+            ));
+        }
+        if key.contains("password") || key.contains("secret") {
+            // The passthrough is plain text (printed in debug output); secrets are not taken.
+            return Err(err(
+                format!("kafka.properties.{key:?}"),
+                "a secret is not accepted in the passthrough (it is not redacted); for TLS client authentication use a PEM certificate and key: kafka.ssl_certificate_location, kafka.ssl_key_location, kafka.ssl_key_password",
             ));
         }
     }
@@ -458,6 +499,10 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         brokers,
         group_id,
         client_id: k.client_id.clone().unwrap_or_else(|| "sluice".to_string()),
+        instance_id: match &k.instance_id {
+            Some(i) => Some(non_empty("kafka.instance_id", i)?),
+            None => None,
+        },
         auto_offset_reset,
         session_timeout,
         security_protocol,

@@ -41,8 +41,15 @@ pub fn base_config(k: &KafkaConfig) -> ClientConfig {
         );
     }
     // librdkafka logs through the `log` crate facade at this level; connection failures are
-    // reported to us as errors as well, so warnings are enough here.
-    c.set_log_level(RDKafkaLogLevel::Warning);
+    // reported to us as errors as well, so warnings are enough here. Who asks librdkafka for
+    // its debug contexts (`properties = { debug = "security,broker" }`) gets them, at the
+    // tracing level `debug` (RUST_LOG=librdkafka=debug). librdkafka redacts sasl.password and
+    // ssl.key.password in its own configuration dumps.
+    c.set_log_level(if k.properties.contains_key("debug") {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Warning
+    });
     for (key, value) in &k.properties {
         c.set(key, value);
     }
@@ -53,6 +60,9 @@ pub fn base_config(k: &KafkaConfig) -> ClientConfig {
 pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = base_config(k);
     c.set("group.id", &k.group_id);
+    if let Some(id) = &k.instance_id {
+        c.set("group.instance.id", id);
+    }
     // Offsets are committed by the lanes, explicitly, for ranges ClickHouse has stored.
     // Auto-commit would commit what was merely fetched: the loss the peers suffer from.
     c.set("enable.auto.commit", "false");

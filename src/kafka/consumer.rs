@@ -127,6 +127,7 @@ impl SluiceContext {
         }
         let deadline = Instant::now() + self.limits.drain_timeout;
         let mut waiting = Vec::new();
+        let draining = !stopped.is_empty();
         for (id, lane) in stopped {
             if lost {
                 // Lost (not revoked) partitions may already belong to someone else: nothing of
@@ -143,6 +144,9 @@ impl SluiceContext {
                 tracing::debug!(partition = %id, "dropping paused records of a revoked partition; the next owner reads them again");
             }
             waiting.push((id, finished, fence));
+        }
+        if draining {
+            crate::failpoint::hit("during_revoke");
         }
         for (id, finished, fence) in waiting {
             let left = deadline.saturating_duration_since(Instant::now());

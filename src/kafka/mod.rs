@@ -3,4 +3,5 @@
 
 pub mod client;
 pub mod consumer;
+pub mod preflight;
 pub mod records;

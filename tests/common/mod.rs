@@ -3,6 +3,7 @@
 //! producing, ClickHouse queries, and running the real pipeline in-process.
 #![allow(dead_code)]
 
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -122,7 +123,15 @@ impl Msg {
 
 /// Produces every message (acks=all, idempotent) and waits until all are acknowledged.
 pub fn produce(topic: &str, msgs: impl IntoIterator<Item = Msg>) {
-    let p = producer();
+    produce_with(&producer(), topic, msgs)
+}
+
+/// [`produce`] through an existing producer (cheaper for many small batches).
+pub fn produce_with(
+    p: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    msgs: impl IntoIterator<Item = Msg>,
+) {
     for m in msgs {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &m.headers {
@@ -290,4 +299,62 @@ impl Running {
 
 pub fn init_logs() {
     sluice::telemetry_init(false);
+}
+
+/// A sluice binary running as a child process (the real `sluice run`).
+pub struct Sluice(pub Child);
+
+impl Sluice {
+    pub fn spawn(config_path: &std::path::Path, log: &std::path::Path) -> Sluice {
+        Sluice::spawn_env(config_path, log, &[])
+    }
+
+    /// With extra environment variables (e.g. `SLUICE_FAILPOINTS`).
+    pub fn spawn_env(
+        config_path: &std::path::Path,
+        log: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Sluice {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--config"])
+            .arg(config_path)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice");
+        Sluice(child)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// Waits for the exit; panics past `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return s;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.0.kill();
+                panic!("sluice did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

@@ -1,0 +1,476 @@
+//! The torture harness: sluice broken on purpose, under continuous production, and every
+//! produced message checked per (partition, offset).
+//!
+//! Scenarios (each prints one summary line: iterations, produced, stored, missing, duplicated):
+//! - `kill9`: the real binary killed with SIGKILL at random moments and restarted,
+//!   `SLUICE_TORTURE_KILLS` times (default 30; `bench/torture` runs 500+);
+//! - `crash_points`: crashes injected at each failpoint (after the in-flight record before
+//!   the insert, after the insert before the commit, in the middle of the HTTP body, during
+//!   a revoke);
+//! - `clickhouse_kill`: the ClickHouse server killed (SIGKILL) and restarted mid-stream;
+//! - `kafka_restart`: the Kafka broker restarted mid-stream;
+//! - `rebalance_storm`: three instances in one group on a 6-partition topic, stopped
+//!   (gracefully or with SIGKILL) and started every few seconds during load;
+//! - the three delivery modes: exactly-once must show missing = 0 and duplicated = 0,
+//!   at-least-once missing = 0, at-most-once duplicated = 0;
+//! - `legacy`: kill -9 against ClickHouse 18.16 with ReplicatedMergeTree (content-hash dedup).
+//!
+//! Everything runs in one test function, in order: some scenarios stop the shared servers,
+//! and cargo runs this binary alone (test binaries run one after another).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A tiny deterministic PRNG (xorshift) so a failing run can be repeated from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("SLUICE_TORTURE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            })
+            | 1;
+        eprintln!("torture seed: {seed} (SLUICE_TORTURE_SEED to repeat)");
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+fn testbed(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/testbed");
+    let out = Command::new(script)
+        .arg(action)
+        .output()
+        .expect("run dev/testbed");
+    assert!(
+        out.status.success(),
+        "dev/testbed {action} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Produces continuously (in small acknowledged batches) until stopped; counts what it sent.
+struct Producer {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Producer {
+    fn start(topic: &str, partitions: u64, per_second: u64) -> Producer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (s2, n2, topic) = (stop.clone(), sent.clone(), topic.to_string());
+        let thread = std::thread::spawn(move || {
+            let step = (per_second / 10).max(1);
+            let p = producer();
+            while !s2.load(Ordering::SeqCst) {
+                let from = n2.load(Ordering::SeqCst);
+                produce_with(
+                    &p,
+                    &topic,
+                    (from..from + step).map(|i| {
+                        Msg::json(
+                            (i % partitions) as i32,
+                            format!("{{\"id\":{i},\"payload\":\"{}\"}}", "p".repeat(120)),
+                        )
+                    }),
+                );
+                n2.store(from + step, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Producer {
+            stop,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns how many messages were produced (all acknowledged).
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("producer thread");
+        }
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+struct Target {
+    url: String,
+    topic: String,
+    table: String,
+    partitions: u64,
+    dir: tempfile::TempDir,
+    group: String,
+}
+
+impl Target {
+    async fn new(name: &str, url: &str, partitions: u64, engine: &str) -> Target {
+        let topic = unique(name);
+        create_topic(&topic, partitions as i32).await;
+        let table = format!("default.{topic}");
+        let engine = engine.replace("{topic}", &topic);
+        ch_at(
+            url,
+            &format!(
+                "CREATE TABLE {table} (id UInt64, payload String, _partition Int32, _offset Int64) ENGINE = {engine}"
+            ),
+        )
+        .await;
+        Target {
+            url: url.to_string(),
+            topic,
+            table,
+            partitions,
+            dir: tempfile::tempdir().expect("temp dir"),
+            group: unique("torture"),
+        }
+    }
+
+    /// Writes a config for `delivery`; `instance` sets a static group member id.
+    fn config(&self, name: &str, delivery: &str, instance: Option<&str>) -> PathBuf {
+        let mut text = config_at(
+            &self.url,
+            &self.group,
+            &[(&self.topic, &self.topic)],
+            &format!("delivery = \"{delivery}\"\nmax_rows = 700"),
+        );
+        if let Some(id) = instance {
+            text = text.replace("[kafka]\n", &format!("[kafka]\ninstance_id = \"{id}\"\n"));
+        }
+        text = text.replace("session_timeout = \"10s\"", "session_timeout = \"6s\"");
+        let p = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, text).expect("write config");
+        p
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("sluice.log")
+    }
+
+    /// Runs one clean instance until the group has committed every produced message (or
+    /// 180 s), then stops it gracefully.
+    async fn drain(&self, config: &std::path::Path, produced: u64) {
+        let s = Sluice::spawn(config, &self.log());
+        let start = Instant::now();
+        loop {
+            let (group, topic, parts) = (self.group.clone(), self.topic.clone(), self.partitions);
+            let committed =
+                tokio::task::spawn_blocking(move || committed_total(&group, &topic, parts as i32))
+                    .await
+                    .unwrap_or(0);
+            if committed as u64 >= produced || start.elapsed() > Duration::from_secs(180) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        s.signal("-TERM");
+        let status = s.wait(Duration::from_secs(40));
+        if !status.success() {
+            let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "final sluice exit: {status:?}; log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+
+    /// (stored, missing, duplicated) per (partition, offset): the produced messages of
+    /// partition p are exactly its offsets 0..n_p.
+    async fn verify(&self, produced: u64) -> (u64, u64, u64) {
+        let out = ch_at(
+            &self.url,
+            &format!(
+                "SELECT count(), uniqExact(_partition, _offset), countIf(id >= {produced}) FROM {} FORMAT TSV",
+                self.table
+            ),
+        )
+        .await;
+        let v: Vec<u64> = out
+            .trim()
+            .split('\t')
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let (stored, distinct, invented) = (v[0], v[1], v[2]);
+        assert_eq!(invented, 0, "rows that were never produced");
+        // Offsets must match ids: message i went to partition i % P at offset i / P.
+        let misplaced = ch_u64_at(
+            &self.url,
+            &format!(
+                "SELECT count() FROM {} WHERE _partition != id % {p} OR _offset != intDiv(id, {p})",
+                self.table,
+                p = self.partitions
+            ),
+        )
+        .await;
+        assert_eq!(
+            misplaced, 0,
+            "rows whose content does not match their offset"
+        );
+        (stored, produced - distinct.min(produced), stored - distinct)
+    }
+}
+
+async fn ch_u64_at(url: &str, sql: &str) -> u64 {
+    ch_at(url, sql).await.trim().parse().unwrap_or(u64::MAX)
+}
+
+/// One summary line per scenario. `re-formed` counts the interrupted batches that a
+/// restarted (or new) owner re-formed from the in-flight record: the exactly-once recovery
+/// path was exercised that often.
+fn report(t: &Target, name: &str, iterations: u64, produced: u64, r: (u64, u64, u64)) {
+    let log = std::fs::read_to_string(t.log()).unwrap_or_default();
+    let reformed = log.matches("re-forming exactly that batch").count();
+    println!(
+        "torture {name}: iterations={iterations} produced={produced} stored={} missing={} duplicated={} re-formed={reformed}",
+        r.0, r.1, r.2
+    );
+}
+
+fn assert_guarantee(name: &str, delivery: &str, r: (u64, u64, u64)) {
+    let (_, missing, dups) = r;
+    match delivery {
+        "exactly-once" => assert_eq!((missing, dups), (0, 0), "{name}: missing, duplicated"),
+        "at-least-once" => assert_eq!(missing, 0, "{name}: missing"),
+        "at-most-once" => assert_eq!(dups, 0, "{name}: duplicated"),
+        _ => unreachable!(),
+    }
+}
+
+const MT_WINDOW: &str =
+    "MergeTree ORDER BY (_partition, _offset) SETTINGS non_replicated_deduplication_window = 1000";
+
+/// ReplicatedMergeTree on ClickHouse 18.16: no tokens, deduplication by block content.
+const LEGACY_RMT: &str = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{topic}', '{replica}') ORDER BY (_partition, _offset)";
+
+/// kill -9 at random moments, `kills` times, under continuous production.
+async fn kill9(name: &str, url: &str, engine: &str, delivery: &str, kills: u64, rng: &mut Rng) {
+    let t = Target::new(name, url, 4, engine).await;
+    let cfg = t.config("k", delivery, Some("torture-1"));
+    let producer = Producer::start(&t.topic, t.partitions, 3_000);
+    for _ in 0..kills {
+        let s = Sluice::spawn(&cfg, &t.log());
+        tokio::time::sleep(Duration::from_millis(rng.range(300, 1_600))).await;
+        s.signal("-KILL");
+        let _ = s.wait(Duration::from_secs(10));
+    }
+    let produced = producer.finish();
+    t.drain(&cfg, produced).await;
+    let r = t.verify(produced).await;
+    report(&t, name, kills, produced, r);
+    assert_guarantee(name, delivery, r);
+}
+
+async fn crash_points(name: &str, url: &str, engine: &str, rng: &mut Rng) {
+    let t = Target::new(name, url, 4, engine).await;
+    let cfg = t.config("c", "exactly-once", Some("torture-cp"));
+    let producer = Producer::start(&t.topic, t.partitions, 3_000);
+    let points = [
+        "after_record_before_insert",
+        "after_insert_before_commit",
+        "insert_mid_body",
+        "during_revoke",
+    ];
+    let mut iterations = 0;
+    for round in 0..2 {
+        for p in points {
+            // A revoke happens once per process (at its shutdown): crash at the first one.
+            let at = if p == "during_revoke" {
+                1
+            } else {
+                rng.range(1, 6)
+            }
+            .to_string();
+            let spec = format!("{p}@{at}");
+            let mut s = Sluice::spawn_env(&cfg, &t.log(), &[("SLUICE_FAILPOINTS", &spec)]);
+            if p == "during_revoke" {
+                // A revoke happens when the instance leaves the group: ask it to.
+                tokio::time::sleep(Duration::from_millis(rng.range(800, 2_000))).await;
+                s.signal("-TERM");
+            }
+            let start = Instant::now();
+            while s.is_running() && start.elapsed() < Duration::from_secs(20) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let status = s.wait(Duration::from_secs(10));
+            assert!(
+                !status.success(),
+                "{spec} (round {round}): the failpoint should have crashed sluice (status {status:?})"
+            );
+            iterations += 1;
+        }
+    }
+    let produced = producer.finish();
+    t.drain(&cfg, produced).await;
+    let r = t.verify(produced).await;
+    report(&t, name, iterations, produced, r);
+    assert_guarantee(name, "exactly-once", r);
+    let log = std::fs::read_to_string(t.log()).unwrap_or_default();
+    for p in points {
+        assert!(
+            log.contains(&format!("failpoint {p}: crashing")),
+            "failpoint {p} never fired"
+        );
+    }
+}
+
+/// A server killed or restarted while sluice runs and messages keep arriving.
+async fn server_outage(name: &str, action: &[&str], rounds: u64) {
+    let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
+    let cfg = t.config("o", "exactly-once", Some("torture-out"));
+    let producer = Producer::start(&t.topic, t.partitions, 3_000);
+    let s = Sluice::spawn(&cfg, &t.log());
+    for _ in 0..rounds {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for a in action {
+            testbed(a);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let produced = producer.finish();
+    s.signal("-TERM");
+    let status = s.wait(Duration::from_secs(60));
+    assert!(status.success(), "{name}: sluice exit {status:?}");
+    t.drain(&cfg, produced).await;
+    let r = t.verify(produced).await;
+    report(&t, name, rounds, produced, r);
+    assert_guarantee(name, "exactly-once", r);
+}
+
+async fn rebalance_storm(rng: &mut Rng, seconds: u64) {
+    let t = Target::new("storm", &ch_url(), 6, MT_WINDOW).await;
+    // Dynamic membership: every start and stop is a real rebalance.
+    let cfg = t.config("s", "exactly-once", None);
+    let producer = Producer::start(&t.topic, t.partitions, 3_000);
+    let mut instances: Vec<Option<Sluice>> = vec![None, None, None];
+    let start = Instant::now();
+    let mut changes = 0;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let i = rng.range(0, 3) as usize;
+        match instances[i].take() {
+            Some(s) => {
+                s.signal(if rng.range(0, 2) == 0 {
+                    "-TERM"
+                } else {
+                    "-KILL"
+                });
+                let _ = s.wait(Duration::from_secs(40));
+            }
+            None => instances[i] = Some(Sluice::spawn(&cfg, &t.log())),
+        }
+        changes += 1;
+        tokio::time::sleep(Duration::from_millis(rng.range(1_000, 3_000))).await;
+    }
+    for s in instances.into_iter().flatten() {
+        s.signal("-TERM");
+        let _ = s.wait(Duration::from_secs(40));
+    }
+    let produced = producer.finish();
+    t.drain(&cfg, produced).await;
+    let r = t.verify(produced).await;
+    report(&t, "rebalance_storm", changes, produced, r);
+    assert_guarantee("rebalance_storm", "exactly-once", r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn torture() {
+    let kills: u64 = std::env::var("SLUICE_TORTURE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let only = std::env::var("SLUICE_TORTURE_ONLY").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    let mut rng = Rng::new();
+    if run("kill9") {
+        kill9(
+            "kill9",
+            &ch_url(),
+            MT_WINDOW,
+            "exactly-once",
+            kills,
+            &mut rng,
+        )
+        .await;
+    }
+    if run("crash_points") {
+        crash_points("crash_points", &ch_url(), MT_WINDOW, &mut rng).await;
+    }
+    if run("clickhouse_kill") {
+        server_outage(
+            "clickhouse_kill",
+            &["kill-clickhouse", "start-clickhouse"],
+            2,
+        )
+        .await;
+    }
+    if run("kafka_restart") {
+        server_outage("kafka_restart", &["restart-kafka"], 1).await;
+    }
+    if run("rebalance_storm") {
+        rebalance_storm(&mut rng, 24).await;
+    }
+    if run("at_least_once") {
+        kill9(
+            "at_least_once",
+            &ch_url(),
+            MT_WINDOW,
+            "at-least-once",
+            5,
+            &mut rng,
+        )
+        .await;
+    }
+    if run("at_most_once") {
+        kill9(
+            "at_most_once",
+            &ch_url(),
+            MT_WINDOW,
+            "at-most-once",
+            5,
+            &mut rng,
+        )
+        .await;
+    }
+    if run("legacy") {
+        kill9(
+            "legacy",
+            &legacy_ch_url(),
+            LEGACY_RMT,
+            "exactly-once",
+            (kills / 3).max(5),
+            &mut rng,
+        )
+        .await;
+        crash_points(
+            "legacy_crash_points",
+            &legacy_ch_url(),
+            LEGACY_RMT,
+            &mut rng,
+        )
+        .await;
+    }
+}
