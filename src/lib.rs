@@ -40,6 +40,7 @@ pub mod lane;
 pub mod pipeline;
 pub mod schema;
 pub mod secret;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tools;

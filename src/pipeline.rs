@@ -306,10 +306,24 @@ pub async fn run_with_metrics(
     {
         kcfg.set("queued.max.messages.kbytes", "16384");
     }
-    let consumer = ConsumerThread::start(kcfg, &topics, factory, limits)
+    let health = crate::serve::Health::default();
+    let server = match cfg.service.metrics_listen {
+        Some(addr) => Some(
+            crate::serve::bind(addr, metrics.clone(), health.clone())
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    if !cfg.kafka.properties.contains_key("statistics.interval.ms") {
+        // Feeds the consumer lag gauge (per partition log end offsets).
+        kcfg.set("statistics.interval.ms", "5000");
+    }
+    let consumer = ConsumerThread::start(kcfg, &topics, factory, limits, metrics.clone())
         .context("cannot start the Kafka consumer")?;
     tracing::info!(brokers = %cfg.kafka.brokers, group = %cfg.kafka.group_id, topics = ?topics, "consuming");
 
+    health.set_serving(true);
     let mut failure: Option<LaneFailure> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -333,7 +347,11 @@ pub async fn run_with_metrics(
             }
         }
     }
+    health.set_serving(false);
     consumer.stop().await;
+    if let Some(server) = server {
+        server.abort();
+    }
     let summary = RunSummary {
         messages: metrics.total(|r| &r.messages),
         rows_inserted: metrics.total(|r| &r.rows_inserted),

@@ -313,16 +313,60 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
     produce(&topic_b, msgs);
 
     let group = unique("g");
-    let run = start(&config(
-        &group,
-        &[(&topic_a, &topic_a), (&topic_b, &topic_b)],
-        "",
-    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let run = start(
+        &config(
+            &group,
+            &[(&topic_a, &topic_a), (&topic_b, &topic_b)],
+            "delivery = \"exactly-once\"",
+        )
+        .replace(
+            "[service]\n",
+            &format!("[service]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
+        ),
+    );
     let got_a = wait_for_count(&table_a, N_A, Duration::from_secs(120)).await;
     let got_b = wait_for_count(&table_b, N_B, Duration::from_secs(120)).await;
     // Let the dead letters and the last commits settle, then stop gracefully.
     let dlq_a = read_topic(&format!("{topic_a}.dlq"), Duration::from_secs(3));
+    // Counted, and visible where operators look: /metrics and /health.
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics endpoint")
+        .text()
+        .await
+        .unwrap_or_default();
+    let health = http
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .expect("health endpoint");
+    assert_eq!(health.status().as_u16(), 200);
     let summary = run.stop().await;
+    let line = |name: &str, topic: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{topic=\"{topic}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(
+        line("sluice_rows_inserted_total", &topic_a),
+        Some(N_A),
+        "{metrics}"
+    );
+    assert_eq!(
+        line("sluice_rows_inserted_total", &topic_b),
+        Some(N_B),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sluice_consumer_lag{"), "{metrics}");
     assert_eq!(got_a, N_A, "rows of {topic_a}");
     assert_eq!(got_b, N_B, "rows of {topic_b}");
     assert_eq!(
@@ -410,6 +454,21 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
         );
     }
     assert_eq!(summary.dead_lettered, bad_a_count + rejected);
+    assert_eq!(
+        line("sluice_dead_letters_total", &topic_a),
+        Some(bad_a_count),
+        "{metrics}"
+    );
+    assert_eq!(
+        line("sluice_dead_letters_total", &topic_b),
+        Some(rejected),
+        "{metrics}"
+    );
+    assert_eq!(
+        line("sluice_rows_rejected_total", &topic_b),
+        Some(rejected),
+        "{metrics}"
+    );
     assert_eq!(summary.rows_inserted, N_A + N_B);
 
     // Offsets are committed to the end of both topics after the graceful stop.

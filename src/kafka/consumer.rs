@@ -32,6 +32,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::records::RecordChunk;
 use crate::checkpoint::PartitionId;
 use crate::commit::{Committer, Fence, OffsetSink};
+use crate::telemetry::Metrics;
 
 /// What a started lane gives back to the consumer.
 pub struct LaneHandle {
@@ -79,9 +80,37 @@ pub struct SluiceContext {
     consumer: OnceLock<Weak<BaseConsumer<SluiceContext>>>,
     limits: ConsumerLimits,
     group_id: String,
+    metrics: Arc<Metrics>,
 }
 
-impl ClientContext for SluiceContext {}
+impl ClientContext for SluiceContext {
+    /// librdkafka's periodic statistics carry each partition's last stable offset (the log
+    /// end a read_committed consumer can reach): the consumer lag gauge is measured from it.
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let reg = self.lock();
+        for (topic, t) in &stats.topics {
+            let Some(ours) = reg.lanes.get(topic) else {
+                continue;
+            };
+            for (p, part) in &t.partitions {
+                if *p < 0 || !ours.contains_key(p) {
+                    continue;
+                }
+                let end = if part.ls_offset >= 0 {
+                    part.ls_offset
+                } else {
+                    part.hi_offset
+                };
+                if end >= 0 {
+                    self.metrics
+                        .partition(&PartitionId::new(topic, *p))
+                        .high_watermark
+                        .fetch_max(end, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
 
 impl SluiceContext {
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -219,6 +248,7 @@ impl ConsumerThread {
         topics: &[String],
         factory: Arc<dyn LaneFactory>,
         limits: ConsumerLimits,
+        metrics: Arc<Metrics>,
     ) -> Result<ConsumerThread, KafkaError> {
         let group_id = config.get("group.id").unwrap_or_default().to_string();
         let context = SluiceContext {
@@ -227,6 +257,7 @@ impl ConsumerThread {
             consumer: OnceLock::new(),
             limits,
             group_id,
+            metrics,
         };
         let consumer: Arc<GroupConsumer> = Arc::new(config.create_with_context(context)?);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
