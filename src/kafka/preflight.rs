@@ -96,7 +96,12 @@ impl ErrorRecorder {
 
 impl ClientContext for ErrorRecorder {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        let msg = self.scrub(log_message);
+        // Some lines start with the thread name ("[thrd:...]: "): noise in an error message.
+        let text = match log_message.strip_prefix("[thrd:") {
+            Some(rest) => rest.split_once("]: ").map_or(log_message, |(_, m)| m),
+            None => log_message,
+        };
+        let msg = self.scrub(text);
         match level {
             // Failures end up in the one readable preflight error: log them at debug only,
             // rather than a screenful of retries and "1/1 brokers are down".
@@ -257,22 +262,19 @@ pub fn fetch_metadata(
             .max(Duration::from_millis(10));
         match consumer.fetch_metadata(None, attempt) {
             Ok(md) => {
+                // Hand the queued log lines (librdkafka's debug, when asked for) to the log.
+                drain(&consumer, Duration::from_millis(20));
                 return Ok(md
                     .topics()
                     .iter()
                     .filter(|t| t.error().is_none())
                     .map(|t| (t.name().to_string(), t.partitions().len()))
-                    .collect())
+                    .collect());
             }
             Err(e) => last_error = recorder.scrub(&e.to_string()),
         }
         // Serve the queued log lines and error events: the recorder sees them here.
-        let drain_until = Instant::now() + Duration::from_millis(50);
-        while Instant::now() < drain_until {
-            if consumer.poll(Duration::from_millis(10)).is_none() {
-                break;
-            }
-        }
+        drain(&consumer, Duration::from_millis(50));
         let reports = recorder.reports();
         let found = best(&reports);
         let decisive = matches!(
@@ -297,6 +299,15 @@ pub fn fetch_metadata(
                 ),
             });
         }
+    }
+}
+
+/// Serves the client's queued events (log lines, errors) for `time`. A poll that consumed an
+/// event returns `None` like an empty one, so this polls for the whole time.
+fn drain(consumer: &BaseConsumer<ErrorRecorder>, time: Duration) {
+    let until = Instant::now() + time;
+    while Instant::now() < until {
+        let _ = consumer.poll(Duration::from_millis(1));
     }
 }
 

@@ -1,0 +1,835 @@
+//! Secure connections against the real servers of `./dev/testbed up --secure`: the Apache
+//! Kafka broker's SASL_SSL (PLAIN, SCRAM-SHA-256/512), SSL with client certificates (mTLS) and
+//! SASL_PLAINTEXT listeners, ClickHouse 26.9 over HTTPS with a password user (TLS terminated in
+//! front of chdb, which cannot listen HTTPS) and ClickHouse 18.16 serving HTTPS itself.
+//!
+//! - Ingest: the real pipeline (consumer, dead-letter producer) over SCRAM-SHA-512, PLAIN and
+//!   mTLS; row counts and contents checked; the CLI tools over the same config.
+//! - Failures: a wrong SASL password, an unknown CA, a plaintext client against a TLS listener,
+//!   a client without certificate against the mTLS listener, a wrong ClickHouse password: each
+//!   one readable line from `sluice check` (non-zero exit) and from `sluice run`, which exits
+//!   non-zero at once instead of retrying in a loop.
+//! - Secrets: a real run and `check` at debug level (librdkafka's debug contexts included) and
+//!   a failing run with a wrong password: no log line and no output carries a secret; neither do
+//!   the metrics.
+//!
+//! The settings come from `./dev/testbed env` (SLUICE_TEST_KAFKA_SASL_SSL, ...). Without them
+//! the tests print why and pass, unless SLUICE_TEST_REQUIRE_SECURE=1 (set by ./dev/test), which
+//! makes a missing secure testbed a failure.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::message::{Headers, Message};
+
+/// The secure testbed's addresses, users and files.
+struct Sec {
+    sasl_ssl: String,
+    ssl: String,
+    sasl_plaintext: String,
+    plain_user: String,
+    plain_password: String,
+    scram_user: String,
+    scram_password: String,
+    ca: String,
+    other_ca: String,
+    client_cert: String,
+    client_key: String,
+    client_key_encrypted: String,
+    client_key_password: String,
+    ch_https: String,
+    ch_user: String,
+    ch_password: String,
+    legacy_ch_https: Option<String>,
+}
+
+fn sec() -> Option<Sec> {
+    let v = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let Some(sasl_ssl) = v("SLUICE_TEST_KAFKA_SASL_SSL") else {
+        assert!(
+            v("SLUICE_TEST_REQUIRE_SECURE").as_deref() != Some("1"),
+            "SLUICE_TEST_REQUIRE_SECURE=1 but SLUICE_TEST_KAFKA_SASL_SSL is not set: start the secure testbed (./dev/testbed up --secure; eval \"$(./dev/testbed env)\")"
+        );
+        eprintln!(
+            "skipped: no secure testbed (./dev/testbed up --secure; eval \"$(./dev/testbed env)\")"
+        );
+        return None;
+    };
+    let need = |k: &str| v(k).unwrap_or_else(|| panic!("{k} is not set (./dev/testbed env)"));
+    Some(Sec {
+        sasl_ssl,
+        ssl: need("SLUICE_TEST_KAFKA_SSL"),
+        sasl_plaintext: need("SLUICE_TEST_KAFKA_SASL_PLAINTEXT"),
+        plain_user: need("SLUICE_TEST_KAFKA_PLAIN_USER"),
+        plain_password: need("SLUICE_TEST_KAFKA_PLAIN_PASSWORD"),
+        scram_user: need("SLUICE_TEST_KAFKA_SCRAM_USER"),
+        scram_password: need("SLUICE_TEST_KAFKA_SCRAM_PASSWORD"),
+        ca: need("SLUICE_TEST_TLS_CA"),
+        other_ca: need("SLUICE_TEST_TLS_OTHER_CA"),
+        client_cert: need("SLUICE_TEST_TLS_CLIENT_CERT"),
+        client_key: need("SLUICE_TEST_TLS_CLIENT_KEY"),
+        client_key_encrypted: need("SLUICE_TEST_TLS_CLIENT_KEY_ENCRYPTED"),
+        client_key_password: need("SLUICE_TEST_TLS_CLIENT_KEY_PASSWORD"),
+        ch_https: need("SLUICE_TEST_CLICKHOUSE_HTTPS_URL"),
+        ch_user: need("SLUICE_TEST_CLICKHOUSE_SECURE_USER"),
+        ch_password: need("SLUICE_TEST_CLICKHOUSE_SECURE_PASSWORD"),
+        legacy_ch_https: v("SLUICE_TEST_LEGACY_CLICKHOUSE_HTTPS_URL"),
+    })
+}
+
+impl Sec {
+    /// `[kafka]` over SASL_SSL with `mechanism` and the matching testbed user.
+    fn sasl_ssl(&self, group: &str, mechanism: &str) -> String {
+        let (user, password) = self.user_for(mechanism);
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout = \"10s\"\nsecurity_protocol = \"SASL_SSL\"\nsasl_mechanism = \"{mechanism}\"\nsasl_username = \"{user}\"\nsasl_password = \"{password}\"\nssl_ca_location = \"{}\"\n",
+            self.sasl_ssl, self.ca
+        )
+    }
+
+    fn user_for(&self, mechanism: &str) -> (&str, &str) {
+        if mechanism == "PLAIN" {
+            (&self.plain_user, &self.plain_password)
+        } else {
+            (&self.scram_user, &self.scram_password)
+        }
+    }
+
+    /// `[kafka]` over SSL with a client certificate (mTLS).
+    fn mtls(&self, group: &str, encrypted_key: bool) -> String {
+        let key = if encrypted_key {
+            format!(
+                "ssl_key_location = \"{}\"\nssl_key_password = \"{}\"\n",
+                self.client_key_encrypted, self.client_key_password
+            )
+        } else {
+            format!("ssl_key_location = \"{}\"\n", self.client_key)
+        };
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout = \"10s\"\nsecurity_protocol = \"SSL\"\nssl_ca_location = \"{}\"\nssl_certificate_location = \"{}\"\n{key}",
+            self.ssl, self.ca, self.client_cert
+        )
+    }
+
+    /// `[clickhouse]` over HTTPS with the password user (and a client certificate if asked).
+    fn clickhouse_https(&self, url: &str, client_cert: bool) -> String {
+        let mut s = format!(
+            "\n[clickhouse]\nurl = \"{url}\"\nuser = \"{}\"\npassword = \"{}\"\nca_file = \"{}\"\n",
+            self.ch_user, self.ch_password, self.ca
+        );
+        if client_cert {
+            s.push_str(&format!(
+                "client_cert = \"{}\"\nclient_key = \"{}\"\n",
+                self.client_cert, self.client_key
+            ));
+        }
+        s
+    }
+}
+
+fn route(topic: &str, table: &str, extra: &str) -> String {
+    format!(
+        "\n[service]\nshutdown_timeout = \"20s\"\n\n[[route]]\ntopic = \"{topic}\"\ntable = \"{table}\"\nmax_age = \"200ms\"\n{extra}\n"
+    )
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).expect("write file");
+    p
+}
+
+fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env_remove("SLUICE_CONFIG")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run sluice")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `sluice run` that must fail: returns (output, how long it took). Killed (and the test
+/// failed) if it is still running after `bound`.
+fn run_expecting_failure(
+    config: &Path,
+    env: &[(&str, &str)],
+    bound: Duration,
+) -> (String, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env_remove("SLUICE_CONFIG")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sluice run");
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "sluice run still running after {bound:?} (retrying instead of failing):\n{}",
+                text(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        !out.status.success(),
+        "sluice run succeeded:\n{}",
+        text(&out)
+    );
+    (text(&out), took)
+}
+
+/// The failure must be named by `check` (non-zero exit, `expect` in its output) and end
+/// `sluice run` quickly with the same cause, in a handful of log lines (no retry loop).
+fn assert_fails_clearly(config_text: &str, expect: &[&str], tag: &str) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write(dir.path(), "sluice.toml", config_text);
+    let cfg_s = cfg.to_string_lossy().to_string();
+
+    let out = sluice(&["check", "--config", &cfg_s], &[]);
+    let t = text(&out);
+    assert!(!out.status.success(), "[{tag}] check passed:\n{t}");
+    assert!(t.contains("check FAILED"), "[{tag}] {t}");
+    for e in expect {
+        assert!(t.contains(e), "[{tag}] check output lacks {e:?}:\n{t}");
+    }
+
+    let (t, took) = run_expecting_failure(&cfg, &[], Duration::from_secs(30));
+    for e in expect {
+        assert!(t.contains(e), "[{tag}] run output lacks {e:?}:\n{t}");
+    }
+    let error_lines: Vec<&str> = t.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        error_lines.len(),
+        1,
+        "[{tag}] one error line expected:\n{t}"
+    );
+    assert!(
+        t.lines().count() < 40,
+        "[{tag}] {} log lines: a retry loop?\n{t}",
+        t.lines().count()
+    );
+    eprintln!(
+        "[{tag}] check and run failed in {took:?}: {}",
+        error_lines[0]
+    );
+}
+
+/// A table for the test rows (exactly-once needs the deduplication window).
+async fn create_table(table: &str) {
+    ch(&format!(
+        "CREATE TABLE {table} (id UInt64, name String, _partition Int32, _offset Int64)
+         ENGINE = MergeTree ORDER BY (_partition, _offset)
+         SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+}
+
+fn messages(from: u64, to: u64, partitions: i32) -> Vec<Msg> {
+    (from..to)
+        .map(|i| {
+            Msg::json(
+                (i % partitions as u64) as i32,
+                format!(r#"{{"id":{i},"name":"n{i}"}}"#),
+            )
+        })
+        .collect()
+}
+
+/// Count, sum of ids and a name check of `table`.
+async fn assert_rows(table: &str, n: u64) {
+    let got = wait_for_count(table, n, Duration::from_secs(60)).await;
+    assert_eq!(got, n, "{table}: rows");
+    // Once more after a pause: nothing arrives twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ch_u64(&format!("SELECT count() FROM {table}")).await, n);
+    assert_eq!(
+        ch_u64(&format!("SELECT sum(id) FROM {table}")).await,
+        n * (n - 1) / 2,
+        "{table}: ids"
+    );
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT count() FROM {table} WHERE name != concat('n', toString(id))"
+        ))
+        .await,
+        0,
+        "{table}: names"
+    );
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        n,
+        "{table}: duplicates"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sasl_ssl_scram_sha512_into_https_clickhouse_with_password() {
+    let Some(s) = sec() else { return };
+    let topic = unique("sec_scram");
+    create_topic(&topic, 3).await;
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    let config = format!(
+        "{}{}{}",
+        s.sasl_ssl(&unique("g"), "SCRAM-SHA-512"),
+        s.clickhouse_https(&s.ch_https, false),
+        route(&topic, &topic, "")
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write(dir.path(), "sluice.toml", &config);
+    let cfg_s = cfg.to_string_lossy().to_string();
+
+    // The CLI tools over the same SASL_SSL config: describe, then produce half the messages.
+    let out = sluice(&["topics", "--config", &cfg_s, "describe", &topic], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&topic), "{}", text(&out));
+    let lines: String = (0..300u64)
+        .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n"))
+        .collect();
+    let data = write(dir.path(), "data.jsonl", &lines);
+    let out = sluice(
+        &[
+            "produce",
+            "--config",
+            &cfg_s,
+            "--topic",
+            &topic,
+            &data.to_string_lossy(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("produced 300 messages (300 acknowledged"),
+        "{}",
+        text(&out)
+    );
+    produce(&topic, messages(300, 600, 3));
+    // One bad message: dead-lettered by the secure dead-letter producer.
+    produce(&topic, [Msg::json(0, "not json")]);
+
+    let out = sluice(&["check", "--config", &cfg_s], &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("(SASL_SSL)") && t.contains("3 partition(s)"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("clickhouse: {} version 26.", s.ch_https)),
+        "{t}"
+    );
+
+    let running = start(&config);
+    assert_rows(&table, 600).await;
+    let dlq = read_topic(&format!("{topic}.dlq"), Duration::from_secs(3));
+    assert_eq!(dlq.len(), 1, "one dead letter");
+    assert_eq!(dlq[0].payload(), Some(&b"not json"[..]));
+    let reason = dlq[0]
+        .headers()
+        .and_then(|h| {
+            h.iter()
+                .find(|h| h.key == "sluice.error")
+                .and_then(|h| h.value)
+        })
+        .map(|v| String::from_utf8_lossy(v).to_string())
+        .unwrap_or_default();
+    assert!(!reason.is_empty(), "sluice.error header");
+    let summary = running.stop().await;
+    assert_eq!(summary.rows_inserted, 600);
+    assert_eq!(summary.dead_lettered, 1);
+
+    // Offsets were committed over SASL_SSL too: `lag` (through the same config) shows 0.
+    let out = sluice(&["lag", "--config", &cfg_s], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("total lag: 0"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sasl_ssl_plain_with_password_files() {
+    let Some(s) = sec() else { return };
+    let topic = unique("sec_plain");
+    create_topic(&topic, 2).await;
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    // Both passwords from files (what a secrets mount gives), ClickHouse over plain HTTP with
+    // the password user.
+    let dir = tempfile::tempdir().expect("tmp");
+    let kpw = write(dir.path(), "kafka.pw", &format!("{}\n", s.plain_password));
+    let chpw = write(dir.path(), "ch.pw", &s.ch_password);
+    let kafka = s.sasl_ssl(&unique("g"), "PLAIN").replace(
+        &format!("sasl_password = \"{}\"", s.plain_password),
+        &format!("sasl_password_file = \"{}\"", kpw.display()),
+    );
+    assert!(kafka.contains("sasl_password_file"));
+    let config = format!(
+        "{kafka}\n[clickhouse]\nurl = \"{}\"\nuser = \"{}\"\npassword_file = \"{}\"\n{}",
+        ch_url(),
+        s.ch_user,
+        chpw.display(),
+        route(&topic, &topic, "")
+    );
+    produce(&topic, messages(0, 400, 2));
+    let running = start(&config);
+    assert_rows(&table, 400).await;
+    let summary = running.stop().await;
+    assert_eq!(summary.rows_inserted, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mtls_with_encrypted_key_into_https_clickhouse_with_client_certificate() {
+    let Some(s) = sec() else { return };
+    let topic = unique("sec_mtls");
+    create_topic(&topic, 2).await;
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    let config = format!(
+        "{}{}{}",
+        s.mtls(&unique("g"), true),
+        s.clickhouse_https(&s.ch_https, true),
+        route(&topic, &topic, "")
+    );
+    produce(&topic, messages(0, 500, 2));
+    produce(&topic, [Msg::json(1, "[1,2]")]);
+    let running = start(&config);
+    assert_rows(&table, 500).await;
+    assert_eq!(
+        read_topic(&format!("{topic}.dlq"), Duration::from_secs(3)).len(),
+        1
+    );
+    let summary = running.stop().await;
+    assert_eq!(summary.rows_inserted, 500);
+
+    // The same with the unencrypted key, through `check` and `consume`.
+    let dir = tempfile::tempdir().expect("tmp");
+    let plain_key = format!(
+        "{}{}{}",
+        s.mtls(&unique("g"), false),
+        s.clickhouse_https(&s.ch_https, false),
+        route(&topic, &topic, "")
+    );
+    let cfg = write(dir.path(), "sluice.toml", &plain_key);
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let out = sluice(&["check", "--config", &cfg_s], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("(SSL)"), "{}", text(&out));
+    let out = sluice(
+        &[
+            "consume",
+            "--config",
+            &cfg_s,
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--max-messages",
+            "3",
+            "--idle-exit",
+            "10s",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        3,
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_and_mechanism_connects() {
+    let Some(s) = sec() else { return };
+    let topic = unique("sec_any");
+    create_topic(&topic, 1).await;
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let ch = s.clickhouse_https(&s.ch_https, false);
+    let sasl_plaintext = |mechanism: &str| {
+        let (user, password) = s.user_for(mechanism);
+        format!(
+            "[kafka]\nbrokers = \"{}\"\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"{mechanism}\"\nsasl_username = \"{user}\"\nsasl_password = \"{password}\"\n",
+            s.sasl_plaintext
+        )
+    };
+    let cases = [
+        ("PLAINTEXT", format!("[kafka]\nbrokers = \"{}\"\n", kafka())),
+        ("SSL", s.mtls("g", false)),
+        ("SASL_SSL", s.sasl_ssl("g", "PLAIN")),
+        ("SASL_SSL", s.sasl_ssl("g", "SCRAM-SHA-256")),
+        ("SASL_SSL", s.sasl_ssl("g", "SCRAM-SHA-512")),
+        ("SASL_PLAINTEXT", sasl_plaintext("PLAIN")),
+        ("SASL_PLAINTEXT", sasl_plaintext("SCRAM-SHA-256")),
+        ("SASL_PLAINTEXT", sasl_plaintext("SCRAM-SHA-512")),
+    ];
+    for (i, (protocol, kafka)) in cases.iter().enumerate() {
+        let cfg = write(
+            dir.path(),
+            &format!("c{i}.toml"),
+            &format!("{kafka}{ch}{}", route(&topic, &topic, "")),
+        );
+        let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
+        let t = text(&out);
+        assert!(out.status.success(), "case {i}: {t}");
+        assert!(
+            t.contains(&format!("reachable ({protocol})")),
+            "case {i}: {t}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_clickhouse_serves_https_itself() {
+    let Some(s) = sec() else { return };
+    let Some(url) = s.legacy_ch_https.clone() else {
+        eprintln!("skipped: no legacy ClickHouse (./dev/testbed up --with-legacy --secure)");
+        return;
+    };
+    let topic = unique("sec_legacy");
+    create_topic(&topic, 2).await;
+    let legacy = legacy_ch_url();
+    ch_at(
+        &legacy,
+        &format!(
+            "CREATE TABLE default.{topic} (id UInt64, name String) ENGINE = MergeTree ORDER BY id"
+        ),
+    )
+    .await;
+    let config = format!(
+        "{}{}{}",
+        s.sasl_ssl(&unique("g"), "SCRAM-SHA-256"),
+        s.clickhouse_https(&url, true),
+        route(&topic, &topic, "delivery = \"at-least-once\"")
+    );
+    produce(&topic, messages(0, 300, 2));
+    let running = start(&config);
+    let got = wait_for_count_at(
+        &legacy,
+        &format!("default.{topic}"),
+        300,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(got, 300);
+    assert_eq!(
+        ch_at(&legacy, &format!("SELECT sum(id) FROM default.{topic}"))
+            .await
+            .trim(),
+        (300u64 * 299 / 2).to_string()
+    );
+    running.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// failures: one readable cause from `check` and from `run`
+
+fn ok_clickhouse(s: &Sec) -> String {
+    s.clickhouse_https(&s.ch_https, false)
+}
+
+async fn failure_topic() -> String {
+    let topic = unique("sec_fail");
+    create_topic(&topic, 1).await;
+    create_table(&format!("default.{topic}")).await;
+    topic
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_sasl_password_fails_check_and_run() {
+    let Some(s) = sec() else { return };
+    let topic = failure_topic().await;
+    for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+        let (_, right) = s.user_for(mechanism);
+        let kafka = s
+            .sasl_ssl("g", mechanism)
+            .replace(right, "wrong-Pw-0a1b2c3d");
+        assert_fails_clearly(
+            &format!("{kafka}{}{}", ok_clickhouse(&s), route(&topic, &topic, "")),
+            &[
+                "SASL authentication failed for user",
+                &format!("with mechanism {mechanism}"),
+                "check kafka.sasl_username, kafka.sasl_password",
+            ],
+            &format!("wrong SASL password, {mechanism}"),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ca_fails_check_and_run() {
+    let Some(s) = sec() else { return };
+    let topic = failure_topic().await;
+    // Kafka trusts another CA than the one that signed the broker's certificate.
+    let kafka = s.sasl_ssl("g", "SCRAM-SHA-512").replace(&s.ca, &s.other_ca);
+    assert_fails_clearly(
+        &format!("{kafka}{}{}", ok_clickhouse(&s), route(&topic, &topic, "")),
+        &["TLS: certificate verify failed", "kafka.ssl_ca_location"],
+        "Kafka unknown CA",
+    );
+    // ClickHouse likewise.
+    let ch = ok_clickhouse(&s).replace(&s.ca, &s.other_ca);
+    assert_fails_clearly(
+        &format!(
+            "{}{ch}{}",
+            s.sasl_ssl("g", "SCRAM-SHA-512"),
+            route(&topic, &topic, "")
+        ),
+        &["TLS handshake failed: unknown CA", &s.ch_https],
+        "ClickHouse unknown CA",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_client_against_tls_listener_fails_check_and_run() {
+    let Some(s) = sec() else { return };
+    let topic = failure_topic().await;
+    for listener in [&s.ssl, &s.sasl_ssl] {
+        let kafka = format!("[kafka]\nbrokers = \"{listener}\"\n");
+        assert_fails_clearly(
+            &format!("{kafka}{}{}", ok_clickhouse(&s), route(&topic, &topic, "")),
+            &[
+                "the listener expects TLS",
+                "but security_protocol is PLAINTEXT",
+            ],
+            &format!("PLAINTEXT client, TLS listener {listener}"),
+        );
+    }
+    // And the other way round: a TLS client against the plaintext listener.
+    let kafka = s.sasl_ssl("g", "PLAIN").replace(&s.sasl_ssl, &kafka());
+    assert_fails_clearly(
+        &format!("{kafka}{}{}", ok_clickhouse(&s), route(&topic, &topic, "")),
+        &[
+            "the listener does not speak TLS",
+            "security_protocol is SASL_SSL",
+        ],
+        "SASL_SSL client, PLAINTEXT listener",
+    );
+    // A plain HTTP client against ClickHouse's HTTPS port.
+    let ch = format!(
+        "\n[clickhouse]\nurl = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\n",
+        s.ch_https.replace("https://", "http://"),
+        s.ch_user,
+        s.ch_password
+    );
+    assert_fails_clearly(
+        &format!(
+            "{}{ch}{}",
+            s.sasl_ssl("g", "PLAIN"),
+            route(&topic, &topic, "")
+        ),
+        &["if this port serves HTTPS, use an https:// URL"],
+        "HTTP client, ClickHouse HTTPS port",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_client_certificate_fails_check_and_run() {
+    let Some(s) = sec() else { return };
+    let topic = failure_topic().await;
+    let kafka = format!(
+        "[kafka]\nbrokers = \"{}\"\nsecurity_protocol = \"SSL\"\nssl_ca_location = \"{}\"\n",
+        s.ssl, s.ca
+    );
+    assert_fails_clearly(
+        &format!("{kafka}{}{}", ok_clickhouse(&s), route(&topic, &topic, "")),
+        &["TLS: the broker refused the client certificate (mTLS)"],
+        "mTLS listener, no client certificate",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_clickhouse_password_fails_check_and_run() {
+    let Some(s) = sec() else { return };
+    let topic = failure_topic().await;
+    let ch = ok_clickhouse(&s).replace(&s.ch_password, "wrong-ch-Pw-9z8y7x");
+    assert_fails_clearly(
+        &format!(
+            "{}{ch}{}",
+            s.sasl_ssl("g", "SCRAM-SHA-256"),
+            route(&topic, &topic, "")
+        ),
+        &[&format!(
+            "authentication failed for user '{}' (Code 516)",
+            s.ch_user
+        )],
+        "wrong ClickHouse password",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// secrets never printed
+
+/// Every secret the test bed knows, plus the wrong passwords the failure runs use.
+fn secrets(s: &Sec) -> Vec<String> {
+    vec![
+        s.plain_password.clone(),
+        s.scram_password.clone(),
+        s.ch_password.clone(),
+        s.client_key_password.clone(),
+        "wrong-Pw-5e6f7a8b".to_string(),
+    ]
+}
+
+fn assert_no_secret(what: &str, text: &str, secrets: &[String]) {
+    for secret in secrets {
+        if let Some(line) = text.lines().find(|l| l.contains(secret.as_str())) {
+            panic!("{what} shows a secret: {line}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secrets_never_reach_logs_check_output_errors_or_metrics() {
+    let Some(s) = sec() else { return };
+    let secrets = secrets(&s);
+    let topic = unique("sec_secret");
+    create_topic(&topic, 2).await;
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    // SASL PLAIN (the password itself crosses the wire, inside TLS) with the password from the
+    // environment; ClickHouse password in the file; librdkafka's debug contexts on, including
+    // its configuration dump.
+    let kafka = s
+        .sasl_ssl(&unique("g"), "PLAIN")
+        .replace(&format!("sasl_password = \"{}\"\n", s.plain_password), "")
+        .replace(
+            "[kafka]\n",
+            "[kafka]\nproperties = { debug = \"generic,broker,security,protocol,conf,consumer,cgrp\" }\n",
+        );
+    let config = format!(
+        "{kafka}{}{}",
+        s.clickhouse_https(&s.ch_https, false),
+        route(&topic, &topic, "")
+    );
+    assert!(!config.contains(&s.plain_password));
+    let cfg = write(dir.path(), "sluice.toml", &config);
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let env = [
+        ("SLUICE__KAFKA__SASL_PASSWORD", s.plain_password.as_str()),
+        ("RUST_LOG", "debug"),
+    ];
+    produce(&topic, messages(0, 200, 2));
+    produce(&topic, [Msg::json(0, "{broken")]);
+
+    // `check` at debug level.
+    let out = sluice(&["check", "--config", &cfg_s], &env);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("librdkafka"),
+        "librdkafka debug lines expected:\n{t}"
+    );
+    assert_no_secret("check (debug)", &t, &secrets);
+
+    // A real run at debug level, as a process: every log line, until SIGTERM.
+    let log = dir.path().join("run.log");
+    let mut run = Sluice::spawn_env(&cfg, &log, &env);
+    let got = wait_for_count(&table, 200, Duration::from_secs(60)).await;
+    assert_eq!(got, 200);
+    assert!(run.is_running());
+    run.signal("-TERM");
+    assert!(run.wait(Duration::from_secs(30)).success());
+    let logs = std::fs::read_to_string(&log).expect("run log");
+    assert!(
+        logs.lines().filter(|l| l.contains("librdkafka")).count() > 20,
+        "librdkafka debug lines expected"
+    );
+    assert!(
+        logs.contains("sasl.username"),
+        "librdkafka's configuration dump expected"
+    );
+    assert_no_secret("sluice run (debug)", &logs, &secrets);
+
+    // Failing runs and checks: the wrong password is not echoed either.
+    for bad in [
+        config.replace(
+            "[kafka]\n",
+            "[kafka]\nsasl_password = \"wrong-Pw-5e6f7a8b\"\n",
+        ),
+        config.replace(&s.ch_password, "wrong-Pw-5e6f7a8b").replace(
+            "[kafka]\n",
+            &format!("[kafka]\nsasl_password = \"{}\"\n", s.plain_password),
+        ),
+    ] {
+        let bad_cfg = write(dir.path(), "bad.toml", &bad);
+        let bad_env = [("RUST_LOG", "debug")];
+        let out = sluice(&["check", "--config", &bad_cfg.to_string_lossy()], &bad_env);
+        assert!(!out.status.success());
+        let mut all = text(&out);
+        let (t, _) = run_expecting_failure(&bad_cfg, &bad_env, Duration::from_secs(30));
+        all.push_str(&t);
+        // The secrets of this config are the right ones minus the one replaced.
+        assert_no_secret("failing check/run (debug)", &all, &secrets);
+    }
+
+    // In-process: error values and the metrics text.
+    let cfg = sluice::config::from_str(
+        &config,
+        vec![(
+            "SLUICE__KAFKA__SASL_PASSWORD".to_string(),
+            s.plain_password.clone(),
+        )],
+    )
+    .expect("config");
+    assert_no_secret("config Debug", &format!("{cfg:?}"), &secrets);
+    let metrics = Arc::new(sluice::telemetry::Metrics::default());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sluice::pipeline::run_with_metrics(
+        cfg,
+        async move {
+            let _ = rx.await;
+        },
+        metrics.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_no_secret("metrics", &metrics.render(), &secrets);
+    let _ = tx.send(());
+    let summary = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops")
+        .expect("task")
+        .expect("run");
+    assert_no_secret("summary", &summary.to_string(), &secrets);
+    let mut names = BTreeSet::new();
+    for l in metrics.render().lines() {
+        if let Some(n) = l.split(['{', ' ']).next() {
+            names.insert(n.to_string());
+        }
+    }
+    assert!(!names.is_empty());
+    let _ = std::io::stderr().flush();
+}
