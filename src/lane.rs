@@ -425,12 +425,22 @@ impl Lane {
         sealed: &SealedBatch,
         dead: &[(Source, String)],
     ) -> Result<Stored, LaneFailure> {
+        // Every bad message is logged with its reason; a flood of them is summarised per
+        // batch after the first few, so the log stays readable (the counters have them all).
+        const LOGGED_PER_BATCH: usize = 20;
+        let action = match &self.rt.route.bad_messages {
+            BadMessages::Drop => "dropped (on_bad_message = \"drop\")",
+            BadMessages::DeadLetter { .. } => "sent to the dead-letter topic",
+        };
+        for (src, reason) in dead.iter().take(LOGGED_PER_BATCH) {
+            let offset = sealed.record(*src).map(|r| r.offset);
+            tracing::warn!(partition = %self.id, offset, reason = %reason, "bad message {action}");
+        }
+        if dead.len() > LOGGED_PER_BATCH {
+            tracing::warn!(partition = %self.id, range = %sealed.range, more = dead.len() - LOGGED_PER_BATCH, "more bad messages {action} in this batch");
+        }
         let topic = match &self.rt.route.bad_messages {
             BadMessages::Drop => {
-                for (src, reason) in dead {
-                    let offset = sealed.record(*src).map(|r| r.offset);
-                    tracing::warn!(partition = %self.id, offset, reason = %reason, "bad message dropped (on_bad_message = \"drop\")");
-                }
                 RouteMetrics::add(&self.rt.metrics.dropped, dead.len() as u64);
                 return Ok(Stored::Yes);
             }
@@ -442,28 +452,39 @@ impl Lane {
                 message: "dead-letter producer missing".into(),
             });
         };
+        // All of the batch's dead letters in flight at once (librdkafka batches them); the
+        // ones that fail are retried until acknowledged, or until the partition is revoked.
+        let mut pending: Vec<&(Source, String)> = dead.iter().collect();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        for (src, reason) in dead {
-            let Some(rec) = sealed.record(*src) else {
-                continue;
-            };
-            tracing::warn!(partition = %self.id, offset = rec.offset, dead_letter_topic = %topic, reason = %reason, "bad message sent to the dead-letter topic");
-            loop {
-                if self.committer.fence().is_raised() {
-                    return Ok(Stored::Fenced);
+        while !pending.is_empty() {
+            if self.committer.fence().is_raised() {
+                return Ok(Stored::Fenced);
+            }
+            let sends = pending.iter().map(|(src, reason)| async move {
+                match sealed.record(*src) {
+                    Some(rec) => producer.send(topic, &self.id, rec, reason).await,
+                    // A source outside the batch cannot happen (sources are made with the
+                    // batch); nothing to send for it.
+                    None => Ok(()),
                 }
-                match producer.send(topic, &self.id, rec, reason).await {
-                    Ok(()) => {
-                        RouteMetrics::add(&self.rt.metrics.dead_lettered, 1);
-                        backoff.reset();
-                        break;
-                    }
+            });
+            let results = futures::future::join_all(sends).await;
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for (item, result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(()) => RouteMetrics::add(&self.rt.metrics.dead_lettered, 1),
                     Err(e) => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(partition = %self.id, offset = rec.offset, error = %e, retry_in = ?delay, "dead-letter produce failed; retrying (offset not committed)");
-                        tokio::time::sleep(delay).await;
+                        last_error = Some(e);
+                        failed.push(item);
                     }
                 }
+            }
+            pending = failed;
+            if let Some(e) = last_error {
+                let delay = backoff.next_delay();
+                tracing::warn!(partition = %self.id, failed = pending.len(), error = %e, retry_in = ?delay, "dead-letter produce failed; retrying (offsets not committed)");
+                tokio::time::sleep(delay).await;
             }
         }
         Ok(Stored::Yes)

@@ -107,12 +107,7 @@ pub async fn exactly_once_guard(
     let info = client
         .table_info(&route.database, &route.table)
         .await
-        .with_context(|| {
-            format!(
-                "route {} -> {}.{}",
-                route.topic, route.database, route.table
-            )
-        })?;
+        .with_context(|| route.label())?;
     let lanes: usize = cfg
         .routes
         .iter()
@@ -126,12 +121,7 @@ pub async fn plan_route(client: &Client, route: &Route) -> Result<TablePlan> {
     let columns = client
         .table_columns(&route.database, &route.table)
         .await
-        .with_context(|| {
-            format!(
-                "route {} -> {}.{}",
-                route.topic, route.database, route.table
-            )
-        })?;
+        .with_context(|| route.label())?;
     let server = client.server();
     let mut literal_defaults = HashMap::new();
     if !server.supports_row_binary_with_defaults {

@@ -477,3 +477,51 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
     assert_eq!(committed_total(&group, &topic_a, 4), produced_a);
     assert_eq!(committed_total(&group, &topic_b, 4), produced_b);
 }
+
+/// `on_bad_message = "drop"` must be chosen explicitly; dropped messages are still counted
+/// (and logged), and nothing reaches a dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_bad_messages_is_explicit_and_counted() {
+    init_logs();
+    let topic = unique("drop");
+    create_topic(&topic, 2).await;
+    let table = format!("default.{topic}");
+    ch(&format!(
+        "CREATE TABLE {table} (id UInt64) ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+    let mut msgs: Vec<Msg> = (0..1000)
+        .map(|i| Msg::json(i % 2, format!("{{\"id\":{i}}}")))
+        .collect();
+    for i in 0..7 {
+        msgs.push(Msg::json(i % 2, "{\"id\": -1}"));
+    }
+    produce(&topic, msgs);
+    let group = unique("g");
+    let run = start(&config(
+        &group,
+        &[(&topic, &topic)],
+        "on_bad_message = \"drop\"",
+    ));
+    let got = wait_for_count(&table, 1000, Duration::from_secs(60)).await;
+    // Wait for the commits to cover the bad messages too, then stop.
+    let start = std::time::Instant::now();
+    while committed_total(&group, &topic, 2) < 1007 && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let summary = run.stop().await;
+    assert_eq!(got, 1000);
+    assert_eq!(summary.dropped, 7);
+    assert_eq!(summary.dead_lettered, 0);
+    assert_eq!(committed_total(&group, &topic, 2), 1007);
+    // All topics (asking for the one topic by name would auto-create it).
+    let md = admin()
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(5))
+        .expect("metadata");
+    let dlq = format!("{topic}.dlq");
+    assert!(
+        !md.topics().iter().any(|t| t.name() == dlq),
+        "no dead-letter topic is created in drop mode"
+    );
+}

@@ -197,6 +197,13 @@ pub struct Route {
     pub metadata: MetadataColumns,
 }
 
+impl Route {
+    /// `route TOPIC -> DB.TABLE`, the context every route-level error starts with.
+    pub fn label(&self) -> String {
+        format!("route {} -> {}.{}", self.topic, self.database, self.table)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub shutdown_timeout: Duration,
