@@ -212,7 +212,7 @@ pub struct ServiceConfig {
 }
 
 pub const DEFAULT_MAX_ROWS: usize = 100_000;
-pub const DEFAULT_MAX_BYTES: usize = 32 * 1024 * 1024;
+pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// librdkafka properties sluice sets itself and that the passthrough may not change: the
