@@ -296,6 +296,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
     let mut open: Vec<(String, i32, RecordChunk)> = Vec::new();
     let mut unsubscribed = false;
     let mut stop_deadline: Option<Instant> = None;
+    let mut last_error: Option<(String, Instant)> = None;
     loop {
         if stop.load(Ordering::SeqCst) && !unsubscribed {
             tracing::info!("leaving the consumer group: draining all lanes");
@@ -334,7 +335,18 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
             match consumer.poll(wait) {
                 None => break,
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer error");
+                    // librdkafka reconnects by itself; while a broker is away it reports the
+                    // same error on every poll. Say it once, then every 30 s while it lasts.
+                    let text = e.to_string();
+                    let repeat = last_error
+                        .as_ref()
+                        .is_some_and(|(t, at): &(String, Instant)| {
+                            *t == text && at.elapsed() < Duration::from_secs(30)
+                        });
+                    if !repeat {
+                        tracing::warn!(error = %text, "consumer error (librdkafka retries by itself)");
+                        last_error = Some((text, Instant::now()));
+                    }
                     break;
                 }
                 Some(Ok(m)) => {
