@@ -140,6 +140,13 @@ impl Lane {
                         if matches!(self.add_chunk(chunk).await?, Some(Stored::Fenced)) {
                             return Ok(());
                         }
+                        // Under a steady stream the channel is always ready and the timer
+                        // branch never runs: honour max_age here too.
+                        let expired = self.recovery.is_none()
+                            && self.batch.opened_at().is_some_and(|t| t.elapsed() >= max_age);
+                        if expired && matches!(self.flush().await?, Some(Stored::Fenced)) {
+                            return Ok(());
+                        }
                     }
                     None => {
                         if let Some(r) = self.recovery {
