@@ -176,8 +176,16 @@ async fn topics_produce_consume_and_lag() {
 
     let out = sluice(&["topics", "alter", &topic, "--partitions", "5"], None);
     assert!(out.status.success(), "{}", text(&out));
-    let out = sluice(&["topics", "describe", &topic], None);
-    assert!(text(&out).contains("5 partitions"), "{}", text(&out));
+    // New partitions reach the metadata a client sees after a short propagation delay.
+    let mut described = String::new();
+    for _ in 0..50 {
+        described = text(&sluice(&["topics", "describe", &topic], None));
+        if described.contains("5 partitions") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(described.contains("5 partitions"), "{described}");
 
     // lag: a group that committed nothing lags by everything.
     let dir = tempfile::tempdir().expect("tmp");
