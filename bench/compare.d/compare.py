@@ -1,0 +1,732 @@
+#!/usr/bin/env python3
+"""bench/compare: sluice side by side with its peers (run through ../compare, which sets up the
+venv with matplotlib and builds sluice). See ../compare for the knobs."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+SLUICE = os.path.join(ROOT, "target", "release", "sluice")
+TICK = os.sysconf("SC_CLK_TCK")
+
+MESSAGES = int(os.environ.get("MESSAGES", "1000000"))
+PARTITIONS = int(os.environ.get("PARTITIONS", "8"))
+SKIP = set(os.environ.get("SKIP", "").replace(",", " ").split())
+DATASETS = os.environ.get("DATASETS", "narrow wide").split()
+TIMEOUT = float(os.environ.get("TIMEOUT", "900"))
+LAT_RATE = int(os.environ.get("LATENCY_RATE", "20000"))
+LAT_SECONDS = int(os.environ.get("LATENCY_SECONDS", "30"))
+LAT_WARMUP = float(os.environ.get("LATENCY_WARMUP", "5"))
+KEEP = os.environ.get("KEEP", "0") == "1"
+RESULTS = os.environ.get("RESULTS", os.path.join(ROOT, "bench", "results"))
+CACHE = os.environ.get("COMPARE_CACHE", os.path.expanduser("~/.cache/sluice-compare"))
+KAFKA = os.environ.get("SLUICE_TEST_KAFKA", "127.0.0.1:19092")
+CH = os.environ.get("SLUICE_TEST_CLICKHOUSE_URL", "http://127.0.0.1:18123")
+CH18 = os.environ.get("SLUICE_TEST_LEGACY_CLICKHOUSE_URL", "http://127.0.0.1:28123")
+TESTBED = os.environ.get("SLUICE_TESTBED_DIR", os.path.join(ROOT, ".testbed"))
+RUN_ID = time.strftime("%Y%m%d%H%M%S") + "_%d" % os.getpid()
+DB = "sluice_compare"
+
+ALL = ["sluice-alo", "sluice-eo", "ch26-kafka-engine", "ch26-kafka-engine-1c",
+       "ch18-kafka-engine", "clickhouse_sinker", "vector", "kafka-connect-clickhouse",
+       "ceiling-http", "ceiling-consume", "latency"]
+for s in SKIP:
+    if s not in ALL:
+        sys.exit("bench/compare: unknown SKIP entry %r (known: %s)" % (s, " ".join(ALL)))
+
+
+def log(msg):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+# ---- servers ----------------------------------------------------------------------------------
+def q(url, sql, timeout=600):
+    """One statement over HTTP; returns the body (stripped); raises with ClickHouse's message."""
+    req = urllib.request.Request(url + "/", data=sql.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.read().decode().strip()
+    except urllib.error.HTTPError as e:
+        raise RuntimeError("%s: %s" % (sql[:120], e.read().decode()[:500])) from None
+
+
+def q26(sql, **kw):
+    return q(CH, sql, **kw)
+
+
+def pid_of(name):
+    try:
+        pid = int(open(os.path.join(TESTBED, "run", name + ".pid")).read().strip())
+        os.stat("/proc/%d" % pid)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_ticks(pid):
+    try:
+        s = open("/proc/%d/stat" % pid).read()
+    except OSError:
+        return 0
+    f = s.rsplit(") ", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
+def status_kib(pid, key):
+    try:
+        for line in open("/proc/%d/status" % pid):
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def idle_rate(pid, seconds=3.0):
+    """CPU-s per second a server burns with nothing to do (chdb's listener query, merges)."""
+    if not pid:
+        return 0.0
+    a, t = cpu_ticks(pid), time.time()
+    time.sleep(seconds)
+    return (cpu_ticks(pid) - a) / TICK / (time.time() - t)
+
+
+CH26_PID = pid_of("clickhouse")
+CH18_PID = pid_of("legacy-clickhouse")
+KAFKA_PID = pid_of("kafka")
+
+
+def sluice(*args, **kw):
+    return subprocess.run([SLUICE] + list(args), check=True, **kw)
+
+
+def topic_counts(topic):
+    out = subprocess.run([SLUICE, "topics", "--brokers", KAFKA, "describe", topic],
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    per = []
+    for line in out[2:]:
+        f = line.split()
+        if len(f) >= 6:
+            per.append(int(f[5]) - int(f[4]))
+    return per
+
+
+def reset_group_to_earliest(group, topic):
+    """Commit offset 0 for every partition of a fresh group (the 18.16 Kafka engine starts at the
+    end of a partition that has no committed offset)."""
+    subprocess.run([os.path.join(ROOT, "dev", "testbed"), "kafka-cli",
+                    "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+                    "--bootstrap-server", KAFKA, "--group", group, "--topic", topic,
+                    "--reset-offsets", "--to-earliest", "--execute"],
+                   check=True, capture_output=True, text=True)
+
+
+# ---- datasets ---------------------------------------------------------------------------------
+NARROW = [("id", "UInt64"), ("ts", "DateTime64(3)"), ("user", "String"), ("url", "String"),
+          ("agent", "String"), ("status", "Int32"), ("latency", "Float64"), ("ok", "Bool"),
+          ("region", "LowCardinality(String)"), ("parent", "Nullable(Int64)"),
+          ("tags", "Array(String)"), ("amount", "Decimal(18, 4)")]
+
+
+def wide_columns():
+    out = subprocess.run([sys.executable, os.path.join(HERE, "gen_wide.py"), "--columns"],
+                         check=True, capture_output=True, text=True).stdout
+    return [tuple(l.split("\t")) for l in out.splitlines()]
+
+
+def legacy(name, typ):
+    """(Kafka-table type, target type, MV expression) on ClickHouse 18.16, which has no
+    DateTime64, Bool, LowCardinality (without an experimental flag) and reads no quoted Decimal."""
+    if typ == "DateTime64(3)":
+        return "String", "DateTime", "toDateTime(substring(%s, 1, 19))" % name
+    if typ == "Bool":
+        return "UInt8", "UInt8", name
+    if typ == "LowCardinality(String)":
+        return "String", "String", name
+    if typ.startswith("Decimal"):
+        return "String", typ, "toDecimal64(%s, 4)" % name
+    return typ, typ, name
+
+
+def cols_sql(cols):
+    return ", ".join("`%s` %s" % (n, t) for n, t in cols)
+
+
+def dataset_file(name):
+    os.makedirs(os.path.join(CACHE, "data"), exist_ok=True)
+    path = os.path.join(CACHE, "data", "%s-%d.jsonl" % (name, MESSAGES))
+    gen = os.path.join(ROOT, "bench", "gen_messages.py") if name == "narrow" else os.path.join(HERE, "gen_wide.py")
+    if not os.path.exists(path):
+        log("generating %d %s messages -> %s" % (MESSAGES, name, path))
+        subprocess.run([sys.executable, gen, str(MESSAGES), path + ".tmp"], check=True)
+        os.rename(path + ".tmp", path)
+    return path
+
+
+# ---- measurement ------------------------------------------------------------------------------
+class Result:
+    def __init__(self, dataset, name, **kw):
+        self.dataset, self.name = dataset, name
+        self.wall = self.rows_s = self.mb_s = None
+        self.cpu = self.cpu_m = self.rss_mib = self.ch_cpu = self.kafka_cpu = None
+        self.check = "-"
+        self.note = ""
+        self.__dict__.update(kw)
+
+    def allin_m(self):
+        """ingesting process + ClickHouse server CPU-s per million rows (not double-counted
+        when the ingester is the server)."""
+        if self.cpu is None or self.ch_cpu is None:
+            return None
+        if self.name.startswith("ClickHouse") or self.name.startswith("ceiling: curl"):
+            return self.ch_cpu / (MESSAGES / 1e6)
+        return (self.cpu + self.ch_cpu) / (MESSAGES / 1e6)
+
+
+RESULTS_ROWS = []
+NOT_RUN = []   # (contender, reason)
+LATENCY = []   # (contender, rate, n, p50, p90, p99, max)
+CLEANUP = []   # callables
+
+
+def wait_for_count(url, table, n, alive, on_sample=None, deadline_s=TIMEOUT):
+    t0 = time.time()
+    count = 0
+    while True:
+        if alive is not None and not alive():
+            raise RuntimeError("ingester exited before all rows landed (%d of %d)" % (count, n))
+        try:
+            count = int(q(url, "SELECT count() FROM %s" % table, timeout=30) or 0)
+        except Exception:
+            count = count
+        if on_sample:
+            on_sample()
+        if count >= n:
+            # a contender that duplicates reaches count() = n early: wait for every distinct id
+            t_done = time.time()
+            if count == n or int(q(url, "SELECT uniqExact(id) FROM %s" % table, timeout=60)) >= n:
+                return t_done, count
+        if time.time() - t0 > deadline_s:
+            raise RuntimeError("only %d of %d rows after %ds" % (count, n, deadline_s))
+        time.sleep(0.1)
+
+
+def final_check(url, table, n):
+    c, u = q(url, "SELECT count(), uniqExact(id) FROM %s FORMAT TSV" % table).split("\t")
+    c, u = int(c), int(u)
+    return "ok" if c == n and u == n else "count=%d unique=%d" % (c, u)
+
+
+def run_sluice(ds, mode, topic, cols, mb):
+    short = "alo" if mode == "at-least-once" else "eo"
+    table = "%s.%s_sluice_%s_%s" % (DB, ds, short, RUN_ID)
+    settings = " SETTINGS non_replicated_deduplication_window = 1000" if mode == "exactly-once" else ""
+    q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id%s" % (table, cols_sql(cols), settings))
+    CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+    work = os.path.join(WORK, "sluice-%s-%s" % (ds, short))
+    os.makedirs(work, exist_ok=True)
+    cfg = os.path.join(work, "sluice.toml")
+    with open(cfg, "w") as f:
+        f.write("""[kafka]
+brokers = "%s"
+group_id = "compare-%s-sluice-%s-%s"
+auto_offset_reset = "earliest"
+
+[clickhouse]
+url = "%s"
+database = "%s"
+
+[[route]]
+topic = "%s"
+table = "%s"
+format = "json"
+delivery = "%s"
+""" % (KAFKA, ds, short, RUN_ID, CH, DB, topic, table.split(".", 1)[1], mode))
+    logf = open(os.path.join(work, "sluice.log"), "w")
+    idle = idle_rate(CH26_PID)
+    ch0, k0 = cpu_ticks(CH26_PID), cpu_ticks(KAFKA_PID)
+    t0 = time.time()
+    p = subprocess.Popen([SLUICE, "run", "--config", cfg], stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        t1, _ = wait_for_count(CH, table, MESSAGES, lambda: p.poll() is None)
+        ticks = cpu_ticks(p.pid)
+        hwm = status_kib(p.pid, "VmHWM")
+        ch1, k1 = cpu_ticks(CH26_PID), cpu_ticks(KAFKA_PID)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    wall = t1 - t0
+    cpu = ticks / TICK
+    return Result(ds, "sluice %s" % mode, wall=wall, rows_s=MESSAGES / wall, mb_s=mb / wall,
+                  cpu=cpu, cpu_m=cpu / (MESSAGES / 1e6), rss_mib=hwm / 1024,
+                  ch_cpu=max(0.0, (ch1 - ch0) / TICK - idle * wall), kafka_cpu=(k1 - k0) / TICK,
+                  check=final_check(CH, table, MESSAGES),
+                  note="sluice process; ClickHouse 26.9 HTTP")
+
+
+def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", latency_cols=False):
+    """ClickHouse Kafka table engine + materialized view into a MergeTree table; CPU = the server
+    process's CPU delta over the run; RSS = the server's largest sampled VmRSS."""
+    url, pid = (CH, CH26_PID) if which == 26 else (CH18, CH18_PID)
+    tag = "%s_ch%d_kafka_%dc_%s" % (ds, which, consumers, RUN_ID)
+    group = "compare-" + tag
+    if which == 26:
+        ktypes = cols
+        target = list(cols)
+        select = ", ".join("`%s`" % n for n, _ in cols)
+    else:
+        ktypes = [(n, legacy(n, t)[0]) for n, t in cols]
+        target = [(n, legacy(n, t)[1]) for n, t in cols]
+        select = ", ".join("%s AS `%s`" % (legacy(n, t)[2], n) for n, t in cols)
+    if latency_cols:
+        target = target + [("_timestamp", "DateTime64(3)"), ("ins", "DateTime64(3) DEFAULT now64(3)")]
+        select += ", _timestamp_ms AS _timestamp"
+    q(url, "CREATE DATABASE IF NOT EXISTS %s" % DB)
+    t_table, k_table, mv = "%s.%s" % (DB, tag), "%s.%s_queue" % (DB, tag), "%s.%s_mv" % (DB, tag)
+    q(url, "CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (t_table, cols_sql(target)))
+    CLEANUP.append(lambda: q(url, "DROP TABLE IF EXISTS %s" % t_table))
+    reset_group_to_earliest(group, topic)
+    settings = ("kafka_broker_list = '%s', kafka_topic_list = '%s', kafka_group_name = '%s', "
+                "kafka_format = 'JSONEachRow', kafka_num_consumers = %d%s"
+                % (KAFKA, topic, group, consumers, extra_settings))
+
+    def drop_queue():
+        for stmt in ("DROP TABLE IF EXISTS %s" % mv, "DROP TABLE IF EXISTS %s" % k_table):
+            try:
+                q(url, stmt)
+            except Exception as e:
+                log("  (%s: %s)" % (stmt, str(e)[:200]))
+    CLEANUP.append(drop_queue)
+    idle = 0.0 if latency_cols else idle_rate(pid)
+    ch0, k0 = cpu_ticks(pid), cpu_ticks(KAFKA_PID)
+    rss = [status_kib(pid, "VmRSS")]
+    t0 = time.time()
+    try:
+        q(url, "CREATE TABLE %s (%s) ENGINE = Kafka SETTINGS %s" % (k_table, cols_sql(ktypes), settings))
+    except RuntimeError as e:
+        # 26.9 via chdb answers "Code: 49 ... Shutdown was called" yet creates the table
+        if "Shutdown was called" not in str(e):
+            raise
+    q(url, "CREATE MATERIALIZED VIEW %s TO %s AS SELECT %s FROM %s" % (mv, t_table, select, k_table))
+    if latency_cols:
+        return t_table, drop_queue
+    t1, _ = wait_for_count(url, t_table, MESSAGES, None,
+                           on_sample=lambda: rss.append(status_kib(pid, "VmRSS")))
+    ch1, k1 = cpu_ticks(pid), cpu_ticks(KAFKA_PID)
+    drop_queue()
+    time.sleep(2)
+    wall = t1 - t0
+    cpu = max(0.0, (ch1 - ch0) / TICK - idle * wall)
+    return Result(ds, "ClickHouse %s Kafka engine, %d consumer%s" % ("26.9" if which == 26 else "18.16",
+                                                                     consumers, "s" if consumers > 1 else ""),
+                  wall=wall, rows_s=MESSAGES / wall, mb_s=mb / wall, cpu=cpu,
+                  cpu_m=cpu / (MESSAGES / 1e6), rss_mib=max(rss) / 1024, ch_cpu=cpu,
+                  kafka_cpu=(k1 - k0) / TICK, check=final_check(url, t_table, MESSAGES),
+                  note="whole server: CPU delta, max sampled RSS (baseline %d MiB)" % (rss[0] // 1024))
+
+
+def ceiling_http(ds, path, cols, mb):
+    table = "%s.%s_ceiling_%s" % (DB, ds, RUN_ID)
+    q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
+    CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+    idle = idle_rate(CH26_PID)
+    ch0 = cpu_ticks(CH26_PID)
+    t0 = time.time()
+    sql = "INSERT INTO %s FORMAT JSONEachRow" % table
+    subprocess.run(["curl", "-sS", "--fail-with-body", "-o", "/dev/null", "--data-binary", "@" + path,
+                    CH + "/?async_insert=0&query=" + urllib.parse.quote(sql)], check=True)
+    t1 = time.time()
+    ch1 = cpu_ticks(CH26_PID)
+    wall = t1 - t0
+    cpu = max(0.0, (ch1 - ch0) / TICK - idle * wall)
+    return Result(ds, "ceiling: curl JSONEachRow file -> ClickHouse 26.9", wall=wall,
+                  rows_s=MESSAGES / wall, mb_s=mb / wall, cpu=cpu,
+                  cpu_m=cpu / (MESSAGES / 1e6), ch_cpu=cpu,
+                  check=final_check(CH, table, MESSAGES), note="one INSERT; CPU = ClickHouse server")
+
+
+def ceiling_consume(ds, topic, mb):
+    k0 = cpu_ticks(KAFKA_PID)
+    t0 = time.time()
+    with open(os.devnull, "w") as null:
+        p = subprocess.Popen([SLUICE, "consume", "--brokers", KAFKA, "--topic", topic, "--from-beginning",
+                              "--max-messages", str(MESSAGES), "--idle-exit", "5s"], stdout=null,
+                             stderr=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = status
+    t1 = time.time()
+    k1 = cpu_ticks(KAFKA_PID)
+    wall = t1 - t0
+    cpu = ru.ru_utime + ru.ru_stime
+    return Result(ds, "ceiling: librdkafka consume, no ClickHouse (sluice consume > /dev/null)",
+                  wall=wall, rows_s=MESSAGES / wall, mb_s=mb / wall, cpu=cpu,
+                  cpu_m=cpu / (MESSAGES / 1e6), rss_mib=ru.ru_maxrss / 1024, kafka_cpu=(k1 - k0) / TICK,
+                  check="ok" if status == 0 else "exit status %d" % status,
+                  note="one consumer, all partitions, payloads printed to /dev/null")
+
+
+# ---- latency under a steady load ----------------------------------------------------------------
+PACER = r'''
+import sys, time
+sys.path.insert(0, sys.argv[4])
+rate, seconds, tick = int(sys.argv[1]), int(sys.argv[2]), 0.01
+per = max(1, int(rate * tick))
+n_total = rate * seconds
+out = sys.stdout
+i = 0
+t0 = time.monotonic()
+while i < n_total:
+    lines = []
+    for _ in range(min(per, n_total - i)):
+        lines.append('{"id":%d,"ts":"2024-05-01 00:00:00.000","user":"user_%d","url":"/items/%d","agent":"Mozilla/5.0","status":200,"latency":0.25,"ok":true,"region":"eu-west-1","parent":null,"tags":["a","bb"],"amount":"%d.0001"}\n' % (1_000_000 + i, i % 9973, i, i % 1000))
+        i += 1
+    out.write("".join(lines))
+    out.flush()
+    nxt = t0 + (i / rate)
+    d = nxt - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+sys.stderr.write("paced %d messages in %.2f s\n" % (i, time.monotonic() - t0))
+'''
+
+
+def latency_run(contender):
+    topic = "compare_latency_%s_%s" % (contender.replace("-", "_"), RUN_ID)
+    sluice("topics", "--brokers", KAFKA, "create", topic, "--partitions", str(PARTITIONS),
+           "--replication-factor", "1", stdout=subprocess.DEVNULL)
+    CLEANUP.append(lambda: sluice("topics", "--brokers", KAFKA, "delete", topic,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    cols = NARROW + [("_timestamp", "DateTime64(3)"), ("ins", "DateTime64(3) DEFAULT now64(3)")]
+    n = LAT_RATE * LAT_SECONDS
+    proc = None
+    stop = None
+    if contender.startswith("sluice"):
+        mode = "exactly-once" if contender == "sluice-eo" else "at-least-once"
+        table = "%s.lat_%s_%s" % (DB, contender.replace("-", "_"), RUN_ID)
+        settings = " SETTINGS non_replicated_deduplication_window = 1000" if mode == "exactly-once" else ""
+        q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id%s" % (table, cols_sql(cols), settings))
+        CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+        cfg = os.path.join(WORK, "lat-%s.toml" % contender)
+        with open(cfg, "w") as f:
+            f.write('[kafka]\nbrokers = "%s"\ngroup_id = "compare-lat-%s-%s"\nauto_offset_reset = "earliest"\n\n'
+                    '[clickhouse]\nurl = "%s"\ndatabase = "%s"\n\n[[route]]\ntopic = "%s"\ntable = "%s"\n'
+                    'format = "json"\ndelivery = "%s"\n' % (KAFKA, contender, RUN_ID, CH, DB, topic,
+                                                           table.split(".", 1)[1], mode))
+        proc = subprocess.Popen([SLUICE, "run", "--config", cfg],
+                                stdout=open(os.path.join(WORK, "lat-%s.log" % contender), "w"),
+                                stderr=subprocess.STDOUT)
+        label = "sluice %s (max_age 1s default)" % mode
+    else:
+        table, stop = kafka_engine("latency", 26, topic, NARROW, 0, PARTITIONS,
+                                   ", kafka_thread_per_consumer = 1, kafka_disable_num_consumers_limit = 1",
+                                   latency_cols=True)
+        label = "ClickHouse 26.9 Kafka engine, %d consumers (defaults otherwise)" % PARTITIONS
+    time.sleep(5)   # group join
+    t0 = time.time()
+    prod = subprocess.Popen([SLUICE, "produce", "--brokers", KAFKA, "--topic", topic, "--acks", "1",
+                             "--key-field", "id"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    pacer = subprocess.Popen([sys.executable, "-c", PACER, str(LAT_RATE), str(LAT_SECONDS), "", HERE],
+                             stdout=prod.stdin, stderr=subprocess.PIPE, text=True)
+    prod.stdin.close()
+    pacer_err = pacer.communicate()[1]
+    prod.wait()
+    t_prod = time.time() - t0
+    try:
+        wait_for_count(CH, table, n, (lambda: proc.poll() is None) if proc else None, deadline_s=300)
+    finally:
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        if stop:
+            stop()
+    r = q26("SELECT quantilesExact(0.5, 0.9, 0.99, 1)(toUnixTimestamp64Milli(ins) - toUnixTimestamp64Milli(_timestamp)), "
+            "count() FROM %s WHERE _timestamp >= (SELECT min(_timestamp) FROM %s) + INTERVAL %d SECOND "
+            "FORMAT JSONCompact" % (table, table, int(LAT_WARMUP)))
+    (qs, cnt), = json.loads(r)["data"]
+    LATENCY.append((label, n / t_prod, int(cnt), qs))
+    log("latency %s: produced %d in %.1f s (%s); p50 %s ms p99 %s ms" % (label, n, t_prod, pacer_err.strip(), qs[0], qs[2]))
+
+
+# ---- main -------------------------------------------------------------------------------------
+def timed_measurement_gate():
+    while True:
+        busy = [p for p in GATE
+                if subprocess.run(["pgrep", "-f", p], capture_output=True).returncode == 0]
+        if not busy:
+            return
+        log("waiting: another measurement is running (%s)" % ", ".join(busy))
+        time.sleep(10)
+
+
+def attempt(label, fn):
+    if label in SKIP:
+        NOT_RUN.append((label, "skipped (SKIP)"))
+        return None
+    timed_measurement_gate()
+    LOADS.append(os.getloadavg()[0])
+    try:
+        r = fn()
+        if r is not None:
+            RESULTS_ROWS.append(r)
+            log("%s / %s: %.2f s, %s rows/s, CPU %.2f s, %s" % (r.dataset, r.name, r.wall, format(r.rows_s, ",.0f"),
+                                                              r.cpu or 0, r.check))
+        return r
+    except Exception as e:
+        NOT_RUN.append((label, "failed: %s" % str(e)[:400]))
+        log("%s FAILED: %s" % (label, e))
+        return None
+
+
+WORK = None
+# other measurements (and test suites hammering the same servers) ruin a timed run: wait for them
+GATE = [g for g in os.environ.get("GATE", "bench/e2e|cargo bench|cargo test").split("|") if g]
+
+
+def main():
+    global WORK
+    WORK = os.path.join(CACHE, "work", RUN_ID)
+    os.makedirs(WORK, exist_ok=True)
+    q26("CREATE DATABASE IF NOT EXISTS %s" % DB)
+    versions = {"ch26": q26("SELECT version()")}
+    try:
+        versions["ch18"] = q(CH18, "SELECT version()")
+    except Exception as e:
+        versions["ch18"] = None
+        log("ClickHouse 18.16 not answering at %s: %s" % (CH18, e))
+
+    # peers that cannot be installed or were not given: say why, once
+    sinker_reason = os.environ.get("SINKER_NOT_RUN", "")
+    if "clickhouse_sinker" not in SKIP:
+        NOT_RUN.append(("clickhouse_sinker", sinker_reason or "not installed"))
+    if "vector" not in SKIP and not os.environ.get("VECTOR_BIN"):
+        NOT_RUN.append(("vector", "VECTOR_BIN is not set: Vector is not on any package registry this "
+                        "machine reaches, and the repository must not build it; build it by hand outside "
+                        "the repository and point VECTOR_BIN at the binary"))
+    elif os.environ.get("VECTOR_BIN"):
+        NOT_RUN.append(("vector", "VECTOR_BIN is set, but this script has no Vector runner yet"))
+    if "kafka-connect-clickhouse" not in SKIP:
+        NOT_RUN.append(("kafka-connect-clickhouse", os.environ.get("CONNECT_NOT_RUN", "not installed")))
+
+    for ds in DATASETS:
+        cols = NARROW if ds == "narrow" else wide_columns()
+        path = dataset_file(ds)
+        size = os.path.getsize(path) - MESSAGES
+        mb = size / 1e6
+        topic = "compare_%s_%s" % (ds, RUN_ID)
+        sluice("topics", "--brokers", KAFKA, "create", topic, "--partitions", str(PARTITIONS),
+               "--replication-factor", "1", stdout=subprocess.DEVNULL)
+        CLEANUP.append(lambda t=topic: sluice("topics", "--brokers", KAFKA, "delete", t,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        log("%s: producing %d messages (%.0f MB, avg %d B) into %s (%d partitions)"
+            % (ds, MESSAGES, mb, size / MESSAGES, topic, PARTITIONS))
+        t0 = time.time()
+        sluice("produce", "--brokers", KAFKA, "--topic", topic, "--acks", "1", "--key-field", "id", path,
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        per = topic_counts(topic)
+        if sum(per) != MESSAGES:
+            sys.exit("topic %s holds %d messages, expected %d" % (topic, sum(per), MESSAGES))
+        DATA_INFO[ds] = dict(avg=size / MESSAGES, mb=mb, cols=len(cols), spread="%d-%d" % (min(per), max(per)),
+                             produce_s=time.time() - t0)
+
+        attempt("sluice-alo", lambda: run_sluice(ds, "at-least-once", topic, cols, mb))
+        attempt("sluice-eo", lambda: run_sluice(ds, "exactly-once", topic, cols, mb))
+        attempt("ch26-kafka-engine", lambda: kafka_engine(
+            ds, 26, topic, cols, mb, PARTITIONS,
+            ", kafka_thread_per_consumer = 1, kafka_disable_num_consumers_limit = 1"))
+        attempt("ch26-kafka-engine-1c", lambda: kafka_engine(ds, 26, topic, cols, mb, 1))
+        if versions["ch18"]:
+            attempt("ch18-kafka-engine", lambda: kafka_engine(ds, 18, topic, cols, mb, PARTITIONS))
+        elif "ch18-kafka-engine" not in SKIP:
+            NOT_RUN.append(("ch18-kafka-engine", "ClickHouse 18.16 not running (./dev/testbed up --with-legacy)"))
+        attempt("ceiling-http", lambda: ceiling_http(ds, path, cols, mb))
+        attempt("ceiling-consume", lambda: ceiling_consume(ds, topic, mb))
+
+    if "latency" in SKIP:
+        NOT_RUN.append(("latency", "skipped (SKIP)"))
+    else:
+        for c in ("sluice-alo", "sluice-eo", "ch26-kafka-engine"):
+            if c in SKIP:
+                continue
+            timed_measurement_gate()
+            try:
+                latency_run(c)
+            except Exception as e:
+                NOT_RUN.append(("latency " + c, "failed: %s" % str(e)[:300]))
+                log("latency %s FAILED: %s" % (c, e))
+    report(versions)
+
+
+DATA_INFO = {}
+LOADS = []
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def report(versions):
+    date = time.strftime("%Y-%m-%d", time.gmtime())
+    stamp = time.strftime("%Y-%m-%dT%H%MZ", time.gmtime())
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    mem = int(open("/proc/meminfo").readline().split()[1]) / 1048576
+    osname = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release")
+                   if l.startswith("PRETTY_NAME=")), "Linux")
+    env = "MESSAGES=%d PARTITIONS=%d%s" % (MESSAGES, PARTITIONS, (" SKIP='%s'" % " ".join(sorted(SKIP))) if SKIP else "")
+    if DATASETS != ["narrow", "wide"]:
+        env += " DATASETS='%s'" % " ".join(DATASETS)
+    L = []
+    L.append("# bench/compare %s" % stamp)
+    L.append("")
+    L.append("Command: `%s ./bench/compare` (sluice %s, release build)." % (env, commit))
+    L.append("Machine: %d cores, %.0f GiB, %s; Apache Kafka 4.4 KRaft single node (%s); ClickHouse %s "
+             "(chdb, %s) and ClickHouse %s (Debian, %s) on the same machine."
+             % (os.cpu_count(), mem, osname, KAFKA, versions["ch26"], CH, versions["ch18"] or "-", CH18))
+    L.append("")
+    L.append("Each contender drains the same pre-produced topic (own consumer group, from the earliest "
+             "offset) into its own fresh MergeTree table. wall = from starting the contender until "
+             "`SELECT count()` = %d. CPU = the ingesting process's utime+stime over that time (for the "
+             "Kafka engine: the ClickHouse server's CPU delta, since the engine runs inside it). "
+             "all-in = ingesting process + the ClickHouse server receiving the rows. RSS = peak "
+             "resident set of the ingesting process (Kafka engine: the whole server's largest sampled "
+             "RSS). ClickHouse server CPU is net of its idle rate (measured for 3 s before each "
+             "contender: chdb's listener query and background work). 1-min load average when "
+             "contenders started: %s." % (MESSAGES, ", ".join("%.1f" % l for l in LOADS)))
+    for ds in DATASETS:
+        if ds not in DATA_INFO:
+            continue
+        d = DATA_INFO[ds]
+        L.append("")
+        L.append("## Dataset %s: %d JSON messages, %d columns, avg %d B (%.0f MB), %d partitions (%s each)"
+                 % (ds, MESSAGES, d["cols"], d["avg"], d["mb"], PARTITIONS, d["spread"]))
+        L.append("")
+        L.append("Pre-produced with `sluice produce --acks 1 --key-field id` in %.1f s." % d["produce_s"])
+        L.append("")
+        L.append("| contender | wall s | rows/s | MB/s | CPU-s | CPU-s / M rows | all-in CPU-s / M rows | peak RSS MiB | check |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for r in RESULTS_ROWS:
+            if r.dataset != ds:
+                continue
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                r.name, fmt(r.wall, ".2f"), fmt(r.rows_s, ",.0f"), fmt(r.mb_s, ".1f"), fmt(r.cpu, ".2f"),
+                fmt(r.cpu_m, ".2f"), fmt(r.allin_m(), ".2f"), fmt(r.rss_mib, ".0f"), r.check))
+        L += targets(ds)
+    if LATENCY:
+        L.append("")
+        L.append("## Latency, produce -> queryable, under a steady load (dataset narrow)")
+        L.append("")
+        L.append("A paced producer (`sluice produce --acks 1`) sends %d msg/s for %d s into a fresh %d-partition "
+                 "topic while the contender runs; latency = the row's insert time (`ins DateTime64(3) DEFAULT "
+                 "now64(3)`, evaluated by ClickHouse at the insert) - its Kafka timestamp (CreateTime, set "
+                 "by the producer); the first %d s are left out." % (LAT_RATE, LAT_SECONDS, PARTITIONS, LAT_WARMUP))
+        L.append("")
+        L.append("| contender | achieved msg/s | rows measured | p50 ms | p90 ms | p99 ms | max ms |")
+        L.append("|---|---|---|---|---|---|---|")
+        for label, rate, cnt, qs in LATENCY:
+            L.append("| %s | %s | %d | %.0f | %.0f | %.0f | %.0f |" % (label, format(rate, ",.0f"), cnt, *qs))
+    L.append("")
+    L.append("## Not run")
+    L.append("")
+    if not NOT_RUN:
+        L.append("Everything ran.")
+    for name, why in NOT_RUN:
+        L.append("- **%s**: %s" % (name, why))
+    text = "\n".join(L) + "\n"
+    os.makedirs(RESULTS, exist_ok=True)
+    md = os.path.join(RESULTS, "compare-%s.md" % date)
+    png = os.path.join(RESULTS, "compare-%s.png" % date)
+    chart(png)
+    if os.path.exists(png):
+        text += "\n![chart](compare-%s.png)\n" % date
+    open(md, "w").write(text)
+    print(text)
+    log("written: %s, %s" % (md, png))
+
+
+def targets(ds):
+    rows = {r.name: r for r in RESULTS_ROWS if r.dataset == ds}
+    peers = [r for r in rows.values() if not r.name.startswith("sluice") and not r.name.startswith("ceiling")]
+    out = [""]
+    if not peers:
+        return out + ["No peer ran on this dataset: no comparison."]
+    best = max(peers, key=lambda r: r.rows_s)
+    for mode in ("exactly-once", "at-least-once"):
+        s = rows.get("sluice " + mode)
+        if not s:
+            continue
+        sp = s.rows_s / best.rows_s
+        out.append("- sluice %s vs the fastest peer (%s): rows/s x%.2f (target >= 2: %s); CPU-s per row x%.2f "
+                   "of the peer's (target <= 0.33: %s); all-in CPU per row (sluice + ClickHouse server vs the "
+                   "server alone) x%.2f."
+                   % (mode, best.name, sp, "met" if sp >= 2 else "NOT met", s.cpu_m / best.cpu_m,
+                      "met" if s.cpu_m / best.cpu_m <= 1 / 3 else "NOT met", s.allin_m() / best.allin_m()))
+        for c in [r for r in rows.values() if r.name.startswith("ceiling")]:
+            pct = 100 * s.rows_s / c.rows_s
+            out.append("  - %.0f %% of %s (target >= 80 %%: %s)" % (pct, c.name, "met" if pct >= 80 else "NOT met"))
+    return out
+
+
+def chart(png):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        log("matplotlib missing: no chart")
+        return
+    dss = [ds for ds in DATASETS if any(r.dataset == ds for r in RESULTS_ROWS)]
+    if not dss:
+        return
+    fig, axes = plt.subplots(len(dss), 2, figsize=(15, 4.2 * len(dss) + 0.6), squeeze=False)
+    for i, ds in enumerate(dss):
+        rs = [r for r in RESULTS_ROWS if r.dataset == ds]
+        names = [r.name.replace(" (sluice consume > /dev/null)", "").replace("ceiling: ", "ceiling:\n")
+                 .replace("Kafka engine, ", "Kafka engine\n") for r in rs]
+        colors = ["#1f77b4" if r.name.startswith("sluice") else "#999999" if r.name.startswith("ceiling")
+                  else "#d62728" for r in rs]
+        ax = axes[i][0]
+        ax.barh(names, [r.rows_s for r in rs], color=colors)
+        ax.invert_yaxis()
+        ax.set_title("%s: rows/s until all rows queryable (higher is better)" % ds)
+        for y, r in enumerate(rs):
+            ax.text(r.rows_s, y, " " + format(r.rows_s, ",.0f"), va="center", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: "%.0fk" % (v / 1000)))
+        ax = axes[i][1]
+        vals = [r.allin_m() or 0 for r in rs]
+        ax.barh(names, vals, color=colors)
+        ax.barh(names, [r.cpu_m or 0 if not r.name.startswith("ClickHouse") else 0 for r in rs],
+                color="none", edgecolor="black", hatch="//")
+        ax.invert_yaxis()
+        ax.set_title("%s: all-in CPU-s per M rows (hatched: ingesting process)" % ds)
+        ax.tick_params(axis="y", labelsize=8)
+    fig.suptitle("bench/compare, %d messages, %d partitions, %d cores" % (MESSAGES, PARTITIONS, os.cpu_count()))
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        if not KEEP:
+            for f in reversed(CLEANUP):
+                try:
+                    f()
+                except Exception:
+                    pass
+            if WORK:
+                shutil.rmtree(WORK, ignore_errors=True)
