@@ -105,17 +105,30 @@ impl Batch {
         self.row_ends.len() >= limits.max_rows || self.body.len() >= limits.max_bytes
     }
 
+    /// Gives a stored batch's body buffer back for the next batch: one buffer per lane in the
+    /// steady state instead of a fresh multi-megabyte allocation (and its page faults) per
+    /// batch.
+    pub fn recycle(&mut self, sealed: SealedBatch) {
+        if !self.body.is_empty() {
+            return;
+        }
+        if let Ok(buf) = sealed.body.try_into_mut() {
+            let mut buf: Vec<u8> = buf.into();
+            if buf.capacity() > self.body.capacity() {
+                buf.clear();
+                self.body = buf;
+            }
+        }
+    }
+
     /// Closes the batch; the batcher starts empty again.
     pub fn seal(&mut self) -> Option<SealedBatch> {
         let range = self.range.take()?;
         self.opened_at = None;
-        let capacity = self.body.capacity();
         Some(SealedBatch {
             range,
-            body: Bytes::from(std::mem::replace(
-                &mut self.body,
-                Vec::with_capacity(capacity),
-            )),
+            // The next batch starts small; `recycle` hands this buffer back once stored.
+            body: Bytes::from(std::mem::take(&mut self.body)),
             row_ends: std::mem::take(&mut self.row_ends),
             row_sources: std::mem::take(&mut self.row_sources),
             chunks: std::mem::take(&mut self.chunks),

@@ -285,6 +285,7 @@ impl Lane {
             }
         }
         tracing::debug!(partition = %self.id, range = %sealed.range, rows = sealed.rows(), "batch committed");
+        self.batch.recycle(sealed);
         Ok(Some(Stored::Yes))
     }
 

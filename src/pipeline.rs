@@ -296,6 +296,12 @@ pub async fn run_with_metrics(
     {
         kcfg.set("queued.max.messages.kbytes", "16384");
     }
+    if !cfg.kafka.properties.contains_key("fetch.queue.backoff.ms") {
+        // With a bounded prefetch queue and partitions paused while their lane inserts,
+        // librdkafka's default 1 s fetch back-off starves the lanes (measured with bench/e2e:
+        // 6.5 s -> 3.7 s per million rows with 10 ms, same CPU per row).
+        kcfg.set("fetch.queue.backoff.ms", "10");
+    }
     let health = crate::serve::Health::default();
     let server = match cfg.service.metrics_listen {
         Some(addr) => Some(
