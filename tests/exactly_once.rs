@@ -46,7 +46,11 @@ async fn run_refuses(config_text: &str, needles: &[&str]) {
 async fn table(url: &str, ddl_tail: &str) -> (String, String) {
     let topic = unique("eos");
     create_topic(&topic, 4).await;
-    ch_at(url, &format!("CREATE TABLE default.{topic} (id UInt64, v String) {ddl_tail}")).await;
+    ch_at(
+        url,
+        &format!("CREATE TABLE default.{topic} (id UInt64, v String) {ddl_tail}"),
+    )
+    .await;
     (topic.clone(), topic)
 }
 
@@ -56,14 +60,27 @@ async fn refused_where_deduplication_cannot_hold() {
     let cases: [(&str, &[&str]); 4] = [
         (
             "ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 0",
-            &["non_replicated_deduplication_window = 0", "MODIFY SETTING non_replicated_deduplication_window = 1000", "at-least-once"],
+            &[
+                "non_replicated_deduplication_window = 0",
+                "MODIFY SETTING non_replicated_deduplication_window = 1000",
+                "at-least-once",
+            ],
         ),
         (
             "ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 10",
             &["is below the 64 that 4 partition(s) need"],
         ),
-        ("ENGINE = Memory", &["engine Memory does not deduplicate inserts", "MergeTree-family"]),
-        ("ENGINE = TinyLog", &["engine TinyLog does not deduplicate inserts"]),
+        (
+            "ENGINE = Memory",
+            &[
+                "engine Memory does not deduplicate inserts",
+                "MergeTree-family",
+            ],
+        ),
+        (
+            "ENGINE = TinyLog",
+            &["engine TinyLog does not deduplicate inserts"],
+        ),
     ];
     for (ddl, needles) in cases {
         let (topic, t) = table(&ch_url(), ddl).await;
@@ -72,11 +89,18 @@ async fn refused_where_deduplication_cannot_hold() {
         assert!(!ok, "check must fail for {ddl}:\n{out}");
         assert!(out.contains("exactly-once: FAILED"), "{out}");
         for n in needles {
-            assert!(out.contains(n), "check output lacks {n:?} for {ddl}:\n{out}");
+            assert!(
+                out.contains(n),
+                "check output lacks {n:?} for {ddl}:\n{out}"
+            );
         }
         run_refuses(&cfg, needles).await;
         // The same table is fine for at-least-once.
-        let (ok, out) = check(&config(&unique("g"), &[(&topic, &t)], "delivery = \"at-least-once\""));
+        let (ok, out) = check(&config(
+            &unique("g"),
+            &[(&topic, &t)],
+            "delivery = \"at-least-once\"",
+        ));
         assert!(ok, "{out}");
     }
 }
@@ -84,18 +108,32 @@ async fn refused_where_deduplication_cannot_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_server_needs_a_replicated_table() {
     let (topic, t) = table(&legacy_ch_url(), "ENGINE = MergeTree ORDER BY id").await;
-    let cfg = config_at(&legacy_ch_url(), &unique("g"), &[(&topic, &t)], "delivery = \"exactly-once\"");
+    let cfg = config_at(
+        &legacy_ch_url(),
+        &unique("g"),
+        &[(&topic, &t)],
+        "delivery = \"exactly-once\"",
+    );
     let (ok, out) = check(&cfg);
     assert!(!ok, "{out}");
     assert!(out.contains("use a ReplicatedMergeTree table"), "{out}");
-    run_refuses(&cfg, &["cannot deduplicate inserts into a non-replicated MergeTree"]).await;
+    run_refuses(
+        &cfg,
+        &["cannot deduplicate inserts into a non-replicated MergeTree"],
+    )
+    .await;
 
     let (topic, t) = table(
         &legacy_ch_url(),
         &format!("ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}', '{{replica}}') ORDER BY id", unique("rmt")),
     )
     .await;
-    let (ok, out) = check(&config_at(&legacy_ch_url(), &unique("g"), &[(&topic, &t)], "delivery = \"exactly-once\""));
+    let (ok, out) = check(&config_at(
+        &legacy_ch_url(),
+        &unique("g"),
+        &[(&topic, &t)],
+        "delivery = \"exactly-once\"",
+    ));
     assert!(ok, "{out}");
     assert!(out.contains("content hash"), "{out}");
 }
@@ -112,8 +150,16 @@ async fn materialized_views_are_named_and_deduplicated_too() {
         "CREATE MATERIALIZED VIEW default.{mv} ENGINE = MergeTree ORDER BY id AS SELECT id, length(v) AS n FROM default.{t}"
     ))
     .await;
-    let (ok, out) = check(&config(&unique("g"), &[(&topic, &t)], "delivery = \"exactly-once\""));
+    let (ok, out) = check(&config(
+        &unique("g"),
+        &[(&topic, &t)],
+        "delivery = \"exactly-once\"",
+    ));
     assert!(ok, "{out}");
     assert!(out.contains("exactly-once: ok"), "{out}");
-    assert!(out.contains(&format!("default.{mv}")) && out.contains("deduplicate_blocks_in_dependent_materialized_views"), "{out}");
+    assert!(
+        out.contains(&format!("default.{mv}"))
+            && out.contains("deduplicate_blocks_in_dependent_materialized_views"),
+        "{out}"
+    );
 }
