@@ -589,8 +589,8 @@ def fmt(v, spec):
 def report(versions):
     date = time.strftime("%Y-%m-%d", time.gmtime())
     stamp = time.strftime("%Y-%m-%dT%H%MZ", time.gmtime())
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = os.environ.get("SLUICE_COMMIT") or subprocess.run(
+        ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     mem = int(open("/proc/meminfo").readline().split()[1]) / 1048576
     osname = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release")
                    if l.startswith("PRETTY_NAME=")), "Linux")
