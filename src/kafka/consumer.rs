@@ -81,6 +81,8 @@ pub struct SluiceContext {
     limits: ConsumerLimits,
     group_id: String,
     metrics: Arc<Metrics>,
+    /// Set when the poll loop unsubscribes at shutdown.
+    leaving: AtomicBool,
 }
 
 impl ClientContext for SluiceContext {
@@ -224,7 +226,10 @@ impl ConsumerContext for SluiceContext {
             }
         }
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-        if assigned == 0 {
+        if self.leaving.load(Ordering::SeqCst) {
+            // Leaving the group (shutdown): an empty assignment is the point, not a warning.
+            tracing::debug!(assigned, "assignment changed while leaving the group");
+        } else if assigned == 0 {
             tracing::warn!(group = %self.group_id,
                 "this instance has no partitions assigned: the group has more consumers than the topics have partitions; it stays idle as a standby");
         } else {
@@ -258,6 +263,7 @@ impl ConsumerThread {
             limits,
             group_id,
             metrics,
+            leaving: AtomicBool::new(false),
         };
         let consumer: Arc<GroupConsumer> = Arc::new(config.create_with_context(context)?);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
@@ -302,6 +308,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
             tracing::info!("leaving the consumer group: draining all lanes");
             // Unsubscribing revokes every partition through the rebalance callback, which
             // drains and commits the lanes: shutdown and rebalance share one path.
+            ctx.leaving.store(true, Ordering::SeqCst);
             consumer.unsubscribe();
             unsubscribed = true;
             stop_deadline = Some(Instant::now() + limits.drain_timeout + Duration::from_secs(5));
