@@ -342,9 +342,10 @@ impl Lane {
                 InsertOutcome::Fenced => return Ok(Stored::Fenced),
                 InsertOutcome::BadData(reason) if to - from == 1 => {
                     RouteMetrics::add(&self.rt.metrics.rows_rejected_by_clickhouse, 1);
-                    if let Some(src) = sealed.row_source(from) {
-                        dead.push((src, format!("ClickHouse rejected the row: {reason}")));
-                    }
+                    let src = sealed
+                        .row_source(from)
+                        .ok_or_else(|| self.lost_source(sealed))?;
+                    dead.push((src, format!("ClickHouse rejected the row: {reason}")));
                 }
                 InsertOutcome::BadData(_) => {
                     let mid = from + (to - from) / 2;
@@ -428,6 +429,19 @@ impl Lane {
         }
     }
 
+    /// A row or dead letter whose source message is not in its batch: impossible by
+    /// construction, and if it ever happened the message would vanish. Stop the run instead
+    /// of committing past it.
+    fn lost_source(&self, sealed: &SealedBatch) -> LaneFailure {
+        LaneFailure {
+            partition: self.id.clone(),
+            message: format!(
+                "batch {} refers to a message it does not hold; stopping without committing",
+                sealed.range
+            ),
+        }
+    }
+
     async fn send_dead_letters(
         &self,
         sealed: &SealedBatch,
@@ -460,6 +474,9 @@ impl Lane {
                 message: "dead-letter producer missing".into(),
             });
         };
+        if dead.iter().any(|(src, _)| sealed.record(*src).is_none()) {
+            return Err(self.lost_source(sealed));
+        }
         // All of the batch's dead letters in flight at once (librdkafka batches them); the
         // ones that fail are retried until acknowledged, or until the partition is revoked.
         let mut pending: Vec<&(Source, String)> = dead.iter().collect();
@@ -471,8 +488,7 @@ impl Lane {
             let sends = pending.iter().map(|(src, reason)| async move {
                 match sealed.record(*src) {
                     Some(rec) => producer.send(topic, &self.id, rec, reason).await,
-                    // A source outside the batch cannot happen (sources are made with the
-                    // batch); nothing to send for it.
+                    // Checked above: every source is in the batch.
                     None => Ok(()),
                 }
             });

@@ -145,20 +145,8 @@ async fn kafka_config(target: &KafkaTarget) -> Result<rdkafka::ClientConfig> {
         Some(p) => load(p)?.kafka,
         None => KafkaConfig::plaintext(&target.brokers),
     };
-    kafka_preflight(&k).await?;
+    sluice::pipeline::kafka_preflight(&k).await?;
     Ok(client::base_config(&k))
-}
-
-/// One bounded metadata request first, so a wrong password or certificate fails the tool at
-/// once with its cause rather than after librdkafka's retries with "transport failure".
-async fn kafka_preflight(k: &KafkaConfig) -> Result<()> {
-    let k2 = k.clone();
-    tokio::task::spawn_blocking(move || {
-        sluice::kafka::preflight::fetch_metadata(&k2, Duration::from_secs(15))
-    })
-    .await?
-    .with_context(|| format!("Kafka {}", k.brokers))?;
-    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -310,7 +298,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Lag { config } => {
             let cfg = load(&config)?;
-            kafka_preflight(&cfg.kafka).await?;
+            sluice::pipeline::kafka_preflight(&cfg.kafka).await?;
             let base = client::base_config(&cfg.kafka);
             let group = cfg.kafka.group_id.clone();
             let topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();

@@ -22,11 +22,12 @@ use tokio::sync::mpsc;
 use crate::checkpoint::PartitionId;
 use crate::clickhouse::{self, ClickHouseSettings, Client};
 use crate::commit::Committer;
-use crate::config::{BadMessages, ClickHouseConfig, Config, Delivery, Route};
+use crate::config::{BadMessages, ClickHouseConfig, Config, Delivery, KafkaConfig, Route};
 use crate::dlq::DeadLetterProducer;
 use crate::exactly_once;
 use crate::kafka::client::{consumer_config, reliable_producer_config};
 use crate::kafka::consumer::{ConsumerLimits, ConsumerThread, LaneFactory, LaneHandle};
+use crate::kafka::preflight::TopicPartitions;
 use crate::kafka::records::RecordChunk;
 use crate::lane::{Lane, LaneFailure, RouteRuntime};
 use crate::schema::{self, TablePlan};
@@ -62,17 +63,20 @@ pub struct PreparedRoute {
     pub table: TablePlan,
 }
 
-/// Connects to ClickHouse and plans every route's table.
-pub async fn prepare(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
+/// Connects to ClickHouse and plans every route's table. `partitions` are the topics'
+/// partition counts from the Kafka preflight ([`kafka_preflight`]).
+pub async fn prepare(
+    cfg: &Config,
+    partitions: &TopicPartitions,
+) -> Result<(Client, Vec<PreparedRoute>)> {
     let client = Client::connect(clickhouse_settings(&cfg.clickhouse))
         .await
         .context("ClickHouse")?;
     let mut routes = Vec::new();
-    let partitions = topic_partitions_of(cfg).await?;
     for route in &cfg.routes {
         let table = plan_route(&client, route).await?;
         if route.delivery == Delivery::ExactlyOnce {
-            let accepted = exactly_once_guard(&client, cfg, route, &partitions).await?;
+            let accepted = exactly_once_guard(&client, cfg, route, partitions).await?;
             tracing::info!(route = %route.topic, table = %format!("{}.{}", route.database, route.table),
                 window = accepted.window, notes = ?accepted.notes, "exactly-once: the table deduplicates repeated inserts");
         }
@@ -84,25 +88,13 @@ pub async fn prepare(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
     Ok((client, routes))
 }
 
-/// Partition counts of the routes' topics, from the broker.
-pub async fn topic_partitions_of(cfg: &Config) -> Result<HashMap<String, usize>> {
-    let kafka = cfg.kafka.clone();
-    let topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();
-    tokio::task::spawn_blocking(move || {
-        crate::kafka::client::topic_partitions(&kafka, &topics, Duration::from_secs(15))
-    })
-    .await
-    .context("metadata task")?
-    .with_context(|| format!("cannot read topic metadata from {}", cfg.kafka.brokers))
-}
-
 /// Refuses exactly-once (with the fix named) where the table cannot deduplicate repeats.
 /// The lanes counted are those of every route writing into the same table.
 pub async fn exactly_once_guard(
     client: &Client,
     cfg: &Config,
     route: &Route,
-    partitions: &HashMap<String, usize>,
+    partitions: &TopicPartitions,
 ) -> Result<exactly_once::Accepted> {
     let info = client
         .table_info(&route.database, &route.table)
@@ -207,19 +199,19 @@ const KAFKA_PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One bounded metadata request with the consumer's own client settings before anything
 /// starts: a wrong password, an untrusted certificate or a TLS/plaintext mismatch ends the run
-/// here with librdkafka's cause ("SASL authentication failed ..."), instead of a consumer that
-/// retries in the background forever.
-pub async fn kafka_preflight(cfg: &Config) -> Result<()> {
-    let kafka = cfg.kafka.clone();
-    tokio::task::spawn_blocking(move || {
+/// (or the CLI tool) here with librdkafka's cause ("SASL authentication failed ..."), instead
+/// of a client that retries in the background forever. Returns the topics' partition counts.
+pub async fn kafka_preflight(k: &KafkaConfig) -> Result<TopicPartitions> {
+    let kafka = k.clone();
+    let partitions = tokio::task::spawn_blocking(move || {
         crate::kafka::preflight::fetch_metadata(&kafka, KAFKA_PREFLIGHT_TIMEOUT)
     })
     .await
     .context("Kafka preflight task")?
-    .with_context(|| format!("Kafka {}", cfg.kafka.brokers))?;
-    tracing::info!(brokers = %cfg.kafka.brokers,
-        security_protocol = cfg.kafka.security_protocol.as_librdkafka(), "Kafka reachable");
-    Ok(())
+    .with_context(|| format!("Kafka {}", k.brokers))?;
+    tracing::info!(brokers = %k.brokers,
+        security_protocol = k.security_protocol.as_librdkafka(), "Kafka reachable");
+    Ok(partitions)
 }
 
 /// Runs the pipeline until `shutdown` resolves or a lane fails for good.
@@ -235,8 +227,8 @@ pub async fn run_with_metrics(
     tokio::pin!(shutdown);
     // A stop requested while starting ends the run cleanly: nothing was consumed yet.
     let started = async {
-        kafka_preflight(&cfg).await?;
-        prepare(&cfg).await
+        let partitions = kafka_preflight(&cfg.kafka).await?;
+        prepare(&cfg, &partitions).await
     };
     let (client, prepared) = tokio::select! {
         p = started => p?,

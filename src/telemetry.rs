@@ -12,6 +12,8 @@ use crate::checkpoint::PartitionId;
 
 /// Picks one counter of a route: lets `render` list them as data.
 type CounterOf = fn(&RouteMetrics) -> &AtomicU64;
+/// Computes one gauge of a partition, likewise.
+type GaugeOf = fn(&PartitionGauges) -> i64;
 
 #[derive(Debug, Default)]
 pub struct RouteMetrics {
@@ -129,33 +131,32 @@ impl Metrics {
         }
         drop(routes);
         let parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(
-            out,
-            "# HELP sluice_consumer_lag Messages between the committed offset and the newest seen\n# TYPE sluice_consumer_lag gauge"
-        );
-        for (id, g) in parts.iter() {
-            let committed = g.committed.load(Ordering::Relaxed);
-            let hw = g.high_watermark.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "sluice_consumer_lag{{topic=\"{}\",partition=\"{}\"}} {}",
-                escape(&id.topic),
-                id.partition,
-                (hw - committed).max(0)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP sluice_committed_offset Next offset to read, as committed\n# TYPE sluice_committed_offset gauge"
-        );
-        for (id, g) in parts.iter() {
-            let _ = writeln!(
-                out,
-                "sluice_committed_offset{{topic=\"{}\",partition=\"{}\"}} {}",
-                escape(&id.topic),
-                id.partition,
-                g.committed.load(Ordering::Relaxed)
-            );
+        let gauges: [(&str, &str, GaugeOf); 2] = [
+            (
+                "sluice_consumer_lag",
+                "Messages between the committed offset and the log end",
+                |g| {
+                    let end = g.high_watermark.load(Ordering::Relaxed);
+                    (end - g.committed.load(Ordering::Relaxed)).max(0)
+                },
+            ),
+            (
+                "sluice_committed_offset",
+                "Next offset to read, as committed",
+                |g| g.committed.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (id, g) in parts.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                    escape(&id.topic),
+                    id.partition,
+                    value(g)
+                );
+            }
         }
         out
     }

@@ -6,19 +6,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn testbed(action: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/testbed");
-    let status = Command::new(script)
-        .arg(action)
-        .status()
-        .expect("run dev/testbed");
-    assert!(status.success(), "dev/testbed {action} failed");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clickhouse_down_mid_stream_loses_nothing() {

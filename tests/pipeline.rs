@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate, TimeZone, Utc};
@@ -252,7 +251,6 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
     .await;
 
     // Topic A: every type, with bad messages of each decoder-detected kind mixed in.
-    let mut bad_a: HashMap<i64, &str> = HashMap::new();
     let mut msgs = Vec::new();
     for i in 0..N_A {
         let mut m = Msg::json((i % 4) as i32, every_type_json(i));
@@ -284,7 +282,6 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
     }
     let bad_a_count = (0..N_A).filter(|i| i % 7_500 == 3).count() as u64 * 4;
     produce(&topic_a, msgs);
-    let _ = &mut bad_a;
 
     // Topic B: plain rows, with rows only ClickHouse rejects (CHECK constraint).
     let mut msgs = Vec::new();

@@ -21,7 +21,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,19 +54,6 @@ impl Rng {
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo)
     }
-}
-
-fn testbed(action: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/testbed");
-    let out = Command::new(script)
-        .arg(action)
-        .output()
-        .expect("run dev/testbed");
-    assert!(
-        out.status.success(),
-        "dev/testbed {action} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Produces continuously (in small acknowledged batches) until stopped; counts what it sent.
@@ -233,10 +219,6 @@ impl Target {
         );
         (stored, produced - distinct.min(produced), stored - distinct)
     }
-}
-
-async fn ch_u64_at(url: &str, sql: &str) -> u64 {
-    ch_at(url, sql).await.trim().parse().unwrap_or(u64::MAX)
 }
 
 /// One summary line per scenario. `re-formed` counts the interrupted batches that a

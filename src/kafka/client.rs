@@ -91,29 +91,6 @@ pub fn reliable_producer_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// Partition count of each of `topics` (0 for a topic the broker does not know), from one
-/// metadata request. Blocking: call it off the async threads.
-pub fn topic_partitions(
-    k: &KafkaConfig,
-    topics: &[String],
-    timeout: std::time::Duration,
-) -> Result<std::collections::HashMap<String, usize>, rdkafka::error::KafkaError> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = base_config(k).create()?;
-    let md = consumer.fetch_metadata(None, timeout)?;
-    Ok(topics
-        .iter()
-        .map(|t| {
-            let n = md
-                .topics()
-                .iter()
-                .find(|m| m.name() == t && m.error().is_none())
-                .map_or(0, |m| m.partitions().len());
-            (t.clone(), n)
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

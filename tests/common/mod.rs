@@ -64,12 +64,30 @@ pub async fn ch(sql: &str) -> String {
     ch_at(&ch_url(), sql).await
 }
 
-pub async fn ch_u64(sql: &str) -> u64 {
-    ch(sql)
+pub async fn ch_u64_at(url: &str, sql: &str) -> u64 {
+    ch_at(url, sql)
         .await
         .trim()
         .parse()
         .unwrap_or_else(|e| panic!("not a number from {sql}: {e}"))
+}
+
+pub async fn ch_u64(sql: &str) -> u64 {
+    ch_u64_at(&ch_url(), sql).await
+}
+
+/// Runs `./dev/testbed ACTION` (stop/start/kill a test server); panics when it fails.
+pub fn testbed(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/testbed");
+    let out = Command::new(script)
+        .arg(action)
+        .output()
+        .expect("run dev/testbed");
+    assert!(
+        out.status.success(),
+        "dev/testbed {action} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn admin() -> AdminClient<DefaultClientContext> {
