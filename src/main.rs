@@ -177,6 +177,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let shutdown = sluice::shutdown::install();
             let cfg = load(&config)?;
             sluice::telemetry_init(cfg.service.log_json);
+            // The first line of every run: SIGTERM/SIGINT already mean "stop cleanly" here.
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                pid = std::process::id(),
+                "sluice starting"
+            );
             let summary = sluice::pipeline::run(cfg, shutdown).await?;
             tracing::info!(%summary, "sluice stopped");
             Ok(ExitCode::SUCCESS)

@@ -160,7 +160,7 @@ impl Target {
     /// Runs one clean instance until the group has committed every produced message (or
     /// 180 s), then stops it gracefully.
     async fn drain(&self, config: &std::path::Path, produced: u64) {
-        let s = Sluice::spawn(config, &self.log());
+        let mut s = Sluice::spawn(config, &self.log());
         let start = Instant::now();
         loop {
             let (group, topic, parts) = (self.group.clone(), self.topic.clone(), self.partitions);
@@ -255,7 +255,7 @@ async fn kill9(name: &str, url: &str, engine: &str, delivery: &str, kills: u64, 
     let cfg = t.config("k", delivery, Some("torture-1"));
     let producer = Producer::start(&t.topic, t.partitions, 3_000);
     for _ in 0..kills {
-        let s = Sluice::spawn(&cfg, &t.log());
+        let mut s = Sluice::spawn(&cfg, &t.log());
         tokio::time::sleep(Duration::from_millis(rng.range(300, 1_600))).await;
         s.signal("-KILL");
         let _ = s.wait(Duration::from_secs(10));
@@ -325,7 +325,7 @@ async fn server_outage(name: &str, action: &[&str], rounds: u64) {
     let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
     let cfg = t.config("o", "exactly-once", Some("torture-out"));
     let producer = Producer::start(&t.topic, t.partitions, 3_000);
-    let s = Sluice::spawn(&cfg, &t.log());
+    let mut s = Sluice::spawn(&cfg, &t.log());
     for _ in 0..rounds {
         tokio::time::sleep(Duration::from_secs(3)).await;
         for a in action {
@@ -354,7 +354,7 @@ async fn rebalance_storm(rng: &mut Rng, seconds: u64) {
     while start.elapsed() < Duration::from_secs(seconds) {
         let i = rng.range(0, 3) as usize;
         match instances[i].take() {
-            Some(s) => {
+            Some(mut s) => {
                 s.signal(if rng.range(0, 2) == 0 {
                     "-TERM"
                 } else {
@@ -367,7 +367,7 @@ async fn rebalance_storm(rng: &mut Rng, seconds: u64) {
         changes += 1;
         tokio::time::sleep(Duration::from_millis(rng.range(1_000, 3_000))).await;
     }
-    for s in instances.into_iter().flatten() {
+    for mut s in instances.into_iter().flatten() {
         s.signal("-TERM");
         let _ = s.wait(Duration::from_secs(40));
     }

@@ -320,7 +320,12 @@ pub fn init_logs() {
 }
 
 /// A sluice binary running as a child process (the real `sluice run`).
-pub struct Sluice(pub Child);
+pub struct Sluice {
+    child: Child,
+    log: std::path::PathBuf,
+    /// Where this process's lines start in the (shared, appended) log file.
+    log_start: u64,
+}
 
 impl Sluice {
     pub fn spawn(config_path: &std::path::Path, log: &std::path::Path) -> Sluice {
@@ -333,43 +338,67 @@ impl Sluice {
         log: &std::path::Path,
         env: &[(&str, &str)],
     ) -> Sluice {
-        let log = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("log file");
+        let log_start = file.metadata().map(|m| m.len()).unwrap_or(0);
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", "--config"])
             .arg(config_path)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(file)
             .spawn()
             .expect("start sluice");
-        Sluice(child)
+        Sluice {
+            child,
+            log: log.to_path_buf(),
+            log_start,
+        }
     }
 
-    pub fn signal(&self, sig: &str) {
+    /// Sends `sig` (as `kill` spells it). A graceful signal waits first for the process's
+    /// "sluice starting" line: before it, the process may not have its handlers yet (it is
+    /// still being exec'd), and the test would measure the kernel's default action instead
+    /// of sluice's shutdown.
+    pub fn signal(&mut self, sig: &str) {
+        if sig != "-KILL" && sig != "-9" {
+            self.wait_started(Duration::from_secs(30));
+        }
         let status = Command::new("kill")
-            .args([sig, &self.0.id().to_string()])
+            .args([sig, &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
     }
 
+    fn wait_started(&mut self, timeout: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < timeout && self.is_running() {
+            let text = std::fs::read(&self.log).unwrap_or_default();
+            let own = text.get(self.log_start as usize..).unwrap_or_default();
+            if String::from_utf8_lossy(own).contains("sluice starting") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
-        matches!(self.0.try_wait(), Ok(None))
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits for the exit; panics past `timeout`.
     pub fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
-            if let Ok(Some(s)) = self.0.try_wait() {
+            if let Ok(Some(s)) = self.child.try_wait() {
                 return s;
             }
             if start.elapsed() > timeout {
-                let _ = self.0.kill();
+                let _ = self.child.kill();
                 panic!("sluice did not exit within {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(50));
