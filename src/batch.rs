@@ -36,6 +36,8 @@ pub struct Batch {
     row_ends: Vec<usize>,
     row_sources: Vec<Source>,
     chunks: Vec<Arc<RecordChunk>>,
+    /// Sum of the attached chunks' footprints.
+    chunk_bytes: usize,
     dead: Vec<DeadLetter>,
     range: Option<OffsetRange>,
     opened_at: Option<Instant>,
@@ -50,14 +52,24 @@ impl Batch {
     }
 
     /// Registers a chunk whose records will be added; returns its index for [`Source`].
-    pub fn attach(&mut self, chunk: Arc<RecordChunk>) -> u32 {
+    /// The chunk's memory counts in [`Batch::held_bytes`] unless `counted_before` (the rest
+    /// of a chunk whose first records went into the previous batch, still held there).
+    pub fn attach(&mut self, chunk: Arc<RecordChunk>, counted_before: bool) -> u32 {
         if let Some(last) = self.chunks.last() {
             if Arc::ptr_eq(last, &chunk) {
                 return (self.chunks.len() - 1) as u32;
             }
         }
+        if !counted_before {
+            self.chunk_bytes += chunk.footprint();
+        }
         self.chunks.push(chunk);
         (self.chunks.len() - 1) as u32
+    }
+
+    /// Memory the open batch holds: its source records and the rows encoded so far.
+    pub fn held_bytes(&self) -> usize {
+        self.chunk_bytes + self.body.len()
     }
 
     /// The buffer rows are encoded into; call [`Batch::row_done`] or [`Batch::dead_letter`]
@@ -125,6 +137,7 @@ impl Batch {
     pub fn seal(&mut self) -> Option<SealedBatch> {
         let range = self.range.take()?;
         self.opened_at = None;
+        self.chunk_bytes = 0;
         Some(SealedBatch {
             range,
             // The next batch starts small; `recycle` hands this buffer back once stored.
@@ -204,7 +217,7 @@ mod tests {
     #[test]
     fn rows_and_dead_letters_cover_the_range() {
         let mut b = Batch::default();
-        let c = b.attach(chunk(3));
+        let c = b.attach(chunk(3), false);
         b.body_mut().extend_from_slice(b"aa");
         b.row_done(
             Source {
@@ -249,7 +262,7 @@ mod tests {
             max_age: std::time::Duration::from_secs(1),
         };
         let mut b = Batch::default();
-        let c = b.attach(chunk(2));
+        let c = b.attach(chunk(2), false);
         b.body_mut().extend_from_slice(b"a");
         b.row_done(
             Source {

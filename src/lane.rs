@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::batch::{Batch, SealedBatch, Source};
+use crate::budget::{MemoryBudget, Share};
 use crate::checkpoint::{OffsetRange, PartitionId};
 use crate::clickhouse::retry::Backoff;
 use crate::clickhouse::{Client, InsertError, InsertFormat, InsertRequest};
@@ -42,6 +43,8 @@ pub struct RouteRuntime {
     pub client: Client,
     pub dlq: Option<DeadLetterProducer>,
     pub metrics: Arc<RouteMetrics>,
+    /// Shared by every lane of every route.
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// Why a lane gave up; the pipeline stops the whole run on it (nothing is committed past it).
@@ -64,6 +67,8 @@ pub struct Lane {
     committer: Committer,
     gauges: Arc<PartitionGauges>,
     batch: Batch,
+    /// This lane's part of the process-wide batch memory.
+    share: Share,
     /// exactly-once: the range an interrupted insert held, to be re-formed exactly before
     /// anything else is batched.
     recovery: Option<OffsetRange>,
@@ -77,7 +82,9 @@ impl Lane {
         gauges: Arc<PartitionGauges>,
     ) -> Self {
         let cap = rt.route.batch.max_bytes.min(8 << 20);
+        let share = rt.budget.share();
         Lane {
+            share,
             rt,
             id,
             committer,
@@ -179,9 +186,21 @@ impl Lane {
                 .high_watermark
                 .fetch_max(last + 1, Ordering::Relaxed);
         }
+        // The batch memory budget cuts at chunk boundaries: the open batch is stored before a
+        // chunk that would take this lane over its share is added (see budget.rs).
+        if self.recovery.is_none()
+            && !self.batch.is_empty()
+            && self.share.should_cut_before(chunk.footprint())
+        {
+            if let Some(Stored::Fenced) = self.flush().await? {
+                return Ok(Some(Stored::Fenced));
+            }
+        }
         let mut i = 0;
         while i < n {
-            let chunk_idx = self.batch.attach(chunk.clone());
+            // A chunk cut across two batches is counted once, in the first.
+            let chunk_idx = self.batch.attach(chunk.clone(), i > 0);
+            self.share.set(self.batch.held_bytes());
             let mut cut = false;
             while i < n {
                 let Some(rec) = chunk.get(i) else { break };
@@ -217,6 +236,8 @@ impl Lane {
                     None => {}
                 }
             }
+            // Rows encoded since the attach count too (the body grows as rows are added).
+            self.share.set(self.batch.held_bytes());
             if cut {
                 if let Some(Stored::Fenced) = self.flush().await? {
                     return Ok(Some(Stored::Fenced));
@@ -286,6 +307,7 @@ impl Lane {
         }
         tracing::debug!(partition = %self.id, range = %sealed.range, rows = sealed.rows(), "batch committed");
         self.batch.recycle(sealed);
+        self.share.set(self.batch.held_bytes());
         Ok(Some(Stored::Yes))
     }
 

@@ -23,6 +23,7 @@
 //! - [`check`], [`tools`]: `sluice check` and the Kafka CLI tools.
 
 pub mod batch;
+pub mod budget;
 pub mod check;
 pub mod checkpoint;
 pub mod chtype;

@@ -255,6 +255,8 @@ pub async fn run_with_metrics(
         None
     };
     let mut routes = HashMap::new();
+    let budget = crate::budget::MemoryBudget::new(cfg.service.batch_memory);
+    metrics.watch_budget(budget.clone());
     for p in prepared {
         let rt = RouteRuntime {
             metrics: metrics.route(&p.route.topic, &p.route.table),
@@ -263,6 +265,7 @@ pub async fn run_with_metrics(
             format: p.table.format,
             client: client.clone(),
             dlq: dlq.clone(),
+            budget: budget.clone(),
             route: p.route,
         };
         routes.insert(rt.route.topic.clone(), Arc::new(rt));

@@ -46,6 +46,7 @@ pub struct PartitionGauges {
 pub struct Metrics {
     routes: Mutex<BTreeMap<(String, String), Arc<RouteMetrics>>>,
     partitions: Mutex<BTreeMap<PartitionId, Arc<PartitionGauges>>>,
+    budget: std::sync::OnceLock<Arc<crate::budget::MemoryBudget>>,
 }
 
 impl Metrics {
@@ -59,6 +60,11 @@ impl Metrics {
     pub fn partition(&self, id: &PartitionId) -> Arc<PartitionGauges> {
         let mut m = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(id.clone()).or_default().clone()
+    }
+
+    /// The run's batch memory budget, rendered as gauges.
+    pub fn watch_budget(&self, budget: Arc<crate::budget::MemoryBudget>) {
+        let _ = self.budget.set(budget);
     }
 
     pub fn forget_partition(&self, id: &PartitionId) {
@@ -156,6 +162,29 @@ impl Metrics {
                     id.partition,
                     value(g)
                 );
+            }
+        }
+        drop(parts);
+        if let Some(b) = self.budget.get() {
+            let memory: [(&str, &str, usize); 3] = [
+                (
+                    "sluice_batch_memory_bytes",
+                    "Bytes all lanes' open batches hold (records + encoded rows)",
+                    b.held(),
+                ),
+                (
+                    "sluice_batch_memory_peak_bytes",
+                    "Most bytes the open batches held together since start",
+                    b.peak(),
+                ),
+                (
+                    "sluice_batch_memory_limit_bytes",
+                    "[service] batch_memory",
+                    b.limit(),
+                ),
+            ];
+            for (name, help, v) in memory {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
             }
         }
         out

@@ -522,3 +522,78 @@ async fn dropping_bad_messages_is_explicit_and_counted() {
         "no dead-letter topic is created in drop mode"
     );
 }
+
+/// `[service] batch_memory` bounds what every lane's open batch holds together: with batch
+/// limits far above the data and a 20 s max_age, only the budget cuts batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_memory_bounds_all_lanes_together() {
+    init_logs();
+    let topic = unique("mem");
+    create_topic(&topic, 4).await;
+    let table = format!("default.{topic}");
+    ch(&format!(
+        "CREATE TABLE {table} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+    let total: u64 = 80_000;
+    let pad = "x".repeat(180);
+    produce(
+        &topic,
+        (0..total).map(|i| Msg::json((i % 4) as i32, format!("{{\"id\":{i},\"s\":\"{pad}\"}}"))),
+    );
+    let group = unique("g");
+    let text = config(
+        &group,
+        &[(&topic, &topic)],
+        "max_rows = 1000000\nmax_bytes = \"256MiB\"",
+    )
+    .replace("max_age = \"200ms\"", "max_age = \"20s\"")
+    .replace("[service]\n", "[service]\nbatch_memory = \"1MiB\"\n");
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let metrics = std::sync::Arc::new(sluice::telemetry::Metrics::default());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sluice::pipeline::run_with_metrics(
+        cfg,
+        async move {
+            let _ = rx.await;
+        },
+        metrics.clone(),
+    ));
+    let got = wait_for_count(&table, total, Duration::from_secs(60)).await;
+    let rendered = metrics.render();
+    let _ = tx.send(());
+    let summary = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops")
+        .expect("task")
+        .expect("ran");
+    assert_eq!(got, total);
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        total
+    );
+    let gauge = |name: &str| -> u64 {
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{rendered}"))
+    };
+    let peak = gauge("sluice_batch_memory_peak_bytes");
+    assert_eq!(gauge("sluice_batch_memory_limit_bytes"), 1 << 20);
+    // The limit plus about one chunk of records per lane; the batches unbounded by the budget
+    // would hold ~36 MB (20k messages of ~200 B per lane, plus their encoded rows).
+    assert!(peak > 0 && peak < 8 << 20, "peak batch memory {peak} bytes");
+    let inserts: u64 = rendered
+        .lines()
+        .find(|l| l.starts_with("sluice_inserts_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    eprintln!("batch memory: peak {peak} bytes, {inserts} inserts");
+    assert!(
+        inserts >= 16,
+        "the budget cut the batches: {inserts} inserts"
+    );
+    assert_eq!(summary.rows_inserted, total);
+}

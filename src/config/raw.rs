@@ -110,6 +110,8 @@ pub struct RawService {
     pub metrics_listen: Option<String>,
     /// "text" (default) or "json".
     pub log_format: Option<String>,
+    /// Memory all lanes' open batches may hold together (records + encoded rows).
+    pub batch_memory: Option<RawSize>,
 }
 
 /// A byte size written either as a number (bytes) or a string with a unit ("16MiB").

@@ -209,11 +209,15 @@ pub struct ServiceConfig {
     pub shutdown_timeout: Duration,
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub log_json: bool,
+    /// Bytes all lanes' open batches hold together at most (see budget.rs).
+    pub batch_memory: usize,
 }
 
 pub const DEFAULT_MAX_ROWS: usize = 100_000;
 pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
+/// Sized so that a default sluice stays under 300 MB RSS with any backlog (bench/e2e).
+pub const DEFAULT_BATCH_MEMORY: usize = 128 * 1024 * 1024;
 
 /// librdkafka properties sluice sets itself and that the passthrough may not change: the
 /// delivery guarantee depends on them (manual commits only after ClickHouse acknowledged).
@@ -749,6 +753,13 @@ fn validate_service(raw: &RawConfig) -> Result<ServiceConfig, ConfigError> {
             ))
         }
     };
+    let batch_memory = match &s.batch_memory {
+        Some(v) => parse_size("service.batch_memory", v)?,
+        None => DEFAULT_BATCH_MEMORY,
+    };
+    if batch_memory < 1024 * 1024 {
+        return Err(err("service.batch_memory", "must be at least 1MiB"));
+    }
     Ok(ServiceConfig {
         shutdown_timeout: match &s.shutdown_timeout {
             Some(t) => parse_duration("service.shutdown_timeout", t)?,
@@ -756,5 +767,6 @@ fn validate_service(raw: &RawConfig) -> Result<ServiceConfig, ConfigError> {
         },
         metrics_listen,
         log_json,
+        batch_memory,
     })
 }

@@ -115,6 +115,13 @@ impl ClientContext for SluiceContext {
 }
 
 impl SluiceContext {
+    fn has_lane(&self, topic: &str, partition: i32) -> bool {
+        self.lock()
+            .lanes
+            .get(topic)
+            .is_some_and(|p| p.contains_key(&partition))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         // A poisoned lock means a panic on this same thread, which already ends the consumer;
         // the data inside stays consistent (every mutation is a single insert/remove).
@@ -299,7 +306,10 @@ impl ConsumerThread {
 
 fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
     let ctx = consumer.context();
-    let mut open: Vec<(String, i32, RecordChunk)> = Vec::new();
+    // The chunk being filled for each partition seen, and how big its last one was: a new
+    // chunk starts at that size instead of growing from small by doubling (each growth a
+    // realloc, a copy and fresh pages; ~3% of CPU in the profile).
+    let mut open: Vec<OpenChunk> = Vec::new();
     let mut unsubscribed = false;
     let mut stop_deadline: Option<Instant> = None;
     let mut last_error: Option<(String, Instant)> = None;
@@ -362,45 +372,68 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
                     let partition = m.partition();
                     let idx = match open
                         .iter()
-                        .position(|(t, p, _)| *p == partition && t == topic)
+                        .position(|o| o.partition == partition && o.topic == topic)
                     {
                         Some(i) => i,
                         None => {
-                            open.push((
-                                topic.to_string(),
+                            open.push(OpenChunk {
+                                topic: topic.to_string(),
                                 partition,
-                                RecordChunk::with_capacity(64 * 1024, limits.chunk_records),
-                            ));
+                                chunk: RecordChunk::default(),
+                                hint: 64 * 1024,
+                            });
                             open.len() - 1
                         }
                     };
                     let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
-                    if let Some((_, _, chunk)) = open.get_mut(idx) {
-                        if !chunk.has_room_for(size) || chunk.len() >= limits.chunk_records {
-                            let full = std::mem::replace(
-                                chunk,
-                                RecordChunk::with_capacity(64 * 1024, limits.chunk_records),
-                            );
+                    if let Some(o) = open.get_mut(idx) {
+                        if !o.chunk.has_room_for(size) || o.chunk.len() >= limits.chunk_records {
+                            let full = o.take();
                             dispatch(&consumer, topic, partition, full);
                         }
-                        if let Some((_, _, chunk)) = open.get_mut(idx) {
-                            chunk.push_message(&m);
-                        }
+                        o.chunk_for_next(limits.chunk_records).push_message(&m);
                     }
                     wait = Duration::ZERO;
                 }
             }
         }
-        for (topic, partition, chunk) in open.drain(..) {
-            if !chunk.is_empty() {
-                dispatch(&consumer, &topic, partition, chunk);
+        for o in open.iter_mut() {
+            if !o.chunk.is_empty() {
+                let chunk = o.take();
+                dispatch(&consumer, &o.topic, o.partition, chunk);
             }
         }
+        // Partitions no longer assigned keep no entry.
+        open.retain(|o| ctx.has_lane(&o.topic, o.partition));
     }
     tracing::info!("consumer left the group");
     // Dropping the last reference closes the consumer (rdkafka polls until closed); lanes
     // hold only weak references, so this thread's Arc is the one that ends it.
     drop(consumer);
+}
+
+struct OpenChunk {
+    topic: String,
+    partition: i32,
+    chunk: RecordChunk,
+    /// Bytes to allocate for the next chunk: the last one's size plus an eighth.
+    hint: usize,
+}
+
+impl OpenChunk {
+    fn take(&mut self) -> RecordChunk {
+        let n = self.chunk.byte_len();
+        self.hint = n.saturating_add(n / 8).clamp(4096, 64 << 20);
+        std::mem::take(&mut self.chunk)
+    }
+
+    /// The chunk to append to, allocated at the hinted size when it starts.
+    fn chunk_for_next(&mut self, records: usize) -> &mut RecordChunk {
+        if self.chunk.is_empty() && self.chunk.byte_capacity() == 0 {
+            self.chunk = RecordChunk::with_capacity(self.hint, records);
+        }
+        &mut self.chunk
+    }
 }
 
 /// Hands a chunk to its lane, or stashes it and pauses the partition when the lane is behind.

@@ -94,6 +94,18 @@ impl RecordChunk {
         start..self.data.len() as u32
     }
 
+    /// Bytes the arena can hold without growing.
+    pub fn byte_capacity(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Memory the chunk holds: the arena plus the per-record bookkeeping.
+    pub fn footprint(&self) -> usize {
+        self.data.capacity()
+            + self.records.capacity() * std::mem::size_of::<RecordMeta>()
+            + self.headers.capacity() * std::mem::size_of::<HeaderMeta>()
+    }
+
     /// Whether one more message of `size` bytes still fits the u32 arena offsets.
     pub fn has_room_for(&self, size: usize) -> bool {
         self.data.len().saturating_add(size) < u32::MAX as usize / 2

@@ -1,0 +1,150 @@
+//! One memory budget for the open batches of every lane in the process.
+//!
+//! A lane's open batch holds the Kafka records it was built from (kept for the dead-letter
+//! path until the batch is committed) and the encoded rows. Per-route `max_bytes` bounds one
+//! batch; this bounds all of them together, so a consumer assigned many partitions does not
+//! multiply its memory by the partition count (`[service] batch_memory`).
+//!
+//! Rule: before a lane adds a chunk of records to its open batch, it checks whether that
+//! would take the lanes together over the limit while its own batch is at least its fair
+//! share (limit / lanes holding data); if so it stores its batch first. The lanes below their
+//! share keep batching, so one busy lane does not force tiny inserts on the others; an idle
+//! lane above its share is closed by `max_age` at the latest. Batches are cut at chunk
+//! boundaries and a chunk is added whatever its size (a few MiB at most), so the limit can
+//! be exceeded by about one chunk per lane: the bound is for sizing RSS, not exact bytes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    held: AtomicUsize,
+    peak: AtomicUsize,
+    holders: AtomicUsize,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(MemoryBudget {
+            limit,
+            held: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            holders: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes the lanes hold together right now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The most the lanes held together since start.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// A lane's share of the budget; dropping it gives its bytes back.
+    pub fn share(self: &Arc<Self>) -> Share {
+        Share {
+            budget: self.clone(),
+            mine: 0,
+        }
+    }
+}
+
+/// What one lane holds, as last reported.
+#[derive(Debug)]
+pub struct Share {
+    budget: Arc<MemoryBudget>,
+    mine: usize,
+}
+
+impl Share {
+    /// Reports the lane's current holding.
+    pub fn set(&mut self, bytes: usize) {
+        let b = &self.budget;
+        match (self.mine, bytes) {
+            (0, n) if n > 0 => {
+                b.holders.fetch_add(1, Ordering::Relaxed);
+            }
+            (m, 0) if m > 0 => {
+                b.holders.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        if bytes >= self.mine {
+            let now = b.held.fetch_add(bytes - self.mine, Ordering::Relaxed) + bytes - self.mine;
+            b.peak.fetch_max(now, Ordering::Relaxed);
+        } else {
+            b.held.fetch_sub(self.mine - bytes, Ordering::Relaxed);
+        }
+        self.mine = bytes;
+    }
+
+    /// Whether this lane should store its open batch before adding `extra` bytes of
+    /// records: adding them would take the lanes over the limit, and this lane would hold at
+    /// least its fair share.
+    pub fn should_cut_before(&self, extra: usize) -> bool {
+        let b = &self.budget;
+        if self.mine == 0 || b.held.load(Ordering::Relaxed).saturating_add(extra) <= b.limit {
+            return false;
+        }
+        let holders = b.holders.load(Ordering::Relaxed).max(1);
+        self.mine.saturating_add(extra) >= b.limit / holders
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lane_above_its_share_cuts_when_the_total_is_over() {
+        let budget = MemoryBudget::new(100);
+        let mut big = budget.share();
+        let mut small = budget.share();
+        big.set(70);
+        small.set(20);
+        assert_eq!(budget.held(), 90);
+        assert!(
+            !big.should_cut_before(10) && !small.should_cut_before(10),
+            "fits"
+        );
+        small.set(40);
+        assert_eq!(budget.held(), 110);
+        assert_eq!(budget.peak(), 110);
+        // Fair share is 50: only the lane holding 70 cuts; 40 + 5 is still under its share.
+        assert!(big.should_cut_before(5));
+        assert!(!small.should_cut_before(5));
+        assert!(small.should_cut_before(10));
+        big.set(0);
+        assert_eq!(budget.held(), 40);
+        assert!(!small.should_cut_before(50));
+        drop(small);
+        assert_eq!(budget.held(), 0);
+        assert_eq!(budget.holders.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn one_lane_alone_cuts_at_the_limit() {
+        let budget = MemoryBudget::new(100);
+        let mut only = budget.share();
+        only.set(90);
+        assert!(!only.should_cut_before(10));
+        assert!(only.should_cut_before(11));
+        // An empty batch never cuts: the chunk is added whatever its size.
+        only.set(0);
+        assert!(!only.should_cut_before(1000));
+    }
+}
