@@ -1,32 +1,29 @@
 //! The per-partition batcher: encoded rows plus everything needed to commit them honestly.
 //!
 //! A batch covers one contiguous offset range of one partition. Every message in that range
-//! ends up in exactly one of two places: a row of the batch body, or a dead letter. The batch
-//! keeps the source chunks alive until it is committed, so a row that ClickHouse rejects can
-//! still be dead-lettered with the original key, value and headers.
+//! ends up in exactly one of two places: a row of the batch body, or a dead letter. A batch
+//! keeps only the encoded rows and each row's offset, not the Kafka records they came from:
+//! the records (JSON, about twice the size of the rows) are dropped as soon as they are
+//! encoded, so the same memory holds two to three times more rows per batch. A message that
+//! cannot be decoded is copied into its dead letter right away; a row that ClickHouse later
+//! rejects is read back from Kafka by its offset for the dead-letter topic (the lane does
+//! that, see `kafka::refetch`).
 //!
 //! Limits (rows, encoded bytes, age) are checked by the lane after each message; the body is
 //! one growing buffer, so a batch costs one allocation regardless of its row count.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::checkpoint::OffsetRange;
 use crate::config::BatchLimits;
-use crate::kafka::records::{Record, RecordChunk};
+use crate::kafka::records::OwnedRecord;
 
-/// Where a row or a dead letter came from: (chunk index in the batch, record index in chunk).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Source {
-    pub chunk: u32,
-    pub record: u32,
-}
-
+/// A message that cannot become a row, with its original bytes and why.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    pub source: Source,
+    pub record: OwnedRecord,
     pub reason: String,
 }
 
@@ -34,11 +31,9 @@ pub struct DeadLetter {
 pub struct Batch {
     body: Vec<u8>,
     row_ends: Vec<usize>,
-    row_sources: Vec<Source>,
-    chunks: Vec<Arc<RecordChunk>>,
-    /// Sum of the attached chunks' footprints.
-    chunk_bytes: usize,
+    row_offsets: Vec<i64>,
     dead: Vec<DeadLetter>,
+    dead_bytes: usize,
     range: Option<OffsetRange>,
     opened_at: Option<Instant>,
 }
@@ -51,25 +46,12 @@ impl Batch {
         }
     }
 
-    /// Registers a chunk whose records will be added; returns its index for [`Source`].
-    /// The chunk's memory counts in [`Batch::held_bytes`] unless `counted_before` (the rest
-    /// of a chunk whose first records went into the previous batch, still held there).
-    pub fn attach(&mut self, chunk: Arc<RecordChunk>, counted_before: bool) -> u32 {
-        if let Some(last) = self.chunks.last() {
-            if Arc::ptr_eq(last, &chunk) {
-                return (self.chunks.len() - 1) as u32;
-            }
-        }
-        if !counted_before {
-            self.chunk_bytes += chunk.footprint();
-        }
-        self.chunks.push(chunk);
-        (self.chunks.len() - 1) as u32
-    }
-
-    /// Memory the open batch holds: its source records and the rows encoded so far.
+    /// Memory the open batch holds: the rows encoded so far, their bookkeeping and the dead
+    /// letters' copies.
     pub fn held_bytes(&self) -> usize {
-        self.chunk_bytes + self.body.len()
+        self.body.len()
+            + self.row_ends.len() * (std::mem::size_of::<usize>() + std::mem::size_of::<i64>())
+            + self.dead_bytes
     }
 
     /// The buffer rows are encoded into; call [`Batch::row_done`] or [`Batch::dead_letter`]
@@ -89,15 +71,17 @@ impl Batch {
     }
 
     /// The message at `offset` became the row just written to the body.
-    pub fn row_done(&mut self, source: Source, offset: i64) {
+    pub fn row_done(&mut self, offset: i64) {
         self.row_ends.push(self.body.len());
-        self.row_sources.push(source);
+        self.row_offsets.push(offset);
         self.cover(offset);
     }
 
-    /// The message at `offset` cannot become a row.
-    pub fn dead_letter(&mut self, source: Source, offset: i64, reason: String) {
-        self.dead.push(DeadLetter { source, reason });
+    /// The message `record` cannot become a row.
+    pub fn dead_letter(&mut self, record: OwnedRecord, reason: String) {
+        let offset = record.offset;
+        self.dead_bytes += record.byte_len() + reason.len();
+        self.dead.push(DeadLetter { record, reason });
         self.cover(offset);
     }
 
@@ -137,14 +121,13 @@ impl Batch {
     pub fn seal(&mut self) -> Option<SealedBatch> {
         let range = self.range.take()?;
         self.opened_at = None;
-        self.chunk_bytes = 0;
+        self.dead_bytes = 0;
         Some(SealedBatch {
             range,
             // The next batch starts small; `recycle` hands this buffer back once stored.
             body: Bytes::from(std::mem::take(&mut self.body)),
             row_ends: std::mem::take(&mut self.row_ends),
-            row_sources: std::mem::take(&mut self.row_sources),
-            chunks: std::mem::take(&mut self.chunks),
+            row_offsets: std::mem::take(&mut self.row_offsets),
             dead: std::mem::take(&mut self.dead),
         })
     }
@@ -157,8 +140,7 @@ pub struct SealedBatch {
     pub range: OffsetRange,
     body: Bytes,
     row_ends: Vec<usize>,
-    row_sources: Vec<Source>,
-    chunks: Vec<Arc<RecordChunk>>,
+    row_offsets: Vec<i64>,
     pub dead: Vec<DeadLetter>,
 }
 
@@ -186,19 +168,9 @@ impl SealedBatch {
         self.body.slice(start..end.max(start))
     }
 
-    pub fn row_source(&self, row: usize) -> Option<Source> {
-        self.row_sources.get(row).copied()
-    }
-
-    pub fn record(&self, source: Source) -> Option<Record<'_>> {
-        self.chunks
-            .get(source.chunk as usize)?
-            .get(source.record as usize)
-    }
-
     /// The Kafka offset of row `row`.
     pub fn row_offset(&self, row: usize) -> Option<i64> {
-        self.record(self.row_source(row)?).map(|r| r.offset)
+        self.row_offsets.get(row).copied()
     }
 }
 
@@ -206,42 +178,25 @@ impl SealedBatch {
 mod tests {
     use super::*;
 
-    fn chunk(n: i64) -> Arc<RecordChunk> {
-        let mut c = RecordChunk::default();
-        for o in 0..n {
-            c.push(o, None, None, Some(b"{}"), &[]);
+    fn rec(offset: i64) -> OwnedRecord {
+        OwnedRecord {
+            offset,
+            timestamp_ms: None,
+            key: None,
+            payload: Some(b"{bad".to_vec()),
+            headers: Vec::new(),
         }
-        Arc::new(c)
     }
 
     #[test]
     fn rows_and_dead_letters_cover_the_range() {
         let mut b = Batch::default();
-        let c = b.attach(chunk(3), false);
         b.body_mut().extend_from_slice(b"aa");
-        b.row_done(
-            Source {
-                chunk: c,
-                record: 0,
-            },
-            0,
-        );
-        b.dead_letter(
-            Source {
-                chunk: c,
-                record: 1,
-            },
-            1,
-            "bad".into(),
-        );
+        b.row_done(0);
+        b.dead_letter(rec(1), "bad".into());
         b.body_mut().extend_from_slice(b"bbb");
-        b.row_done(
-            Source {
-                chunk: c,
-                record: 2,
-            },
-            2,
-        );
+        b.row_done(2);
+        assert!(b.held_bytes() >= 5 + 4 + 3);
         let s = b.seal().unwrap();
         assert_eq!(s.range, OffsetRange { first: 0, last: 2 });
         assert_eq!(s.rows(), 2);
@@ -250,7 +205,9 @@ mod tests {
         assert_eq!(&s.rows_bytes(0, 2)[..], b"aabbb");
         assert_eq!(s.row_offset(1), Some(2));
         assert_eq!(s.dead.len(), 1);
+        assert_eq!(s.dead[0].record.offset, 1);
         assert!(b.is_empty());
+        assert_eq!(b.held_bytes(), 0);
         assert!(b.seal().is_none());
     }
 
@@ -262,24 +219,11 @@ mod tests {
             max_age: std::time::Duration::from_secs(1),
         };
         let mut b = Batch::default();
-        let c = b.attach(chunk(2), false);
         b.body_mut().extend_from_slice(b"a");
-        b.row_done(
-            Source {
-                chunk: c,
-                record: 0,
-            },
-            0,
-        );
+        b.row_done(0);
         assert!(!b.is_full(&limits));
         b.body_mut().extend_from_slice(b"aaaa");
-        b.row_done(
-            Source {
-                chunk: c,
-                record: 1,
-            },
-            1,
-        );
+        b.row_done(1);
         assert!(b.is_full(&limits));
     }
 }

@@ -1,17 +1,18 @@
 //! One memory budget for the open batches of every lane in the process.
 //!
-//! A lane's open batch holds the Kafka records it was built from (kept for the dead-letter
-//! path until the batch is committed) and the encoded rows. Per-route `max_bytes` bounds one
-//! batch; this bounds all of them together, so a consumer assigned many partitions does not
-//! multiply its memory by the partition count (`[service] batch_memory`).
+//! A lane's open batch holds encoded rows (and copies of its dead letters). Per-route
+//! `max_bytes` bounds one batch; this bounds all of them together, so a consumer assigned
+//! many partitions does not multiply its memory by the partition count
+//! (`[service] batch_memory`).
 //!
 //! Rule: before a lane adds a chunk of records to its open batch, it checks whether that
 //! would take the lanes together over the limit while its own batch is at least its fair
 //! share (limit / lanes holding data); if so it stores its batch first. The lanes below their
 //! share keep batching, so one busy lane does not force tiny inserts on the others; an idle
 //! lane above its share is closed by `max_age` at the latest. Batches are cut at chunk
-//! boundaries and a chunk is added whatever its size (a few MiB at most), so the limit can
-//! be exceeded by about one chunk per lane: the bound is for sizing RSS, not exact bytes.
+//! boundaries and a chunk is added whatever its size (about 1 MiB of messages at most), so
+//! the limit can be exceeded by one chunk's rows per lane: the bound is for sizing RSS, not
+//! exact bytes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

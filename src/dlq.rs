@@ -12,7 +12,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::checkpoint::PartitionId;
-use crate::kafka::records::Record;
+use crate::kafka::records::OwnedRecord;
 
 pub const HEADER_ERROR: &str = "sluice.error";
 pub const HEADER_TOPIC: &str = "sluice.source.topic";
@@ -37,12 +37,15 @@ impl DeadLetterProducer {
         &self,
         dlq_topic: &str,
         source: &PartitionId,
-        record: Record<'_>,
+        record: &OwnedRecord,
         reason: &str,
     ) -> Result<(), KafkaError> {
         let mut headers = OwnedHeaders::new();
-        for (name, value) in record.headers() {
-            headers = headers.insert(Header { key: name, value });
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: name.as_str(),
+                value: value.as_deref(),
+            });
         }
         let partition = source.partition.to_string();
         let offset = record.offset.to_string();
@@ -71,11 +74,11 @@ impl DeadLetterProducer {
             });
         }
         let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
-        if let Some(k) = record.key {
-            rec = rec.key(k);
+        if let Some(k) = &record.key {
+            rec = rec.key(k.as_slice());
         }
-        if let Some(p) = record.payload {
-            rec = rec.payload(p);
+        if let Some(p) = &record.payload {
+            rec = rec.payload(p.as_slice());
         }
         self.producer
             .send(rec, Duration::from_secs(30))

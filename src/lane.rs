@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::batch::{Batch, SealedBatch, Source};
+use crate::batch::{Batch, SealedBatch};
 use crate::budget::{MemoryBudget, Share};
 use crate::checkpoint::{OffsetRange, PartitionId};
 use crate::clickhouse::retry::Backoff;
@@ -31,7 +31,8 @@ use crate::config::{BadMessages, Delivery, Route};
 use crate::decode::json::{encode_json_row, MessageMeta, RowPlan};
 use crate::dedup;
 use crate::dlq::DeadLetterProducer;
-use crate::kafka::records::RecordChunk;
+use crate::kafka::records::{OwnedRecord, Record, RecordChunk};
+use crate::kafka::refetch::Refetcher;
 use crate::telemetry::{PartitionGauges, RouteMetrics};
 
 /// Everything the lanes of one route share.
@@ -45,6 +46,8 @@ pub struct RouteRuntime {
     pub metrics: Arc<RouteMetrics>,
     /// Shared by every lane of every route.
     pub budget: Arc<MemoryBudget>,
+    /// Reads rejected rows' messages back from Kafka for the dead-letter path.
+    pub refetch: Refetcher,
 }
 
 /// Why a lane gave up; the pipeline stops the whole run on it (nothing is committed past it).
@@ -176,7 +179,6 @@ impl Lane {
     }
 
     async fn add_chunk(&mut self, chunk: RecordChunk) -> Result<Option<Stored>, LaneFailure> {
-        let chunk = Arc::new(chunk);
         let n = chunk.len();
         RouteMetrics::add(&self.rt.metrics.messages, n as u64);
         if let Some(last) = chunk.last_offset() {
@@ -187,10 +189,11 @@ impl Lane {
                 .fetch_max(last + 1, Ordering::Relaxed);
         }
         // The batch memory budget cuts at chunk boundaries: the open batch is stored before a
-        // chunk that would take this lane over its share is added (see budget.rs).
+        // chunk that would take this lane over its share is added (see budget.rs). The
+        // chunk's JSON is an upper bound of the rows it encodes to.
         if self.recovery.is_none()
             && !self.batch.is_empty()
-            && self.share.should_cut_before(chunk.footprint())
+            && self.share.should_cut_before(chunk.byte_len())
         {
             if let Some(Stored::Fenced) = self.flush().await? {
                 return Ok(Some(Stored::Fenced));
@@ -198,9 +201,6 @@ impl Lane {
         }
         let mut i = 0;
         while i < n {
-            // A chunk cut across two batches is counted once, in the first.
-            let chunk_idx = self.batch.attach(chunk.clone(), i > 0);
-            self.share.set(self.batch.held_bytes());
             let mut cut = false;
             while i < n {
                 let Some(rec) = chunk.get(i) else { break };
@@ -215,11 +215,7 @@ impl Lane {
                         }
                     }
                 }
-                let source = Source {
-                    chunk: chunk_idx,
-                    record: i as u32,
-                };
-                self.encode(rec, source);
+                self.encode(rec);
                 i += 1;
                 match self.recovery {
                     Some(r) if rec.offset == r.last => {
@@ -236,7 +232,6 @@ impl Lane {
                     None => {}
                 }
             }
-            // Rows encoded since the attach count too (the body grows as rows are added).
             self.share.set(self.batch.held_bytes());
             if cut {
                 if let Some(Stored::Fenced) = self.flush().await? {
@@ -247,11 +242,10 @@ impl Lane {
         Ok(None)
     }
 
-    fn encode(&mut self, rec: crate::kafka::records::Record<'_>, source: Source) {
+    fn encode(&mut self, rec: Record<'_>) {
         let Some(payload) = rec.payload else {
             self.batch.dead_letter(
-                source,
-                rec.offset,
+                rec.into(),
                 "message has no value (null payload / tombstone)".to_string(),
             );
             return;
@@ -270,8 +264,8 @@ impl Lane {
             headers: &headers,
         };
         match encode_json_row(&self.rt.plan, payload, &meta, self.batch.body_mut()) {
-            Ok(()) => self.batch.row_done(source, rec.offset),
-            Err(e) => self.batch.dead_letter(source, rec.offset, e.to_string()),
+            Ok(()) => self.batch.row_done(rec.offset),
+            Err(e) => self.batch.dead_letter(rec.into(), e.to_string()),
         }
     }
 
@@ -348,11 +342,8 @@ impl Lane {
     /// Inserts every row of `sealed`, splitting around rows ClickHouse rejects, then sends
     /// the dead letters. Returns only when all of it is durable (or the lane was fenced).
     async fn store(&self, sealed: &SealedBatch) -> Result<Stored, LaneFailure> {
-        let mut dead: Vec<(Source, String)> = sealed
-            .dead
-            .iter()
-            .map(|d| (d.source, d.reason.clone()))
-            .collect();
+        // (offset, reason) of the rows ClickHouse rejected, in offset order.
+        let mut rejected: Vec<(i64, String)> = Vec::new();
         // Depth-first over row ranges, left to right, so rows land in offset order.
         let mut pending = vec![(0usize, sealed.rows())];
         while let Some((from, to)) = pending.pop() {
@@ -364,10 +355,10 @@ impl Lane {
                 InsertOutcome::Fenced => return Ok(Stored::Fenced),
                 InsertOutcome::BadData(reason) if to - from == 1 => {
                     RouteMetrics::add(&self.rt.metrics.rows_rejected_by_clickhouse, 1);
-                    let src = sealed
-                        .row_source(from)
-                        .ok_or_else(|| self.lost_source(sealed))?;
-                    dead.push((src, format!("ClickHouse rejected the row: {reason}")));
+                    let offset = sealed
+                        .row_offset(from)
+                        .ok_or_else(|| self.lost_row(sealed))?;
+                    rejected.push((offset, format!("ClickHouse rejected the row: {reason}")));
                 }
                 InsertOutcome::BadData(_) => {
                     let mid = from + (to - from) / 2;
@@ -376,12 +367,98 @@ impl Lane {
                 }
             }
         }
-        if !dead.is_empty() {
-            if let Stored::Fenced = self.send_dead_letters(sealed, &dead).await? {
-                return Ok(Stored::Fenced);
-            }
+        if sealed.dead.is_empty() && rejected.is_empty() {
+            return Ok(Stored::Yes);
         }
-        Ok(Stored::Yes)
+        let mut dead: Vec<(OwnedRecord, String)> = sealed
+            .dead
+            .iter()
+            .map(|d| (d.record.clone(), d.reason.clone()))
+            .collect();
+        if !rejected.is_empty()
+            && matches!(self.rt.route.bad_messages, BadMessages::DeadLetter { .. })
+        {
+            match self.read_back(&rejected).await {
+                Some(records) => dead.extend(records),
+                None => return Ok(Stored::Fenced),
+            }
+        } else {
+            // Dropped, not sent: only the offsets and reasons are logged and counted.
+            dead.extend(rejected.into_iter().map(|(offset, reason)| {
+                (
+                    OwnedRecord {
+                        offset,
+                        timestamp_ms: None,
+                        key: None,
+                        payload: None,
+                        headers: Vec::new(),
+                    },
+                    reason,
+                )
+            }));
+        }
+        dead.sort_by_key(|(r, _)| r.offset);
+        self.send_dead_letters(sealed, &dead).await
+    }
+
+    /// The original messages of rows ClickHouse rejected, read back from Kafka by offset.
+    /// Retries until it succeeds or the partition is revoked (`None`): committing without
+    /// the dead letters would lose those messages. A message the log no longer holds
+    /// (retention or compaction removed it since it was read) becomes a dead letter without
+    /// a value, marked `sluice.original=gone`, and is logged as an error.
+    async fn read_back(&self, rejected: &[(i64, String)]) -> Option<Vec<(OwnedRecord, String)>> {
+        let offsets: Vec<i64> = rejected.iter().map(|(o, _)| *o).collect();
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        loop {
+            if self.committer.fence().is_raised() {
+                return None;
+            }
+            let refetch = self.rt.refetch.clone();
+            let id = self.id.clone();
+            let wanted = offsets.clone();
+            let res = tokio::task::spawn_blocking(move || refetch.fetch(&id, &wanted)).await;
+            let got = match res {
+                Ok(Ok(got)) => got,
+                Ok(Err(e)) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(partition = %self.id, error = %e, retry_in = ?delay, "cannot read rejected rows' messages back from Kafka; retrying (offsets not committed)");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %self.id, error = %e, "read-back task failed; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    continue;
+                }
+            };
+            let mut by_offset: std::collections::HashMap<i64, OwnedRecord> =
+                got.found.into_iter().map(|r| (r.offset, r)).collect();
+            return Some(
+                rejected
+                    .iter()
+                    .map(|(offset, reason)| match by_offset.remove(offset) {
+                        Some(r) => (r, reason.clone()),
+                        None => {
+                            tracing::error!(partition = %self.id, offset, reason = %reason,
+                                "a row ClickHouse rejected is no longer in Kafka (retention or compaction removed it); its dead letter carries no value");
+                            (
+                                OwnedRecord {
+                                    offset: *offset,
+                                    timestamp_ms: None,
+                                    key: None,
+                                    payload: None,
+                                    headers: vec![(
+                                        "sluice.original".to_string(),
+                                        Some(b"gone".to_vec()),
+                                    )],
+                                },
+                                reason.clone(),
+                            )
+                        }
+                    })
+                    .collect(),
+            );
+        }
     }
 
     async fn insert_rows(
@@ -451,14 +528,14 @@ impl Lane {
         }
     }
 
-    /// A row or dead letter whose source message is not in its batch: impossible by
-    /// construction, and if it ever happened the message would vanish. Stop the run instead
-    /// of committing past it.
-    fn lost_source(&self, sealed: &SealedBatch) -> LaneFailure {
+    /// A row without an offset: impossible by construction (rows and offsets are pushed
+    /// together), and if it ever happened the message would vanish. Stop the run instead of
+    /// committing past it.
+    fn lost_row(&self, sealed: &SealedBatch) -> LaneFailure {
         LaneFailure {
             partition: self.id.clone(),
             message: format!(
-                "batch {} refers to a message it does not hold; stopping without committing",
+                "batch {} has a row without its offset; stopping without committing",
                 sealed.range
             ),
         }
@@ -467,7 +544,7 @@ impl Lane {
     async fn send_dead_letters(
         &self,
         sealed: &SealedBatch,
-        dead: &[(Source, String)],
+        dead: &[(OwnedRecord, String)],
     ) -> Result<Stored, LaneFailure> {
         // Every bad message is logged with its reason; a flood of them is summarised per
         // batch after the first few, so the log stays readable (the counters have them all).
@@ -476,8 +553,8 @@ impl Lane {
             BadMessages::Drop => "dropped (on_bad_message = \"drop\")",
             BadMessages::DeadLetter { .. } => "sent to the dead-letter topic",
         };
-        for (src, reason) in dead.iter().take(LOGGED_PER_BATCH) {
-            let offset = sealed.record(*src).map(|r| r.offset);
+        for (rec, reason) in dead.iter().take(LOGGED_PER_BATCH) {
+            let offset = rec.offset;
             tracing::warn!(partition = %self.id, offset, reason = %reason, "bad message {action}");
         }
         if dead.len() > LOGGED_PER_BATCH {
@@ -496,24 +573,17 @@ impl Lane {
                 message: "dead-letter producer missing".into(),
             });
         };
-        if dead.iter().any(|(src, _)| sealed.record(*src).is_none()) {
-            return Err(self.lost_source(sealed));
-        }
         // All of the batch's dead letters in flight at once (librdkafka batches them); the
         // ones that fail are retried until acknowledged, or until the partition is revoked.
-        let mut pending: Vec<&(Source, String)> = dead.iter().collect();
+        let mut pending: Vec<&(OwnedRecord, String)> = dead.iter().collect();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         while !pending.is_empty() {
             if self.committer.fence().is_raised() {
                 return Ok(Stored::Fenced);
             }
-            let sends = pending.iter().map(|(src, reason)| async move {
-                match sealed.record(*src) {
-                    Some(rec) => producer.send(topic, &self.id, rec, reason).await,
-                    // Checked above: every source is in the batch.
-                    None => Ok(()),
-                }
-            });
+            let sends = pending
+                .iter()
+                .map(|(rec, reason)| producer.send(topic, &self.id, rec, reason));
             let results = futures::future::join_all(sends).await;
             let mut failed = Vec::new();
             let mut last_error = None;

@@ -53,6 +53,9 @@ pub trait LaneFactory: Send + Sync + 'static {
 pub struct ConsumerLimits {
     /// Records per chunk handed to a lane at most.
     pub chunk_records: usize,
+    /// Payload bytes per chunk at most (a chunk with one message may exceed it): with the
+    /// lane queue's chunk count, bounds what waits between the poll thread and a lane.
+    pub chunk_bytes: usize,
     /// How long a revoke waits for lanes to flush and commit before fencing them.
     pub drain_timeout: Duration,
 }
@@ -387,7 +390,12 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
                     };
                     let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
                     if let Some(o) = open.get_mut(idx) {
-                        if !o.chunk.has_room_for(size) || o.chunk.len() >= limits.chunk_records {
+                        let over = !o.chunk.is_empty()
+                            && o.chunk.byte_len().saturating_add(size) > limits.chunk_bytes;
+                        if over
+                            || !o.chunk.has_room_for(size)
+                            || o.chunk.len() >= limits.chunk_records
+                        {
                             let full = o.take();
                             dispatch(&consumer, topic, partition, full);
                         }

@@ -5,3 +5,4 @@ pub mod client;
 pub mod consumer;
 pub mod preflight;
 pub mod records;
+pub mod refetch;

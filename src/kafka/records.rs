@@ -1,9 +1,9 @@
 //! Kafka records copied out of librdkafka in chunks: one allocation per chunk, not per message.
 //!
 //! The poll thread appends each message of a partition to that partition's open chunk
-//! (payload, key and headers into one byte arena) and hands whole chunks to the lane. A lane
-//! keeps the chunks of its open batch until the batch is committed, so a message can still be
-//! sent to the dead-letter topic, byte for byte, when ClickHouse rejects its row.
+//! (payload, key and headers into one byte arena) and hands whole chunks to the lane, which
+//! encodes them and drops them. [`OwnedRecord`] is one message on its own, for the rare
+//! message that becomes a dead letter.
 
 use std::ops::Range;
 
@@ -59,6 +59,60 @@ impl<'a> Record<'a> {
     }
 }
 
+/// One message with its own bytes: a dead letter's original key, value and headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl OwnedRecord {
+    pub fn byte_len(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.payload.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+    }
+
+    pub fn from_message<M: Message>(m: &M) -> Self {
+        OwnedRecord {
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl From<Record<'_>> for OwnedRecord {
+    fn from(r: Record<'_>) -> Self {
+        OwnedRecord {
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.map(<[u8]>::to_vec),
+            payload: r.payload.map(<[u8]>::to_vec),
+            headers: r
+                .headers()
+                .map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
+                .collect(),
+        }
+    }
+}
+
 impl RecordChunk {
     pub fn with_capacity(bytes: usize, records: usize) -> Self {
         RecordChunk {
@@ -97,13 +151,6 @@ impl RecordChunk {
     /// Bytes the arena can hold without growing.
     pub fn byte_capacity(&self) -> usize {
         self.data.capacity()
-    }
-
-    /// Memory the chunk holds: the arena plus the per-record bookkeeping.
-    pub fn footprint(&self) -> usize {
-        self.data.capacity()
-            + self.records.capacity() * std::mem::size_of::<RecordMeta>()
-            + self.headers.capacity() * std::mem::size_of::<HeaderMeta>()
     }
 
     /// Whether one more message of `size` bytes still fits the u32 arena offsets.
@@ -208,6 +255,15 @@ mod tests {
         assert_eq!(r.payload, Some(&b"{\"a\":1}"[..]));
         let hs: Vec<_> = r.headers().collect();
         assert_eq!(hs, vec![("h", Some(&b"v"[..])), ("n", None)]);
+        let owned = OwnedRecord::from(r);
+        assert_eq!(
+            owned.headers,
+            vec![
+                ("h".to_string(), Some(b"v".to_vec())),
+                ("n".to_string(), None)
+            ]
+        );
+        assert_eq!(owned.byte_len(), 1 + 7 + 2 + 1);
         let r = c.get(1).unwrap();
         assert_eq!((r.key, r.payload, r.has_headers()), (None, None, false));
         assert_eq!((c.first_offset(), c.last_offset()), (Some(5), Some(6)));

@@ -1,0 +1,91 @@
+//! Reads given messages of a partition back from Kafka, for the dead-letter topic.
+//!
+//! Lanes drop the Kafka records of a batch once they are encoded (see batch.rs): a batch
+//! holds only rows. When ClickHouse rejects a row, its original message is read back here by
+//! offset, with a short-lived consumer that assigns the partition at explicit offsets (it
+//! never joins the group or commits), so the dead letter carries the original key, value and
+//! headers byte for byte. This path runs only for rows ClickHouse rejects, rare by nature.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::records::OwnedRecord;
+use crate::checkpoint::PartitionId;
+
+/// How long one read-back may take before it counts as failed (and is retried).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Refetcher {
+    config: ClientConfig,
+}
+
+/// What a read-back found.
+#[derive(Debug, Default)]
+pub struct Refetched {
+    pub found: Vec<OwnedRecord>,
+    /// Offsets no longer in the log (deleted by retention or compaction since they were read).
+    pub gone: Vec<i64>,
+}
+
+impl Refetcher {
+    /// `config`: the pipeline's consumer settings (brokers, security). It keeps the group id
+    /// (librdkafka's assign needs one, and the same id needs no other ACL) but never
+    /// subscribes, joins or commits: it only assigns explicit offsets.
+    pub fn new(mut config: ClientConfig) -> Self {
+        for k in [
+            "group.instance.id",
+            "partition.assignment.strategy",
+            "statistics.interval.ms",
+        ] {
+            config.remove(k);
+        }
+        config.set("enable.auto.commit", "false");
+        config.set("enable.partition.eof", "true");
+        Refetcher { config }
+    }
+
+    /// Reads the messages at `offsets` of `partition`. Blocking: call it from a blocking
+    /// thread.
+    pub fn fetch(&self, partition: &PartitionId, offsets: &[i64]) -> Result<Refetched, KafkaError> {
+        let wanted: BTreeSet<i64> = offsets.iter().copied().collect();
+        let (Some(&first), Some(&last)) = (wanted.first(), wanted.last()) else {
+            return Ok(Refetched::default());
+        };
+        let consumer: BaseConsumer = self.config.create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(first))?;
+        consumer.assign(&tpl)?;
+        let mut out = Refetched::default();
+        let deadline = Instant::now() + FETCH_TIMEOUT;
+        let mut next = first;
+        while next <= last {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                ));
+            }
+            match consumer.poll(left.min(Duration::from_millis(500))) {
+                None => {}
+                Some(Ok(m)) => {
+                    use rdkafka::message::Message;
+                    next = m.offset() + 1;
+                    if wanted.contains(&m.offset()) {
+                        out.found.push(OwnedRecord::from_message(&m));
+                    }
+                }
+                // The end of the log before `last`: what is left is gone.
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let found: BTreeSet<i64> = out.found.iter().map(|r| r.offset).collect();
+        out.gone = wanted.difference(&found).copied().collect();
+        Ok(out)
+    }
+}
