@@ -632,6 +632,7 @@ async fn rejected_rows_are_read_back_by_offset() {
         .expect("valid config");
     let refetch =
         sluice::kafka::refetch::Refetcher::new(sluice::kafka::client::consumer_config(&cfg.kafka));
+    let refetch2 = refetch.clone();
     let id = sluice::checkpoint::PartitionId::new(&topic, 0);
     let got = tokio::task::spawn_blocking(move || refetch.fetch(&id, &[7, 2, 50]))
         .await
@@ -660,6 +661,13 @@ async fn rejected_rows_are_read_back_by_offset() {
         vec![("h".to_string(), Some(b"v2".to_vec()))]
     );
     assert_eq!(got.gone, vec![50]);
+    let id = sluice::checkpoint::PartitionId::new(&topic, 0);
+    let past_end = tokio::task::spawn_blocking(move || refetch2.fetch(&id, &[10, 11]))
+        .await
+        .expect("task")
+        .expect("fetch");
+    assert!(past_end.found.is_empty());
+    assert_eq!(past_end.gone, vec![10, 11]);
     // Nothing was committed for the group.
     assert_eq!(committed_total(&group, &topic, 1), 0);
 }

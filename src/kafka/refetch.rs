@@ -45,7 +45,6 @@ impl Refetcher {
             config.remove(k);
         }
         config.set("enable.auto.commit", "false");
-        config.set("enable.partition.eof", "true");
         Refetcher { config }
     }
 
@@ -57,13 +56,23 @@ impl Refetcher {
             return Ok(Refetched::default());
         };
         let consumer: BaseConsumer = self.config.create()?;
+        // Only the log's current range is read: offsets before its start (retention) or past
+        // its end are not in the log, and seeking there would trigger auto.offset.reset.
+        let (low, high) =
+            consumer.fetch_watermarks(&partition.topic, partition.partition, FETCH_TIMEOUT)?;
+        let first = first.max(low);
+        let stop = last.min(high - 1);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(first))?;
         consumer.assign(&tpl)?;
         let mut out = Refetched::default();
+        if first > stop {
+            out.gone = wanted.into_iter().collect();
+            return Ok(out);
+        }
         let deadline = Instant::now() + FETCH_TIMEOUT;
         let mut next = first;
-        while next <= last {
+        while next <= stop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(KafkaError::MessageConsumption(
@@ -79,8 +88,6 @@ impl Refetcher {
                         out.found.push(OwnedRecord::from_message(&m));
                     }
                 }
-                // The end of the log before `last`: what is left is gone.
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
                 Some(Err(e)) => return Err(e),
             }
         }
