@@ -34,7 +34,7 @@ TESTBED = os.environ.get("SLUICE_TESTBED_DIR", os.path.join(ROOT, ".testbed"))
 RUN_ID = time.strftime("%Y%m%d%H%M%S") + "_%d" % os.getpid()
 DB = "sluice_compare"
 
-ALL = ["sluice-alo", "sluice-eo", "ch26-kafka-engine", "ch26-kafka-engine-1c",
+ALL = ["sluice-alo", "sluice-eo", "sluice-alo-ch18", "sluice-eo-ch18", "ch26-kafka-engine", "ch26-kafka-engine-1c",
        "ch18-kafka-engine", "clickhouse_sinker", "vector", "kafka-connect-clickhouse",
        "ceiling-http", "ceiling-consume", "latency"]
 for s in SKIP:
@@ -226,12 +226,27 @@ def final_check(url, table, n):
     return "ok" if c == n and u == n else "count=%d unique=%d" % (c, u)
 
 
-def run_sluice(ds, mode, topic, cols, mb):
-    short = "alo" if mode == "at-least-once" else "eo"
+def run_sluice(ds, mode, topic, cols, mb, ch18=False):
+    """sluice into ClickHouse 26.9, or with ch18 into the 18.16 server the 18.16 Kafka engine
+    writes to, with the same target table as the engine's (18.16 types; exactly-once on 18.16
+    needs a ReplicatedMergeTree, which the testbed's ZooKeeper serves)."""
+    short = ("alo" if mode == "at-least-once" else "eo") + ("_ch18" if ch18 else "")
+    url, pid = (CH18, CH18_PID) if ch18 else (CH, CH26_PID)
     table = "%s.%s_sluice_%s_%s" % (DB, ds, short, RUN_ID)
-    settings = " SETTINGS non_replicated_deduplication_window = 1000" if mode == "exactly-once" else ""
-    q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id%s" % (table, cols_sql(cols), settings))
-    CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+    if ch18:
+        # The engine's target types, except that the millisecond timestamps stay text: the
+        # engine's view cuts them to seconds (toDateTime(substring(ts, 1, 19))), and sluice
+        # never truncates a value silently (it would dead-letter every message).
+        cols = [(n, "String" if t == "DateTime64(3)" else legacy(n, t)[1]) for n, t in cols]
+        engine = ("ReplicatedMergeTree('/clickhouse/tables/{shard}/%s', '{replica}')" % table
+                  if mode == "exactly-once" else "MergeTree")
+        settings = ""
+        q(url, "CREATE DATABASE IF NOT EXISTS %s" % DB)
+    else:
+        engine = "MergeTree"
+        settings = " SETTINGS non_replicated_deduplication_window = 1000" if mode == "exactly-once" else ""
+    q(url, "CREATE TABLE %s (%s) ENGINE = %s ORDER BY id%s" % (table, cols_sql(cols), engine, settings))
+    CLEANUP.append(lambda: q(url, "DROP TABLE IF EXISTS %s" % table))
     work = os.path.join(WORK, "sluice-%s-%s" % (ds, short))
     os.makedirs(work, exist_ok=True)
     cfg = os.path.join(work, "sluice.toml")
@@ -250,17 +265,17 @@ topic = "%s"
 table = "%s"
 format = "json"
 delivery = "%s"
-""" % (KAFKA, ds, short, RUN_ID, CH, DB, topic, table.split(".", 1)[1], mode))
+""" % (KAFKA, ds, short, RUN_ID, url, DB, topic, table.split(".", 1)[1], mode))
     logf = open(os.path.join(work, "sluice.log"), "w")
-    idle = idle_rate(CH26_PID)
-    ch0, k0 = cpu_ticks(CH26_PID), cpu_ticks(KAFKA_PID)
+    idle = idle_rate(pid)
+    ch0, k0 = cpu_ticks(pid), cpu_ticks(KAFKA_PID)
     t0 = time.time()
     p = subprocess.Popen([SLUICE, "run", "--config", cfg], stdout=logf, stderr=subprocess.STDOUT)
     try:
-        t1, _ = wait_for_count(CH, table, MESSAGES, lambda: p.poll() is None)
+        t1, _ = wait_for_count(url, table, MESSAGES, lambda: p.poll() is None)
         ticks = cpu_ticks(p.pid)
         hwm = status_kib(p.pid, "VmHWM")
-        ch1, k1 = cpu_ticks(CH26_PID), cpu_ticks(KAFKA_PID)
+        ch1, k1 = cpu_ticks(pid), cpu_ticks(KAFKA_PID)
     finally:
         p.send_signal(signal.SIGTERM)
         try:
@@ -270,11 +285,11 @@ delivery = "%s"
             p.wait()
     wall = t1 - t0
     cpu = ticks / TICK
-    return Result(ds, "sluice %s" % mode, wall=wall, rows_s=MESSAGES / wall, mb_s=mb / wall,
+    return Result(ds, "sluice %s%s" % (mode, " -> ClickHouse 18.16" if ch18 else ""), wall=wall, rows_s=MESSAGES / wall, mb_s=mb / wall,
                   cpu=cpu, cpu_m=cpu / (MESSAGES / 1e6), rss_mib=hwm / 1024,
                   ch_cpu=max(0.0, (ch1 - ch0) / TICK - idle * wall), kafka_cpu=(k1 - k0) / TICK,
-                  check=final_check(CH, table, MESSAGES),
-                  note="sluice process; ClickHouse 26.9 HTTP")
+                  check=final_check(url, table, MESSAGES),
+                  note="sluice process; ClickHouse %s HTTP" % ("18.16" if ch18 else "26.9"))
 
 
 def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", latency_cols=False):
@@ -558,6 +573,8 @@ def main():
         attempt("ch26-kafka-engine-1c", lambda: kafka_engine(ds, 26, topic, cols, mb, 1))
         if versions["ch18"]:
             attempt("ch18-kafka-engine", lambda: kafka_engine(ds, 18, topic, cols, mb, PARTITIONS))
+            attempt("sluice-alo-ch18", lambda: run_sluice(ds, "at-least-once", topic, cols, mb, ch18=True))
+            attempt("sluice-eo-ch18", lambda: run_sluice(ds, "exactly-once", topic, cols, mb, ch18=True))
         elif "ch18-kafka-engine" not in SKIP:
             NOT_RUN.append(("ch18-kafka-engine", "ClickHouse 18.16 not running (./dev/testbed up --with-legacy)"))
         attempt("ceiling-http", lambda: ceiling_http(ds, path, cols, mb))
@@ -704,6 +721,18 @@ def targets(ds):
         for c in [r for r in rows.values() if r.name.startswith("ceiling")]:
             pct = 100 * s.rows_s / c.rows_s
             out.append("  - %.0f %% of %s (target >= 80 %%: %s)" % (pct, c.name, "met" if pct >= 80 else "NOT met"))
+    # Same server, same target table: sluice into 18.16 against the 18.16 Kafka engine.
+    e18 = next((r for r in peers if "18.16" in r.name), None)
+    for mode in ("exactly-once", "at-least-once"):
+        s = rows.get("sluice %s -> ClickHouse 18.16" % mode)
+        if not s or not e18:
+            continue
+        sp = s.rows_s / e18.rows_s
+        cr = s.cpu_m / e18.cpu_m
+        out.append("- sluice %s into ClickHouse 18.16 vs the %s (same server, same target table): rows/s "
+                   "x%.2f (target >= 2: %s); CPU-s per row x%.2f (target <= 0.33: %s); all-in CPU per row "
+                   "x%.2f." % (mode, e18.name, sp, "met" if sp >= 2 else "NOT met", cr,
+                               "met" if cr <= 1 / 3 else "NOT met", s.allin_m() / e18.allin_m()))
     return out
 
 

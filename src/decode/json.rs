@@ -1803,6 +1803,12 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             };
             rb::put_fixed_string(out, s, *n).map_err(|e| fail(format!("{}: {e}", show(v.raw))))
         }
+        // UInt8 is how ClickHouse stored booleans before it had Bool (and still accepts
+        // true/false into it in JSONEachRow): JSON booleans are 1 and 0 there, nowhere else.
+        ChType::UInt8 if matches!(v.kind, Kind::True | Kind::False) => {
+            out.push(u8::from(v.kind == Kind::True));
+            Ok(())
+        }
         t if is_int_type(t) => {
             // Fast path: a plain JSON integer into a <= 64-bit column, no 256-bit detour.
             if v.kind == Kind::Int {
@@ -2782,6 +2788,10 @@ mod tests {
         assert!(err("Int32", "\"\"").contains("is not an integer"));
         assert!(err("Int32", "\"1 \"").contains("is not an integer"));
         assert!(err("Int32", "true").contains("expected an integer, found a boolean true"));
+        assert!(err("UInt16", "false").contains("expected an integer, found a boolean false"));
+        assert_eq!(ok("UInt8", "true"), vec![1]);
+        assert_eq!(ok("UInt8", "false"), vec![0]);
+        assert_eq!(ok("Nullable(UInt8)", "true"), vec![0, 1]);
         assert!(err("Int32", "[1]").contains("expected an integer, found an array"));
         assert_eq!(
             err("Int32", "null"),
