@@ -97,6 +97,9 @@ enum Command {
         print_headers: bool,
         #[arg(long)]
         print_offset: bool,
+        /// Print only the number of messages read, at the end (measures the raw consume rate).
+        #[arg(long)]
+        count_only: bool,
     },
     /// Consumer lag of the pipeline's group (from the config) per partition.
     Lag {
@@ -279,6 +282,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             print_key,
             print_headers,
             print_offset,
+            count_only,
         } => {
             let cfg = kafka_config(&target).await?;
             let idle_exit: Option<Duration> = match idle_exit {
@@ -295,6 +299,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 print_key,
                 print_headers,
                 print_offset,
+                count_only,
             };
             tokio::task::spawn_blocking(move || {
                 consume::consume(&cfg, &opts, &mut std::io::stdout().lock())

@@ -174,6 +174,20 @@ async fn topics_produce_consume_and_lag() {
         v.contains(&format!("\"id\":\"{k}\""))
     }));
 
+    let out = sluice(
+        &[
+            "consume",
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--max-messages",
+            "3000",
+            "--count-only",
+        ],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3000 messages\n");
+
     let out = sluice(&["topics", "alter", &topic, "--partitions", "5"], None);
     assert!(out.status.success(), "{}", text(&out));
     // New partitions reach the metadata a client sees after a short propagation delay.

@@ -563,23 +563,10 @@ async fn batch_memory_bounds_all_lanes_together() {
     .replace("max_age = \"200ms\"", "max_age = \"20s\"")
     .replace("[service]\n", "[service]\nbatch_memory = \"1MiB\"\n");
     let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
-    let metrics = std::sync::Arc::new(sluice::telemetry::Metrics::default());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(sluice::pipeline::run_with_metrics(
-        cfg,
-        async move {
-            let _ = rx.await;
-        },
-        metrics.clone(),
-    ));
+    let (run, metrics) = start_with_metrics(cfg);
     let got = wait_for_count(&table, total, Duration::from_secs(60)).await;
     let rendered = metrics.render();
-    let _ = tx.send(());
-    let summary = tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .expect("stops")
-        .expect("task")
-        .expect("ran");
+    let summary = run.stop().await;
     assert_eq!(got, total);
     assert_eq!(
         ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,

@@ -23,7 +23,6 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -806,23 +805,10 @@ async fn secrets_never_reach_logs_check_output_errors_or_metrics() {
     )
     .expect("config");
     assert_no_secret("config Debug", &format!("{cfg:?}"), &secrets);
-    let metrics = Arc::new(sluice::telemetry::Metrics::default());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(sluice::pipeline::run_with_metrics(
-        cfg,
-        async move {
-            let _ = rx.await;
-        },
-        metrics.clone(),
-    ));
+    let (run, metrics) = start_with_metrics(cfg);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_no_secret("metrics", &metrics.render(), &secrets);
-    let _ = tx.send(());
-    let summary = tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .expect("stops")
-        .expect("task")
-        .expect("run");
+    let summary = run.stop().await;
     assert_no_secret("summary", &summary.to_string(), &secrets);
     let mut names = BTreeSet::new();
     for l in metrics.render().lines() {

@@ -23,6 +23,9 @@ pub struct ConsumeOptions {
     pub print_key: bool,
     pub print_headers: bool,
     pub print_offset: bool,
+    /// Print nothing per message, only the count at the end: librdkafka's raw consume rate
+    /// (bench/compare's consume ceiling).
+    pub count_only: bool,
 }
 
 pub fn consume(base: &ClientConfig, opts: &ConsumeOptions, out: &mut dyn Write) -> Result<u64> {
@@ -70,6 +73,9 @@ pub fn consume(base: &ClientConfig, opts: &ConsumeOptions, out: &mut dyn Write) 
             Some(Ok(m)) => {
                 last = Instant::now();
                 n += 1;
+                if opts.count_only {
+                    continue;
+                }
                 if opts.print_offset {
                     write!(out, "{}[{}]@{}\t", m.topic(), m.partition(), m.offset())?;
                 }
@@ -98,6 +104,9 @@ pub fn consume(base: &ClientConfig, opts: &ConsumeOptions, out: &mut dyn Write) 
                 out.write_all(b"\n")?;
             }
         }
+    }
+    if opts.count_only {
+        writeln!(out, "{n} messages")?;
     }
     out.flush()?;
     Ok(n)

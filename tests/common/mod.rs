@@ -292,14 +292,29 @@ pub struct Running {
 
 pub fn start(config_text: &str) -> Running {
     let cfg = sluice::config::from_str(config_text, Vec::new()).expect("valid config");
+    start_with_metrics(cfg).0
+}
+
+/// The real pipeline from a parsed config, with its metrics registry to read while it runs.
+pub fn start_with_metrics(
+    cfg: sluice::config::Config,
+) -> (Running, std::sync::Arc<sluice::telemetry::Metrics>) {
+    let metrics = std::sync::Arc::new(sluice::telemetry::Metrics::default());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(sluice::pipeline::run(cfg, async move {
-        let _ = rx.await;
-    }));
-    Running {
-        stop: Some(tx),
-        task,
-    }
+    let task = tokio::spawn(sluice::pipeline::run_with_metrics(
+        cfg,
+        async move {
+            let _ = rx.await;
+        },
+        metrics.clone(),
+    ));
+    (
+        Running {
+            stop: Some(tx),
+            task,
+        },
+        metrics,
+    )
 }
 
 impl Running {
