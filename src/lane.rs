@@ -384,18 +384,11 @@ impl Lane {
             }
         } else {
             // Dropped, not sent: only the offsets and reasons are logged and counted.
-            dead.extend(rejected.into_iter().map(|(offset, reason)| {
-                (
-                    OwnedRecord {
-                        offset,
-                        timestamp_ms: None,
-                        key: None,
-                        payload: None,
-                        headers: Vec::new(),
-                    },
-                    reason,
-                )
-            }));
+            dead.extend(
+                rejected.into_iter().map(|(offset, reason)| {
+                    (OwnedRecord::without_value(offset, Vec::new()), reason)
+                }),
+            );
         }
         dead.sort_by_key(|(r, _)| r.offset);
         self.send_dead_letters(sealed, &dead).await
@@ -441,19 +434,8 @@ impl Lane {
                         None => {
                             tracing::error!(partition = %self.id, offset, reason = %reason,
                                 "a row ClickHouse rejected is no longer in Kafka (retention or compaction removed it); its dead letter carries no value");
-                            (
-                                OwnedRecord {
-                                    offset: *offset,
-                                    timestamp_ms: None,
-                                    key: None,
-                                    payload: None,
-                                    headers: vec![(
-                                        "sluice.original".to_string(),
-                                        Some(b"gone".to_vec()),
-                                    )],
-                                },
-                                reason.clone(),
-                            )
+                            let gone = vec![("sluice.original".to_string(), Some(b"gone".to_vec()))];
+                            (OwnedRecord::without_value(*offset, gone), reason.clone())
                         }
                     })
                     .collect(),

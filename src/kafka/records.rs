@@ -70,6 +70,17 @@ pub struct OwnedRecord {
 }
 
 impl OwnedRecord {
+    /// A dead letter for a message whose bytes sluice no longer has: its offset and headers.
+    pub fn without_value(offset: i64, headers: Vec<(String, Option<Vec<u8>>)>) -> Self {
+        OwnedRecord {
+            offset,
+            timestamp_ms: None,
+            key: None,
+            payload: None,
+            headers,
+        }
+    }
+
     pub fn byte_len(&self) -> usize {
         self.key.as_ref().map_or(0, Vec::len)
             + self.payload.as_ref().map_or(0, Vec::len)
