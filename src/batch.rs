@@ -101,6 +101,16 @@ impl Batch {
         self.row_ends.len() >= limits.max_rows || self.body.len() >= limits.max_bytes
     }
 
+    /// Whether the batch is big enough to be sent before `max_age` once its partition has
+    /// nothing more to read: a quarter of `max_rows` or of `max_bytes`. At that size an insert
+    /// is a healthy ClickHouse part, and waiting for the age would only add latency (the last
+    /// batch of a backlog waited a whole `max_age`). Smaller batches still wait, so a slow
+    /// stream keeps making one insert per partition per `max_age`, not one per message.
+    pub fn worth_sending_early(&self, limits: &BatchLimits) -> bool {
+        self.row_ends.len().saturating_mul(4) >= limits.max_rows
+            || self.body.len().saturating_mul(4) >= limits.max_bytes
+    }
+
     /// Gives a stored batch's body buffer back for the next batch: one buffer per lane in the
     /// steady state instead of a fresh multi-megabyte allocation (and its page faults) per
     /// batch.

@@ -147,6 +147,7 @@ impl Lane {
                 biased;
                 chunk = records.recv() => match chunk {
                     Some(chunk) => {
+                        let caught_up = chunk.caught_up();
                         if matches!(self.add_chunk(chunk).await?, Some(Stored::Fenced)) {
                             return Ok(());
                         }
@@ -154,7 +155,14 @@ impl Lane {
                         // branch never runs: honour max_age here too.
                         let expired = self.recovery.is_none()
                             && self.batch.opened_at().is_some_and(|t| t.elapsed() >= max_age);
-                        if expired && matches!(self.flush().await?, Some(Stored::Fenced)) {
+                        // Nothing more to read: a batch of a good size goes now, not at its age.
+                        let drained = caught_up
+                            && records.is_empty()
+                            && self.recovery.is_none()
+                            && self.batch.worth_sending_early(&self.rt.route.batch);
+                        if (expired || drained)
+                            && matches!(self.flush().await?, Some(Stored::Fenced))
+                        {
                             return Ok(());
                         }
                     }

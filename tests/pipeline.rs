@@ -658,3 +658,104 @@ async fn rejected_rows_are_read_back_by_offset() {
     // Nothing was committed for the group.
     assert_eq!(committed_total(&group, &topic, 1), 0);
 }
+
+/// A batch whose partition has nothing more to read goes at once when it holds a quarter of
+/// `max_rows` (the last batch of a backlog no longer waits `max_age`); a smaller one still
+/// waits for its age, so a slow stream does not become one insert per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_batches_go_early_only_when_big_enough() {
+    init_logs();
+    let big = unique("early_big");
+    let small = unique("early_small");
+    for t in [&big, &small] {
+        create_topic(t, 1).await;
+        ch(&format!(
+            "CREATE TABLE default.{t} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+    }
+    produce(
+        &big,
+        (0..600).map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"b\"}}"))),
+    );
+    produce(
+        &small,
+        (0..100).map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"s\"}}"))),
+    );
+    let group = unique("g");
+    let text = config(&group, &[(&big, &big), (&small, &small)], "max_rows = 1000")
+        .replace("max_age = \"200ms\"", "max_age = \"120s\"");
+    let run = start(&text);
+    // 600 rows >= 1000 / 4: stored long before the 120 s age.
+    let got_big = wait_for_count(&format!("default.{big}"), 600, Duration::from_secs(40)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // 100 rows < 1000 / 4: still waiting for its age (or for the shutdown flush).
+    let small_before_stop = ch_u64(&format!("SELECT count() FROM default.{small}")).await;
+    let summary = run.stop().await;
+    assert_eq!(got_big, 600);
+    assert_eq!(
+        small_before_stop, 0,
+        "a small caught-up batch waits for max_age"
+    );
+    assert_eq!(
+        ch_u64(&format!("SELECT count() FROM default.{small}")).await,
+        100,
+        "the shutdown flush stores the small batch"
+    );
+    assert_eq!(summary.rows_inserted, 700);
+}
+
+/// A partition revoked from a running instance and later assigned back to it flows again:
+/// librdkafka clears the forwarding of a stopped partition's fetch queue, so the consumer
+/// must route the partition to its batch queue on every assignment, not only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_assigned_back_to_a_running_instance_flows_again() {
+    init_logs();
+    let topic = unique("back");
+    create_topic(&topic, 2).await;
+    let table = format!("default.{topic}");
+    ch(&format!(
+        "CREATE TABLE {table} (id UInt64) ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+    let send = |from: u64, to: u64| {
+        produce(
+            &topic,
+            (from..to).map(|i| Msg::json((i % 2) as i32, format!("{{\"id\":{i}}}"))),
+        )
+    };
+    let group = unique("g");
+    let text = config(&group, &[(&topic, &topic)], "");
+    send(0, 100);
+    let a = start(&text);
+    assert_eq!(
+        wait_for_count(&table, 100, Duration::from_secs(60)).await,
+        100
+    );
+    // A second member takes one of the two partitions away from the first...
+    let b = start(&text);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    send(100, 200);
+    assert_eq!(
+        wait_for_count(&table, 200, Duration::from_secs(60)).await,
+        200
+    );
+    // ...and gives it back when it leaves: the first instance now reads it again.
+    let b_summary = b.stop().await;
+    assert!(
+        b_summary.messages > 0,
+        "the second member never owned a partition"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    send(200, 300);
+    let got = wait_for_count(&table, 300, Duration::from_secs(60)).await;
+    a.stop().await;
+    assert_eq!(
+        got, 300,
+        "rows of the partition assigned back never arrived"
+    );
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        300
+    );
+}

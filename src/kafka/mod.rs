@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod consumer;
+pub mod fetch_queue;
 pub mod preflight;
 pub mod records;
 pub mod refetch;

@@ -30,6 +30,9 @@ pub struct RecordChunk {
     data: Vec<u8>,
     records: Vec<RecordMeta>,
     headers: Vec<HeaderMeta>,
+    /// Set by the poll thread: the chunk ends at the log end librdkafka last saw for the
+    /// partition (nothing more to read right now).
+    caught_up: bool,
 }
 
 /// One record, borrowed from its chunk.
@@ -130,7 +133,16 @@ impl RecordChunk {
             data: Vec::with_capacity(bytes),
             records: Vec::with_capacity(records),
             headers: Vec::new(),
+            caught_up: false,
         }
+    }
+
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    pub fn set_caught_up(&mut self, caught_up: bool) {
+        self.caught_up = caught_up;
     }
 
     pub fn len(&self) -> usize {
@@ -177,11 +189,24 @@ impl RecordChunk {
         payload: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) {
+        let headers = headers.iter().map(|(n, v)| (n.as_bytes(), *v));
+        self.push_parts(offset, timestamp_ms, key, payload, headers);
+    }
+
+    /// Appends one message from its parts; header names as raw bytes.
+    pub fn push_parts<'h>(
+        &mut self,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: impl Iterator<Item = (&'h [u8], Option<&'h [u8]>)>,
+    ) {
         let key = key.map(|k| self.push_bytes(k));
         let payload = payload.map(|p| self.push_bytes(p));
         let hstart = self.headers.len() as u32;
         for (name, value) in headers {
-            let name = self.push_bytes(name.as_bytes());
+            let name = self.push_bytes(name);
             let value = value.map(|v| self.push_bytes(v));
             self.headers.push(HeaderMeta { name, value });
         }
@@ -196,24 +221,18 @@ impl RecordChunk {
     }
 
     pub fn push_message(&mut self, m: &BorrowedMessage<'_>) {
-        let key = m.key().map(|k| self.push_bytes(k));
-        let payload = m.payload().map(|p| self.push_bytes(p));
-        let hstart = self.headers.len() as u32;
-        if let Some(hs) = m.headers() {
-            for h in hs.iter() {
-                let name = self.push_bytes(h.key.as_bytes());
-                let value = h.value.map(|v| self.push_bytes(v));
-                self.headers.push(HeaderMeta { name, value });
-            }
-        }
-        let hend = self.headers.len() as u32;
-        self.records.push(RecordMeta {
-            offset: m.offset(),
-            timestamp_ms: m.timestamp().to_millis(),
-            key,
-            payload,
-            headers: hstart..hend,
-        });
+        let headers = m.headers();
+        let headers = headers
+            .iter()
+            .flat_map(|hs| hs.iter())
+            .map(|h| (h.key.as_bytes(), h.value));
+        self.push_parts(
+            m.offset(),
+            m.timestamp().to_millis(),
+            m.key(),
+            m.payload(),
+            headers,
+        );
     }
 
     pub fn get(&self, i: usize) -> Option<Record<'_>> {
