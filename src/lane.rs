@@ -75,6 +75,9 @@ pub struct Lane {
     /// exactly-once: the range an interrupted insert held, to be re-formed exactly before
     /// anything else is batched.
     recovery: Option<OffsetRange>,
+    /// The last batch was cut by size or memory, not by age: the lane is working through a
+    /// backlog, and when the partition runs dry its remainder goes at once, whatever its size.
+    backlog: bool,
 }
 
 impl Lane {
@@ -94,6 +97,7 @@ impl Lane {
             gauges,
             batch: Batch::with_capacity(cap),
             recovery: None,
+            backlog: false,
         }
     }
 
@@ -155,15 +159,18 @@ impl Lane {
                         // branch never runs: honour max_age here too.
                         let expired = self.recovery.is_none()
                             && self.batch.opened_at().is_some_and(|t| t.elapsed() >= max_age);
-                        // Nothing more to read: a batch of a good size goes now, not at its age.
+                        // Nothing more to read: a batch of a good size, or the rest of a
+                        // backlog, goes now instead of at its age.
                         let drained = caught_up
                             && records.is_empty()
                             && self.recovery.is_none()
-                            && self.batch.worth_sending_early(&self.rt.route.batch);
-                        if (expired || drained)
-                            && matches!(self.flush().await?, Some(Stored::Fenced))
-                        {
-                            return Ok(());
+                            && (self.backlog
+                                || self.batch.worth_sending_early(&self.rt.route.batch));
+                        if expired || drained {
+                            self.backlog = false;
+                            if matches!(self.flush().await?, Some(Stored::Fenced)) {
+                                return Ok(());
+                            }
                         }
                     }
                     None => {
@@ -178,6 +185,7 @@ impl Lane {
                     }
                 },
                 _ = sleep_until_opt(deadline) => {
+                    self.backlog = false;
                     if matches!(self.flush().await?, Some(Stored::Fenced)) {
                         return Ok(());
                     }
@@ -203,6 +211,7 @@ impl Lane {
             && !self.batch.is_empty()
             && self.share.should_cut_before(chunk.byte_len())
         {
+            self.backlog = true;
             if let Some(Stored::Fenced) = self.flush().await? {
                 return Ok(Some(Stored::Fenced));
             }
@@ -234,6 +243,7 @@ impl Lane {
                     // Re-forming: the batch holds exactly the recorded range, whatever the limits.
                     Some(_) => {}
                     None if self.batch.is_full(&self.rt.route.batch) => {
+                        self.backlog = true;
                         cut = true;
                         break;
                     }

@@ -660,14 +660,16 @@ async fn rejected_rows_are_read_back_by_offset() {
 }
 
 /// A batch whose partition has nothing more to read goes at once when it holds a quarter of
-/// `max_rows` (the last batch of a backlog no longer waits `max_age`); a smaller one still
+/// `max_rows`, or when it is the rest of a backlog (the batch before it was cut by size): the
+/// last batch of a backlog no longer waits `max_age`. A small batch of a slow stream still
 /// waits for its age, so a slow stream does not become one insert per message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caught_up_batches_go_early_only_when_big_enough() {
     init_logs();
     let big = unique("early_big");
+    let tail = unique("early_tail");
     let small = unique("early_small");
-    for t in [&big, &small] {
+    for t in [&big, &tail, &small] {
         create_topic(t, 1).await;
         ch(&format!(
             "CREATE TABLE default.{t} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
@@ -678,21 +680,30 @@ async fn caught_up_batches_go_early_only_when_big_enough() {
         &big,
         (0..600).map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"b\"}}"))),
     );
+    // One full batch (cut by max_rows), then a rest of 100 rows.
+    produce(
+        &tail,
+        (0..1100).map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"t\"}}"))),
+    );
     produce(
         &small,
         (0..100).map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"s\"}}"))),
     );
     let group = unique("g");
-    let text = config(&group, &[(&big, &big), (&small, &small)], "max_rows = 1000")
+    let routes = [(&*big, &*big), (&*tail, &*tail), (&*small, &*small)];
+    let text = config(&group, &routes, "max_rows = 1000")
         .replace("max_age = \"200ms\"", "max_age = \"120s\"");
     let run = start(&text);
     // 600 rows >= 1000 / 4: stored long before the 120 s age.
     let got_big = wait_for_count(&format!("default.{big}"), 600, Duration::from_secs(40)).await;
+    // The 100 rows after a full batch: the rest of a backlog, stored at once too.
+    let got_tail = wait_for_count(&format!("default.{tail}"), 1100, Duration::from_secs(40)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // 100 rows < 1000 / 4: still waiting for its age (or for the shutdown flush).
     let small_before_stop = ch_u64(&format!("SELECT count() FROM default.{small}")).await;
     let summary = run.stop().await;
     assert_eq!(got_big, 600);
+    assert_eq!(got_tail, 1100, "the rest of a backlog waited for max_age");
     assert_eq!(
         small_before_stop, 0,
         "a small caught-up batch waits for max_age"
@@ -702,7 +713,7 @@ async fn caught_up_batches_go_early_only_when_big_enough() {
         100,
         "the shutdown flush stores the small batch"
     );
-    assert_eq!(summary.rows_inserted, 700);
+    assert_eq!(summary.rows_inserted, 1800);
 }
 
 /// A partition revoked from a running instance and later assigned back to it flows again:
