@@ -39,6 +39,9 @@ const CHUNK_RECORDS: usize = 2048;
 const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks a lane may have queued before its partition is paused.
 const LANE_QUEUE_CHUNKS: usize = 4;
+/// Chunks kept aside per lane beyond its queue before its partition is paused (see
+/// `ConsumerLimits::stash_bytes`).
+const LANE_STASH_BYTES: usize = 2 << 20;
 
 pub fn clickhouse_settings(c: &ClickHouseConfig) -> ClickHouseSettings {
     ClickHouseSettings {
@@ -286,6 +289,7 @@ pub async fn run_with_metrics(
         chunk_records: CHUNK_RECORDS,
         chunk_bytes: CHUNK_BYTES,
         drain_timeout: cfg.service.shutdown_timeout,
+        stash_bytes: LANE_STASH_BYTES,
     };
     let mut kcfg = consumer_config(&cfg.kafka);
     // Bounds memory: what librdkafka prefetches for all partitions together.

@@ -11,10 +11,12 @@
 //! partition is forwarded to (`fetch_queue`); the consumer queue polled here keeps the
 //! rebalance, commit, statistics and error events, so rebalances still run in this thread.
 //!
-//! Backpressure: each lane has a bounded channel of chunks. When it is full the partition is
-//! paused in librdkafka and its chunk kept aside; it resumes when the lane caught up. The poll
-//! loop itself never blocks on a lane, so the group heartbeat and `max.poll.interval.ms`
-//! are served even while ClickHouse is down and every lane is retrying.
+//! Backpressure: each lane has a bounded channel of chunks. When it is full, chunks are kept
+//! aside, and once those exceed `stash_bytes` the partition is paused in librdkafka; it
+//! resumes when the lane caught up. (A pause makes librdkafka drop the partition's prefetched
+//! messages and fetch them again, so a lane briefly busy inserting is not paused at once.)
+//! The poll loop itself never blocks on a lane, so the group heartbeat and
+//! `max.poll.interval.ms` are served even while ClickHouse is down and every lane is retrying.
 //!
 //! Rebalance: on revoke (or shutdown, which unsubscribes and so revokes everything) the
 //! revoked lanes' channels are closed; each lane inserts and commits what it holds and ends.
@@ -63,6 +65,10 @@ pub struct ConsumerLimits {
     pub chunk_bytes: usize,
     /// How long a revoke waits for lanes to flush and commit before fencing them.
     pub drain_timeout: Duration,
+    /// Bytes of chunks kept aside for a lane whose queue is full before its partition is
+    /// paused: a pause makes librdkafka drop what it prefetched for the partition and fetch
+    /// it again after the resume, so short stalls (a lane inserting) are ridden out instead.
+    pub stash_bytes: usize,
 }
 
 struct LaneState {
@@ -452,7 +458,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
         for o in open.iter_mut() {
             if !o.chunk.is_empty() {
                 let chunk = o.take();
-                dispatch(&consumer, &o.topic, o.partition, chunk);
+                dispatch(&consumer, &o.topic, o.partition, chunk, limits.stash_bytes);
             }
         }
         // Partitions no longer assigned keep no entry.
@@ -530,7 +536,7 @@ fn append(
     let over = !o.chunk.is_empty() && o.chunk.byte_len().saturating_add(size) > limits.chunk_bytes;
     if over || !o.chunk.has_room_for(size) || o.chunk.len() >= limits.chunk_records {
         let full = o.take();
-        dispatch(consumer, &o.topic, o.partition, full);
+        dispatch(consumer, &o.topic, o.partition, full, limits.stash_bytes);
     }
     push(o.chunk_for_next(limits.chunk_records));
 }
@@ -571,7 +577,13 @@ impl OpenChunk {
 }
 
 /// Hands a chunk to its lane, or stashes it and pauses the partition when the lane is behind.
-fn dispatch(consumer: &GroupConsumer, topic: &str, partition: i32, mut chunk: RecordChunk) {
+fn dispatch(
+    consumer: &GroupConsumer,
+    topic: &str,
+    partition: i32,
+    mut chunk: RecordChunk,
+    stash_bytes: usize,
+) {
     let ctx = consumer.context();
     if let (Some(fq), Some(last)) = (ctx.fetch.get(), chunk.last_offset()) {
         let end = fq.cached_log_end(topic, partition);
@@ -600,18 +612,14 @@ fn dispatch(consumer: &GroupConsumer, topic: &str, partition: i32, mut chunk: Re
     };
     if lane.paused || !lane.stash.is_empty() {
         lane.stash.push_back(chunk);
+        pause_if_over(consumer, topic, partition, lane, stash_bytes);
         return;
     }
     match lane.handle.records.try_send(chunk) {
         Ok(()) => {}
         Err(TrySendError::Full(chunk)) => {
             lane.stash.push_back(chunk);
-            lane.paused = true;
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(topic, partition);
-            if let Err(e) = consumer.pause(&tpl) {
-                tracing::warn!(topic, partition, error = %e, "pause failed");
-            }
+            pause_if_over(consumer, topic, partition, lane, stash_bytes);
         }
         Err(TrySendError::Closed(_)) => {
             // The lane ended (fatal error reported by the pipeline); its records are not
@@ -620,8 +628,27 @@ fn dispatch(consumer: &GroupConsumer, topic: &str, partition: i32, mut chunk: Re
     }
 }
 
+/// Pauses the partition once the chunks kept aside for its lane exceed `limit` bytes.
+fn pause_if_over(
+    consumer: &GroupConsumer,
+    topic: &str,
+    partition: i32,
+    lane: &mut LaneState,
+    limit: usize,
+) {
+    if lane.paused || lane.stash.iter().map(RecordChunk::byte_len).sum::<usize>() <= limit {
+        return;
+    }
+    lane.paused = true;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    if let Err(e) = consumer.pause(&tpl) {
+        tracing::warn!(topic, partition, error = %e, "pause failed");
+    }
+}
+
 /// Moves stashed chunks into lanes that have room again and resumes their partitions.
-/// Returns whether any partition is still paused.
+/// Returns whether any lane still has chunks kept aside (paused or not).
 fn resume_caught_up(consumer: &GroupConsumer) -> bool {
     let ctx = consumer.context();
     let mut reg = ctx.lock();
@@ -642,13 +669,11 @@ fn resume_caught_up(consumer: &GroupConsumer) -> bool {
                     }
                 }
             }
-            if lane.paused {
-                if lane.stash.is_empty() {
-                    lane.paused = false;
-                    resume.add_partition(topic, *partition);
-                } else {
-                    still_paused = true;
-                }
+            if !lane.stash.is_empty() {
+                still_paused = true;
+            } else if lane.paused {
+                lane.paused = false;
+                resume.add_partition(topic, *partition);
             }
         }
     }
