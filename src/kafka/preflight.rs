@@ -262,14 +262,23 @@ pub fn fetch_metadata(
             .max(Duration::from_millis(10));
         match consumer.fetch_metadata(None, attempt) {
             Ok(md) => {
-                // Hand the queued log lines (librdkafka's debug, when asked for) to the log.
-                drain(&consumer, Duration::from_millis(20));
-                return Ok(md
+                if k.properties.contains_key("debug") {
+                    // Hand the queued log lines of librdkafka's debug to the log.
+                    drain(&consumer, Duration::from_millis(20));
+                }
+                let found = md
                     .topics()
                     .iter()
                     .filter(|t| t.error().is_none())
                     .map(|t| (t.name().to_string(), t.partitions().len()))
-                    .collect());
+                    .collect();
+                drop(md);
+                // Closing a librdkafka client waits for its threads (~50 ms); nothing waits on
+                // this one, so start-up does not either.
+                let _ = std::thread::Builder::new()
+                    .name("preflight-close".into())
+                    .spawn(move || drop(consumer));
+                return Ok(found);
             }
             Err(e) => last_error = recorder.scrub(&e.to_string()),
         }
