@@ -303,15 +303,21 @@ impl ConsumerThread {
         };
         let consumer: Arc<GroupConsumer> = Arc::new(config.create_with_context(context)?);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
-        // SAFETY: the poll thread closes the queue before it drops the last reference to the
-        // consumer (see `poll_loop`), and nothing else holds a strong one for long.
-        if let Some(fq) = unsafe { FetchQueue::new(consumer.client().native_ptr()) } {
-            let _ = consumer.context().fetch.set(Arc::new(fq));
-        } else {
-            tracing::warn!("librdkafka gave no application queue; polling messages one by one");
+        // SAFETY: `Owned` closes the queue before it lets go of the consumer, on every path
+        // (an error below, the end of the poll thread, a panic), and lanes hold only weak
+        // references: the client is never destroyed before the queue.
+        let fetch = unsafe { FetchQueue::new(consumer.client().native_ptr()) }.map(Arc::new);
+        match &fetch {
+            Some(fq) => {
+                let _ = consumer.context().fetch.set(fq.clone());
+            }
+            None => {
+                tracing::warn!("librdkafka gave no application queue; polling messages one by one")
+            }
         }
+        let consumer = Owned { consumer, fetch };
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&names)?;
+        consumer.consumer.subscribe(&names)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
@@ -340,11 +346,28 @@ impl ConsumerThread {
     }
 }
 
-fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
+/// The consumer with its batch queue: dropping it closes the queue first, then lets go of the
+/// consumer (librdkafka's destroy must not run while an application queue is open).
+struct Owned {
+    consumer: Arc<GroupConsumer>,
+    fetch: Option<Arc<FetchQueue>>,
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(fq) = &self.fetch {
+            fq.close();
+        }
+        // `consumer` is dropped after this body: dropping the last reference closes the
+        // consumer (rdkafka polls until closed); lanes hold only weak references, so the poll
+        // thread's is the one that ends it.
+    }
+}
+
+fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
+    let consumer = &owned.consumer;
     let ctx = consumer.context();
-    // Closed before `consumer` is dropped, also when this thread unwinds: librdkafka's
-    // destroy waits for every queue handle.
-    let fetch = CloseOnDrop(ctx.fetch.get().cloned());
+    let fetch = &owned.fetch;
     let mut batch = MessageBatch::default();
     // The chunk being filled for each partition seen, and how big its last one was: a new
     // chunk starts at that size instead of growing from small by doubling (each growth a
@@ -381,7 +404,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
                 break;
             }
         }
-        let any_paused = resume_caught_up(&consumer);
+        let any_paused = resume_caught_up(consumer);
         // Waiting on the batch queue delays rebalance events on the consumer queue by up to
         // this much: short while joining (no lanes yet), leaving, or holding paused partitions.
         let idle = if any_paused || unsubscribed || ctx.lock().count() == 0 {
@@ -391,7 +414,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
         };
         // The consumer queue: rebalances (served inside `poll`), commits, statistics and
         // errors; with the batch queue, messages only of partitions it could not route.
-        let mut wait = match fetch.0 {
+        let mut wait = match fetch {
             Some(_) => Duration::ZERO,
             None if busy => Duration::ZERO,
             None => idle,
@@ -409,7 +432,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
                     let topic = m.topic();
                     let idx = open_index(&mut open, topic, m.partition());
                     let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
-                    append(&consumer, &mut open, idx, size, &limits, |c| {
+                    append(consumer, &mut open, idx, size, &limits, |c| {
                         c.push_message(&m)
                     });
                     wait = Duration::ZERO;
@@ -417,7 +440,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
             }
         }
         // The batch queue: every routed partition's messages, many per call.
-        if let Some(fq) = &fetch.0 {
+        if let Some(fq) = fetch {
             let wait = if busy || polled > 0 {
                 Duration::ZERO
             } else {
@@ -450,7 +473,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
                         idx
                     }
                 };
-                append_raw(&consumer, &mut open, idx, m, &limits);
+                append_raw(consumer, &mut open, idx, m, &limits);
             }
             batch.clear();
         }
@@ -458,7 +481,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
         for o in open.iter_mut() {
             if !o.chunk.is_empty() {
                 let chunk = o.take();
-                dispatch(&consumer, &o.topic, o.partition, chunk, limits.stash_bytes);
+                dispatch(consumer, &o.topic, o.partition, chunk, limits.stash_bytes);
             }
         }
         // Partitions no longer assigned keep no entry.
@@ -466,21 +489,7 @@ fn poll_loop(consumer: Arc<GroupConsumer>, stop: Arc<AtomicBool>, limits: Consum
     }
     tracing::info!("consumer left the group");
     drop(batch);
-    drop(fetch);
-    // Dropping the last reference closes the consumer (rdkafka polls until closed); lanes
-    // hold only weak references, so this thread's Arc is the one that ends it.
-    drop(consumer);
-}
-
-/// Closes the batch queue when dropped (see `poll_loop`).
-struct CloseOnDrop(Option<Arc<FetchQueue>>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        if let Some(fq) = &self.0 {
-            fq.close();
-        }
-    }
+    drop(owned);
 }
 
 /// Consumer errors, said once and then every 30 s while the same one lasts: librdkafka
