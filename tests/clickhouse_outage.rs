@@ -13,12 +13,11 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clickhouse_down_mid_stream_loses_nothing() {
     init_logs();
-    let topic = unique("outage");
-    create_topic(&topic, 4).await;
-    let table = format!("default.{topic}");
-    ch(&format!(
-        "CREATE TABLE {table} (id UInt64, v String, _partition Int32, _offset Int64) ENGINE = MergeTree ORDER BY id"
-    ))
+    let (topic, table) = topic_with_table(
+        "outage",
+        4,
+        "id UInt64, v String, _partition Int32, _offset Int64",
+    )
     .await;
     let group = unique("g");
     let total = 40_000u64;

@@ -493,13 +493,7 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_bad_messages_is_explicit_and_counted() {
     init_logs();
-    let topic = unique("drop");
-    create_topic(&topic, 2).await;
-    let table = format!("default.{topic}");
-    ch(&format!(
-        "CREATE TABLE {table} (id UInt64) ENGINE = MergeTree ORDER BY id"
-    ))
-    .await;
+    let (topic, table) = topic_with_table("drop", 2, "id UInt64").await;
     let mut msgs: Vec<Msg> = (0..1000)
         .map(|i| Msg::json(i % 2, format!("{{\"id\":{i}}}")))
         .collect();
@@ -541,13 +535,7 @@ async fn dropping_bad_messages_is_explicit_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_memory_bounds_all_lanes_together() {
     init_logs();
-    let topic = unique("mem");
-    create_topic(&topic, 4).await;
-    let table = format!("default.{topic}");
-    ch(&format!(
-        "CREATE TABLE {table} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
-    ))
-    .await;
+    let (topic, table) = topic_with_table("mem", 4, "id UInt64, s String").await;
     let total: u64 = 80_000;
     let pad = "x".repeat(180);
     produce(
@@ -666,16 +654,10 @@ async fn rejected_rows_are_read_back_by_offset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caught_up_batches_go_early_only_when_big_enough() {
     init_logs();
-    let big = unique("early_big");
-    let tail = unique("early_tail");
-    let small = unique("early_small");
-    for t in [&big, &tail, &small] {
-        create_topic(t, 1).await;
-        ch(&format!(
-            "CREATE TABLE default.{t} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
-        ))
-        .await;
-    }
+    let cols = "id UInt64, s String";
+    let (big, _) = topic_with_table("early_big", 1, cols).await;
+    let (tail, _) = topic_with_table("early_tail", 1, cols).await;
+    let (small, _) = topic_with_table("early_small", 1, cols).await;
     produce(
         &big,
         (0..600).map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"b\"}}"))),
@@ -722,13 +704,7 @@ async fn caught_up_batches_go_early_only_when_big_enough() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_assigned_back_to_a_running_instance_flows_again() {
     init_logs();
-    let topic = unique("back");
-    create_topic(&topic, 2).await;
-    let table = format!("default.{topic}");
-    ch(&format!(
-        "CREATE TABLE {table} (id UInt64) ENGINE = MergeTree ORDER BY id"
-    ))
-    .await;
+    let (topic, table) = topic_with_table("back", 2, "id UInt64").await;
     let send = |from: u64, to: u64| {
         produce(
             &topic,

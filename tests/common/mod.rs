@@ -110,6 +110,19 @@ pub async fn create_topic(name: &str, partitions: i32) {
     }
 }
 
+/// A fresh topic named from `prefix` with `partitions`, and a MergeTree table
+/// `default.<topic>` with `columns`, ordered by `id`. Returns (topic, table).
+pub async fn topic_with_table(prefix: &str, partitions: i32, columns: &str) -> (String, String) {
+    let topic = unique(prefix);
+    create_topic(&topic, partitions).await;
+    let table = format!("default.{topic}");
+    ch(&format!(
+        "CREATE TABLE {table} ({columns}) ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+    (topic, table)
+}
+
 pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", kafka())
