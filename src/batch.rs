@@ -111,6 +111,15 @@ impl Batch {
             || self.body.len().saturating_mul(4) >= limits.max_bytes
     }
 
+    /// This batch is being cut by age with `left` records still to read: whether that is a
+    /// backlog's remainder (at least an eighth of this batch: waiting `max_age` for records
+    /// that take an eighth of it to read would be waiting for nothing) rather than the few
+    /// records a steady stream has in flight at its log end.
+    pub fn age_cut_leaves_backlog(&self, left: Option<u64>) -> bool {
+        let rows = self.row_ends.len() as u64;
+        left.is_some_and(|n| n > 0 && n.saturating_mul(8) >= rows)
+    }
+
     /// Gives a stored batch's body buffer back for the next batch: one buffer per lane in the
     /// steady state instead of a fresh multi-megabyte allocation (and its page faults) per
     /// batch.
@@ -235,5 +244,21 @@ mod tests {
         b.body_mut().extend_from_slice(b"aaaa");
         b.row_done(1);
         assert!(b.is_full(&limits));
+    }
+
+    #[test]
+    fn an_age_cut_leaves_a_backlog_only_with_an_eighth_of_the_batch_still_to_read() {
+        let mut b = Batch::default();
+        for offset in 0..80 {
+            b.body_mut().push(1);
+            b.row_done(offset);
+        }
+        // Not known, nothing left, or a steady stream's few records in flight: no backlog.
+        assert!(!b.age_cut_leaves_backlog(None));
+        assert!(!b.age_cut_leaves_backlog(Some(0)));
+        assert!(!b.age_cut_leaves_backlog(Some(9)));
+        // An eighth of the batch or more: the remainder goes once the partition runs dry.
+        assert!(b.age_cut_leaves_backlog(Some(10)));
+        assert!(b.age_cut_leaves_backlog(Some(u64::MAX)));
     }
 }

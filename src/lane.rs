@@ -75,9 +75,12 @@ pub struct Lane {
     /// exactly-once: the range an interrupted insert held, to be re-formed exactly before
     /// anything else is batched.
     recovery: Option<OffsetRange>,
-    /// The last batch was cut by size or memory, not by age: the lane is working through a
-    /// backlog, and when the partition runs dry its remainder goes at once, whatever its size.
+    /// The last batch was cut by size or memory, or by age with much still to read: the lane
+    /// is working through a backlog, and when the partition runs dry its remainder goes at
+    /// once, whatever its size.
     backlog: bool,
+    /// Records the partition held after the last chunk received (see `RecordChunk::left`).
+    left: Option<u64>,
 }
 
 impl Lane {
@@ -98,6 +101,7 @@ impl Lane {
             batch: Batch::with_capacity(cap),
             recovery: None,
             backlog: false,
+            left: None,
         }
     }
 
@@ -152,6 +156,7 @@ impl Lane {
                 chunk = records.recv() => match chunk {
                     Some(chunk) => {
                         let caught_up = chunk.caught_up();
+                        self.left = chunk.left();
                         if matches!(self.add_chunk(chunk).await?, Some(Stored::Fenced)) {
                             return Ok(());
                         }
@@ -167,7 +172,10 @@ impl Lane {
                             && (self.backlog
                                 || self.batch.worth_sending_early(&self.rt.route.batch));
                         if expired || drained {
-                            self.backlog = false;
+                            // An age cut can happen while working down a backlog too (big
+                            // batches, a busy machine): its remainder then goes when the
+                            // partition runs dry, not a `max_age` later.
+                            self.backlog = !drained && self.batch.age_cut_leaves_backlog(self.left);
                             if matches!(self.flush().await?, Some(Stored::Fenced)) {
                                 return Ok(());
                             }
@@ -185,7 +193,9 @@ impl Lane {
                     }
                 },
                 _ = sleep_until_opt(deadline) => {
-                    self.backlog = false;
+                    // The channel can be empty for a moment while a backlog is read (the
+                    // poll thread shares the cores): judge by what the last chunk left.
+                    self.backlog = self.batch.age_cut_leaves_backlog(self.left);
                     if matches!(self.flush().await?, Some(Stored::Fenced)) {
                         return Ok(());
                     }

@@ -594,9 +594,12 @@ fn dispatch(
     stash_bytes: usize,
 ) {
     let ctx = consumer.context();
-    if let (Some(fq), Some(last)) = (ctx.fetch.get(), chunk.last_offset()) {
-        let end = fq.cached_log_end(topic, partition);
-        chunk.set_caught_up(end.is_some_and(|end| last + 1 >= end));
+    if let Some(end) = ctx
+        .fetch
+        .get()
+        .and_then(|fq| fq.cached_log_end(topic, partition))
+    {
+        chunk.set_log_end(end);
     }
     let mut reg = ctx.lock();
     let exists = reg

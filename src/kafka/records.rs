@@ -30,9 +30,9 @@ pub struct RecordChunk {
     data: Vec<u8>,
     records: Vec<RecordMeta>,
     headers: Vec<HeaderMeta>,
-    /// Set by the poll thread: the chunk ends at the log end librdkafka last saw for the
-    /// partition (nothing more to read right now).
-    caught_up: bool,
+    /// Set by the poll thread: records the partition held after this chunk, by the log end
+    /// librdkafka last saw for it (`None`: not known yet).
+    left: Option<u64>,
 }
 
 /// One record, borrowed from its chunk.
@@ -133,16 +133,27 @@ impl RecordChunk {
             data: Vec::with_capacity(bytes),
             records: Vec::with_capacity(records),
             headers: Vec::new(),
-            caught_up: false,
+            left: None,
         }
     }
 
+    /// The chunk ends at the partition's log end: nothing more to read right now.
     pub fn caught_up(&self) -> bool {
-        self.caught_up
+        self.left == Some(0)
     }
 
-    pub fn set_caught_up(&mut self, caught_up: bool) {
-        self.caught_up = caught_up;
+    /// Records left to read after this chunk, when the log end is known.
+    pub fn left(&self) -> Option<u64> {
+        self.left
+    }
+
+    /// Records the log end librdkafka last saw for the partition (an older log end than the
+    /// chunk's own last offset counts as caught up).
+    pub fn set_log_end(&mut self, end: i64) {
+        if let Some(last) = self.last_offset() {
+            self.left =
+                Some(u64::try_from(end.saturating_sub(last.saturating_add(1))).unwrap_or(0));
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -297,5 +308,30 @@ mod tests {
         let r = c.get(1).unwrap();
         assert_eq!((r.key, r.payload, r.has_headers()), (None, None, false));
         assert_eq!((c.first_offset(), c.last_offset()), (Some(5), Some(6)));
+    }
+
+    #[test]
+    fn records_left_after_a_chunk_follow_the_log_end() {
+        let mut c = RecordChunk::default();
+        c.set_log_end(10);
+        assert_eq!(
+            (c.left(), c.caught_up()),
+            (None, false),
+            "an empty chunk ends nowhere"
+        );
+        c.push(5, None, None, None, &[]);
+        c.push(6, None, None, None, &[]);
+        assert_eq!(
+            (c.left(), c.caught_up()),
+            (None, false),
+            "log end not known yet"
+        );
+        c.set_log_end(10);
+        assert_eq!((c.left(), c.caught_up()), (Some(3), false));
+        c.set_log_end(7);
+        assert_eq!((c.left(), c.caught_up()), (Some(0), true));
+        // A log end older than the chunk (librdkafka's cached view lags): nothing left.
+        c.set_log_end(3);
+        assert_eq!((c.left(), c.caught_up()), (Some(0), true));
     }
 }
