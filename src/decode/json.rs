@@ -223,6 +223,9 @@ enum Src {
 #[derive(Debug, Clone, Default)]
 struct FieldIndex {
     names: Vec<Box<[u8]>>,
+    /// Per name: it has no `"`, `\` or control character, so the payload bytes `"name"` can
+    /// only be a string that is exactly this name (see [`FieldIndex::expected_at`]).
+    plain: Vec<bool>,
     /// slot id + 1; 0 = empty bucket.
     table: Vec<u32>,
     shift: u32,
@@ -275,8 +278,13 @@ impl FieldIndex {
     fn build(names: Vec<Box<[u8]>>) -> FieldIndex {
         let size = (names.len() * 2).next_power_of_two().max(8);
         let bits = size.trailing_zeros();
+        let plain = names
+            .iter()
+            .map(|n| !n.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20))
+            .collect();
         let mut idx = FieldIndex {
             names,
+            plain,
             table: vec![0; size],
             shift: 64 - bits,
         };
@@ -294,6 +302,20 @@ impl FieldIndex {
     fn bucket(&self, key: &[u8]) -> usize {
         // The multiply in fx_hash mixes into the high bits, so take those.
         (fx_hash(key) >> self.shift) as usize
+    }
+
+    /// The field name at `at` (its opening quote) when it is the one expected next (`guess`)
+    /// written plainly: then the bytes are exactly `"name"`, which is valid JSON and that
+    /// name, so neither the string scan nor the lookup is needed. Returns the slot and the
+    /// position after the closing quote; `None` means "scan and look it up".
+    #[inline(always)]
+    fn expected_at(&self, b: &[u8], at: usize, guess: usize) -> Option<(usize, usize)> {
+        let name = self.names.get(guess)?;
+        let end = at + 1 + name.len();
+        (self.plain.get(guess) == Some(&true)
+            && b.get(end) == Some(&b'"')
+            && b.get(at + 1..end).is_some_and(|k| key_eq(k, name)))
+        .then_some((guess, end + 1))
     }
 
     /// Finds `key`'s slot. `guess` is the slot expected next: producers usually emit fields in
@@ -2429,7 +2451,15 @@ fn encode_row(
                 });
             }
             let kstart = s.pos;
-            let kesc = s.string().map_err(json_err)?;
+            // Producers write fields in a fixed order: the expected name is one compare.
+            let expected = plan.index.expected_at(payload, kstart, guess);
+            let kesc = match expected {
+                Some((_, after)) => {
+                    s.pos = after;
+                    false
+                }
+                None => s.string().map_err(json_err)?,
+            };
             let kraw = payload.get(kstart + 1..s.pos - 1).unwrap_or_default();
             let key: &[u8] = if kesc {
                 scratch.key.clear();
@@ -2452,7 +2482,14 @@ fn encode_row(
             s.ws();
             let vstart = s.pos;
             let kind = s.value().map_err(json_err)?;
-            match plan.index.find(key, &mut guess) {
+            let found = match expected {
+                Some((id, _)) => {
+                    guess = id + 1;
+                    Some(id)
+                }
+                None => plan.index.find(key, &mut guess),
+            };
+            match found {
                 Some(id) => {
                     if let Some(slot) = scratch.slots.get_mut(id) {
                         if slot.gen == gen {
@@ -3238,6 +3275,59 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{payload}: {e}"));
             assert_eq!(out, want, "{payload}");
         }
+    }
+
+    #[test]
+    fn expected_field_names_are_taken_by_their_bytes_only_when_that_is_exact() {
+        let p = plan(
+            vec![
+                ColumnPlan::field("id", ty("UInt8")),
+                ColumnPlan::field("idx", ty("UInt8")),
+                ColumnPlan::field("a\"b", ty("UInt8")),
+                ColumnPlan::field("c\\d", ty("UInt8")),
+            ],
+            UnknownFields::Error,
+            false,
+        );
+        let row = |payload: &str| {
+            let mut out = Vec::new();
+            encode_json_row(&p, payload.as_bytes(), &META, &mut out).map(|_| out)
+        };
+        // In order, out of order, a name that extends the expected one, escaped names.
+        for payload in [
+            r#"{"id":1,"idx":2,"a\"b":3,"c\\d":4}"#,
+            r#"{"idx":2,"id":1,"c\\d":4,"a\"b":3}"#,
+            r#"{"\u0069d":1,"id\u0078":2,"a\u0022b":3,"c\u005cd":4}"#,
+        ] {
+            assert_eq!(row(payload).ok(), Some(vec![1, 2, 3, 4]), "{payload}");
+        }
+        // The expected name's bytes followed by more of a string are another name.
+        let e = row(r#"{"idy":1}"#).unwrap_err().to_string();
+        assert!(e.contains("idy"), "{e}");
+        // A name given twice is caught whichever way each was matched.
+        for payload in [
+            r#"{"id":1,"id":1,"idx":2,"a\"b":3,"c\\d":4}"#,
+            r#"{"id":1,"\u0069d":1,"idx":2,"a\"b":3,"c\\d":4}"#,
+            r#"{"idx":2,"id":1,"idx":2,"a\"b":3,"c\\d":4}"#,
+        ] {
+            let e = row(payload).unwrap_err();
+            assert!(
+                matches!(e, RowError::DuplicateField { .. }),
+                "{payload}: {e}"
+            );
+        }
+
+        // A name ending in a backslash: its bytes and a quote are an escaped quote in JSON.
+        let p = plan(
+            vec![ColumnPlan::field("x\\", ty("UInt8"))],
+            UnknownFields::Error,
+            false,
+        );
+        let mut out = Vec::new();
+        encode_json_row(&p, br#"{"x\\":1}"#, &META, &mut out).unwrap();
+        assert_eq!(out, [1]);
+        let e = encode_json_row(&p, br#"{"x\"":1}"#, &META, &mut out).unwrap_err();
+        assert!(matches!(e, RowError::UnknownField { .. }), "{e}");
     }
 
     fn row_err(p: &RowPlan, payload: &str) -> String {
