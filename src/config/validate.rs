@@ -213,7 +213,9 @@ pub struct ServiceConfig {
     pub batch_memory: usize,
 }
 
-pub const DEFAULT_MAX_ROWS: usize = 100_000;
+/// `max_bytes` is what bounds memory; the row cap only matters for rows of a few bytes. Fewer,
+/// larger parts spare ClickHouse merge work (bench/e2e: 16 -> 8 parts per 1M narrow rows).
+pub const DEFAULT_MAX_ROWS: usize = 1_000_000;
 pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
 /// Sized so that a default sluice stays under 300 MB RSS with any backlog (bench/e2e).
