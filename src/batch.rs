@@ -111,13 +111,13 @@ impl Batch {
             || self.body.len().saturating_mul(4) >= limits.max_bytes
     }
 
-    /// This batch is being cut by age with `left` records still to read: whether that is a
-    /// backlog's remainder (at least an eighth of this batch: waiting `max_age` for records
-    /// that take an eighth of it to read would be waiting for nothing) rather than the few
-    /// records a steady stream has in flight at its log end.
-    pub fn age_cut_leaves_backlog(&self, left: Option<u64>) -> bool {
-        let rows = self.row_ends.len() as u64;
-        left.is_some_and(|n| n > 0 && n.saturating_mul(8) >= rows)
+    /// This batch is being cut by age while the partition's log (as last seen) already holds
+    /// records after it, waiting in the lane's queue or in Kafka: the lane is working down a
+    /// backlog, and that remainder should go as soon as it is read rather than a `max_age`
+    /// later. A steady stream at its log end has its records in the batch when the age comes
+    /// (each fetch returns up to the log end it reports), so it keeps one insert per `max_age`.
+    pub fn age_cut_leaves_backlog(&self, log_end: Option<i64>) -> bool {
+        matches!((self.range, log_end), (Some(r), Some(end)) if end > r.last.saturating_add(1))
     }
 
     /// Gives a stored batch's body buffer back for the next batch: one buffer per lane in the
@@ -247,18 +247,19 @@ mod tests {
     }
 
     #[test]
-    fn an_age_cut_leaves_a_backlog_only_with_an_eighth_of_the_batch_still_to_read() {
+    fn an_age_cut_leaves_a_backlog_when_the_log_holds_more_than_the_batch() {
         let mut b = Batch::default();
-        for offset in 0..80 {
+        assert!(!b.age_cut_leaves_backlog(Some(100)), "an empty batch");
+        for offset in 10..90 {
             b.body_mut().push(1);
             b.row_done(offset);
         }
-        // Not known, nothing left, or a steady stream's few records in flight: no backlog.
+        // Not known, or nothing after the batch's last offset (89): no backlog.
         assert!(!b.age_cut_leaves_backlog(None));
-        assert!(!b.age_cut_leaves_backlog(Some(0)));
-        assert!(!b.age_cut_leaves_backlog(Some(9)));
-        // An eighth of the batch or more: the remainder goes once the partition runs dry.
-        assert!(b.age_cut_leaves_backlog(Some(10)));
-        assert!(b.age_cut_leaves_backlog(Some(u64::MAX)));
+        assert!(!b.age_cut_leaves_backlog(Some(90)));
+        assert!(!b.age_cut_leaves_backlog(Some(50)));
+        // Anything after it: the remainder goes once the partition runs dry.
+        assert!(b.age_cut_leaves_backlog(Some(91)));
+        assert!(b.age_cut_leaves_backlog(Some(i64::MAX)));
     }
 }

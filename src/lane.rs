@@ -75,12 +75,12 @@ pub struct Lane {
     /// exactly-once: the range an interrupted insert held, to be re-formed exactly before
     /// anything else is batched.
     recovery: Option<OffsetRange>,
-    /// The last batch was cut by size or memory, or by age with much still to read: the lane
-    /// is working through a backlog, and when the partition runs dry its remainder goes at
+    /// The last batch was cut by size or memory, or by age with more already in the log: the
+    /// lane is working through a backlog, and when the partition runs dry its remainder goes at
     /// once, whatever its size.
     backlog: bool,
-    /// Records the partition held after the last chunk received (see `RecordChunk::left`).
-    left: Option<u64>,
+    /// The partition's log end as of the last chunk received.
+    log_end: Option<i64>,
 }
 
 impl Lane {
@@ -101,7 +101,7 @@ impl Lane {
             batch: Batch::with_capacity(cap),
             recovery: None,
             backlog: false,
-            left: None,
+            log_end: None,
         }
     }
 
@@ -156,7 +156,7 @@ impl Lane {
                 chunk = records.recv() => match chunk {
                     Some(chunk) => {
                         let caught_up = chunk.caught_up();
-                        self.left = chunk.left();
+                        self.log_end = self.log_end.max(chunk.log_end());
                         if matches!(self.add_chunk(chunk).await?, Some(Stored::Fenced)) {
                             return Ok(());
                         }
@@ -175,7 +175,7 @@ impl Lane {
                             // An age cut can happen while working down a backlog too (big
                             // batches, a busy machine): its remainder then goes when the
                             // partition runs dry, not a `max_age` later.
-                            self.backlog = !drained && self.batch.age_cut_leaves_backlog(self.left);
+                            self.backlog = !drained && self.batch.age_cut_leaves_backlog(self.log_end);
                             if matches!(self.flush().await?, Some(Stored::Fenced)) {
                                 return Ok(());
                             }
@@ -194,8 +194,8 @@ impl Lane {
                 },
                 _ = sleep_until_opt(deadline) => {
                     // The channel can be empty for a moment while a backlog is read (the
-                    // poll thread shares the cores): judge by what the last chunk left.
-                    self.backlog = self.batch.age_cut_leaves_backlog(self.left);
+                    // poll thread shares the cores): judge by the log end last seen.
+                    self.backlog = self.batch.age_cut_leaves_backlog(self.log_end);
                     if matches!(self.flush().await?, Some(Stored::Fenced)) {
                         return Ok(());
                     }

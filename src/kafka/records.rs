@@ -30,9 +30,9 @@ pub struct RecordChunk {
     data: Vec<u8>,
     records: Vec<RecordMeta>,
     headers: Vec<HeaderMeta>,
-    /// Set by the poll thread: records the partition held after this chunk, by the log end
-    /// librdkafka last saw for it (`None`: not known yet).
-    left: Option<u64>,
+    /// Set by the poll thread: the partition's log end as librdkafka last saw it (`None`: not
+    /// known yet).
+    log_end: Option<i64>,
 }
 
 /// One record, borrowed from its chunk.
@@ -133,27 +133,22 @@ impl RecordChunk {
             data: Vec::with_capacity(bytes),
             records: Vec::with_capacity(records),
             headers: Vec::new(),
-            left: None,
+            log_end: None,
         }
     }
 
-    /// The chunk ends at the partition's log end: nothing more to read right now.
+    /// The chunk ends at the partition's log end: nothing more to read right now (a log end
+    /// older than the chunk, as librdkafka's cached view can be, counts as reached).
     pub fn caught_up(&self) -> bool {
-        self.left == Some(0)
+        matches!((self.last_offset(), self.log_end), (Some(last), Some(end)) if last + 1 >= end)
     }
 
-    /// Records left to read after this chunk, when the log end is known.
-    pub fn left(&self) -> Option<u64> {
-        self.left
+    pub fn log_end(&self) -> Option<i64> {
+        self.log_end
     }
 
-    /// Records the log end librdkafka last saw for the partition (an older log end than the
-    /// chunk's own last offset counts as caught up).
     pub fn set_log_end(&mut self, end: i64) {
-        if let Some(last) = self.last_offset() {
-            self.left =
-                Some(u64::try_from(end.saturating_sub(last.saturating_add(1))).unwrap_or(0));
-        }
+        self.log_end = Some(end);
     }
 
     pub fn len(&self) -> usize {
@@ -311,27 +306,20 @@ mod tests {
     }
 
     #[test]
-    fn records_left_after_a_chunk_follow_the_log_end() {
+    fn a_chunk_is_caught_up_when_it_reaches_the_log_end() {
         let mut c = RecordChunk::default();
         c.set_log_end(10);
-        assert_eq!(
-            (c.left(), c.caught_up()),
-            (None, false),
-            "an empty chunk ends nowhere"
-        );
+        assert!(!c.caught_up(), "an empty chunk ends nowhere");
+        let mut c = RecordChunk::default();
         c.push(5, None, None, None, &[]);
         c.push(6, None, None, None, &[]);
-        assert_eq!(
-            (c.left(), c.caught_up()),
-            (None, false),
-            "log end not known yet"
-        );
+        assert!(!c.caught_up(), "log end not known yet");
         c.set_log_end(10);
-        assert_eq!((c.left(), c.caught_up()), (Some(3), false));
+        assert!(!c.caught_up());
         c.set_log_end(7);
-        assert_eq!((c.left(), c.caught_up()), (Some(0), true));
-        // A log end older than the chunk (librdkafka's cached view lags): nothing left.
+        assert!(c.caught_up());
+        // A log end older than the chunk (librdkafka's cached view lags): reached.
         c.set_log_end(3);
-        assert_eq!((c.left(), c.caught_up()), (Some(0), true));
+        assert!(c.caught_up());
     }
 }
