@@ -270,7 +270,9 @@ delivery = "%s"
     idle = idle_rate(pid)
     ch0, k0 = cpu_ticks(pid), cpu_ticks(KAFKA_PID)
     t0 = time.time()
-    p = subprocess.Popen([SLUICE, "run", "--config", cfg], stdout=logf, stderr=subprocess.STDOUT)
+    # each batch's commit in the log (work dir), to tell a slow run's waits from its work
+    env = dict(os.environ, RUST_LOG="info,sluice::lane=debug")
+    p = subprocess.Popen([SLUICE, "run", "--config", cfg], stdout=logf, stderr=subprocess.STDOUT, env=env)
     try:
         t1, _ = wait_for_count(url, table, MESSAGES, lambda: p.poll() is None)
         ticks = cpu_ticks(p.pid)
