@@ -427,7 +427,17 @@ impl Sluice {
             }
             if start.elapsed() > timeout {
                 let _ = self.child.kill();
-                panic!("sluice did not exit within {timeout:?}");
+                // The process's own last lines say where it stopped.
+                let text = std::fs::read(&self.log).unwrap_or_default();
+                let own = String::from_utf8_lossy(
+                    text.get(self.log_start as usize..).unwrap_or_default(),
+                )
+                .into_owned();
+                let tail: Vec<&str> = own.lines().rev().take(60).collect();
+                panic!(
+                    "sluice did not exit within {timeout:?}; its log tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
