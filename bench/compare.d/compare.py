@@ -294,6 +294,76 @@ delivery = "%s"
                   note="sluice process; ClickHouse %s HTTP" % ("18.16" if ch18 else "26.9"))
 
 
+def vector_config(work, group, topic, table, latency=False):
+    """Vector's config for one run (see run_vector); with latency, the Kafka timestamp (the
+    event's timestamp in Vector's log schema) goes to the `_timestamp` column (RFC 3339 text,
+    read with best_effort)."""
+    os.makedirs(os.path.join(work, "data"), exist_ok=True)
+    cfg = os.path.join(work, "vector.toml")
+    with open(cfg, "w") as f:
+        f.write("""data_dir = "%s"
+%s
+[sources.kafka]
+type = "kafka"
+bootstrap_servers = "%s"
+group_id = "%s"
+topics = ["%s"]
+auto_offset_reset = "earliest"
+decoding.codec = "json"
+
+[sinks.clickhouse]
+type = "clickhouse"
+inputs = ["kafka"]
+endpoint = "%s"
+database = "%s"
+table = "%s"
+skip_unknown_fields = true
+acknowledgements.enabled = true
+%s""" % (os.path.join(work, "data"), '[log_schema]\ntimestamp_key = "_timestamp"\n' if latency else "",
+         KAFKA, group, topic, CH, DB, table.split(".", 1)[1], "date_time_best_effort = true\n" if latency else ""))
+    return cfg
+
+
+def run_vector(ds, topic, cols, mb):
+    """Vector (VECTOR_BIN, built by hand outside the repository): its kafka source (JSON codec)
+    into its clickhouse sink (JSONEachRow over HTTP) on ClickHouse 26.9. Configured as its docs
+    show, with end-to-end acknowledgements on, so that offsets are committed only for stored
+    events (at-least-once, like sluice's at-least-once mode); batching and buffers at their
+    defaults. The source's metadata fields (topic, offset, ...) are not columns:
+    skip_unknown_fields drops them."""
+    vbin = os.environ["VECTOR_BIN"]
+    table = "%s.%s_vector_%s" % (DB, ds, RUN_ID)
+    q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
+    CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+    work = os.path.join(WORK, "vector-%s" % ds)
+    cfg = vector_config(work, "compare-%s-vector-%s" % (ds, RUN_ID), topic, table)
+    logf = open(os.path.join(work, "vector.log"), "w")
+    idle = idle_rate(CH26_PID)
+    ch0, k0 = cpu_ticks(CH26_PID), cpu_ticks(KAFKA_PID)
+    t0 = time.time()
+    p = subprocess.Popen([vbin, "--config", cfg], stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        t1, _ = wait_for_count(CH, table, MESSAGES, lambda: p.poll() is None)
+        ticks = cpu_ticks(p.pid)
+        hwm = status_kib(p.pid, "VmHWM")
+        ch1, k1 = cpu_ticks(CH26_PID), cpu_ticks(KAFKA_PID)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    wall = t1 - t0
+    cpu = ticks / TICK
+    version = subprocess.run([vbin, "--version"], capture_output=True, text=True).stdout.strip()
+    return Result(ds, "Vector -> 26.9 (kafka source, clickhouse sink, acknowledgements)", wall=wall,
+                  rows_s=MESSAGES / wall, mb_s=mb / wall, cpu=cpu, cpu_m=cpu / (MESSAGES / 1e6),
+                  rss_mib=hwm / 1024, ch_cpu=max(0.0, (ch1 - ch0) / TICK - idle * wall),
+                  kafka_cpu=(k1 - k0) / TICK, check=final_check(CH, table, MESSAGES),
+                  note="vector process (%s); ClickHouse 26.9 HTTP JSONEachRow" % version)
+
+
 def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", latency_cols=False):
     """ClickHouse Kafka table engine + materialized view into a MergeTree table; CPU = the server
     process's CPU delta over the run; RSS = the server's largest sampled VmRSS."""
@@ -447,6 +517,15 @@ def latency_run(contender):
                                 stdout=open(os.path.join(WORK, "lat-%s.log" % contender), "w"),
                                 stderr=subprocess.STDOUT)
         label = "sluice %s (max_age 1s default)" % mode
+    elif contender == "vector":
+        table = "%s.lat_vector_%s" % (DB, RUN_ID)
+        q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
+        CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+        cfg = vector_config(os.path.join(WORK, "lat-vector"), "compare-lat-vector-%s" % RUN_ID, topic, table,
+                            latency=True)
+        proc = subprocess.Popen([os.environ["VECTOR_BIN"], "--config", cfg],
+                                stdout=open(os.path.join(WORK, "lat-vector.log"), "w"), stderr=subprocess.STDOUT)
+        label = "Vector (acknowledgements, batch timeout 1 s default)"
     else:
         table, stop = kafka_engine("latency", 26, topic, NARROW, 0, PARTITIONS,
                                    ", kafka_thread_per_consumer = 1, kafka_disable_num_consumers_limit = 1",
@@ -541,8 +620,8 @@ def main():
         NOT_RUN.append(("vector", "VECTOR_BIN is not set: Vector is not on any package registry this "
                         "machine reaches, and the repository must not build it; build it by hand outside "
                         "the repository and point VECTOR_BIN at the binary"))
-    elif os.environ.get("VECTOR_BIN"):
-        NOT_RUN.append(("vector", "VECTOR_BIN is set, but this script has no Vector runner yet"))
+    elif os.environ.get("VECTOR_BIN") and not os.access(os.environ["VECTOR_BIN"], os.X_OK):
+        NOT_RUN.append(("vector", "VECTOR_BIN=%s is not an executable file" % os.environ["VECTOR_BIN"]))
     if "kafka-connect-clickhouse" not in SKIP:
         NOT_RUN.append(("kafka-connect-clickhouse", os.environ.get("CONNECT_NOT_RUN", "not installed")))
 
@@ -569,6 +648,8 @@ def main():
 
         attempt("sluice-alo", lambda: run_sluice(ds, "at-least-once", topic, cols, mb))
         attempt("sluice-eo", lambda: run_sluice(ds, "exactly-once", topic, cols, mb))
+        if os.environ.get("VECTOR_BIN") and os.access(os.environ["VECTOR_BIN"], os.X_OK):
+            attempt("vector", lambda: run_vector(ds, topic, cols, mb))
         attempt("ch26-kafka-engine", lambda: kafka_engine(
             ds, 26, topic, cols, mb, PARTITIONS,
             ", kafka_thread_per_consumer = 1, kafka_disable_num_consumers_limit = 1"))
@@ -585,8 +666,8 @@ def main():
     if "latency" in SKIP:
         NOT_RUN.append(("latency", "skipped (SKIP)"))
     else:
-        for c in ("sluice-alo", "sluice-eo", "ch26-kafka-engine"):
-            if c in SKIP:
+        for c in ("sluice-alo", "sluice-eo", "ch26-kafka-engine", "vector"):
+            if c in SKIP or (c == "vector" and not os.access(os.environ.get("VECTOR_BIN", ""), os.X_OK)):
                 continue
             timed_measurement_gate()
             try:
