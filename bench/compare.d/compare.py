@@ -226,6 +226,31 @@ def final_check(url, table, n):
     return "ok" if c == n and u == n else "count=%d unique=%d" % (c, u)
 
 
+def measure_process(cmd, logf, url, table, server_pid, env=None):
+    """Runs an ingesting process until `table` holds MESSAGES rows, then stops it (SIGTERM).
+    Returns wall, the process's CPU-s and peak RSS (MiB), the receiving server's CPU-s (net of
+    its idle rate) and Kafka's CPU-s over the run."""
+    idle = idle_rate(server_pid)
+    ch0, k0 = cpu_ticks(server_pid), cpu_ticks(KAFKA_PID)
+    t0 = time.time()
+    p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+    try:
+        t1, _ = wait_for_count(url, table, MESSAGES, lambda: p.poll() is None)
+        ticks = cpu_ticks(p.pid)
+        hwm = status_kib(p.pid, "VmHWM")
+        ch1, k1 = cpu_ticks(server_pid), cpu_ticks(KAFKA_PID)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    wall = t1 - t0
+    return dict(wall=wall, cpu=ticks / TICK, rss_mib=hwm / 1024,
+                ch_cpu=max(0.0, (ch1 - ch0) / TICK - idle * wall), kafka_cpu=(k1 - k0) / TICK)
+
+
 def run_sluice(ds, mode, topic, cols, mb, ch18=False):
     """sluice into ClickHouse 26.9, or with ch18 into the 18.16 server the 18.16 Kafka engine
     writes to, with the same target table as the engine's (18.16 types; exactly-once on 18.16
@@ -267,29 +292,11 @@ format = "json"
 delivery = "%s"
 """ % (KAFKA, ds, short, RUN_ID, url, DB, topic, table.split(".", 1)[1], mode))
     logf = open(os.path.join(work, "sluice.log"), "w")
-    idle = idle_rate(pid)
-    ch0, k0 = cpu_ticks(pid), cpu_ticks(KAFKA_PID)
-    t0 = time.time()
     # each batch's commit in the log (work dir), to tell a slow run's waits from its work
     env = dict(os.environ, RUST_LOG="info,sluice::lane=debug")
-    p = subprocess.Popen([SLUICE, "run", "--config", cfg], stdout=logf, stderr=subprocess.STDOUT, env=env)
-    try:
-        t1, _ = wait_for_count(url, table, MESSAGES, lambda: p.poll() is None)
-        ticks = cpu_ticks(p.pid)
-        hwm = status_kib(p.pid, "VmHWM")
-        ch1, k1 = cpu_ticks(pid), cpu_ticks(KAFKA_PID)
-    finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    wall = t1 - t0
-    cpu = ticks / TICK
-    return Result(ds, "sluice %s%s" % (mode, " -> ClickHouse 18.16" if ch18 else ""), wall=wall, rows_s=MESSAGES / wall, mb_s=mb / wall,
-                  cpu=cpu, cpu_m=cpu / (MESSAGES / 1e6), rss_mib=hwm / 1024,
-                  ch_cpu=max(0.0, (ch1 - ch0) / TICK - idle * wall), kafka_cpu=(k1 - k0) / TICK,
+    m = measure_process([SLUICE, "run", "--config", cfg], logf, url, table, pid, env=env)
+    return Result(ds, "sluice %s%s" % (mode, " -> ClickHouse 18.16" if ch18 else ""),
+                  rows_s=MESSAGES / m["wall"], mb_s=mb / m["wall"], cpu_m=m["cpu"] / (MESSAGES / 1e6), **m,
                   check=final_check(url, table, MESSAGES),
                   note="sluice process; ClickHouse %s HTTP" % ("18.16" if ch18 else "26.9"))
 
@@ -338,29 +345,11 @@ def run_vector(ds, topic, cols, mb):
     work = os.path.join(WORK, "vector-%s" % ds)
     cfg = vector_config(work, "compare-%s-vector-%s" % (ds, RUN_ID), topic, table)
     logf = open(os.path.join(work, "vector.log"), "w")
-    idle = idle_rate(CH26_PID)
-    ch0, k0 = cpu_ticks(CH26_PID), cpu_ticks(KAFKA_PID)
-    t0 = time.time()
-    p = subprocess.Popen([vbin, "--config", cfg], stdout=logf, stderr=subprocess.STDOUT)
-    try:
-        t1, _ = wait_for_count(CH, table, MESSAGES, lambda: p.poll() is None)
-        ticks = cpu_ticks(p.pid)
-        hwm = status_kib(p.pid, "VmHWM")
-        ch1, k1 = cpu_ticks(CH26_PID), cpu_ticks(KAFKA_PID)
-    finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    wall = t1 - t0
-    cpu = ticks / TICK
+    m = measure_process([vbin, "--config", cfg], logf, CH, table, CH26_PID)
     version = subprocess.run([vbin, "--version"], capture_output=True, text=True).stdout.strip()
-    return Result(ds, "Vector -> 26.9 (kafka source, clickhouse sink, acknowledgements)", wall=wall,
-                  rows_s=MESSAGES / wall, mb_s=mb / wall, cpu=cpu, cpu_m=cpu / (MESSAGES / 1e6),
-                  rss_mib=hwm / 1024, ch_cpu=max(0.0, (ch1 - ch0) / TICK - idle * wall),
-                  kafka_cpu=(k1 - k0) / TICK, check=final_check(CH, table, MESSAGES),
+    return Result(ds, "Vector -> 26.9 (kafka source, clickhouse sink, acknowledgements)",
+                  rows_s=MESSAGES / m["wall"], mb_s=mb / m["wall"], cpu_m=m["cpu"] / (MESSAGES / 1e6), **m,
+                  check=final_check(CH, table, MESSAGES),
                   note="vector process (%s); ClickHouse 26.9 HTTP JSONEachRow" % version)
 
 
