@@ -402,12 +402,17 @@ impl Sluice {
         assert!(status.success());
     }
 
+    /// This process's lines of the (shared, appended) log file.
+    fn own_log(&self) -> String {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(text.get(self.log_start as usize..).unwrap_or_default())
+            .into_owned()
+    }
+
     fn wait_started(&mut self, timeout: Duration) {
         let start = Instant::now();
         while start.elapsed() < timeout && self.is_running() {
-            let text = std::fs::read(&self.log).unwrap_or_default();
-            let own = text.get(self.log_start as usize..).unwrap_or_default();
-            if String::from_utf8_lossy(own).contains("sluice starting") {
+            if self.own_log().contains("sluice starting") {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -428,11 +433,7 @@ impl Sluice {
             if start.elapsed() > timeout {
                 let _ = self.child.kill();
                 // The process's own last lines say where it stopped.
-                let text = std::fs::read(&self.log).unwrap_or_default();
-                let own = String::from_utf8_lossy(
-                    text.get(self.log_start as usize..).unwrap_or_default(),
-                )
-                .into_owned();
+                let own = self.own_log();
                 let tail: Vec<&str> = own.lines().rev().take(60).collect();
                 panic!(
                     "sluice did not exit within {timeout:?}; its log tail:\n{}",
