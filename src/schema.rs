@@ -89,7 +89,10 @@ pub fn plan_table(
     literal_defaults: &HashMap<String, Vec<u8>>,
 ) -> Result<TablePlan, SchemaError> {
     let table = format!("{}.{}", route.database, route.table);
-    let with_defaults = server.supports_row_binary_with_defaults;
+    let with_defaults = server.supports_row_binary_with_defaults
+        && columns
+            .iter()
+            .any(|c| c.default_kind.insertable() && c.default_kind != DefaultKind::None);
     let mut plans = Vec::new();
     let mut names = Vec::new();
     let mut lines = Vec::new();
@@ -230,6 +233,62 @@ fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clickhouse::Version;
+
+    fn column(name: &str, ty: &str, kind: DefaultKind, expr: Option<&str>) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            type_name: ty.into(),
+            default_kind: kind,
+            default_expression: expr.map(Into::into),
+        }
+    }
+
+    fn route() -> Route {
+        let cfg = crate::config::from_str(
+            "[kafka]\nbrokers = \"k:9092\"\ngroup_id = \"g\"\n\
+             [clickhouse]\nurl = \"http://c:8123\"\n\
+             [[route]]\ntopic = \"t\"\ntable = \"x\"\n",
+            Vec::new(),
+        )
+        .expect("config");
+        cfg.routes[0].clone()
+    }
+
+    #[test]
+    fn server_defaults_are_asked_for_only_when_a_column_has_an_expression() {
+        let modern = ServerInfo::from_version(Version::new(26, 9, 2), "26.9.2.1");
+        let plain = [
+            column("id", "UInt64", DefaultKind::None, None),
+            column("s", "String", DefaultKind::None, None),
+            column("m", "UInt32", DefaultKind::Materialized, Some("1")),
+        ];
+        let p = plan_table(&route(), &plain, &modern, &HashMap::new()).expect("plan");
+        assert_eq!(p.format, InsertFormat::RowBinary);
+        assert_eq!(p.columns, ["id", "s"]);
+        // A missing field is written by sluice as the type default: {} -> 0, "".
+        let mut row = Vec::new();
+        crate::decode::json::encode_json_row(&p.plan, b"{}", &META, &mut row).expect("row");
+        assert_eq!(row, [0, 0, 0, 0, 0, 0, 0, 0, 0]);
+
+        let mut with_default = plain.to_vec();
+        with_default.push(column("d", "DateTime", DefaultKind::Default, Some("now()")));
+        let p = plan_table(&route(), &with_default, &modern, &HashMap::new()).expect("plan");
+        assert_eq!(p.format, InsertFormat::RowBinaryWithDefaults);
+
+        let old = ServerInfo::from_version(Version::new(18, 16, 1), "18.16.1");
+        let p = plan_table(&route(), &plain, &old, &HashMap::new()).expect("plan");
+        assert_eq!(p.format, InsertFormat::RowBinary);
+    }
+
+    const META: crate::decode::json::MessageMeta<'static> = crate::decode::json::MessageMeta {
+        topic: "t",
+        partition: 0,
+        offset: 0,
+        timestamp_ms: None,
+        key: None,
+        headers: &[],
+    };
 
     #[test]
     fn zero_values() {
