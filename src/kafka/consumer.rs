@@ -22,6 +22,10 @@
 //! revoked lanes' channels are closed; each lane inserts and commits what it holds and ends.
 //! A lane still running at the drain deadline is fenced: it can no longer commit, so the new
 //! owner starts from what was committed, never from what this instance merely sent.
+//!
+//! Closing the consumer after the lanes are done is bounded by [`CLOSE_TIMEOUT`]: librdkafka's
+//! close polls until the group coordinator answers, which with the broker gone can outlast any
+//! shutdown budget, and by then every lane has committed or been fenced.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -489,7 +493,30 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
     }
     tracing::info!("consumer left the group");
     drop(batch);
-    drop(owned);
+    if !drop_within(owned, CLOSE_TIMEOUT) {
+        tracing::warn!(timeout = ?CLOSE_TIMEOUT,
+            "the Kafka consumer did not finish closing (broker unreachable?); not waiting for it: the lanes had committed or been fenced before");
+    }
+}
+
+/// How long shutdown waits for librdkafka to close the consumer once the lanes are done.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Drops `value` on a thread of its own and waits up to `limit` for that to finish. Returns
+/// whether it did; if not, the thread is left to finish (or to end with the process).
+fn drop_within<T: Send + 'static>(value: T, limit: Duration) -> bool {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("consumer-close".into())
+        .spawn(move || {
+            drop(value);
+            let _ = done_tx.send(());
+        });
+    match spawned {
+        Ok(_) => done_rx.recv_timeout(limit).is_ok(),
+        // The closure, and the value with it, was dropped here when the spawn failed.
+        Err(_) => true,
+    }
 }
 
 /// Consumer errors, said once and then every 30 s while the same one lasts: librdkafka
@@ -696,4 +723,40 @@ fn resume_caught_up(consumer: &GroupConsumer) -> bool {
         }
     }
     still_paused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct SlowDrop(Duration, Arc<AtomicBool>);
+
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            std::thread::sleep(self.0);
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn closing_is_waited_for_but_only_up_to_the_limit() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        assert!(drop_within(
+            SlowDrop(Duration::from_millis(10), dropped.clone()),
+            Duration::from_secs(10)
+        ));
+        assert!(dropped.load(Ordering::SeqCst), "waited for a quick close");
+
+        let dropped = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        assert!(!drop_within(
+            SlowDrop(Duration::from_secs(3), dropped.clone()),
+            Duration::from_millis(100)
+        ));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "did not wait for a hung close"
+        );
+        assert!(!dropped.load(Ordering::SeqCst));
+    }
 }
