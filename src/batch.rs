@@ -122,9 +122,12 @@ impl Batch {
 
     /// Gives a stored batch's body buffer back for the next batch: one buffer per lane in the
     /// steady state instead of a fresh multi-megabyte allocation (and its page faults) per
-    /// batch.
-    pub fn recycle(&mut self, sealed: SealedBatch) {
-        if !self.body.is_empty() {
+    /// batch. A buffer whose used (so resident) part exceeds `keep_at_most` is freed instead:
+    /// an empty batch counts nothing against the batch memory budget, so a kept buffer is
+    /// memory the budget does not see, and with many lanes those add up (32 lanes that once
+    /// held 16 MiB each would keep 512 MiB).
+    pub fn recycle(&mut self, sealed: SealedBatch, keep_at_most: usize) {
+        if !self.body.is_empty() || sealed.body.len() > keep_at_most {
             return;
         }
         if let Ok(buf) = sealed.body.try_into_mut() {
@@ -261,5 +264,21 @@ mod tests {
         // Anything after it: the remainder goes once the partition runs dry.
         assert!(b.age_cut_leaves_backlog(Some(91)));
         assert!(b.age_cut_leaves_backlog(Some(i64::MAX)));
+    }
+
+    #[test]
+    fn a_stored_batch_buffer_is_kept_only_within_the_lanes_share() {
+        let sealed_with = |bytes: usize| {
+            let mut b = Batch::with_capacity(bytes);
+            b.body_mut().resize(bytes, 7);
+            b.row_done(0);
+            b.seal().expect("sealed")
+        };
+        let mut b = Batch::default();
+        b.recycle(sealed_with(4096), 1024);
+        assert_eq!(b.body.capacity(), 0, "over the share: freed");
+        b.recycle(sealed_with(4096), 1 << 20);
+        assert!(b.body.capacity() >= 4096, "within the share: kept");
+        assert!(b.body.is_empty());
     }
 }

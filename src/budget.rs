@@ -87,6 +87,12 @@ impl Share {
         self.mine = bytes;
     }
 
+    /// The budget divided among the lanes holding data now (this one counted if it does).
+    pub fn fair_share(&self) -> usize {
+        let b = &self.budget;
+        b.limit / b.holders.load(Ordering::Relaxed).max(1)
+    }
+
     /// Whether this lane should store its open batch before adding `extra` bytes of
     /// records: adding them would take the lanes over the limit, and this lane would hold at
     /// least its fair share.
@@ -147,5 +153,10 @@ mod tests {
         // An empty batch never cuts: the chunk is added whatever its size.
         only.set(0);
         assert!(!only.should_cut_before(1000));
+        assert_eq!(only.fair_share(), 100);
+        let mut other = budget.share();
+        other.set(10);
+        only.set(10);
+        assert_eq!(only.fair_share(), 50);
     }
 }

@@ -42,6 +42,10 @@ const LANE_QUEUE_CHUNKS: usize = 4;
 /// Chunks kept aside per lane beyond its queue before its partition is paused (see
 /// `ConsumerLimits::stash_bytes`).
 const LANE_STASH_BYTES: usize = 2 << 20;
+/// Lanes that get the full chunk and stash sizes; more lanes share what this many hold
+/// (`ConsumerLimits::for_lanes`): 8 x (4 x 1 MiB + 2 MiB) = 48 MiB of waiting input, sized
+/// with the batch budget for the 300 MB target.
+const FULL_SIZE_LANES: usize = 8;
 
 pub fn clickhouse_settings(c: &ClickHouseConfig) -> ClickHouseSettings {
     ClickHouseSettings {
@@ -290,6 +294,7 @@ pub async fn run_with_metrics(
         chunk_bytes: CHUNK_BYTES,
         drain_timeout: cfg.service.shutdown_timeout,
         stash_bytes: LANE_STASH_BYTES,
+        full_size_lanes: FULL_SIZE_LANES,
     };
     let mut kcfg = consumer_config(&cfg.kafka);
     // Bounds memory: what librdkafka prefetches for all partitions together.

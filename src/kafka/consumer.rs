@@ -73,6 +73,37 @@ pub struct ConsumerLimits {
     /// paused: a pause makes librdkafka drop what it prefetched for the partition and fetch
     /// it again after the resume, so short stalls (a lane inserting) are ridden out instead.
     pub stash_bytes: usize,
+    /// Up to this many lanes, chunks and stashes have the sizes above; with more, both shrink
+    /// in proportion (see [`ConsumerLimits::for_lanes`]).
+    pub full_size_lanes: usize,
+}
+
+/// Smallest chunk and stash sizes, however many lanes: below these, per-chunk overhead would
+/// dominate and a lane would pause at every insert.
+const MIN_CHUNK_BYTES: usize = 64 << 10;
+const MIN_STASH_BYTES: usize = 128 << 10;
+
+impl ConsumerLimits {
+    /// The limits with `lanes` lanes assigned. What waits for the lanes (queued chunks and
+    /// stashes) is per lane, so without this it grows with the partitions assigned: 32 lanes
+    /// at full size hold 4x what 8 do. Beyond `full_size_lanes` the chunk and stash sizes
+    /// shrink in proportion, so the lanes together hold about what `full_size_lanes` lanes
+    /// hold at full size (floors: [`MIN_CHUNK_BYTES`], [`MIN_STASH_BYTES`]).
+    pub fn for_lanes(&self, lanes: usize) -> ConsumerLimits {
+        if lanes <= self.full_size_lanes {
+            return *self;
+        }
+        let scale = |full: usize, floor: usize| {
+            (full.saturating_mul(self.full_size_lanes) / lanes)
+                .max(floor)
+                .min(full)
+        };
+        ConsumerLimits {
+            chunk_bytes: scale(self.chunk_bytes, MIN_CHUNK_BYTES),
+            stash_bytes: scale(self.stash_bytes, MIN_STASH_BYTES),
+            ..*self
+        }
+    }
 }
 
 struct LaneState {
@@ -409,9 +440,11 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
             }
         }
         let any_paused = resume_caught_up(consumer);
+        let lanes = ctx.lock().count();
+        let sized = limits.for_lanes(lanes);
         // Waiting on the batch queue delays rebalance events on the consumer queue by up to
         // this much: short while joining (no lanes yet), leaving, or holding paused partitions.
-        let idle = if any_paused || unsubscribed || ctx.lock().count() == 0 {
+        let idle = if any_paused || unsubscribed || lanes == 0 {
             Duration::from_millis(10)
         } else {
             Duration::from_millis(100)
@@ -436,7 +469,7 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
                     let topic = m.topic();
                     let idx = open_index(&mut open, topic, m.partition());
                     let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
-                    append(consumer, &mut open, idx, size, &limits, |c| {
+                    append(consumer, &mut open, idx, size, &sized, |c| {
                         c.push_message(&m)
                     });
                     wait = Duration::ZERO;
@@ -477,7 +510,7 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
                         idx
                     }
                 };
-                append_raw(consumer, &mut open, idx, m, &limits);
+                append_raw(consumer, &mut open, idx, m, &sized);
             }
             batch.clear();
         }
@@ -485,7 +518,7 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
         for o in open.iter_mut() {
             if !o.chunk.is_empty() {
                 let chunk = o.take();
-                dispatch(consumer, &o.topic, o.partition, chunk, limits.stash_bytes);
+                dispatch(consumer, &o.topic, o.partition, chunk, sized.stash_bytes);
             }
         }
         // Partitions no longer assigned keep no entry.
@@ -758,5 +791,34 @@ mod tests {
             "did not wait for a hung close"
         );
         assert!(!dropped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn chunks_and_stashes_shrink_beyond_the_full_size_lane_count() {
+        let full = ConsumerLimits {
+            chunk_records: 2048,
+            chunk_bytes: 1 << 20,
+            drain_timeout: Duration::from_secs(30),
+            stash_bytes: 2 << 20,
+            full_size_lanes: 8,
+        };
+        for lanes in [0, 1, 8] {
+            let l = full.for_lanes(lanes);
+            assert_eq!(
+                (l.chunk_bytes, l.stash_bytes),
+                (1 << 20, 2 << 20),
+                "{lanes} lanes"
+            );
+        }
+        // 32 lanes hold together what 8 hold at full size.
+        let l = full.for_lanes(32);
+        assert_eq!((l.chunk_bytes, l.stash_bytes), (256 << 10, 512 << 10));
+        assert_eq!(l.chunk_records, 2048);
+        // Never below the floors.
+        let l = full.for_lanes(10_000);
+        assert_eq!(
+            (l.chunk_bytes, l.stash_bytes),
+            (MIN_CHUNK_BYTES, MIN_STASH_BYTES)
+        );
     }
 }
