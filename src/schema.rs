@@ -190,14 +190,17 @@ pub fn zero_value(ty: &ChType) -> Vec<u8> {
     out
 }
 
+/// 1900-01-01 in days since 1970-01-01: 70 years, 17 of them leap years.
+const DATE32_DEFAULT_DAYS: i32 = -(70 * 365 + 17);
+
 fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
     let zeros = |out: &mut Vec<u8>, n: usize| out.extend(std::iter::repeat_n(0u8, n));
     match ty {
         ChType::UInt8 | ChType::Int8 | ChType::Bool => zeros(out, 1),
         ChType::UInt16 | ChType::Int16 | ChType::Date => zeros(out, 2),
-        ChType::UInt32 | ChType::Int32 | ChType::Float32 | ChType::Date32 | ChType::IPv4 => {
-            zeros(out, 4)
-        }
+        ChType::UInt32 | ChType::Int32 | ChType::Float32 | ChType::IPv4 => zeros(out, 4),
+        // ClickHouse's default Date32 is its first day, 1900-01-01, not 1970-01-01.
+        ChType::Date32 => out.extend_from_slice(&DATE32_DEFAULT_DAYS.to_le_bytes()),
         ChType::DateTime { .. } => zeros(out, 4),
         ChType::UInt64 | ChType::Int64 | ChType::Float64 | ChType::DateTime64 { .. } => {
             zeros(out, 8)
@@ -305,6 +308,10 @@ mod tests {
         assert_eq!(
             zero_value(&ChType::parse("Decimal(20, 2)").unwrap()).len(),
             16
+        );
+        assert_eq!(
+            zero_value(&ChType::parse("Date32").unwrap()),
+            (-25_567i32).to_le_bytes()
         );
     }
 }

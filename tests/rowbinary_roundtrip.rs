@@ -17,6 +17,7 @@ use sluice::decode::json::{
     encode_json_row, encode_json_value, ColumnPlan, ColumnSource, MessageMeta, MetaField,
     OnMissing, RowPlan, UnknownFields,
 };
+use sluice::schema::zero_value;
 
 const DB: &str = "sluice_rowbinary_test";
 
@@ -400,6 +401,54 @@ async fn every_type_round_trips_through_rowbinary() {
         .map(|row| CASES.iter().map(|(n, _, v)| (*n, v[row].1)).collect())
         .collect();
     compare(&table, &got, &want);
+    ch.query(&format!("DROP TABLE {DB}.{table}")).await;
+}
+
+/// Plain RowBinary (what sluice sends to tables without DEFAULT expressions) carries the type
+/// defaults of missing fields as bytes sluice writes: for every type, they must store what the
+/// server itself stores for a field omitted from JSONEachRow.
+#[tokio::test]
+async fn type_defaults_written_by_sluice_equal_the_servers() {
+    let Some(ch) = Ch::connect().await else {
+        return;
+    };
+    let table = table_name("zero_types");
+    let ddl: Vec<String> = CASES.iter().map(|(n, t, _)| format!("`{n}` {t}")).collect();
+    ch.query(&format!(
+        "CREATE TABLE {DB}.{table} ({}) ENGINE = MergeTree ORDER BY k",
+        ddl.join(", ")
+    ))
+    .await;
+    let server_cols = ch.columns(&table).await;
+    let types: std::collections::HashMap<String, ChType> = server_cols
+        .iter()
+        .map(|(n, t)| (n.clone(), ChType::parse(t).expect("type")))
+        .collect();
+    let plan = plan_from_server(&server_cols, false, |name| match types.get(name) {
+        Some(ty) if name != "k" => OnMissing::Bytes(zero_value(ty)),
+        _ => OnMissing::Error,
+    });
+    let mut body = Vec::new();
+    encode_json_row(&plan, br#"{"k": 0}"#, &META, &mut body).expect("row");
+    let names: Vec<String> = server_cols.iter().map(|(n, _)| format!("`{n}`")).collect();
+    ch.insert(&table, &names, "RowBinary", body).await;
+    ch.insert(
+        &table,
+        &["k".to_string()],
+        "JSONEachRow",
+        br#"{"k": 1}"#.to_vec(),
+    )
+    .await;
+
+    let rows = ch.select(&table, "k").await;
+    assert_eq!(rows.len(), 2, "{table}");
+    let ours: Vec<&(String, String)> = rows[0].iter().filter(|(c, _)| c != "k").collect();
+    let servers: Vec<&(String, String)> = rows[1].iter().filter(|(c, _)| c != "k").collect();
+    assert_eq!(ours.len(), CASES.len() - 1);
+    assert_eq!(
+        ours, servers,
+        "type defaults: sluice's bytes vs the server's own"
+    );
     ch.query(&format!("DROP TABLE {DB}.{table}")).await;
 }
 
