@@ -366,21 +366,27 @@ const CASES: &[Case] = &[
     ),
 ];
 
-#[tokio::test]
-async fn every_type_round_trips_through_rowbinary() {
-    let Some(ch) = Ch::connect().await else {
-        return;
-    };
-    let table = table_name("rb_types");
+/// Creates a table with one column per entry of [`CASES`] (ordered by `k`); returns its name
+/// and its columns as the server prints them.
+async fn cases_table(ch: &Ch, prefix: &str) -> (String, Vec<(String, String)>) {
+    let table = table_name(prefix);
     let ddl: Vec<String> = CASES.iter().map(|(n, t, _)| format!("`{n}` {t}")).collect();
     ch.query(&format!(
         "CREATE TABLE {DB}.{table} ({}) ENGINE = MergeTree ORDER BY k",
         ddl.join(", ")
     ))
     .await;
-
     let server_cols = ch.columns(&table).await;
     assert_eq!(server_cols.len(), CASES.len());
+    (table, server_cols)
+}
+
+#[tokio::test]
+async fn every_type_round_trips_through_rowbinary() {
+    let Some(ch) = Ch::connect().await else {
+        return;
+    };
+    let (table, server_cols) = cases_table(&ch, "rb_types").await;
     let plan = plan_from_server(&server_cols, false, |_| OnMissing::Error);
 
     let mut body = Vec::new();
@@ -412,14 +418,7 @@ async fn type_defaults_written_by_sluice_equal_the_servers() {
     let Some(ch) = Ch::connect().await else {
         return;
     };
-    let table = table_name("zero_types");
-    let ddl: Vec<String> = CASES.iter().map(|(n, t, _)| format!("`{n}` {t}")).collect();
-    ch.query(&format!(
-        "CREATE TABLE {DB}.{table} ({}) ENGINE = MergeTree ORDER BY k",
-        ddl.join(", ")
-    ))
-    .await;
-    let server_cols = ch.columns(&table).await;
+    let (table, server_cols) = cases_table(&ch, "zero_types").await;
     let types: std::collections::HashMap<String, ChType> = server_cols
         .iter()
         .map(|(n, t)| (n.clone(), ChType::parse(t).expect("type")))
