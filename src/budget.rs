@@ -23,6 +23,8 @@ pub struct MemoryBudget {
     held: AtomicUsize,
     peak: AtomicUsize,
     holders: AtomicUsize,
+    /// Shares alive: the lanes, holding data or not.
+    lanes: AtomicUsize,
 }
 
 impl MemoryBudget {
@@ -32,6 +34,7 @@ impl MemoryBudget {
             held: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             holders: AtomicUsize::new(0),
+            lanes: AtomicUsize::new(0),
         })
     }
 
@@ -51,6 +54,7 @@ impl MemoryBudget {
 
     /// A lane's share of the budget; dropping it gives its bytes back.
     pub fn share(self: &Arc<Self>) -> Share {
+        self.lanes.fetch_add(1, Ordering::Relaxed);
         Share {
             budget: self.clone(),
             mine: 0,
@@ -106,15 +110,47 @@ impl Share {
     }
 }
 
+impl Share {
+    /// The largest batch buffer a lane may keep for its next batch once its batch is stored:
+    /// the budget split evenly over all lanes, plus one chunk of records (1 MiB), by which a
+    /// batch cut at its share can exceed it. A kept buffer is resident but counts nothing
+    /// while the lane's batch is empty, so these together must stay within the budget: sized
+    /// by the lanes holding data (the fair share), 32 lanes each kept what they built while
+    /// few lanes held data, and 1M wide messages peaked at 560-590 MiB RSS.
+    pub fn keep_at_most(&self) -> usize {
+        let b = &self.budget;
+        (b.limit / b.lanes.load(Ordering::Relaxed).max(1)).saturating_add(KEEP_SLACK)
+    }
+}
+
+/// See [`Share::keep_at_most`].
+const KEEP_SLACK: usize = 1 << 20;
+
 impl Drop for Share {
     fn drop(&mut self) {
         self.set(0);
+        self.budget.lanes.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_buffers_are_bounded_by_the_budget_split_over_all_lanes() {
+        let b = MemoryBudget::new(128 << 20);
+        let one = b.share();
+        assert_eq!(one.keep_at_most(), (128 << 20) + KEEP_SLACK);
+        let mut lanes: Vec<Share> = (0..31).map(|_| b.share()).collect();
+        // Only one lane holds data: its fair share is the whole budget, but what it may keep
+        // is a 32nd of it, so 32 kept buffers fit the budget.
+        lanes[0].set(10 << 20);
+        assert_eq!(lanes[0].fair_share(), 128 << 20);
+        assert_eq!(one.keep_at_most(), (4 << 20) + KEEP_SLACK);
+        lanes.truncate(7);
+        assert_eq!(one.keep_at_most(), (16 << 20) + KEEP_SLACK);
+    }
 
     #[test]
     fn the_lane_above_its_share_cuts_when_the_total_is_over() {

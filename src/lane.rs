@@ -328,10 +328,7 @@ impl Lane {
             }
         }
         tracing::debug!(partition = %self.id, range = %sealed.range, rows = sealed.rows(), "batch committed");
-        // Twice the share: a batch cut by `max_bytes` ends a row past it, and 8 lanes sharing
-        // the default 128 MiB keep their 16 MiB buffers.
-        self.batch
-            .recycle(sealed, self.share.fair_share().saturating_mul(2));
+        self.batch.recycle(sealed, self.share.keep_at_most());
         self.share.set(self.batch.held_bytes());
         Ok(Some(Stored::Yes))
     }

@@ -746,3 +746,60 @@ async fn partition_assigned_back_to_a_running_instance_flows_again() {
         300
     );
 }
+
+/// A table that stops accepting inserts while another route flows: the stalled lane's
+/// partition is paused and the other lane keeps going. While every lane is merely behind the
+/// consumer holds its queue instead of pausing anyone (kafka/consumer.rs); a lane that takes
+/// nothing at all would then hold up every other lane for as long as its table is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_table_does_not_hold_up_the_others() {
+    init_logs();
+    let (stuck_topic, stuck) = topic_with_table("stall", 1, "id UInt64, pad String").await;
+    let (free_topic, free) = topic_with_table("free", 1, "id UInt64, pad String").await;
+    // One part, and every further insert refused with TOO_MANY_PARTS (retried by sluice)
+    // until the setting is lifted.
+    ch(&format!("INSERT INTO {stuck} VALUES (0, '')")).await;
+    ch(&format!(
+        "ALTER TABLE {stuck} MODIFY SETTING parts_to_throw_insert = 1"
+    ))
+    .await;
+    let msgs = |n: u64| {
+        let pad = "x".repeat(1000);
+        (1..=n).map(move |i| Msg::json(0, format!("{{\"id\":{i},\"pad\":\"{pad}\"}}")))
+    };
+    // 24 MB for the stalled lane: three times what the stashes of all lanes may hold before
+    // the consumer stops taking messages.
+    produce(&stuck_topic, msgs(24_000));
+    let group = unique("g");
+    // Small batches, so the stalled lane's batch holds 1 MiB and the rest waits for it.
+    let text = config(
+        &group,
+        &[(&stuck_topic, &stuck_topic), (&free_topic, &free_topic)],
+        "max_bytes = \"1MiB\"",
+    );
+    let run = start(&text);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    produce(&free_topic, msgs(24_000));
+    let free_rows = wait_for_count(&free, 24_000, Duration::from_secs(60)).await;
+    let stuck_rows = ch_u64(&format!("SELECT count() FROM {stuck}")).await;
+    // The table takes inserts again: the paused partition resumes, and all of it lands once.
+    ch(&format!(
+        "ALTER TABLE {stuck} MODIFY SETTING parts_to_throw_insert = 3000"
+    ))
+    .await;
+    let stuck_after = wait_for_count(&stuck, 24_001, Duration::from_secs(90)).await;
+    run.stop().await;
+    assert_eq!(
+        free_rows, 24_000,
+        "the flowing route was held up by the stalled table"
+    );
+    assert_eq!(stuck_rows, 1, "the stalled table took rows while refusing");
+    assert_eq!(stuck_after, 24_001);
+    for table in [&stuck, &free] {
+        assert_eq!(
+            ch_u64(&format!("SELECT count() - uniqExact(id) FROM {table}")).await,
+            0,
+            "duplicates in {table}"
+        );
+    }
+}
