@@ -11,14 +11,30 @@
 //!
 //! Limits (rows, encoded bytes, age) are checked by the lane after each message; the body is
 //! one growing buffer, so a batch costs one allocation regardless of its row count.
+//!
+//! Packing: where the server decodes LZ4 bodies, the lane can have the rows compressed as
+//! they arrive ([`Batch::pack`], see [`Packing`] for when). The batch then holds one LZ4
+//! frame, which is what is sent, plus the rows encoded since the last chunk; `max_bytes`
+//! still counts uncompressed rows (the size of the insert), while the memory budget sees the
+//! compressed bytes. The rows are the same either way: a packed batch decodes to exactly the
+//! bytes an unpacked one would send, so its deduplication identity does not change.
 
+use std::io::{Read, Write};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use bytes::Bytes;
+use lz4_flex::frame::{FrameDecoder, FrameEncoder};
 
 use crate::checkpoint::OffsetRange;
+use crate::clickhouse::client::InsertBody;
+use crate::clickhouse::compress::{lz4_frame_info, Packing, LZ4_ENCODER_BUFFERS};
 use crate::config::BatchLimits;
 use crate::kafka::records::OwnedRecord;
+
+/// A batch this large is a healthy ClickHouse part: sent as soon as its partition has nothing
+/// more to read, whatever `max_bytes` allows (see [`Batch::worth_sending_early`]).
+const HEALTHY_INSERT_BYTES: usize = 4 * 1024 * 1024;
 
 /// A message that cannot become a row, with its original bytes and why.
 #[derive(Debug, Clone)]
@@ -27,9 +43,27 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// Rows compressed so far: an open LZ4 frame and how many uncompressed bytes went into it.
+struct Packed {
+    frame: FrameEncoder<Vec<u8>>,
+    raw: usize,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packed")
+            .field("compressed", &self.frame.get_ref().len())
+            .field("raw", &self.raw)
+            .finish()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Rows not packed yet: all of them unless the batch is packed.
     body: Vec<u8>,
+    packed: Option<Packed>,
+    /// Where each row ends in the uncompressed rows.
     row_ends: Vec<usize>,
     row_offsets: Vec<i64>,
     dead: Vec<DeadLetter>,
@@ -46,12 +80,78 @@ impl Batch {
         }
     }
 
-    /// Memory the open batch holds: the rows encoded so far, their bookkeeping and the dead
-    /// letters' copies.
+    /// Memory the open batch holds: the rows encoded so far (compressed where packed), their
+    /// bookkeeping and the dead letters' copies.
     pub fn held_bytes(&self) -> usize {
+        let packed = self
+            .packed
+            .as_ref()
+            .map_or(0, |p| p.frame.get_ref().len() + LZ4_ENCODER_BUFFERS);
         self.body.len()
+            + packed
             + self.row_ends.len() * (std::mem::size_of::<usize>() + std::mem::size_of::<i64>())
             + self.dead_bytes
+    }
+
+    /// Uncompressed bytes of the rows so far: the size of the insert.
+    fn raw_len(&self) -> usize {
+        self.packed.as_ref().map_or(0, |p| p.raw) + self.body.len()
+    }
+
+    /// Whether the lane should [`Batch::pack`] now, after adding a chunk.
+    ///
+    /// `ToGrow` packs a batch whose unpacked rows reached a quarter of the lane's share of the memory
+    /// budget (`fair_share`) while its partition holds more than the share would take
+    /// uncompressed: rows so far plus the records after them up to `log_end` (as last seen),
+    /// at the batch's bytes per row. Packing then lets the batch grow to `max_bytes` instead of
+    /// being cut at the share; a partition about to run dry is not worth the compression.
+    pub fn should_pack(&self, packing: Packing, fair_share: usize, log_end: Option<i64>) -> bool {
+        if self.body.is_empty() {
+            return false;
+        }
+        match packing {
+            Packing::Never => false,
+            Packing::Always => true,
+            Packing::ToGrow if self.packed.is_some() => true,
+            Packing::ToGrow => {
+                let raw = self.raw_len();
+                if raw.saturating_mul(4) < fair_share {
+                    return false;
+                }
+                let (Some(range), Some(end)) = (self.range, log_end) else {
+                    return false;
+                };
+                let rows = self.row_ends.len().max(1);
+                let after =
+                    usize::try_from(end.saturating_sub(range.last.saturating_add(1))).unwrap_or(0);
+                let expected = raw.saturating_add(after.saturating_mul(raw / rows));
+                expected > fair_share
+            }
+        }
+    }
+
+    /// Compresses the rows encoded since the last call into the batch's LZ4 frame (opened by
+    /// the first call; the uncompressed buffer is then freed down to a chunk's worth). Writing
+    /// into memory cannot fail in practice; an error leaves the batch unusable and the lane
+    /// stops without committing it.
+    pub fn pack(&mut self) -> std::io::Result<()> {
+        let first = self.packed.is_none();
+        let packed = self.packed.get_or_insert_with(|| Packed {
+            frame: FrameEncoder::with_frame_info(
+                lz4_frame_info(),
+                Vec::with_capacity(self.body.len() / 4 + 64 * 1024),
+            ),
+            raw: 0,
+        });
+        packed.frame.write_all(&self.body)?;
+        packed.raw += self.body.len();
+        if first {
+            // The next rows come a chunk (about 1 MiB of records) at a time.
+            self.body = Vec::with_capacity(2 * 1024 * 1024);
+        } else {
+            self.body.clear();
+        }
+        Ok(())
     }
 
     /// The buffer rows are encoded into; call [`Batch::row_done`] or [`Batch::dead_letter`]
@@ -72,7 +172,7 @@ impl Batch {
 
     /// The message at `offset` became the row just written to the body.
     pub fn row_done(&mut self, offset: i64) {
-        self.row_ends.push(self.body.len());
+        self.row_ends.push(self.raw_len());
         self.row_offsets.push(offset);
         self.cover(offset);
     }
@@ -98,17 +198,39 @@ impl Batch {
     }
 
     pub fn is_full(&self, limits: &BatchLimits) -> bool {
-        self.row_ends.len() >= limits.max_rows || self.body.len() >= limits.max_bytes
+        self.row_ends.len() >= limits.max_rows || self.raw_len() >= limits.max_bytes
     }
 
     /// Whether the batch is big enough to be sent before `max_age` once its partition has
-    /// nothing more to read: a quarter of `max_rows` or of `max_bytes`. At that size an insert
-    /// is a healthy ClickHouse part, and waiting for the age would only add latency (the last
-    /// batch of a backlog waited a whole `max_age`). Smaller batches still wait, so a slow
-    /// stream keeps making one insert per partition per `max_age`, not one per message.
+    /// nothing more to read: a quarter of `max_rows` or of `max_bytes`, or 4 MiB of rows. At
+    /// that size an insert is a healthy ClickHouse part, and waiting for the age would only
+    /// add latency (the last batch of a backlog waited a whole `max_age`). Smaller batches
+    /// still wait, so a slow stream keeps making one insert per partition per `max_age`, not
+    /// one per message.
     pub fn worth_sending_early(&self, limits: &BatchLimits) -> bool {
+        let raw = self.raw_len();
         self.row_ends.len().saturating_mul(4) >= limits.max_rows
-            || self.body.len().saturating_mul(4) >= limits.max_bytes
+            || raw.saturating_mul(4) >= limits.max_bytes
+            || raw >= HEALTHY_INSERT_BYTES
+    }
+
+    /// Whether the partition's log, as last seen (`log_end`), holds a backlog after this batch:
+    /// records that, at the batch's bytes per row so far, would take it to `max_rows` rows or
+    /// `max_bytes` uncompressed bytes, or would make a healthy insert of their own (4 MiB).
+    pub fn backlog_after(&self, max_rows: usize, max_bytes: usize, log_end: Option<i64>) -> bool {
+        let (Some(range), Some(end)) = (self.range, log_end) else {
+            return false;
+        };
+        let rows = self.row_ends.len();
+        if rows == 0 {
+            return false;
+        }
+        let after = usize::try_from(end.saturating_sub(range.last.saturating_add(1))).unwrap_or(0);
+        let raw = self.raw_len();
+        let after_bytes = after.saturating_mul(raw / rows);
+        rows.saturating_add(after) >= max_rows
+            || raw.saturating_add(after_bytes) >= max_bytes
+            || after_bytes >= HEALTHY_INSERT_BYTES
     }
 
     /// This batch is being cut by age while the partition's log (as last seen) already holds
@@ -127,7 +249,7 @@ impl Batch {
     /// memory the budget does not see, and with many lanes those add up (32 lanes that once
     /// held 16 MiB each would keep 512 MiB).
     pub fn recycle(&mut self, sealed: SealedBatch, keep_at_most: usize) {
-        if !self.body.is_empty() || sealed.body.len() > keep_at_most {
+        if !self.body.is_empty() || self.packed.is_some() || sealed.body.len() > keep_at_most {
             return;
         }
         if let Ok(buf) = sealed.body.try_into_mut() {
@@ -139,19 +261,34 @@ impl Batch {
         }
     }
 
-    /// Closes the batch; the batcher starts empty again.
-    pub fn seal(&mut self) -> Option<SealedBatch> {
-        let range = self.range.take()?;
+    /// Closes the batch; the batcher starts empty again. `Err` only if finishing the LZ4
+    /// frame of a packed batch failed (see [`Batch::pack`]).
+    pub fn seal(&mut self) -> std::io::Result<Option<SealedBatch>> {
+        let Some(range) = self.range.take() else {
+            return Ok(None);
+        };
         self.opened_at = None;
         self.dead_bytes = 0;
-        Some(SealedBatch {
-            range,
+        let (body, packed_raw) = match self.packed.take() {
             // The next batch starts small; `recycle` hands this buffer back once stored.
-            body: Bytes::from(std::mem::take(&mut self.body)),
+            None => (Bytes::from(std::mem::take(&mut self.body)), None),
+            Some(mut packed) => {
+                packed.frame.write_all(&self.body)?;
+                packed.raw += self.body.len();
+                self.body.clear();
+                let frame = packed.frame.finish().map_err(std::io::Error::other)?;
+                (Bytes::from(frame), Some(packed.raw))
+            }
+        };
+        Ok(Some(SealedBatch {
+            range,
+            body,
+            packed_raw,
+            unpacked: OnceLock::new(),
             row_ends: std::mem::take(&mut self.row_ends),
             row_offsets: std::mem::take(&mut self.row_offsets),
             dead: std::mem::take(&mut self.dead),
-        })
+        }))
     }
 }
 
@@ -160,7 +297,13 @@ impl Batch {
 #[derive(Debug)]
 pub struct SealedBatch {
     pub range: OffsetRange,
+    /// The rows, or one LZ4 frame of them when `packed_raw` is set.
     body: Bytes,
+    /// Uncompressed length of a packed body.
+    packed_raw: Option<usize>,
+    /// A packed body decoded, once a part of it has to be sent on its own (ClickHouse
+    /// rejected the whole; the lane splits it to find the bad rows).
+    unpacked: OnceLock<Bytes>,
     row_ends: Vec<usize>,
     row_offsets: Vec<i64>,
     pub dead: Vec<DeadLetter>,
@@ -171,12 +314,25 @@ impl SealedBatch {
         self.row_ends.len()
     }
 
+    /// Bytes the sealed batch holds (compressed where packed).
     pub fn body_len(&self) -> usize {
         self.body.len()
     }
 
-    /// The encoded rows `from..to` as one zero-copy slice of the body.
-    pub fn rows_bytes(&self, from: usize, to: usize) -> Bytes {
+    /// The encoded rows `from..to` as an insert body: the whole batch as it is held (packed or
+    /// not, no copy), a part of it as a zero-copy slice of the uncompressed rows (a packed
+    /// batch is decoded once for that). `Err` if a packed body does not decode, which would
+    /// mean memory corruption: the lane stops without committing.
+    pub fn rows_body(&self, from: usize, to: usize) -> std::io::Result<InsertBody> {
+        if let Some(raw_len) = self.packed_raw {
+            if from == 0 && to >= self.rows() {
+                return Ok(InsertBody::Lz4Frame {
+                    frame: self.body.clone(),
+                    raw_len,
+                });
+            }
+        }
+        let rows = self.unpacked_rows()?;
         let start = if from == 0 {
             0
         } else {
@@ -187,7 +343,27 @@ impl SealedBatch {
         } else {
             self.row_ends.get(to - 1).copied().unwrap_or(start)
         };
-        self.body.slice(start..end.max(start))
+        Ok(InsertBody::Plain(rows.slice(
+            start.min(rows.len())..end.max(start).min(rows.len()),
+        )))
+    }
+
+    fn unpacked_rows(&self) -> std::io::Result<Bytes> {
+        let Some(raw_len) = self.packed_raw else {
+            return Ok(self.body.clone());
+        };
+        if let Some(rows) = self.unpacked.get() {
+            return Ok(rows.clone());
+        }
+        let mut rows = Vec::with_capacity(raw_len);
+        FrameDecoder::new(&self.body[..]).read_to_end(&mut rows)?;
+        if rows.len() != raw_len {
+            return Err(std::io::Error::other(format!(
+                "a packed batch decoded to {} bytes, not {raw_len}",
+                rows.len()
+            )));
+        }
+        Ok(self.unpacked.get_or_init(|| Bytes::from(rows)).clone())
     }
 
     /// The Kafka offset of row `row`.
@@ -210,6 +386,142 @@ mod tests {
         }
     }
 
+    /// Rows `from..to` of an unpacked batch.
+    fn plain(s: &SealedBatch, from: usize, to: usize) -> Vec<u8> {
+        match s.rows_body(from, to).unwrap() {
+            InsertBody::Plain(b) => b.to_vec(),
+            other => panic!("expected plain rows, got {other:?}"),
+        }
+    }
+
+    /// A row of `n` bytes that compress well, like RowBinary of repetitive JSON.
+    fn row(i: usize, n: usize) -> Vec<u8> {
+        format!("{i:08}").bytes().cycle().take(n).collect()
+    }
+
+    fn decode(frame: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        FrameDecoder::new(frame).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_packed_batch_sends_one_frame_of_the_very_rows_an_unpacked_one_sends() {
+        let limits = BatchLimits {
+            max_rows: 1_000_000,
+            max_bytes: 600_000,
+            max_age: std::time::Duration::from_secs(1),
+        };
+        let (mut packed, mut plain_batch) = (Batch::default(), Batch::default());
+        for (i, offset) in (100..1100).enumerate() {
+            for b in [&mut packed, &mut plain_batch] {
+                b.body_mut().extend_from_slice(&row(i, 500));
+                b.row_done(offset);
+            }
+            if i % 100 == 99 {
+                packed.pack().unwrap();
+            }
+        }
+        // Fullness and early sending count uncompressed rows; memory counts what is held.
+        assert_eq!(packed.raw_len(), 500_000);
+        assert!(!packed.is_full(&limits));
+        assert!(packed.held_bytes() < plain_batch.held_bytes() / 4 + LZ4_ENCODER_BUFFERS);
+        packed.body_mut().extend_from_slice(&row(1000, 100_000));
+        packed.row_done(1100);
+        assert!(packed.is_full(&limits));
+        plain_batch
+            .body_mut()
+            .extend_from_slice(&row(1000, 100_000));
+        plain_batch.row_done(1100);
+
+        let p = packed.seal().unwrap().unwrap();
+        let u = plain_batch.seal().unwrap().unwrap();
+        assert_eq!(p.range, u.range);
+        assert_eq!(p.rows(), 1001);
+        let all = plain(&u, 0, 1001);
+        match p.rows_body(0, 1001).unwrap() {
+            InsertBody::Lz4Frame { frame, raw_len } => {
+                assert_eq!(raw_len, all.len());
+                assert!(frame.len() < all.len() / 4);
+                assert_eq!(decode(&frame), all);
+            }
+            other => panic!("expected the frame, got {other:?}"),
+        }
+        // A part (the lane splitting around a rejected row) is sent uncompressed, sliced at
+        // the same row boundaries as an unpacked batch's.
+        for (from, to) in [(0, 1), (1, 2), (250, 750), (999, 1001), (0, 1000)] {
+            assert_eq!(
+                plain(&p, from, to),
+                plain(&u, from, to),
+                "rows {from}..{to}"
+            );
+        }
+        assert_eq!(p.row_offset(1000), Some(1100));
+        // The batcher starts over unpacked.
+        assert!(packed.is_empty() && packed.packed.is_none());
+        assert_eq!(packed.held_bytes(), 0);
+    }
+
+    #[test]
+    fn to_grow_packs_only_a_batch_its_share_would_cut_short() {
+        let mut b = Batch::default();
+        for offset in 0..100 {
+            b.body_mut().extend_from_slice(&row(offset, 1000));
+            b.row_done(offset as i64);
+        }
+        // 100 KB of rows at 1 KB per row; offsets 0..=99.
+        let share = 200_000;
+        assert!(
+            !b.should_pack(Packing::ToGrow, share * 5, Some(10_000)),
+            "under a quarter of its share"
+        );
+        assert!(
+            !b.should_pack(Packing::ToGrow, share, None),
+            "log end not known"
+        );
+        assert!(
+            !b.should_pack(Packing::ToGrow, share, Some(100)),
+            "nothing after it"
+        );
+        assert!(
+            !b.should_pack(Packing::ToGrow, share, Some(200)),
+            "100 more rows fit the share"
+        );
+        assert!(
+            b.should_pack(Packing::ToGrow, share, Some(201)),
+            "101 more rows do not"
+        );
+        assert!(!b.should_pack(Packing::Never, share, Some(10_000)));
+        assert!(b.should_pack(Packing::Always, share * 100, None));
+        b.pack().unwrap();
+        assert!(
+            !b.should_pack(Packing::Always, share, None),
+            "nothing new to pack"
+        );
+        b.body_mut().extend_from_slice(&row(100, 10));
+        b.row_done(100);
+        assert!(
+            b.should_pack(Packing::ToGrow, usize::MAX, None),
+            "packed once: keep packing"
+        );
+    }
+
+    #[test]
+    fn big_batches_go_early_from_4_mib_whatever_max_bytes_allows() {
+        let limits = BatchLimits {
+            max_rows: 1_000_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_age: std::time::Duration::from_secs(1),
+        };
+        let mut b = Batch::default();
+        b.body_mut().resize(HEALTHY_INSERT_BYTES - 1, 1);
+        b.row_done(0);
+        assert!(!b.worth_sending_early(&limits));
+        b.body_mut().push(1);
+        b.row_done(1);
+        assert!(b.worth_sending_early(&limits));
+    }
+
     #[test]
     fn rows_and_dead_letters_cover_the_range() {
         let mut b = Batch::default();
@@ -219,18 +531,18 @@ mod tests {
         b.body_mut().extend_from_slice(b"bbb");
         b.row_done(2);
         assert!(b.held_bytes() >= 5 + 4 + 3);
-        let s = b.seal().unwrap();
+        let s = b.seal().unwrap().unwrap();
         assert_eq!(s.range, OffsetRange { first: 0, last: 2 });
         assert_eq!(s.rows(), 2);
-        assert_eq!(&s.rows_bytes(0, 1)[..], b"aa");
-        assert_eq!(&s.rows_bytes(1, 2)[..], b"bbb");
-        assert_eq!(&s.rows_bytes(0, 2)[..], b"aabbb");
+        assert_eq!(plain(&s, 0, 1), b"aa");
+        assert_eq!(plain(&s, 1, 2), b"bbb");
+        assert_eq!(plain(&s, 0, 2), b"aabbb");
         assert_eq!(s.row_offset(1), Some(2));
         assert_eq!(s.dead.len(), 1);
         assert_eq!(s.dead[0].record.offset, 1);
         assert!(b.is_empty());
         assert_eq!(b.held_bytes(), 0);
-        assert!(b.seal().is_none());
+        assert!(b.seal().unwrap().is_none());
     }
 
     #[test]
@@ -272,7 +584,7 @@ mod tests {
             let mut b = Batch::with_capacity(bytes);
             b.body_mut().resize(bytes, 7);
             b.row_done(0);
-            b.seal().expect("sealed")
+            b.seal().expect("sealed").expect("a row")
         };
         let mut b = Batch::default();
         b.recycle(sealed_with(4096), 1024);

@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 use crate::batch::{Batch, SealedBatch};
 use crate::budget::{MemoryBudget, Share};
 use crate::checkpoint::{OffsetRange, PartitionId};
+use crate::clickhouse::client::InsertBody;
+use crate::clickhouse::compress::Packing;
 use crate::clickhouse::retry::Backoff;
 use crate::clickhouse::{Client, InsertError, InsertFormat, InsertRequest};
 use crate::commit::{CommitError, Committer};
@@ -49,6 +51,9 @@ pub struct RouteRuntime {
     /// Reads rejected rows' messages back from Kafka for the dead-letter path.
     pub refetch: Refetcher,
 }
+
+/// See [`Lane::age_limit`].
+const BACKLOG_AGE_STRETCH: u32 = 8;
 
 /// Why a lane gave up; the pipeline stops the whole run on it (nothing is committed past it).
 #[derive(Debug, thiserror::Error)]
@@ -146,11 +151,12 @@ impl Lane {
         }
         loop {
             // A batch being re-formed closes at its recorded end, never by age.
+            let age_limit = self.age_limit(max_age);
             let deadline = self
                 .batch
                 .opened_at()
                 .filter(|_| self.recovery.is_none())
-                .map(|t| tokio::time::Instant::from_std(t + max_age));
+                .map(|t| tokio::time::Instant::from_std(t + age_limit));
             tokio::select! {
                 biased;
                 chunk = records.recv() => match chunk {
@@ -162,8 +168,9 @@ impl Lane {
                         }
                         // Under a steady stream the channel is always ready and the timer
                         // branch never runs: honour max_age here too.
+                        let age_limit = self.age_limit(max_age);
                         let expired = self.recovery.is_none()
-                            && self.batch.opened_at().is_some_and(|t| t.elapsed() >= max_age);
+                            && self.batch.opened_at().is_some_and(|t| t.elapsed() >= age_limit);
                         // Nothing more to read: a batch of a good size, or the rest of a
                         // backlog, goes now instead of at its age.
                         let drained = caught_up
@@ -201,6 +208,24 @@ impl Lane {
                     }
                 }
             }
+        }
+    }
+
+    /// How old the open batch may get: `max_age`, or [`BACKLOG_AGE_STRETCH`] times that while
+    /// the partition's log (as last seen) holds a backlog after the batch.
+    fn age_limit(&self, max_age: Duration) -> Duration {
+        let limits = &self.rt.route.batch;
+        let max_bytes = match self.rt.client.packing() {
+            Packing::Never => limits.max_bytes.min(self.share.fair_share()),
+            Packing::Always | Packing::ToGrow => limits.max_bytes,
+        };
+        if self
+            .batch
+            .backlog_after(limits.max_rows, max_bytes, self.log_end)
+        {
+            max_age.saturating_mul(BACKLOG_AGE_STRETCH)
+        } else {
+            max_age
         }
     }
 
@@ -260,6 +285,13 @@ impl Lane {
                     None => {}
                 }
             }
+            if self.batch.should_pack(
+                self.rt.client.packing(),
+                self.share.fair_share(),
+                self.log_end,
+            ) {
+                self.batch.pack().map_err(|e| self.unusable_batch(e))?;
+            }
             self.share.set(self.batch.held_bytes());
             if cut {
                 if let Some(Stored::Fenced) = self.flush().await? {
@@ -299,7 +331,7 @@ impl Lane {
 
     /// Seals the open batch and makes it durable: insert, dead letters, commit.
     async fn flush(&mut self) -> Result<Option<Stored>, LaneFailure> {
-        let Some(sealed) = self.batch.seal() else {
+        let Some(sealed) = self.batch.seal().map_err(|e| self.unusable_batch(e))? else {
             return Ok(None);
         };
         let next = sealed.range.next();
@@ -477,8 +509,11 @@ impl Lane {
         from: usize,
         to: usize,
     ) -> Result<InsertOutcome, LaneFailure> {
-        let body = sealed.rows_bytes(from, to);
-        let bytes = body.len() as u64;
+        let body = sealed
+            .rows_body(from, to)
+            .map_err(|e| self.unusable_batch(e))?;
+        let bytes = body.raw_len() as u64;
+        let packed = matches!(body, InsertBody::Lz4Frame { .. });
         let dedup_token = match (sealed.row_offset(from), sealed.row_offset(to - 1)) {
             (Some(first), Some(last)) => Some(dedup::token(
                 &self.rt.route.database,
@@ -509,6 +544,7 @@ impl Lane {
                     RouteMetrics::add(&m.rows_inserted, (to - from) as u64);
                     RouteMetrics::add(&m.bytes_inserted, bytes);
                     RouteMetrics::add(&m.inserts, 1);
+                    RouteMetrics::add(&m.packed_inserts, u64::from(packed));
                     return Ok(InsertOutcome::Stored);
                 }
                 Err(InsertError::BadData { code, message }) => {
@@ -535,6 +571,18 @@ impl Lane {
                 tracing::warn!(partition = %self.id, attempt = attempts, retry_in = ?delay, error = %err, "insert failed; will retry");
             }
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Compressing or decompressing a batch in memory failed: impossible in practice (an
+    /// in-memory writer), and the rows cannot be sent as they were encoded. Stop the run
+    /// without committing; the next run reads the range again.
+    fn unusable_batch(&self, e: std::io::Error) -> LaneFailure {
+        LaneFailure {
+            partition: self.id.clone(),
+            message: format!(
+                "cannot pack or unpack a batch in memory ({e}); stopping without committing"
+            ),
         }
     }
 

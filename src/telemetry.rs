@@ -21,6 +21,7 @@ pub struct RouteMetrics {
     pub rows_inserted: AtomicU64,
     pub bytes_inserted: AtomicU64,
     pub inserts: AtomicU64,
+    pub packed_inserts: AtomicU64,
     pub insert_retries: AtomicU64,
     pub rows_rejected_by_clickhouse: AtomicU64,
     pub dead_lettered: AtomicU64,
@@ -82,7 +83,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let counters: [(&str, &str, CounterOf); 9] = [
+        let counters: [(&str, &str, CounterOf); 10] = [
             ("sluice_messages_total", "Kafka messages read", |r| {
                 &r.messages
             }),
@@ -100,6 +101,11 @@ impl Metrics {
                 "sluice_inserts_total",
                 "Acknowledged INSERT requests",
                 |r| &r.inserts,
+            ),
+            (
+                "sluice_packed_inserts_total",
+                "Acknowledged INSERTs of batches compressed in memory (sent as their LZ4 frame)",
+                |r| &r.packed_inserts,
             ),
             (
                 "sluice_insert_retries_total",

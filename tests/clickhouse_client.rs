@@ -142,7 +142,7 @@ fn insert_req(table: &str, cols: &[&str], body: Bytes, token: Option<&str>) -> I
         table: table.into(),
         columns: cols.iter().map(|c| c.to_string()).collect(),
         format: InsertFormat::RowBinary,
-        body,
+        body: body.into(),
         dedup_token: token.map(str::to_owned),
     }
 }

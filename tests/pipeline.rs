@@ -803,3 +803,89 @@ async fn a_stalled_table_does_not_hold_up_the_others() {
         );
     }
 }
+
+/// Packed batches (rows compressed in memory because the budget would otherwise cut the batch
+/// short): an insert goes as one LZ4 frame and every row lands once; a batch ClickHouse
+/// rejects because of one row is split, uncompressed, around it, and only that row goes to the
+/// dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_batches_land_whole_and_split_around_rejected_rows() {
+    init_logs();
+    let topic = unique("packed");
+    let table = format!("default.{topic}");
+    create_topic(&topic, 1).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE {table} (id UInt64, value Int64, s String,
+            CONSTRAINT non_negative CHECK value >= 0)
+         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let pad = "abcdefgh".repeat(40);
+    let bad = |i: u64| i == 67_777;
+    let send = |from: u64, to: u64| {
+        produce(
+            &topic,
+            (from..to).map(|i| {
+                let value = if bad(i) { -1 } else { i as i64 };
+                Msg::json(
+                    0,
+                    format!("{{\"id\":{i},\"value\":{value},\"s\":\"{pad}-{i}\"}}"),
+                )
+            }),
+        )
+    };
+    // 22 MB of rows against an 8 MiB budget: uncompressed, batches would be cut at 8 MiB.
+    send(0, 60_000);
+    let group = unique("g");
+    let text = config(&group, &[(&topic, &topic)], "delivery = \"exactly-once\"")
+        .replace("[service]\n", "[service]\nbatch_memory = \"8MiB\"\n");
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    let first = wait_for_count(&table, 60_000, Duration::from_secs(60)).await;
+    let counter = |name: &str| -> u64 {
+        let rendered = metrics.render();
+        rendered
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{rendered}"))
+    };
+    let packed_first = counter("sluice_packed_inserts_total");
+    let inserts_first = counter("sluice_inserts_total");
+    // Another backlog with one row the table refuses: its packed batch is rejected whole, then
+    // split, and its parts go uncompressed.
+    send(60_000, 120_000);
+    let got = wait_for_count(&table, 119_999, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let summary = run.stop().await;
+    assert_eq!(first, 60_000);
+    assert!(
+        packed_first >= 1,
+        "no batch was packed: {inserts_first} inserts"
+    );
+    // Uncompressed, the 8 MiB budget would have cut 20 MB of rows into at least 3 inserts.
+    assert!(inserts_first <= 2, "{inserts_first} inserts");
+    assert_eq!(got, 119_999);
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        119_999
+    );
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT count() FROM {table} WHERE s != concat('{pad}-', toString(id)) OR value != id"
+        ))
+        .await,
+        0,
+        "rows differ from their messages"
+    );
+    let dlq = read_topic(&format!("{topic}.dlq"), Duration::from_secs(2));
+    assert_eq!(dlq.len(), 1);
+    let payload = String::from_utf8_lossy(dlq[0].payload().unwrap_or_default()).to_string();
+    assert!(
+        payload.starts_with("{\"id\":67777,\"value\":-1"),
+        "{payload}"
+    );
+    assert_eq!(summary.dead_lettered, 1);
+}

@@ -21,7 +21,7 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
-use super::compress::Encoding;
+use super::compress::{Encoding, Packing};
 use super::error::{
     describe_transport, find_trailing_exception, parse_error_response, scrub, ServerException,
     TransportFailure,
@@ -59,6 +59,7 @@ struct Inner {
     request_timeout: Duration,
     server: ServerInfo,
     encoding: Encoding,
+    packing: Packing,
 }
 
 impl std::fmt::Debug for Client {
@@ -68,6 +69,7 @@ impl std::fmt::Debug for Client {
             .field("user", &self.inner.user)
             .field("server", &self.inner.server.version_string)
             .field("encoding", &self.inner.encoding)
+            .field("packing", &self.inner.packing)
             .finish()
     }
 }
@@ -102,11 +104,38 @@ pub struct InsertRequest {
     pub columns: Vec<String>,
     /// Body format.
     pub format: InsertFormat,
-    /// Uncompressed body; the client compresses it per the settings on every send.
-    pub body: Bytes,
+    /// The rows.
+    pub body: InsertBody,
     /// `insert_deduplication_token`, sent when the server supports it (>= 22.2); otherwise
     /// deduplication relies on the block hash of identical bytes (Replicated* tables).
     pub dedup_token: Option<String>,
+}
+
+/// The rows of an INSERT, in the request's format.
+#[derive(Debug, Clone)]
+pub enum InsertBody {
+    /// Uncompressed; the client compresses them per the settings on every send.
+    Plain(Bytes),
+    /// Already one LZ4 frame (a packed batch, see [`crate::batch`]), sent as is with
+    /// `Content-Encoding: lz4` whatever the setting; refused for a server that cannot
+    /// decode it.
+    Lz4Frame { frame: Bytes, raw_len: usize },
+}
+
+impl InsertBody {
+    /// Uncompressed bytes of the rows.
+    pub fn raw_len(&self) -> usize {
+        match self {
+            InsertBody::Plain(b) => b.len(),
+            InsertBody::Lz4Frame { raw_len, .. } => *raw_len,
+        }
+    }
+}
+
+impl From<Bytes> for InsertBody {
+    fn from(rows: Bytes) -> Self {
+        InsertBody::Plain(rows)
+    }
 }
 
 /// A successful INSERT.
@@ -568,6 +597,7 @@ impl Client {
             request_timeout: settings.request_timeout,
             server: ServerInfo::from_version(Version::new(0, 0, 0), ""),
             encoding: Encoding::Identity,
+            packing: Packing::Never,
         };
 
         let answer = inner
@@ -611,6 +641,11 @@ impl Client {
             field: "compression",
             reason: reason.into(),
         })?;
+        inner.packing = Packing::resolve(
+            settings.compression,
+            inner.encoding,
+            server.supports_lz4_content_encoding,
+        );
         inner.http = config.build(pool_idle_for(
             keep_alive.unwrap_or(DEFAULT_SERVER_KEEP_ALIVE),
         ))?;
@@ -619,6 +654,7 @@ impl Client {
             url = %inner.display_url,
             version = %inner.server.version_string,
             encoding = ?inner.encoding,
+            packing = ?inner.packing,
             dedup_token = inner.server.supports_dedup_token,
             row_binary_with_defaults = inner.server.supports_row_binary_with_defaults,
             "connected to ClickHouse"
@@ -641,6 +677,11 @@ impl Client {
     /// The wire encoding chosen for INSERT bodies.
     pub fn encoding(&self) -> Encoding {
         self.inner.encoding
+    }
+
+    /// Whether lanes compress their batches as rows arrive (see [`Packing`]).
+    pub fn packing(&self) -> Packing {
+        self.inner.packing
     }
 
     /// Runs a statement (SELECT, DDL) with the configured database and returns the body text.
@@ -837,14 +878,29 @@ impl Client {
         params.push(("query", sql.as_str()));
         params.extend(settings.iter().map(|(k, v)| (*k, v.as_str())));
 
-        let body =
-            encode_body(inner.encoding, &req.body)
-                .await
-                .map_err(|e| InsertError::Fatal {
+        let (body, content_encoding) = match &req.body {
+            InsertBody::Plain(rows) => {
+                let body =
+                    encode_body(inner.encoding, rows)
+                        .await
+                        .map_err(|e| InsertError::Fatal {
+                            code: None,
+                            message: format!("cannot compress the insert body: {e}"),
+                        })?;
+                (body, inner.encoding.header())
+            }
+            InsertBody::Lz4Frame { .. } if !inner.server.supports_lz4_content_encoding => {
+                return Err(InsertError::Fatal {
                     code: None,
-                    message: format!("cannot compress the insert body: {e}"),
-                })?;
-        let answer = match inner.post(&params, body, inner.encoding.header()).await {
+                    message: format!(
+                        "ClickHouse {} at {} does not accept LZ4 request bodies",
+                        inner.server.version_string, inner.display_url
+                    ),
+                });
+            }
+            InsertBody::Lz4Frame { frame, .. } => (frame.clone(), Encoding::Lz4.header()),
+        };
+        let answer = match inner.post(&params, body, content_encoding).await {
             Ok(a) => a,
             Err(e) => {
                 let err = inner.transport_error(e);
@@ -879,7 +935,7 @@ impl Client {
         };
         tracing::debug!(
             table = %req.table,
-            bytes = req.body.len(),
+            bytes = req.body.raw_len(),
             written_rows = ?ack.written_rows,
             elapsed_ms = ack.elapsed.as_millis() as u64,
             "insert acknowledged"
@@ -1086,7 +1142,7 @@ mod tests {
             table: "t`x".into(),
             columns: columns.iter().map(|s| s.to_string()).collect(),
             format: InsertFormat::RowBinary,
-            body: Bytes::new(),
+            body: Bytes::new().into(),
             dedup_token: None,
         }
     }

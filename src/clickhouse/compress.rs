@@ -26,6 +26,53 @@ pub enum Compression {
     Gzip,
 }
 
+/// Whether lanes compress their open batches as rows arrive ([`crate::batch`]), sending
+/// them as the LZ4 frame they already are.
+///
+/// Why: a batch that is held compressed takes about a fifth of the memory (wide JSON rows as
+/// RowBinary: 974 -> 200 bytes), so the same `batch_memory` holds batches five times larger,
+/// and ClickHouse spends much less per row on fewer, larger inserts (1M wide rows on 26.9: 16
+/// MiB inserts cost the server 12.5 CPU-s, 64 MiB inserts 8.4). Compressing costs sluice about
+/// 1 CPU-s per GB of rows, so where the wire itself is uncompressed it is done only when it
+/// buys a larger insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// Never: the server cannot decode LZ4 bodies (before 22.x), or the setting says `none`
+    /// or `gzip`.
+    Never,
+    /// Every batch: the wire is LZ4 anyway, and compressing rows as they arrive costs the
+    /// same CPU as compressing the batch at send time while holding a fifth of the memory.
+    Always,
+    /// Only a batch that the memory budget would otherwise cut short (`auto` on a loopback
+    /// server, where an uncompressed body is cheapest when it fits).
+    ToGrow,
+}
+
+impl Packing {
+    /// The packing for the configured compression and the connected server.
+    pub fn resolve(wanted: Compression, encoding: Encoding, server_lz4: bool) -> Packing {
+        match (wanted, encoding, server_lz4) {
+            (_, _, false) | (Compression::None | Compression::Gzip, _, _) => Packing::Never,
+            (_, Encoding::Lz4, true) => Packing::Always,
+            (_, _, true) => Packing::ToGrow,
+        }
+    }
+}
+
+/// The LZ4 frame layout for every body sluice compresses: independent 256 KiB blocks. Larger
+/// blocks than the 64 KiB default compress RowBinary better (wide rows: 21 % instead of 24.5 %
+/// of the input; 1 and 4 MiB blocks gain only 0.5 % more), and independent blocks keep the
+/// encoder's buffers at one block and its compressed copy.
+pub fn lz4_frame_info() -> lz4_flex::frame::FrameInfo {
+    lz4_flex::frame::FrameInfo::new()
+        .block_size(lz4_flex::frame::BlockSize::Max256KB)
+        .block_mode(lz4_flex::frame::BlockMode::Independent)
+}
+
+/// Bytes an LZ4 frame encoder buffers besides its output: one uncompressed block and its
+/// compressed copy.
+pub const LZ4_ENCODER_BUFFERS: usize = 512 * 1024;
+
 /// What actually goes on the wire, once the server is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -74,8 +121,10 @@ impl Encoding {
             Encoding::Identity => Ok(body.clone()),
             Encoding::Lz4 => {
                 // Frame overhead is small; LZ4 output for RowBinary is typically 30-60% of input.
-                let mut enc =
-                    lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 2 + 64));
+                let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(
+                    lz4_frame_info(),
+                    Vec::with_capacity(body.len() / 2 + 64),
+                );
                 enc.write_all(body)?;
                 let out = enc.finish().map_err(std::io::Error::other)?;
                 Ok(Bytes::from(out))
@@ -119,6 +168,25 @@ mod tests {
         assert_eq!(Encoding::resolve(C::Gzip, true, true), Ok(Encoding::Gzip));
         assert_eq!(Encoding::resolve(C::Lz4, true, true), Ok(Encoding::Lz4));
         assert!(Encoding::resolve(C::Lz4, false, false).is_err());
+    }
+
+    #[test]
+    fn batches_are_packed_only_where_the_server_decodes_lz4_and_the_setting_allows() {
+        use Compression as C;
+        use Encoding as E;
+        assert_eq!(Packing::resolve(C::Auto, E::Lz4, true), Packing::Always);
+        assert_eq!(Packing::resolve(C::Lz4, E::Lz4, true), Packing::Always);
+        assert_eq!(
+            Packing::resolve(C::Auto, E::Identity, true),
+            Packing::ToGrow
+        );
+        assert_eq!(
+            Packing::resolve(C::Auto, E::Identity, false),
+            Packing::Never
+        );
+        assert_eq!(Packing::resolve(C::Auto, E::Gzip, false), Packing::Never);
+        assert_eq!(Packing::resolve(C::None, E::Identity, true), Packing::Never);
+        assert_eq!(Packing::resolve(C::Gzip, E::Gzip, true), Packing::Never);
     }
 
     #[test]

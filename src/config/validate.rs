@@ -216,10 +216,13 @@ pub struct ServiceConfig {
 /// `max_bytes` is what bounds memory; the row cap only matters for rows of a few bytes. Fewer,
 /// larger parts spare ClickHouse merge work (bench/e2e: 16 -> 8 parts per 1M narrow rows).
 pub const DEFAULT_MAX_ROWS: usize = 1_000_000;
-pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
-/// Sized so that a default sluice stays under 300 MB RSS with any backlog (bench/e2e).
-pub const DEFAULT_BATCH_MEMORY: usize = 128 * 1024 * 1024;
+/// Sized so that a default sluice stays under 300 MB RSS with any backlog (bench/e2e). With
+/// batches held compressed 128 MiB peaked at 280-323 MiB on 1M wide messages, 96 MiB at 249-262
+/// MiB and faster (140-144k against 129-131k rows/s, e2e-2026-11-24T215007Z vs T214833Z): the
+/// packed batches still reach 64 MiB.
+pub const DEFAULT_BATCH_MEMORY: usize = 96 * 1024 * 1024;
 
 /// librdkafka properties sluice sets itself and that the passthrough may not change: the
 /// delivery guarantee depends on them (manual commits only after ClickHouse acknowledged).
