@@ -118,14 +118,8 @@ impl Batch {
                 if raw.saturating_mul(4) < fair_share {
                     return false;
                 }
-                let (Some(range), Some(end)) = (self.range, log_end) else {
-                    return false;
-                };
-                let rows = self.row_ends.len().max(1);
-                let after =
-                    usize::try_from(end.saturating_sub(range.last.saturating_add(1))).unwrap_or(0);
-                let expected = raw.saturating_add(after.saturating_mul(raw / rows));
-                expected > fair_share
+                self.after(log_end)
+                    .is_some_and(|(_, bytes)| raw.saturating_add(bytes) > fair_share)
             }
         }
     }
@@ -218,19 +212,25 @@ impl Batch {
     /// records that, at the batch's bytes per row so far, would take it to `max_rows` rows or
     /// `max_bytes` uncompressed bytes, or would make a healthy insert of their own (4 MiB).
     pub fn backlog_after(&self, max_rows: usize, max_bytes: usize, log_end: Option<i64>) -> bool {
-        let (Some(range), Some(end)) = (self.range, log_end) else {
-            return false;
-        };
+        self.after(log_end).is_some_and(|(records, bytes)| {
+            self.row_ends.len().saturating_add(records) >= max_rows
+                || self.raw_len().saturating_add(bytes) >= max_bytes
+                || bytes >= HEALTHY_INSERT_BYTES
+        })
+    }
+
+    /// The records the partition's log (as last seen) holds after this batch, and the bytes
+    /// they would encode to at the batch's bytes per row so far. `None` without a log end or
+    /// a row to go by.
+    fn after(&self, log_end: Option<i64>) -> Option<(usize, usize)> {
+        let (range, end) = (self.range?, log_end?);
         let rows = self.row_ends.len();
         if rows == 0 {
-            return false;
+            return None;
         }
-        let after = usize::try_from(end.saturating_sub(range.last.saturating_add(1))).unwrap_or(0);
-        let raw = self.raw_len();
-        let after_bytes = after.saturating_mul(raw / rows);
-        rows.saturating_add(after) >= max_rows
-            || raw.saturating_add(after_bytes) >= max_bytes
-            || after_bytes >= HEALTHY_INSERT_BYTES
+        let records =
+            usize::try_from(end.saturating_sub(range.last.saturating_add(1))).unwrap_or(0);
+        Some((records, records.saturating_mul(self.raw_len() / rows)))
     }
 
     /// This batch is being cut by age while the partition's log (as last seen) already holds

@@ -18,11 +18,11 @@
 //! (`queued.max.messages.kbytes`) and resumes where it was, losing nothing it prefetched. Only
 //! a lane that stalls (takes no chunk for [`STALL`] while chunks wait for it: its ClickHouse
 //! slow or down) has its partition paused instead, so it cannot hold up the others (see
-//! [`relieve`]); it resumes when it has taken all its stashed chunks. Pausing is kept for those cases because it is costly: librdkafka
-//! drops what it prefetched for the partition and fetches it again after the resume, and
-//! while a backlog is worked down every lane is behind all the time (pausing each lane at 2
-//! MiB of stash, 1M wide messages into a Null table took 6.8-7.4 s at 0.6 cores; holding the
-//! queue instead, 4.0-4.6 s). The poll loop itself never blocks on a lane, so the group
+//! [`relieve`]); it resumes when it has taken all its stashed chunks. Pausing is kept for
+//! that case only because it is costly: librdkafka drops what it prefetched for the
+//! partition and fetches it again after the resume, and while a backlog is worked down every
+//! lane is behind all the time (pausing each lane at 2 MiB of stash, 1M wide messages into a
+//! Null table took 6.8-7.4 s at 0.6 cores; holding the queue instead, 4.0-4.4 s). The poll loop itself never blocks on a lane, so the group
 //! heartbeat and `max.poll.interval.ms` are served even while ClickHouse is down and every
 //! lane is retrying.
 //!
@@ -748,7 +748,7 @@ fn dispatch(consumer: &GroupConsumer, topic: &str, partition: i32, mut chunk: Re
 
 /// The poll thread's backpressure step: moves stashed chunks into lanes that have room again,
 /// resumes partitions whose lanes took all of theirs, and applies [`relieve`]: pauses the
-/// partitions of lanes far behind the others and says whether to hold the batch queue. With
+/// partitions of stalled lanes and says whether to hold the batch queue. With
 /// no batch queue (messages come with the consumer's events) holding is impossible, so every
 /// lane with a stash is paused instead.
 fn balance(consumer: &GroupConsumer, limit: usize, can_hold: bool) -> Pressure {
@@ -792,27 +792,21 @@ fn balance(consumer: &GroupConsumer, limit: usize, can_hold: bool) -> Pressure {
     let waiting: Vec<Waiting> = unpaused.iter().map(|u| u.2).collect();
     let (chosen, hold) = relieve(&waiting, lanes, limit);
     let mut pause = TopicPartitionList::new();
-    let to_pause: Vec<(&str, i32)> = if hold && !can_hold {
+    let to_pause: Vec<(String, i32)> = if hold && !can_hold {
         unpaused
             .iter()
             .filter(|u| u.2.stashed > 0)
-            .map(|u| (u.0, u.1))
+            .map(|u| (u.0.to_string(), u.1))
             .collect()
     } else {
         chosen
             .iter()
             .filter_map(|&i| unpaused.get(i))
-            .map(|u| (u.0, u.1))
+            .map(|u| (u.0.to_string(), u.1))
             .collect()
     };
     for (topic, partition) in &to_pause {
         pause.add_partition(topic, *partition);
-    }
-    let to_pause: Vec<(String, i32)> = to_pause
-        .into_iter()
-        .map(|(t, p)| (t.to_string(), p))
-        .collect();
-    for (topic, partition) in &to_pause {
         if let Some(lane) = reg.lanes.get_mut(topic).and_then(|p| p.get_mut(partition)) {
             lane.paused = true;
         }
@@ -826,7 +820,7 @@ fn balance(consumer: &GroupConsumer, limit: usize, can_hold: bool) -> Pressure {
     if pause.count() > 0 {
         tracing::debug!(
             partitions = pause.count(),
-            "lanes stalled or far behind: pausing their partitions"
+            "stalled lanes: pausing their partitions"
         );
         if let Err(e) = consumer.pause(&pause) {
             tracing::warn!(error = %e, "pause failed");
