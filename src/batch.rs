@@ -12,23 +12,23 @@
 //! Limits (rows, encoded bytes, age) are checked by the lane after each message; the body is
 //! one growing buffer, so a batch costs one allocation regardless of its row count.
 //!
-//! Packing: where the server decodes LZ4 bodies, the lane can have the rows compressed as
-//! they arrive ([`Batch::pack`], see [`Packing`] for when). The batch then holds one LZ4
-//! frame, which is what is sent, plus the rows encoded since the last chunk; `max_bytes`
-//! still counts uncompressed rows (the size of the insert), while the memory budget sees the
-//! compressed bytes. The rows are the same either way: a packed batch decodes to exactly the
-//! bytes an unpacked one would send, so its deduplication identity does not change.
+//! Packing: the lane can have the rows compressed as they arrive ([`Batch::pack`], see
+//! [`Packing`] for when). The batch then holds ClickHouse's own LZ4 blocks (every server
+//! version reads them, see [`crate::clickhouse::native_lz4`]), which are what is sent, plus
+//! the rows encoded since the last full block; `max_bytes` still counts uncompressed rows
+//! (the size of the insert), while the memory budget sees the compressed bytes. The rows are
+//! the same either way: a packed batch decodes to exactly the bytes an unpacked one would
+//! send, so its deduplication identity does not change.
 
-use std::io::{Read, Write};
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use bytes::Bytes;
-use lz4_flex::frame::{FrameDecoder, FrameEncoder};
 
 use crate::checkpoint::OffsetRange;
 use crate::clickhouse::client::InsertBody;
-use crate::clickhouse::compress::{lz4_frame_info, Packing, LZ4_ENCODER_BUFFERS};
+use crate::clickhouse::compress::Packing;
+use crate::clickhouse::native_lz4::{self, BLOCK_SIZE};
 use crate::config::BatchLimits;
 use crate::kafka::records::OwnedRecord;
 
@@ -43,19 +43,11 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// Rows compressed so far: an open LZ4 frame and how many uncompressed bytes went into it.
+/// Rows compressed so far: whole LZ4 blocks and how many uncompressed bytes went into them.
+#[derive(Debug)]
 struct Packed {
-    frame: FrameEncoder<Vec<u8>>,
+    blocks: Vec<u8>,
     raw: usize,
-}
-
-impl std::fmt::Debug for Packed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Packed")
-            .field("compressed", &self.frame.get_ref().len())
-            .field("raw", &self.raw)
-            .finish()
-    }
 }
 
 #[derive(Debug, Default)]
@@ -83,10 +75,7 @@ impl Batch {
     /// Memory the open batch holds: the rows encoded so far (compressed where packed), their
     /// bookkeeping and the dead letters' copies.
     pub fn held_bytes(&self) -> usize {
-        let packed = self
-            .packed
-            .as_ref()
-            .map_or(0, |p| p.frame.get_ref().len() + LZ4_ENCODER_BUFFERS);
+        let packed = self.packed.as_ref().map_or(0, |p| p.blocks.len());
         self.body.len()
             + packed
             + self.row_ends.len() * (std::mem::size_of::<usize>() + std::mem::size_of::<i64>())
@@ -106,7 +95,8 @@ impl Batch {
     /// at the batch's bytes per row. Packing then lets the batch grow to `max_bytes` instead of
     /// being cut at the share; a partition about to run dry is not worth the compression.
     pub fn should_pack(&self, packing: Packing, fair_share: usize, log_end: Option<i64>) -> bool {
-        if self.body.is_empty() {
+        if self.body.len() < BLOCK_SIZE {
+            // Not one whole block to compress yet (the rest goes at `seal`).
             return false;
         }
         match packing {
@@ -124,26 +114,28 @@ impl Batch {
         }
     }
 
-    /// Compresses the rows encoded since the last call into the batch's LZ4 frame (opened by
-    /// the first call; the uncompressed buffer is then freed down to a chunk's worth). Writing
-    /// into memory cannot fail in practice; an error leaves the batch unusable and the lane
-    /// stops without committing it.
+    /// Compresses the rows encoded since the last call, in whole [`BLOCK_SIZE`] blocks; the
+    /// rest waits in the row buffer for the next call or [`Batch::seal`]. The first call
+    /// frees the row buffer down to a chunk's worth. An error (a block over 4 GiB, which
+    /// cannot happen) leaves the batch unusable and the lane stops without committing it.
     pub fn pack(&mut self) -> std::io::Result<()> {
         let first = self.packed.is_none();
         let packed = self.packed.get_or_insert_with(|| Packed {
-            frame: FrameEncoder::with_frame_info(
-                lz4_frame_info(),
-                Vec::with_capacity(self.body.len() / 4 + 64 * 1024),
-            ),
+            blocks: Vec::with_capacity(self.body.len() / 4 + BLOCK_SIZE),
             raw: 0,
         });
-        packed.frame.write_all(&self.body)?;
-        packed.raw += self.body.len();
+        let whole = self.body.len() - self.body.len() % BLOCK_SIZE;
+        for block in self.body[..whole].chunks(BLOCK_SIZE) {
+            native_lz4::append_block(&mut packed.blocks, block)?;
+        }
+        packed.raw += whole;
         if first {
             // The next rows come a chunk (about 1 MiB of records) at a time.
-            self.body = Vec::with_capacity(2 * 1024 * 1024);
+            let mut rest = Vec::with_capacity(2 * 1024 * 1024);
+            rest.extend_from_slice(&self.body[whole..]);
+            self.body = rest;
         } else {
-            self.body.clear();
+            self.body.drain(..whole);
         }
         Ok(())
     }
@@ -261,8 +253,8 @@ impl Batch {
         }
     }
 
-    /// Closes the batch; the batcher starts empty again. `Err` only if finishing the LZ4
-    /// frame of a packed batch failed (see [`Batch::pack`]).
+    /// Closes the batch; the batcher starts empty again. `Err` only if compressing the last
+    /// rows of a packed batch failed (see [`Batch::pack`]).
     pub fn seal(&mut self) -> std::io::Result<Option<SealedBatch>> {
         let Some(range) = self.range.take() else {
             return Ok(None);
@@ -273,11 +265,12 @@ impl Batch {
             // The next batch starts small; `recycle` hands this buffer back once stored.
             None => (Bytes::from(std::mem::take(&mut self.body)), None),
             Some(mut packed) => {
-                packed.frame.write_all(&self.body)?;
+                for block in self.body.chunks(BLOCK_SIZE) {
+                    native_lz4::append_block(&mut packed.blocks, block)?;
+                }
                 packed.raw += self.body.len();
                 self.body.clear();
-                let frame = packed.frame.finish().map_err(std::io::Error::other)?;
-                (Bytes::from(frame), Some(packed.raw))
+                (Bytes::from(packed.blocks), Some(packed.raw))
             }
         };
         Ok(Some(SealedBatch {
@@ -297,7 +290,7 @@ impl Batch {
 #[derive(Debug)]
 pub struct SealedBatch {
     pub range: OffsetRange,
-    /// The rows, or one LZ4 frame of them when `packed_raw` is set.
+    /// The rows, or their LZ4 blocks when `packed_raw` is set.
     body: Bytes,
     /// Uncompressed length of a packed body.
     packed_raw: Option<usize>,
@@ -326,8 +319,8 @@ impl SealedBatch {
     pub fn rows_body(&self, from: usize, to: usize) -> std::io::Result<InsertBody> {
         if let Some(raw_len) = self.packed_raw {
             if from == 0 && to >= self.rows() {
-                return Ok(InsertBody::Lz4Frame {
-                    frame: self.body.clone(),
+                return Ok(InsertBody::Packed {
+                    blocks: self.body.clone(),
                     raw_len,
                 });
             }
@@ -355,8 +348,7 @@ impl SealedBatch {
         if let Some(rows) = self.unpacked.get() {
             return Ok(rows.clone());
         }
-        let mut rows = Vec::with_capacity(raw_len);
-        FrameDecoder::new(&self.body[..]).read_to_end(&mut rows)?;
+        let rows = native_lz4::decompress(&self.body, raw_len)?;
         if rows.len() != raw_len {
             return Err(std::io::Error::other(format!(
                 "a packed batch decoded to {} bytes, not {raw_len}",
@@ -399,14 +391,12 @@ mod tests {
         format!("{i:08}").bytes().cycle().take(n).collect()
     }
 
-    fn decode(frame: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        FrameDecoder::new(frame).read_to_end(&mut out).unwrap();
-        out
+    fn decode(blocks: &[u8]) -> Vec<u8> {
+        native_lz4::decompress(blocks, 0).unwrap()
     }
 
     #[test]
-    fn a_packed_batch_sends_one_frame_of_the_very_rows_an_unpacked_one_sends() {
+    fn a_packed_batch_sends_compressed_blocks_of_the_very_rows_an_unpacked_one_sends() {
         let limits = BatchLimits {
             max_rows: 1_000_000,
             max_bytes: 600_000,
@@ -425,7 +415,7 @@ mod tests {
         // Fullness and early sending count uncompressed rows; memory counts what is held.
         assert_eq!(packed.raw_len(), 500_000);
         assert!(!packed.is_full(&limits));
-        assert!(packed.held_bytes() < plain_batch.held_bytes() / 4 + LZ4_ENCODER_BUFFERS);
+        assert!(packed.held_bytes() < plain_batch.held_bytes() / 4 + BLOCK_SIZE);
         packed.body_mut().extend_from_slice(&row(1000, 100_000));
         packed.row_done(1100);
         assert!(packed.is_full(&limits));
@@ -440,12 +430,12 @@ mod tests {
         assert_eq!(p.rows(), 1001);
         let all = plain(&u, 0, 1001);
         match p.rows_body(0, 1001).unwrap() {
-            InsertBody::Lz4Frame { frame, raw_len } => {
+            InsertBody::Packed { blocks, raw_len } => {
                 assert_eq!(raw_len, all.len());
-                assert!(frame.len() < all.len() / 4);
-                assert_eq!(decode(&frame), all);
+                assert!(blocks.len() < all.len() / 4);
+                assert_eq!(decode(&blocks), all);
             }
-            other => panic!("expected the frame, got {other:?}"),
+            other => panic!("expected the blocks, got {other:?}"),
         }
         // A part (the lane splitting around a rejected row) is sent uncompressed, sliced at
         // the same row boundaries as an unpacked batch's.
@@ -465,12 +455,12 @@ mod tests {
     #[test]
     fn to_grow_packs_only_a_batch_its_share_would_cut_short() {
         let mut b = Batch::default();
-        for offset in 0..100 {
+        for offset in 0..300 {
             b.body_mut().extend_from_slice(&row(offset, 1000));
             b.row_done(offset as i64);
         }
-        // 100 KB of rows at 1 KB per row; offsets 0..=99.
-        let share = 200_000;
+        // 300 KB of rows (one whole block) at 1 KB per row; offsets 0..=299.
+        let share = 600_000;
         assert!(
             !b.should_pack(Packing::ToGrow, share * 5, Some(10_000)),
             "under a quarter of its share"
@@ -480,26 +470,30 @@ mod tests {
             "log end not known"
         );
         assert!(
-            !b.should_pack(Packing::ToGrow, share, Some(100)),
+            !b.should_pack(Packing::ToGrow, share, Some(300)),
             "nothing after it"
         );
         assert!(
-            !b.should_pack(Packing::ToGrow, share, Some(200)),
-            "100 more rows fit the share"
+            !b.should_pack(Packing::ToGrow, share, Some(600)),
+            "300 more rows fit the share"
         );
         assert!(
-            b.should_pack(Packing::ToGrow, share, Some(201)),
-            "101 more rows do not"
+            b.should_pack(Packing::ToGrow, share, Some(601)),
+            "301 more rows do not"
         );
         assert!(!b.should_pack(Packing::Never, share, Some(10_000)));
         assert!(b.should_pack(Packing::Always, share * 100, None));
         b.pack().unwrap();
+        assert_eq!(b.body.len(), 300_000 - BLOCK_SIZE, "the rest waits");
+        assert_eq!(b.raw_len(), 300_000);
         assert!(
             !b.should_pack(Packing::Always, share, None),
-            "nothing new to pack"
+            "not one whole block new to pack"
         );
-        b.body_mut().extend_from_slice(&row(100, 10));
-        b.row_done(100);
+        for offset in 300..530 {
+            b.body_mut().extend_from_slice(&row(offset, 1000));
+            b.row_done(offset as i64);
+        }
         assert!(
             b.should_pack(Packing::ToGrow, usize::MAX, None),
             "packed once: keep packing"

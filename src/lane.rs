@@ -513,7 +513,7 @@ impl Lane {
             .rows_body(from, to)
             .map_err(|e| self.unusable_batch(e))?;
         let bytes = body.raw_len() as u64;
-        let packed = matches!(body, InsertBody::Lz4Frame { .. });
+        let packed = matches!(body, InsertBody::Packed { .. });
         let dedup_token = match (sealed.row_offset(from), sealed.row_offset(to - 1)) {
             (Some(first), Some(last)) => Some(dedup::token(
                 &self.rt.route.database,

@@ -77,3 +77,68 @@ async fn legacy_clickhouse_18_16_receives_every_row() {
     assert_eq!(dlq.len(), 1, "the bad message is dead-lettered");
     assert_eq!(summary.dead_lettered, 1);
 }
+
+/// 18.16 knows no `Content-Encoding: lz4`, but reads ClickHouse's own LZ4 blocks
+/// (`decompress=1`): batches the memory budget would cut short are held and sent packed there
+/// too, and land whole, once, with the messages' contents, in a ReplicatedMergeTree whose
+/// block-hash deduplication exactly-once relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_batches_land_on_18_16() {
+    init_logs();
+    let url = legacy_ch_url();
+    let topic = unique("legacy_packed");
+    create_topic(&topic, 1).await;
+    let table = format!("default.{topic}");
+    ch_at(
+        &url,
+        &format!(
+            "CREATE TABLE {table} (id UInt64, value Int64, s String)
+             ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{topic}', '{{replica}}')
+             ORDER BY id"
+        ),
+    )
+    .await;
+    let pad = "abcdefgh".repeat(40);
+    let total = 60_000u64;
+    // 22 MB of rows against an 8 MiB budget: uncompressed, batches would be cut at 8 MiB.
+    produce(
+        &topic,
+        (0..total).map(|i| {
+            Msg::json(
+                0,
+                format!("{{\"id\":{i},\"value\":{i},\"s\":\"{pad}-{i}\"}}"),
+            )
+        }),
+    );
+    let group = unique("g");
+    let text = config_at(
+        &url,
+        &group,
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"",
+    )
+    .replace("[service]\n", "[service]\nbatch_memory = \"8MiB\"\n");
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    let got = wait_for_count_at(&url, &table, total, Duration::from_secs(90)).await;
+    let packed = route_counter(&metrics, "sluice_packed_inserts_total");
+    let inserts = route_counter(&metrics, "sluice_inserts_total");
+    let summary = run.stop().await;
+    assert_eq!(got, total);
+    assert!(packed >= 1, "no batch was packed: {inserts} inserts");
+    assert!(inserts <= 2, "{inserts} inserts");
+    let check = ch_at(
+        &url,
+        &format!(
+            "SELECT uniqExact(id), countIf(s != concat('{pad}-', toString(id)) OR value != id)
+             FROM {table} FORMAT TSV"
+        ),
+    )
+    .await;
+    assert_eq!(
+        check.trim(),
+        format!("{total}\t0"),
+        "distinct ids, rows that differ"
+    );
+    assert_eq!(summary.dead_lettered, 0);
+}

@@ -805,7 +805,7 @@ async fn a_stalled_table_does_not_hold_up_the_others() {
 }
 
 /// Packed batches (rows compressed in memory because the budget would otherwise cut the batch
-/// short): an insert goes as one LZ4 frame and every row lands once; a batch ClickHouse
+/// short): an insert goes as ClickHouse's LZ4 blocks and every row lands once; a batch ClickHouse
 /// rejects because of one row is split, uncompressed, around it, and only that row goes to the
 /// dead-letter topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -843,17 +843,8 @@ async fn packed_batches_land_whole_and_split_around_rejected_rows() {
     let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
     let (run, metrics) = start_with_metrics(cfg);
     let first = wait_for_count(&table, 60_000, Duration::from_secs(60)).await;
-    let counter = |name: &str| -> u64 {
-        let rendered = metrics.render();
-        rendered
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}{{")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{rendered}"))
-    };
-    let packed_first = counter("sluice_packed_inserts_total");
-    let inserts_first = counter("sluice_inserts_total");
+    let packed_first = route_counter(&metrics, "sluice_packed_inserts_total");
+    let inserts_first = route_counter(&metrics, "sluice_inserts_total");
     // Another backlog with one row the table refuses: its packed batch is rejected whole, then
     // split, and its parts go uncompressed.
     send(60_000, 120_000);

@@ -116,10 +116,10 @@ pub struct InsertRequest {
 pub enum InsertBody {
     /// Uncompressed; the client compresses them per the settings on every send.
     Plain(Bytes),
-    /// Already one LZ4 frame (a packed batch, see [`crate::batch`]), sent as is with
-    /// `Content-Encoding: lz4` whatever the setting; refused for a server that cannot
-    /// decode it.
-    Lz4Frame { frame: Bytes, raw_len: usize },
+    /// Already compressed in ClickHouse's own LZ4 blocks (a packed batch, see
+    /// [`crate::batch`]), sent as is with `decompress=1` whatever the setting: every server
+    /// version reads those.
+    Packed { blocks: Bytes, raw_len: usize },
 }
 
 impl InsertBody {
@@ -127,7 +127,7 @@ impl InsertBody {
     pub fn raw_len(&self) -> usize {
         match self {
             InsertBody::Plain(b) => b.len(),
-            InsertBody::Lz4Frame { raw_len, .. } => *raw_len,
+            InsertBody::Packed { raw_len, .. } => *raw_len,
         }
     }
 }
@@ -641,11 +641,7 @@ impl Client {
             field: "compression",
             reason: reason.into(),
         })?;
-        inner.packing = Packing::resolve(
-            settings.compression,
-            inner.encoding,
-            server.supports_lz4_content_encoding,
-        );
+        inner.packing = Packing::resolve(settings.compression, inner.encoding);
         inner.http = config.build(pool_idle_for(
             keep_alive.unwrap_or(DEFAULT_SERVER_KEEP_ALIVE),
         ))?;
@@ -874,9 +870,12 @@ impl Client {
         }
         let sql = insert_sql(req);
         let settings = insert_settings(&inner.server, req.dedup_token.as_deref());
-        let mut params: Vec<(&str, &str)> = Vec::with_capacity(settings.len() + 1);
+        let mut params: Vec<(&str, &str)> = Vec::with_capacity(settings.len() + 2);
         params.push(("query", sql.as_str()));
         params.extend(settings.iter().map(|(k, v)| (*k, v.as_str())));
+        if matches!(req.body, InsertBody::Packed { .. }) {
+            params.push(("decompress", "1"));
+        }
 
         let (body, content_encoding) = match &req.body {
             InsertBody::Plain(rows) => {
@@ -889,16 +888,7 @@ impl Client {
                         })?;
                 (body, inner.encoding.header())
             }
-            InsertBody::Lz4Frame { .. } if !inner.server.supports_lz4_content_encoding => {
-                return Err(InsertError::Fatal {
-                    code: None,
-                    message: format!(
-                        "ClickHouse {} at {} does not accept LZ4 request bodies",
-                        inner.server.version_string, inner.display_url
-                    ),
-                });
-            }
-            InsertBody::Lz4Frame { frame, .. } => (frame.clone(), Encoding::Lz4.header()),
+            InsertBody::Packed { blocks, .. } => (blocks.clone(), None),
         };
         let answer = match inner.post(&params, body, content_encoding).await {
             Ok(a) => a,

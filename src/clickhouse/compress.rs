@@ -27,7 +27,8 @@ pub enum Compression {
 }
 
 /// Whether lanes compress their open batches as rows arrive ([`crate::batch`]), sending
-/// them as the LZ4 frame they already are.
+/// them as the LZ4 blocks they already are (ClickHouse's own format, `decompress=1`, which
+/// every server version reads: [`super::native_lz4`]).
 ///
 /// Why: a batch that is held compressed takes about a fifth of the memory (wide JSON rows as
 /// RowBinary: 974 -> 200 bytes), so the same `batch_memory` holds batches five times larger,
@@ -37,11 +38,11 @@ pub enum Compression {
 /// buys a larger insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Packing {
-    /// Never: the server cannot decode LZ4 bodies (before 22.x), or the setting says `none`
-    /// or `gzip`.
+    /// Never: the setting says `none` or `gzip`.
     Never,
-    /// Every batch: the wire is LZ4 anyway, and compressing rows as they arrive costs the
-    /// same CPU as compressing the batch at send time while holding a fifth of the memory.
+    /// Every batch: the wire is compressed anyway (`auto` to a remote server), and LZ4 as the
+    /// rows arrive costs the same CPU as LZ4 at send time (and far less than gzip, the wire
+    /// encoding for servers before 22.x) while holding a fifth of the memory.
     Always,
     /// Only a batch that the memory budget would otherwise cut short (`auto` on a loopback
     /// server, where an uncompressed body is cheapest when it fits).
@@ -49,29 +50,26 @@ pub enum Packing {
 }
 
 impl Packing {
-    /// The packing for the configured compression and the connected server.
-    pub fn resolve(wanted: Compression, encoding: Encoding, server_lz4: bool) -> Packing {
-        match (wanted, encoding, server_lz4) {
-            (_, _, false) | (Compression::None | Compression::Gzip, _, _) => Packing::Never,
-            (_, Encoding::Lz4, true) => Packing::Always,
-            (_, _, true) => Packing::ToGrow,
+    /// The packing for the configured compression and the wire encoding it resolved to.
+    pub fn resolve(wanted: Compression, encoding: Encoding) -> Packing {
+        match (wanted, encoding) {
+            (Compression::None | Compression::Gzip, _) => Packing::Never,
+            (_, Encoding::Identity) => Packing::ToGrow,
+            (_, Encoding::Lz4 | Encoding::Gzip) => Packing::Always,
         }
     }
 }
 
-/// The LZ4 frame layout for every body sluice compresses: independent 256 KiB blocks. Larger
-/// blocks than the 64 KiB default compress RowBinary better (wide rows: 21 % instead of 24.5 %
-/// of the input; 1 and 4 MiB blocks gain only 0.5 % more), and independent blocks keep the
-/// encoder's buffers at one block and its compressed copy.
-pub fn lz4_frame_info() -> lz4_flex::frame::FrameInfo {
+/// The LZ4 frame layout of `Content-Encoding: lz4` bodies: independent 256 KiB blocks, the
+/// block size of packed batches too ([`super::native_lz4::BLOCK_SIZE`]). Larger blocks than
+/// the 64 KiB default compress RowBinary better (wide rows: 21 % instead of 24.5 % of the
+/// input; 1 and 4 MiB blocks gain only 0.5 % more), and independent blocks keep the encoder's
+/// buffers at one block and its compressed copy.
+fn lz4_frame_info() -> lz4_flex::frame::FrameInfo {
     lz4_flex::frame::FrameInfo::new()
         .block_size(lz4_flex::frame::BlockSize::Max256KB)
         .block_mode(lz4_flex::frame::BlockMode::Independent)
 }
-
-/// Bytes an LZ4 frame encoder buffers besides its output: one uncompressed block and its
-/// compressed copy.
-pub const LZ4_ENCODER_BUFFERS: usize = 512 * 1024;
 
 /// What actually goes on the wire, once the server is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,22 +169,16 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_packed_only_where_the_server_decodes_lz4_and_the_setting_allows() {
+    fn batches_are_packed_unless_the_setting_says_none_or_gzip() {
         use Compression as C;
         use Encoding as E;
-        assert_eq!(Packing::resolve(C::Auto, E::Lz4, true), Packing::Always);
-        assert_eq!(Packing::resolve(C::Lz4, E::Lz4, true), Packing::Always);
-        assert_eq!(
-            Packing::resolve(C::Auto, E::Identity, true),
-            Packing::ToGrow
-        );
-        assert_eq!(
-            Packing::resolve(C::Auto, E::Identity, false),
-            Packing::Never
-        );
-        assert_eq!(Packing::resolve(C::Auto, E::Gzip, false), Packing::Never);
-        assert_eq!(Packing::resolve(C::None, E::Identity, true), Packing::Never);
-        assert_eq!(Packing::resolve(C::Gzip, E::Gzip, true), Packing::Never);
+        assert_eq!(Packing::resolve(C::Auto, E::Lz4), Packing::Always);
+        assert_eq!(Packing::resolve(C::Lz4, E::Lz4), Packing::Always);
+        // auto to a remote server before 22.x: gzip on the wire, packed batches in LZ4 blocks
+        assert_eq!(Packing::resolve(C::Auto, E::Gzip), Packing::Always);
+        assert_eq!(Packing::resolve(C::Auto, E::Identity), Packing::ToGrow);
+        assert_eq!(Packing::resolve(C::None, E::Identity), Packing::Never);
+        assert_eq!(Packing::resolve(C::Gzip, E::Gzip), Packing::Never);
     }
 
     #[test]

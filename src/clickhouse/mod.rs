@@ -57,6 +57,7 @@
 pub mod client;
 pub mod compress;
 pub mod error;
+pub mod native_lz4;
 pub mod retry;
 pub mod secret;
 pub mod sql;

@@ -308,6 +308,17 @@ pub fn start(config_text: &str) -> Running {
     start_with_metrics(cfg).0
 }
 
+/// The value of a route-labelled counter (its first series) in the metrics registry.
+pub fn route_counter(metrics: &sluice::telemetry::Metrics, name: &str) -> u64 {
+    let rendered = metrics.render();
+    rendered
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{rendered}"))
+}
+
 /// The real pipeline from a parsed config, with its metrics registry to read while it runs.
 pub fn start_with_metrics(
     cfg: sluice::config::Config,
