@@ -104,7 +104,7 @@ impl Metrics {
             ),
             (
                 "sluice_packed_inserts_total",
-                "Acknowledged INSERTs of batches compressed in memory (sent as their LZ4 frame)",
+                "Acknowledged INSERTs of batches compressed in memory (sent as their LZ4 blocks)",
                 |r| &r.packed_inserts,
             ),
             (

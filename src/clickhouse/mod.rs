@@ -41,6 +41,9 @@
 //! CPU, and a real network is where the bytes cost time. That remote choice is reasoned, not
 //! measured here (the test bed has no real network).
 //!
+//! Batches held compressed in memory ([`compress::Packing`]) travel in another format:
+//! ClickHouse's own LZ4 blocks with `decompress=1` ([`native_lz4`]), which every version reads.
+//!
 //! # Server differences seen (18.16.1 and 26.9.2.1)
 //! - Exception code header `X-ClickHouse-Exception-Code`: 26.9 only; 18.16 puts it in the body
 //!   as `Code: N, e.displayText() = ...`. Both are parsed ([`error`]).
