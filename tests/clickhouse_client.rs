@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rand::Rng;
+use sluice::clickhouse::client::InsertBody;
 use sluice::clickhouse::compress::Encoding;
 use sluice::clickhouse::sql::{qualified, quote_ident};
 use sluice::clickhouse::{
@@ -674,6 +675,85 @@ async fn modern_dedup_token_stores_once() {
     c.insert(&next).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(&c, &t).await, 4);
     drop_table(&c, &t).await;
+}
+
+/// The same rows as ClickHouse's own LZ4 blocks (`decompress=1`, how packed batches travel)
+/// in several blocks, then uncompressed: both servers store them, and a ReplicatedMergeTree
+/// (18.16: block-hash deduplication, no token) takes the plain resend as the same block, so a
+/// packed batch retried in parts or re-formed unpacked after a crash is not stored twice.
+async fn check_packed_same_block_as_plain(url: &str, replicated: bool) {
+    let c = connect(url).await;
+    let t = table_name("packed");
+    let engine = if replicated {
+        format!("ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{t}', '{{replica}}')")
+    } else {
+        "MergeTree".to_string()
+    };
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE {} (id UInt32, name String) ENGINE = {engine} ORDER BY id{}",
+            qualified("default", &t),
+            if replicated {
+                ""
+            } else {
+                " SETTINGS non_replicated_deduplication_window = 100"
+            }
+        ),
+    )
+    .await;
+    let data: Vec<(u32, String)> = (0..40_000).map(|i| (i, format!("name-{i}"))).collect();
+    let refs: Vec<(u32, &str)> = data.iter().map(|(i, s)| (*i, s.as_str())).collect();
+    let plain = rows(&refs);
+    let mut blocks = Vec::new();
+    for part in plain.chunks(100_000) {
+        sluice::clickhouse::native_lz4::append_block(&mut blocks, part).expect("compress");
+    }
+    assert!(blocks.len() < plain.len(), "compressed");
+    let mut packed = insert_req(&t, &["id", "name"], plain.clone(), Some("tok-packed"));
+    packed.body = InsertBody::Packed {
+        blocks: Bytes::from(blocks),
+        raw_len: plain.len(),
+    };
+    let ack = c.insert(&packed).await.unwrap_or_else(|e| panic!("{e}"));
+    // 18.16 sends no X-ClickHouse-Summary: the count and contents below tell instead.
+    assert!(
+        ack.written_rows.is_none_or(|n| n == 40_000),
+        "{:?}",
+        ack.written_rows
+    );
+    let sum: u64 = c
+        .query(&format!(
+            "SELECT sum(id) + sum(length(name)) FROM {}",
+            qualified("default", &t)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let expected: u64 = data
+        .iter()
+        .map(|(i, s)| u64::from(*i) + s.len() as u64)
+        .sum();
+    assert_eq!(sum, expected, "the rows decoded from the blocks");
+    // Resent uncompressed with the same token (26.9) or none (18.16): the same block.
+    c.insert(&insert_req(&t, &["id", "name"], plain, Some("tok-packed")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count(&c, &t).await, 40_000);
+    drop_table(&c, &t).await;
+}
+
+#[tokio::test]
+async fn modern_packed_blocks_are_the_same_block_as_plain_rows() {
+    check_packed_same_block_as_plain(&modern_url(), false).await;
+}
+
+#[tokio::test]
+async fn legacy_packed_blocks_are_the_same_block_as_plain_rows() {
+    let Some(url) = legacy_url() else { return };
+    check_packed_same_block_as_plain(&url, true).await;
 }
 
 #[tokio::test]
