@@ -202,12 +202,18 @@ impl Batch {
 
     /// Whether the partition's log, as last seen (`log_end`), holds a backlog after this batch:
     /// records that, at the batch's bytes per row so far, would take it to `max_rows` rows or
-    /// `max_bytes` uncompressed bytes, or would make a healthy insert of their own (4 MiB).
+    /// `max_bytes` uncompressed bytes, or would make a healthy insert of their own (4 MiB), or
+    /// any records at all once the batch is a healthy insert itself: the end of a backlog then
+    /// joins the batch (which goes as soon as the lane has read it, see
+    /// [`Batch::worth_sending_early`]) instead of being split off as a small insert of its own
+    /// by the age limit. Measured: 1M wide messages on 8 partitions ended each partition with
+    /// a 3,600-4,200-row insert (22-23 inserts instead of 16-17).
     pub fn backlog_after(&self, max_rows: usize, max_bytes: usize, log_end: Option<i64>) -> bool {
         self.after(log_end).is_some_and(|(records, bytes)| {
             self.row_ends.len().saturating_add(records) >= max_rows
                 || self.raw_len().saturating_add(bytes) >= max_bytes
                 || bytes >= HEALTHY_INSERT_BYTES
+                || (records > 0 && self.raw_len() >= HEALTHY_INSERT_BYTES)
         })
     }
 
@@ -570,6 +576,51 @@ mod tests {
         // Anything after it: the remainder goes once the partition runs dry.
         assert!(b.age_cut_leaves_backlog(Some(91)));
         assert!(b.age_cut_leaves_backlog(Some(i64::MAX)));
+    }
+
+    #[test]
+    fn a_backlog_follows_a_batch_that_its_rest_would_fill_or_that_is_healthy_already() {
+        let (max_rows, max_bytes) = (1_000_000, 64 << 20);
+        let mut small = Batch::default();
+        for offset in 0..100 {
+            small
+                .body_mut()
+                .extend_from_slice(&row(offset as usize, 1000));
+            small.row_done(offset);
+        }
+        // 100 KB of rows, offsets 0..=99, 1 KB a row.
+        assert!(
+            !small.backlog_after(max_rows, max_bytes, None),
+            "log end not known"
+        );
+        assert!(
+            !small.backlog_after(max_rows, max_bytes, Some(100)),
+            "nothing after it"
+        );
+        assert!(
+            !small.backlog_after(max_rows, max_bytes, Some(1_000)),
+            "900 KB after a small batch: its age cut stands"
+        );
+        assert!(
+            small.backlog_after(max_rows, max_bytes, Some(5_000)),
+            "4.9 MB after it: a healthy insert of their own"
+        );
+        assert!(
+            small.backlog_after(max_rows, 200_000, Some(200)),
+            "enough to fill the batch"
+        );
+        let mut healthy = Batch::default();
+        for offset in 0..5_000 {
+            healthy
+                .body_mut()
+                .extend_from_slice(&row(offset as usize, 1000));
+            healthy.row_done(offset);
+        }
+        assert!(!healthy.backlog_after(max_rows, max_bytes, Some(5_000)));
+        assert!(
+            healthy.backlog_after(max_rows, max_bytes, Some(5_001)),
+            "the end of a backlog joins a healthy batch"
+        );
     }
 
     #[test]
