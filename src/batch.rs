@@ -397,6 +397,15 @@ mod tests {
         format!("{i:08}").bytes().cycle().take(n).collect()
     }
 
+    /// Adds a 1 KB row for each offset.
+    fn add_rows(b: &mut Batch, offsets: std::ops::Range<i64>) {
+        for offset in offsets {
+            b.body_mut()
+                .extend_from_slice(&row(offset.unsigned_abs() as usize, 1000));
+            b.row_done(offset);
+        }
+    }
+
     fn decode(blocks: &[u8]) -> Vec<u8> {
         native_lz4::decompress(blocks, 0).unwrap()
     }
@@ -461,10 +470,7 @@ mod tests {
     #[test]
     fn to_grow_packs_only_a_batch_its_share_would_cut_short() {
         let mut b = Batch::default();
-        for offset in 0..300 {
-            b.body_mut().extend_from_slice(&row(offset, 1000));
-            b.row_done(offset as i64);
-        }
+        add_rows(&mut b, 0..300);
         // 300 KB of rows (one whole block) at 1 KB per row; offsets 0..=299.
         let share = 600_000;
         assert!(
@@ -496,10 +502,7 @@ mod tests {
             !b.should_pack(Packing::Always, share, None),
             "not one whole block new to pack"
         );
-        for offset in 300..530 {
-            b.body_mut().extend_from_slice(&row(offset, 1000));
-            b.row_done(offset as i64);
-        }
+        add_rows(&mut b, 300..530);
         assert!(
             b.should_pack(Packing::ToGrow, usize::MAX, None),
             "packed once: keep packing"
@@ -582,12 +585,7 @@ mod tests {
     fn a_backlog_follows_a_batch_that_its_rest_would_fill_or_that_is_healthy_already() {
         let (max_rows, max_bytes) = (1_000_000, 64 << 20);
         let mut small = Batch::default();
-        for offset in 0..100 {
-            small
-                .body_mut()
-                .extend_from_slice(&row(offset as usize, 1000));
-            small.row_done(offset);
-        }
+        add_rows(&mut small, 0..100);
         // 100 KB of rows, offsets 0..=99, 1 KB a row.
         assert!(
             !small.backlog_after(max_rows, max_bytes, None),
@@ -610,12 +608,7 @@ mod tests {
             "enough to fill the batch"
         );
         let mut healthy = Batch::default();
-        for offset in 0..5_000 {
-            healthy
-                .body_mut()
-                .extend_from_slice(&row(offset as usize, 1000));
-            healthy.row_done(offset);
-        }
+        add_rows(&mut healthy, 0..5_000);
         assert!(!healthy.backlog_after(max_rows, max_bytes, Some(5_000)));
         assert!(
             healthy.backlog_after(max_rows, max_bytes, Some(5_001)),
