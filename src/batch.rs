@@ -50,6 +50,17 @@ struct Packed {
     raw: usize,
 }
 
+impl Packed {
+    /// Compresses `rows` as blocks of at most [`BLOCK_SIZE`].
+    fn append(&mut self, rows: &[u8]) -> std::io::Result<()> {
+        for block in rows.chunks(BLOCK_SIZE) {
+            native_lz4::append_block(&mut self.blocks, block)?;
+        }
+        self.raw += rows.len();
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Rows not packed yet: all of them unless the batch is packed.
@@ -125,10 +136,7 @@ impl Batch {
             raw: 0,
         });
         let whole = self.body.len() - self.body.len() % BLOCK_SIZE;
-        for block in self.body[..whole].chunks(BLOCK_SIZE) {
-            native_lz4::append_block(&mut packed.blocks, block)?;
-        }
-        packed.raw += whole;
+        packed.append(&self.body[..whole])?;
         if first {
             // The next rows come a chunk (about 1 MiB of records) at a time.
             let mut rest = Vec::with_capacity(2 * 1024 * 1024);
@@ -271,10 +279,7 @@ impl Batch {
             // The next batch starts small; `recycle` hands this buffer back once stored.
             None => (Bytes::from(std::mem::take(&mut self.body)), None),
             Some(mut packed) => {
-                for block in self.body.chunks(BLOCK_SIZE) {
-                    native_lz4::append_block(&mut packed.blocks, block)?;
-                }
-                packed.raw += self.body.len();
+                packed.append(&self.body)?;
                 self.body.clear();
                 (Bytes::from(packed.blocks), Some(packed.raw))
             }

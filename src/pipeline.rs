@@ -37,15 +37,15 @@ use crate::telemetry::Metrics;
 const CHUNK_RECORDS: usize = 2048;
 /// Payload bytes per chunk: wide messages (1.5 KB) make chunks of ~1.3 MB instead of 3 MB.
 const CHUNK_BYTES: usize = 1 << 20;
-/// Chunks a lane may have queued before its partition is paused.
+/// Chunks a lane may have queued; further chunks for it are kept aside (stashed).
 const LANE_QUEUE_CHUNKS: usize = 2;
 /// Chunks kept aside for all lanes together whose queues are full, before the poll thread
 /// stops taking messages (see `ConsumerLimits::stash_bytes`).
 const STASH_BYTES: usize = 8 << 20;
 /// Lanes that get the full chunk size; more lanes share what this many queue
-/// (`ConsumerLimits::for_lanes`): 8 x 4 x 1 MiB + 8 MiB of stashes (up to 24 MiB when lanes
-/// far behind are paused) = 40-56 MiB of waiting input, sized with the batch budget for the
-/// 300 MB target.
+/// (`ConsumerLimits::for_lanes`): 8 x 2 x 1 MiB queued + 8 MiB of stashes (at most as much
+/// again kept by stalled, paused lanes) = 24-32 MiB of waiting input, sized with the batch
+/// budget for the 300 MB target.
 const FULL_SIZE_LANES: usize = 8;
 
 pub fn clickhouse_settings(c: &ClickHouseConfig) -> ClickHouseSettings {
@@ -312,8 +312,9 @@ pub async fn run_with_metrics(
         kcfg.set("queued.max.messages.kbytes", "4096");
     }
     if !cfg.kafka.properties.contains_key("fetch.queue.backoff.ms") {
-        // With a bounded prefetch queue and partitions paused while their lane inserts,
-        // librdkafka's default 1 s fetch back-off starves the lanes (measured with bench/e2e:
+        // With a bounded prefetch queue (full while the lanes are behind), librdkafka waits
+        // this long before fetching again once it has room: the default 1 s starved the lanes
+        // (bench/e2e, measured when partitions were still paused while their lane inserted:
         // 6.5 s -> 3.7 s per million rows with 10 ms, same CPU per row).
         kcfg.set("fetch.queue.backoff.ms", "10");
     }

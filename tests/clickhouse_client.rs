@@ -159,6 +159,24 @@ async fn create_simple(client: &Client, table: &str) {
     .await;
 }
 
+/// The simple table where a repeated insert is deduplicated: a ReplicatedMergeTree (by block
+/// hash, or by token where the server has tokens), else a MergeTree with a deduplication window.
+async fn create_deduplicating(client: &Client, table: &str, replicated: bool) {
+    let engine = if replicated {
+        format!("ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{table}', '{{replica}}') ORDER BY id")
+    } else {
+        "MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 100".to_string()
+    };
+    exec(
+        client,
+        &format!(
+            "CREATE TABLE {} (id UInt32, name String) ENGINE = {engine}",
+            qualified("default", table)
+        ),
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // connect / version / auth
 
@@ -633,15 +651,7 @@ async fn large_insert_is_compressed_off_thread() {
 async fn modern_dedup_token_stores_once() {
     let c = connect(&modern_url()).await;
     let t = table_name("dedup");
-    exec(
-        &c,
-        &format!(
-            "CREATE TABLE {} (id UInt32, name String) ENGINE = MergeTree ORDER BY id \
-             SETTINGS non_replicated_deduplication_window = 100",
-            qualified("default", &t)
-        ),
-    )
-    .await;
+    create_deduplicating(&c, &t, false).await;
     let req = insert_req(
         &t,
         &["id", "name"],
@@ -684,24 +694,7 @@ async fn modern_dedup_token_stores_once() {
 async fn check_packed_same_block_as_plain(url: &str, replicated: bool) {
     let c = connect(url).await;
     let t = table_name("packed");
-    let engine = if replicated {
-        format!("ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{t}', '{{replica}}')")
-    } else {
-        "MergeTree".to_string()
-    };
-    exec(
-        &c,
-        &format!(
-            "CREATE TABLE {} (id UInt32, name String) ENGINE = {engine} ORDER BY id{}",
-            qualified("default", &t),
-            if replicated {
-                ""
-            } else {
-                " SETTINGS non_replicated_deduplication_window = 100"
-            }
-        ),
-    )
-    .await;
+    create_deduplicating(&c, &t, replicated).await;
     let data: Vec<(u32, String)> = (0..40_000).map(|i| (i, format!("name-{i}"))).collect();
     let refs: Vec<(u32, &str)> = data.iter().map(|(i, s)| (*i, s.as_str())).collect();
     let plain = rows(&refs);
@@ -761,15 +754,7 @@ async fn legacy_replicated_same_bytes_store_once() {
     let Some(url) = legacy_url() else { return };
     let c = connect(&url).await;
     let t = table_name("rdedup");
-    exec(
-        &c,
-        &format!(
-            "CREATE TABLE {} (id UInt32, name String) ENGINE = \
-             ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{t}', '{{replica}}') ORDER BY id",
-            qualified("default", &t)
-        ),
-    )
-    .await;
+    create_deduplicating(&c, &t, true).await;
     // A token is not supported on 18.16: the client leaves it out (Code 115 otherwise) and the
     // identical bytes deduplicate by block hash.
     let req = insert_req(

@@ -8,23 +8,35 @@ use std::time::Duration;
 
 use common::*;
 
+/// Creates `default.<topic>` on 18.16 as a ReplicatedMergeTree (what exactly-once needs
+/// there) with `columns`, ordered by `id`; returns its qualified name.
+async fn replicated_table(url: &str, topic: &str, columns: &str) -> String {
+    let table = format!("default.{topic}");
+    ch_at(
+        url,
+        &format!(
+            "CREATE TABLE {table} ({columns})
+             ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{topic}', '{{replica}}')
+             ORDER BY id"
+        ),
+    )
+    .await;
+    table
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn legacy_clickhouse_18_16_receives_every_row() {
     init_logs();
     let url = legacy_ch_url();
     let topic = unique("legacy");
     create_topic(&topic, 2).await;
-    let table = format!("default.{topic}");
-    ch_at(
+    let table = replicated_table(
         &url,
-        &format!(
-            "CREATE TABLE {table} (id UInt64, s String, i Int32, f Float64, d Date, dt DateTime,
-                arr Array(String), n Nullable(Int64), e Enum8('a' = 1, 'b' = 2), fs FixedString(3),
-                with_default String DEFAULT 'dflt', plain_missing UInt32,
-                _partition Int32, _offset UInt64)
-             ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{topic}', '{{replica}}')
-             ORDER BY id"
-        ),
+        &topic,
+        "id UInt64, s String, i Int32, f Float64, d Date, dt DateTime,
+         arr Array(String), n Nullable(Int64), e Enum8('a' = 1, 'b' = 2), fs FixedString(3),
+         with_default String DEFAULT 'dflt', plain_missing UInt32,
+         _partition Int32, _offset UInt64",
     )
     .await;
     let total = 5_000u64;
@@ -88,16 +100,7 @@ async fn packed_batches_land_on_18_16() {
     let url = legacy_ch_url();
     let topic = unique("legacy_packed");
     create_topic(&topic, 1).await;
-    let table = format!("default.{topic}");
-    ch_at(
-        &url,
-        &format!(
-            "CREATE TABLE {table} (id UInt64, value Int64, s String)
-             ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{topic}', '{{replica}}')
-             ORDER BY id"
-        ),
-    )
-    .await;
+    let table = replicated_table(&url, &topic, "id UInt64, value Int64, s String").await;
     let pad = "abcdefgh".repeat(40);
     let total = 60_000u64;
     // 22 MB of rows against an 8 MiB budget: uncompressed, batches would be cut at 8 MiB.

@@ -221,7 +221,9 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
 /// Sized so that a default sluice stays under 300 MB RSS with any backlog (bench/e2e). With
 /// batches held compressed 128 MiB peaked at 280-323 MiB on 1M wide messages, 96 MiB at 249-262
 /// MiB and faster (140-144k against 129-131k rows/s, e2e-2026-11-24T215007Z vs T214833Z): the
-/// packed batches still reach 64 MiB.
+/// packed batches still reach 64 MiB. With glibc's mmap threshold fixed (main.rs) 96 MiB peaks
+/// at 186-216 MiB; 128 MiB (with `max_bytes` 128 MiB) at 234-272 MiB, faster on wide rows but
+/// too close to the target (e2e-2026-11-24-larger-batches.md).
 pub const DEFAULT_BATCH_MEMORY: usize = 96 * 1024 * 1024;
 
 /// librdkafka properties sluice sets itself and that the passthrough may not change: the
