@@ -25,6 +25,8 @@ LAT_RATE = int(os.environ.get("LATENCY_RATE", "20000"))
 LAT_SECONDS = int(os.environ.get("LATENCY_SECONDS", "30"))
 LAT_WARMUP = float(os.environ.get("LATENCY_WARMUP", "5"))
 KEEP = os.environ.get("KEEP", "0") == "1"
+# sluice and the file ceiling run this many times each, alternated; the median run is reported
+ROUNDS = max(1, int(os.environ.get("ROUNDS", "3")))
 RESULTS = os.environ.get("RESULTS", os.path.join(ROOT, "bench", "results"))
 CACHE = os.environ.get("COMPARE_CACHE", os.path.expanduser("~/.cache/sluice-compare"))
 KAFKA = os.environ.get("SLUICE_TEST_KAFKA", "127.0.0.1:19092")
@@ -178,6 +180,7 @@ class Result:
         self.cpu = self.cpu_m = self.rss_mib = self.ch_cpu = self.kafka_cpu = None
         self.check = "-"
         self.note = ""
+        self.runs = None   # rows/s of every run when the contender ran ROUNDS times
         self.__dict__.update(kw)
 
     def allin_m(self):
@@ -251,13 +254,13 @@ def measure_process(cmd, logf, url, table, server_pid, env=None):
                 ch_cpu=max(0.0, (ch1 - ch0) / TICK - idle * wall), kafka_cpu=(k1 - k0) / TICK)
 
 
-def run_sluice(ds, mode, topic, cols, mb, ch18=False):
+def run_sluice(ds, mode, topic, cols, mb, ch18=False, rnd=1):
     """sluice into ClickHouse 26.9, or with ch18 into the 18.16 server the 18.16 Kafka engine
     writes to, with the same target table as the engine's (18.16 types; exactly-once on 18.16
     needs a ReplicatedMergeTree, which the testbed's ZooKeeper serves)."""
     short = ("alo" if mode == "at-least-once" else "eo") + ("_ch18" if ch18 else "")
     url, pid = (CH18, CH18_PID) if ch18 else (CH, CH26_PID)
-    table = "%s.%s_sluice_%s_%s" % (DB, ds, short, RUN_ID)
+    table = "%s.%s_sluice_%s_%s_r%d" % (DB, ds, short, RUN_ID, rnd)
     if ch18:
         # The engine's target types, except that the millisecond timestamps stay text: the
         # engine's view cuts them to seconds (toDateTime(substring(ts, 1, 19))), and sluice
@@ -272,13 +275,13 @@ def run_sluice(ds, mode, topic, cols, mb, ch18=False):
         settings = " SETTINGS non_replicated_deduplication_window = 1000" if mode == "exactly-once" else ""
     q(url, "CREATE TABLE %s (%s) ENGINE = %s ORDER BY id%s" % (table, cols_sql(cols), engine, settings))
     CLEANUP.append(lambda: q(url, "DROP TABLE IF EXISTS %s" % table))
-    work = os.path.join(WORK, "sluice-%s-%s" % (ds, short))
+    work = os.path.join(WORK, "sluice-%s-%s-r%d" % (ds, short, rnd))
     os.makedirs(work, exist_ok=True)
     cfg = os.path.join(work, "sluice.toml")
     with open(cfg, "w") as f:
         f.write("""[kafka]
 brokers = "%s"
-group_id = "compare-%s-sluice-%s-%s"
+group_id = "compare-%s-sluice-%s-%s-r%d"
 auto_offset_reset = "earliest"
 
 [clickhouse]
@@ -290,7 +293,7 @@ topic = "%s"
 table = "%s"
 format = "json"
 delivery = "%s"
-""" % (KAFKA, ds, short, RUN_ID, url, DB, topic, table.split(".", 1)[1], mode))
+""" % (KAFKA, ds, short, RUN_ID, rnd, url, DB, topic, table.split(".", 1)[1], mode))
     logf = open(os.path.join(work, "sluice.log"), "w")
     # each batch's commit in the log (work dir), to tell a slow run's waits from its work
     env = dict(os.environ, RUST_LOG="info,sluice::lane=debug")
@@ -414,8 +417,8 @@ def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", laten
                   note="whole server: CPU delta, max sampled RSS (baseline %d MiB)" % (rss[0] // 1024))
 
 
-def ceiling_http(ds, path, cols, mb):
-    table = "%s.%s_ceiling_%s" % (DB, ds, RUN_ID)
+def ceiling_http(ds, path, cols, mb, rnd=1):
+    table = "%s.%s_ceiling_%s_r%d" % (DB, ds, RUN_ID, rnd)
     q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
     CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
     idle = idle_rate(CH26_PID)
@@ -567,12 +570,19 @@ def attempt(label, fn):
     if label in SKIP:
         NOT_RUN.append((label, "skipped (SKIP)"))
         return None
+    r = measured(label, fn)
+    if r is not None:
+        RESULTS_ROWS.append(r)
+    return r
+
+
+def measured(label, fn):
+    """One timed run of a contender: its Result, or None with the failure in NOT_RUN."""
     timed_measurement_gate()
     LOADS.append(os.getloadavg()[0])
     try:
         r = fn()
         if r is not None:
-            RESULTS_ROWS.append(r)
             log("%s / %s: %.2f s, %s rows/s, CPU %.2f s, %s" % (r.dataset, r.name, r.wall, format(r.rows_s, ",.0f"),
                                                               r.cpu or 0, r.check))
         return r
@@ -580,6 +590,31 @@ def attempt(label, fn):
         NOT_RUN.append((label, "failed: %s" % str(e)[:400]))
         log("%s FAILED: %s" % (label, e))
         return None
+
+
+def attempt_rounds(contenders):
+    """Runs each (label, fn(rnd)) ROUNDS times, alternated, and records the run of median rows/s
+    with every run's rows/s (`runs`): one run per contender on this shared machine moves by
+    10-20 %, so a ratio of two single runs can move by twice that. A contender that fails any
+    round is reported as failed, not by its other rounds."""
+    runs = {label: [] for label, _ in contenders if label not in SKIP}
+    for label, _ in contenders:
+        if label in SKIP:
+            NOT_RUN.append((label, "skipped (SKIP)"))
+    for rnd in range(1, ROUNDS + 1):
+        for label, fn in contenders:
+            if label in runs and runs[label] is not None:
+                r = measured(label, lambda: fn(rnd))
+                runs[label] = None if r is None else runs[label] + [r]
+    for label, rs in runs.items():
+        if not rs:
+            continue
+        rs_sorted = sorted(rs, key=lambda r: r.rows_s)
+        med = rs_sorted[(len(rs_sorted) - 1) // 2]   # the lower median when ROUNDS is even
+        med.runs = [r.rows_s for r in rs]
+        if any(r.check != "ok" for r in rs):
+            med.check = "; ".join(sorted(set(r.check for r in rs)))
+        RESULTS_ROWS.append(med)
 
 
 WORK = None
@@ -635,8 +670,11 @@ def main():
         DATA_INFO[ds] = dict(avg=size / MESSAGES, mb=mb, cols=len(cols), spread="%d-%d" % (min(per), max(per)),
                              produce_s=time.time() - t0)
 
-        attempt("sluice-alo", lambda: run_sluice(ds, "at-least-once", topic, cols, mb))
-        attempt("sluice-eo", lambda: run_sluice(ds, "exactly-once", topic, cols, mb))
+        attempt_rounds([
+            ("sluice-alo", lambda rnd: run_sluice(ds, "at-least-once", topic, cols, mb, rnd=rnd)),
+            ("sluice-eo", lambda rnd: run_sluice(ds, "exactly-once", topic, cols, mb, rnd=rnd)),
+            ("ceiling-http", lambda rnd: ceiling_http(ds, path, cols, mb, rnd=rnd)),
+        ])
         if os.environ.get("VECTOR_BIN") and os.access(os.environ["VECTOR_BIN"], os.X_OK):
             attempt("vector", lambda: run_vector(ds, topic, cols, mb))
         attempt("ch26-kafka-engine", lambda: kafka_engine(
@@ -645,11 +683,14 @@ def main():
         attempt("ch26-kafka-engine-1c", lambda: kafka_engine(ds, 26, topic, cols, mb, 1))
         if versions["ch18"]:
             attempt("ch18-kafka-engine", lambda: kafka_engine(ds, 18, topic, cols, mb, PARTITIONS))
-            attempt("sluice-alo-ch18", lambda: run_sluice(ds, "at-least-once", topic, cols, mb, ch18=True))
-            attempt("sluice-eo-ch18", lambda: run_sluice(ds, "exactly-once", topic, cols, mb, ch18=True))
+            attempt_rounds([
+                ("sluice-alo-ch18", lambda rnd: run_sluice(ds, "at-least-once", topic, cols, mb, ch18=True,
+                                                           rnd=rnd)),
+                ("sluice-eo-ch18", lambda rnd: run_sluice(ds, "exactly-once", topic, cols, mb, ch18=True,
+                                                          rnd=rnd)),
+            ])
         elif "ch18-kafka-engine" not in SKIP:
             NOT_RUN.append(("ch18-kafka-engine", "ClickHouse 18.16 not running (./dev/testbed up --with-legacy)"))
-        attempt("ceiling-http", lambda: ceiling_http(ds, path, cols, mb))
         attempt("ceiling-consume", lambda: ceiling_consume(ds, topic, mb))
 
     if "latency" in SKIP:
@@ -686,6 +727,8 @@ def report(versions):
     env = "MESSAGES=%d PARTITIONS=%d%s" % (MESSAGES, PARTITIONS, (" SKIP='%s'" % " ".join(sorted(SKIP))) if SKIP else "")
     if DATASETS != ["narrow", "wide"]:
         env += " DATASETS='%s'" % " ".join(DATASETS)
+    if ROUNDS != 3:
+        env += " ROUNDS=%d" % ROUNDS
     L = []
     L.append("# bench/compare %s" % stamp)
     L.append("")
@@ -712,6 +755,11 @@ def report(versions):
              "materialized view converts (target: ts DateTime, amount Decimal(18, 4), region String). "
              "A contender that stores duplicates is timed until every distinct id is queryable; "
              "`check` shows count and distinct ids.")
+    L.append("")
+    L.append("sluice and the file ceiling ran %d times each, alternated (sluice at-least-once, exactly-once, "
+             "the ceiling; then the same into 18.16); the table shows each one's run of median rows/s (the lower one of two), "
+             "the runs are listed below it. The peers ran once (Vector and the Kafka engines take "
+             "10-70 s a run)." % ROUNDS)
     for ds in DATASETS:
         if ds not in DATA_INFO:
             continue
@@ -730,6 +778,11 @@ def report(versions):
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 r.name, fmt(r.wall, ".2f"), fmt(r.rows_s, ",.0f"), fmt(r.mb_s, ".1f"), fmt(r.cpu, ".2f"),
                 fmt(r.cpu_m, ".2f"), fmt(r.allin_m(), ".2f"), fmt(r.rss_mib, ".0f"), r.check))
+        repeated = [r for r in RESULTS_ROWS if r.dataset == ds and r.runs and len(r.runs) > 1]
+        if repeated:
+            L.append("")
+            L.append("Every run, rows/s in run order: " + "; ".join(
+                "%s %s" % (r.name, ", ".join(format(x, ",.0f") for x in r.runs)) for r in repeated) + ".")
         L += targets(ds)
     if LATENCY:
         L.append("")

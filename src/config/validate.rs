@@ -223,7 +223,9 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
 /// MiB and faster (140-144k against 129-131k rows/s, e2e-2026-11-24T215007Z vs T214833Z): the
 /// packed batches still reach 64 MiB. With glibc's mmap threshold fixed (main.rs) 96 MiB peaks
 /// at 186-216 MiB; 128 MiB (with `max_bytes` 128 MiB) at 234-272 MiB, faster on wide rows but
-/// too close to the target (e2e-2026-11-24-larger-batches.md).
+/// too close to the target (e2e-2026-11-24-larger-batches.md). With packed batches in buffers
+/// mapped on their own (batch.rs) 96 MiB peaks at 154-188 MiB, 128 MiB with `max_bytes` 128
+/// MiB still at 225-262 MiB.
 pub const DEFAULT_BATCH_MEMORY: usize = 96 * 1024 * 1024;
 
 /// librdkafka properties sluice sets itself and that the passthrough may not change: the
