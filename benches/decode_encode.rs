@@ -1,10 +1,12 @@
 //! Throughput of JSON message → RowBinary row conversion (`decode::json::encode_json_row`).
 //!
-//! The message is a typical 12-column event of about 200 bytes: UInt64 id, DateTime64(3)
-//! timestamp string, three Strings, Int32, Float64, Bool, LowCardinality(String),
-//! Nullable(Int64), a small Array(String) and a Decimal(18, 4). Throughput is reported in
-//! rows (criterion "elements"). One iteration encodes a batch of distinct messages into one
-//! reused buffer, as the pipeline does.
+//! The narrow message is a typical 12-column event of about 200 bytes: UInt64 id,
+//! DateTime64(3) timestamp string, three Strings, Int32, Float64, Bool,
+//! LowCardinality(String), Nullable(Int64), a small Array(String) and a Decimal(18, 4). The
+//! wide one is bench/compare's 60-column message of about 1.5 KB, built as
+//! `bench/compare.d/gen_wide.py` builds it. Throughput is reported in rows (criterion
+//! "elements"). One iteration encodes a batch of distinct messages into one reused buffer, as
+//! the pipeline does.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sluice::chtype::ChType;
@@ -55,6 +57,67 @@ fn messages() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// `gen_wide.py`'s columns: id, ts, then c01..c58 cycling through six types.
+const WIDE_CYCLE: [&str; 6] = [
+    "String",
+    "Int64",
+    "Float64",
+    "String",
+    "UInt32",
+    "Array(String)",
+];
+const WORDS: [&str; 16] = [
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
+    "kilo", "lima", "mike", "november", "oscar", "papa",
+];
+
+fn wide_plan() -> RowPlan {
+    let mut cols = vec![
+        ColumnPlan::field("id", ChType::parse("UInt64").expect("bench type")),
+        ColumnPlan::field("ts", ChType::parse("DateTime64(3)").expect("bench type")),
+    ];
+    for c in 0..58 {
+        let ty = ChType::parse(WIDE_CYCLE[c % 6]).expect("bench type");
+        cols.push(ColumnPlan::field(format!("c{:02}", c + 1), ty));
+    }
+    RowPlan::new(cols, UnknownFields::Ignore, false).expect("bench plan")
+}
+
+/// The same bytes `gen_wide.py` writes for message `i` (without the newline).
+fn wide_message(i: usize) -> Vec<u8> {
+    let w = |k: usize| WORDS[k % 16];
+    let long = |h: usize| {
+        [h, h * 3, h * 5, h * 7, h * 11, h * 13, h + 9, h * 15]
+            .map(w)
+            .join("-")
+    };
+    let mut s = format!(
+        r#"{{"id":{},"ts":"2024-05-{:02} {:02}:{:02}:{:02}.{:03}""#,
+        1_000_000 + i,
+        1 + i % 28,
+        (i / 3600) % 24,
+        (i / 60) % 60,
+        i % 60,
+        i % 1000
+    );
+    for c in 0..58usize {
+        let h = (i * 31 + c * 17) & 63;
+        let v = match c % 6 {
+            0 => format!(r#""{} {i}""#, long(h)),
+            1 => {
+                ((i as i64 * 2_654_435_761 + c as i64) % 10_000_000_000 - 5_000_000_000).to_string()
+            }
+            2 => format!("{:.4}", (i % 100_000) as f64 / 7.0 + c as f64),
+            3 => format!(r#""{}_{h}""#, w(h)),
+            4 => ((i * 7 + c) % 4_000_000_000).to_string(),
+            _ => format!(r#"["{}","{}"]"#, w(h), w(h + 5)),
+        };
+        s.push_str(&format!(r#","c{:02}":{v}"#, c + 1));
+    }
+    s.push('}');
+    s.into_bytes()
+}
+
 fn bench(c: &mut Criterion) {
     let plan = plan();
     let msgs = messages();
@@ -75,6 +138,18 @@ fn bench(c: &mut Criterion) {
             out.clear();
             for m in &msgs {
                 encode_json_row(&plan, black_box(m), &meta, &mut out).expect("bench row");
+            }
+            black_box(out.len())
+        })
+    });
+    let wide = wide_plan();
+    let wide_msgs: Vec<Vec<u8>> = (0..BATCH).map(wide_message).collect();
+    let wide_avg = wide_msgs.iter().map(Vec::len).sum::<usize>() / wide_msgs.len();
+    g.bench_function(format!("json_to_rowbinary_60col_{wide_avg}B"), |b| {
+        b.iter(|| {
+            out.clear();
+            for m in &wide_msgs {
+                encode_json_row(&wide, black_box(m), &meta, &mut out).expect("bench row");
             }
             black_box(out.len())
         })
