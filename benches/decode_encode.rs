@@ -118,6 +118,20 @@ fn wide_message(i: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// One iteration: every message of the batch into the reused buffer.
+fn encode_all(
+    plan: &RowPlan,
+    msgs: &[Vec<u8>],
+    meta: &MessageMeta<'_>,
+    out: &mut Vec<u8>,
+) -> usize {
+    out.clear();
+    for m in msgs {
+        encode_json_row(plan, black_box(m), meta, out).expect("bench row");
+    }
+    out.len()
+}
+
 fn bench(c: &mut Criterion) {
     let plan = plan();
     let msgs = messages();
@@ -133,27 +147,21 @@ fn bench(c: &mut Criterion) {
     let mut out = Vec::with_capacity(BATCH * 256);
     let mut g = c.benchmark_group("decode_encode");
     g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function(format!("json_to_rowbinary_12col_{avg}B"), |b| {
-        b.iter(|| {
-            out.clear();
-            for m in &msgs {
-                encode_json_row(&plan, black_box(m), &meta, &mut out).expect("bench row");
-            }
-            black_box(out.len())
-        })
-    });
     let wide = wide_plan();
     let wide_msgs: Vec<Vec<u8>> = (0..BATCH).map(wide_message).collect();
     let wide_avg = wide_msgs.iter().map(Vec::len).sum::<usize>() / wide_msgs.len();
-    g.bench_function(format!("json_to_rowbinary_60col_{wide_avg}B"), |b| {
-        b.iter(|| {
-            out.clear();
-            for m in &wide_msgs {
-                encode_json_row(&wide, black_box(m), &meta, &mut out).expect("bench row");
-            }
-            black_box(out.len())
-        })
-    });
+    for (name, plan, msgs) in [
+        (format!("json_to_rowbinary_12col_{avg}B"), &plan, &msgs),
+        (
+            format!("json_to_rowbinary_60col_{wide_avg}B"),
+            &wide,
+            &wide_msgs,
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(encode_all(plan, msgs, &meta, &mut out)))
+        });
+    }
     g.finish();
 
     // Criterion measures wall time, which other processes on a shared machine inflate. Also
@@ -171,11 +179,7 @@ fn bench(c: &mut Criterion) {
         return;
     };
     for _ in 0..rounds {
-        out.clear();
-        for m in &msgs {
-            encode_json_row(&plan, black_box(m), &meta, &mut out).expect("bench row");
-        }
-        black_box(out.len());
+        black_box(encode_all(&plan, &msgs, &meta, &mut out));
     }
     if let Some(t1) = on_cpu_ns() {
         let rows = (rounds * BATCH as u64) as f64;
