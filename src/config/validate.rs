@@ -225,7 +225,7 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
 /// at 186-216 MiB; 128 MiB (with `max_bytes` 128 MiB) at 234-272 MiB, faster on wide rows but
 /// too close to the target (e2e-2026-11-24-larger-batches.md). With packed batches in buffers
 /// mapped on their own (batch.rs) 96 MiB peaks at 154-188 MiB, 128 MiB with `max_bytes` 128
-/// MiB still at 225-262 MiB.
+/// MiB still at 225-267 MiB (bench/e2e-style runs on one topic, 12 runs).
 pub const DEFAULT_BATCH_MEMORY: usize = 96 * 1024 * 1024;
 
 /// librdkafka properties sluice sets itself and that the passthrough may not change: the
