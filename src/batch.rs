@@ -43,17 +43,18 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// Capacity a packed batch's block buffer starts with: above glibc's mmap threshold (main.rs),
+/// glibc's mmap threshold, fixed by main.rs (see `tune_malloc` there): allocations above it
+/// are mappings of their own.
+pub const MMAP_THRESHOLD: usize = 8 << 20;
+
+/// Capacity a packed batch's block buffer starts with: above [`MMAP_THRESHOLD`],
 /// so the buffer is a mapping of its own. Only the pages written become resident, growing it
 /// is a `mremap` without a copy, and freeing it gives every page back at once. Started at a
 /// quarter of the rows packed so far, the buffer grew through 1-8 MiB in the malloc arenas,
 /// where the freed sizes stayed resident: 1M wide messages peaked at 187-215 MiB RSS, 154-187
 /// with this (exactly-once into 26.9, 4 alternated runs each, the same rows/s).
 const PACKED_CAPACITY: usize = 16 << 20;
-const _: () = assert!(
-    PACKED_CAPACITY > 8 << 20,
-    "above the mmap threshold of main.rs"
-);
+const _: () = assert!(PACKED_CAPACITY > MMAP_THRESHOLD);
 
 /// Rows compressed so far: whole LZ4 blocks and how many uncompressed bytes went into them.
 #[derive(Debug)]

@@ -176,13 +176,12 @@ fn tune_malloc() {
     // SAFETY: mallopt only sets allocator parameters; called before any other thread starts.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(
+            libc::M_MMAP_THRESHOLD,
+            sluice::batch::MMAP_THRESHOLD as libc::c_int,
+        );
     }
 }
-
-/// See [`tune_malloc`].
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: libc::c_int = 8 << 20;
 
 fn main() -> ExitCode {
     tune_malloc();
