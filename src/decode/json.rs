@@ -2719,77 +2719,6 @@ pub fn encode_json_value(ty: &ChType, json: &[u8], out: &mut Vec<u8>) -> Result<
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_float64_fast_path_agrees_with_the_full_parser_or_declines() {
-        let mut cases: Vec<String> = [
-            "0",
-            "-0",
-            "0.0",
-            "-0.0",
-            "1",
-            "0.1",
-            "0.3",
-            "2.0000",
-            "14285.7143",
-            "-5.5",
-            "9007199254740992",
-            "9007199254740993",
-            "900719925474099.3",
-            "1234567890123456789",
-            "12345678901234567890",
-            "0.0000000000000000000001",
-            "0.00000000000000000000001",
-            "1.7976931348623157",
-            "123.4567890123456789",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let digits = (x % 21 + 1) as usize;
-            let mut d = (x >> 8).to_string();
-            d.truncate(digits);
-            let digits = d.len();
-            let point = (x >> 40) as usize % (digits + 1);
-            let mut s = String::new();
-            if x & 1 == 1 {
-                s.push('-');
-            }
-            if point == 0 || point == digits {
-                s.push_str(&d);
-            } else {
-                s.push_str(&d[..point]);
-                s.push('.');
-                s.push_str(&d[point..]);
-            }
-            cases.push(s);
-        }
-        let mut taken = 0;
-        for s in &cases {
-            let mut scan = Scan::new(s.as_bytes());
-            if scan.number().is_err() || scan.pos != s.len() {
-                continue; // not JSON (a leading zero): never reaches the Float64 writer
-            }
-            if let Some(f) = fast_f64(s.as_bytes()) {
-                taken += 1;
-                let full: f64 = s.parse().unwrap();
-                assert_eq!(f.to_bits(), full.to_bits(), "{s}");
-            }
-        }
-        assert!(taken > 100_000, "the fast path took {taken} cases");
-        assert_eq!(fast_f64(b"9007199254740993"), None, "beyond 2^53");
-        assert_eq!(fast_f64(b"1e5"), None, "exponent: full parser");
-        assert_eq!(
-            fast_f64(b"1.0000000000000000000000"),
-            None,
-            "23 fraction digits"
-        );
-    }
-
     use super::*;
 
     const META: MessageMeta<'static> = MessageMeta {
@@ -3973,5 +3902,76 @@ mod tests {
                 assert_eq!(out, [7u8]);
             }
         }
+    }
+
+    #[test]
+    fn the_float64_fast_path_agrees_with_the_full_parser_or_declines() {
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1",
+            "0.1",
+            "0.3",
+            "2.0000",
+            "14285.7143",
+            "-5.5",
+            "9007199254740992",
+            "9007199254740993",
+            "900719925474099.3",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.0000000000000000000001",
+            "0.00000000000000000000001",
+            "1.7976931348623157",
+            "123.4567890123456789",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 21 + 1) as usize;
+            let mut d = (x >> 8).to_string();
+            d.truncate(digits);
+            let digits = d.len();
+            let point = (x >> 40) as usize % (digits + 1);
+            let mut s = String::new();
+            if x & 1 == 1 {
+                s.push('-');
+            }
+            if point == 0 || point == digits {
+                s.push_str(&d);
+            } else {
+                s.push_str(&d[..point]);
+                s.push('.');
+                s.push_str(&d[point..]);
+            }
+            cases.push(s);
+        }
+        let mut taken = 0;
+        for s in &cases {
+            let mut scan = Scan::new(s.as_bytes());
+            if scan.number().is_err() || scan.pos != s.len() {
+                continue; // not JSON (a leading zero): never reaches the Float64 writer
+            }
+            if let Some(f) = fast_f64(s.as_bytes()) {
+                taken += 1;
+                let full: f64 = s.parse().unwrap();
+                assert_eq!(f.to_bits(), full.to_bits(), "{s}");
+            }
+        }
+        assert!(taken > 100_000, "the fast path took {taken} cases");
+        assert_eq!(fast_f64(b"9007199254740993"), None, "beyond 2^53");
+        assert_eq!(fast_f64(b"1e5"), None, "exponent: full parser");
+        assert_eq!(
+            fast_f64(b"1.0000000000000000000000"),
+            None,
+            "23 fraction digits"
+        );
     }
 }
