@@ -702,6 +702,32 @@ fn string_specials(w: u64) -> u64 {
     (m_q | m_bs | m_ctl) & HIGH
 }
 
+/// [`string_specials`] for 16 bytes with SSE2 (part of every x86_64 CPU, so no runtime check):
+/// a bit per byte that is `"`, `\\` or a control character (exact, unlike the SWAR form), and a
+/// bit per byte with its high bit set (non-ASCII).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn string_specials16(chunk: &[u8; 16]) -> (u32, u32) {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is in the x86_64 baseline; the load is unaligned and reads exactly the 16
+    // bytes `chunk` borrows.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // v <= 0x1f (unsigned): min(v, 0x1f) == v.
+        let ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let special = _mm_or_si128(_mm_or_si128(quote, backslash), ctl);
+        (
+            _mm_movemask_epi8(special) as u32,
+            _mm_movemask_epi8(v) as u32,
+        )
+    }
+}
+
 impl<'a> Scan<'a> {
     #[inline]
     fn new(b: &'a [u8]) -> Scan<'a> {
@@ -734,26 +760,41 @@ impl<'a> Scan<'a> {
         let mut escaped = false;
         let mut non_ascii = false;
         loop {
-            // 8 bytes at a time until something needs a look.
-            while let Some(chunk) = b.get(i..i + 8) {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(chunk);
-                let w = u64::from_le_bytes(w);
-                let m = string_specials(w);
-                if m != 0 {
-                    let n = (m.trailing_zeros() / 8) as usize;
-                    // Only bytes before the special one belong to the string for sure.
-                    let before = if n == 0 {
-                        0
-                    } else {
-                        w & (u64::MAX >> (64 - 8 * n as u32))
-                    };
-                    non_ascii |= before & HIGH != 0;
-                    i += n;
-                    break;
+            // 16 bytes at a time (SSE2), then 8, until something needs a look.
+            'plain: {
+                #[cfg(target_arch = "x86_64")]
+                while let Some(chunk) = b.get(i..i + 16).and_then(|c| <&[u8; 16]>::try_from(c).ok())
+                {
+                    let (m, high) = string_specials16(chunk);
+                    if m != 0 {
+                        let n = m.trailing_zeros();
+                        // Only bytes before the special one belong to the string for sure.
+                        non_ascii |= high & ((1u32 << n) - 1) != 0;
+                        i += n as usize;
+                        break 'plain;
+                    }
+                    non_ascii |= high != 0;
+                    i += 16;
                 }
-                non_ascii |= w & HIGH != 0;
-                i += 8;
+                while let Some(chunk) = b.get(i..i + 8) {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(chunk);
+                    let w = u64::from_le_bytes(w);
+                    let m = string_specials(w);
+                    if m != 0 {
+                        let n = (m.trailing_zeros() / 8) as usize;
+                        let before = if n == 0 {
+                            0
+                        } else {
+                            w & (u64::MAX >> (64 - 8 * n as u32))
+                        };
+                        non_ascii |= before & HIGH != 0;
+                        i += n;
+                        break 'plain;
+                    }
+                    non_ascii |= w & HIGH != 0;
+                    i += 8;
+                }
             }
             let Some(&c) = b.get(i) else {
                 return Err(self.err(start, "unterminated string"));
@@ -3973,5 +4014,43 @@ mod tests {
             None,
             "23 fraction digits"
         );
+    }
+
+    /// The string scan's 16- and 8-byte steps find a quote, backslash, control character or
+    /// bad UTF-8 byte at every position, and keep scanning over valid non-ASCII anywhere.
+    #[test]
+    fn string_scan_sees_specials_at_every_position() {
+        for len in 0..48 {
+            for at in 0..len {
+                let mut body = vec![b'x'; len];
+                // A string of `at` plain bytes, then the closing quote: ends right there.
+                body[at] = b'"';
+                let mut json = vec![b'"'];
+                json.extend_from_slice(&body);
+                let mut scan = Scan::new(&json);
+                assert_eq!(scan.string().ok(), Some(false), "quote at {at} of {len}");
+                assert_eq!(scan.pos, at + 2, "quote at {at} of {len}");
+
+                for (bad, why) in [(0x01u8, "control"), (0x1f, "control"), (0xff, "UTF-8")] {
+                    let mut raw = vec![b'x'; len + 2];
+                    raw[0] = b'"';
+                    raw[at + 1] = bad;
+                    raw[len + 1] = b'"';
+                    let r = Scan::new(&raw).string();
+                    assert!(
+                        r.is_err(),
+                        "{why} byte {bad:#x} at {at} of {len} was accepted"
+                    );
+                }
+
+                let mut body = "x".repeat(len);
+                body.replace_range(at..at + 1, "\\n");
+                body.push('\u{e9}');
+                let json = format!("\"{body}\"");
+                let mut scan = Scan::new(json.as_bytes());
+                assert_eq!(scan.string().ok(), Some(true), "escape at {at} of {len}");
+                assert_eq!(scan.pos, json.len(), "escape at {at} of {len}");
+            }
+        }
     }
 }
