@@ -32,6 +32,9 @@ CACHE = os.environ.get("COMPARE_CACHE", os.path.expanduser("~/.cache/sluice-comp
 KAFKA = os.environ.get("SLUICE_TEST_KAFKA", "127.0.0.1:19092")
 CH = os.environ.get("SLUICE_TEST_CLICKHOUSE_URL", "http://127.0.0.1:18123")
 CH18 = os.environ.get("SLUICE_TEST_LEGACY_CLICKHOUSE_URL", "http://127.0.0.1:28123")
+CH_NATIVE = os.environ.get("SLUICE_TEST_CLICKHOUSE_NATIVE", "127.0.0.1:19000")
+# clickhouse_sinker, installed by ../compare from the Go module proxy or built by hand (SINKER_BIN)
+SINKER_BIN = os.environ.get("SINKER_BIN", "")
 TESTBED = os.environ.get("SLUICE_TESTBED_DIR", os.path.join(ROOT, ".testbed"))
 RUN_ID = time.strftime("%Y%m%d%H%M%S") + "_%d" % os.getpid()
 DB = "sluice_compare"
@@ -204,7 +207,7 @@ def wait_for_count(url, table, n, alive, on_sample=None, deadline_s=TIMEOUT):
     count = 0
     while True:
         if alive is not None and not alive():
-            raise RuntimeError("ingester exited before all rows landed (%d of %d)" % (count, n))
+            raise RuntimeError("ingester exited or failed before all rows landed (%d of %d)" % (count, n))
         try:
             count = int(q(url, "SELECT count() FROM %s" % table, timeout=30) or 0)
         except Exception:
@@ -229,16 +232,18 @@ def final_check(url, table, n):
     return "ok" if c == n and u == n else "count=%d unique=%d" % (c, u)
 
 
-def measure_process(cmd, logf, url, table, server_pid, env=None):
+def measure_process(cmd, logf, url, table, server_pid, env=None, failed=None):
     """Runs an ingesting process until `table` holds MESSAGES rows, then stops it (SIGTERM).
     Returns wall, the process's CPU-s and peak RSS (MiB), the receiving server's CPU-s (net of
-    its idle rate) and Kafka's CPU-s over the run."""
+    its idle rate) and Kafka's CPU-s over the run. `failed`, if given, is asked while waiting:
+    a process that reports a failure and keeps running counts as exited."""
     idle = idle_rate(server_pid)
     ch0, k0 = cpu_ticks(server_pid), cpu_ticks(KAFKA_PID)
     t0 = time.time()
     p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
     try:
-        t1, _ = wait_for_count(url, table, MESSAGES, lambda: p.poll() is None)
+        t1, _ = wait_for_count(url, table, MESSAGES,
+                               lambda: p.poll() is None and not (failed and failed()))
         ticks = cpu_ticks(p.pid)
         hwm = status_kib(p.pid, "VmHWM")
         ch1, k1 = cpu_ticks(server_pid), cpu_ticks(KAFKA_PID)
@@ -354,6 +359,69 @@ def run_vector(ds, topic, cols, mb):
                   rows_s=MESSAGES / m["wall"], mb_s=mb / m["wall"], cpu_m=m["cpu"] / (MESSAGES / 1e6), **m,
                   check=final_check(CH, table, MESSAGES),
                   note="vector process (%s); ClickHouse 26.9 HTTP JSONEachRow" % version)
+
+
+def sinker_ready():
+    return bool(SINKER_BIN) and os.access(SINKER_BIN, os.X_OK) and not os.environ.get("SINKER_NOT_RUN")
+
+
+def sinker_config(work, name, group, topic, table, exclude=()):
+    """clickhouse_sinker's config for one run (see run_sinker): one task, JSON parser, columns
+    read from the table (autoSchema), the native protocol to ClickHouse 26.9; every other
+    setting at its default except flushInterval."""
+    os.makedirs(work, exist_ok=True)
+    host, _, port = CH_NATIVE.rpartition(":")
+    cfg = os.path.join(work, "sinker.json")
+    with open(cfg, "w") as f:
+        json.dump({
+            "clickhouse": {"hosts": [[host]], "port": int(port), "protocol": "native", "db": DB,
+                           "username": "default", "password": ""},
+            "kafka": {"brokers": KAFKA},
+            "task": {"name": name, "topic": topic, "consumerGroup": group, "earliest": True,
+                     "parser": "json", "tableName": table.split(".", 1)[1], "autoSchema": True,
+                     "excludeColumns": list(exclude), "flushInterval": 1},
+        }, f, indent=2)
+    return cfg
+
+
+def sinker_cmd(cfg):
+    # --http-host: without it the sinker finds its own address by dialing out to 8.8.8.8;
+    # --http-port 0: no metrics server (progress is read from ClickHouse like everyone's).
+    return [SINKER_BIN, "--local-cfg-file", cfg, "--http-host", "127.0.0.1", "--http-port", "0",
+            "--log-paths", "stdout"]
+
+
+def sinker_failed(logpath):
+    """The sinker logs a task it could not start (table missing, ClickHouse unreachable) as a
+    warning and keeps running, so its log is the only sign."""
+    def probe():
+        try:
+            with open(logpath) as f:
+                return "task init failed" in f.read()
+        except OSError:
+            return False
+    return probe
+
+
+def run_sinker(ds, topic, cols, mb):
+    """clickhouse_sinker (SINKER_BIN): a Go service (franz-go consumer, clickhouse-go native
+    protocol with LZ4) that buffers rows per task and inserts them, committing offsets after
+    each insert succeeded (at-least-once). Its defaults except flushInterval: 1 s instead of
+    10, the max_age of sluice and the batch timeout of Vector, so that the run's last partial
+    buffer does not wait 10 s; bufferSize stays at 262,144 rows (a flush at 4/5 of it)."""
+    table = "%s.%s_sinker_%s" % (DB, ds, RUN_ID)
+    q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
+    CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+    work = os.path.join(WORK, "sinker-%s" % ds)
+    cfg = sinker_config(work, "compare_%s" % ds, "compare-%s-sinker-%s" % (ds, RUN_ID), topic, table)
+    logpath = os.path.join(work, "sinker.log")
+    logf = open(logpath, "w")
+    m = measure_process(sinker_cmd(cfg), logf, CH, table, CH26_PID, failed=sinker_failed(logpath))
+    version = subprocess.run([SINKER_BIN, "-v"], capture_output=True, text=True).stdout.strip()
+    return Result(ds, "clickhouse_sinker -> 26.9 (native protocol, flushInterval 1 s)",
+                  rows_s=MESSAGES / m["wall"], mb_s=mb / m["wall"], cpu_m=m["cpu"] / (MESSAGES / 1e6), **m,
+                  check=final_check(CH, table, MESSAGES),
+                  note="clickhouse_sinker process (%s); ClickHouse 26.9 native protocol" % version)
 
 
 def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", latency_cols=False):
@@ -518,6 +586,19 @@ def latency_run(contender):
         proc = subprocess.Popen([os.environ["VECTOR_BIN"], "--config", cfg],
                                 stdout=open(os.path.join(WORK, "lat-vector.log"), "w"), stderr=subprocess.STDOUT)
         label = "Vector (acknowledgements, batch timeout 1 s default)"
+    elif contender == "clickhouse_sinker":
+        # Its Kafka timestamp goes to a column named __kafka_*_timestamp; _timestamp reads it.
+        table = "%s.lat_sinker_%s" % (DB, RUN_ID)
+        scols = NARROW + [("__kafka_timestamp", "DateTime64(3)"),
+                          ("_timestamp", "DateTime64(3) ALIAS __kafka_timestamp"),
+                          ("ins", "DateTime64(3) DEFAULT now64(3)")]
+        q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(scols)))
+        CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+        cfg = sinker_config(os.path.join(WORK, "lat-sinker"), "lat_sinker", "compare-lat-sinker-%s" % RUN_ID,
+                            topic, table, exclude=("_timestamp", "ins"))
+        proc = subprocess.Popen(sinker_cmd(cfg), stdout=open(os.path.join(WORK, "lat-sinker.log"), "w"),
+                                stderr=subprocess.STDOUT)
+        label = "clickhouse_sinker (flushInterval 1 s)"
     else:
         table, stop = kafka_engine("latency", 26, topic, NARROW, 0, PARTITIONS,
                                    ", kafka_thread_per_consumer = 1, kafka_disable_num_consumers_limit = 1",
@@ -637,9 +718,8 @@ def main():
         log("ClickHouse 18.16 not answering at %s: %s" % (CH18, e))
 
     # peers that cannot be installed or were not given: say why, once
-    sinker_reason = os.environ.get("SINKER_NOT_RUN", "")
-    if "clickhouse_sinker" not in SKIP:
-        NOT_RUN.append(("clickhouse_sinker", sinker_reason or "not installed"))
+    if "clickhouse_sinker" not in SKIP and not sinker_ready():
+        NOT_RUN.append(("clickhouse_sinker", os.environ.get("SINKER_NOT_RUN") or "not installed"))
     if "vector" not in SKIP and not os.environ.get("VECTOR_BIN"):
         NOT_RUN.append(("vector", "VECTOR_BIN is not set: Vector is not on any package registry this "
                         "machine reaches, and the repository must not build it; build it by hand outside "
@@ -677,6 +757,8 @@ def main():
         ])
         if os.environ.get("VECTOR_BIN") and os.access(os.environ["VECTOR_BIN"], os.X_OK):
             attempt("vector", lambda: run_vector(ds, topic, cols, mb))
+        if sinker_ready():
+            attempt("clickhouse_sinker", lambda: run_sinker(ds, topic, cols, mb))
         attempt("ch26-kafka-engine", lambda: kafka_engine(
             ds, 26, topic, cols, mb, PARTITIONS,
             ", kafka_thread_per_consumer = 1, kafka_disable_num_consumers_limit = 1"))
@@ -696,8 +778,10 @@ def main():
     if "latency" in SKIP:
         NOT_RUN.append(("latency", "skipped (SKIP)"))
     else:
-        for c in ("sluice-alo", "sluice-eo", "ch26-kafka-engine", "vector"):
+        for c in ("sluice-alo", "sluice-eo", "ch26-kafka-engine", "vector", "clickhouse_sinker"):
             if c in SKIP or (c == "vector" and not os.access(os.environ.get("VECTOR_BIN", ""), os.X_OK)):
+                continue
+            if c == "clickhouse_sinker" and not sinker_ready():
                 continue
             timed_measurement_gate()
             try:
@@ -758,8 +842,8 @@ def report(versions):
     L.append("")
     L.append("sluice and the file ceiling ran %d times each, alternated (sluice at-least-once, exactly-once, "
              "the ceiling; then the same into 18.16); the table shows each one's run of median rows/s (the lower one of two), "
-             "the runs are listed below it. The peers ran once (Vector and the Kafka engines take "
-             "10-70 s a run)." % ROUNDS)
+             "the runs are listed below it. The peers ran once (Vector, clickhouse_sinker and the Kafka "
+             "engines take 10-70 s a run)." % ROUNDS)
     for ds in DATASETS:
         if ds not in DATA_INFO:
             continue
@@ -839,10 +923,11 @@ def targets(ds):
         for what, b in groups:
             sp = s.rows_s / b.rows_s
             cr = s.cpu_m / b.cpu_m
+            alone = "the server alone" if b.name.startswith("ClickHouse") else "the peer + the server"
             out.append("- sluice %s vs %s (%s): rows/s x%.2f (target >= 2: %s); CPU-s per row x%.2f "
-                       "(target <= 0.33: %s); all-in CPU per row (sluice + ClickHouse server vs the server "
-                       "alone) x%.2f." % (mode, what, b.name, sp, "met" if sp >= 2 else "NOT met", cr,
-                                         "met" if cr <= 1 / 3 else "NOT met", s.allin_m() / b.allin_m()))
+                       "(target <= 0.33: %s); all-in CPU per row (sluice + ClickHouse server vs %s) "
+                       "x%.2f." % (mode, what, b.name, sp, "met" if sp >= 2 else "NOT met", cr,
+                                   "met" if cr <= 1 / 3 else "NOT met", alone, s.allin_m() / b.allin_m()))
         for c in [r for r in rows.values() if r.name.startswith("ceiling")]:
             pct = 100 * s.rows_s / c.rows_s
             out.append("  - %.0f %% of %s (target >= 80 %%: %s)" % (pct, c.name, "met" if pct >= 80 else "NOT met"))
