@@ -417,7 +417,13 @@ def run_sinker(ds, topic, cols, mb):
     logpath = os.path.join(work, "sinker.log")
     logf = open(logpath, "w")
     m = measure_process(sinker_cmd(cfg), logf, CH, table, CH26_PID, failed=sinker_failed(logpath))
-    version = subprocess.run([SINKER_BIN, "-v"], capture_output=True, text=True).stdout.strip()
+    # -v logs through the same logger: stdout only, or it writes clickhouse_sinker.log here
+    out = subprocess.run([SINKER_BIN, "-v", "--log-paths", "stdout"], capture_output=True, text=True,
+                         cwd=work).stdout.strip()
+    try:
+        version = json.loads(out.splitlines()[0])["msg"]   # a JSON log line
+    except (ValueError, IndexError, KeyError, TypeError):
+        version = out
     return Result(ds, "clickhouse_sinker -> 26.9 (native protocol, flushInterval 1 s)",
                   rows_s=MESSAGES / m["wall"], mb_s=mb / m["wall"], cpu_m=m["cpu"] / (MESSAGES / 1e6), **m,
                   check=final_check(CH, table, MESSAGES),
