@@ -763,8 +763,7 @@ impl<'a> Scan<'a> {
             // 16 bytes at a time (SSE2), then 8, until something needs a look.
             'plain: {
                 #[cfg(target_arch = "x86_64")]
-                while let Some(chunk) = b.get(i..i + 16).and_then(|c| <&[u8; 16]>::try_from(c).ok())
-                {
+                while let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<16>) {
                     let (m, high) = string_specials16(chunk);
                     if m != 0 {
                         let n = m.trailing_zeros();
