@@ -41,6 +41,9 @@ const HEALTHY_INSERT_BYTES: usize = 4 * 1024 * 1024;
 pub struct DeadLetter {
     pub record: OwnedRecord,
     pub reason: String,
+    /// False when the message's headers were never read (no column stores them): its dead
+    /// letter reads the message back from Kafka for them.
+    pub headers_read: bool,
 }
 
 /// glibc's mmap threshold, fixed by main.rs (see `tune_malloc` there): allocations above it
@@ -184,11 +187,15 @@ impl Batch {
         self.cover(offset);
     }
 
-    /// The message `record` cannot become a row.
-    pub fn dead_letter(&mut self, record: OwnedRecord, reason: String) {
+    /// The message `record` cannot become a row; `headers_read`: see [`DeadLetter`].
+    pub fn dead_letter(&mut self, record: OwnedRecord, reason: String, headers_read: bool) {
         let offset = record.offset;
         self.dead_bytes += record.byte_len() + reason.len();
-        self.dead.push(DeadLetter { record, reason });
+        self.dead.push(DeadLetter {
+            record,
+            reason,
+            headers_read,
+        });
         self.cover(offset);
     }
 
@@ -553,7 +560,7 @@ mod tests {
         let mut b = Batch::default();
         b.body_mut().extend_from_slice(b"aa");
         b.row_done(0);
-        b.dead_letter(rec(1), "bad".into());
+        b.dead_letter(rec(1), "bad".into(), true);
         b.body_mut().extend_from_slice(b"bbb");
         b.row_done(2);
         assert!(b.held_bytes() >= 5 + 4 + 3);

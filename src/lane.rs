@@ -307,6 +307,7 @@ impl Lane {
             self.batch.dead_letter(
                 rec.into(),
                 "message has no value (null payload / tombstone)".to_string(),
+                rec.headers_read(),
             );
             return;
         };
@@ -325,7 +326,9 @@ impl Lane {
         };
         match encode_json_row(&self.rt.plan, payload, &meta, self.batch.body_mut()) {
             Ok(()) => self.batch.row_done(rec.offset),
-            Err(e) => self.batch.dead_letter(rec.into(), e.to_string()),
+            Err(e) => self
+                .batch
+                .dead_letter(rec.into(), e.to_string(), rec.headers_read()),
         }
     }
 
@@ -430,18 +433,29 @@ impl Lane {
         if sealed.dead.is_empty() && rejected.is_empty() {
             return Ok(Stored::Yes);
         }
-        let mut dead: Vec<(OwnedRecord, String)> = sealed
-            .dead
-            .iter()
-            .map(|d| (d.record.clone(), d.reason.clone()))
-            .collect();
-        if !rejected.is_empty()
-            && matches!(self.rt.route.bad_messages, BadMessages::DeadLetter { .. })
-        {
-            match self.read_back(&rejected).await {
-                Some(records) => dead.extend(records),
-                None => return Ok(Stored::Fenced),
+        let to_topic = matches!(self.rt.route.bad_messages, BadMessages::DeadLetter { .. });
+        let mut dead: Vec<(OwnedRecord, String)> = Vec::new();
+        // Messages to read back from Kafka for their dead letters: rows ClickHouse rejected
+        // (the batch holds only their rows), and bad messages whose headers were not read
+        // (their copy stands in should the log no longer hold them).
+        let mut unread: Vec<ReadBack> = Vec::new();
+        for d in &sealed.dead {
+            if to_topic && !d.headers_read {
+                unread.push(ReadBack {
+                    offset: d.record.offset,
+                    reason: d.reason.clone(),
+                    copy: Some(d.record.clone()),
+                });
+            } else {
+                dead.push((d.record.clone(), d.reason.clone()));
             }
+        }
+        if to_topic {
+            unread.extend(rejected.into_iter().map(|(offset, reason)| ReadBack {
+                offset,
+                reason,
+                copy: None,
+            }));
         } else {
             // Dropped, not sent: only the offsets and reasons are logged and counted.
             dead.extend(
@@ -450,17 +464,24 @@ impl Lane {
                 }),
             );
         }
+        if !unread.is_empty() {
+            match self.read_back(unread).await {
+                Some(records) => dead.extend(records),
+                None => return Ok(Stored::Fenced),
+            }
+        }
         dead.sort_by_key(|(r, _)| r.offset);
         self.send_dead_letters(sealed, &dead).await
     }
 
-    /// The original messages of rows ClickHouse rejected, read back from Kafka by offset.
-    /// Retries until it succeeds or the partition is revoked (`None`): committing without
-    /// the dead letters would lose those messages. A message the log no longer holds
-    /// (retention or compaction removed it since it was read) becomes a dead letter without
-    /// a value, marked `sluice.original=gone`, and is logged as an error.
-    async fn read_back(&self, rejected: &[(i64, String)]) -> Option<Vec<(OwnedRecord, String)>> {
-        let offsets: Vec<i64> = rejected.iter().map(|(o, _)| *o).collect();
+    /// The original messages of `letters`, read back from Kafka by offset. Retries until it
+    /// succeeds or the partition is revoked (`None`): committing without the dead letters
+    /// would lose those messages. A message the log no longer holds (retention or compaction
+    /// removed it since it was read) is logged as an error and becomes its copy without
+    /// headers, marked `sluice.original=headers-gone`, or, without a copy (a row ClickHouse
+    /// rejected), a dead letter without a value, marked `sluice.original=gone`.
+    async fn read_back(&self, letters: Vec<ReadBack>) -> Option<Vec<(OwnedRecord, String)>> {
+        let offsets: Vec<i64> = letters.iter().map(|w| w.offset).collect();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         loop {
             if self.committer.fence().is_raised() {
@@ -487,15 +508,24 @@ impl Lane {
             let mut by_offset: std::collections::HashMap<i64, OwnedRecord> =
                 got.found.into_iter().map(|r| (r.offset, r)).collect();
             return Some(
-                rejected
-                    .iter()
-                    .map(|(offset, reason)| match by_offset.remove(offset) {
-                        Some(r) => (r, reason.clone()),
-                        None => {
-                            tracing::error!(partition = %self.id, offset, reason = %reason,
+                letters
+                    .into_iter()
+                    .map(|w| match (by_offset.remove(&w.offset), w.copy) {
+                        (Some(r), _) => (r, w.reason),
+                        (None, Some(mut copy)) => {
+                            tracing::error!(partition = %self.id, offset = w.offset, reason = %w.reason,
+                                "a bad message is no longer in Kafka (retention or compaction removed it); its dead letter carries its key and value without its headers");
+                            copy.headers = vec![(
+                                "sluice.original".to_string(),
+                                Some(b"headers-gone".to_vec()),
+                            )];
+                            (copy, w.reason)
+                        }
+                        (None, None) => {
+                            tracing::error!(partition = %self.id, offset = w.offset, reason = %w.reason,
                                 "a row ClickHouse rejected is no longer in Kafka (retention or compaction removed it); its dead letter carries no value");
                             let gone = vec![("sluice.original".to_string(), Some(b"gone".to_vec()))];
-                            (OwnedRecord::without_value(*offset, gone), reason.clone())
+                            (OwnedRecord::without_value(w.offset, gone), w.reason)
                         }
                     })
                     .collect(),
@@ -663,6 +693,14 @@ impl Lane {
         }
         Ok(Stored::Yes)
     }
+}
+
+/// A dead letter whose message is read back from Kafka ([`Lane::read_back`]).
+struct ReadBack {
+    offset: i64,
+    reason: String,
+    /// What the lane kept of it (all but its headers), if anything.
+    copy: Option<OwnedRecord>,
 }
 
 enum InsertOutcome {

@@ -202,6 +202,12 @@ impl LaneFactory for Lanes {
             fence,
         }
     }
+
+    fn reads_headers(&self, topic: &str) -> bool {
+        self.routes
+            .get(topic)
+            .is_none_or(|rt| rt.plan.stores_headers())
+    }
 }
 
 /// How long the start-up preflight waits for the brokers' metadata.

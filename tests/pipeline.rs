@@ -283,9 +283,12 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
     let bad_a_count = (0..N_A).filter(|i| i % 7_500 == 3).count() as u64 * 4;
     produce(&topic_a, msgs);
 
-    // Topic B: plain rows, with rows only ClickHouse rejects (CHECK constraint).
+    // Topic B: plain rows, with rows only ClickHouse rejects (CHECK constraint), and
+    // undecodable messages with a key and headers. No column of B stores headers, so sluice
+    // never reads them while consuming: their dead letters must still carry them.
     let mut msgs = Vec::new();
     let mut rejected = 0u64;
+    let mut undecodable = 0u64;
     for i in 0..N_B {
         msgs.push(Msg::json(
             (i % 4) as i32,
@@ -296,6 +299,18 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
                 1_700_000_000 + i
             ),
         ));
+        if i % 10_000 == 29 {
+            undecodable += 1;
+            msgs.push(Msg {
+                partition: Some((i % 4) as i32),
+                key: Some(format!("bk{i}").into_bytes()),
+                payload: Some(format!("{{\"id\":{i}, oops").into_bytes()),
+                headers: vec![
+                    ("trace".into(), format!("t{i}")),
+                    ("empty".into(), String::new()),
+                ],
+            });
+        }
         if i % 10_000 == 17 {
             rejected += 1;
             msgs.push(Msg::json(
@@ -434,8 +449,47 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
     // The rows ClickHouse rejected went to B's dead-letter topic, the good rows of their
     // batches are stored once (checked above by uniqExact and count).
     let dlq_b = read_topic(&format!("{topic_b}.dlq"), Duration::from_secs(2));
-    assert_eq!(dlq_b.len() as u64, rejected);
-    for m in &dlq_b {
+    assert_eq!(dlq_b.len() as u64, rejected + undecodable);
+    let (dlq_b_undecodable, dlq_b): (Vec<_>, Vec<_>) = dlq_b
+        .iter()
+        .partition(|m| m.key().is_some_and(|k| k.starts_with(b"bk")));
+    assert_eq!(dlq_b_undecodable.len() as u64, undecodable);
+    for m in &dlq_b_undecodable {
+        // Key, value and the original headers byte for byte (read back from Kafka), then
+        // sluice's own.
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+        let i: u64 = key[2..].parse().expect("key bk<i>");
+        assert_eq!(
+            m.payload(),
+            Some(format!("{{\"id\":{i}, oops").as_bytes()),
+            "{key}"
+        );
+        let headers: Vec<(String, Vec<u8>)> = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            headers.get(..2),
+            Some(
+                &[
+                    ("trace".to_string(), format!("t{i}").into_bytes()),
+                    ("empty".to_string(), Vec::new()),
+                ][..]
+            ),
+            "{headers:?}"
+        );
+        let reason = headers
+            .iter()
+            .find(|(k, _)| k == "sluice.error")
+            .map(|(_, v)| String::from_utf8_lossy(v).to_string())
+            .unwrap_or_default();
+        assert!(reason.contains("invalid JSON"), "{reason}");
+    }
+    for m in dlq_b {
         let reason = m
             .headers()
             .and_then(|h| {
@@ -463,7 +517,7 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
         );
         assert!(id >= 1_000_000, "a rejected row: {payload}");
     }
-    assert_eq!(summary.dead_lettered, bad_a_count + rejected);
+    assert_eq!(summary.dead_lettered, bad_a_count + rejected + undecodable);
     assert_eq!(
         line("sluice_dead_letters_total", &topic_a),
         Some(bad_a_count),
@@ -471,7 +525,7 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
     );
     assert_eq!(
         line("sluice_dead_letters_total", &topic_b),
-        Some(rejected),
+        Some(rejected + undecodable),
         "{metrics}"
     );
     assert_eq!(
@@ -483,7 +537,7 @@ async fn two_topics_every_type_bad_messages_and_dead_letters() {
 
     // Offsets are committed to the end of both topics after the graceful stop.
     let produced_a = (N_A + bad_a_count) as i64;
-    let produced_b = (N_B + rejected) as i64;
+    let produced_b = (N_B + rejected + undecodable) as i64;
     assert_eq!(committed_total(&group, &topic_a, 4), produced_a);
     assert_eq!(committed_total(&group, &topic_b, 4), produced_b);
 }

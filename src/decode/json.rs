@@ -432,6 +432,15 @@ impl RowPlan {
     }
 }
 
+impl RowPlan {
+    /// Whether a column stores the message's headers: only then are they read at all.
+    pub fn stores_headers(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| matches!(s, Src::Meta(MetaField::Headers)))
+    }
+}
+
 /// Kafka metadata of the message being converted.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageMeta<'a> {
@@ -3698,6 +3707,20 @@ mod tests {
             ColumnPlan::meta("hj", ty("String"), MetaField::Headers),
         ];
         let p = plan(cols, UnknownFields::Ignore, false);
+        assert!(p.stores_headers());
+        let without = plan(
+            vec![ColumnPlan::meta(
+                "key",
+                ty("Nullable(String)"),
+                MetaField::Key,
+            )],
+            UnknownFields::Ignore,
+            false,
+        );
+        assert!(
+            !without.stores_headers(),
+            "headers are read only when stored"
+        );
         let mut out = Vec::new();
         encode_json_row(&p, b"{}", &meta, &mut out).unwrap();
         let mut w = Vec::new();

@@ -65,6 +65,12 @@ pub struct LaneHandle {
 /// Starts lanes. Called on the poll thread, so it must not block.
 pub trait LaneFactory: Send + Sync + 'static {
     fn start(&self, partition: PartitionId, committer: Committer) -> LaneHandle;
+
+    /// Whether the lanes of `topic` use the messages' headers; when not, the poll thread
+    /// leaves them unread (see `records`).
+    fn reads_headers(&self, _topic: &str) -> bool {
+        true
+    }
 }
 
 /// Limits of the consumer loop.
@@ -512,7 +518,7 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
                 Some(Ok(m)) => {
                     polled += 1;
                     let topic = m.topic();
-                    let idx = open_index(&mut open, topic, m.partition());
+                    let idx = open_index(&mut open, &*ctx.factory, topic, m.partition());
                     let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
                     append(consumer, &mut open, idx, size, &sized, |c| {
                         c.push_message(&m)
@@ -557,7 +563,7 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
                             );
                             continue;
                         };
-                        let idx = open_index(&mut open, topic, m.partition());
+                        let idx = open_index(&mut open, &*ctx.factory, topic, m.partition());
                         last = Some((m.topic_handle(), m.partition(), idx));
                         idx
                     }
@@ -629,7 +635,12 @@ impl ErrorReport {
 }
 
 /// The open chunk of `topic`/`partition`, created when the partition is first seen.
-fn open_index(open: &mut Vec<OpenChunk>, topic: &str, partition: i32) -> usize {
+fn open_index(
+    open: &mut Vec<OpenChunk>,
+    factory: &dyn LaneFactory,
+    topic: &str,
+    partition: i32,
+) -> usize {
     if let Some(i) = open
         .iter()
         .position(|o| o.partition == partition && o.topic == topic)
@@ -641,6 +652,7 @@ fn open_index(open: &mut Vec<OpenChunk>, topic: &str, partition: i32) -> usize {
         partition,
         chunk: RecordChunk::default(),
         hint: 64 * 1024,
+        headers: factory.reads_headers(topic),
     });
     open.len() - 1
 }
@@ -683,6 +695,8 @@ struct OpenChunk {
     chunk: RecordChunk,
     /// Bytes to allocate for the next chunk: the last one's size plus an eighth.
     hint: usize,
+    /// Whether the partition's lane uses headers ([`LaneFactory::reads_headers`]).
+    headers: bool,
 }
 
 impl OpenChunk {
@@ -696,6 +710,9 @@ impl OpenChunk {
     fn chunk_for_next(&mut self, records: usize) -> &mut RecordChunk {
         if self.chunk.is_empty() && self.chunk.byte_capacity() == 0 {
             self.chunk = RecordChunk::with_capacity(self.hint, records);
+            if !self.headers {
+                self.chunk.skip_headers();
+            }
         }
         &mut self.chunk
     }

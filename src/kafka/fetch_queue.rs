@@ -305,12 +305,15 @@ impl<'a> RawMessage<'a> {
     /// Appends the message to `chunk`.
     pub fn push_to(&self, chunk: &mut RecordChunk) {
         let mut hdrs: *mut rd::rd_kafka_headers_t = ptr::null_mut();
+        // Not even asked for when the chunk skips them: librdkafka parses them into a list it
+        // allocates (and the message frees) whenever the record has a header section, which
+        // every v2 record has, empty or not (see `records`).
         // SAFETY: `rd_kafka_message_headers` takes a const message in C (bindgen says mut); it
         // parses the headers lazily and keeps them owned by the message.
-        let has =
-            unsafe { rd::rd_kafka_message_headers(ptr::from_ref(self.m).cast_mut(), &mut hdrs) }
+        let has = chunk.reads_headers()
+            && unsafe { rd::rd_kafka_message_headers(ptr::from_ref(self.m).cast_mut(), &mut hdrs) }
                 == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                && !hdrs.is_null();
+            && !hdrs.is_null();
         let headers = HeaderIter {
             hdrs: if has { hdrs } else { ptr::null_mut() },
             idx: 0,

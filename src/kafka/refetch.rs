@@ -1,10 +1,12 @@
 //! Reads given messages of a partition back from Kafka, for the dead-letter topic.
 //!
 //! Lanes drop the Kafka records of a batch once they are encoded (see batch.rs): a batch
-//! holds only rows. When ClickHouse rejects a row, its original message is read back here by
-//! offset, with a short-lived consumer that assigns the partition at explicit offsets (it
-//! never joins the group or commits), so the dead letter carries the original key, value and
-//! headers byte for byte. This path runs only for rows ClickHouse rejects, rare by nature.
+//! holds only rows, and the records of a route that stores no headers never had theirs read
+//! (see records.rs). When ClickHouse rejects a row, or a message of such a route cannot be
+//! decoded, its original message is read back here by offset, with a short-lived consumer
+//! that assigns the partition at explicit offsets (it never joins the group or commits), so
+//! the dead letter carries the original key, value and headers byte for byte. This path runs
+//! only for bad messages, rare by nature.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
