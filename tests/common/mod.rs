@@ -199,23 +199,34 @@ pub fn produce_with(
         .expect("all messages acknowledged");
 }
 
-/// Reads a whole topic from the beginning (no group commits) until idle for `idle`.
+/// Reads a whole topic from the beginning (no group commits) until idle for `idle`. A topic
+/// that does not exist yet (a dead-letter topic is created by its first message, which may
+/// still be on its way: a bad message's original is read back from Kafka first) is waited
+/// for up to `idle` too.
 pub fn read_topic(topic: &str, idle: Duration) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka())
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
+        .set("allow.auto.create.topics", "false")
         .create()
         .expect("consumer");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
+    let appear = Instant::now();
     let mut tpl = TopicPartitionList::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("tpl");
+    loop {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        for t in md.topics().iter().filter(|t| t.error().is_none()) {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .expect("tpl");
+            }
         }
+        if tpl.count() > 0 || appear.elapsed() >= idle {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
