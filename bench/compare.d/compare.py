@@ -1007,7 +1007,7 @@ def chart(png):
         ax.barh(names, [r.cpu_m or 0 if not r.name.startswith("ClickHouse") else 0 for r in rs],
                 color="none", edgecolor="black", hatch="//")
         ax.invert_yaxis()
-        ax.set_title("%s: all-in CPU-s per M rows (hatched: ingesting process)" % ds)
+        ax.set_title("%s: all-in CPU-s per M rows\n(hatched: the ingesting process)" % ds)
         ax.tick_params(axis="y", labelsize=8)
     fig.suptitle("bench/compare, %d messages, %d partitions, %d cores" % (MESSAGES, PARTITIONS, os.cpu_count()))
     fig.tight_layout()
