@@ -6,8 +6,8 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -516,14 +516,13 @@ def ceiling_http(ds, path, cols, mb, rnd=1):
             waiter.join()
     if exited[0][0] != 0:
         raise RuntimeError("curl exited with status %d" % exited[0][0])
-    wall = t1 - t0
+    wall, curl_s = t1 - t0, exited[0][1] - t0
     cpu = max(0.0, (ch1 - ch0) / TICK - idle * wall)
     return Result(ds, "ceiling: curl JSONEachRow file -> ClickHouse 26.9", wall=wall,
                   rows_s=MESSAGES / wall, mb_s=mb / wall, cpu=cpu,
-                  cpu_m=cpu / (MESSAGES / 1e6), ch_cpu=cpu, curl_s=exited[0][1] - t0,
+                  cpu_m=cpu / (MESSAGES / 1e6), ch_cpu=cpu, curl_s=curl_s,
                   check=final_check(CH, table, MESSAGES),
-                  note="one INSERT; CPU = ClickHouse server; curl returned after %.2f s"
-                       % (exited[0][1] - t0))
+                  note="one INSERT; CPU = ClickHouse server; curl returned after %.2f s" % curl_s)
 
 
 def ceiling_consume(ds, topic, mb):

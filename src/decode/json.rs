@@ -430,9 +430,7 @@ impl RowPlan {
             sources,
         })
     }
-}
 
-impl RowPlan {
     /// Whether a column stores the message's headers: only then are they read at all.
     pub fn stores_headers(&self) -> bool {
         self.sources
@@ -784,10 +782,8 @@ impl<'a> Scan<'a> {
                     non_ascii |= high != 0;
                     i += 16;
                 }
-                while let Some(chunk) = b.get(i..i + 8) {
-                    let mut w = [0u8; 8];
-                    w.copy_from_slice(chunk);
-                    let w = u64::from_le_bytes(w);
+                while let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+                    let w = u64::from_le_bytes(*chunk);
                     let m = string_specials(w);
                     if m != 0 {
                         let n = (m.trailing_zeros() / 8) as usize;
