@@ -23,8 +23,8 @@ use serde::Deserialize;
 
 use super::compress::{Encoding, Packing};
 use super::error::{
-    describe_transport, find_trailing_exception, parse_error_response, scrub, ServerException,
-    TransportFailure,
+    answer_exception, describe_transport, find_trailing_exception, parse_error_response, scrub,
+    ServerException, TransportFailure,
 };
 use super::sql::{qualified, quote_ident, quote_str};
 use super::version::{insert_settings, ServerInfo, Version, SETTINGS_WE_SEND};
@@ -698,8 +698,12 @@ impl Client {
             .post(&[], Bytes::from(sql), None)
             .await
             .map_err(|e| self.inner.transport_error(e))?;
-        if answer.status != StatusCode::OK {
-            return Err(self.inner.error_answer(&answer));
+        // A binary body is not searched for a trailing exception; the status and the
+        // exception header are.
+        if answer.status != StatusCode::OK || exception_header(&answer).is_some() {
+            if let Some(exc) = self.inner.answer_exception(&answer) {
+                return Err(self.inner.server_error(answer.status.as_u16(), exc));
+            }
         }
         Ok(answer.body)
     }
@@ -900,14 +904,9 @@ impl Client {
                 });
             }
         };
-        let exception = if answer.status == StatusCode::OK {
-            // Nothing is streamed for an INSERT, but a failure after the status line would
-            // appear here; never acknowledge it.
-            find_trailing_exception(&String::from_utf8_lossy(&answer.body))
-        } else {
-            Some(inner.parse_exception(&answer))
-        };
-        if let Some(exc) = exception {
+        // Nothing is streamed for an INSERT, but a failure after the status line would show
+        // in the body or the exception header; never acknowledge it.
+        if let Some(exc) = inner.answer_exception(&answer) {
             let message = format!(
                 "{}.{} at {}: {}",
                 req.database,
@@ -932,6 +931,15 @@ impl Client {
         );
         Ok(ack)
     }
+}
+
+/// The `X-ClickHouse-Exception-Code` header of `answer`, if any (26.x sends it, 18.16 not).
+fn exception_header(answer: &Answer) -> Option<&str> {
+    answer
+        .headers
+        .get("x-clickhouse-exception-code")
+        // A value that is not text still names an exception.
+        .map(|v| v.to_str().unwrap_or("?"))
 }
 
 async fn encode_body(encoding: Encoding, body: &Bytes) -> std::io::Result<Bytes> {
@@ -1008,16 +1016,19 @@ impl Inner {
     }
 
     fn parse_exception(&self, answer: &Answer) -> ServerException {
-        let header = answer
-            .headers
-            .get("x-clickhouse-exception-code")
-            .and_then(|v| v.to_str().ok());
-        parse_error_response(header, &String::from_utf8_lossy(&answer.body))
+        parse_error_response(
+            exception_header(answer),
+            &String::from_utf8_lossy(&answer.body),
+        )
     }
 
-    fn error_answer(&self, answer: &Answer) -> ChError {
-        let exc = self.parse_exception(answer);
-        self.server_error(answer.status.as_u16(), exc)
+    /// The exception `answer` carries, a `200 OK` included (see [`answer_exception`]).
+    fn answer_exception(&self, answer: &Answer) -> Option<ServerException> {
+        answer_exception(
+            answer.status == StatusCode::OK,
+            exception_header(answer),
+            &String::from_utf8_lossy(&answer.body),
+        )
     }
 
     fn server_error(&self, status: u16, exc: ServerException) -> ChError {
@@ -1044,14 +1055,10 @@ impl Inner {
 
     /// Body text of a successful query, or the server's error.
     fn check_query_answer(&self, answer: &Answer) -> Result<String, ChError> {
-        if answer.status != StatusCode::OK {
-            return Err(self.error_answer(answer));
-        }
-        let text = String::from_utf8_lossy(&answer.body).into_owned();
-        if let Some(exc) = find_trailing_exception(&text) {
+        if let Some(exc) = self.answer_exception(answer) {
             return Err(self.server_error(answer.status.as_u16(), exc));
         }
-        Ok(text)
+        Ok(String::from_utf8_lossy(&answer.body).into_owned())
     }
 
     /// Which of our settings `system.settings` lists; `None` if it cannot be read.

@@ -224,6 +224,37 @@ pub fn parse_error_response(header_code: Option<&str>, body: &str) -> ServerExce
     }
 }
 
+/// The exception an answer carries, if any: every answer but `200 OK` is one
+/// ([`parse_error_response`]); a `200 OK` is one when it names an exception code in its
+/// `X-ClickHouse-Exception-Code` header, or ends its body with an exception
+/// ([`find_trailing_exception`]).
+///
+/// Why the header counts on a `200 OK`: ClickHouse before 24.6 answered an INSERT whose body
+/// it timed out reading with `200 OK`, `X-ClickHouse-Exception-Code: 209` and an empty body
+/// (ClickHouse#65117), and stored nothing. Taking that answer for success would commit
+/// offsets past rows that are not in the table.
+pub fn answer_exception(
+    ok: bool,
+    header_code: Option<&str>,
+    body: &str,
+) -> Option<ServerException> {
+    let Some(header) = header_code.filter(|_| ok) else {
+        return if ok {
+            find_trailing_exception(body)
+        } else {
+            Some(parse_error_response(header_code, body))
+        };
+    };
+    let mut exc = parse_error_response(Some(header), body);
+    if exc.message.is_empty() {
+        exc.message = format!(
+            "the server answered 200 OK naming exception code {} in X-ClickHouse-Exception-Code, without a message",
+            header.trim()
+        );
+    }
+    Some(exc)
+}
+
 /// Finds an exception at the end of a `200 OK` body (ClickHouse had already sent the status
 /// when the query failed). `None` when the body ends normally.
 ///
@@ -483,6 +514,46 @@ mod tests {
                     function is non zero, e.what() = DB::Exception\n";
         let e = find_trailing_exception(body).expect("exception");
         assert_eq!(e.code, Some(395));
+    }
+
+    #[test]
+    fn a_200_naming_an_exception_code_is_a_failure() {
+        // ClickHouse before 24.6, an INSERT body it timed out reading (ClickHouse#65117).
+        let e = answer_exception(true, Some("209"), "").expect("a failure");
+        assert_eq!(e.code, Some(209));
+        assert!(
+            e.message.contains("200 OK") && e.message.contains("209"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            crate::clickhouse::retry::classify(e.code, Some(200)),
+            Class::Retry
+        );
+        // With a message in the body, that message.
+        let e = answer_exception(true, Some("241"), "Code: 241. DB::Exception: Memory limit")
+            .expect("a failure");
+        assert_eq!(e.code, Some(241));
+        assert!(e.message.starts_with("Code: 241"), "{}", e.message);
+        // A code that is not a number still fails the answer.
+        let e = answer_exception(true, Some("x"), "").expect("a failure");
+        assert_eq!(e.code, None);
+    }
+
+    #[test]
+    fn a_200_without_the_header_fails_only_by_its_body() {
+        assert_eq!(answer_exception(true, None, "1\n2\n"), None);
+        assert_eq!(answer_exception(true, None, ""), None);
+        let body = "1\nCode: 395, e.displayText() = DB::Exception: Value passed\n";
+        assert_eq!(
+            answer_exception(true, None, body).and_then(|e| e.code),
+            Some(395)
+        );
+        let e = answer_exception(false, Some("60"), "Code: 60. DB::Exception: Unknown table")
+            .expect("a failure");
+        assert_eq!(e.code, Some(60));
+        let e = answer_exception(false, None, "Bad Gateway").expect("a failure");
+        assert_eq!((e.code, e.message.as_str()), (None, "Bad Gateway"));
     }
 
     #[test]

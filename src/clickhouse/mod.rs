@@ -9,7 +9,8 @@
 //! - **Acknowledged means stored.** Inserts are synchronous (`async_insert=0` where the server
 //!   has the setting; 26.9 defaults it to 1), with `insert_deduplicate=1`, the deduplication
 //!   token when given and supported (>= 22.2), and zero tolerated bad rows. A `200 OK` whose
-//!   body ends in an exception is treated as a failure.
+//!   body ends in an exception, or that names one in `X-ClickHouse-Exception-Code` (servers
+//!   before 24.6 answered a timed-out INSERT body so, with nothing stored), is a failure.
 //! - **Only settings the server knows are sent.** Capabilities come from the version and are
 //!   checked against the server at connect ([`version`]); 18.16 fails a request carrying any
 //!   unknown setting (Code 115).
