@@ -752,6 +752,53 @@ async fn caught_up_batches_go_early_only_when_big_enough() {
     assert_eq!(summary.rows_inserted, 1800);
 }
 
+/// A lane that starts on a backlog sends the backlog's end as soon as its partition has
+/// nothing more to read, however small: a backlog of more than one chunk, or records written
+/// to Kafka `max_age` or more ago. (A small batch of fresh records still waits for its age:
+/// the `small` topic of the test above.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_at_start_does_not_wait_max_age() {
+    init_logs();
+    let cols = "id UInt64, s String";
+    let (many, _) = topic_with_table("start_many", 1, cols).await;
+    let (old, _) = topic_with_table("start_old", 1, cols).await;
+    // More records than one chunk holds (2,048), far below a healthy insert (4 MiB) and a
+    // quarter of max_rows.
+    produce(
+        &many,
+        (0..5000).map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"m\"}}"))),
+    );
+    // 100 records whose Kafka timestamps are 10 minutes old, against a max_age of 120 s.
+    let p = producer();
+    let written = Utc::now().timestamp_millis() - 600_000;
+    for i in 0..100 {
+        let payload = format!("{{\"id\":{i},\"s\":\"o\"}}");
+        let rec: rdkafka::producer::BaseRecord<'_, [u8], [u8]> =
+            rdkafka::producer::BaseRecord::to(&old)
+                .partition(0)
+                .timestamp(written)
+                .payload(payload.as_bytes());
+        if let Err((e, _)) = p.send(rec) {
+            panic!("produce to {old}: {e}");
+        }
+    }
+    rdkafka::producer::Producer::flush(&p, Duration::from_secs(60)).expect("acknowledged");
+    let group = unique("g");
+    let routes = [(&*many, &*many), (&*old, &*old)];
+    let text = config(&group, &routes, "max_rows = 100000")
+        .replace("max_age = \"200ms\"", "max_age = \"120s\"");
+    let run = start(&text);
+    let got_many = wait_for_count(&format!("default.{many}"), 5000, Duration::from_secs(40)).await;
+    let got_old = wait_for_count(&format!("default.{old}"), 100, Duration::from_secs(40)).await;
+    let summary = run.stop().await;
+    assert_eq!(
+        got_many, 5000,
+        "a backlog of more than a chunk waited for max_age"
+    );
+    assert_eq!(got_old, 100, "records max_age old waited for max_age again");
+    assert_eq!(summary.rows_inserted, 5100);
+}
+
 /// A partition revoked from a running instance and later assigned back to it flows again:
 /// librdkafka clears the forwarding of a stopped partition's fetch queue, so the consumer
 /// must route the partition to its batch queue on every assignment, not only the first.
