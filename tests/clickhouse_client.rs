@@ -583,6 +583,53 @@ async fn legacy_table_info_replicated() {
     drop_table(&c, &t).await;
 }
 
+/// 18.16 fails a `system.tables` query with Code 60 when another table of the database is
+/// dropped while it lists them; `table_info` asks again instead of failing start-up. Three
+/// tasks create and drop tables meanwhile (about 1 query in 200 failed so before the retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_table_info_survives_tables_dropped_meanwhile() {
+    let Some(url) = legacy_url() else { return };
+    let c = connect(&url).await;
+    let t = table_name("steady");
+    create_simple(&c, &t).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut churners = Vec::new();
+    for k in 0..3 {
+        let (url, stop) = (url.clone(), stop.clone());
+        churners.push(tokio::spawn(async move {
+            let c = connect(&url).await;
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = table_name(&format!("churn{k}_{i}"));
+                create_simple(&c, &name).await;
+                drop_table(&c, &name).await;
+                i += 1;
+            }
+            i
+        }));
+    }
+    let mut infos = 0;
+    for _ in 0..600 {
+        let info = c
+            .table_info("default", &t)
+            .await
+            .unwrap_or_else(|e| panic!("table_info while other tables come and go: {e}"));
+        assert_eq!(info.engine, "MergeTree");
+        infos += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut churned = 0;
+    for h in churners {
+        churned += h.await.expect("churner");
+    }
+    assert!(
+        churned > 30,
+        "only {churned} tables came and went meanwhile"
+    );
+    assert_eq!(infos, 600);
+    drop_table(&c, &t).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // inserts
 
