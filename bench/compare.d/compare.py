@@ -42,7 +42,7 @@ DB = "sluice_compare"
 
 ALL = ["sluice-alo", "sluice-eo", "sluice-alo-ch18", "sluice-eo-ch18", "ch26-kafka-engine", "ch26-kafka-engine-1c",
        "ch18-kafka-engine", "clickhouse_sinker", "vector", "kafka-connect-clickhouse",
-       "ceiling-http", "ceiling-consume", "latency"]
+       "ceiling-http", "ceiling-http-rowbinary", "ceiling-consume", "latency"]
 for s in SKIP:
     if s not in ALL:
         sys.exit("bench/compare: unknown SKIP entry %r (known: %s)" % (s, " ".join(ALL)))
@@ -492,14 +492,39 @@ def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", laten
                   note="whole server: CPU delta, max sampled RSS (baseline %d MiB)" % (rss[0] // 1024))
 
 
-def ceiling_http(ds, path, cols, mb, rnd=1):
-    table = "%s.%s_ceiling_%s_r%d" % (DB, ds, RUN_ID, rnd)
+def rowbinary_file(ds, path, cols):
+    """The dataset's rows as RowBinary, the format sluice sends, made by ClickHouse itself from
+    the JSON file (not timed), ordered by id like each partition's rows."""
+    out = os.path.join(WORK, "%s.rowbinary" % ds)
+    if os.path.exists(out):
+        return out
+    table = "%s.%s_rowbinary_%s" % (DB, ds, RUN_ID)
+    q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
+    try:
+        with open(path, "rb") as body:
+            subprocess.run(["curl", "-sS", "--fail-with-body", "-o", "/dev/null", "-X", "POST", "-T", "-",
+                            CH + "/?async_insert=0&query=" + urllib.parse.quote(
+                                "INSERT INTO %s FORMAT JSONEachRow" % table)], stdin=body, check=True)
+        with open(out + ".tmp", "wb") as f:
+            subprocess.run(["curl", "-sS", "--fail-with-body", "-X", "POST", "--data-binary",
+                            "SELECT * FROM %s ORDER BY id FORMAT RowBinary" % table, CH + "/"],
+                           stdout=f, check=True)
+    finally:
+        q26("DROP TABLE IF EXISTS %s" % table)
+    os.rename(out + ".tmp", out)
+    return out
+
+
+def ceiling_http(ds, path, cols, mb, rnd=1, fmt_name="JSONEachRow"):
+    """The same rows from a file, one INSERT by curl: JSONEachRow (the messages as they are,
+    parsed by the server in parallel) or RowBinary (pre-encoded: the format sluice sends)."""
+    table = "%s.%s_ceiling_%s_%s_r%d" % (DB, ds, fmt_name.lower(), RUN_ID, rnd)
     q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
     CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
     idle = idle_rate(CH26_PID)
     ch0 = cpu_ticks(CH26_PID)
     t0 = time.time()
-    sql = "INSERT INTO %s FORMAT JSONEachRow" % table
+    sql = "INSERT INTO %s FORMAT %s" % (table, fmt_name)
     exited = []
     with open(path, "rb") as body:   # streamed (-T -): --data-binary @file holds the file in memory
         curl = subprocess.Popen(["curl", "-sS", "--fail-with-body", "-o", "/dev/null", "-X", "POST", "-T", "-",
@@ -518,7 +543,8 @@ def ceiling_http(ds, path, cols, mb, rnd=1):
         raise RuntimeError("curl exited with status %d" % exited[0][0])
     wall, curl_s = t1 - t0, exited[0][1] - t0
     cpu = max(0.0, (ch1 - ch0) / TICK - idle * wall)
-    return Result(ds, "ceiling: curl JSONEachRow file -> ClickHouse 26.9", wall=wall,
+    label = "RowBinary file (pre-encoded)" if fmt_name == "RowBinary" else "JSONEachRow file"
+    return Result(ds, "ceiling: curl %s -> ClickHouse 26.9" % label, wall=wall,
                   rows_s=MESSAGES / wall, mb_s=mb / wall, cpu=cpu,
                   cpu_m=cpu / (MESSAGES / 1e6), ch_cpu=cpu, curl_s=curl_s,
                   check=final_check(CH, table, MESSAGES),
@@ -774,6 +800,8 @@ def main():
             ("sluice-alo", lambda rnd: run_sluice(ds, "at-least-once", topic, cols, mb, rnd=rnd)),
             ("sluice-eo", lambda rnd: run_sluice(ds, "exactly-once", topic, cols, mb, rnd=rnd)),
             ("ceiling-http", lambda rnd: ceiling_http(ds, path, cols, mb, rnd=rnd)),
+            ("ceiling-http-rowbinary", lambda rnd: ceiling_http(ds, rowbinary_file(ds, path, cols), cols, mb,
+                                                               rnd=rnd, fmt_name="RowBinary")),
         ])
         if os.environ.get("VECTOR_BIN") and os.access(os.environ["VECTOR_BIN"], os.X_OK):
             attempt("vector", lambda: run_vector(ds, topic, cols, mb))
@@ -860,8 +888,8 @@ def report(versions):
              "A contender that stores duplicates is timed until every distinct id is queryable; "
              "`check` shows count and distinct ids.")
     L.append("")
-    L.append("sluice and the file ceiling ran %d times each, alternated (sluice at-least-once, exactly-once, "
-             "the ceiling; then the same into 18.16); the table shows each one's run of median rows/s (the lower one of two), "
+    L.append("sluice and the file ceilings ran %d times each, alternated (sluice at-least-once, exactly-once, "
+             "the JSONEachRow ceiling, the RowBinary ceiling; then sluice into 18.16); the table shows each one's run of median rows/s (the lower one of two), "
              "the runs are listed below it. The peers ran once (Vector, clickhouse_sinker and the Kafka "
              "engines take 10-70 s a run)." % ROUNDS)
     for ds in DATASETS:
@@ -890,10 +918,10 @@ def report(versions):
         for r in RESULTS_ROWS:
             if r.dataset == ds and getattr(r, "curl_runs", None):
                 L.append("")
-                L.append("The file ceiling is timed like every contender, until a `SELECT count()` polled "
+                L.append("%s is timed like every contender, until a `SELECT count()` polled "
                          "every 0.1 s sees all rows (before 2026-11-25 07:00 it was timed by curl's exit, "
                          "sparing it that polling); curl itself returned after %s s."
-                         % ", ".join("%.2f" % x for x in r.curl_runs))
+                         % (r.name, ", ".join("%.2f" % x for x in r.curl_runs)))
         L += targets(ds)
     if LATENCY:
         L.append("")
