@@ -187,6 +187,20 @@ async fn topics_produce_consume_and_lag() {
         None,
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3000 messages\n");
+    // Without a limit: every message, counted once, until the topic is idle.
+    let out = sluice(
+        &[
+            "consume",
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--idle-exit",
+            "2s",
+            "--count-only",
+        ],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3000 messages\n");
 
     let out = sluice(&["topics", "alter", &topic, "--partitions", "5"], None);
     assert!(out.status.success(), "{}", text(&out));
