@@ -981,3 +981,131 @@ async fn packed_batches_land_whole_and_split_around_rejected_rows() {
     );
     assert_eq!(summary.dead_lettered, 1);
 }
+
+/// An HTTP proxy in front of the real ClickHouse that answers the first `fake` INSERTs
+/// itself, without forwarding them, the way servers before 24.6 answered an INSERT whose body
+/// they timed out reading: `200 OK`, `X-ClickHouse-Exception-Code: 209`, no body, nothing
+/// stored (ClickHouse#65117). A real server cannot be made to answer so on demand. Every other
+/// request is forwarded as it is.
+async fn timed_out_insert_proxy(
+    upstream: String,
+    fake: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> u16 {
+    use http_body_util::{BodyExt, Full};
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let http = reqwest::Client::new();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (http, upstream, fake) = (http.clone(), upstream.clone(), fake.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (http, upstream, fake) = (http.clone(), upstream.clone(), fake.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let query = parts.uri.query().unwrap_or("").to_string();
+                            let is_insert = query.contains("query=INSERT");
+                            if is_insert
+                                && fake
+                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                        n.checked_sub(1)
+                                    })
+                                    .is_ok()
+                            {
+                                return Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .status(200)
+                                        .header("X-ClickHouse-Exception-Code", "209")
+                                        .body(Full::new(bytes::Bytes::new()))
+                                        .expect("response"),
+                                );
+                            }
+                            let url = format!(
+                                "{upstream}{}",
+                                parts.uri.path_and_query().map_or("/", |p| p.as_str())
+                            );
+                            let mut fwd = http.request(parts.method.clone(), url).body(body);
+                            for (k, v) in parts.headers.iter() {
+                                if !matches!(
+                                    k.as_str(),
+                                    "host" | "content-length" | "transfer-encoding" | "connection"
+                                ) {
+                                    fwd = fwd.header(k, v);
+                                }
+                            }
+                            let resp = fwd.send().await.expect("upstream answers");
+                            let mut out = hyper::Response::builder().status(resp.status().as_u16());
+                            for (k, v) in resp.headers().iter() {
+                                if !matches!(
+                                    k.as_str(),
+                                    "content-length"
+                                        | "transfer-encoding"
+                                        | "connection"
+                                        | "keep-alive"
+                                ) {
+                                    out = out.header(k, v);
+                                }
+                            }
+                            let bytes = resp.bytes().await.unwrap_or_default();
+                            Ok(out.body(Full::new(bytes)).expect("response"))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// A `200 OK` that names an exception in `X-ClickHouse-Exception-Code` is a failed insert:
+/// the rows are inserted again, and no offset is committed past them. Taken for success (as
+/// before 407ffb6), the faked inserts' rows would be missing and their offsets committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_naming_an_exception_is_retried_not_committed() {
+    init_logs();
+    let (topic, table) = topic_with_table("ok209", 2, "id UInt64, s String").await;
+    produce(
+        &topic,
+        (0..2000i32).map(|i| Msg::json(i % 2, format!("{{\"id\":{i},\"s\":\"x\"}}"))),
+    );
+    let fake = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(3));
+    let port =
+        timed_out_insert_proxy(ch_url().trim_end_matches('/').to_string(), fake.clone()).await;
+    let group = unique("g");
+    let text = config_at(
+        &format!("http://127.0.0.1:{port}"),
+        &group,
+        &[(&topic, &topic)],
+        "max_rows = 500",
+    );
+    let run = start(&text);
+    let got = wait_for_count(&table, 2000, Duration::from_secs(60)).await;
+    let summary = run.stop().await;
+    assert_eq!(
+        fake.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the proxy answered fewer inserts than it was set to"
+    );
+    assert_eq!(
+        got, 2000,
+        "rows of the inserts answered 200 + exception are missing"
+    );
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        2000
+    );
+    assert_eq!(committed_total(&group, &topic, 2), 2000);
+    assert_eq!(summary.rows_inserted, 2000);
+}
