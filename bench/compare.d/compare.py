@@ -42,7 +42,7 @@ DB = "sluice_compare"
 
 ALL = ["sluice-alo", "sluice-eo", "sluice-alo-ch18", "sluice-eo-ch18", "ch26-kafka-engine", "ch26-kafka-engine-1c",
        "ch18-kafka-engine", "clickhouse_sinker", "vector", "kafka-connect-clickhouse",
-       "ceiling-http", "ceiling-http-rowbinary", "ceiling-consume", "latency"]
+       "ceiling-http", "ceiling-http-rowbinary", "ceiling-consume", "latency", "sluice-eo-250ms"]
 for s in SKIP:
     if s not in ALL:
         sys.exit("bench/compare: unknown SKIP entry %r (known: %s)" % (s, " ".join(ALL)))
@@ -607,7 +607,10 @@ def latency_run(contender):
     proc = None
     stop = None
     if contender.startswith("sluice"):
-        mode = "exactly-once" if contender == "sluice-eo" else "at-least-once"
+        mode = "exactly-once" if contender.startswith("sluice-eo") else "at-least-once"
+        # sluice-eo-250ms: the same with max_age 250 ms, the latency a lower max_age buys
+        # (four inserts per partition per second instead of one).
+        max_age = "250ms" if contender.endswith("-250ms") else None
         table = "%s.lat_%s_%s" % (DB, contender.replace("-", "_"), RUN_ID)
         settings = " SETTINGS non_replicated_deduplication_window = 1000" if mode == "exactly-once" else ""
         q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id%s" % (table, cols_sql(cols), settings))
@@ -616,12 +619,13 @@ def latency_run(contender):
         with open(cfg, "w") as f:
             f.write('[kafka]\nbrokers = "%s"\ngroup_id = "compare-lat-%s-%s"\nauto_offset_reset = "earliest"\n\n'
                     '[clickhouse]\nurl = "%s"\ndatabase = "%s"\n\n[[route]]\ntopic = "%s"\ntable = "%s"\n'
-                    'format = "json"\ndelivery = "%s"\n' % (KAFKA, contender, RUN_ID, CH, DB, topic,
-                                                           table.split(".", 1)[1], mode))
+                    'format = "json"\ndelivery = "%s"\n%s' % (KAFKA, contender, RUN_ID, CH, DB, topic,
+                                                             table.split(".", 1)[1], mode,
+                                                             'max_age = "%s"\n' % max_age if max_age else ""))
         proc = subprocess.Popen([SLUICE, "run", "--config", cfg],
                                 stdout=open(os.path.join(WORK, "lat-%s.log" % contender), "w"),
                                 stderr=subprocess.STDOUT)
-        label = "sluice %s (max_age 1s default)" % mode
+        label = "sluice %s (max_age %s)" % (mode, max_age or "1s default")
     elif contender == "vector":
         table = "%s.lat_vector_%s" % (DB, RUN_ID)
         q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
@@ -826,7 +830,7 @@ def main():
     if "latency" in SKIP:
         NOT_RUN.append(("latency", "skipped (SKIP)"))
     else:
-        for c in ("sluice-alo", "sluice-eo", "ch26-kafka-engine", "vector", "clickhouse_sinker"):
+        for c in ("sluice-alo", "sluice-eo", "sluice-eo-250ms", "ch26-kafka-engine", "vector", "clickhouse_sinker"):
             if c in SKIP or (c == "vector" and not os.access(os.environ.get("VECTOR_BIN", ""), os.X_OK)):
                 continue
             if c == "clickhouse_sinker" and not sinker_ready():
