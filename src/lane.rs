@@ -726,13 +726,11 @@ enum InsertOutcome {
 /// slow stream whose records carry old timestamps (event times set by the producer) must
 /// not turn into one insert per poll.
 fn starts_on_backlog(first: &RecordChunk, max_age: Duration, now: SystemTime) -> bool {
-    let Some(last) = first.last_offset() else {
+    if first.is_empty() {
         return false;
-    };
-    if first
-        .log_end()
-        .is_some_and(|end| end > last.saturating_add(1))
-    {
+    }
+    // A known log end the chunk stops short of (without one, `caught_up` says no too).
+    if first.log_end().is_some() && !first.caught_up() {
         return true;
     }
     let now_ms = now

@@ -25,7 +25,7 @@ use crate::commit::Committer;
 use crate::config::{BadMessages, ClickHouseConfig, Config, Delivery, KafkaConfig, Route};
 use crate::dlq::DeadLetterProducer;
 use crate::exactly_once;
-use crate::kafka::client::{consumer_config, reliable_producer_config};
+use crate::kafka::client::{consumer_config, fetch_defaults, reliable_producer_config};
 use crate::kafka::consumer::{ConsumerLimits, ConsumerThread, LaneFactory, LaneHandle};
 use crate::kafka::preflight::TopicPartitions;
 use crate::kafka::records::RecordChunk;
@@ -324,20 +324,7 @@ pub async fn run_with_metrics(
     {
         kcfg.set("queued.max.messages.kbytes", "4096");
     }
-    if !cfg.kafka.properties.contains_key("fetch.queue.backoff.ms") {
-        // With a bounded prefetch queue (full while the lanes are behind), librdkafka waits
-        // this long before fetching again once it has room: the default 1 s starved the lanes
-        // (bench/e2e, measured when partitions were still paused while their lane inserted:
-        // 6.5 s -> 3.7 s per million rows with 10 ms, same CPU per row).
-        kcfg.set("fetch.queue.backoff.ms", "10");
-    }
-    if !cfg.kafka.properties.contains_key("fetch.wait.max.ms") {
-        // A partition resumed (its lane caught up) joins only the next fetch request, and
-        // while the other partitions have nothing new the broker holds the outstanding one
-        // for up to this long: with librdkafka's 500 ms a backlog's last rows trickled in.
-        // Costs idle fetch requests (10 per second and broker instead of 2).
-        kcfg.set("fetch.wait.max.ms", "100");
-    }
+    fetch_defaults(&mut kcfg);
     let health = crate::serve::Health::default();
     let server = match cfg.service.metrics_listen {
         Some(addr) => Some(

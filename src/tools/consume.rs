@@ -37,14 +37,7 @@ pub fn consume(base: &ClientConfig, opts: &ConsumeOptions, out: &mut dyn Write) 
     cfg.set("enable.auto.commit", "false");
     cfg.set("enable.auto.offset.store", "false");
     if opts.count_only {
-        for (key, value) in [
-            ("fetch.queue.backoff.ms", "10"),
-            ("fetch.wait.max.ms", "100"),
-        ] {
-            if cfg.get(key).is_none() {
-                cfg.set(key, value);
-            }
-        }
+        crate::kafka::client::fetch_defaults(&mut cfg);
     }
     let consumer: BaseConsumer = cfg.create().context("cannot create the Kafka consumer")?;
     let md = consumer
