@@ -357,6 +357,12 @@ pub struct RowPlan {
     pub with_defaults: bool,
     index: FieldIndex,
     sources: Vec<Src>,
+    /// Per field id: the first column that reads it (the others are written from the slots,
+    /// see [`encode_row`]).
+    field_col: Vec<usize>,
+    /// Write values as they are scanned while the fields come in column order (see
+    /// [`encode_row`]). Always true; the tests turn it off to compare with the two-pass path.
+    one_pass: bool,
 }
 
 /// Upper bound on columns, so that slot ids fit the compact index.
@@ -422,12 +428,23 @@ impl RowPlan {
                 }
             });
         }
+        let mut field_col = vec![usize::MAX; names.len()];
+        for (i, src) in sources.iter().enumerate().rev() {
+            if let Some(c) = field_col.get_mut(match *src {
+                Src::Field(id) => id,
+                Src::Meta(_) => continue,
+            }) {
+                *c = i;
+            }
+        }
         Ok(RowPlan {
             columns,
             unknown_fields,
             with_defaults,
             index: FieldIndex::build(names),
             sources,
+            field_col,
+            one_pass: true,
         })
     }
 
@@ -2530,6 +2547,19 @@ fn json_err(e: JsonErr) -> RowError {
     }
 }
 
+/// One pass when it can, two when it must.
+///
+/// The scan records every field's value (start, end, kind) in a slot, then the columns are
+/// written in order from the slots. While the fields arrive in the columns' order (the
+/// producer's fixed order, met by the one-compare name check), each value is written as soon
+/// as it is scanned instead: `emit` is the first column not yet written. Strings, arrays of
+/// strings and integers are then scanned and written by one loop ([`scan_write`]), the rest
+/// are written from the span just scanned; nothing is read twice and no slot is read back.
+/// The first field out of order or missing, or a second column reading a field already written,
+/// ends that for the row, and the columns from `emit` on are written from the slots. A value that cannot be written
+/// drops what the row wrote and leaves every column to the slot pass, which runs only after
+/// the whole object was scanned: so the error reported is exactly the two-pass one (invalid
+/// JSON anywhere before any value's error, then the first column's error).
 fn encode_row(
     plan: &RowPlan,
     scratch: &mut RowScratch,
@@ -2539,6 +2569,9 @@ fn encode_row(
 ) -> Result<(), RowError> {
     scratch.start_row(plan.index.names.len());
     let gen = scratch.gen;
+    let row_start = out.len();
+    let mut emit = 0usize;
+    let mut direct = plan.one_pass;
     let mut s = Scan::new(payload);
     s.ws();
     match s.peek() {
@@ -2597,13 +2630,53 @@ fn encode_row(
             s.pos += 1;
             s.ws();
             let vstart = s.pos;
-            let kind = s.value().map_err(json_err)?;
             let found = match expected {
                 Some((id, _)) => {
                     guess = id + 1;
                     Some(id)
                 }
-                None => plan.index.find(key, &mut guess),
+                None => {
+                    let id = plan.index.find(key, &mut guess);
+                    // Found out of order: its column may be behind `emit`.
+                    direct &= id.is_none();
+                    id
+                }
+            };
+            let mut written: Option<Kind> = None;
+            if direct {
+                if let Some(id) = found {
+                    let col = plan.field_col.get(id).copied().unwrap_or(usize::MAX);
+                    match emit_up_to(plan, col, emit, meta, &mut scratch.tmp, out) {
+                        Some(Ok(())) => {
+                            emit = col;
+                            match write_scanned(plan, col, &mut s, &mut scratch.tmp, out)
+                                .map_err(json_err)?
+                            {
+                                Some((true, kind)) => {
+                                    emit = col + 1;
+                                    written = Some(kind);
+                                }
+                                Some((false, kind)) => {
+                                    out.truncate(row_start);
+                                    emit = 0;
+                                    direct = false;
+                                    written = Some(kind);
+                                }
+                                None => direct = false,
+                            }
+                        }
+                        Some(Err(_)) => {
+                            out.truncate(row_start);
+                            emit = 0;
+                            direct = false;
+                        }
+                        None => direct = false,
+                    }
+                }
+            }
+            let kind = match written {
+                Some(kind) => kind,
+                None => s.value().map_err(json_err)?,
             };
             match found {
                 Some(id) => {
@@ -2658,7 +2731,7 @@ fn encode_row(
     }
 
     let tmp = &mut scratch.tmp;
-    for (i, col) in plan.columns.iter().enumerate() {
+    for (i, col) in plan.columns.iter().enumerate().skip(emit) {
         let src = plan.sources.get(i).copied();
         match src {
             Some(Src::Field(id)) => {
@@ -2687,31 +2760,238 @@ fn encode_row(
                     }
                 }
             }
-            Some(Src::Meta(m)) => {
-                let origin = || format!("Kafka {}", m.name());
-                if m == MetaField::Timestamp && meta.timestamp_ms.is_none() {
-                    write_missing(plan, col, origin(), out)?;
-                    continue;
-                }
-                if plan.with_defaults {
-                    out.push(rb::VALUE_FOLLOWS);
-                }
-                let r = match m {
-                    MetaField::Topic => put_bytes_as(&col.ty, Some(meta.topic.as_bytes()), out),
-                    MetaField::Key => put_bytes_as(&col.ty, meta.key, out),
-                    MetaField::Partition => put_meta_int(&col.ty, meta.partition as i64, out),
-                    MetaField::Offset => put_meta_int(&col.ty, meta.offset, out),
-                    MetaField::Timestamp => {
-                        put_meta_timestamp(&col.ty, meta.timestamp_ms.unwrap_or_default(), out)
-                    }
-                    MetaField::Headers => put_headers(&col.ty, meta.headers, tmp, out),
-                };
-                r.map_err(|e| e.into_row_error(origin(), col))?;
-            }
+            Some(Src::Meta(m)) => write_meta(plan, col, m, meta, tmp, out)?,
             None => return Err(plan_changed(col)),
         }
     }
     Ok(())
+}
+
+/// Before the value of the field read by column `col` is written in the scan: writes the meta
+/// columns from `emit` up to `col`. `None` when that cannot be done in order (`col` is behind
+/// `emit`, or a field column lies in between: its field is missing, comes later or is the one
+/// just scanned, read by a second column), `Some(Err)` when a meta column cannot be written.
+#[inline]
+fn emit_up_to(
+    plan: &RowPlan,
+    col: usize,
+    emit: usize,
+    meta: &MessageMeta<'_>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Option<Result<(), RowError>> {
+    if col < emit {
+        return None;
+    }
+    let between = plan.sources.get(emit..col)?;
+    if !between.iter().all(|s| matches!(s, Src::Meta(_))) {
+        return None;
+    }
+    for (i, src) in between.iter().enumerate() {
+        if let (Src::Meta(m), Some(c)) = (*src, plan.columns.get(emit + i)) {
+            if let Err(e) = write_meta(plan, c, m, meta, tmp, out) {
+                return Some(Err(e));
+            }
+        }
+    }
+    Some(Ok(()))
+}
+
+/// Scans the value at `s.pos` and writes it as column `col`, whose source is the field just
+/// named, `s.pos` then past it. `Some((true, kind))`: written. `Some((false, kind))`: scanned
+/// but it does not convert (the slot pass reports why). `None`: `col` is not a field column;
+/// nothing was consumed or written. Invalid JSON is an error as in [`Scan::value`].
+#[inline]
+fn write_scanned(
+    plan: &RowPlan,
+    col: usize,
+    s: &mut Scan<'_>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<Option<(bool, Kind)>, JsonErr> {
+    let (Some(c), Some(Src::Field(_))) = (plan.columns.get(col), plan.sources.get(col)) else {
+        return Ok(None);
+    };
+    if plan.with_defaults {
+        out.push(rb::VALUE_FOLLOWS);
+    }
+    if let Some(kind) = scan_write(&c.ty, s, out) {
+        return Ok(Some((true, kind)));
+    }
+    let start = s.pos;
+    let kind = s.value()?;
+    let v = Val {
+        raw: s.b.get(start..s.pos).unwrap_or_default(),
+        kind,
+    };
+    Ok(Some((write_value(&c.ty, v, tmp, out).is_ok(), kind)))
+}
+
+/// The types whose JSON form one loop can scan, validate and write (plain strings, arrays
+/// of them, integers of up to 18 digits into 8..64-bit columns, their Nullable and
+/// LowCardinality forms). `Some(kind)`: written, `s.pos` past the value. `None`: nothing
+/// consumed or written; the caller scans the value with [`Scan::value`] and converts it with
+/// [`write_value`], which also handles (and words the errors of) everything refused here.
+#[inline]
+fn scan_write(ty: &ChType, s: &mut Scan<'_>, out: &mut Vec<u8>) -> Option<Kind> {
+    let start = s.pos;
+    let mark = out.len();
+    match ty {
+        ChType::String => {
+            if s.peek() != Some(b'"') {
+                return None;
+            }
+            if let Ok(false) = s.string() {
+                rb::put_str(out, s.b.get(start + 1..s.pos - 1).unwrap_or_default());
+                return Some(Kind::Str);
+            }
+            s.pos = start;
+            None
+        }
+        ChType::LowCardinality(inner) => scan_write(inner, s, out),
+        ChType::Nullable(inner) => {
+            if s.peek() == Some(b'n') {
+                s.literal(b"null", Kind::Null).ok()?;
+                out.push(rb::NULL);
+                return Some(Kind::Null);
+            }
+            out.push(rb::NOT_NULL);
+            let kind = scan_write(inner, s, out);
+            if kind.is_none() {
+                out.truncate(mark);
+            }
+            kind
+        }
+        ChType::Array(inner)
+            if matches!(**inner, ChType::String)
+                || matches!(&**inner, ChType::LowCardinality(t) if **t == ChType::String) =>
+        {
+            if s.peek() == Some(b'[') && scan_write_strings(s, out) {
+                return Some(Kind::Arr);
+            }
+            s.pos = start;
+            out.truncate(mark);
+            None
+        }
+        t if is_int_type(t) => match scan_small_int(s.b, start) {
+            Some((x, end)) if put_small_int(t, x, out) => {
+                s.pos = end;
+                Some(Kind::Int)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `[` plain strings `]` at `s.pos` as RowBinary Array(String); false at anything else (an
+/// escaped string, another value, invalid JSON), with `s` and `out` left to the caller to reset.
+#[inline]
+fn scan_write_strings(s: &mut Scan<'_>, out: &mut Vec<u8>) -> bool {
+    s.pos += 1;
+    s.ws();
+    let count_at = rb::reserve_count(out);
+    let mut n = 0usize;
+    if s.peek() == Some(b']') {
+        s.pos += 1;
+        return true;
+    }
+    loop {
+        let start = s.pos;
+        if s.peek() != Some(b'"') || !matches!(s.string(), Ok(false)) {
+            return false;
+        }
+        rb::put_str(out, s.b.get(start + 1..s.pos - 1).unwrap_or_default());
+        n += 1;
+        s.ws();
+        match s.peek() {
+            Some(b',') => {
+                s.pos += 1;
+                s.ws();
+            }
+            Some(b']') => {
+                s.pos += 1;
+                rb::patch_count(out, count_at, n);
+                return true;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// A JSON integer of at most 18 digits (no fraction or exponent) at `b[start..]`, scanned and
+/// parsed in one pass: its value and the position after it. `None` for anything else, valid
+/// or not (the general path decides).
+#[inline(always)]
+fn scan_small_int(b: &[u8], start: usize) -> Option<(i64, usize)> {
+    let mut i = start;
+    let neg = b.get(i) == Some(&b'-');
+    if neg {
+        i += 1;
+    }
+    let first = b.get(i)?.wrapping_sub(b'0');
+    if first > 9 {
+        return None;
+    }
+    let digits_at = i;
+    let mut v: i64 = 0;
+    if first == 0 {
+        i += 1;
+    } else {
+        // Long numbers (ids, epochs, Int64s): their first 8 digits in one word.
+        if let Some(x) = b
+            .get(i..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .and_then(|w| eight_digits(u64::from_le_bytes(*w)))
+        {
+            v = x as i64;
+            i += 8;
+        }
+        while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')) {
+            if d > 9 {
+                break;
+            }
+            if i - digits_at >= 18 {
+                return None;
+            }
+            v = v * 10 + d as i64;
+            i += 1;
+        }
+    }
+    // A fraction, an exponent or a digit after a leading zero: not this fast path's.
+    if let Some(b'.' | b'e' | b'E' | b'0'..=b'9') = b.get(i) {
+        return None;
+    }
+    Some((if neg { -v } else { v }, i))
+}
+
+/// Writes meta column `col` (source `m`) from the message's metadata.
+fn write_meta(
+    plan: &RowPlan,
+    col: &ColumnPlan,
+    m: MetaField,
+    meta: &MessageMeta<'_>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    let origin = || format!("Kafka {}", m.name());
+    if m == MetaField::Timestamp && meta.timestamp_ms.is_none() {
+        return write_missing(plan, col, origin(), out);
+    }
+    if plan.with_defaults {
+        out.push(rb::VALUE_FOLLOWS);
+    }
+    let r = match m {
+        MetaField::Topic => put_bytes_as(&col.ty, Some(meta.topic.as_bytes()), out),
+        MetaField::Key => put_bytes_as(&col.ty, meta.key, out),
+        MetaField::Partition => put_meta_int(&col.ty, meta.partition as i64, out),
+        MetaField::Offset => put_meta_int(&col.ty, meta.offset, out),
+        MetaField::Timestamp => {
+            put_meta_timestamp(&col.ty, meta.timestamp_ms.unwrap_or_default(), out)
+        }
+        MetaField::Headers => put_headers(&col.ty, meta.headers, tmp, out),
+    };
+    r.map_err(|e| e.into_row_error(origin(), col))
 }
 
 #[cold]
@@ -4129,5 +4409,291 @@ mod tests {
             None,
             "19 digits: the wide path"
         );
+    }
+}
+
+/// The one-pass path of [`encode_row`] against the two-pass one: the same bytes for every row
+/// and the same error for every row that fails, over generated rows in and out of column
+/// order, with missing, repeated and unknown fields, values of every kind for every column,
+/// truncated and malformed JSON, meta columns between the fields and a field read twice.
+#[cfg(test)]
+mod one_pass_tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    const META: MessageMeta<'static> = MessageMeta {
+        topic: "events",
+        partition: 3,
+        offset: 42,
+        timestamp_ms: Some(1_700_000_000_123),
+        key: Some(b"k1"),
+        headers: &[],
+    };
+
+    fn ty(s: &str) -> ChType {
+        ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Values of every JSON kind, valid and invalid for the columns below.
+    const VALUES: &[&str] = &[
+        "0",
+        "7",
+        "-7",
+        "-0",
+        "01",
+        "255",
+        "256",
+        "-129",
+        "4294967296",
+        "123456789012",
+        "123456789012345678",
+        "1234567890123456789",
+        "18446744073709551615",
+        "99999999999999999999",
+        "1.5",
+        "2.0000",
+        "1e3",
+        "-2.5E-3",
+        "1.",
+        "-",
+        "--1",
+        "12a",
+        "\"abc\"",
+        "\"\"",
+        "\"a\\\"b\"",
+        "\"\\u00e9t\\u00e9\"",
+        "\"\\x\"",
+        "\"caf\u{e9}\"",
+        "\"12\"",
+        "\"2024-05-01 00:00:00.123\"",
+        "\"13.0001\"",
+        "\"true\"",
+        "true",
+        "false",
+        "null",
+        "nul",
+        "tru",
+        "[]",
+        "[\"a\",\"bb\"]",
+        "[ \"a\" , \"b\" ]",
+        "[\"a\\n\"]",
+        "[1,2]",
+        "[\"a\",1]",
+        "[\"a\",]",
+        "[\"a\"",
+        "[[\"x\"]]",
+        "{}",
+        "{\"k\":1}",
+        "{\"k\":",
+        "\"unterminated",
+    ];
+
+    fn plans() -> Vec<RowPlan> {
+        let fields = [
+            ("id", "UInt64"),
+            ("name", "String"),
+            ("tags", "Array(String)"),
+            ("n", "Nullable(Int32)"),
+            ("lc", "LowCardinality(String)"),
+            ("f", "Float64"),
+            ("b", "Bool"),
+            ("u8", "UInt8"),
+            ("ts", "DateTime64(3)"),
+            ("d", "Decimal(18, 4)"),
+            ("ltags", "Array(LowCardinality(String))"),
+            ("ns", "Nullable(String)"),
+            ("i8", "Int8"),
+        ];
+        let cols = |with_meta: bool, defaults: bool, shared: bool| {
+            let mut c: Vec<ColumnPlan> = Vec::new();
+            if with_meta {
+                c.push(ColumnPlan::meta("_offset", ty("UInt64"), MetaField::Offset));
+            }
+            for (i, (n, t)) in fields.iter().enumerate() {
+                let mut col = ColumnPlan::field(*n, ty(t));
+                if t.starts_with("Nullable") {
+                    col = col.on_missing(OnMissing::Null);
+                } else if defaults && i % 2 == 0 {
+                    col = col.on_missing(OnMissing::ServerDefault);
+                } else if i % 3 == 0 {
+                    col = col.on_missing(OnMissing::Bytes(vec![0; 8]));
+                }
+                c.push(col);
+                if with_meta && i == 4 {
+                    c.push(ColumnPlan::meta("_topic", ty("String"), MetaField::Topic));
+                    c.push(ColumnPlan::meta(
+                        "_ts",
+                        ty("DateTime64(3)"),
+                        MetaField::Timestamp,
+                    ));
+                }
+                if shared && i == 7 {
+                    // A field read by a second column.
+                    let mut again = ColumnPlan::field("b_text", ty("String"));
+                    again.source = ColumnSource::Field("b".into());
+                    c.push(again);
+                }
+            }
+            if with_meta {
+                c.push(ColumnPlan::meta("_key", ty("String"), MetaField::Key));
+            }
+            c
+        };
+        let mut out = Vec::new();
+        for (with_meta, defaults, shared, unknown) in [
+            (false, false, false, UnknownFields::Ignore),
+            (true, false, true, UnknownFields::Error),
+            (true, true, false, UnknownFields::Ignore),
+            (false, true, true, UnknownFields::Error),
+            (true, false, false, UnknownFields::Ignore),
+        ] {
+            let columns = cols(with_meta, defaults, shared);
+            // Meta columns have a name no field has; index 0 is the first field column.
+            out.push(RowPlan::new(columns, unknown, defaults).unwrap_or_else(|e| panic!("{e}")));
+        }
+        out
+    }
+
+    /// A generated row: mostly the plan's fields in order with plausible values, sometimes
+    /// anything else.
+    fn row(rng: &mut StdRng, names: &[&str]) -> String {
+        let mut order: Vec<&str> = names.to_vec();
+        if rng.gen_bool(0.15) {
+            let (a, b) = (rng.gen_range(0..order.len()), rng.gen_range(0..order.len()));
+            order.swap(a, b);
+        }
+        if rng.gen_bool(0.1) {
+            order.remove(rng.gen_range(0..order.len()));
+        }
+        if rng.gen_bool(0.05) {
+            let f = order[rng.gen_range(0..order.len())];
+            order.insert(rng.gen_range(0..order.len()), f);
+        }
+        if rng.gen_bool(0.1) {
+            order.insert(rng.gen_range(0..order.len()), "extra");
+        }
+        let plausible = |f: &str, rng: &mut StdRng| -> String {
+            let v: &[&str] = match f {
+                "id" => &["7", "123456789012", "0", "18446744073709551615"],
+                "u8" => &["7", "255", "0", "true"],
+                "i8" => &["7", "-128", "-0", "127"],
+                "n" => &["null", "-7", "12345"],
+                "name" | "lc" | "ns" => &["\"abc\"", "\"\"", "\"a\\\"b\"", "\"caf\u{e9}\""],
+                "tags" | "ltags" => &["[\"a\",\"bb\"]", "[]", "[ \"a\" , \"b\" ]", "[\"a\\n\"]"],
+                "f" => &["1.5", "2.0000", "7", "-2.5E-3"],
+                "b" => &["true", "false", "1"],
+                "ts" => &["\"2024-05-01 00:00:00.123\"", "1700000000123"],
+                "d" => &["\"13.0001\"", "2.5", "7"],
+                _ => &["{\"k\":1}", "\"x\""],
+            };
+            v[rng.gen_range(0..v.len())].to_string()
+        };
+        let mut s = String::from(if rng.gen_bool(0.5) { "{" } else { " { " });
+        for (i, f) in order.iter().enumerate() {
+            if i > 0 {
+                s.push_str(if rng.gen_bool(0.8) { "," } else { " ,\n" });
+            }
+            let key = if rng.gen_bool(0.02) {
+                // The same name, escaped: found by lookup, not by the one-compare check.
+                format!("\"\\u{:04x}{}\"", f.as_bytes()[0], &f[1..])
+            } else {
+                format!("\"{f}\"")
+            };
+            let v = if rng.gen_bool(0.97) {
+                plausible(f, rng)
+            } else {
+                VALUES[rng.gen_range(0..VALUES.len())].to_string()
+            };
+            s.push_str(&key);
+            s.push_str(if rng.gen_bool(0.9) { ":" } else { " : " });
+            s.push_str(&v);
+        }
+        s.push('}');
+        if rng.gen_bool(0.05) {
+            let mut cut = rng.gen_range(0..s.len());
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+        }
+        if rng.gen_bool(0.02) {
+            s.push_str(" x");
+        }
+        s
+    }
+
+    fn encode(plan: &RowPlan, payload: &[u8]) -> (Vec<u8>, Result<(), String>) {
+        // Bytes before the row must survive a failed row untouched.
+        let mut out = b"prefix".to_vec();
+        let r = encode_json_row(plan, payload, &META, &mut out).map_err(|e| e.to_string());
+        (out, r)
+    }
+
+    #[test]
+    fn one_pass_writes_what_two_passes_write() {
+        let names = [
+            "id", "name", "tags", "n", "lc", "f", "b", "u8", "ts", "d", "ltags", "ns", "i8",
+        ];
+        let mut rng = StdRng::seed_from_u64(0x51_1ce);
+        let (mut ok, mut failed) = (0usize, 0usize);
+        for plan in plans() {
+            let mut two = plan.clone();
+            two.one_pass = false;
+            for _ in 0..20_000 {
+                let payload = row(&mut rng, &names);
+                let one_r = encode(&plan, payload.as_bytes());
+                let two_r = encode(&two, payload.as_bytes());
+                assert_eq!(one_r, two_r, "{payload}");
+                if one_r.1.is_ok() {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+        }
+        // Both outcomes are exercised in quantity, or the comparison proves little.
+        assert!(ok > 25_000 && failed > 10_000, "ok {ok}, failed {failed}");
+    }
+
+    #[test]
+    fn one_pass_fast_paths_agree_with_the_general_conversion() {
+        // Every value of VALUES into every column type, alone in the object.
+        for t in [
+            "UInt64",
+            "UInt32",
+            "UInt8",
+            "Int8",
+            "Int64",
+            "String",
+            "LowCardinality(String)",
+            "Nullable(Int32)",
+            "Nullable(String)",
+            "Array(String)",
+            "Array(LowCardinality(String))",
+            "Nullable(UInt8)",
+            "Int128",
+            "UInt256",
+        ] {
+            let plan = RowPlan::new(
+                vec![
+                    ColumnPlan::field("c", ty(t)),
+                    ColumnPlan::meta("_p", ty("Int32"), MetaField::Partition),
+                ],
+                UnknownFields::Error,
+                false,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let mut two = plan.clone();
+            two.one_pass = false;
+            for v in VALUES {
+                let payload = format!("{{\"c\":{v}}}");
+                assert_eq!(
+                    encode(&plan, payload.as_bytes()),
+                    encode(&two, payload.as_bytes()),
+                    "{t} <- {v}"
+                );
+            }
+        }
     }
 }
