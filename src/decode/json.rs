@@ -2828,8 +2828,8 @@ fn write_scanned(
 }
 
 /// The types whose JSON form one loop can scan, validate and write (plain strings, arrays
-/// of them, integers of up to 18 digits into 8..64-bit columns, their Nullable and
-/// LowCardinality forms). `Some(kind)`: written, `s.pos` past the value. `None`: nothing
+/// of them, integers of up to 18 digits into 8..64-bit columns, Float64 from numbers without
+/// exponent of up to 19 digits, their Nullable and LowCardinality forms). `Some(kind)`: written, `s.pos` past the value. `None`: nothing
 /// consumed or written; the caller scans the value with [`Scan::value`] and converts it with
 /// [`write_value`], which also handles (and words the errors of) everything refused here.
 #[inline]
@@ -2880,8 +2880,67 @@ fn scan_write(ty: &ChType, s: &mut Scan<'_>, out: &mut Vec<u8>) -> Option<Kind> 
             }
             _ => None,
         },
+        ChType::Float64 => {
+            let (x, end, kind) = scan_fast_f64(s.b, start)?;
+            rb::put_f64(out, x);
+            s.pos = end;
+            Some(kind)
+        }
         _ => None,
     }
+}
+
+/// A JSON number without exponent at `b[start..]` that [`fast_f64`] converts exactly, scanned
+/// and converted in one pass (the same arithmetic, so the same bits): the value, the position
+/// after it and its kind. `None` for anything else, valid or not.
+#[inline(always)]
+fn scan_fast_f64(b: &[u8], start: usize) -> Option<(f64, usize, Kind)> {
+    let mut i = start;
+    let neg = b.get(i) == Some(&b'-');
+    if neg {
+        i += 1;
+    }
+    let first = *b.get(i)?;
+    let mut m: u64 = 0;
+    let mut n = 0usize;
+    let mut digits = |i: &mut usize| -> Option<usize> {
+        let from = *i;
+        while let Some(d) = b.get(*i).map(|c| c.wrapping_sub(b'0')) {
+            if d > 9 {
+                break;
+            }
+            n += 1;
+            if n > 19 {
+                return None;
+            }
+            m = m * 10 + u64::from(d);
+            *i += 1;
+        }
+        Some(*i - from)
+    };
+    let int_digits = digits(&mut i)?;
+    // No digit, or a leading zero: the general path decides.
+    if int_digits == 0 || (first == b'0' && int_digits > 1) {
+        return None;
+    }
+    let mut scale = 0;
+    let mut kind = Kind::Int;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        kind = Kind::Num;
+        scale = digits(&mut i)?;
+        if scale == 0 {
+            return None;
+        }
+    }
+    if let Some(b'.' | b'e' | b'E') = b.get(i) {
+        return None;
+    }
+    if m > 1 << 53 || scale >= POW10_F64.len() {
+        return None;
+    }
+    let x = m as f64 / POW10_F64[scale];
+    Some((if neg { -x } else { x }, i, kind))
 }
 
 /// `[` plain strings `]` at `s.pos` as RowBinary Array(String); false at anything else (an
@@ -4459,6 +4518,16 @@ mod one_pass_tests {
         "-",
         "--1",
         "12a",
+        "-0.0",
+        "0.5",
+        "00.5",
+        "-.5",
+        "9007199254740993",
+        "9007199254740993.0",
+        "9007199254740992.5",
+        "0.1234567890123456789",
+        "1.2.3",
+        "3.14abc",
         "\"abc\"",
         "\"\"",
         "\"a\\\"b\"",
@@ -4674,6 +4743,9 @@ mod one_pass_tests {
             "Nullable(UInt8)",
             "Int128",
             "UInt256",
+            "Float64",
+            "Nullable(Float64)",
+            "Float32",
         ] {
             let plan = RowPlan::new(
                 vec![
