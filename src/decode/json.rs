@@ -360,9 +360,105 @@ pub struct RowPlan {
     /// Per field id: the first column that reads it (the others are written from the slots,
     /// see [`encode_row`]).
     field_col: Vec<usize>,
+    /// Per column: how [`scan_write`] writes its values.
+    fast: Vec<FastTy>,
     /// Write values as they are scanned while the fields come in column order (see
     /// [`encode_row`]). Always true; the tests turn it off to compare with the two-pass path.
     one_pass: bool,
+}
+
+/// A column type as the one-pass writer ([`scan_write`]) sees it, compiled once per plan so
+/// that each value costs one small, dense dispatch rather than a walk of the type tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FastTy {
+    nullable: bool,
+    kind: FastKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FastKind {
+    Str,
+    StrArray,
+    Int(IntTy),
+    Float64,
+    /// Everything else: scanned, then converted by [`write_value`].
+    General,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntTy {
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+}
+
+impl FastTy {
+    fn of(ty: &ChType) -> FastTy {
+        // X, Nullable(X), LowCardinality(X) and both nestings of the two; write_value writes
+        // exactly these as [NOT_NULL or NULL] + X.
+        let (nullable, base) = match ty {
+            ChType::Nullable(t) => match &**t {
+                ChType::LowCardinality(x) => (true, &**x),
+                x => (true, x),
+            },
+            ChType::LowCardinality(t) => match &**t {
+                ChType::Nullable(x) => (true, &**x),
+                x => (false, x),
+            },
+            x => (false, x),
+        };
+        let is_str = |t: &ChType| match t {
+            ChType::String => true,
+            ChType::LowCardinality(x) => **x == ChType::String,
+            _ => false,
+        };
+        let kind = match base {
+            ChType::String => FastKind::Str,
+            ChType::Array(e) if is_str(e) => FastKind::StrArray,
+            ChType::UInt8 => FastKind::Int(IntTy::U8),
+            ChType::UInt16 => FastKind::Int(IntTy::U16),
+            ChType::UInt32 => FastKind::Int(IntTy::U32),
+            ChType::UInt64 => FastKind::Int(IntTy::U64),
+            ChType::Int8 => FastKind::Int(IntTy::I8),
+            ChType::Int16 => FastKind::Int(IntTy::I16),
+            ChType::Int32 => FastKind::Int(IntTy::I32),
+            ChType::Int64 => FastKind::Int(IntTy::I64),
+            ChType::Float64 => FastKind::Float64,
+            _ => FastKind::General,
+        };
+        FastTy { nullable, kind }
+    }
+}
+
+/// Writes `x` as `t` if it fits; false otherwise (the general path then words the error).
+#[inline(always)]
+fn put_int_as(t: IntTy, x: i64, out: &mut Vec<u8>) -> bool {
+    macro_rules! w {
+        ($t:ty) => {
+            match <$t>::try_from(x) {
+                Ok(v) => {
+                    out.extend_from_slice(&v.to_le_bytes());
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+    }
+    match t {
+        IntTy::U8 => w!(u8),
+        IntTy::U16 => w!(u16),
+        IntTy::U32 => w!(u32),
+        IntTy::U64 => w!(u64),
+        IntTy::I8 => w!(i8),
+        IntTy::I16 => w!(i16),
+        IntTy::I32 => w!(i32),
+        IntTy::I64 => w!(i64),
+    }
 }
 
 /// Upper bound on columns, so that slot ids fit the compact index.
@@ -437,11 +533,13 @@ impl RowPlan {
                 *c = i;
             }
         }
+        let fast = columns.iter().map(|c| FastTy::of(&c.ty)).collect();
         Ok(RowPlan {
             columns,
             unknown_fields,
             with_defaults,
             index: FieldIndex::build(names),
+            fast,
             sources,
             field_col,
             one_pass: true,
@@ -2647,7 +2745,7 @@ fn encode_row(
                 if let Some(id) = found {
                     let col = plan.field_col.get(id).copied().unwrap_or(usize::MAX);
                     match emit_up_to(plan, col, emit, meta, &mut scratch.tmp, out) {
-                        Some(Ok(())) => {
+                        Some(true) => {
                             emit = col;
                             match write_scanned(plan, col, &mut s, &mut scratch.tmp, out)
                                 .map_err(json_err)?
@@ -2665,7 +2763,7 @@ fn encode_row(
                                 None => direct = false,
                             }
                         }
-                        Some(Err(_)) => {
+                        Some(false) => {
                             out.truncate(row_start);
                             emit = 0;
                             direct = false;
@@ -2770,8 +2868,9 @@ fn encode_row(
 /// Before the value of the field read by column `col` is written in the scan: writes the meta
 /// columns from `emit` up to `col`. `None` when that cannot be done in order (`col` is behind
 /// `emit`, or a field column lies in between: its field is missing, comes later or is the one
-/// just scanned, read by a second column), `Some(Err)` when a meta column cannot be written.
-#[inline]
+/// just scanned, read by a second column), `Some(false)` when a meta column cannot be written
+/// (the slot pass reports why).
+#[inline(always)]
 fn emit_up_to(
     plan: &RowPlan,
     col: usize,
@@ -2779,7 +2878,22 @@ fn emit_up_to(
     meta: &MessageMeta<'_>,
     tmp: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) -> Option<Result<(), RowError>> {
+) -> Option<bool> {
+    if col == emit {
+        return Some(true);
+    }
+    emit_metas(plan, col, emit, meta, tmp, out)
+}
+
+#[inline(never)]
+fn emit_metas(
+    plan: &RowPlan,
+    col: usize,
+    emit: usize,
+    meta: &MessageMeta<'_>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Option<bool> {
     if col < emit {
         return None;
     }
@@ -2789,12 +2903,12 @@ fn emit_up_to(
     }
     for (i, src) in between.iter().enumerate() {
         if let (Src::Meta(m), Some(c)) = (*src, plan.columns.get(emit + i)) {
-            if let Err(e) = write_meta(plan, c, m, meta, tmp, out) {
-                return Some(Err(e));
+            if write_meta(plan, c, m, meta, tmp, out).is_err() {
+                return Some(false);
             }
         }
     }
-    Some(Ok(()))
+    Some(true)
 }
 
 /// Scans the value at `s.pos` and writes it as column `col`, whose source is the field just
@@ -2815,7 +2929,11 @@ fn write_scanned(
     if plan.with_defaults {
         out.push(rb::VALUE_FOLLOWS);
     }
-    if let Some(kind) = scan_write(&c.ty, s, out) {
+    let fast = plan.fast.get(col).copied().unwrap_or(FastTy {
+        nullable: false,
+        kind: FastKind::General,
+    });
+    if let Some(kind) = scan_write(fast, s, out) {
         return Ok(Some((true, kind)));
     }
     let start = s.pos;
@@ -2829,65 +2947,53 @@ fn write_scanned(
 
 /// The types whose JSON form one loop can scan, validate and write (plain strings, arrays
 /// of them, integers of up to 18 digits into 8..64-bit columns, Float64 from numbers without
-/// exponent of up to 19 digits, their Nullable and LowCardinality forms). `Some(kind)`: written, `s.pos` past the value. `None`: nothing
-/// consumed or written; the caller scans the value with [`Scan::value`] and converts it with
-/// [`write_value`], which also handles (and words the errors of) everything refused here.
+/// exponent of up to 19 digits, their Nullable and LowCardinality forms). `Some(kind)`:
+/// written, `s.pos` past the value. `None`: nothing consumed or written; the caller scans the
+/// value with [`Scan::value`] and converts it with [`write_value`], which also handles (and
+/// words the errors of) everything refused here.
 #[inline]
-fn scan_write(ty: &ChType, s: &mut Scan<'_>, out: &mut Vec<u8>) -> Option<Kind> {
+fn scan_write(ty: FastTy, s: &mut Scan<'_>, out: &mut Vec<u8>) -> Option<Kind> {
     let start = s.pos;
     let mark = out.len();
-    match ty {
-        ChType::String => {
-            if s.peek() != Some(b'"') {
-                return None;
-            }
-            if let Ok(false) = s.string() {
+    if ty.nullable {
+        if s.peek() == Some(b'n') {
+            s.literal(b"null", Kind::Null).ok()?;
+            out.push(rb::NULL);
+            return Some(Kind::Null);
+        }
+        out.push(rb::NOT_NULL);
+    }
+    let kind = match ty.kind {
+        FastKind::Str => {
+            if s.peek() == Some(b'"') && matches!(s.string(), Ok(false)) {
                 rb::put_str(out, s.b.get(start + 1..s.pos - 1).unwrap_or_default());
-                return Some(Kind::Str);
+                Some(Kind::Str)
+            } else {
+                None
             }
-            s.pos = start;
-            None
         }
-        ChType::LowCardinality(inner) => scan_write(inner, s, out),
-        ChType::Nullable(inner) => {
-            if s.peek() == Some(b'n') {
-                s.literal(b"null", Kind::Null).ok()?;
-                out.push(rb::NULL);
-                return Some(Kind::Null);
-            }
-            out.push(rb::NOT_NULL);
-            let kind = scan_write(inner, s, out);
-            if kind.is_none() {
-                out.truncate(mark);
-            }
-            kind
+        FastKind::StrArray => {
+            (s.peek() == Some(b'[') && scan_write_strings(s, out)).then_some(Kind::Arr)
         }
-        ChType::Array(inner)
-            if matches!(**inner, ChType::String)
-                || matches!(&**inner, ChType::LowCardinality(t) if **t == ChType::String) =>
-        {
-            if s.peek() == Some(b'[') && scan_write_strings(s, out) {
-                return Some(Kind::Arr);
-            }
-            s.pos = start;
-            out.truncate(mark);
-            None
-        }
-        t if is_int_type(t) => match scan_small_int(s.b, start) {
-            Some((x, end)) if put_small_int(t, x, out) => {
+        FastKind::Int(t) => match scan_small_int(s.b, start) {
+            Some((x, end)) if put_int_as(t, x, out) => {
                 s.pos = end;
                 Some(Kind::Int)
             }
             _ => None,
         },
-        ChType::Float64 => {
-            let (x, end, kind) = scan_fast_f64(s.b, start)?;
+        FastKind::Float64 => scan_fast_f64(s.b, start).map(|(x, end, kind)| {
             rb::put_f64(out, x);
             s.pos = end;
-            Some(kind)
-        }
-        _ => None,
+            kind
+        }),
+        FastKind::General => None,
+    };
+    if kind.is_none() {
+        s.pos = start;
+        out.truncate(mark);
     }
+    kind
 }
 
 /// A JSON number without exponent at `b[start..]` that [`fast_f64`] converts exactly, scanned
@@ -4505,6 +4611,9 @@ mod one_pass_tests {
         "256",
         "-129",
         "4294967296",
+        "40000",
+        "3000000000",
+        "-40000",
         "123456789012",
         "123456789012345678",
         "1234567890123456789",
@@ -4746,6 +4855,11 @@ mod one_pass_tests {
             "Float64",
             "Nullable(Float64)",
             "Float32",
+            "LowCardinality(Nullable(String))",
+            "Nullable(Int64)",
+            "UInt16",
+            "Int16",
+            "Int32",
         ] {
             let plan = RowPlan::new(
                 vec![
