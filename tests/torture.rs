@@ -386,6 +386,14 @@ async fn torture() {
         .unwrap_or(30);
     let only = std::env::var("SLUICE_TORTURE_ONLY").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    // The sluice binary under test is built with this test's profile; in a release build
+    // every failpoint is an empty function, and crash_points would wait 30 s per iteration for
+    // a crash that cannot come. Say so before a minute of kill9.
+    assert!(
+        cfg!(debug_assertions) || !run("crash_points"),
+        "crash points are compiled out of release builds (src/failpoint.rs): run the torture \
+         test with `cargo test`, or leave crash_points out (SLUICE_TORTURE_ONLY)"
+    );
     let mut rng = Rng::new();
     if run("kill9") {
         kill9(
