@@ -3,7 +3,12 @@
 //! A [`RowPlan`] says, for every column of the target table in INSERT order, where its value
 //! comes from (a top-level JSON field or Kafka metadata), its ClickHouse type, and what to do
 //! when the value is absent. [`encode_json_row`] then scans the payload once, remembers where
-//! each wanted field's value text is, and writes the columns in plan order.
+//! each wanted field's value text is, and writes the columns in plan order. While the fields
+//! come in the columns' order (a producer's fixed order), each value is written as soon as it
+//! is scanned, most types by one loop that validates, converts and writes; the first field out
+//! of order or missing hands the rest of the row to the slots, and a value that does not
+//! convert hands them the whole row, so results and errors are those of the two-pass path
+//! (see `encode_row`).
 //!
 //! # Guarantees
 //! - **All or nothing:** on any error `out` is truncated back to its length at entry.
