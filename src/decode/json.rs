@@ -4877,7 +4877,11 @@ mod one_pass_tests {
             .unwrap_or_else(|e| panic!("{e}"));
             let mut two = plan.clone();
             two.one_pass = false;
-            for v in VALUES {
+            // 200 elements: a count of two varint bytes, patched after the elements.
+            let long = format!("[{}]", ["\"ab\""; 200].join(","));
+            let long_escaped = format!("[{},\"a\\nb\"]", ["\"ab\""; 150].join(","));
+            let dynamic = [long.as_str(), long_escaped.as_str()];
+            for v in VALUES.iter().chain(dynamic.iter()) {
                 let payload = format!("{{\"c\":{v}}}");
                 assert_eq!(
                     encode(&plan, payload.as_bytes()),
