@@ -390,6 +390,7 @@ enum FastKind {
     General,
 }
 
+/// The integer types of at most 64 bits, whose values [`put_int_as`] writes from an `i64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IntTy {
     U8,
@@ -400,6 +401,23 @@ enum IntTy {
     I16,
     I32,
     I64,
+}
+
+impl IntTy {
+    #[inline(always)]
+    fn of(ty: &ChType) -> Option<IntTy> {
+        Some(match ty {
+            ChType::UInt8 => IntTy::U8,
+            ChType::UInt16 => IntTy::U16,
+            ChType::UInt32 => IntTy::U32,
+            ChType::UInt64 => IntTy::U64,
+            ChType::Int8 => IntTy::I8,
+            ChType::Int16 => IntTy::I16,
+            ChType::Int32 => IntTy::I32,
+            ChType::Int64 => IntTy::I64,
+            _ => return None,
+        })
+    }
 }
 
 impl FastTy {
@@ -425,16 +443,8 @@ impl FastTy {
         let kind = match base {
             ChType::String => FastKind::Str,
             ChType::Array(e) if is_str(e) => FastKind::StrArray,
-            ChType::UInt8 => FastKind::Int(IntTy::U8),
-            ChType::UInt16 => FastKind::Int(IntTy::U16),
-            ChType::UInt32 => FastKind::Int(IntTy::U32),
-            ChType::UInt64 => FastKind::Int(IntTy::U64),
-            ChType::Int8 => FastKind::Int(IntTy::I8),
-            ChType::Int16 => FastKind::Int(IntTy::I16),
-            ChType::Int32 => FastKind::Int(IntTy::I32),
-            ChType::Int64 => FastKind::Int(IntTy::I64),
             ChType::Float64 => FastKind::Float64,
-            _ => FastKind::General,
+            t => IntTy::of(t).map_or(FastKind::General, FastKind::Int),
         };
         FastTy { nullable, kind }
     }
@@ -1592,28 +1602,7 @@ fn parse_i64(raw: &[u8]) -> Option<i64> {
 /// (the caller then takes the general path, which also produces the error).
 #[inline(always)]
 fn put_small_int(ty: &ChType, x: i64, out: &mut Vec<u8>) -> bool {
-    macro_rules! w {
-        ($t:ty) => {
-            match <$t>::try_from(x) {
-                Ok(v) => {
-                    out.extend_from_slice(&v.to_le_bytes());
-                    true
-                }
-                Err(_) => false,
-            }
-        };
-    }
-    match ty {
-        ChType::UInt8 => w!(u8),
-        ChType::UInt16 => w!(u16),
-        ChType::UInt32 => w!(u32),
-        ChType::UInt64 => w!(u64),
-        ChType::Int8 => w!(i8),
-        ChType::Int16 => w!(i16),
-        ChType::Int32 => w!(i32),
-        ChType::Int64 => w!(i64),
-        _ => false,
-    }
+    IntTy::of(ty).is_some_and(|t| put_int_as(t, x, out))
 }
 
 /// Reads an integer from a JSON number or a string holding one, exactly.
@@ -3239,7 +3228,7 @@ pub fn encode_json_value(ty: &ChType, json: &[u8], out: &mut Vec<u8>) -> Result<
 mod tests {
     use super::*;
 
-    const META: MessageMeta<'static> = MessageMeta {
+    pub(super) const META: MessageMeta<'static> = MessageMeta {
         topic: "events",
         partition: 3,
         offset: 42,
@@ -3248,7 +3237,7 @@ mod tests {
         headers: &[],
     };
 
-    fn ty(s: &str) -> ChType {
+    pub(super) fn ty(s: &str) -> ChType {
         ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -4588,22 +4577,10 @@ mod tests {
 /// truncated and malformed JSON, meta columns between the fields and a field read twice.
 #[cfg(test)]
 mod one_pass_tests {
+    use super::tests::{ty, META};
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
-
-    const META: MessageMeta<'static> = MessageMeta {
-        topic: "events",
-        partition: 3,
-        offset: 42,
-        timestamp_ms: Some(1_700_000_000_123),
-        key: Some(b"k1"),
-        headers: &[],
-    };
-
-    fn ty(s: &str) -> ChType {
-        ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
-    }
 
     /// Values of every JSON kind, valid and invalid for the columns below.
     const VALUES: &[&str] = &[
