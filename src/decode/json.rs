@@ -540,12 +540,12 @@ impl RowPlan {
             });
         }
         let mut field_col = vec![usize::MAX; names.len()];
+        // Backwards, so that the first column reading a field is the one that stays.
         for (i, src) in sources.iter().enumerate().rev() {
-            if let Some(c) = field_col.get_mut(match *src {
-                Src::Field(id) => id,
-                Src::Meta(_) => continue,
-            }) {
-                *c = i;
+            if let Src::Field(id) = *src {
+                if let Some(c) = field_col.get_mut(id) {
+                    *c = i;
+                }
             }
         }
         let fast = columns.iter().map(|c| FastTy::of(&c.ty)).collect();
@@ -2645,13 +2645,14 @@ fn json_err(e: JsonErr) -> RowError {
 /// written in order from the slots. While the fields arrive in the columns' order (the
 /// producer's fixed order, met by the one-compare name check), each value is written as soon
 /// as it is scanned instead: `emit` is the first column not yet written. Strings, arrays of
-/// strings and integers are then scanned and written by one loop ([`scan_write`]), the rest
-/// are written from the span just scanned; nothing is read twice and no slot is read back.
-/// The first field out of order or missing, or a second column reading a field already written,
-/// ends that for the row, and the columns from `emit` on are written from the slots. A value that cannot be written
-/// drops what the row wrote and leaves every column to the slot pass, which runs only after
-/// the whole object was scanned: so the error reported is exactly the two-pass one (invalid
-/// JSON anywhere before any value's error, then the first column's error).
+/// strings, integers and Float64 are then scanned and written by one loop ([`scan_write`]),
+/// the rest are written from the span just scanned; nothing is read twice and no slot is read
+/// back. The first field out of order or missing, or a second column reading a field already
+/// written, ends that for the row, and the columns from `emit` on are written from the slots.
+/// A value that cannot be written drops what the row wrote and leaves every column to the
+/// slot pass, which runs only after the whole object was scanned: so the error reported is
+/// exactly the two-pass one (invalid JSON anywhere before any value's error, then the first
+/// column's error).
 fn encode_row(
     plan: &RowPlan,
     scratch: &mut RowScratch,
