@@ -19,6 +19,11 @@
 //! (the size of the insert), while the memory budget sees the compressed bytes. The rows are
 //! the same either way: a packed batch decodes to exactly the bytes an unpacked one would
 //! send, so its deduplication identity does not change.
+//!
+//! Streaming: instead of packing, the lane can send the rows out as they are encoded
+//! ([`Batch::start_streaming`], [`crate::clickhouse::InsertStream`]). The batch then keeps
+//! only the rows not sent yet and every row's offset; a streamed batch that has to be sent
+//! again is read back from Kafka by the lane, since its rows are gone.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -82,6 +87,8 @@ pub struct Batch {
     /// Rows not packed yet: all of them unless the batch is packed.
     body: Vec<u8>,
     packed: Option<Packed>,
+    /// Streaming: uncompressed bytes of the rows already taken out for the stream.
+    streamed: Option<usize>,
     /// Where each row ends in the uncompressed rows.
     row_ends: Vec<usize>,
     row_offsets: Vec<i64>,
@@ -111,7 +118,31 @@ impl Batch {
 
     /// Uncompressed bytes of the rows so far: the size of the insert.
     fn raw_len(&self) -> usize {
-        self.packed.as_ref().map_or(0, |p| p.raw) + self.body.len()
+        self.packed.as_ref().map_or(0, |p| p.raw) + self.streamed.unwrap_or(0) + self.body.len()
+    }
+
+    /// From now on the rows leave the batch through [`Batch::take_streamed`] instead of being
+    /// held; only an unpacked batch can stream.
+    pub fn start_streaming(&mut self) {
+        if self.packed.is_none() {
+            self.streamed.get_or_insert(0);
+        }
+    }
+
+    pub fn is_streaming(&self) -> bool {
+        self.streamed.is_some()
+    }
+
+    /// A streaming batch's rows encoded since the last call, once there are `min` bytes of
+    /// them (and at least one). The next rows go to a fresh buffer of `next_capacity`.
+    pub fn take_streamed(&mut self, min: usize, next_capacity: usize) -> Option<Bytes> {
+        let sent = self.streamed.as_mut()?;
+        if self.body.is_empty() || self.body.len() < min {
+            return None;
+        }
+        *sent += self.body.len();
+        let rows = std::mem::replace(&mut self.body, Vec::with_capacity(next_capacity));
+        Some(Bytes::from(rows))
     }
 
     /// Whether the lane should [`Batch::pack`] now, after adding a chunk.
@@ -146,6 +177,9 @@ impl Batch {
     /// frees the row buffer down to a chunk's worth. An error (a block over 4 GiB, which
     /// cannot happen) leaves the batch unusable and the lane stops without committing it.
     pub fn pack(&mut self) -> std::io::Result<()> {
+        if self.streamed.is_some() {
+            return Ok(());
+        }
         let first = self.packed.is_none();
         let packed = self.packed.get_or_insert_with(|| Packed {
             blocks: Vec::with_capacity(PACKED_CAPACITY.max(self.body.len() / 4 + BLOCK_SIZE)),
@@ -205,6 +239,11 @@ impl Batch {
 
     pub fn rows(&self) -> usize {
         self.row_ends.len()
+    }
+
+    /// The offset of the batch's first message.
+    pub fn first_offset(&self) -> Option<i64> {
+        self.range.map(|r| r.first)
     }
 
     pub fn opened_at(&self) -> Option<Instant> {
@@ -279,6 +318,7 @@ impl Batch {
         if !self.body.is_empty()
             || self.packed.is_some()
             || sealed.packed_raw.is_some()
+            || sealed.streamed
             || sealed.body.len() > keep_at_most
         {
             return;
@@ -300,6 +340,7 @@ impl Batch {
         };
         self.opened_at = None;
         self.dead_bytes = 0;
+        let streamed = self.streamed.take().is_some();
         let (body, packed_raw) = match self.packed.take() {
             // The next batch starts small; `recycle` hands this buffer back once stored.
             None => (Bytes::from(std::mem::take(&mut self.body)), None),
@@ -313,6 +354,7 @@ impl Batch {
             range,
             body,
             packed_raw,
+            streamed,
             unpacked: OnceLock::new(),
             row_ends: std::mem::take(&mut self.row_ends),
             row_offsets: std::mem::take(&mut self.row_offsets),
@@ -330,6 +372,8 @@ pub struct SealedBatch {
     body: Bytes,
     /// Uncompressed length of a packed body.
     packed_raw: Option<usize>,
+    /// The rows were streamed: `body` holds only those not sent yet.
+    streamed: bool,
     /// A packed body decoded, once a part of it has to be sent on its own (ClickHouse
     /// rejected the whole; the lane splits it to find the bad rows).
     unpacked: OnceLock<Bytes>,
@@ -353,6 +397,11 @@ impl SealedBatch {
     /// batch is decoded once for that). `Err` if a packed body does not decode, which would
     /// mean memory corruption: the lane stops without committing.
     pub fn rows_body(&self, from: usize, to: usize) -> std::io::Result<InsertBody> {
+        if self.streamed {
+            return Err(std::io::Error::other(
+                "the rows of a streamed batch were sent, not kept",
+            ));
+        }
         if let Some(raw_len) = self.packed_raw {
             if from == 0 && to >= self.rows() {
                 return Ok(InsertBody::Packed {
@@ -392,6 +441,11 @@ impl SealedBatch {
             )));
         }
         Ok(self.unpacked.get_or_init(|| Bytes::from(rows)).clone())
+    }
+
+    /// A streamed batch's rows not sent yet; `None` if the batch was not streamed.
+    pub fn stream_tail(&self) -> Option<Bytes> {
+        self.streamed.then(|| self.body.clone())
     }
 
     /// The Kafka offset of row `row`.

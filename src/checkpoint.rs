@@ -65,23 +65,47 @@ impl fmt::Display for OffsetRange {
 
 /// Prefix of the commit metadata that records a batch being inserted (exactly-once).
 const INFLIGHT_PREFIX: &str = "sluice:v1:inflight:";
+/// The same for a batch whose insert was streamed: its deduplication token could not name
+/// the range's end ([`crate::dedup::stream_token`]), so the record carries the token's
+/// nonce, and a re-formed copy carries that token, not a held batch's.
+const STREAMED_PREFIX: &str = "sluice:v1:streamed:";
 
-/// The commit metadata that records `range` as in flight: committed together with the offset
-/// `range.first` before the insert, so that whoever resumes the partition knows exactly which
-/// messages the interrupted insert held.
-pub fn inflight_metadata(range: OffsetRange) -> String {
-    format!("{INFLIGHT_PREFIX}{}-{}", range.first, range.last)
+/// A range recorded as in flight, and the nonce of its streamed insert's token, if streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inflight {
+    pub range: OffsetRange,
+    pub stream_nonce: Option<u64>,
+}
+
+/// The commit metadata that records `inflight` as in flight: committed together with the
+/// offset `range.first` before the insert can be stored, so that whoever resumes the
+/// partition knows exactly which messages the interrupted insert held.
+pub fn inflight_metadata(inflight: Inflight) -> String {
+    let OffsetRange { first, last } = inflight.range;
+    match inflight.stream_nonce {
+        None => format!("{INFLIGHT_PREFIX}{first}-{last}"),
+        Some(nonce) => format!("{STREAMED_PREFIX}{first}-{last}+{nonce}"),
+    }
 }
 
 /// The in-flight range recorded in commit metadata, if the metadata is one of ours.
-pub fn parse_inflight(metadata: &str) -> Option<OffsetRange> {
-    let rest = metadata.strip_prefix(INFLIGHT_PREFIX)?;
+pub fn parse_inflight(metadata: &str) -> Option<Inflight> {
+    let (rest, stream_nonce) = match metadata.strip_prefix(INFLIGHT_PREFIX) {
+        Some(rest) => (rest, None),
+        None => {
+            let (rest, nonce) = metadata.strip_prefix(STREAMED_PREFIX)?.split_once('+')?;
+            (rest, Some(nonce.parse().ok()?))
+        }
+    };
     let (first, last) = rest.split_once('-')?;
     let range = OffsetRange {
         first: first.parse().ok()?,
         last: last.parse().ok()?,
     };
-    (range.first >= 0 && range.last >= range.first).then_some(range)
+    (range.first >= 0 && range.last >= range.first).then_some(Inflight {
+        range,
+        stream_nonce,
+    })
 }
 
 #[cfg(test)]
@@ -90,12 +114,29 @@ mod tests {
 
     #[test]
     fn inflight_metadata_round_trips_and_rejects_foreign_text() {
-        let r = OffsetRange { first: 7, last: 42 };
-        assert_eq!(parse_inflight(&inflight_metadata(r)), Some(r));
+        let range = OffsetRange { first: 7, last: 42 };
+        for stream_nonce in [None, Some(0), Some(u64::MAX)] {
+            let r = Inflight {
+                range,
+                stream_nonce,
+            };
+            assert_eq!(parse_inflight(&inflight_metadata(r)), Some(r));
+        }
+        assert_eq!(
+            inflight_metadata(Inflight {
+                range,
+                stream_nonce: None
+            }),
+            "sluice:v1:inflight:7-42"
+        );
         assert_eq!(parse_inflight(""), None);
         assert_eq!(parse_inflight("someone else's metadata"), None);
         assert_eq!(parse_inflight("sluice:v1:inflight:9-3"), None);
         assert_eq!(parse_inflight("sluice:v1:inflight:-1-3"), None);
+        assert_eq!(parse_inflight("sluice:v1:streamed:9-3+1"), None);
+        assert_eq!(parse_inflight("sluice:v1:streamed:3-9"), None);
+        assert_eq!(parse_inflight("sluice:v1:streamed:3-9+x"), None);
+        assert_eq!(parse_inflight("sluice:v1:streamed:"), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::checkpoint::{inflight_metadata, parse_inflight, OffsetRange, PartitionId};
+use crate::checkpoint::{inflight_metadata, parse_inflight, Inflight, PartitionId};
 
 /// Set when the partition is revoked or lost; never cleared for that lane.
 #[derive(Debug, Clone, Default)]
@@ -67,7 +67,7 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Checkpoint {
     pub committed: Option<i64>,
-    pub inflight: Option<OffsetRange>,
+    pub inflight: Option<Inflight>,
 }
 
 #[derive(Clone)]
@@ -103,8 +103,8 @@ impl Committer {
 
     /// Records `range` as being inserted: commits its first offset (nothing new is marked as
     /// read) with the range in the metadata. Exactly-once calls this before every insert.
-    pub async fn record_inflight(&self, range: OffsetRange) -> Result<(), CommitError> {
-        self.commit_with_metadata(range.first, inflight_metadata(range))
+    pub async fn record_inflight(&self, inflight: Inflight) -> Result<(), CommitError> {
+        self.commit_with_metadata(inflight.range.first, inflight_metadata(inflight))
             .await
     }
 
@@ -170,7 +170,8 @@ impl Committer {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             };
-            let inflight = parse_inflight(e.metadata()).filter(|r| committed == Some(r.first));
+            let inflight =
+                parse_inflight(e.metadata()).filter(|r| committed == Some(r.range.first));
             Ok(Checkpoint {
                 committed,
                 inflight,

@@ -19,6 +19,26 @@ pub fn token(database: &str, table: &str, partition: &PartitionId, range: Offset
     )
 }
 
+/// The token of a streamed insert ([`crate::clickhouse::InsertStream`]): the URL carrying it
+/// is sent before the range's end is known, so it names the first offset and a `nonce`
+/// drawn when the stream opens instead of the last offset. The nonce keeps a later range
+/// that starts at the same offset (the stream was abandoned unstored, or the offsets were
+/// reset to replay the topic) from being taken for this one and dropped; exactly-once
+/// records it with the range ([`crate::checkpoint::Inflight`]) so that a re-formed copy
+/// carries this same token. The `+` keeps it apart from every held range's token.
+pub fn stream_token(
+    database: &str,
+    table: &str,
+    partition: &PartitionId,
+    first: i64,
+    nonce: u64,
+) -> String {
+    format!(
+        "sluice:{database}.{table}:{}:{}:{first}+{nonce}",
+        partition.topic, partition.partition
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,6 +56,10 @@ mod tests {
             },
         );
         assert_eq!(t, "sluice:db.t:events:3:10-19");
+        assert_eq!(
+            stream_token("db", "t", &p, 10, 77),
+            "sluice:db.t:events:3:10+77"
+        );
         assert_ne!(
             t,
             token(

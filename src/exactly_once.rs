@@ -11,6 +11,11 @@
 //!    exactly that batch (same messages -> same rows -> same token, bytes encoded the same
 //!    way) before anything else. If the first insert had reached ClickHouse, the server drops
 //!    the repeat as a duplicate; if not, it stores it now. Either way: once.
+//!    A streamed insert (`lane.rs`) names its range by the first offset and a nonce, since
+//!    its URL goes out before the range's end is known; its record (step 2) carries the nonce
+//!    and is committed after the last row, before the body's last chunk, and ClickHouse
+//!    stores nothing of a body that never got that chunk. A recorded streamed range is
+//!    re-formed as a held batch with the recorded token.
 //! 5. A revoked lane is fenced: it can no longer commit, so it can neither record a new range
 //!    nor move the offset; anything it still sends is a range it recorded, which the new owner
 //!    re-forms with the same token.

@@ -12,6 +12,13 @@
 //! are rejected, which go to the dead-letter path. Each split sends row-aligned slices of the
 //! bytes encoded once; nothing is re-encoded.
 //!
+//! A batch the memory budget would cut short is streamed where the server allows it: its
+//! INSERT opens then and its rows leave as they are encoded (`clickhouse::stream`). ClickHouse
+//! stores such an insert only once its body ends, which the lane does only after the range is
+//! recorded (exactly-once); any failure of the stream is answered by reading the range back
+//! from Kafka and storing it as a held batch with the stream's token, so the guarantee above
+//! is the same for both.
+//!
 //! In at-most-once mode the range is committed before it is inserted: a crash in between
 //! loses it, by definition of that mode.
 
@@ -23,11 +30,11 @@ use tokio::sync::mpsc;
 
 use crate::batch::{Batch, SealedBatch};
 use crate::budget::{MemoryBudget, Share};
-use crate::checkpoint::{OffsetRange, PartitionId};
+use crate::checkpoint::{Inflight, OffsetRange, PartitionId};
 use crate::clickhouse::client::InsertBody;
 use crate::clickhouse::compress::Packing;
 use crate::clickhouse::retry::Backoff;
-use crate::clickhouse::{Client, InsertError, InsertFormat, InsertRequest};
+use crate::clickhouse::{Client, InsertError, InsertFormat, InsertRequest, InsertStream};
 use crate::commit::{CommitError, Committer};
 use crate::config::{BadMessages, Delivery, Route};
 use crate::decode::json::{encode_json_row, MessageMeta, RowPlan};
@@ -55,6 +62,28 @@ pub struct RouteRuntime {
 /// See [`Lane::age_limit`].
 const BACKLOG_AGE_STRETCH: u32 = 8;
 
+/// A streamed insert's rows go out in chunks of at least this much (about one chunk of
+/// records' worth of rows, see `add_chunk`).
+const STREAM_CHUNK: usize = 1 << 20;
+
+/// An insert being streamed while its batch fills ([`crate::clickhouse::InsertStream`]).
+struct OpenStream {
+    insert: InsertStream,
+    /// Part of its deduplication token ([`dedup::stream_token`]).
+    nonce: u64,
+    /// The request ended before its body did (ClickHouse answered with an error): the rest
+    /// of the rows are dropped as they come and the batch is read back from Kafka at its end.
+    failed: bool,
+}
+
+/// A batch formed again from Kafka for a streamed insert that failed.
+enum Reformed {
+    Batch(SealedBatch),
+    /// Not one of its messages is in the log any more (retention).
+    Empty,
+    Fenced,
+}
+
 /// Why a lane gave up; the pipeline stops the whole run on it (nothing is committed past it).
 #[derive(Debug, thiserror::Error)]
 #[error("lane {partition}: {message}")]
@@ -80,6 +109,12 @@ pub struct Lane {
     /// exactly-once: the range an interrupted insert held, to be re-formed exactly before
     /// anything else is batched.
     recovery: Option<OffsetRange>,
+    /// exactly-once: the record of the range being re-formed, from the checkpoint until its
+    /// batch is stored: that batch is recorded as it was, carries a streamed range's token,
+    /// and is never streamed itself (a new stream would carry a new token).
+    reforming: Option<Inflight>,
+    /// The insert of the open batch, when it is being streamed.
+    stream: Option<OpenStream>,
     /// The last batch was cut by size or memory, or by age with more already in the log: the
     /// lane is working through a backlog, and when the partition runs dry its remainder goes at
     /// once, whatever its size.
@@ -108,6 +143,8 @@ impl Lane {
             gauges,
             batch: Batch::with_capacity(cap),
             recovery: None,
+            reforming: None,
+            stream: None,
             backlog: false,
             log_end: None,
             fresh: true,
@@ -126,9 +163,10 @@ impl Lane {
                         self.gauges.committed.store(next, Ordering::Relaxed);
                     }
                     if let Some(r) = cp.inflight {
-                        tracing::info!(partition = %self.id, range = %r,
+                        tracing::info!(partition = %self.id, range = %r.range, streamed = r.stream_nonce.is_some(),
                             "an insert was interrupted; re-forming exactly that batch (ClickHouse drops it if it was stored)");
-                        self.recovery = Some(r);
+                        self.recovery = Some(r.range);
+                        self.reforming = Some(r);
                     }
                     return None;
                 }
@@ -272,6 +310,8 @@ impl Lane {
                         if cut {
                             break;
                         }
+                        // Nothing of the recorded range is left to re-form.
+                        self.reforming = None;
                     }
                 }
                 self.encode(rec);
@@ -292,12 +332,21 @@ impl Lane {
                     None => {}
                 }
             }
-            if self.batch.should_pack(
+            if self.stream.is_some() {
+                self.pump_stream(STREAM_CHUNK).await;
+            } else if self.batch.should_pack(
                 self.rt.client.packing(),
                 self.share.fair_share(),
                 self.log_end,
             ) {
-                self.batch.pack().map_err(|e| self.unusable_batch(e))?;
+                // The memory budget would cut this batch short: send it while it grows
+                // where the server allows, else hold it compressed.
+                if self.can_stream() {
+                    self.open_stream();
+                    self.pump_stream(0).await;
+                } else {
+                    self.batch.pack().map_err(|e| self.unusable_batch(e))?;
+                }
             }
             self.share.set(self.batch.held_bytes());
             if cut {
@@ -341,26 +390,17 @@ impl Lane {
 
     /// Seals the open batch and makes it durable: insert, dead letters, commit.
     async fn flush(&mut self) -> Result<Option<Stored>, LaneFailure> {
+        // Dropped unfinished on any early return: its body is cut off, nothing is stored.
+        let stream = self.stream.take();
         let Some(sealed) = self.batch.seal().map_err(|e| self.unusable_batch(e))? else {
             return Ok(None);
         };
         let next = sealed.range.next();
-        if self.rt.route.delivery == Delivery::ExactlyOnce {
-            // The in-flight record: from here on, whoever resumes this partition re-forms
-            // exactly this range (see exactly_once.rs).
-            if let Stored::Fenced = self.record_inflight(sealed.range).await {
-                return Ok(Some(Stored::Fenced));
-            }
-        }
-        crate::failpoint::hit("after_record_before_insert");
-        if self.rt.route.delivery == Delivery::AtMostOnce {
-            // at-most-once: the offset moves first; whatever happens next cannot cause a
-            // second delivery, and a crash before the insert loses this range.
-            if let Stored::Fenced = self.commit(next).await {
-                return Ok(Some(Stored::Fenced));
-            }
-        }
-        if let Stored::Fenced = self.store(&sealed).await? {
+        let stored = match stream {
+            Some(open) => self.finish_stream(open, &sealed).await?,
+            None => self.store_held(&sealed).await?,
+        };
+        if let Stored::Fenced = stored {
             return Ok(Some(Stored::Fenced));
         }
         crate::failpoint::hit("after_insert_before_commit");
@@ -375,12 +415,201 @@ impl Lane {
         Ok(Some(Stored::Yes))
     }
 
+    /// A held batch: record it (exactly-once) or commit it first (at-most-once), then store
+    /// it. A re-formed range keeps its record, and a streamed one its token.
+    async fn store_held(&mut self, sealed: &SealedBatch) -> Result<Stored, LaneFailure> {
+        let reform = self.reforming.take();
+        if self.rt.route.delivery == Delivery::ExactlyOnce {
+            // The in-flight record: from here on, whoever resumes this partition re-forms
+            // exactly this range (see exactly_once.rs).
+            let inflight = reform.unwrap_or(Inflight {
+                range: sealed.range,
+                stream_nonce: None,
+            });
+            if let Stored::Fenced = self.record_inflight(inflight).await {
+                return Ok(Stored::Fenced);
+            }
+        }
+        crate::failpoint::hit("after_record_before_insert");
+        if self.rt.route.delivery == Delivery::AtMostOnce {
+            // at-most-once: the offset moves first; whatever happens next cannot cause a
+            // second delivery, and a crash before the insert loses this range.
+            if let Stored::Fenced = self.commit(sealed.range.next()).await {
+                return Ok(Stored::Fenced);
+            }
+        }
+        let whole_token = reform.and_then(|r| {
+            r.stream_nonce
+                .map(|nonce| self.stream_token(r.range.first, nonce))
+        });
+        self.store(sealed, whole_token).await
+    }
+
+    /// Streaming needs a server that allows it (see `Client::streams_inserts`) and a mode
+    /// that does not commit before inserting; a range being re-formed is held, up to and
+    /// including the moment its last message arrives.
+    fn can_stream(&self) -> bool {
+        self.rt.client.streams_inserts()
+            && self.rt.route.delivery != Delivery::AtMostOnce
+            && self.reforming.is_none()
+    }
+
+    fn stream_token(&self, first: i64, nonce: u64) -> String {
+        dedup::stream_token(
+            &self.rt.route.database,
+            &self.rt.route.table,
+            &self.id,
+            first,
+            nonce,
+        )
+    }
+
+    /// Starts the open batch's insert; its rows so far go with the next [`Lane::pump_stream`].
+    fn open_stream(&mut self) {
+        let Some(first) = self.batch.first_offset() else {
+            return;
+        };
+        // Unique per stream of this partition: a stream opens at most once per batch.
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let req = InsertRequest {
+            database: self.rt.route.database.clone(),
+            table: self.rt.route.table.clone(),
+            columns: self.rt.columns.clone(),
+            format: self.rt.format,
+            body: bytes::Bytes::new().into(),
+            dedup_token: Some(self.stream_token(first, nonce)),
+        };
+        self.batch.start_streaming();
+        self.stream = Some(OpenStream {
+            insert: self.rt.client.open_insert_stream(req),
+            nonce,
+            failed: false,
+        });
+        tracing::debug!(partition = %self.id, first, "streaming the batch's insert");
+    }
+
+    /// Sends the rows encoded since the last call once there are `min` bytes of them.
+    async fn pump_stream(&mut self, min: usize) {
+        let Some(open) = self.stream.as_mut() else {
+            return;
+        };
+        let Some(rows) = self.batch.take_streamed(min, 2 * STREAM_CHUNK) else {
+            return;
+        };
+        if !open.failed && !open.insert.send(rows).await {
+            open.failed = true;
+            tracing::debug!(partition = %self.id, "streamed insert ended early; the batch will be read back from Kafka");
+        }
+        crate::failpoint::hit("stream_mid_body");
+    }
+
+    /// Ends a streamed insert: the last rows, the in-flight record (exactly-once), then the
+    /// body's last chunk. Should the insert fail, the range is read back from Kafka and
+    /// stored as a held batch with the same token (ClickHouse drops it if the stream was
+    /// stored after all), splitting around bad rows as usual.
+    async fn finish_stream(
+        &mut self,
+        open: OpenStream,
+        sealed: &SealedBatch,
+    ) -> Result<Stored, LaneFailure> {
+        let OpenStream {
+            mut insert,
+            nonce,
+            mut failed,
+        } = open;
+        if let Some(tail) = sealed.stream_tail().filter(|t| !t.is_empty()) {
+            failed = failed || !insert.send(tail).await;
+        }
+        let inflight = Inflight {
+            range: sealed.range,
+            stream_nonce: Some(nonce),
+        };
+        if self.rt.route.delivery == Delivery::ExactlyOnce {
+            // Recorded before the body ends, while nothing of it can be stored yet.
+            if let Stored::Fenced = self.record_inflight(inflight).await {
+                return Ok(Stored::Fenced);
+            }
+        }
+        crate::failpoint::hit("stream_before_end");
+        let raw = insert.sent();
+        let result = insert.finish().await;
+        let err = match result {
+            Ok(_) if !failed => {
+                let m = &self.rt.metrics;
+                RouteMetrics::add(&m.rows_inserted, sealed.rows() as u64);
+                RouteMetrics::add(&m.bytes_inserted, raw as u64);
+                RouteMetrics::add(&m.inserts, 1);
+                RouteMetrics::add(&m.streamed_inserts, 1);
+                return self.deliver_dead(sealed, Vec::new()).await;
+            }
+            Ok(_) => "the body could not be sent in full".to_string(),
+            Err(e) => e.to_string(),
+        };
+        RouteMetrics::add(&self.rt.metrics.stream_fallbacks, 1);
+        tracing::warn!(partition = %self.id, range = %sealed.range, error = %err,
+            "streamed insert failed; reading the range back from Kafka to send it as a batch");
+        match self.reform(sealed.range).await? {
+            Reformed::Batch(again) => {
+                let token = self.stream_token(sealed.range.first, nonce);
+                self.store(&again, Some(token)).await
+            }
+            Reformed::Empty => Ok(Stored::Yes),
+            Reformed::Fenced => Ok(Stored::Fenced),
+        }
+    }
+
+    /// Forms the batch of `range` again from the messages in Kafka, held (compressed), as
+    /// the lane formed it the first time: same rows, same bad messages.
+    async fn reform(&mut self, range: OffsetRange) -> Result<Reformed, LaneFailure> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        loop {
+            if self.committer.fence().is_raised() {
+                return Ok(Reformed::Fenced);
+            }
+            let (tx, mut rx) = mpsc::channel::<RecordChunk>(2);
+            let refetch = self.rt.refetch.clone();
+            let id = self.id.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                refetch.read_range(&id, range, STREAM_CHUNK, &tx)
+            });
+            while let Some(chunk) = rx.recv().await {
+                for rec in chunk.iter() {
+                    self.encode(rec);
+                }
+                if self.batch.should_pack(Packing::Always, 0, None) {
+                    self.batch.pack().map_err(|e| self.unusable_batch(e))?;
+                }
+            }
+            let error = match task.await {
+                Ok(Ok(_)) => {
+                    return Ok(
+                        match self.batch.seal().map_err(|e| self.unusable_batch(e))? {
+                            Some(again) => Reformed::Batch(again),
+                            None => Reformed::Empty,
+                        },
+                    )
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            // Start over: what was read may have stopped anywhere.
+            let _ = self.batch.seal();
+            let delay = backoff.next_delay();
+            tracing::warn!(partition = %self.id, range = %range, error = %error, retry_in = ?delay,
+                "cannot read a failed streamed insert's range back from Kafka; retrying (offsets not committed)");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// Retries until recorded or fenced: inserting without the record could let a restart cut
     /// a different range and store some rows twice.
-    async fn record_inflight(&self, range: OffsetRange) -> Stored {
+    async fn record_inflight(&self, inflight: Inflight) -> Stored {
+        let range = inflight.range;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
-            match self.committer.record_inflight(range).await {
+            match self.committer.record_inflight(inflight).await {
                 Ok(()) => return Stored::Yes,
                 Err(CommitError::Fenced(_)) => return Stored::Fenced,
                 Err(e) => {
@@ -411,7 +640,13 @@ impl Lane {
 
     /// Inserts every row of `sealed`, splitting around rows ClickHouse rejects, then sends
     /// the dead letters. Returns only when all of it is durable (or the lane was fenced).
-    async fn store(&self, sealed: &SealedBatch) -> Result<Stored, LaneFailure> {
+    /// `whole_token`: the token of the whole batch when it is not the one its rows give
+    /// (a streamed range sent again).
+    async fn store(
+        &self,
+        sealed: &SealedBatch,
+        whole_token: Option<String>,
+    ) -> Result<Stored, LaneFailure> {
         // (offset, reason) of the rows ClickHouse rejected, in offset order.
         let mut rejected: Vec<(i64, String)> = Vec::new();
         // Depth-first over row ranges, left to right, so rows land in offset order.
@@ -420,7 +655,10 @@ impl Lane {
             if from >= to {
                 continue;
             }
-            match self.insert_rows(sealed, from, to).await? {
+            let token = whole_token
+                .clone()
+                .filter(|_| from == 0 && to == sealed.rows());
+            match self.insert_rows(sealed, from, to, token).await? {
                 InsertOutcome::Stored => {}
                 InsertOutcome::Fenced => return Ok(Stored::Fenced),
                 InsertOutcome::BadData(reason) if to - from == 1 => {
@@ -437,6 +675,16 @@ impl Lane {
                 }
             }
         }
+        self.deliver_dead(sealed, rejected).await
+    }
+
+    /// Sends the batch's bad messages and the rows ClickHouse rejected (`rejected`: offset,
+    /// reason) to the dead-letter path.
+    async fn deliver_dead(
+        &self,
+        sealed: &SealedBatch,
+        rejected: Vec<(i64, String)>,
+    ) -> Result<Stored, LaneFailure> {
         if sealed.dead.is_empty() && rejected.is_empty() {
             return Ok(Stored::Yes);
         }
@@ -545,6 +793,7 @@ impl Lane {
         sealed: &SealedBatch,
         from: usize,
         to: usize,
+        whole_token: Option<String>,
     ) -> Result<InsertOutcome, LaneFailure> {
         let body = sealed
             .rows_body(from, to)
@@ -552,6 +801,7 @@ impl Lane {
         let bytes = body.raw_len() as u64;
         let packed = matches!(body, InsertBody::Packed { .. });
         let dedup_token = match (sealed.row_offset(from), sealed.row_offset(to - 1)) {
+            _ if whole_token.is_some() => whole_token,
             (Some(first), Some(last)) => Some(dedup::token(
                 &self.rt.route.database,
                 &self.rt.route.table,

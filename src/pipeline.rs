@@ -63,6 +63,7 @@ pub fn clickhouse_settings(c: &ClickHouseConfig) -> ClickHouseSettings {
             crate::config::Compression::Lz4 => clickhouse::Compression::Lz4,
             crate::config::Compression::Gzip => clickhouse::Compression::Gzip,
         },
+        stream_inserts: c.stream_inserts,
         connect_timeout: c.connect_timeout,
         request_timeout: c.request_timeout,
     }

@@ -22,6 +22,8 @@ pub struct RouteMetrics {
     pub bytes_inserted: AtomicU64,
     pub inserts: AtomicU64,
     pub packed_inserts: AtomicU64,
+    pub streamed_inserts: AtomicU64,
+    pub stream_fallbacks: AtomicU64,
     pub insert_retries: AtomicU64,
     pub rows_rejected_by_clickhouse: AtomicU64,
     pub dead_lettered: AtomicU64,
@@ -83,7 +85,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let counters: [(&str, &str, CounterOf); 10] = [
+        let counters: [(&str, &str, CounterOf); 12] = [
             ("sluice_messages_total", "Kafka messages read", |r| {
                 &r.messages
             }),
@@ -106,6 +108,16 @@ impl Metrics {
                 "sluice_packed_inserts_total",
                 "Acknowledged INSERTs of batches compressed in memory (sent as their LZ4 blocks)",
                 |r| &r.packed_inserts,
+            ),
+            (
+                "sluice_streamed_inserts_total",
+                "Acknowledged INSERTs whose body was sent while its rows were encoded",
+                |r| &r.streamed_inserts,
+            ),
+            (
+                "sluice_stream_fallbacks_total",
+                "Streamed INSERTs that failed and were sent again as a batch read back from Kafka",
+                |r| &r.stream_fallbacks,
             ),
             (
                 "sluice_insert_retries_total",

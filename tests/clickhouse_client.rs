@@ -1347,3 +1347,85 @@ async fn tls_client_certificate() {
         })
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// streamed inserts
+
+/// `n` rows of (UInt32, String) from `start`, about 100 bytes each.
+fn many_rows(start: u32, n: u32) -> Bytes {
+    let pad = "x".repeat(90);
+    let data: Vec<(u32, &str)> = (start..start + n).map(|i| (i, pad.as_str())).collect();
+    rows(&data)
+}
+
+#[tokio::test]
+async fn modern_streamed_insert_stores_at_its_end_and_nothing_when_abandoned() {
+    let client = connect(&modern_url()).await;
+    assert!(
+        client.streams_inserts() == is_loopback_url(&modern_url()),
+        "26.9 on loopback with auto compression streams inserts"
+    );
+    let table = table_name("stream");
+    create_deduplicating(&client, &table, false).await;
+
+    // Finished: stored once its body ends, not before.
+    let mut s = client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-1")));
+    for part in 0..4 {
+        assert!(
+            s.send(many_rows(part * 10_000, 10_000)).await,
+            "send {part}"
+        );
+        // The server has parsed what it got by now; nothing is stored mid-body.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            count(&client, &table).await,
+            0,
+            "stored before the body ended"
+        );
+    }
+    assert_eq!(s.sent(), many_rows(0, 10_000).len() * 4);
+    s.finish().await.expect("streamed insert");
+    assert_eq!(count(&client, &table).await, 40_000);
+
+    // Abandoned: the body is cut off, the server stores nothing of it.
+    let mut s = client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-2")));
+    assert!(s.send(many_rows(100_000, 20_000)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        count(&client, &table).await,
+        40_000,
+        "an abandoned stream stored rows"
+    );
+
+    // The same token again (a range sent again as a held batch): dropped as a duplicate.
+    let again = insert_req(&table, &[], many_rows(0, 40_000), Some("s-1"));
+    client.insert(&again).await.expect("repeat");
+    assert_eq!(
+        count(&client, &table).await,
+        40_000,
+        "the repeat was stored"
+    );
+
+    // A bad row mid-stream: the insert fails as bad data, nothing of it is stored.
+    let mut s = client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-3")));
+    s.send(many_rows(200_000, 5_000)).await;
+    // A string whose length prefix runs past the end of the body.
+    s.send(Bytes::from_static(&[1, 0, 0, 0, 0xff, 0xff, 0x03, b'a']))
+        .await;
+    match s.finish().await {
+        Err(InsertError::BadData { .. }) => {}
+        other => panic!("expected bad data, got {other:?}"),
+    }
+    assert_eq!(count(&client, &table).await, 40_000);
+    drop_table(&client, &table).await;
+}
+
+#[tokio::test]
+async fn legacy_server_never_streams() {
+    let Some(url) = legacy_url() else { return };
+    let client = connect(&url).await;
+    // 18.16 stores the rows of a cut-off body (ClickHouse#9666) and has no tokens.
+    assert!(!client.streams_inserts());
+}

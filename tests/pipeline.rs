@@ -906,13 +906,26 @@ async fn a_stalled_table_does_not_hold_up_the_others() {
 }
 
 /// Packed batches (rows compressed in memory because the budget would otherwise cut the batch
-/// short): an insert goes as ClickHouse's LZ4 blocks and every row lands once; a batch ClickHouse
-/// rejects because of one row is split, uncompressed, around it, and only that row goes to the
-/// dead-letter topic.
+/// short, `stream_inserts = false`): an insert goes as ClickHouse's LZ4 blocks and every row
+/// lands once; a batch ClickHouse rejects because of one row is split, uncompressed, around
+/// it, and only that row goes to the dead-letter topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packed_batches_land_whole_and_split_around_rejected_rows() {
+    batches_beyond_the_budget_land_whole_and_split_around_rejected_rows(false).await;
+}
+
+/// Streamed inserts (the default on 26.9 over loopback, for the batches the budget would cut
+/// short): the body goes out while the batch fills and every row lands once; a streamed
+/// insert ClickHouse rejects because of one row is read back from Kafka, sent as a held
+/// batch, split around that row, and only that row goes to the dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_batches_land_whole_and_split_around_rejected_rows() {
+    batches_beyond_the_budget_land_whole_and_split_around_rejected_rows(true).await;
+}
+
+async fn batches_beyond_the_budget_land_whole_and_split_around_rejected_rows(stream: bool) {
     init_logs();
-    let topic = unique("packed");
+    let topic = unique(if stream { "streamed" } else { "packed" });
     let table = format!("default.{topic}");
     create_topic(&topic, 1).await;
     create_topic(&format!("{topic}.dlq"), 1).await;
@@ -940,23 +953,42 @@ async fn packed_batches_land_whole_and_split_around_rejected_rows() {
     send(0, 60_000);
     let group = unique("g");
     let text = config(&group, &[(&topic, &topic)], "delivery = \"exactly-once\"")
-        .replace("[service]\n", "[service]\nbatch_memory = \"8MiB\"\n");
-    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
-    let (run, metrics) = start_with_metrics(cfg);
+        .replace("[service]\n", "[service]\nbatch_memory = \"8MiB\"\n")
+        .replace(
+            "[clickhouse]\n",
+            &format!("[clickhouse]\nstream_inserts = {stream}\n"),
+        );
+    let start_run = || {
+        let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+        start_with_metrics(cfg)
+    };
+    let (run, metrics) = start_run();
     let first = wait_for_count(&table, 60_000, Duration::from_secs(60)).await;
     let packed_first = route_counter(&metrics, "sluice_packed_inserts_total");
+    let streamed_first = route_counter(&metrics, "sluice_streamed_inserts_total");
     let inserts_first = route_counter(&metrics, "sluice_inserts_total");
-    // Another backlog with one row the table refuses: its packed batch is rejected whole, then
-    // split, and its parts go uncompressed.
+    run.stop().await;
+    // Another backlog, waiting when sluice starts again, with one row the table refuses: its
+    // batch is rejected whole, then split, and its parts go uncompressed.
     send(60_000, 120_000);
+    let (run, metrics) = start_run();
     let got = wait_for_count(&table, 119_999, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let summary = run.stop().await;
     assert_eq!(first, 60_000);
-    assert!(
-        packed_first >= 1,
-        "no batch was packed: {inserts_first} inserts"
-    );
+    if stream {
+        assert!(
+            streamed_first >= 1 && packed_first == 0,
+            "{streamed_first} streamed and {packed_first} packed of {inserts_first} inserts"
+        );
+        // The second backlog's stream was refused, then sent again from Kafka.
+        assert_eq!(route_counter(&metrics, "sluice_stream_fallbacks_total"), 1);
+    } else {
+        assert!(
+            packed_first >= 1 && streamed_first == 0,
+            "{packed_first} packed and {streamed_first} streamed of {inserts_first} inserts"
+        );
+    }
     // Uncompressed, the 8 MiB budget would have cut 20 MB of rows into at least 3 inserts.
     assert!(inserts_first <= 2, "{inserts_first} inserts");
     assert_eq!(got, 119_999);

@@ -7,6 +7,11 @@
 //! - `crash_points`: crashes injected at each failpoint (after the in-flight record before
 //!   the insert, after the insert before the commit, in the middle of the HTTP body, during
 //!   a revoke);
+//! - `stream_crash_points`: the same for streamed inserts, each instance starting on a
+//!   backlog (in the middle of a streamed body, after the in-flight record before the body's
+//!   end, after the insert before the commit, while re-forming a streamed range);
+//! - `stream_kill9`: kill -9 at random moments while batches stream (each instance starting
+//!   on a backlog);
 //! - `clickhouse_kill`: the ClickHouse server killed (SIGKILL) and restarted mid-stream;
 //! - `kafka_restart`: the Kafka broker restarted mid-stream;
 //! - `rebalance_storm`: three instances in one group on a 6-partition topic, stopped
@@ -60,6 +65,8 @@ impl Rng {
 struct Producer {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
+    /// Messages to add to the next step at once (a backlog), see [`Producer::burst`].
+    extra: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -67,11 +74,12 @@ impl Producer {
     fn start(topic: &str, partitions: u64, per_second: u64) -> Producer {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let (s2, n2, topic) = (stop.clone(), sent.clone(), topic.to_string());
+        let extra = Arc::new(AtomicU64::new(0));
+        let (s2, n2, e2, topic) = (stop.clone(), sent.clone(), extra.clone(), topic.to_string());
         let thread = std::thread::spawn(move || {
-            let step = (per_second / 10).max(1);
             let p = producer();
             while !s2.load(Ordering::SeqCst) {
+                let step = (per_second / 10).max(1) + e2.swap(0, Ordering::SeqCst);
                 let from = n2.load(Ordering::SeqCst);
                 produce_with(
                     &p,
@@ -90,7 +98,20 @@ impl Producer {
         Producer {
             stop,
             sent,
+            extra,
             thread: Some(thread),
+        }
+    }
+
+    /// Produces `n` more messages at once, on top of the steady rate, and returns once they
+    /// are acknowledged: a backlog for the next instance to start on.
+    fn burst(&self, n: u64) {
+        let target = self.sent.load(Ordering::SeqCst) + n;
+        self.extra.fetch_add(n, Ordering::SeqCst);
+        let start = Instant::now();
+        while self.sent.load(Ordering::SeqCst) < target && start.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -149,6 +170,18 @@ impl Target {
         }
         text = text.replace("session_timeout = \"10s\"", "session_timeout = \"6s\"");
         let p = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, text).expect("write config");
+        p
+    }
+
+    /// A config whose batches stream: default batch limits and a small memory budget, so
+    /// that a backlog's batches are ones the budget would cut short (`lane.rs`).
+    fn streaming_config(&self, name: &str, delivery: &str, instance: &str) -> PathBuf {
+        let p = self.config(name, delivery, Some(instance));
+        let text = std::fs::read_to_string(&p)
+            .expect("read config")
+            .replace("max_rows = 700", "")
+            .replace("[service]\n", "[service]\nbatch_memory = \"4MiB\"\n");
         std::fs::write(&p, text).expect("write config");
         p
     }
@@ -253,42 +286,132 @@ const LEGACY_RMT: &str = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{topic
 async fn kill9(name: &str, url: &str, engine: &str, delivery: &str, kills: u64, rng: &mut Rng) {
     let t = Target::new(name, url, 4, engine).await;
     let cfg = t.config("k", delivery, Some("torture-1"));
+    kill9_with(&t, &cfg, name, delivery, kills, 0, rng).await;
+}
+
+/// kill -9 at random moments while batches stream: each instance starts on a backlog of
+/// 40,000 messages against a 4 MiB budget (see [`stream_crash_points`]).
+async fn stream_kill9(name: &str, kills: u64, rng: &mut Rng) {
+    let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
+    let cfg = t.streaming_config("sk", "exactly-once", "torture-sk");
+    kill9_with(&t, &cfg, name, "exactly-once", kills, 40_000, rng).await;
+    let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
+    let streams = log.matches("streaming the batch's insert").count();
+    println!("torture {name}: {streams} streams opened");
+    assert!(streams >= 4, "batches did not stream: {streams} streams");
+}
+
+async fn kill9_with(
+    t: &Target,
+    cfg: &std::path::Path,
+    name: &str,
+    delivery: &str,
+    kills: u64,
+    burst: u64,
+    rng: &mut Rng,
+) {
     let producer = Producer::start(&t.topic, t.partitions, 3_000);
     for _ in 0..kills {
-        let mut s = Sluice::spawn(&cfg, &t.log());
-        tokio::time::sleep(Duration::from_millis(rng.range(300, 1_600))).await;
+        if burst > 0 {
+            producer.burst(burst);
+        }
+        // The lanes' debug lines say when a batch started streaming.
+        let mut s = Sluice::spawn_env(cfg, &t.log(), &[("RUST_LOG", "info,sluice::lane=debug")]);
+        // A backlog is drained in about a second: kill within it.
+        let (lo, hi) = if burst > 0 { (100, 900) } else { (300, 1_600) };
+        tokio::time::sleep(Duration::from_millis(rng.range(lo, hi))).await;
         s.signal("-KILL");
         let _ = s.wait(Duration::from_secs(10));
     }
     let produced = producer.finish();
-    t.drain(&cfg, produced).await;
+    t.drain(cfg, produced).await;
     let r = t.verify(produced).await;
-    report(&t, name, kills, produced, r);
+    report(t, name, kills, produced, r);
     assert_guarantee(name, delivery, r);
 }
 
 async fn crash_points(name: &str, url: &str, engine: &str, rng: &mut Rng) {
     let t = Target::new(name, url, 4, engine).await;
     let cfg = t.config("c", "exactly-once", Some("torture-cp"));
-    let producer = Producer::start(&t.topic, t.partitions, 3_000);
     let points = [
         "after_record_before_insert",
         "after_insert_before_commit",
         "insert_mid_body",
         "during_revoke",
     ];
+    crash_at_points(name, &t, &cfg, &points, 0, rng).await;
+}
+
+/// Crash points of streamed inserts: each instance starts on a backlog of 40,000 messages
+/// (10,000 per partition, ~1.5 MB) against a 4 MiB budget, so its batches stream; crashes in
+/// the middle of a streamed body, after the in-flight record before the body's end, after
+/// the insert before the commit, and while re-forming a streamed range (its record kept).
+async fn stream_crash_points(name: &str, rng: &mut Rng) {
+    let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
+    let cfg = t.streaming_config("s", "exactly-once", "torture-scp");
+    let points = [
+        "stream_mid_body",
+        "stream_before_end",
+        "after_insert_before_commit",
+        "after_record_before_insert",
+    ];
+    crash_at_points(name, &t, &cfg, &points, 40_000, rng).await;
+    let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
+    assert!(
+        log.lines()
+            .any(|l| l.contains("re-forming exactly that batch") && l.contains("streamed=true")),
+        "no streamed range was ever re-formed"
+    );
+}
+
+/// `text` without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Starts an instance per point (twice over), each crashing at the point's n-th hit, under
+/// continuous production plus a `burst` before each start; then drains and verifies
+/// exactly-once.
+async fn crash_at_points(
+    name: &str,
+    t: &Target,
+    cfg: &std::path::Path,
+    points: &[&str],
+    burst: u64,
+    rng: &mut Rng,
+) {
+    let producer = Producer::start(&t.topic, t.partitions, 3_000);
     let mut iterations = 0;
     for round in 0..2 {
-        for p in points {
+        for &p in points {
+            if burst > 0 {
+                producer.burst(burst);
+            }
             // A revoke happens once per process (at its shutdown): crash at the first one.
+            // A backlog's four streams come in the first seconds: crash at one of the first.
             let at = if p == "during_revoke" {
                 1
+            } else if burst > 0 {
+                rng.range(1, 3)
             } else {
                 rng.range(1, 6)
             }
             .to_string();
             let spec = format!("{p}@{at}");
-            let mut s = Sluice::spawn_env(&cfg, &t.log(), &[("SLUICE_FAILPOINTS", &spec)]);
+            let mut s = Sluice::spawn_env(cfg, &t.log(), &[("SLUICE_FAILPOINTS", &spec)]);
             if p == "during_revoke" {
                 // A revoke happens when the instance leaves the group: ask it to.
                 tokio::time::sleep(Duration::from_millis(rng.range(800, 2_000))).await;
@@ -307,9 +430,9 @@ async fn crash_points(name: &str, url: &str, engine: &str, rng: &mut Rng) {
         }
     }
     let produced = producer.finish();
-    t.drain(&cfg, produced).await;
+    t.drain(cfg, produced).await;
     let r = t.verify(produced).await;
-    report(&t, name, iterations, produced, r);
+    report(t, name, iterations, produced, r);
     assert_guarantee(name, "exactly-once", r);
     let log = std::fs::read_to_string(t.log()).unwrap_or_default();
     for p in points {
@@ -390,7 +513,7 @@ async fn torture() {
     // every failpoint is an empty function, and crash_points would wait 30 s per iteration for
     // a crash that cannot come. Say so before a minute of kill9.
     assert!(
-        cfg!(debug_assertions) || !run("crash_points"),
+        cfg!(debug_assertions) || !(run("crash_points") || run("stream_crash_points")),
         "crash points are compiled out of release builds (src/failpoint.rs): run the torture \
          test with `cargo test`, or leave crash_points out (SLUICE_TORTURE_ONLY)"
     );
@@ -408,6 +531,12 @@ async fn torture() {
     }
     if run("crash_points") {
         crash_points("crash_points", &ch_url(), MT_WINDOW, &mut rng).await;
+    }
+    if run("stream_crash_points") {
+        stream_crash_points("stream_crash_points", &mut rng).await;
+    }
+    if run("stream_kill9") {
+        stream_kill9("stream_kill9", 10, &mut rng).await;
     }
     if run("clickhouse_kill") {
         server_outage(

@@ -27,6 +27,7 @@ use super::error::{
     ServerException, TransportFailure,
 };
 use super::sql::{qualified, quote_ident, quote_str};
+use super::stream::InsertStream;
 use super::version::{insert_settings, ServerInfo, Version, SETTINGS_WE_SEND};
 use super::{ChError, ClickHouseSettings, InsertError};
 
@@ -60,6 +61,8 @@ struct Inner {
     server: ServerInfo,
     encoding: Encoding,
     packing: Packing,
+    /// Whether batches the memory budget would cut short are streamed ([`Client::streams_inserts`]).
+    streams: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -598,6 +601,7 @@ impl Client {
             server: ServerInfo::from_version(Version::new(0, 0, 0), ""),
             encoding: Encoding::Identity,
             packing: Packing::Never,
+            streams: false,
         };
 
         let answer = inner
@@ -642,6 +646,13 @@ impl Client {
             reason: reason.into(),
         })?;
         inner.packing = Packing::resolve(settings.compression, inner.encoding);
+        // Streamed inserts need a server that stores nothing of a body cut off before its
+        // end (ClickHouse#9666: 18.16 stored the rows it had received; fixed in 20.x) and the
+        // deduplication token (>= 22.2), which is how a streamed range is named; and an
+        // uncompressed wire (`auto` on loopback): elsewhere batches are held compressed.
+        inner.streams = settings.stream_inserts
+            && inner.packing == Packing::ToGrow
+            && server.supports_dedup_token;
         inner.http = config.build(pool_idle_for(
             keep_alive.unwrap_or(DEFAULT_SERVER_KEEP_ALIVE),
         ))?;
@@ -651,6 +662,7 @@ impl Client {
             version = %inner.server.version_string,
             encoding = ?inner.encoding,
             packing = ?inner.packing,
+            streamed_inserts = inner.streams,
             dedup_token = inner.server.supports_dedup_token,
             row_binary_with_defaults = inner.server.supports_row_binary_with_defaults,
             "connected to ClickHouse"
@@ -678,6 +690,27 @@ impl Client {
     /// Whether lanes compress their batches as rows arrive (see [`Packing`]).
     pub fn packing(&self) -> Packing {
         self.inner.packing
+    }
+
+    /// Whether a lane streams a batch the memory budget would otherwise cut short, instead of
+    /// holding it compressed ([`Client::open_insert_stream`]).
+    pub fn streams_inserts(&self) -> bool {
+        self.inner.streams
+    }
+
+    /// Starts an INSERT whose body is sent as it is encoded; `req.body` is ignored. See
+    /// [`InsertStream`] for what is stored when.
+    pub fn open_insert_stream(&self, req: InsertRequest) -> InsertStream {
+        let (tx, body) = super::stream::body_channel();
+        let client = self.clone();
+        let task = tokio::spawn(async move {
+            let sql = insert_sql(&req);
+            client
+                .inner
+                .send_insert(&req, &sql, body, None, false)
+                .await
+        });
+        InsertStream::new(tx, task)
     }
 
     /// Runs a statement (SELECT, DDL) with the configured database and returns the body text.
@@ -891,14 +924,7 @@ impl Client {
             });
         }
         let sql = insert_sql(req);
-        let settings = insert_settings(&inner.server, req.dedup_token.as_deref());
-        let mut params: Vec<(&str, &str)> = Vec::with_capacity(settings.len() + 2);
-        params.push(("query", sql.as_str()));
-        params.extend(settings.iter().map(|(k, v)| (*k, v.as_str())));
-        if matches!(req.body, InsertBody::Packed { .. }) {
-            params.push(("decompress", "1"));
-        }
-
+        let packed = matches!(req.body, InsertBody::Packed { .. });
         let (body, content_encoding) = match &req.body {
             InsertBody::Plain(rows) => {
                 let body =
@@ -912,25 +938,53 @@ impl Client {
             }
             InsertBody::Packed { blocks, .. } => (blocks.clone(), None),
         };
-        let answer = match inner.post(&params, body, content_encoding).await {
+        inner
+            .send_insert(req, &sql, failpoint_body(body), content_encoding, packed)
+            .await
+            .map(|mut ack| {
+                ack.elapsed = started.elapsed();
+                ack
+            })
+    }
+}
+
+impl Inner {
+    /// POSTs one INSERT of `req`'s table and columns with `body` and classifies the outcome.
+    async fn send_insert(
+        &self,
+        req: &InsertRequest,
+        sql: &str,
+        body: reqwest::Body,
+        content_encoding: Option<&'static str>,
+        packed: bool,
+    ) -> Result<InsertAck, InsertError> {
+        let started = Instant::now();
+        let settings = insert_settings(&self.server, req.dedup_token.as_deref());
+        let mut params: Vec<(&str, &str)> = Vec::with_capacity(settings.len() + 2);
+        params.push(("query", sql));
+        params.extend(settings.iter().map(|(k, v)| (*k, v.as_str())));
+        if packed {
+            params.push(("decompress", "1"));
+        }
+        let answer = match self.post_body(&params, body, content_encoding).await {
             Ok(a) => a,
             Err(e) => {
-                let err = inner.transport_error(e);
+                let err = self.transport_error(e);
                 return Err(InsertError::Retryable {
                     code: None,
                     message: err.to_string(),
                 });
             }
         };
-        // Nothing is streamed for an INSERT, but a failure after the status line would show
-        // in the body or the exception header; never acknowledge it.
-        if let Some(exc) = inner.answer_exception(&answer) {
+        // Nothing is streamed back for an INSERT, but a failure after the status line would
+        // show in the body or the exception header; never acknowledge it.
+        if let Some(exc) = self.answer_exception(&answer) {
             let message = format!(
                 "{}.{} at {}: {}",
                 req.database,
                 req.table,
-                inner.display_url,
-                scrub(&exc.message, inner.password.as_ref().map(|p| p.expose()))
+                self.display_url,
+                scrub(&exc.message, self.password.as_ref().map(|p| p.expose()))
             );
             let err = InsertError::from_failure(exc.code, Some(answer.status.as_u16()), message);
             tracing::debug!(table = %req.table, code = ?exc.code, class = ?err.class(), "insert failed");
@@ -978,6 +1032,17 @@ impl Inner {
         body: Bytes,
         content_encoding: Option<&'static str>,
     ) -> Result<Answer, reqwest::Error> {
+        self.post_body(params, failpoint_body(body), content_encoding)
+            .await
+    }
+
+    /// [`Inner::post`] with any body, a streamed one included.
+    async fn post_body(
+        &self,
+        params: &[(&str, &str)],
+        body: reqwest::Body,
+        content_encoding: Option<&'static str>,
+    ) -> Result<Answer, reqwest::Error> {
         let mut url = self.base.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -986,7 +1051,7 @@ impl Inner {
                 q.append_pair(k, v);
             }
         }
-        let mut req = self.http.post(url).body(failpoint_body(body));
+        let mut req = self.http.post(url).body(body);
         if let Some(enc) = content_encoding {
             req = req.header(CONTENT_ENCODING, enc);
         }

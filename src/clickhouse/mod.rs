@@ -65,6 +65,7 @@ pub mod native_lz4;
 pub mod retry;
 pub mod secret;
 pub mod sql;
+pub mod stream;
 pub mod version;
 
 use std::path::PathBuf;
@@ -78,6 +79,7 @@ pub use compress::Compression;
 pub use error::{ChError, InsertError};
 pub use retry::{classify, Backoff, Class};
 pub use secret::Secret;
+pub use stream::InsertStream;
 pub use version::{ServerInfo, Version};
 
 /// How to reach ClickHouse.
@@ -100,6 +102,9 @@ pub struct ClickHouseSettings {
     pub client_key: Option<PathBuf>,
     /// Request body compression for inserts.
     pub compression: Compression,
+    /// Stream batches the memory budget would cut short, where the server allows it
+    /// ([`Client::streams_inserts`]).
+    pub stream_inserts: bool,
     /// TCP + TLS connect timeout.
     pub connect_timeout: Duration,
     /// Whole-request timeout (send, server work, response).
@@ -119,6 +124,7 @@ impl ClickHouseSettings {
             client_cert: None,
             client_key: None,
             compression: Compression::Auto,
+            stream_inserts: true,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
         }

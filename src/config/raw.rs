@@ -63,6 +63,8 @@ pub struct RawClickHouse {
     pub client_key: Option<String>,
     /// auto (default), none, lz4, gzip.
     pub compression: Option<String>,
+    /// Stream batches the memory budget would cut short (default true).
+    pub stream_inserts: Option<bool>,
     pub connect_timeout: Option<String>,
     pub request_timeout: Option<String>,
 }

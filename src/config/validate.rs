@@ -127,6 +127,8 @@ pub struct ClickHouseConfig {
     pub password: Option<Secret>,
     pub tls: TlsFiles,
     pub compression: Compression,
+    /// See `clickhouse::stream`; used only where the server and the wire allow it.
+    pub stream_inserts: bool,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -599,6 +601,7 @@ fn validate_clickhouse(
         )?,
         tls,
         compression,
+        stream_inserts: c.stream_inserts.unwrap_or(true),
         connect_timeout: match &c.connect_timeout {
             Some(s) => parse_duration("clickhouse.connect_timeout", s)?,
             None => Duration::from_secs(5),

@@ -15,8 +15,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::records::OwnedRecord;
-use crate::checkpoint::PartitionId;
+use super::records::{OwnedRecord, RecordChunk};
+use crate::checkpoint::{OffsetRange, PartitionId};
 
 /// How long one read-back may take before it counts as failed (and is retried).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,5 +96,68 @@ impl Refetcher {
         let found: BTreeSet<i64> = out.found.iter().map(|r| r.offset).collect();
         out.gone = wanted.difference(&found).copied().collect();
         Ok(out)
+    }
+
+    /// Reads the messages of `range` in offset order and hands them to `out` in chunks of
+    /// about `chunk_bytes`, headers included: the batch of a streamed insert that failed is
+    /// formed again from them (its rows were sent, not kept). Stops after `range.last`, or
+    /// at the log end if the range's tail is gone; messages retention or compaction removed
+    /// are simply not there, as they would not be for any reader. Blocking: run it on a
+    /// blocking thread. `Ok(false)` when `out` was closed (the caller stopped listening).
+    pub fn read_range(
+        &self,
+        partition: &PartitionId,
+        range: OffsetRange,
+        chunk_bytes: usize,
+        out: &tokio::sync::mpsc::Sender<RecordChunk>,
+    ) -> Result<bool, KafkaError> {
+        let consumer: BaseConsumer = self.config.create()?;
+        let (low, high) =
+            consumer.fetch_watermarks(&partition.topic, partition.partition, FETCH_TIMEOUT)?;
+        let first = range.first.max(low);
+        let stop = range.last.min(high - 1);
+        if first > stop {
+            return Ok(true);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(first))?;
+        consumer.assign(&tpl)?;
+        let mut chunk = RecordChunk::with_capacity(chunk_bytes, 0);
+        // No deadline for the whole range (it can be a large batch): only for progress.
+        let mut last_progress = Instant::now();
+        let mut next = first;
+        while next <= stop {
+            if last_progress.elapsed() >= FETCH_TIMEOUT {
+                return Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                ));
+            }
+            match consumer.poll(Duration::from_millis(500)) {
+                None => {}
+                Some(Ok(m)) => {
+                    use rdkafka::message::Message;
+                    last_progress = Instant::now();
+                    next = m.offset() + 1;
+                    if m.offset() > stop {
+                        break;
+                    }
+                    chunk.push_message(&m);
+                    if chunk.byte_len() >= chunk_bytes {
+                        let full = std::mem::replace(
+                            &mut chunk,
+                            RecordChunk::with_capacity(chunk_bytes, 0),
+                        );
+                        if out.blocking_send(full).is_err() {
+                            return Ok(false);
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        if !chunk.is_empty() && out.blocking_send(chunk).is_err() {
+            return Ok(false);
+        }
+        Ok(true)
     }
 }

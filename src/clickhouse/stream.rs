@@ -1,0 +1,115 @@
+//! An INSERT whose body is sent while its rows are still being encoded.
+//!
+//! # What is stored when
+//! The body goes out as HTTP/1.1 chunks. ClickHouse (>= 20.x, ClickHouse#9666) parses them as
+//! they come but stores nothing until the body's last chunk has arrived: an INSERT of fewer
+//! rows and bytes than one insert block (`min_insert_block_size_rows` / `_bytes`, 1,048,449
+//! rows and 256 MiB by default, above sluice's batch limits) becomes one part at its end.
+//! So:
+//! - [`InsertStream::finish`] sends the last chunk and waits for the answer: from then on the
+//!   rows may be stored, exactly like a held batch once its POST is on the wire;
+//! - a stream dropped without `finish` (the lane failed, was fenced, or the process died)
+//!   ends its body with an error instead of the last chunk: the connection is closed
+//!   mid-body and the server stores nothing of it. `tests/clickhouse_client.rs` checks both
+//!   against the real server.
+//!
+//! The lane decides what to do when a stream fails (`lane.rs`: the range is read back from
+//! Kafka and sent as a held batch); nothing here retries.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::client::InsertAck;
+use super::InsertError;
+
+/// Chunks waiting to be sent, per stream: two of about a megabyte each bound what a stream
+/// holds while the server is slower than the lane.
+const QUEUED_CHUNKS: usize = 2;
+
+/// The sending half of a streamed body.
+pub struct BodySender {
+    tx: mpsc::Sender<Bytes>,
+    /// Set by [`InsertStream::finish`]: the body may end normally.
+    complete: Arc<AtomicBool>,
+}
+
+/// A channel whose receiving half is a request body: it ends with the last chunk only once
+/// the sender marked it complete, and with an error (so the server sees a cut-off body)
+/// when the sender is dropped before that.
+pub(super) fn body_channel() -> (BodySender, reqwest::Body) {
+    let (tx, rx) = mpsc::channel::<Bytes>(QUEUED_CHUNKS);
+    let complete = Arc::new(AtomicBool::new(false));
+    let done = complete.clone();
+    let chunks = futures::stream::unfold((rx, done), |(mut rx, done)| async move {
+        match rx.recv().await {
+            Some(chunk) => Some((Ok(chunk), (rx, done))),
+            None if done.load(Ordering::Acquire) => None,
+            None => Some((
+                Err(std::io::Error::other(
+                    "insert stream abandoned before its end",
+                )),
+                (rx, done),
+            )),
+        }
+    });
+    (
+        BodySender { tx, complete },
+        reqwest::Body::wrap_stream(chunks),
+    )
+}
+
+/// An INSERT in progress (see the module docs).
+pub struct InsertStream {
+    body: Option<BodySender>,
+    task: JoinHandle<Result<InsertAck, InsertError>>,
+    /// Bytes handed to the body so far.
+    sent: usize,
+}
+
+impl InsertStream {
+    pub(super) fn new(body: BodySender, task: JoinHandle<Result<InsertAck, InsertError>>) -> Self {
+        InsertStream {
+            body: Some(body),
+            task,
+            sent: 0,
+        }
+    }
+
+    /// Queues `chunk` for the body, waiting while [`QUEUED_CHUNKS`] are queued. False when
+    /// the request has already ended (the server answered early, which for an unfinished
+    /// body means an error; [`InsertStream::finish`] returns it).
+    pub async fn send(&mut self, chunk: Bytes) -> bool {
+        let Some(body) = &self.body else {
+            return false;
+        };
+        let len = chunk.len();
+        if body.tx.send(chunk).await.is_err() {
+            return false;
+        }
+        self.sent += len;
+        true
+    }
+
+    /// Bytes handed to the body so far.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+
+    /// Ends the body with its last chunk and waits for ClickHouse's answer.
+    pub async fn finish(mut self) -> Result<InsertAck, InsertError> {
+        if let Some(body) = self.body.take() {
+            body.complete.store(true, Ordering::Release);
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(e) => Err(InsertError::Retryable {
+                code: None,
+                message: format!("insert stream task failed: {e}"),
+            }),
+        }
+    }
+}
