@@ -122,36 +122,60 @@ impl Batch {
     }
 
     /// From now on the rows leave the batch through [`Batch::take_streamed`] instead of being
-    /// held; only an unpacked batch can stream.
+    /// held: as they are encoded, or, in a packed batch, as its LZ4 blocks.
     pub fn start_streaming(&mut self) {
+        self.streamed.get_or_insert(0);
+    }
+
+    /// A streaming batch's rows since the last call, once there are `min` bytes of them (and
+    /// at least one): the rows themselves, or in a packed batch the whole LZ4 blocks they
+    /// compress to (the rows of a partial block wait). The next rows go to a fresh buffer of
+    /// `next_capacity`. `Err` only if compressing failed (see [`Batch::pack`]).
+    pub fn take_streamed(
+        &mut self,
+        min: usize,
+        next_capacity: usize,
+    ) -> std::io::Result<Option<Bytes>> {
+        let Some(sent) = self.streamed.as_mut() else {
+            return Ok(None);
+        };
         if self.packed.is_none() {
-            self.streamed.get_or_insert(0);
+            if self.body.is_empty() || self.body.len() < min {
+                return Ok(None);
+            }
+            *sent += self.body.len();
+            let rows = std::mem::replace(&mut self.body, Vec::with_capacity(next_capacity));
+            return Ok(Some(Bytes::from(rows)));
         }
-    }
-
-    pub fn is_streaming(&self) -> bool {
-        self.streamed.is_some()
-    }
-
-    /// A streaming batch's rows encoded since the last call, once there are `min` bytes of
-    /// them (and at least one). The next rows go to a fresh buffer of `next_capacity`.
-    pub fn take_streamed(&mut self, min: usize, next_capacity: usize) -> Option<Bytes> {
-        let sent = self.streamed.as_mut()?;
-        if self.body.is_empty() || self.body.len() < min {
-            return None;
+        self.pack()?;
+        let Some(packed) = self.packed.as_mut() else {
+            return Ok(None);
+        };
+        // `min` counts rows; blocks hold them at about a quarter of their size or less.
+        if packed.blocks.is_empty() || packed.blocks.len() < min / 4 {
+            return Ok(None);
         }
-        *sent += self.body.len();
-        let rows = std::mem::replace(&mut self.body, Vec::with_capacity(next_capacity));
-        Some(Bytes::from(rows))
+        let blocks = std::mem::replace(&mut packed.blocks, Vec::with_capacity(next_capacity / 4));
+        Ok(Some(Bytes::from(blocks)))
     }
 
-    /// Whether the lane should [`Batch::pack`] now, after adding a chunk.
-    ///
-    /// `ToGrow` packs a batch whose unpacked rows reached a quarter of the lane's share of the memory
-    /// budget (`fair_share`) while its partition holds more than the share would take
-    /// uncompressed: rows so far plus the records after them up to `log_end` (as last seen),
-    /// at the batch's bytes per row. Packing then lets the batch grow to `max_bytes` instead of
-    /// being cut at the share; a partition about to run dry is not worth the compression.
+    /// Whether the memory budget would cut this batch short: its rows (at least a block's
+    /// worth) reached a quarter of the lane's share of the budget (`fair_share`) while its
+    /// partition holds more than the share would take uncompressed: rows so far plus the
+    /// records after them up to `log_end` (as last seen), at the batch's bytes per row. The
+    /// lane then streams the batch, or packs it to let it grow to `max_bytes`; a partition
+    /// about to run dry is worth neither.
+    pub fn budget_would_cut(&self, fair_share: usize, log_end: Option<i64>) -> bool {
+        let raw = self.raw_len();
+        if raw < BLOCK_SIZE || raw.saturating_mul(4) < fair_share {
+            return false;
+        }
+        self.after(log_end)
+            .is_some_and(|(_, bytes)| raw.saturating_add(bytes) > fair_share)
+    }
+
+    /// Whether the lane should [`Batch::pack`] now, after adding a chunk: `Always` whenever
+    /// a whole block is waiting, `ToGrow` once [`Batch::budget_would_cut`] (and from then on).
     pub fn should_pack(&self, packing: Packing, fair_share: usize, log_end: Option<i64>) -> bool {
         if self.body.len() < BLOCK_SIZE {
             // Not one whole block to compress yet (the rest goes at `seal`).
@@ -160,15 +184,7 @@ impl Batch {
         match packing {
             Packing::Never => false,
             Packing::Always => true,
-            Packing::ToGrow if self.packed.is_some() => true,
-            Packing::ToGrow => {
-                let raw = self.raw_len();
-                if raw.saturating_mul(4) < fair_share {
-                    return false;
-                }
-                self.after(log_end)
-                    .is_some_and(|(_, bytes)| raw.saturating_add(bytes) > fair_share)
-            }
+            Packing::ToGrow => self.packed.is_some() || self.budget_would_cut(fair_share, log_end),
         }
     }
 
@@ -177,7 +193,8 @@ impl Batch {
     /// frees the row buffer down to a chunk's worth. An error (a block over 4 GiB, which
     /// cannot happen) leaves the batch unusable and the lane stops without committing it.
     pub fn pack(&mut self) -> std::io::Result<()> {
-        if self.streamed.is_some() {
+        if self.streamed.is_some() && self.packed.is_none() {
+            // Streaming uncompressed rows: nothing is held to compress.
             return Ok(());
         }
         let first = self.packed.is_none();
@@ -340,6 +357,7 @@ impl Batch {
         };
         self.opened_at = None;
         self.dead_bytes = 0;
+        let raw_len = self.raw_len();
         let streamed = self.streamed.take().is_some();
         let (body, packed_raw) = match self.packed.take() {
             // The next batch starts small; `recycle` hands this buffer back once stored.
@@ -355,6 +373,7 @@ impl Batch {
             body,
             packed_raw,
             streamed,
+            raw_len,
             unpacked: OnceLock::new(),
             row_ends: std::mem::take(&mut self.row_ends),
             row_offsets: std::mem::take(&mut self.row_offsets),
@@ -372,8 +391,11 @@ pub struct SealedBatch {
     body: Bytes,
     /// Uncompressed length of a packed body.
     packed_raw: Option<usize>,
-    /// The rows were streamed: `body` holds only those not sent yet.
+    /// The rows were streamed: `body` holds only those not sent yet (as LZ4 blocks when
+    /// `packed_raw` is set).
     streamed: bool,
+    /// Uncompressed bytes of all the batch's rows, sent or not.
+    raw_len: usize,
     /// A packed body decoded, once a part of it has to be sent on its own (ClickHouse
     /// rejected the whole; the lane splits it to find the bad rows).
     unpacked: OnceLock<Bytes>,
@@ -441,6 +463,11 @@ impl SealedBatch {
             )));
         }
         Ok(self.unpacked.get_or_init(|| Bytes::from(rows)).clone())
+    }
+
+    /// Uncompressed bytes of the batch's rows: the size of its insert.
+    pub fn raw_len(&self) -> usize {
+        self.raw_len
     }
 
     /// A streamed batch's rows not sent yet; `None` if the batch was not streamed.

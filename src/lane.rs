@@ -333,20 +333,21 @@ impl Lane {
                 }
             }
             if self.stream.is_some() {
-                self.pump_stream(STREAM_CHUNK).await;
+                self.pump_stream(STREAM_CHUNK).await?;
+            } else if self.can_stream()
+                && self
+                    .batch
+                    .budget_would_cut(self.share.fair_share(), self.log_end)
+            {
+                // The memory budget would cut this batch short: send it while it grows.
+                self.open_stream();
+                self.pump_stream(0).await?;
             } else if self.batch.should_pack(
                 self.rt.client.packing(),
                 self.share.fair_share(),
                 self.log_end,
             ) {
-                // The memory budget would cut this batch short: send it while it grows
-                // where the server allows, else hold it compressed.
-                if self.can_stream() {
-                    self.open_stream();
-                    self.pump_stream(0).await;
-                } else {
-                    self.batch.pack().map_err(|e| self.unusable_batch(e))?;
-                }
+                self.batch.pack().map_err(|e| self.unusable_batch(e))?;
             }
             self.share.set(self.batch.held_bytes());
             if cut {
@@ -481,9 +482,11 @@ impl Lane {
             body: bytes::Bytes::new().into(),
             dedup_token: Some(self.stream_token(first, nonce)),
         };
+        // A packed batch (a compressed wire) streams its LZ4 blocks.
+        let packed = self.rt.client.packing() == Packing::Always;
         self.batch.start_streaming();
         self.stream = Some(OpenStream {
-            insert: self.rt.client.open_insert_stream(req),
+            insert: self.rt.client.open_insert_stream(req, packed),
             nonce,
             failed: false,
         });
@@ -491,18 +494,20 @@ impl Lane {
     }
 
     /// Sends the rows encoded since the last call once there are `min` bytes of them.
-    async fn pump_stream(&mut self, min: usize) {
-        let Some(open) = self.stream.as_mut() else {
-            return;
-        };
-        let Some(rows) = self.batch.take_streamed(min, 2 * STREAM_CHUNK) else {
-            return;
+    async fn pump_stream(&mut self, min: usize) -> Result<(), LaneFailure> {
+        let rows = self
+            .batch
+            .take_streamed(min, 2 * STREAM_CHUNK)
+            .map_err(|e| self.unusable_batch(e))?;
+        let (Some(open), Some(rows)) = (self.stream.as_mut(), rows) else {
+            return Ok(());
         };
         if !open.failed && !open.insert.send(rows).await {
             open.failed = true;
             tracing::debug!(partition = %self.id, "streamed insert ended early; the batch will be read back from Kafka");
         }
         crate::failpoint::hit("stream_mid_body");
+        Ok(())
     }
 
     /// Ends a streamed insert: the last rows, the in-flight record (exactly-once), then the
@@ -533,13 +538,12 @@ impl Lane {
             }
         }
         crate::failpoint::hit("stream_before_end");
-        let raw = insert.sent();
         let result = insert.finish().await;
         let err = match result {
             Ok(_) if !failed => {
                 let m = &self.rt.metrics;
                 RouteMetrics::add(&m.rows_inserted, sealed.rows() as u64);
-                RouteMetrics::add(&m.bytes_inserted, raw as u64);
+                RouteMetrics::add(&m.bytes_inserted, sealed.raw_len() as u64);
                 RouteMetrics::add(&m.inserts, 1);
                 RouteMetrics::add(&m.streamed_inserts, 1);
                 return self.deliver_dead(sealed, Vec::new()).await;

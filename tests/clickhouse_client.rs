@@ -1369,7 +1369,8 @@ async fn modern_streamed_insert_stores_at_its_end_and_nothing_when_abandoned() {
     create_deduplicating(&client, &table, false).await;
 
     // Finished: stored once its body ends, not before.
-    let mut s = client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-1")));
+    let mut s =
+        client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-1")), false);
     for part in 0..4 {
         assert!(
             s.send(many_rows(part * 10_000, 10_000)).await,
@@ -1388,7 +1389,8 @@ async fn modern_streamed_insert_stores_at_its_end_and_nothing_when_abandoned() {
     assert_eq!(count(&client, &table).await, 40_000);
 
     // Abandoned: the body is cut off, the server stores nothing of it.
-    let mut s = client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-2")));
+    let mut s =
+        client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-2")), false);
     assert!(s.send(many_rows(100_000, 20_000)).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(s);
@@ -1408,8 +1410,22 @@ async fn modern_streamed_insert_stores_at_its_end_and_nothing_when_abandoned() {
         "the repeat was stored"
     );
 
+    // ClickHouse's own LZ4 blocks (`decompress=1`), as packed batches stream.
+    let mut s = client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-4")), true);
+    for part in 0..2 {
+        let mut blocks = Vec::new();
+        let rows = many_rows(300_000 + part * 10_000, 10_000);
+        for block in rows.chunks(256 * 1024) {
+            sluice::clickhouse::native_lz4::append_block(&mut blocks, block).expect("lz4");
+        }
+        assert!(s.send(Bytes::from(blocks)).await);
+    }
+    s.finish().await.expect("streamed lz4 blocks");
+    assert_eq!(count(&client, &table).await, 60_000);
+
     // A bad row mid-stream: the insert fails as bad data, nothing of it is stored.
-    let mut s = client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-3")));
+    let mut s =
+        client.open_insert_stream(insert_req(&table, &[], Bytes::new(), Some("s-3")), false);
     s.send(many_rows(200_000, 5_000)).await;
     // A string whose length prefix runs past the end of the body.
     s.send(Bytes::from_static(&[1, 0, 0, 0, 0xff, 0xff, 0x03, b'a']))
@@ -1418,7 +1434,7 @@ async fn modern_streamed_insert_stores_at_its_end_and_nothing_when_abandoned() {
         Err(InsertError::BadData { .. }) => {}
         other => panic!("expected bad data, got {other:?}"),
     }
-    assert_eq!(count(&client, &table).await, 40_000);
+    assert_eq!(count(&client, &table).await, 60_000);
     drop_table(&client, &table).await;
 }
 

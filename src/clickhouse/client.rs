@@ -648,11 +648,12 @@ impl Client {
         inner.packing = Packing::resolve(settings.compression, inner.encoding);
         // Streamed inserts need a server that stores nothing of a body cut off before its
         // end (ClickHouse#9666: 18.16 stored the rows it had received; fixed in 20.x) and the
-        // deduplication token (>= 22.2), which is how a streamed range is named; and an
-        // uncompressed wire (`auto` on loopback): elsewhere batches are held compressed.
+        // deduplication token (>= 22.2), which is how a streamed range is named; and a body
+        // that can go out in pieces: uncompressed rows, or ClickHouse's own LZ4 blocks where
+        // batches are packed anyway (not gzip, whose stream is one piece).
         inner.streams = settings.stream_inserts
-            && inner.packing == Packing::ToGrow
-            && server.supports_dedup_token;
+            && server.supports_dedup_token
+            && (inner.packing != Packing::Never || inner.encoding == Encoding::Identity);
         inner.http = config.build(pool_idle_for(
             keep_alive.unwrap_or(DEFAULT_SERVER_KEEP_ALIVE),
         ))?;
@@ -698,16 +699,17 @@ impl Client {
         self.inner.streams
     }
 
-    /// Starts an INSERT whose body is sent as it is encoded; `req.body` is ignored. See
-    /// [`InsertStream`] for what is stored when.
-    pub fn open_insert_stream(&self, req: InsertRequest) -> InsertStream {
+    /// Starts an INSERT whose body is sent as it is encoded; `req.body` is ignored. The body
+    /// is uncompressed rows, or with `packed` ClickHouse's own LZ4 blocks (`decompress=1`,
+    /// as packed batches go). See [`InsertStream`] for what is stored when.
+    pub fn open_insert_stream(&self, req: InsertRequest, packed: bool) -> InsertStream {
         let (tx, body) = super::stream::body_channel();
         let client = self.clone();
         let task = tokio::spawn(async move {
             let sql = insert_sql(&req);
             client
                 .inner
-                .send_insert(&req, &sql, body, None, false)
+                .send_insert(&req, &sql, body, None, packed)
                 .await
         });
         InsertStream::new(tx, task)
