@@ -10,9 +10,11 @@
 //! - `stream_crash_points`: the same for streamed inserts, each instance starting on a
 //!   backlog (in the middle of a streamed body, after the in-flight record before the body's
 //!   end, after the insert before the commit, while re-forming a streamed range);
-//! - `stream_kill9`: kill -9 at random moments while batches stream (each instance starting
-//!   on a backlog);
+//! - `stream_kill9`, `stream_at_least_once`: kill -9 at random moments while batches stream
+//!   (each instance starting on a backlog), exactly-once and at-least-once;
 //! - `clickhouse_kill`: the ClickHouse server killed (SIGKILL) and restarted mid-stream;
+//! - `stream_clickhouse_kill`: the ClickHouse server killed while batches stream, and a
+//!   backlog produced while it is down;
 //! - `kafka_restart`: the Kafka broker restarted mid-stream;
 //! - `rebalance_storm`: three instances in one group on a 6-partition topic, stopped
 //!   (gracefully or with SIGKILL) and started every few seconds during load;
@@ -291,10 +293,10 @@ async fn kill9(name: &str, url: &str, engine: &str, delivery: &str, kills: u64, 
 
 /// kill -9 at random moments while batches stream: each instance starts on a backlog of
 /// 40,000 messages against a 4 MiB budget (see [`stream_crash_points`]).
-async fn stream_kill9(name: &str, kills: u64, rng: &mut Rng) {
+async fn stream_kill9(name: &str, delivery: &str, kills: u64, rng: &mut Rng) {
     let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
-    let cfg = t.streaming_config("sk", "exactly-once", "torture-sk");
-    kill9_with(&t, &cfg, name, "exactly-once", kills, 40_000, rng).await;
+    let cfg = t.streaming_config("sk", delivery, "torture-sk");
+    kill9_with(&t, &cfg, name, delivery, kills, 40_000, rng).await;
     let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
     let streams = log.matches("streaming the batch's insert").count();
     println!("torture {name}: {streams} streams opened");
@@ -466,6 +468,39 @@ async fn server_outage(name: &str, action: &[&str], rounds: u64) {
     assert_guarantee(name, "exactly-once", r);
 }
 
+/// ClickHouse killed while batches stream: each round kills the server, produces a backlog
+/// of 80,000 messages, and starts the server again a second later. The lanes' streams fail
+/// (the server is gone mid-body, or refuses the connection), each range is read back from
+/// Kafka and stored once the server is back.
+async fn stream_clickhouse_kill(name: &str, rounds: u64) {
+    let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
+    let cfg = t.streaming_config("sc", "exactly-once", "torture-sc");
+    let producer = Producer::start(&t.topic, t.partitions, 3_000);
+    let mut s = Sluice::spawn(&cfg, &t.log());
+    for _ in 0..rounds {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        producer.burst(40_000);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        testbed("kill-clickhouse");
+        producer.burst(40_000);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        testbed("start-clickhouse");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let produced = producer.finish();
+    s.signal("-TERM");
+    let status = s.wait(Duration::from_secs(60));
+    assert!(status.success(), "{name}: sluice exit {status:?}");
+    t.drain(&cfg, produced).await;
+    let r = t.verify(produced).await;
+    report(&t, name, rounds, produced, r);
+    assert_guarantee(name, "exactly-once", r);
+    let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
+    let fallbacks = log.matches("streamed insert failed").count();
+    println!("torture {name}: {fallbacks} streamed inserts read back from Kafka");
+    assert!(fallbacks >= 1, "no stream failed while the server was down");
+}
+
 async fn rebalance_storm(rng: &mut Rng, seconds: u64) {
     let t = Target::new("storm", &ch_url(), 6, MT_WINDOW).await;
     // Dynamic membership: every start and stop is a real rebalance.
@@ -536,7 +571,10 @@ async fn torture() {
         stream_crash_points("stream_crash_points", &mut rng).await;
     }
     if run("stream_kill9") {
-        stream_kill9("stream_kill9", 10, &mut rng).await;
+        stream_kill9("stream_kill9", "exactly-once", 10, &mut rng).await;
+    }
+    if run("stream_at_least_once") {
+        stream_kill9("stream_at_least_once", "at-least-once", 5, &mut rng).await;
     }
     if run("clickhouse_kill") {
         server_outage(
@@ -545,6 +583,9 @@ async fn torture() {
             2,
         )
         .await;
+    }
+    if run("stream_clickhouse_kill") {
+        stream_clickhouse_kill("stream_clickhouse_kill", 2).await;
     }
     if run("kafka_restart") {
         server_outage("kafka_restart", &["restart-kafka"], 1).await;
