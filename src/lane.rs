@@ -66,6 +66,11 @@ const BACKLOG_AGE_STRETCH: u32 = 8;
 /// records' worth of rows, see `add_chunk`).
 const STREAM_CHUNK: usize = 1 << 20;
 
+/// The longest a streamed batch stays open: ClickHouse drops an HTTP request whose body
+/// sends nothing for `http_receive_timeout` (30 s by default), and a batch whose rows stop
+/// coming (a large `max_age`, a stalled partition) must end its INSERT well before that.
+const STREAM_AGE_CAP: Duration = Duration::from_secs(20);
+
 /// An insert being streamed while its batch fills ([`crate::clickhouse::InsertStream`]).
 struct OpenStream {
     insert: InsertStream,
@@ -258,19 +263,30 @@ impl Lane {
 
     /// How old the open batch may get: `max_age`, or [`BACKLOG_AGE_STRETCH`] times that while
     /// the partition's log (as last seen) holds a backlog after the batch.
+    /// A streamed batch is also cut at [`STREAM_AGE_CAP`] or half the request timeout,
+    /// whichever is shorter, so that its INSERT ends before either side times it out.
     fn age_limit(&self, max_age: Duration) -> Duration {
         let limits = &self.rt.route.batch;
         let max_bytes = match self.rt.client.packing() {
-            Packing::Never => limits.max_bytes.min(self.share.fair_share()),
-            Packing::Always | Packing::ToGrow => limits.max_bytes,
+            Packing::Never if self.stream.is_none() => {
+                limits.max_bytes.min(self.share.fair_share())
+            }
+            Packing::Never | Packing::Always | Packing::ToGrow => limits.max_bytes,
         };
-        if self
+        let limit = if self
             .batch
             .backlog_after(limits.max_rows, max_bytes, self.log_end)
         {
             max_age.saturating_mul(BACKLOG_AGE_STRETCH)
         } else {
             max_age
+        };
+        if self.stream.is_some() {
+            limit
+                .min(STREAM_AGE_CAP)
+                .min(self.rt.client.request_timeout() / 2)
+        } else {
+            limit
         }
     }
 

@@ -693,6 +693,11 @@ impl Client {
         self.inner.packing
     }
 
+    /// The whole-request timeout (connect, body, server work, answer).
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
     /// Whether a lane streams a batch the memory budget would otherwise cut short, instead of
     /// holding it compressed ([`Client::open_insert_stream`]).
     pub fn streams_inserts(&self) -> bool {
