@@ -554,6 +554,11 @@ impl Lane {
             }
         }
         crate::failpoint::hit("stream_before_end");
+        if self.committer.fence().is_raised() {
+            // Revoked meanwhile (at-least-once records nothing to be refused): the new owner
+            // stores the range; dropping the stream cuts its body off unstored.
+            return Ok(Stored::Fenced);
+        }
         let result = insert.finish().await;
         let err = match result {
             Ok(_) if !failed => {

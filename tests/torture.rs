@@ -18,6 +18,8 @@
 //! - `kafka_restart`: the Kafka broker restarted mid-stream;
 //! - `rebalance_storm`: three instances in one group on a 6-partition topic, stopped
 //!   (gracefully or with SIGKILL) and started every few seconds during load;
+//! - `stream_rebalance_storm`: the same with a backlog produced before every change, so that
+//!   lanes are revoked while their batches stream;
 //! - the three delivery modes: exactly-once must show missing = 0 and duplicated = 0,
 //!   at-least-once missing = 0, at-most-once duplicated = 0;
 //! - `legacy`: kill -9 against ClickHouse 18.16 with ReplicatedMergeTree (content-hash dedup).
@@ -178,8 +180,8 @@ impl Target {
 
     /// A config whose batches stream: default batch limits and a small memory budget, so
     /// that a backlog's batches are ones the budget would cut short (`lane.rs`).
-    fn streaming_config(&self, name: &str, delivery: &str, instance: &str) -> PathBuf {
-        let p = self.config(name, delivery, Some(instance));
+    fn streaming_config(&self, name: &str, delivery: &str, instance: Option<&str>) -> PathBuf {
+        let p = self.config(name, delivery, instance);
         let text = std::fs::read_to_string(&p)
             .expect("read config")
             .replace("max_rows = 700", "")
@@ -295,7 +297,7 @@ async fn kill9(name: &str, url: &str, engine: &str, delivery: &str, kills: u64, 
 /// 40,000 messages against a 4 MiB budget (see [`stream_crash_points`]).
 async fn stream_kill9(name: &str, delivery: &str, kills: u64, rng: &mut Rng) {
     let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
-    let cfg = t.streaming_config("sk", delivery, "torture-sk");
+    let cfg = t.streaming_config("sk", delivery, Some("torture-sk"));
     kill9_with(&t, &cfg, name, delivery, kills, 40_000, rng).await;
     let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
     let streams = log.matches("streaming the batch's insert").count();
@@ -350,7 +352,7 @@ async fn crash_points(name: &str, url: &str, engine: &str, rng: &mut Rng) {
 /// the insert before the commit, and while re-forming a streamed range (its record kept).
 async fn stream_crash_points(name: &str, rng: &mut Rng) {
     let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
-    let cfg = t.streaming_config("s", "exactly-once", "torture-scp");
+    let cfg = t.streaming_config("s", "exactly-once", Some("torture-scp"));
     let points = [
         "stream_mid_body",
         "stream_before_end",
@@ -474,7 +476,7 @@ async fn server_outage(name: &str, action: &[&str], rounds: u64) {
 /// Kafka and stored once the server is back.
 async fn stream_clickhouse_kill(name: &str, rounds: u64) {
     let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
-    let cfg = t.streaming_config("sc", "exactly-once", "torture-sc");
+    let cfg = t.streaming_config("sc", "exactly-once", Some("torture-sc"));
     let producer = Producer::start(&t.topic, t.partitions, 3_000);
     let mut s = Sluice::spawn(&cfg, &t.log());
     for _ in 0..rounds {
@@ -501,15 +503,24 @@ async fn stream_clickhouse_kill(name: &str, rounds: u64) {
     assert!(fallbacks >= 1, "no stream failed while the server was down");
 }
 
-async fn rebalance_storm(rng: &mut Rng, seconds: u64) {
-    let t = Target::new("storm", &ch_url(), 6, MT_WINDOW).await;
+/// `burst`: messages produced at once before every change, so that the lanes stream their
+/// batches through the rebalances (with the streaming config), or 0.
+async fn rebalance_storm(name: &str, rng: &mut Rng, seconds: u64, burst: u64) {
+    let t = Target::new(name, &ch_url(), 6, MT_WINDOW).await;
     // Dynamic membership: every start and stop is a real rebalance.
-    let cfg = t.config("s", "exactly-once", None);
+    let cfg = if burst > 0 {
+        t.streaming_config("s", "exactly-once", None)
+    } else {
+        t.config("s", "exactly-once", None)
+    };
     let producer = Producer::start(&t.topic, t.partitions, 3_000);
     let mut instances: Vec<Option<Sluice>> = vec![None, None, None];
     let start = Instant::now();
     let mut changes = 0;
     while start.elapsed() < Duration::from_secs(seconds) {
+        if burst > 0 {
+            producer.burst(burst);
+        }
         let i = rng.range(0, 3) as usize;
         match instances[i].take() {
             Some(mut s) => {
@@ -520,7 +531,14 @@ async fn rebalance_storm(rng: &mut Rng, seconds: u64) {
                 });
                 let _ = s.wait(Duration::from_secs(40));
             }
-            None => instances[i] = Some(Sluice::spawn(&cfg, &t.log())),
+            None => {
+                let env: &[(&str, &str)] = if burst > 0 {
+                    &[("RUST_LOG", "info,sluice::lane=debug")]
+                } else {
+                    &[]
+                };
+                instances[i] = Some(Sluice::spawn_env(&cfg, &t.log(), env));
+            }
         }
         changes += 1;
         tokio::time::sleep(Duration::from_millis(rng.range(1_000, 3_000))).await;
@@ -532,8 +550,14 @@ async fn rebalance_storm(rng: &mut Rng, seconds: u64) {
     let produced = producer.finish();
     t.drain(&cfg, produced).await;
     let r = t.verify(produced).await;
-    report(&t, "rebalance_storm", changes, produced, r);
-    assert_guarantee("rebalance_storm", "exactly-once", r);
+    report(&t, name, changes, produced, r);
+    assert_guarantee(name, "exactly-once", r);
+    if burst > 0 {
+        let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
+        let streams = log.matches("streaming the batch's insert").count();
+        println!("torture {name}: {streams} streams opened");
+        assert!(streams >= 1, "batches did not stream");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -591,7 +615,10 @@ async fn torture() {
         server_outage("kafka_restart", &["restart-kafka"], 1).await;
     }
     if run("rebalance_storm") {
-        rebalance_storm(&mut rng, 24).await;
+        rebalance_storm("rebalance_storm", &mut rng, 24, 0).await;
+    }
+    if run("stream_rebalance_storm") {
+        rebalance_storm("stream_rebalance_storm", &mut rng, 16, 30_000).await;
     }
     if run("at_least_once") {
         kill9(
