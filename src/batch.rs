@@ -621,6 +621,59 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_batch_sends_every_row_once_and_keeps_only_offsets() {
+        let mut b = Batch::default();
+        add_rows(&mut b, 0..300);
+        assert!(b.budget_would_cut(600_000, Some(601)));
+        assert!(!b.budget_would_cut(600_000, Some(600)), "the rest fits");
+        b.start_streaming();
+        let mut sent = Vec::new();
+        // Under `min`: nothing leaves yet.
+        assert!(b.take_streamed(400_000, 1024).unwrap().is_none());
+        sent.extend_from_slice(&b.take_streamed(1, 1024).unwrap().unwrap());
+        assert_eq!(sent.len(), 300_000);
+        assert_eq!(b.held_bytes(), 300 * 16, "only the rows' bookkeeping stays");
+        add_rows(&mut b, 300..350);
+        // The cut still counts every row, sent or not.
+        assert_eq!(b.raw_len(), 350_000);
+        let s = b.seal().unwrap().unwrap();
+        sent.extend_from_slice(&s.stream_tail().unwrap());
+        let mut plain = Batch::default();
+        add_rows(&mut plain, 0..350);
+        assert_eq!(sent, plain.body, "the stream carried exactly the rows");
+        assert_eq!(
+            (s.rows(), s.raw_len(), s.range.first, s.range.last),
+            (350, 350_000, 0, 349)
+        );
+        assert!(
+            s.rows_body(0, 1).is_err(),
+            "a streamed batch's rows are gone"
+        );
+        assert!(
+            b.is_empty() && b.streamed.is_none(),
+            "the batcher starts over"
+        );
+    }
+
+    #[test]
+    fn a_packed_streamed_batch_sends_its_lz4_blocks() {
+        let mut b = Batch::default();
+        add_rows(&mut b, 0..600);
+        b.pack().unwrap();
+        b.start_streaming();
+        let mut blocks = b.take_streamed(0, 1024).unwrap().unwrap().to_vec();
+        add_rows(&mut b, 600..1000);
+        blocks.extend_from_slice(&b.take_streamed(0, 1024).unwrap().unwrap());
+        add_rows(&mut b, 1000..1010);
+        let s = b.seal().unwrap().unwrap();
+        blocks.extend_from_slice(&s.stream_tail().unwrap());
+        let mut plain = Batch::default();
+        add_rows(&mut plain, 0..1010);
+        assert_eq!(decode(&blocks), plain.body);
+        assert_eq!(s.raw_len(), 1_010_000);
+    }
+
+    #[test]
     fn big_batches_go_early_from_4_mib_whatever_max_bytes_allows() {
         let limits = BatchLimits {
             max_rows: 1_000_000,
