@@ -299,8 +299,7 @@ async fn stream_kill9(name: &str, delivery: &str, kills: u64, rng: &mut Rng) {
     let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
     let cfg = t.streaming_config("sk", delivery, Some("torture-sk"));
     kill9_with(&t, &cfg, name, delivery, kills, 40_000, rng).await;
-    let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
-    let streams = log.matches("streaming the batch's insert").count();
+    let streams = streams_opened(&t);
     println!("torture {name}: {streams} streams opened");
     assert!(streams >= 4, "batches did not stream: {streams} streams");
 }
@@ -452,22 +451,42 @@ async fn server_outage(name: &str, action: &[&str], rounds: u64) {
     let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
     let cfg = t.config("o", "exactly-once", Some("torture-out"));
     let producer = Producer::start(&t.topic, t.partitions, 3_000);
-    let mut s = Sluice::spawn(&cfg, &t.log());
+    let s = Sluice::spawn(&cfg, &t.log());
     for _ in 0..rounds {
         tokio::time::sleep(Duration::from_secs(3)).await;
         for a in action {
             testbed(a);
         }
     }
+    stop_drain_verify(&t, &cfg, name, rounds, producer, s).await;
+}
+
+/// After an outage scenario: lets the one instance `s` catch up, stops producing and `s`
+/// (gracefully: it must exit cleanly), drains the rest and checks exactly-once.
+async fn stop_drain_verify(
+    t: &Target,
+    cfg: &std::path::Path,
+    name: &str,
+    iterations: u64,
+    producer: Producer,
+    mut s: Sluice,
+) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let produced = producer.finish();
     s.signal("-TERM");
     let status = s.wait(Duration::from_secs(60));
     assert!(status.success(), "{name}: sluice exit {status:?}");
-    t.drain(&cfg, produced).await;
+    t.drain(cfg, produced).await;
     let r = t.verify(produced).await;
-    report(&t, name, rounds, produced, r);
+    report(t, name, iterations, produced, r);
     assert_guarantee(name, "exactly-once", r);
+}
+
+/// How many batches started streaming, by the lanes' debug lines in `t`'s log.
+fn streams_opened(t: &Target) -> usize {
+    strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default())
+        .matches("streaming the batch's insert")
+        .count()
 }
 
 /// ClickHouse killed while batches stream: each round kills the server, produces a backlog
@@ -478,7 +497,7 @@ async fn stream_clickhouse_kill(name: &str, rounds: u64) {
     let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
     let cfg = t.streaming_config("sc", "exactly-once", Some("torture-sc"));
     let producer = Producer::start(&t.topic, t.partitions, 3_000);
-    let mut s = Sluice::spawn(&cfg, &t.log());
+    let s = Sluice::spawn(&cfg, &t.log());
     for _ in 0..rounds {
         tokio::time::sleep(Duration::from_secs(2)).await;
         producer.burst(40_000);
@@ -488,15 +507,7 @@ async fn stream_clickhouse_kill(name: &str, rounds: u64) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         testbed("start-clickhouse");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let produced = producer.finish();
-    s.signal("-TERM");
-    let status = s.wait(Duration::from_secs(60));
-    assert!(status.success(), "{name}: sluice exit {status:?}");
-    t.drain(&cfg, produced).await;
-    let r = t.verify(produced).await;
-    report(&t, name, rounds, produced, r);
-    assert_guarantee(name, "exactly-once", r);
+    stop_drain_verify(&t, &cfg, name, rounds, producer, s).await;
     let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
     let fallbacks = log.matches("streamed insert failed").count();
     println!("torture {name}: {fallbacks} streamed inserts read back from Kafka");
@@ -553,8 +564,7 @@ async fn rebalance_storm(name: &str, rng: &mut Rng, seconds: u64, burst: u64) {
     report(&t, name, changes, produced, r);
     assert_guarantee(name, "exactly-once", r);
     if burst > 0 {
-        let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
-        let streams = log.matches("streaming the batch's insert").count();
+        let streams = streams_opened(&t);
         println!("torture {name}: {streams} streams opened");
         assert!(streams >= 1, "batches did not stream");
     }
