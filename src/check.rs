@@ -73,6 +73,7 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
                         ""
                     },
                 );
+                let _ = writeln!(out, "  inserts: {}", insert_plan(&c));
                 Some(c)
             }
             Err(e) => {
@@ -196,4 +197,24 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
         if ok { "check passed" } else { "check FAILED" }
     );
     ok
+}
+
+/// How inserts travel to the connected server, and what happens to a batch that outgrows its
+/// share of `batch_memory`: streamed, held compressed, or cut at the share.
+fn insert_plan(c: &crate::clickhouse::Client) -> String {
+    use crate::clickhouse::compress::{Encoding, Packing};
+    let wire = match c.encoding() {
+        Encoding::Identity => "uncompressed bodies",
+        Encoding::Lz4 => "LZ4 bodies",
+        Encoding::Gzip => "gzip bodies",
+    };
+    let large = if c.streams_inserts() {
+        "streamed while they fill"
+    } else {
+        match c.packing() {
+            Packing::Never => "cut at the share",
+            Packing::Always | Packing::ToGrow => "held compressed",
+        }
+    };
+    format!("{wire}; batches beyond their memory share {large}")
 }
