@@ -152,7 +152,8 @@ async fn kafka_config(target: &KafkaTarget) -> Result<rdkafka::ClientConfig> {
     Ok(client::base_config(&k))
 }
 
-/// Two glibc malloc settings that keep RSS near what the batch memory budget accounts for.
+/// Three glibc malloc settings: two keep RSS near what the batch memory budget accounts for,
+/// the third keeps freed memory for reuse.
 ///
 /// Arenas: glibc gives each thread that allocates its own malloc arena (up to 8 per core), and
 /// a batch buffer freed on another worker thread than the one that grew it stays in that
@@ -171,6 +172,18 @@ async fn kafka_config(target: &KafkaTarget) -> Result<rdkafka::ClientConfig> {
 /// 209-260 MiB on 32. Rows/s the same within the noise, sluice CPU +0.1-0.2 CPU-s per million
 /// rows. A 4 MiB threshold mapped every fetch response: +0.3-0.5 CPU-s, 15 % fewer rows/s on
 /// 32 partitions.
+///
+/// Trim threshold: fixing the mmap threshold also fixes the trim threshold at its 128 KiB
+/// default, so every free that leaves more than that at the top of an arena gives the pages
+/// back, and the next chunk of records or streamed rows (1-2 MiB each, churned all the time)
+/// faults them in again. 64 MiB keeps them: 1M wide messages, exactly-once, 3 alternated
+/// rounds each (bench/results/e2e-2026-11-25T120805Z, T120933Z): sluice 2.41-2.59 ->
+/// 2.25-2.32 CPU-s per million rows (medians), rows/s +2-10 %, peak RSS +15-25 MiB (93-105 ->
+/// 112-123); on 32 partitions (T121021Z) 2.50 -> 2.25 CPU-s, RSS 127 -> 131 MiB; narrow
+/// (T120818Z) 0.60 -> 0.58, RSS 157 -> 164. 32 MiB bought less (2.43 CPU-s).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_THRESHOLD: libc::c_int = 64 << 20;
+
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any other thread starts.
@@ -180,6 +193,7 @@ fn tune_malloc() {
             libc::M_MMAP_THRESHOLD,
             sluice::batch::MMAP_THRESHOLD as libc::c_int,
         );
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
 
