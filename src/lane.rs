@@ -575,14 +575,25 @@ impl Lane {
         RouteMetrics::add(&self.rt.metrics.stream_fallbacks, 1);
         tracing::warn!(partition = %self.id, range = %sealed.range, error = %err,
             "streamed insert failed; reading the range back from Kafka to send it as a batch");
-        match self.reform(sealed.range).await? {
-            Reformed::Batch(again) => {
-                let token = self.stream_token(sealed.range.first, nonce);
-                self.store(&again, Some(token)).await
+        let read = match self.reform(sealed.range).await? {
+            Reformed::Batch(again) => again,
+            Reformed::Empty => {
+                tracing::error!(partition = %self.id, range = %sealed.range, messages = sealed.rows() + sealed.dead.len(),
+                    "a failed streamed insert's messages are no longer in Kafka (retention removed them); they cannot be stored");
+                return Ok(Stored::Yes);
             }
-            Reformed::Empty => Ok(Stored::Yes),
-            Reformed::Fenced => Ok(Stored::Fenced),
+            Reformed::Fenced => return Ok(Stored::Fenced),
+        };
+        let (had, got) = (
+            sealed.rows() + sealed.dead.len(),
+            read.rows() + read.dead.len(),
+        );
+        if got < had {
+            tracing::error!(partition = %self.id, range = %sealed.range, missing = had - got,
+                "some of a failed streamed insert's messages are no longer in Kafka (retention or compaction removed them); storing the rest");
         }
+        let token = self.stream_token(sealed.range.first, nonce);
+        self.store(&read, Some(token)).await
     }
 
     /// Forms the batch of `range` again from the messages in Kafka, held (compressed), as
