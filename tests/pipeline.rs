@@ -1028,6 +1028,50 @@ async fn batches_beyond_the_budget_land_whole_and_split_around_rejected_rows(
     assert_eq!(summary.dead_lettered, 1);
 }
 
+/// A streamed insert that fails once its body is sent (a proxy answers the first INSERT `200
+/// OK` naming exception 209 and stores nothing, as servers before 24.6 did) is read back from
+/// Kafka and stored as a held batch: every row lands once, and the offsets are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stream_is_read_back_from_kafka_and_stored_once() {
+    init_logs();
+    let (topic, table) = topic_with_table("streamfail", 1, "id UInt64, s String").await;
+    let pad = "abcdefgh".repeat(40);
+    // 14 MB of rows on one partition against a 4 MiB budget: the first batch streams.
+    produce(
+        &topic,
+        (0..40_000i32).map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"{pad}\"}}"))),
+    );
+    let fake = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let port =
+        timed_out_insert_proxy(ch_url().trim_end_matches('/').to_string(), fake.clone()).await;
+    let group = unique("g");
+    let text = config_at(
+        &format!("http://127.0.0.1:{port}"),
+        &group,
+        &[(&topic, &topic)],
+        "",
+    )
+    .replace("[service]\n", "[service]\nbatch_memory = \"4MiB\"\n");
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    let got = wait_for_count(&table, 40_000, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fallbacks = route_counter(&metrics, "sluice_stream_fallbacks_total");
+    let summary = run.stop().await;
+    assert_eq!(fake.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        fallbacks, 1,
+        "the failed stream was not sent again from Kafka"
+    );
+    assert_eq!(got, 40_000);
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        40_000
+    );
+    assert_eq!(committed_total(&group, &topic, 1), 40_000);
+    assert_eq!(summary.rows_inserted, 40_000);
+}
+
 /// An HTTP proxy in front of the real ClickHouse that answers the first `fake` INSERTs
 /// itself, without forwarding them, the way servers before 24.6 answered an INSERT whose body
 /// they timed out reading: `200 OK`, `X-ClickHouse-Exception-Code: 209`, no body, nothing

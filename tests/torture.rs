@@ -508,10 +508,12 @@ async fn stream_clickhouse_kill(name: &str, rounds: u64) {
         testbed("start-clickhouse");
     }
     stop_drain_verify(&t, &cfg, name, rounds, producer, s).await;
+    // Reported, not asserted: whether a stream is open at the moment of the kill depends on
+    // timing (a_failed_stream_is_read_back_from_kafka_and_stored_once in tests/pipeline.rs
+    // checks that path on demand).
     let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
     let fallbacks = log.matches("streamed insert failed").count();
     println!("torture {name}: {fallbacks} streamed inserts read back from Kafka");
-    assert!(fallbacks >= 1, "no stream failed while the server was down");
 }
 
 /// `burst`: messages produced at once before every change, so that the lanes stream their
