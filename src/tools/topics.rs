@@ -55,9 +55,15 @@ pub async fn create(
         .context("create topics request failed")?;
     for r in results {
         match r {
-            Ok(t) => println!(
-                "created topic {t} ({partitions} partitions, replication factor {replication})"
-            ),
+            Ok(t) => {
+                let (config, t2) = (config.clone(), t.clone());
+                tokio::task::spawn_blocking(move || wait_until_visible(&config, &t2, partitions))
+                    .await
+                    .context("metadata wait failed")??;
+                println!(
+                    "created topic {t} ({partitions} partitions, replication factor {replication})"
+                )
+            }
             Err((t, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) if if_not_exists => {
                 println!("topic {t} already exists")
             }
@@ -65,6 +71,34 @@ pub async fn create(
         }
     }
     Ok(())
+}
+
+/// Waits until the broker's metadata lists `name` with its `partitions`, each with a leader.
+/// CreateTopics answers once the controller has the topic; a command right after (describe,
+/// produce) could still be told UnknownTopicOrPartition by metadata that lags behind.
+fn wait_until_visible(config: &ClientConfig, name: &str, partitions: i32) -> Result<()> {
+    let consumer: BaseConsumer = config.create().context("cannot create a Kafka client")?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let ready = consumer
+            .fetch_metadata(Some(name), Duration::from_secs(5))
+            .ok()
+            .is_some_and(|md| {
+                md.topics().iter().any(|t| {
+                    t.name() == name
+                        && t.error().is_none()
+                        && t.partitions().len() >= usize::try_from(partitions).unwrap_or(0)
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            });
+        if ready {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("topic {name} was created, but the broker's metadata did not list it within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 pub async fn delete(config: &ClientConfig, names: &[String]) -> Result<()> {
