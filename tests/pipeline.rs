@@ -1041,17 +1041,8 @@ async fn a_failed_stream_is_read_back_from_kafka_and_stored_once() {
         &topic,
         (0..40_000i32).map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"{pad}\"}}"))),
     );
-    let fake = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
-    let port =
-        timed_out_insert_proxy(ch_url().trim_end_matches('/').to_string(), fake.clone()).await;
-    let group = unique("g");
-    let text = config_at(
-        &format!("http://127.0.0.1:{port}"),
-        &group,
-        &[(&topic, &topic)],
-        "",
-    )
-    .replace("[service]\n", "[service]\nbatch_memory = \"4MiB\"\n");
+    let (fake, group, text) = behind_timeout_proxy(&topic, 1, "").await;
+    let text = text.replace("[service]\n", "[service]\nbatch_memory = \"4MiB\"\n");
     let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
     let (run, metrics) = start_with_metrics(cfg);
     let got = wait_for_count(&table, 40_000, Duration::from_secs(60)).await;
@@ -1070,6 +1061,31 @@ async fn a_failed_stream_is_read_back_from_kafka_and_stored_once() {
     );
     assert_eq!(committed_total(&group, &topic, 1), 40_000);
     assert_eq!(summary.rows_inserted, 40_000);
+}
+
+/// A config for `topic` (its own consumer group, `extra_route` for its route) whose ClickHouse
+/// is a [`timed_out_insert_proxy`] answering the first `fake` INSERTs itself: the count of
+/// fakes left, the group and the config text.
+async fn behind_timeout_proxy(
+    topic: &str,
+    fake: usize,
+    extra_route: &str,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    String,
+    String,
+) {
+    let fake = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(fake));
+    let port =
+        timed_out_insert_proxy(ch_url().trim_end_matches('/').to_string(), fake.clone()).await;
+    let group = unique("g");
+    let text = config_at(
+        &format!("http://127.0.0.1:{port}"),
+        &group,
+        &[(topic, topic)],
+        extra_route,
+    );
+    (fake, group, text)
 }
 
 /// An HTTP proxy in front of the real ClickHouse that answers the first `fake` INSERTs
@@ -1170,16 +1186,7 @@ async fn a_200_naming_an_exception_is_retried_not_committed() {
         &topic,
         (0..2000i32).map(|i| Msg::json(i % 2, format!("{{\"id\":{i},\"s\":\"x\"}}"))),
     );
-    let fake = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(3));
-    let port =
-        timed_out_insert_proxy(ch_url().trim_end_matches('/').to_string(), fake.clone()).await;
-    let group = unique("g");
-    let text = config_at(
-        &format!("http://127.0.0.1:{port}"),
-        &group,
-        &[(&topic, &topic)],
-        "max_rows = 500",
-    );
+    let (fake, group, text) = behind_timeout_proxy(&topic, 3, "max_rows = 500").await;
     let run = start(&text);
     let got = wait_for_count(&table, 2000, Duration::from_secs(60)).await;
     let summary = run.stop().await;
