@@ -163,8 +163,8 @@ impl Batch {
     /// worth) reached a quarter of the lane's share of the budget (`fair_share`) while its
     /// partition holds more than the share would take uncompressed: rows so far plus the
     /// records after them up to `log_end` (as last seen), at the batch's bytes per row. The
-    /// lane then streams the batch, or packs it to let it grow to `max_bytes`; a partition
-    /// about to run dry is worth neither.
+    /// lane then streams the batch, or packs it to let it grow to `max_bytes` where that pays
+    /// ([`Batch::packing_pays`]); a partition about to run dry is worth neither.
     pub fn budget_would_cut(&self, fair_share: usize, log_end: Option<i64>) -> bool {
         let raw = self.raw_len();
         if raw < BLOCK_SIZE || raw.saturating_mul(4) < fair_share {
@@ -174,8 +174,25 @@ impl Batch {
             .is_some_and(|(_, bytes)| raw.saturating_add(bytes) > fair_share)
     }
 
+    /// Whether packing would at least double this batch's insert: the budget would cut it
+    /// ([`Batch::budget_would_cut`]) and its partition holds at least twice the lane's share
+    /// (`fair_share`) from the batch's first row on, as last seen.
+    ///
+    /// Why twice: compressing costs sluice about 1 CPU-s per GB of rows, which a larger insert
+    /// pays back in ClickHouse's per-insert and merge work only when it is much larger. A
+    /// batch cut at its share with a little left over (1M narrow messages on 8 partitions:
+    /// 16 MiB a partition against a 12 MiB share) would have been packed into one insert
+    /// instead of two for 15 % of sluice's CPU; a backlog of many shares still is, and goes in
+    /// inserts of up to `max_bytes`.
+    pub fn packing_pays(&self, fair_share: usize, log_end: Option<i64>) -> bool {
+        self.budget_would_cut(fair_share, log_end)
+            && self.after(log_end).is_some_and(|(_, bytes)| {
+                self.raw_len().saturating_add(bytes) >= fair_share.saturating_mul(2)
+            })
+    }
+
     /// Whether the lane should [`Batch::pack`] now, after adding a chunk: `Always` whenever
-    /// a whole block is waiting, `ToGrow` once [`Batch::budget_would_cut`] (and from then on).
+    /// a whole block is waiting, `ToGrow` once [`Batch::packing_pays`] (and from then on).
     pub fn should_pack(&self, packing: Packing, fair_share: usize, log_end: Option<i64>) -> bool {
         if self.body.len() < BLOCK_SIZE {
             // Not one whole block to compress yet (the rest goes at `seal`).
@@ -184,7 +201,7 @@ impl Batch {
         match packing {
             Packing::Never => false,
             Packing::Always => true,
-            Packing::ToGrow => self.packed.is_some() || self.budget_would_cut(fair_share, log_end),
+            Packing::ToGrow => self.packed.is_some() || self.packing_pays(fair_share, log_end),
         }
     }
 
@@ -579,7 +596,7 @@ mod tests {
     }
 
     #[test]
-    fn to_grow_packs_only_a_batch_its_share_would_cut_short() {
+    fn to_grow_packs_only_a_batch_packing_would_double() {
         let mut b = Batch::default();
         add_rows(&mut b, 0..300);
         // 300 KB of rows (one whole block) at 1 KB per row; offsets 0..=299.
@@ -601,8 +618,17 @@ mod tests {
             "300 more rows fit the share"
         );
         assert!(
-            b.should_pack(Packing::ToGrow, share, Some(601)),
-            "301 more rows do not"
+            b.budget_would_cut(share, Some(601))
+                && !b.should_pack(Packing::ToGrow, share, Some(601)),
+            "301 more rows do not, but packing would not double the insert"
+        );
+        assert!(
+            !b.should_pack(Packing::ToGrow, share, Some(1199)),
+            "1,199 rows from the batch's first: one short of twice the share"
+        );
+        assert!(
+            b.should_pack(Packing::ToGrow, share, Some(1200)),
+            "twice the share: packing doubles the insert"
         );
         assert!(!b.should_pack(Packing::Never, share, Some(10_000)));
         assert!(b.should_pack(Packing::Always, share * 100, None));
