@@ -213,7 +213,10 @@ fn insert_plan(c: &crate::clickhouse::Client) -> String {
     } else {
         match c.packing() {
             Packing::Never => "cut at the share",
-            Packing::Always | Packing::ToGrow => "held compressed",
+            Packing::Always => "held compressed",
+            // Packing costs CPU; on an uncompressed wire it is worth it only for a batch it
+            // at least doubles (`Batch::packing_pays`).
+            Packing::ToGrow => "held compressed where their partition holds twice the share",
         }
     };
     format!("{wire}; batches beyond their memory share {large}")

@@ -145,3 +145,35 @@ async fn packed_batches_land_on_18_16() {
     );
     assert_eq!(summary.dead_lettered, 0);
 }
+
+/// `sluice check` says how inserts travel to 18.16 on this machine: uncompressed bodies (no
+/// LZ4 content encoding there, loopback), no streamed inserts (18.16 stores a body cut off
+/// mid-way), so large batches are held compressed, and only where packing doubles them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_on_18_16_says_large_batches_are_held_compressed() {
+    let url = legacy_ch_url();
+    let topic = unique("legacy_check");
+    create_topic(&topic, 1).await;
+    replicated_table(&url, &topic, "id UInt64").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("sluice.toml");
+    let text = config_at(&url, &unique("g"), &[(&topic, &topic)], "");
+    std::fs::write(&path, text).expect("write config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", "--config", &path.to_string_lossy()])
+        .output()
+        .expect("run sluice check");
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "inserts: uncompressed bodies; batches beyond their memory share held compressed \
+             where their partition holds twice the share"
+        ),
+        "{t}"
+    );
+}
