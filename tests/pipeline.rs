@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{Days, NaiveDate, TimeZone, Utc};
 use common::*;
 use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 const N_A: u64 = 60_000;
 const N_B: u64 = 50_000;
@@ -1026,6 +1027,77 @@ async fn batches_beyond_the_budget_land_whole_and_split_around_rejected_rows(
         "{payload}"
     );
     assert_eq!(summary.dead_lettered, 1);
+}
+
+/// A streamed batch whose partition stops short of a healthy insert is not left open until
+/// `max_age`: its INSERT ends at half `request_timeout` (or 20 s, whichever is shorter), well
+/// before ClickHouse's `http_receive_timeout` (30 s) drops a body that sends nothing. Here
+/// `max_age` is 30 s and `request_timeout` 4 s: the burst, streamed because it outgrows a 3 MiB
+/// budget, must land within seconds and without a fallback; without the cap it would wait out
+/// the 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_batch_that_stops_growing_ends_before_the_server_times_it_out() {
+    init_logs();
+    let (topic, table) = topic_with_table("streamcap", 1, "id UInt64, s String").await;
+    let pad = "abcdefgh".repeat(50);
+    let text = config(&unique("g"), &[(&topic, &topic)], "")
+        .replace("max_age = \"200ms\"", "max_age = \"30s\"")
+        .replace("[service]\n", "[service]\nbatch_memory = \"3MiB\"\n")
+        .replace("[clickhouse]\n", "[clickhouse]\nrequest_timeout = \"4s\"\n");
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    // One message first, so that the lane does not start on a backlog (whose end would be sent
+    // as soon as it is read) and its batch opens with it.
+    produce(
+        &topic,
+        std::iter::once(Msg::json(0, format!("{{\"id\":0,\"s\":\"{pad}-0\"}}"))),
+    );
+    let started = std::time::Instant::now();
+    while route_counter(&metrics, "sluice_messages_total") < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the first message was not read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 3.7 MB of rows (~410 B each as RowBinary) at once: more than the 3 MiB budget holds, so
+    // the batch streams (and holds little: the budget never cuts it, which would send the rest
+    // of the burst as soon as it is read), and less than a healthy insert (4 MiB), which would
+    // also be sent as soon as the partition runs dry; then nothing more. In one transaction,
+    // so that sluice (read_committed) sees the whole burst and its end at once: a fetch made
+    // while a plain burst is still being written reports a log end short of it, and the
+    // budget then cuts the batch before it knows to stream.
+    let total = 9_000u64;
+    let tx: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("transactional.id", unique("tx"))
+        .create()
+        .expect("transactional producer");
+    tx.init_transactions(Duration::from_secs(30))
+        .expect("init transactions");
+    tx.begin_transaction().expect("begin transaction");
+    for i in 1..total {
+        let payload = format!("{{\"id\":{i},\"s\":\"{pad}-{i}\"}}");
+        tx.send(
+            BaseRecord::<(), _>::to(&topic)
+                .partition(0)
+                .payload(&payload),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send");
+    }
+    tx.commit_transaction(Duration::from_secs(30))
+        .expect("commit transaction");
+    let got = wait_for_count(&table, total, Duration::from_secs(15)).await;
+    let streamed = route_counter(&metrics, "sluice_streamed_inserts_total");
+    let fallbacks = route_counter(&metrics, "sluice_stream_fallbacks_total");
+    let summary = run.stop().await;
+    assert_eq!(got, total, "the streamed batch was still open after 15 s");
+    assert!(streamed >= 1, "no insert was streamed");
+    assert_eq!(fallbacks, 0, "a stream failed instead of ending in time");
+    let distinct = ch(&format!("SELECT uniqExact(id) FROM {table}")).await;
+    assert_eq!(distinct.trim(), total.to_string());
+    assert_eq!(summary.dead_lettered, 0);
 }
 
 /// A streamed insert that fails once its body is sent (a proxy answers the first INSERT `200
