@@ -180,8 +180,8 @@ impl Batch {
     ///
     /// Why twice: compressing costs sluice about 1 CPU-s per GB of rows, which a larger insert
     /// pays back in ClickHouse's per-insert and merge work only when it is much larger. A
-    /// batch cut at its share with a little left over (1M narrow messages on 8 partitions:
-    /// 16 MiB a partition against a 12 MiB share) would have been packed into one insert
+    /// batch cut at its share with a little left over (1M narrow messages on 8 partitions into
+    /// 18.16: 14-15 MiB a partition against a 12 MiB share) would be packed into one insert
     /// instead of two for 15 % of sluice's CPU; a backlog of many shares still is, and goes in
     /// inserts of up to `max_bytes`.
     pub fn packing_pays(&self, fair_share: usize, log_end: Option<i64>) -> bool {

@@ -44,8 +44,9 @@ pub enum Packing {
     /// rows arrive costs the same CPU as LZ4 at send time (and far less than gzip, the wire
     /// encoding for servers before 22.x) while holding a fifth of the memory.
     Always,
-    /// Only a batch that the memory budget would otherwise cut short (`auto` on a loopback
-    /// server, where an uncompressed body is cheapest when it fits).
+    /// Only a batch that the memory budget would otherwise cut short, and that packing at
+    /// least doubles (`auto` on a loopback server, where an uncompressed body is cheapest when
+    /// it fits; see `Batch::packing_pays`).
     ToGrow,
 }
 
