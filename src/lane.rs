@@ -282,9 +282,7 @@ impl Lane {
             max_age
         };
         if self.stream.is_some() {
-            limit
-                .min(STREAM_AGE_CAP)
-                .min(self.rt.client.request_timeout() / 2)
+            stream_age_limit(limit, self.rt.client.request_timeout())
         } else {
             limit
         }
@@ -1036,9 +1034,34 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// A streamed batch's age limit: `limit`, capped at [`STREAM_AGE_CAP`] and at half the
+/// request timeout, so that the INSERT ends before either ClickHouse's receive timeout or
+/// sluice's own request timeout can cut it off.
+fn stream_age_limit(limit: Duration, request_timeout: Duration) -> Duration {
+    limit.min(STREAM_AGE_CAP).min(request_timeout / 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streamed_batch_ends_well_inside_both_receive_timeouts() {
+        let s = Duration::from_secs;
+        // ClickHouse's http_receive_timeout (30 s by default) bounds a quiet body whatever
+        // sluice's own timeout: a long max_age or backlog stretch is cut at 20 s.
+        assert_eq!(stream_age_limit(s(80), s(300)), s(20));
+        assert_eq!(stream_age_limit(s(20), s(120)), s(20));
+        // A short request timeout cuts sooner, at half of it.
+        assert_eq!(stream_age_limit(s(80), s(4)), s(2));
+        assert_eq!(stream_age_limit(s(80), s(30)), s(15));
+        // Below both caps, the batch's own limit stands.
+        assert_eq!(
+            stream_age_limit(Duration::from_millis(250), s(30)),
+            Duration::from_millis(250)
+        );
+        assert!(STREAM_AGE_CAP < Duration::from_secs(30));
+    }
 
     fn chunk(
         offsets: std::ops::Range<i64>,
