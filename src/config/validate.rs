@@ -218,7 +218,10 @@ pub struct ServiceConfig {
 /// `max_bytes` is what bounds memory; the row cap only matters for rows of a few bytes. Fewer,
 /// larger parts spare ClickHouse merge work (bench/e2e: 16 -> 8 parts per 1M narrow rows).
 pub const DEFAULT_MAX_ROWS: usize = 1_000_000;
-pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// 128 MiB lets a packed batch hold a whole partition of a 1M wide-message backlog on 8
+/// partitions (about 122 MiB of rows) as one insert into a server that cannot take streamed
+/// inserts; streamed batches are cut by it too.
+pub const DEFAULT_MAX_BYTES: usize = 128 * 1024 * 1024;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
 /// Sized so that a default sluice stays under 300 MB RSS with any backlog (bench/e2e). With
 /// batches held compressed 128 MiB peaked at 280-323 MiB on 1M wide messages, 96 MiB at 249-262
@@ -227,8 +230,12 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
 /// at 186-216 MiB; 128 MiB (with `max_bytes` 128 MiB) at 234-272 MiB, faster on wide rows but
 /// too close to the target (e2e-2026-11-24-larger-batches.md). With packed batches in buffers
 /// mapped on their own (batch.rs) 96 MiB peaks at 154-188 MiB, 128 MiB with `max_bytes` 128
-/// MiB still at 225-267 MiB (bench/e2e-style runs on one topic, 12 runs).
-pub const DEFAULT_BATCH_MEMORY: usize = 96 * 1024 * 1024;
+/// MiB still at 225-267 MiB (bench/e2e-style runs on one topic, 12 runs). With librdkafka
+/// fetching up to 4 MiB a partition (kafka/client.rs), a backlog drains a few partitions at a
+/// time and 128 MiB (with `max_bytes` 128 MiB) peaks lower than 96 MiB did before: 144-148
+/// MiB wide into 18.16 (was 172-183), 103-109 into 26.9, 169-184 on 32 partitions, 168-182
+/// narrow (bench/e2e, 2026-11-25, 2 runs each).
+pub const DEFAULT_BATCH_MEMORY: usize = 128 * 1024 * 1024;
 
 /// librdkafka properties sluice sets itself and that the passthrough may not change: the
 /// delivery guarantee depends on them (manual commits only after ClickHouse acknowledged).
