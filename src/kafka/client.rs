@@ -85,13 +85,13 @@ pub fn fetch_defaults(c: &mut ClientConfig) {
         c.set("fetch.wait.max.ms", "100");
     }
     if c.get("max.partition.fetch.bytes").is_none() {
-        // One partition may fill a whole fetch response (librdkafka caps those at the 4 MiB
-        // prefetch, pipeline.rs) instead of librdkafka's 1 MiB: a backlog then drains a few
-        // partitions at a time rather than all at once, so fewer lanes hold batches together
-        // and each one's share of `batch_memory` is larger. 1M wide messages on 8 partitions
-        // into 18.16 (with the 128 MiB batch defaults): 8 inserts of a whole partition
-        // instead of 13-16, 184-186k -> 220-227k rows/s, peak RSS 172-183 -> 144-148 MiB;
-        // into 26.9 and narrow rows the same speed (bench/e2e, 2026-11-25).
+        // One partition may fill a whole fetch response (in the pipeline librdkafka caps those
+        // at its 4 MiB prefetch, pipeline.rs) instead of librdkafka's 1 MiB: a backlog then
+        // drains a few partitions at a time rather than all at once, so fewer lanes hold
+        // batches together and each one's share of `batch_memory` is larger. 1M wide messages
+        // on 8 partitions into 18.16 (with the 128 MiB batch defaults): 8 inserts of a whole
+        // partition instead of 13-16, 184-186k -> 220-227k rows/s, peak RSS 172-183 -> 144-148
+        // MiB; into 26.9 and narrow rows the same speed (bench/e2e, 2026-11-25).
         c.set("max.partition.fetch.bytes", "4194304");
     }
 }
