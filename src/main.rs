@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use sluice::config::{self, Config, KafkaConfig};
-use sluice::kafka::client;
+use sluice::kafka::{client, topic_name};
 use sluice::tools::{consume, produce, topics};
 
 #[derive(Parser)]
@@ -61,7 +61,7 @@ enum Command {
     Produce {
         #[command(flatten)]
         target: KafkaTarget,
-        #[arg(long, short = 't')]
+        #[arg(long, short = 't', value_parser = topic_name::parse)]
         topic: String,
         /// Acknowledgements: 0 (fire and forget), 1 (leader), all (leader and in-sync replicas).
         #[arg(long, default_value = "all")]
@@ -82,7 +82,7 @@ enum Command {
     Consume {
         #[command(flatten)]
         target: KafkaTarget,
-        #[arg(long, short = 't')]
+        #[arg(long, short = 't', value_parser = topic_name::parse)]
         topic: String,
         #[arg(long)]
         from_beginning: bool,
@@ -111,6 +111,7 @@ enum Command {
 #[derive(Subcommand)]
 enum TopicsAction {
     Create {
+        #[arg(value_parser = topic_name::parse)]
         name: String,
         #[arg(long, short = 'p', default_value_t = 1)]
         partitions: i32,
@@ -124,9 +125,11 @@ enum TopicsAction {
     },
     List,
     Describe {
+        #[arg(value_parser = topic_name::parse)]
         name: String,
     },
     Alter {
+        #[arg(value_parser = topic_name::parse)]
         name: String,
         /// New (larger) partition count.
         #[arg(long, short = 'p')]
@@ -135,6 +138,7 @@ enum TopicsAction {
         entries: Vec<String>,
     },
     Delete {
+        #[arg(value_parser = topic_name::parse)]
         names: Vec<String>,
     },
 }

@@ -229,3 +229,42 @@ async fn topics_produce_consume_and_lag() {
     let out = sluice(&["topics", "delete", &topic], None);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// An illegal topic name is refused with the rule it breaks before any client sees it. Until
+/// then a name over 512 bytes panicked inside rust-rdkafka (`rd_kafka_topic_new` returns NULL
+/// for it and the crate unwraps), and one with a space was looked up and reported missing.
+#[test]
+fn illegal_topic_names_are_refused_before_kafka_is_asked() {
+    let long = "x".repeat(600);
+    let cases: [(Vec<&str>, &str); 6] = [
+        (
+            vec!["consume", "--topic", &long, "--count-only"],
+            "at most 249",
+        ),
+        (vec!["topics", "describe", &long], "at most 249"),
+        (vec!["topics", "create", "bad name"], "contains ' '"),
+        (vec!["topics", "delete", "fine", "a/b"], "contains '/'"),
+        (
+            vec!["topics", "alter", "..", "--partitions", "2"],
+            "not a legal",
+        ),
+        (vec!["produce", "--topic", "tópico"], "contains 'ó'"),
+    ];
+    for (args, why) in cases {
+        let out = sluice(&args, Some("{\"id\": 1}\n"));
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {t}");
+        assert!(t.contains(why), "{args:?}: {t}");
+        assert!(!t.contains("panicked"), "{args:?}: {t}");
+    }
+    // The same rules for a config's routes, through `check`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(&dir, &config("g", &[(&long, "t")], ""));
+    let out = sluice(&["check", "--config", &cfg], None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("route[0].topic") && t.contains("at most 249"),
+        "{t}"
+    );
+}

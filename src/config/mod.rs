@@ -183,6 +183,32 @@ format = "json"
     }
 
     #[test]
+    fn topic_names_follow_kafkas_rules() {
+        let with_topic =
+            |t: &str| MINIMAL.replace("topic = \"events\"", &format!("topic = \"{t}\""));
+        let e = from_str(&with_topic("bad name"), no_env()).unwrap_err();
+        assert_eq!(e.field, "route[0].topic");
+        assert!(e.message.contains("' '"), "{e}");
+        let e = from_str(&with_topic(&"x".repeat(600)), no_env()).unwrap_err();
+        assert_eq!(e.field, "route[0].topic");
+        // A legal 249-character topic whose default dead-letter name would be too long.
+        let e = from_str(&with_topic(&"x".repeat(249)), no_env()).unwrap_err();
+        assert_eq!(e.field, "route[0].dead_letter_topic");
+        assert!(e.message.contains("set one"), "{e}");
+        let named = with_topic(&"x".repeat(249)).replace(
+            "format = \"json\"",
+            "format = \"json\"\ndead_letter_topic = \"dlq\"",
+        );
+        assert!(from_str(&named, no_env()).is_ok());
+        let bad_dlq = MINIMAL.replace(
+            "format = \"json\"",
+            "format = \"json\"\ndead_letter_topic = \"dead letters\"",
+        );
+        let e = from_str(&bad_dlq, no_env()).unwrap_err();
+        assert_eq!(e.field, "route[0].dead_letter_topic");
+    }
+
+    #[test]
     fn protected_properties_are_refused() {
         let text = MINIMAL.replace(
             "group_id = \"g\"",

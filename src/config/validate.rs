@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{RawClickHouse, RawConfig, RawKafka, RawRoute, RawSize};
+use crate::kafka::topic_name;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +325,12 @@ pub fn validate(raw: RawConfig, read_file: FileReader<'_>) -> Result<Config, Con
     })
 }
 
+fn topic_name(field: &str, v: &str) -> Result<String, ConfigError> {
+    let t = non_empty(field, v)?;
+    topic_name::check(&t).map_err(|e| err(field, e))?;
+    Ok(t)
+}
+
 fn non_empty(field: &str, v: &str) -> Result<String, ConfigError> {
     let t = v.trim();
     if t.is_empty() {
@@ -630,7 +637,7 @@ fn metadata_name(v: &Option<String>, default: &str) -> Option<String> {
 
 fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, ConfigError> {
     let f = |name: &str| format!("route[{i}].{name}");
-    let topic = non_empty(&f("topic"), &r.topic)?;
+    let topic = topic_name(&f("topic"), &r.topic)?;
     let table = non_empty(&f("table"), &r.table)?;
     let database = match &r.database {
         Some(d) => non_empty(&f("database"), d)?,
@@ -696,8 +703,17 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
     let bad_messages = match r.on_bad_message.as_deref().unwrap_or("dead-letter") {
         "dead-letter" => BadMessages::DeadLetter {
             topic: match &r.dead_letter_topic {
-                Some(t) => non_empty(&f("dead_letter_topic"), t)?,
-                None => format!("{topic}.dlq"),
+                Some(t) => topic_name(&f("dead_letter_topic"), t)?,
+                None => {
+                    let dlq = format!("{topic}.dlq");
+                    topic_name::check(&dlq).map_err(|e| {
+                        err(
+                            f("dead_letter_topic"),
+                            format!("the default {dlq:?} is not a legal name ({e}); set one"),
+                        )
+                    })?;
+                    dlq
+                }
             },
         },
         "drop" => {

@@ -7,3 +7,4 @@ pub mod fetch_queue;
 pub mod preflight;
 pub mod records;
 pub mod refetch;
+pub mod topic_name;
