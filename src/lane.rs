@@ -351,9 +351,10 @@ impl Lane {
             } else if self.can_stream()
                 && self
                     .batch
-                    .budget_would_cut(self.share.fair_share(), self.log_end)
+                    .worth_streaming(self.share.fair_share(), self.log_end)
             {
-                // The memory budget would cut this batch short: send it while it grows.
+                // The memory budget would cut this batch short, or it will be large: send it
+                // while it grows.
                 self.open_stream();
                 self.pump_stream(0).await?;
             } else if self.batch.should_pack(

@@ -1029,6 +1029,48 @@ async fn batches_beyond_the_budget_land_whole_and_split_around_rejected_rows(
     assert_eq!(summary.dead_lettered, 1);
 }
 
+/// A backlog of more than `STREAM_ABOVE` (4 MiB) on a partition streams even where the memory
+/// budget (the default 128 MiB, one lane) would hold it whole, and lands once; a trickle
+/// afterwards, whose batches hold all their partition has, is held and sent whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_backlog_streams_whatever_the_budget() {
+    init_logs();
+    let (topic, table) = topic_with_table("bigstream", 1, "id UInt64, s String").await;
+    let pad = "abcdefgh".repeat(50);
+    let msgs = |ids: std::ops::Range<u64>| {
+        ids.map(|i| Msg::json(0, format!("{{\"id\":{i},\"s\":\"{pad}-{i}\"}}")))
+            .collect::<Vec<_>>()
+    };
+    // 20,000 rows of ~410 B as RowBinary: 8 MB, twice STREAM_ABOVE.
+    let backlog = 20_000u64;
+    produce(&topic, msgs(0..backlog));
+    let cfg = sluice::config::from_str(&config(&unique("g"), &[(&topic, &topic)], ""), Vec::new())
+        .expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    let got = wait_for_count(&table, backlog, Duration::from_secs(60)).await;
+    let streamed = route_counter(&metrics, "sluice_streamed_inserts_total");
+    // The trickle: 10 rows a time, each batch a few KB.
+    for k in 0..5u64 {
+        let from = backlog + 10 * k;
+        produce(&topic, msgs(from..from + 10));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let total = backlog + 50;
+    let after = wait_for_count(&table, total, Duration::from_secs(30)).await;
+    let streamed_after = route_counter(&metrics, "sluice_streamed_inserts_total");
+    let summary = run.stop().await;
+    assert_eq!(got, backlog);
+    assert!(streamed >= 1, "the 8 MB backlog was not streamed");
+    assert_eq!(after, total);
+    assert_eq!(streamed_after, streamed, "a trickle's batch was streamed");
+    assert_eq!(route_counter(&metrics, "sluice_stream_fallbacks_total"), 0);
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        total
+    );
+    assert_eq!(summary.dead_lettered, 0);
+}
+
 /// A streamed batch whose partition stops short of a healthy insert is not left open until
 /// `max_age`: its INSERT ends at half `request_timeout` (or 20 s, whichever is shorter), well
 /// before ClickHouse's `http_receive_timeout` (30 s) drops a body that sends nothing. Here
