@@ -97,6 +97,31 @@ pub struct LaneFailure {
     pub message: String,
 }
 
+/// Runs a lane's future, turning a panic in it into a [`LaneFailure`]: a lane is a spawned
+/// task whose panic nobody would otherwise see, and its partition would stall without a word
+/// while the others went on. A panic is a bug; the run stops as for any lane failure, without
+/// committing past the panicked lane's stored batches.
+pub async fn run_guarded(
+    lane: impl std::future::Future<Output = Result<(), LaneFailure>>,
+    partition: PartitionId,
+) -> Result<(), LaneFailure> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(lane).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            Err(LaneFailure {
+                partition,
+                message: format!("the lane stopped on a bug (panic: {what})"),
+            })
+        }
+    }
+}
+
 enum Stored {
     Yes,
     /// The partition was revoked while retrying: stop without committing.
@@ -1045,6 +1070,34 @@ fn stream_age_limit(limit: Duration, request_timeout: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_lane_is_a_failure_of_its_partition() {
+        let id = PartitionId::new("events", 3);
+        let failure = run_guarded(async { panic!("a bug in the lane") }, id.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(failure.partition, id);
+        assert!(
+            failure.message.contains("a bug in the lane"),
+            "{}",
+            failure.message
+        );
+        let owned = run_guarded(async { panic!("{} rows", 7) }, id.clone()).await;
+        assert!(owned.unwrap_err().message.contains("7 rows"));
+        assert!(run_guarded(async { Ok(()) }, id.clone()).await.is_ok());
+        let failed = run_guarded(
+            async {
+                Err(LaneFailure {
+                    partition: PartitionId::new("events", 3),
+                    message: "insert refused".into(),
+                })
+            },
+            id,
+        )
+        .await;
+        assert_eq!(failed.unwrap_err().message, "insert refused");
+    }
 
     #[test]
     fn a_streamed_batch_ends_well_inside_both_receive_timeouts() {

@@ -70,7 +70,7 @@ enum Command {
         #[arg(long)]
         key_field: Option<String>,
         /// Send every message to this partition.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
         partition: Option<i32>,
         /// Show a progress bar (on by default when reading files on a terminal).
         #[arg(long)]
@@ -113,9 +113,9 @@ enum TopicsAction {
     Create {
         #[arg(value_parser = topic_name::parse)]
         name: String,
-        #[arg(long, short = 'p', default_value_t = 1)]
+        #[arg(long, short = 'p', default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
-        #[arg(long, short = 'r', default_value_t = 1)]
+        #[arg(long, short = 'r', default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
         replication_factor: i32,
         /// Topic config, key=value (repeatable).
         #[arg(long = "config-entry", short = 'e')]
@@ -138,7 +138,7 @@ enum TopicsAction {
         entries: Vec<String>,
     },
     Delete {
-        #[arg(value_parser = topic_name::parse)]
+        #[arg(required = true, value_parser = topic_name::parse)]
         names: Vec<String>,
     },
 }
@@ -204,6 +204,9 @@ fn tune_malloc() {
 fn main() -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. } | Command::Produce { .. }) {
+        restore_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice-worker")
@@ -221,6 +224,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The tools that print to stdout end quietly when its reader goes away (`sluice topics
+/// list | head -1`), as Unix tools do: Rust ignores SIGPIPE, so without this `println!`
+/// panics on the broken pipe. `run` and `produce` keep ignoring it: a closed output must
+/// not kill them between an insert and its commit, or before every message is acknowledged.
+fn restore_sigpipe() {
+    // SAFETY: called at start-up, before any other thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -194,8 +194,9 @@ impl LaneFactory for Lanes {
                 );
                 let failures = self.failures.clone();
                 let metrics = self.metrics.clone();
+                let id = partition.clone();
                 self.runtime.spawn(async move {
-                    if let Err(f) = lane.run(rx).await {
+                    if let Err(f) = crate::lane::run_guarded(lane.run(rx), id).await {
                         let _ = failures.send(f);
                     }
                     metrics.forget_partition(&partition);

@@ -268,3 +268,82 @@ fn illegal_topic_names_are_refused_before_kafka_is_asked() {
         "{t}"
     );
 }
+
+/// A tool whose reader goes away (`sluice topics list | head -1`) ends quietly by SIGPIPE,
+/// as Unix tools do, instead of panicking on the broken pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_a_tool_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let topic = unique("pipe");
+    create_topic(&topic, 1).await;
+    for args in [vec!["topics", "list"], vec!["topics", "describe", &topic]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&args)
+            .env("SLUICE_BROKERS", kafka())
+            .env_remove("SLUICE_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sluice");
+        // Closed before the tool has connected to Kafka, let alone printed.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("sluice output");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(
+            out.status.signal(),
+            Some(13),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}
+
+/// `produce` stopped by a message Kafka refuses says which line, and that the lines before it
+/// were delivered (a whitespace-only line is skipped, not sent); `lag` for a route whose topic
+/// does not exist says so instead of printing an empty table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_lag_say_where_and_what_went_wrong() {
+    let topic = unique("where");
+    create_topic(&topic, 1).await;
+    let big = format!("{{\"s\":\"{}\"}}", "x".repeat(1_100_000));
+    let input = format!("{{\"id\":1}}\n \t \n{{\"id\":2}}\n{big}\n{{\"id\":3}}\n");
+    let out = sluice(&["produce", "--topic", &topic], Some(&input));
+    let t = text(&out);
+    assert!(!out.status.success(), "{}", &t[..t.len().min(500)]);
+    assert!(t.contains("line 4 of stdin"), "{}", &t[..t.len().min(500)]);
+    assert!(
+        t.contains("the 2 messages before it were sent and acknowledged"),
+        "{}",
+        &t[..t.len().min(500)]
+    );
+    let out = sluice(
+        &[
+            "consume",
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--idle-exit",
+            "2s",
+            "--count-only",
+        ],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "2 messages",
+        "{}",
+        text(&out)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = unique("missing");
+    let cfg = write_config(&dir, &config(&unique("g"), &[(&missing, "t")], ""));
+    let out = sluice(&["lag", "--config", &cfg], None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("topic {missing} does not exist")),
+        "{t}"
+    );
+}

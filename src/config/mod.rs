@@ -3,9 +3,9 @@
 //!
 //! Overrides: `SLUICE__<SECTION>__<KEY>=value` replaces (or adds) a key of the file, e.g.
 //! `SLUICE__CLICKHOUSE__PASSWORD=...` or `SLUICE__ROUTE__0__MAX_ROWS=5000` (an index selects a
-//! `[[route]]`). Values are read as TOML scalars when they parse as one (numbers, booleans),
-//! as strings otherwise. This is how secrets reach sluice from the environment without being
-//! written to the file.
+//! `[[route]]`). Values are strings, which number and boolean fields parse (see
+//! [`raw`]): a numeric password stays a password. This is how secrets reach sluice from the
+//! environment without being written to the file.
 
 pub mod raw;
 pub mod validate;
@@ -27,7 +27,41 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         field: path.display().to_string(),
         message: format!("cannot read config file: {e}"),
     })?;
-    from_str(&text, std::env::vars())
+    from_str(&text, overrides(std::env::vars_os())?)
+}
+
+/// The `SLUICE__` variables of `vars`. Other variables are none of sluice's business, even
+/// when they are not UTF-8 (`std::env::vars` would panic on those); one of sluice's that is
+/// not is an error naming it, without its value.
+fn overrides(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+            if name.to_string_lossy().starts_with(ENV_PREFIX) {
+                return Err(ConfigError {
+                    field: name.to_string_lossy().into_owned(),
+                    message: "the variable's name is not valid UTF-8".into(),
+                });
+            }
+            continue;
+        };
+        let value = value.into_string().map_err(|_| ConfigError {
+            field: name.to_string(),
+            message: "the variable's value is not valid UTF-8".into(),
+        })?;
+        out.push((name.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// "line L, column C" of byte `at` in `text`.
+fn line_col(text: &str, at: usize) -> String {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {col}")
 }
 
 /// Parses `text`, applies overrides from `env` (pairs of name and value) and validates.
@@ -36,7 +70,10 @@ pub fn from_str(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
     let mut doc: toml::Value = toml::from_str(text).map_err(|e| ConfigError {
-        field: "config".into(),
+        field: match e.span() {
+            Some(span) => format!("config ({})", line_col(text, span.start)),
+            None => "config".into(),
+        },
         message: format!("invalid TOML: {}", e.message().trim()),
     })?;
     for (name, value) in env {
@@ -44,9 +81,13 @@ pub fn from_str(
             apply_override(&mut doc, &name, path, &value)?;
         }
     }
-    let raw: raw::RawConfig = doc.try_into().map_err(|e: toml::de::Error| ConfigError {
-        field: "config".into(),
-        message: e.message().trim().to_string(),
+    // The path of what failed to read ("route[0].max_rows"), as validation names its fields.
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError {
+            field: if path == "." { "config".into() } else { path },
+            message: e.into_inner().message().trim().to_string(),
+        }
     })?;
     validate::validate(raw, &|p| std::fs::read_to_string(p))
 }
@@ -71,7 +112,7 @@ fn apply_override(
         node = match node {
             toml::Value::Table(t) => {
                 if last {
-                    t.insert(key.clone(), scalar(value));
+                    t.insert(key.clone(), toml::Value::String(value.to_string()));
                     return Ok(());
                 }
                 let next_is_index = keys[i + 1].parse::<usize>().is_ok();
@@ -91,7 +132,7 @@ fn apply_override(
                     .get_mut(idx)
                     .ok_or_else(|| bad("index is past the end of the list"))?;
                 if last {
-                    *item = scalar(value);
+                    *item = toml::Value::String(value.to_string());
                     return Ok(());
                 }
                 item
@@ -100,17 +141,6 @@ fn apply_override(
         };
     }
     Ok(())
-}
-
-fn scalar(value: &str) -> toml::Value {
-    if let Ok(i) = value.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    match value {
-        "true" => toml::Value::Boolean(true),
-        "false" => toml::Value::Boolean(false),
-        _ => toml::Value::String(value.to_string()),
-    }
 }
 
 #[cfg(test)]
@@ -180,6 +210,129 @@ format = "json"
         )
         .unwrap_err();
         assert_eq!(e.field, "route[1].topic");
+    }
+
+    #[test]
+    fn env_values_are_strings_that_typed_fields_parse() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = from_str(
+            MINIMAL,
+            env(&[
+                ("SLUICE__CLICKHOUSE__PASSWORD", "31415926"),
+                ("SLUICE__KAFKA__GROUP_ID", "42"),
+                ("SLUICE__KAFKA__PROPERTIES__FETCH.WAIT.MAX.MS", "100"),
+                ("SLUICE__CLICKHOUSE__STREAM_INSERTS", "false"),
+                ("SLUICE__ROUTE__0__MAX_ROWS", " 5000 "),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.clickhouse.password.unwrap().expose(), "31415926");
+        assert_eq!(c.kafka.group_id, "42");
+        assert_eq!(
+            c.kafka
+                .properties
+                .get("fetch.wait.max.ms")
+                .map(String::as_str),
+            Some("100")
+        );
+        assert!(!c.clickhouse.stream_inserts);
+        assert_eq!(c.routes[0].batch.max_rows, 5000);
+        let e = from_str(MINIMAL, env(&[("SLUICE__ROUTE__0__MAX_ROWS", "many")])).unwrap_err();
+        assert_eq!(e.field, "route[0].max_rows");
+        assert!(e.message.contains("whole number"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_name_the_field_and_never_quote_a_secret() {
+        let e = from_str(
+            &MINIMAL.replace("format = \"json\"", "max_rows = \"x5\""),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "route[0].max_rows");
+        let e = from_str(
+            &MINIMAL.replace("format = \"json\"", "max_bytes = -5"),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "route[0].max_bytes");
+        assert!(e.message.contains("negative"), "{e}");
+        let with_pw = |pw: &str| {
+            MINIMAL.replace(
+                "url = \"http://127.0.0.1:18123\"",
+                &format!("url = \"http://127.0.0.1:18123\"\npassword = {pw}"),
+            )
+        };
+        let e = from_str(&with_pw("[\"hunter2\"]"), no_env()).unwrap_err();
+        assert_eq!(e.field, "clickhouse.password");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        // A password written as a number is a password, not a type error quoting it.
+        let c = from_str(&with_pw("27182818"), no_env()).unwrap();
+        assert_eq!(c.clickhouse.password.unwrap().expose(), "27182818");
+        let c = from_str(
+            &MINIMAL.replace("format = \"json\"", "max_rows = \"7\""),
+            no_env(),
+        )
+        .unwrap();
+        assert_eq!(c.routes[0].batch.max_rows, 7);
+        let e = from_str("[kafka]\nbrokers = \"a\n", no_env()).unwrap_err();
+        assert!(e.field.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn only_sluices_variables_must_be_utf8_and_their_values_are_not_quoted() {
+        use std::os::unix::ffi::OsStringExt;
+        let os = |s: &[u8]| std::ffi::OsString::from_vec(s.to_vec());
+        let vars = vec![
+            (os(b"OTHER"), os(b"\xff\xfe")),
+            (os(b"SLUICE__ROUTE__0__MAX_ROWS"), os(b"9")),
+        ];
+        let got = overrides(vars).unwrap();
+        assert_eq!(got, vec![("SLUICE__ROUTE__0__MAX_ROWS".into(), "9".into())]);
+        let bad = vec![(os(b"SLUICE__CLICKHOUSE__PASSWORD"), os(b"s3cr\xffet"))];
+        let e = overrides(bad).unwrap_err();
+        assert_eq!(e.field, "SLUICE__CLICKHOUSE__PASSWORD");
+        assert!(!e.to_string().contains("s3cr"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_kafka_strings_are_bounded_before_anything_connects() {
+        let e = from_str(
+            &MINIMAL.replace("format = \"json\"", "max_age = \"500000000000y\""),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "route[0].max_age");
+        assert!(e.message.contains("7 days"), "{e}");
+        assert!(from_str(
+            &MINIMAL.replace("format = \"json\"", "max_age = \"7days\""),
+            no_env()
+        )
+        .is_ok());
+        let service = |line: &str| format!("{MINIMAL}\n[service]\n{line}\n");
+        let e = from_str(&service("shutdown_timeout = \"300years\""), no_env()).unwrap_err();
+        assert_eq!(e.field, "service.shutdown_timeout");
+        let kafka =
+            |line: &str| MINIMAL.replace("group_id = \"g\"", &format!("group_id = \"g\"\n{line}"));
+        for t in ["0s", "2h"] {
+            let e = from_str(&kafka(&format!("session_timeout = \"{t}\"")), no_env()).unwrap_err();
+            assert_eq!(e.field, "kafka.session_timeout", "{t}");
+        }
+        let e = from_str(
+            &MINIMAL.replace("group_id = \"g\"", "group_id = \"g\\u0000x\""),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "kafka.group_id");
+        assert!(e.message.contains("NUL"), "{e}");
+        let e = from_str(&kafka("sasl_password = \"pw\\u0000secret\""), no_env()).unwrap_err();
+        assert_eq!(e.field, "kafka.sasl_password");
+        assert!(!e.to_string().contains("secret"), "{e}");
     }
 
     #[test]

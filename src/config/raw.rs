@@ -3,10 +3,18 @@
 //! Every struct denies unknown fields so a typo (`max_row = 10`) is an error at start-up rather
 //! than a silently ignored setting. Durations and sizes stay strings here; [`super::validate`]
 //! turns them into typed values and names the field when one is wrong.
+//!
+//! Scalars are read leniently: a string field takes a number or a boolean as its text, and a
+//! number or boolean field takes a string that parses as one. Environment overrides are
+//! always strings (a numeric password stays a password), and serde's own type errors, which
+//! quote the value, never get to quote a secret.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,70 +30,109 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKafka {
+    #[serde(deserialize_with = "required_scalar")]
     pub brokers: String,
+    #[serde(default, deserialize_with = "scalar")]
     pub group_id: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub client_id: Option<String>,
     /// Static group membership (`group.instance.id`): a restarted instance with the same id
     /// gets its partitions back at once, without a rebalance of the whole group.
+    #[serde(default, deserialize_with = "scalar")]
     pub instance_id: Option<String>,
     /// "earliest" (default) or "latest": where a partition with no committed offset starts.
+    #[serde(default, deserialize_with = "scalar")]
     pub auto_offset_reset: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub session_timeout: Option<String>,
     /// PLAINTEXT (default), SSL, SASL_PLAINTEXT, SASL_SSL.
+    #[serde(default, deserialize_with = "scalar")]
     pub security_protocol: Option<String>,
     /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    #[serde(default, deserialize_with = "scalar")]
     pub sasl_mechanism: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub sasl_username: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub sasl_password: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub sasl_password_file: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub ssl_ca_location: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub ssl_certificate_location: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub ssl_key_location: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub ssl_key_password: Option<String>,
     /// Hostname verification of the broker certificate; on unless set to false.
+    #[serde(default, deserialize_with = "scalar")]
     pub ssl_endpoint_identification: Option<bool>,
     /// Extra librdkafka properties, passed through unless they would override a setting
     /// sluice relies on (see `validate::PROTECTED_KAFKA_PROPERTIES`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar_map")]
     pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClickHouse {
+    #[serde(deserialize_with = "required_scalar")]
     pub url: String,
+    #[serde(default, deserialize_with = "scalar")]
     pub database: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub user: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub password: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub password_file: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub ca_file: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub client_cert: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub client_key: Option<String>,
     /// auto (default), none, lz4, gzip.
+    #[serde(default, deserialize_with = "scalar")]
     pub compression: Option<String>,
     /// Stream batches the memory budget would cut short (default true).
+    #[serde(default, deserialize_with = "scalar")]
     pub stream_inserts: Option<bool>,
+    #[serde(default, deserialize_with = "scalar")]
     pub connect_timeout: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub request_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    #[serde(deserialize_with = "required_scalar")]
     pub topic: String,
+    #[serde(deserialize_with = "required_scalar")]
     pub table: String,
+    #[serde(default, deserialize_with = "scalar")]
     pub database: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub format: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub delivery: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub max_rows: Option<u64>,
     pub max_bytes: Option<RawSize>,
+    #[serde(default, deserialize_with = "scalar")]
     pub max_age: Option<String>,
     /// "ignore" (default) or "error".
+    #[serde(default, deserialize_with = "scalar")]
     pub unknown_fields: Option<String>,
     /// "dead-letter" (default) or "drop" (still counted and logged).
+    #[serde(default, deserialize_with = "scalar")]
     pub on_bad_message: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub dead_letter_topic: Option<String>,
     /// Insert attempts before the route fails; 0 or absent means retry forever.
+    #[serde(default, deserialize_with = "scalar")]
     pub max_insert_retries: Option<u32>,
     #[serde(default)]
     pub metadata: RawMetadataColumns,
@@ -95,11 +142,17 @@ pub struct RawRoute {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetadataColumns {
+    #[serde(default, deserialize_with = "scalar")]
     pub topic: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub partition: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub offset: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub timestamp: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub key: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
     pub headers: Option<String>,
 }
 
@@ -107,19 +160,104 @@ pub struct RawMetadataColumns {
 #[serde(deny_unknown_fields)]
 pub struct RawService {
     /// How long a graceful shutdown may take to flush and commit before sluice gives up.
+    #[serde(default, deserialize_with = "scalar")]
     pub shutdown_timeout: Option<String>,
     /// Address of the HTTP endpoint serving /metrics and /health; absent means off.
+    #[serde(default, deserialize_with = "scalar")]
     pub metrics_listen: Option<String>,
     /// "text" (default) or "json".
+    #[serde(default, deserialize_with = "scalar")]
     pub log_format: Option<String>,
     /// Memory all lanes' open batches may hold together (records + encoded rows).
     pub batch_memory: Option<RawSize>,
 }
 
 /// A byte size written either as a number (bytes) or a string with a unit ("16MiB").
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RawSize {
     Bytes(u64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::Integer(i) => u64::try_from(i)
+                .map(RawSize::Bytes)
+                .map_err(|_| D::Error::custom(format!("a size cannot be negative ({i})"))),
+            toml::Value::String(s) => Ok(RawSize::Text(s)),
+            _ => Err(D::Error::custom(
+                "expected a size: a number of bytes or a string such as \"16MiB\"",
+            )),
+        }
+    }
+}
+
+/// A scalar's text: strings as they are, numbers and booleans as TOML writes them.
+fn scalar_text<E: serde::de::Error>(v: toml::Value, expected: &str) -> Result<String, E> {
+    match v {
+        toml::Value::String(s) => Ok(s),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(E::custom(format!(
+            "expected {expected}, found {}",
+            match other {
+                toml::Value::Array(_) => "a list",
+                toml::Value::Table(_) => "a table",
+                _ => "a date",
+            }
+        ))),
+    }
+}
+
+/// What a field of type `T` holds, for error messages.
+fn expected<T>() -> &'static str {
+    match std::any::type_name::<T>() {
+        "bool" => "true or false",
+        "u64" | "u32" => "a whole number",
+        _ => "a string",
+    }
+}
+
+fn parse_scalar<T, E>(v: toml::Value) -> Result<T, E>
+where
+    T: FromStr,
+    T::Err: Display,
+    E: serde::de::Error,
+{
+    let text = scalar_text(v, expected::<T>())?;
+    text.trim()
+        .parse()
+        .map_err(|e| E::custom(format!("expected {}: {e}", expected::<T>())))
+}
+
+/// An optional scalar field, written natively or as a string (see the module doc).
+fn scalar<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    match Option::<toml::Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) => parse_scalar(v).map(Some),
+    }
+}
+
+/// A required string field that also takes a number or a boolean as its text.
+fn required_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parse_scalar(toml::Value::deserialize(d)?)
+}
+
+/// librdkafka properties: every value a string, whether written as one or not.
+fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    BTreeMap::<String, toml::Value>::deserialize(d)?
+        .into_iter()
+        .map(|(k, v)| {
+            let text = scalar_text::<D::Error>(v, "a string")
+                .map_err(|e| D::Error::custom(format!("{k}: {e}")))?;
+            Ok((k, text))
+        })
+        .collect()
 }

@@ -339,13 +339,68 @@ fn non_empty(field: &str, v: &str) -> Result<String, ConfigError> {
     Ok(t.to_string())
 }
 
+/// The longest duration any setting takes. Deadlines are instants plus a duration (a batch's
+/// age limit is up to 8 times `max_age`), and a duration of billions of years overflows
+/// them; nothing sluice waits for is sensibly longer than a week.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 pub fn parse_duration(field: &str, v: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(v.trim()).map_err(|e| {
+    let d = humantime::parse_duration(v.trim()).map_err(|e| {
         err(
             field,
             format!("invalid duration {v:?} ({e}); write e.g. \"500ms\", \"1s\", \"2m\""),
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(err(
+            field,
+            format!("{v:?} is longer than the 7 days any setting allows"),
+        ));
+    }
+    Ok(d)
+}
+
+/// librdkafka's range for `session.timeout.ms`; the broker narrows it further
+/// (`group.min.session.timeout.ms`, 6 s, and `group.max.session.timeout.ms`, 30 min, by default).
+const SESSION_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(3600);
+
+/// librdkafka takes its settings as C strings: a NUL byte would end one early (rust-rdkafka
+/// refuses it with "FFI nul error", naming no setting). Secrets are not quoted.
+fn no_nul(field: &str, v: &str) -> Result<(), ConfigError> {
+    if v.contains('\0') {
+        return Err(err(field, "contains a NUL byte"));
+    }
+    Ok(())
+}
+
+fn kafka_strings_have_no_nul(k: &RawKafka) -> Result<(), ConfigError> {
+    let fields = [
+        ("kafka.brokers", Some(&k.brokers)),
+        ("kafka.group_id", k.group_id.as_ref()),
+        ("kafka.client_id", k.client_id.as_ref()),
+        ("kafka.instance_id", k.instance_id.as_ref()),
+        ("kafka.sasl_username", k.sasl_username.as_ref()),
+        ("kafka.sasl_password", k.sasl_password.as_ref()),
+        ("kafka.ssl_key_password", k.ssl_key_password.as_ref()),
+        ("kafka.ssl_ca_location", k.ssl_ca_location.as_ref()),
+        (
+            "kafka.ssl_certificate_location",
+            k.ssl_certificate_location.as_ref(),
+        ),
+        ("kafka.ssl_key_location", k.ssl_key_location.as_ref()),
+        ("kafka.sasl_password_file", k.sasl_password_file.as_ref()),
+    ];
+    for (field, v) in fields {
+        if let Some(v) = v {
+            no_nul(field, v)?;
+        }
+    }
+    for (key, value) in &k.properties {
+        no_nul(&format!("kafka.properties.{}", key.escape_debug()), key)?;
+        no_nul(&format!("kafka.properties.{}", key.escape_debug()), value)?;
+    }
+    Ok(())
 }
 
 pub fn parse_size(field: &str, v: &RawSize) -> Result<usize, ConfigError> {
@@ -416,6 +471,7 @@ fn path(v: &Option<String>) -> Option<PathBuf> {
 }
 
 fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig, ConfigError> {
+    kafka_strings_have_no_nul(k)?;
     let brokers = non_empty("kafka.brokers", &k.brokers)?;
     let group_id = match &k.group_id {
         Some(g) => non_empty("kafka.group_id", g)?,
@@ -434,6 +490,12 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         Some(s) => parse_duration("kafka.session_timeout", s)?,
         None => Duration::from_secs(45),
     };
+    if !SESSION_TIMEOUT_RANGE.contains(&session_timeout) {
+        return Err(err(
+            "kafka.session_timeout",
+            "must be between 1ms and 1h (librdkafka's range; brokers allow 6s-30m by default)",
+        ));
+    }
     let security_protocol = match k
         .security_protocol
         .as_deref()

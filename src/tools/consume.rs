@@ -197,9 +197,13 @@ pub fn lag(base: &ClientConfig, group: &str, topics: &[String]) -> Result<Vec<La
         let md = consumer
             .fetch_metadata(Some(t), TIMEOUT)
             .context("cannot fetch topic metadata")?;
-        let Some(topic) = md.topics().iter().find(|x| x.name() == t) else {
-            continue;
-        };
+        // A route's topic that is missing is an answer worth giving, not an empty table.
+        let topic = md
+            .topics()
+            .iter()
+            .find(|x| x.name() == t)
+            .filter(|x| x.error().is_none() && !x.partitions().is_empty())
+            .with_context(|| format!("topic {t} does not exist"))?;
         let mut tpl = TopicPartitionList::new();
         for p in topic.partitions() {
             tpl.add_partition(t, p.id());

@@ -154,8 +154,15 @@ pub fn produce(base: &ClientConfig, opts: &ProduceOptions) -> Result<ProduceRepo
         }
     }
     let mut line = Vec::with_capacity(4096);
-    for mut reader in readers {
+    let sources: Vec<String> = if opts.files.is_empty() {
+        vec!["stdin".to_string()]
+    } else {
+        opts.files.iter().map(|f| f.display().to_string()).collect()
+    };
+    for (mut reader, source) in readers.into_iter().zip(sources) {
+        let mut line_no = 0u64;
         loop {
+            line_no += 1;
             line.clear();
             let n = reader
                 .read_until(b'\n', &mut line)
@@ -165,7 +172,7 @@ pub fn produce(base: &ClientConfig, opts: &ProduceOptions) -> Result<ProduceRepo
             }
             bar.inc(n as u64);
             let trimmed = trim(&line);
-            if trimmed.is_empty() {
+            if trimmed.iter().all(u8::is_ascii_whitespace) {
                 report.skipped_blank += 1;
                 continue;
             }
@@ -185,7 +192,16 @@ pub fn produce(base: &ClientConfig, opts: &ProduceOptions) -> Result<ProduceRepo
                         // The local queue is full: wait for deliveries to drain it.
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Err((e, _)) => bail!("cannot produce to {}: {e}", opts.topic),
+                    Err((e, _)) => {
+                        // Say where to resume: what came before this line is delivered first.
+                        let flushed = producer.flush(Duration::from_secs(120)).is_ok();
+                        bail!(
+                            "cannot produce line {line_no} of {source} to {}: {e}; the {} messages before it were {}",
+                            opts.topic,
+                            report.sent,
+                            if flushed { "sent and acknowledged" } else { "sent, not all acknowledged within 120s" }
+                        )
+                    }
                 }
             }
             report.sent += 1;
