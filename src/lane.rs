@@ -90,12 +90,24 @@ enum Reformed {
 }
 
 /// Why a lane gave up; the pipeline stops the whole run on it (nothing is committed past it).
-#[derive(Debug, thiserror::Error)]
-#[error("lane {partition}: {message}")]
+/// The consumer reports its own failures the same way, with the partition `-[-1]`.
+#[derive(Debug)]
 pub struct LaneFailure {
     pub partition: PartitionId,
     pub message: String,
 }
+
+impl std::fmt::Display for LaneFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.partition.partition < 0 {
+            write!(f, "Kafka consumer: {}", self.message)
+        } else {
+            write!(f, "lane {}: {}", self.partition, self.message)
+        }
+    }
+}
+
+impl std::error::Error for LaneFailure {}
 
 /// Runs a lane's future, turning a panic in it into a [`LaneFailure`]: a lane is a spawned
 /// task whose panic nobody would otherwise see, and its partition would stall without a word

@@ -220,6 +220,13 @@ impl LaneFactory for Lanes {
             .get(topic)
             .is_none_or(|rt| rt.plan.stores_headers())
     }
+
+    fn consumer_failed(&self, why: String) {
+        let _ = self.failures.send(LaneFailure {
+            partition: PartitionId::new("-", -1),
+            message: why,
+        });
+    }
 }
 
 /// How long the start-up preflight waits for the brokers' metadata.

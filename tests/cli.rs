@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use common::*;
 
@@ -346,4 +347,40 @@ async fn produce_and_lag_say_where_and_what_went_wrong() {
         t.contains(&format!("topic {missing} does not exist")),
         "{t}"
     );
+}
+
+/// A session timeout the broker refuses (below its group.min.session.timeout.ms, 6 s by
+/// default) stops `run` with the setting named, instead of a consumer that retries its join
+/// forever without reading anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_timeout_the_broker_refuses_stops_the_run() {
+    let (topic, _table) = topic_with_table("session", 1, "id UInt64").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        &dir,
+        &config(&unique("g"), &[(&topic, &topic)], "")
+            .replace("session_timeout = \"10s\"", "session_timeout = \"1s\""),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config", &cfg])
+        .env_remove("SLUICE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluice");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("sluice run was still retrying its group join after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let out = child.wait_with_output().expect("sluice output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("kafka.session_timeout"), "{err}");
 }

@@ -71,6 +71,10 @@ pub trait LaneFactory: Send + Sync + 'static {
     fn reads_headers(&self, _topic: &str) -> bool {
         true
     }
+
+    /// The consumer met an error that only a change of configuration can end
+    /// ([`fatal_consumer_error`]): the run should stop, saying `why`.
+    fn consumer_failed(&self, why: String);
 }
 
 /// Limits of the consumer loop.
@@ -512,7 +516,10 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
             match consumer.poll(wait) {
                 None => break,
                 Some(Err(e)) => {
-                    errors.report(e.to_string());
+                    match fatal_consumer_error(&e) {
+                        Some(why) => ctx.factory.consumer_failed(why),
+                        None => errors.report(e.to_string()),
+                    }
                     break;
                 }
                 Some(Ok(m)) => {
@@ -611,6 +618,23 @@ fn drop_within<T: Send + 'static>(value: T, limit: Duration) -> bool {
         Ok(_) => done_rx.recv_timeout(limit).is_ok(),
         // The closure, and the value with it, was dropped here when the spawn failed.
         Err(_) => true,
+    }
+}
+
+/// Group errors librdkafka retries forever although only a change of configuration (or of
+/// the broker's ACLs) can end them: a session timeout outside the broker's bounds, and a user
+/// the group's ACLs refuse. The run stops on them, naming the setting, instead of retrying
+/// without consuming anything. Returns what to say.
+pub fn fatal_consumer_error(e: &KafkaError) -> Option<String> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match e.rdkafka_error_code()? {
+        Code::InvalidSessionTimeout => Some(format!(
+            "{e}: kafka.session_timeout is outside the broker's group.min.session.timeout.ms and group.max.session.timeout.ms (6s and 30m by default)"
+        )),
+        Code::GroupAuthorizationFailed => Some(format!(
+            "{e}: the user may not use kafka.group_id (the broker's ACLs need READ on that group)"
+        )),
+        _ => None,
     }
 }
 
