@@ -38,6 +38,23 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `consume --count-only` of all of `topic`, until it is idle for 2 s: what it printed.
+fn count_all(topic: &str) -> String {
+    let out = sluice(
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--idle-exit",
+            "2s",
+            "--count-only",
+        ],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn write_config(dir: &tempfile::TempDir, body: &str) -> String {
     let p = dir.path().join("sluice.toml");
     std::fs::write(&p, body).expect("write config");
@@ -194,19 +211,7 @@ async fn topics_produce_consume_and_lag() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3000 messages\n");
     // Without a limit: every message, counted once, until the topic is idle.
-    let out = sluice(
-        &[
-            "consume",
-            "--topic",
-            &topic,
-            "--from-beginning",
-            "--idle-exit",
-            "2s",
-            "--count-only",
-        ],
-        None,
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "3000 messages\n");
+    assert_eq!(count_all(&topic), "3000 messages\n");
 
     let out = sluice(&["topics", "alter", &topic, "--partitions", "5"], None);
     assert!(out.status.success(), "{}", text(&out));
@@ -318,24 +323,7 @@ async fn produce_and_lag_say_where_and_what_went_wrong() {
         "{}",
         &t[..t.len().min(500)]
     );
-    let out = sluice(
-        &[
-            "consume",
-            "--topic",
-            &topic,
-            "--from-beginning",
-            "--idle-exit",
-            "2s",
-            "--count-only",
-        ],
-        None,
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "2 messages",
-        "{}",
-        text(&out)
-    );
+    assert_eq!(count_all(&topic), "2 messages\n");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = unique("missing");

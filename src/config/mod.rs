@@ -161,6 +161,11 @@ table = "events"
 format = "json"
 "#;
 
+    /// MINIMAL with `line` in its route instead of the format.
+    fn route_with(line: &str) -> String {
+        MINIMAL.replace("format = \"json\"", line)
+    }
+
     fn no_env() -> Vec<(String, String)> {
         Vec::new()
     }
@@ -199,7 +204,7 @@ format = "json"
 
     #[test]
     fn errors_name_the_field() {
-        let text = MINIMAL.replace("format = \"json\"", "max_age = \"soon\"");
+        let text = route_with("max_age = \"soon\"");
         let e = from_str(&text, no_env()).unwrap_err();
         assert_eq!(e.field, "route[0].max_age");
         let e = from_str(&MINIMAL.replace("group_id", "group_idd"), no_env()).unwrap_err();
@@ -249,17 +254,9 @@ format = "json"
 
     #[test]
     fn type_errors_name_the_field_and_never_quote_a_secret() {
-        let e = from_str(
-            &MINIMAL.replace("format = \"json\"", "max_rows = \"x5\""),
-            no_env(),
-        )
-        .unwrap_err();
+        let e = from_str(&route_with("max_rows = \"x5\""), no_env()).unwrap_err();
         assert_eq!(e.field, "route[0].max_rows");
-        let e = from_str(
-            &MINIMAL.replace("format = \"json\"", "max_bytes = -5"),
-            no_env(),
-        )
-        .unwrap_err();
+        let e = from_str(&route_with("max_bytes = -5"), no_env()).unwrap_err();
         assert_eq!(e.field, "route[0].max_bytes");
         assert!(e.message.contains("negative"), "{e}");
         let with_pw = |pw: &str| {
@@ -274,11 +271,7 @@ format = "json"
         // A password written as a number is a password, not a type error quoting it.
         let c = from_str(&with_pw("27182818"), no_env()).unwrap();
         assert_eq!(c.clickhouse.password.unwrap().expose(), "27182818");
-        let c = from_str(
-            &MINIMAL.replace("format = \"json\"", "max_rows = \"7\""),
-            no_env(),
-        )
-        .unwrap();
+        let c = from_str(&route_with("max_rows = \"7\""), no_env()).unwrap();
         assert_eq!(c.routes[0].batch.max_rows, 7);
         let e = from_str("[kafka]\nbrokers = \"a\n", no_env()).unwrap_err();
         assert!(e.field.contains("line 2"), "{e}");
@@ -302,18 +295,10 @@ format = "json"
 
     #[test]
     fn durations_and_kafka_strings_are_bounded_before_anything_connects() {
-        let e = from_str(
-            &MINIMAL.replace("format = \"json\"", "max_age = \"500000000000y\""),
-            no_env(),
-        )
-        .unwrap_err();
+        let e = from_str(&route_with("max_age = \"500000000000y\""), no_env()).unwrap_err();
         assert_eq!(e.field, "route[0].max_age");
         assert!(e.message.contains("7 days"), "{e}");
-        assert!(from_str(
-            &MINIMAL.replace("format = \"json\"", "max_age = \"7days\""),
-            no_env()
-        )
-        .is_ok());
+        assert!(from_str(&route_with("max_age = \"7days\""), no_env()).is_ok());
         let service = |line: &str| format!("{MINIMAL}\n[service]\n{line}\n");
         let e = from_str(&service("shutdown_timeout = \"300years\""), no_env()).unwrap_err();
         assert_eq!(e.field, "service.shutdown_timeout");
