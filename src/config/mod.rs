@@ -321,6 +321,24 @@ format = "json"
     }
 
     #[test]
+    fn broker_addresses_are_checked() {
+        let with = |b: &str| MINIMAL.replace("127.0.0.1:19092", b);
+        for good in [
+            "a:9092,b:9093",
+            "broker",
+            "SASL_SSL://k1.example:9094, k2.example:9094",
+            "[::1]:9092",
+            "[::1]",
+        ] {
+            assert!(from_str(&with(good), no_env()).is_ok(), "{good}");
+        }
+        for bad in ["127.0.0.1:99999", "a:0", "a:x", "a:9092,,b:9092", ":9092"] {
+            let e = from_str(&with(bad), no_env()).unwrap_err();
+            assert_eq!(e.field, "kafka.brokers", "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn topic_names_follow_kafkas_rules() {
         let with_topic =
             |t: &str| MINIMAL.replace("topic = \"events\"", &format!("topic = \"{t}\""));

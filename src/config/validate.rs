@@ -365,6 +365,34 @@ pub fn parse_duration(field: &str, v: &str) -> Result<Duration, ConfigError> {
 const SESSION_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(3600);
 
+/// `host[:port]` entries, comma-separated, each optionally `PROTOCOL://`-prefixed, as
+/// librdkafka reads `bootstrap.servers`; a port must be 1-65535 (librdkafka would wrap
+/// 99999 into another port and report that one).
+fn check_brokers(brokers: &str) -> Result<(), ConfigError> {
+    for entry in brokers.split(',').map(str::trim) {
+        let addr = entry.split_once("://").map_or(entry, |(_, a)| a);
+        let port = match addr.rsplit_once(':') {
+            // An IPv6 literal without a port: "[::1]".
+            Some((host, _)) if addr.ends_with(']') && host.starts_with('[') => None,
+            Some((host, port)) if !host.is_empty() => Some(port),
+            Some(_) => return Err(err("kafka.brokers", format!("{entry:?} has no host"))),
+            None => None,
+        };
+        if addr.is_empty() {
+            return Err(err("kafka.brokers", "an entry of the list is empty"));
+        }
+        if let Some(p) = port {
+            if !p.parse::<u16>().is_ok_and(|p| p > 0) {
+                return Err(err(
+                    "kafka.brokers",
+                    format!("{entry:?}: the port must be a number from 1 to 65535"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// librdkafka takes its settings as C strings: a NUL byte would end one early (rust-rdkafka
 /// refuses it with "FFI nul error", naming no setting). Secrets are not quoted.
 fn no_nul(field: &str, v: &str) -> Result<(), ConfigError> {
@@ -473,6 +501,7 @@ fn path(v: &Option<String>) -> Option<PathBuf> {
 fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig, ConfigError> {
     kafka_strings_have_no_nul(k)?;
     let brokers = non_empty("kafka.brokers", &k.brokers)?;
+    check_brokers(&brokers)?;
     let group_id = match &k.group_id {
         Some(g) => non_empty("kafka.group_id", g)?,
         None => "sluice".to_string(),
