@@ -33,9 +33,17 @@ struct KafkaTarget {
         long,
         short = 'b',
         env = "SLUICE_BROKERS",
-        default_value = "127.0.0.1:19092"
+        default_value = "127.0.0.1:19092",
+        value_parser = brokers_arg
     )]
     brokers: String,
+}
+
+/// `--brokers` checked as `[kafka] brokers` is.
+fn brokers_arg(s: &str) -> std::result::Result<String, String> {
+    sluice::config::validate::check_brokers(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.message)
 }
 
 #[derive(Subcommand)]

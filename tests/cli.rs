@@ -239,10 +239,11 @@ async fn topics_produce_consume_and_lag() {
 /// An illegal topic name is refused with the rule it breaks before any client sees it. Until
 /// then a name over 512 bytes panicked inside rust-rdkafka (`rd_kafka_topic_new` returns NULL
 /// for it and the crate unwraps), and one with a space was looked up and reported missing.
+/// `--brokers` with a port out of range is refused the same way.
 #[test]
 fn illegal_topic_names_are_refused_before_kafka_is_asked() {
     let long = "x".repeat(600);
-    let cases: [(Vec<&str>, &str); 6] = [
+    let cases: [(Vec<&str>, &str); 7] = [
         (
             vec!["consume", "--topic", &long, "--count-only"],
             "at most 249",
@@ -255,6 +256,10 @@ fn illegal_topic_names_are_refused_before_kafka_is_asked() {
             "not a legal",
         ),
         (vec!["produce", "--topic", "tópico"], "contains 'ó'"),
+        (
+            vec!["topics", "--brokers", "127.0.0.1:99999", "list"],
+            "1 to 65535",
+        ),
     ];
     for (args, why) in cases {
         let out = sluice(&args, Some("{\"id\": 1}\n"));

@@ -368,7 +368,7 @@ const SESSION_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
 /// `host[:port]` entries, comma-separated, each optionally `PROTOCOL://`-prefixed, as
 /// librdkafka reads `bootstrap.servers`; a port must be 1-65535 (librdkafka would wrap
 /// 99999 into another port and report that one).
-fn check_brokers(brokers: &str) -> Result<(), ConfigError> {
+pub fn check_brokers(brokers: &str) -> Result<(), ConfigError> {
     for entry in brokers.split(',').map(str::trim) {
         let addr = entry.split_once("://").map_or(entry, |(_, a)| a);
         let port = match addr.rsplit_once(':') {
