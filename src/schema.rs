@@ -139,9 +139,11 @@ pub fn plan_table(
             }
         } else if ty.is_nullable() {
             (OnMissing::Null, "NULL".to_string())
-        } else if with_defaults {
-            (OnMissing::ServerDefault, "type default".to_string())
         } else {
+            // sluice's own bytes even where the server would fill the column: asked for the
+            // "default" of a column without a DEFAULT, RowBinaryWithDefaults stores raw zeros,
+            // which for an Enum without a 0 is no value of it, and every later SELECT of the
+            // table fails on it (UNKNOWN_ELEMENT_OF_ENUM; seen on 26.9).
             (
                 OnMissing::Bytes(zero_value(&ty)),
                 "type default".to_string(),
@@ -218,11 +220,17 @@ fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
         ),
         ChType::String | ChType::Array(_) | ChType::Map(_, _) => out.push(0),
         ChType::FixedString(n) => zeros(out, *n),
-        // An Enum's default is its first declared value.
-        ChType::Enum8(values) => out.push(values.first().map_or(0, |(_, v)| *v as u8)),
-        ChType::Enum16(values) => {
-            out.extend_from_slice(&values.first().map_or(0i16, |(_, v)| *v).to_le_bytes())
-        }
+        // An Enum's default is its smallest value, as ClickHouse's (`defaultValueOfTypeName`
+        // of Enum8('x' = 5, 'y' = -3) is 'y').
+        ChType::Enum8(values) => out.push(values.iter().map(|(_, v)| *v).min().unwrap_or(0) as u8),
+        ChType::Enum16(values) => out.extend_from_slice(
+            &values
+                .iter()
+                .map(|(_, v)| *v)
+                .min()
+                .unwrap_or(0)
+                .to_le_bytes(),
+        ),
         ChType::Nullable(_) => out.push(1),
         ChType::LowCardinality(inner) => write_zero(inner, out),
         ChType::Tuple(items) => {
@@ -303,7 +311,7 @@ mod tests {
         );
         assert_eq!(
             zero_value(&ChType::parse("Enum8('a' = 3, 'b' = 1)").unwrap()),
-            vec![3]
+            vec![1]
         );
         assert_eq!(
             zero_value(&ChType::parse("Decimal(20, 2)").unwrap()).len(),

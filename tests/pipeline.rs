@@ -1029,6 +1029,40 @@ async fn batches_beyond_the_budget_land_whole_and_split_around_rejected_rows(
     assert_eq!(summary.dead_lettered, 1);
 }
 
+/// A table with a DEFAULT column is written as RowBinaryWithDefaults; its other columns still
+/// get sluice's own type defaults for a missing field, the server's `defaultValueOfTypeName`.
+/// Asked for those defaults instead, the server stored raw zeros: no value of an Enum without
+/// a 0, after which every SELECT of the table failed (UNKNOWN_ELEMENT_OF_ENUM).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_fields_beside_a_default_column_get_the_servers_type_defaults() {
+    init_logs();
+    let (topic, table) = topic_with_table(
+        "enumdflt",
+        1,
+        "id UInt32, e8 Enum8('x' = 5, 'y' = -3), e16 Enum16('p' = 300, 'q' = 1000),
+         t Tuple(a Enum8('k' = 7), b Date32), d32 Date32, d String DEFAULT 'dflt'",
+    )
+    .await;
+    produce(&topic, [Msg::json(0, r#"{"id":1}"#)]);
+    let run = start(&config(&unique("g"), &[(&topic, &topic)], ""));
+    let got = wait_for_count(&table, 1, Duration::from_secs(60)).await;
+    run.stop().await;
+    assert_eq!(got, 1);
+    let row = ch(&format!(
+        "SELECT e8, e16, t, d32, d FROM {table} FORMAT TSV"
+    ))
+    .await;
+    let want = ch(
+        "SELECT defaultValueOfTypeName('Enum8(''x'' = 5, ''y'' = -3)'),
+            defaultValueOfTypeName('Enum16(''p'' = 300, ''q'' = 1000)'),
+            defaultValueOfTypeName('Tuple(a Enum8(''k'' = 7), b Date32)'),
+            defaultValueOfTypeName('Date32'), 'dflt' FORMAT TSV",
+    )
+    .await;
+    assert_eq!(row, want);
+    assert_eq!(row.trim(), "y\tp\t('k','1900-01-01')\t1900-01-01\tdflt");
+}
+
 /// A backlog of more than `STREAM_ABOVE` (4 MiB) on a partition streams even where the memory
 /// budget (the default 128 MiB, one lane) would hold it whole, and lands once; a trickle
 /// afterwards, whose batches hold all their partition has, is held and sent whole.
