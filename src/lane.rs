@@ -910,6 +910,22 @@ impl Lane {
                     tracing::debug!(partition = %self.id, rows = to - from, code, "insert rejected as bad data; splitting");
                     return Ok(InsertOutcome::BadData(format!("Code {code}: {message}")));
                 }
+                // The table stored the rows before its view refused them. Exactly-once: the
+                // same token makes every retry a duplicate the table drops, while the view gets
+                // the rows again, so retrying until the view is fixed stores them once in
+                // both. Otherwise every retry would store them again: stop, uncommitted.
+                Err(e @ InsertError::ViewFailed { .. })
+                    if self.rt.route.delivery != Delivery::ExactlyOnce =>
+                {
+                    return Err(LaneFailure {
+                        partition: self.id.clone(),
+                        message: format!(
+                            "{e}; {}.{} itself stored the rows, and retrying would store them again (not exactly-once: the table need not deduplicate): stopping without committing, fix the view and restart",
+                            self.rt.route.database,
+                            self.rt.route.table,
+                        ),
+                    });
+                }
                 Err(e) => e,
             };
             RouteMetrics::add(&self.rt.metrics.insert_retries, 1);
@@ -925,7 +941,10 @@ impl Lane {
                 }
             }
             let delay = backoff.next_delay();
-            let fatal = matches!(err, InsertError::Fatal { .. });
+            let fatal = matches!(
+                err,
+                InsertError::Fatal { .. } | InsertError::ViewFailed { .. }
+            );
             if fatal || attempts == 1 || attempts % 10 == 0 {
                 tracing::warn!(partition = %self.id, attempt = attempts, retry_in = ?delay, error = %err, "insert failed; will retry");
             }

@@ -1029,6 +1029,73 @@ async fn batches_beyond_the_budget_land_whole_and_split_around_rejected_rows(
     assert_eq!(summary.dead_lettered, 1);
 }
 
+/// A materialized view that refuses a batch does so after the table itself stored it.
+/// Exactly-once: the batch is retried with its own token (the table drops the repeats) until
+/// the view takes it, never split under new tokens. At-least-once: the run stops, uncommitted,
+/// instead of storing the rows again at every retry. Before, the split stored the table's
+/// rows 2-4 times (exactly-once) and at-least-once retries stored them again every few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_that_refuses_rows_never_makes_the_table_store_them_twice() {
+    init_logs();
+    for delivery in ["exactly-once", "at-least-once"] {
+        let (topic, table) = topic_with_table("viewfail", 1, "id UInt32, v Int32").await;
+        create_topic(&format!("{topic}.dlq"), 1).await;
+        ch(&format!(
+            "ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 1000"
+        ))
+        .await;
+        let target = format!("{table}_t");
+        ch(&format!(
+            "CREATE TABLE {target} (id UInt32, v Int32, CONSTRAINT small CHECK v < 100)
+             ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+        ch(&format!(
+            "CREATE MATERIALIZED VIEW {table}_mv TO {target} AS SELECT id, v FROM {table}"
+        ))
+        .await;
+        produce(
+            &topic,
+            (1..=10).map(|i| {
+                let v = if i == 6 { 500 } else { i };
+                Msg::json(0, format!("{{\"id\":{i},\"v\":{v}}}"))
+            }),
+        );
+        let group = unique("g");
+        let run = start(&config(
+            &group,
+            &[(&topic, &topic)],
+            &format!("delivery = \"{delivery}\""),
+        ));
+        if delivery == "exactly-once" {
+            // Retried with its token while the view refuses; then the view is fixed.
+            let stored = wait_for_count(&table, 10, Duration::from_secs(30)).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert_eq!(ch_u64(&format!("SELECT count() FROM {table}")).await, 10);
+            assert_eq!(stored, 10);
+            ch(&format!("ALTER TABLE {target} DROP CONSTRAINT small")).await;
+            let viewed = wait_for_count(&target, 10, Duration::from_secs(60)).await;
+            let summary = run.stop().await;
+            assert_eq!(viewed, 10, "{delivery}");
+            assert_eq!(summary.dead_lettered, 0);
+            assert_eq!(committed_total(&group, &topic, 1), 10);
+        } else {
+            let e = run.failure(Duration::from_secs(60)).await;
+            assert!(format!("{e:#}").contains("materialized view"), "{e:#}");
+            assert_eq!(
+                committed_total(&group, &topic, 1),
+                0,
+                "committed past the batch"
+            );
+        }
+        assert_eq!(
+            ch_u64(&format!("SELECT count() FROM {table}")).await,
+            10,
+            "{delivery}: the table stored the rows more than once"
+        );
+    }
+}
+
 /// A table with a DEFAULT column is written as RowBinaryWithDefaults; its other columns still
 /// get sluice's own type defaults for a missing field, the server's `defaultValueOfTypeName`.
 /// Asked for those defaults instead, the server stored raw zeros: no value of an Enum without

@@ -160,6 +160,18 @@ pub enum InsertError {
         /// The server's message, scrubbed.
         message: String,
     },
+    /// A materialized view of the table refused the rows (the server's message ends in
+    /// "while pushing to view ..."), after the table itself stored them: splitting the batch
+    /// would store its rows again under new tokens, and a retry stores them again wherever
+    /// the table does not deduplicate. The caller retries only with the batch's own token on
+    /// a deduplicating table (exactly-once), and stops otherwise.
+    #[error("a materialized view refused the insert{}: {message}", fmt_code(*code))]
+    ViewFailed {
+        /// ClickHouse exception code, when there is one.
+        code: Option<u32>,
+        /// The server's message, scrubbed.
+        message: String,
+    },
     /// Configuration, schema or permissions: retrying cannot help.
     #[error("insert cannot succeed as configured{}: {message}", fmt_code(*code))]
     Fatal {
@@ -173,6 +185,10 @@ pub enum InsertError {
 impl InsertError {
     /// Builds the error for a failed attempt from its code and status, via [`classify`].
     pub fn from_failure(code: Option<u32>, http_status: Option<u16>, message: String) -> Self {
+        // Both 18.16 and 26.9 word it so, whatever the view's own error (seen: 469, 395, 130).
+        if message.contains("while pushing to view") {
+            return InsertError::ViewFailed { code, message };
+        }
         match (classify(code, http_status), code) {
             (Class::BadData, Some(code)) => InsertError::BadData { code, message },
             // classify() only answers BadData for a code; be total anyway.
@@ -184,7 +200,9 @@ impl InsertError {
     /// The ClickHouse exception code, if any.
     pub fn code(&self) -> Option<u32> {
         match self {
-            InsertError::Retryable { code, .. } | InsertError::Fatal { code, .. } => *code,
+            InsertError::Retryable { code, .. }
+            | InsertError::Fatal { code, .. }
+            | InsertError::ViewFailed { code, .. } => *code,
             InsertError::BadData { code, .. } => Some(*code),
         }
     }
@@ -194,7 +212,7 @@ impl InsertError {
         match self {
             InsertError::Retryable { .. } => Class::Retry,
             InsertError::BadData { .. } => Class::BadData,
-            InsertError::Fatal { .. } => Class::Fatal,
+            InsertError::Fatal { .. } | InsertError::ViewFailed { .. } => Class::Fatal,
         }
     }
 }
@@ -595,6 +613,17 @@ mod tests {
             InsertError::from_failure(Some(60), Some(404), "m".into()).class(),
             Class::Fatal
         );
+        // A view's refusal, whatever its code (26.9's wording, then 18.16's): never bad data,
+        // which would split a batch the table already stored.
+        for (code, message) in [
+            (469, "Code: 469. DB::Exception: Constraint `c` for table default.t is violated at row 2. Expression: (v < 100). Column values: v = 500: while pushing to view default.mv. (VIOLATED_CONSTRAINT)"),
+            (395, "Code: 395, e.displayText() = DB::Exception: Value passed to 'throwIf' function is non zero: while pushing to view default.mv"),
+        ] {
+            let e = InsertError::from_failure(Some(code), Some(500), message.into());
+            assert!(matches!(e, InsertError::ViewFailed { .. }), "{e:?}");
+            assert_eq!(e.class(), Class::Fatal);
+            assert_eq!(e.code(), Some(code));
+        }
     }
 
     #[test]

@@ -353,6 +353,20 @@ pub fn start_with_metrics(
 }
 
 impl Running {
+    /// Waits up to `within` for the run to end by itself, which it must do with an error.
+    pub async fn failure(self, within: Duration) -> anyhow::Error {
+        // Dropping the sender would be a shutdown request: keep it until the run has ended.
+        let Running { stop: _keep, task } = self;
+        match tokio::time::timeout(within, task)
+            .await
+            .expect("the run ends by itself")
+            .expect("pipeline task")
+        {
+            Ok(summary) => panic!("the run ended without an error: {summary}"),
+            Err(e) => e,
+        }
+    }
+
     pub async fn stop(mut self) -> sluice::pipeline::RunSummary {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
