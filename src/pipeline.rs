@@ -131,6 +131,20 @@ pub async fn exactly_once_guard(
 }
 
 pub async fn plan_route(client: &Client, route: &Route) -> Result<TablePlan> {
+    // A plain view answers every INSERT with NOT_IMPLEMENTED (48), which retries would meet
+    // forever: refuse it before anything runs.
+    let info = client
+        .table_info(&route.database, &route.table)
+        .await
+        .with_context(|| route.label())?;
+    if info.engine == "View" {
+        anyhow::bail!(
+            "{}: {}.{} is a view (CREATE VIEW), which takes no inserts; write into a table (a materialized view's source, or its TO table)",
+            route.label(),
+            route.database,
+            route.table
+        );
+    }
     let columns = client
         .table_columns(&route.database, &route.table)
         .await

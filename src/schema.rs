@@ -25,19 +25,19 @@ use crate::decode::json::UnknownFields as JsonUnknownFields;
 use crate::decode::json::{ColumnPlan, ColumnSource, MetaField, OnMissing, RowPlan};
 
 #[derive(Debug, thiserror::Error)]
+/// The cause is part of each message and not also a `source`: anyhow's `{:#}` would print it
+/// twice (`column j: unsupported ClickHouse type JSON ...: unsupported ClickHouse type JSON ...`).
 pub enum SchemaError {
-    #[error("table {table}: column {column}: {source}")]
+    #[error("table {table}: column {column}: {cause}")]
     Type {
         table: String,
         column: String,
-        #[source]
-        source: TypeError,
+        cause: TypeError,
     },
-    #[error("table {table}: {source}")]
+    #[error("table {table}: {cause}")]
     Plan {
         table: String,
-        #[source]
-        source: crate::decode::json::PlanError,
+        cause: crate::decode::json::PlanError,
     },
     #[error("table {table} has no column sluice can insert into")]
     NoColumns { table: String },
@@ -109,10 +109,10 @@ pub fn plan_table(
             computed.push(format!("{} ({kind} {expr})", c.name));
             continue;
         }
-        let ty = ChType::parse(&c.type_name).map_err(|source| SchemaError::Type {
+        let ty = ChType::parse(&c.type_name).map_err(|cause| SchemaError::Type {
             table: table.clone(),
             column: c.name.clone(),
-            source,
+            cause,
         })?;
         let (source, source_text) = match meta_for(&c.name, &route.metadata) {
             Some(m) => (ColumnSource::Meta(m), format!("kafka {m:?}").to_lowercase()),
@@ -172,7 +172,7 @@ pub fn plan_table(
     };
     Ok(TablePlan {
         plan: RowPlan::new(plans, unknown, with_defaults)
-            .map_err(|source| SchemaError::Plan { table, source })?,
+            .map_err(|cause| SchemaError::Plan { table, cause })?,
         columns: names,
         format: if with_defaults {
             InsertFormat::RowBinaryWithDefaults

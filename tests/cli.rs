@@ -377,3 +377,33 @@ async fn a_session_timeout_the_broker_refuses_stops_the_run() {
     assert!(!status.success(), "{err}");
     assert!(err.contains("kafka.session_timeout"), "{err}");
 }
+
+/// A plain view takes no inserts (every INSERT answers NOT_IMPLEMENTED): `check` refuses it by
+/// name instead of passing it to a run that would retry forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_a_view_as_the_target() {
+    let (topic, table) = topic_with_table("viewtarget", 1, "id UInt64").await;
+    let view = format!("{topic}_v");
+    ch(&format!(
+        "CREATE VIEW default.{view} AS SELECT id FROM {table}"
+    ))
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(&dir, &config(&unique("g"), &[(&topic, &view)], ""));
+    let out = sluice(&["check", "--config", &cfg], None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("is a view (CREATE VIEW)"), "{t}");
+
+    // An unsupported column type is named once (it was printed twice, as message and cause).
+    let (topic, table) = topic_with_table("jsontarget", 1, "id UInt64, j JSON").await;
+    let cfg = write_config(&dir, &config(&unique("g"), &[(&topic, &topic)], ""));
+    let out = sluice(&["check", "--config", &cfg], None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert_eq!(
+        t.matches("unsupported ClickHouse type JSON").count(),
+        1,
+        "{t} ({table})"
+    );
+}

@@ -451,13 +451,26 @@ async fn legacy_table_columns() {
 
 #[tokio::test]
 async fn default_values_of_column_expressions_fail_per_column() {
-    let c = connect(&modern_url()).await;
+    default_values_fail_per_column(&modern_url(), "LowCardinality(String)").await;
+}
+
+#[tokio::test]
+async fn legacy_default_values_of_column_expressions_fail_per_column() {
+    let Some(url) = legacy_url() else { return };
+    default_values_fail_per_column(&url, "String").await;
+}
+
+/// `d` reads a column named `dummy`, which `system.one` (the FROM of a SELECT without one)
+/// also has: it must fail like `b`, not pass for the constant 1.
+async fn default_values_fail_per_column(url: &str, k_type: &str) {
+    let c = connect(url).await;
     let t = table_name("defs");
     exec(
         &c,
         &format!(
             "CREATE TABLE {} (a UInt32, b UInt64 DEFAULT a + 1, ts DateTime DEFAULT now(), \
-             k LowCardinality(String) DEFAULT 'k') ENGINE = MergeTree ORDER BY a",
+             k {k_type} DEFAULT 'k', dummy UInt8, d UInt16 DEFAULT dummy + 1) \
+             ENGINE = MergeTree ORDER BY a",
             qualified("default", &t)
         ),
     )
@@ -474,6 +487,7 @@ async fn default_values_of_column_expressions_fail_per_column() {
             .unwrap_or_else(|| panic!("{n}"))
     };
     assert!(get("b").value.is_err(), "a + 1 reads another column");
+    assert!(get("d").value.is_err(), "dummy + 1 reads another column");
     assert!(get("ts").volatile);
     assert_eq!(get("ts").value.as_ref().map(|b| b.len()).ok(), Some(4));
     assert_eq!(

@@ -890,7 +890,10 @@ impl Client {
     /// Evaluates the `DEFAULT` expression of each given column that has one, as
     /// `SELECT CAST((expr) AS type) FORMAT RowBinary`, for servers without
     /// RowBinaryWithDefaults. One result per DEFAULT column; other columns are skipped.
-    /// Expressions reading other columns fail (Code 47) in their own entry only.
+    /// Expressions reading other columns fail (Code 47) in their own entry only. They are
+    /// evaluated over a one-row subquery with no column they could name: without a FROM,
+    /// ClickHouse reads `system.one`, and a DEFAULT reading a column called `dummy` would
+    /// pass for a constant (its value 0 for every row).
     pub async fn select_default_values(&self, columns: &[ColumnInfo]) -> Vec<DefaultValue> {
         let mut out = Vec::new();
         for col in columns {
@@ -899,7 +902,7 @@ impl Client {
                 continue;
             };
             let sql = format!(
-                "SELECT CAST(({expr}) AS {}) FORMAT RowBinary",
+                "SELECT CAST(({expr}) AS {}) FROM (SELECT 1 AS sluice_constant) FORMAT RowBinary",
                 col.type_name
             );
             let value = self.query_bytes(sql).await;

@@ -597,7 +597,7 @@ pub enum RowError {
     #[error("duplicate field \"{field}\"")]
     DuplicateField { field: String },
     /// `origin` is `field "id"` or `Kafka timestamp`.
-    #[error("missing {origin} for column {column} {ty} (no default)")]
+    #[error("missing {origin} for column {column} {ty} (no default sluice can apply here)")]
     Missing {
         origin: String,
         column: String,
@@ -2242,8 +2242,14 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             let ticks = read_ticks(v, tmp, *tz, p)?;
             let (lo, hi) = dt64_range(p);
             if !(lo..=hi).contains(&ticks) {
+                // Nanosecond ticks in an i64 end before 2300.
+                let end = if p >= 9 {
+                    "..=2262-04-11 23:47:16.854775807"
+                } else {
+                    "..2300-01-01"
+                };
                 return Err(fail(format!(
-                    "{} is out of DateTime64 range 1900-01-01..2300-01-01 UTC",
+                    "{} is out of DateTime64({p}) range 1900-01-01{end} UTC",
                     show(v.raw)
                 )));
             }
@@ -3697,16 +3703,23 @@ mod tests {
             ticks(ok("DateTime64(3)", "\"2299-12-31 23:59:59.999\"")),
             10_413_791_999_999
         );
-        assert!(err("DateTime64(3)", "\"1899-12-31 23:59:59\"").contains("out of DateTime64 range"));
-        assert!(err("DateTime64(3)", "\"2300-01-01 00:00:00\"").contains("out of DateTime64 range"));
+        assert!(
+            err("DateTime64(3)", "\"1899-12-31 23:59:59\"").contains("out of DateTime64(3) range")
+        );
+        assert!(err("DateTime64(3)", "\"2300-01-01 00:00:00\"")
+            .contains("out of DateTime64(3) range 1900-01-01..2300-01-01 UTC"));
+        assert!(err("DateTime64(9)", "\"2262-04-12 00:00:00\"")
+            .contains("out of DateTime64(9) range 1900-01-01..=2262-04-11 23:47:16.854775807 UTC"));
         // Precision 9 is limited by i64 ticks (2262-04-11).
-        assert!(err("DateTime64(9)", "\"2262-04-12 00:00:00\"").contains("out of DateTime64 range"));
+        assert!(
+            err("DateTime64(9)", "\"2262-04-12 00:00:00\"").contains("out of DateTime64(9) range")
+        );
         assert_eq!(
             ticks(ok("DateTime64(9)", "\"2262-04-11 00:00:00\"")),
             9_223_286_400_000_000_000
         );
         // A millisecond epoch number is not silently read as seconds in the year 55000.
-        assert!(err("DateTime64(3)", "1700000000123").contains("out of DateTime64 range"));
+        assert!(err("DateTime64(3)", "1700000000123").contains("out of DateTime64(3) range"));
     }
 
     #[test]
@@ -3909,7 +3922,7 @@ mod tests {
         );
         assert_eq!(
             row_err(&p, r#"{"age": 3}"#),
-            "missing field \"id\" for column id UInt64 (no default)"
+            "missing field \"id\" for column id UInt64 (no default sluice can apply here)"
         );
         assert_eq!(
             row_err(&p, r#"{"id": 1, "age": 3, "foo": 1}"#),
@@ -4240,7 +4253,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "missing Kafka timestamp for column ts DateTime (no default)"
+            "missing Kafka timestamp for column ts DateTime (no default sluice can apply here)"
         );
         for (t, m) in [
             ("Int32", MetaField::Topic),
