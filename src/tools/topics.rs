@@ -76,7 +76,7 @@ pub async fn create(
 /// Waits until the broker's metadata lists `name` with its `partitions`, each with a leader.
 /// CreateTopics answers once the controller has the topic; a command right after (describe,
 /// produce) could still be told UnknownTopicOrPartition by metadata that lags behind.
-fn wait_until_visible(config: &ClientConfig, name: &str, partitions: i32) -> Result<()> {
+pub fn wait_until_visible(config: &ClientConfig, name: &str, partitions: i32) -> Result<()> {
     let consumer: BaseConsumer = config.create().context("cannot create a Kafka client")?;
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {

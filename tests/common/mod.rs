@@ -90,11 +90,14 @@ pub fn testbed(action: &str) {
     );
 }
 
+fn client_config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", kafka());
+    c
+}
+
 pub fn admin() -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .create()
-        .expect("admin client")
+    client_config().create().expect("admin client")
 }
 
 pub async fn create_topic(name: &str, partitions: i32) {
@@ -108,6 +111,15 @@ pub async fn create_topic(name: &str, partitions: i32) {
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
     }
+    // CreateTopics answers once the controller has the topic; the broker's metadata can lag
+    // behind it, and a test that asks right away is told the topic does not exist.
+    let (config, name) = (client_config(), name.to_string());
+    tokio::task::spawn_blocking(move || {
+        sluice::tools::topics::wait_until_visible(&config, &name, partitions)
+    })
+    .await
+    .expect("metadata wait task")
+    .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// A fresh topic named from `prefix` with `partitions`, and a MergeTree table
