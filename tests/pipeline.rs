@@ -849,6 +849,70 @@ async fn partition_assigned_back_to_a_running_instance_flows_again() {
     );
 }
 
+/// A new group with `auto_offset_reset = "latest"` starts at the log end: sluice assigns the
+/// reset position itself (kafka/start_offsets.rs) rather than leaving librdkafka to find the
+/// group has no offsets, and a wrong position there would store the old messages or lose new
+/// ones. Markers are produced until one lands, so the new messages are sent only once the
+/// start is known to be in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_group_reading_from_latest_stores_only_what_comes_after_it_started() {
+    init_logs();
+    let (topic, table) = topic_with_table("latest", 2, "id UInt64").await;
+    let send = |ids: std::ops::Range<u64>| {
+        produce(
+            &topic,
+            ids.map(|i| Msg::json((i % 2) as i32, format!("{{\"id\":{i}}}"))),
+        )
+    };
+    send(0..50);
+    let mut text = config(&unique("g"), &[(&topic, &topic)], "");
+    text = text.replace(
+        "session_timeout",
+        "auto_offset_reset = \"latest\"\nsession_timeout",
+    );
+    let run = start(&text);
+    let mut marker = 1000;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ch_u64(&format!("SELECT count() FROM {table}")).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no marker ever landed"
+        );
+        send(marker..marker + 2);
+        marker += 2;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    send(100..200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ch_u64(&format!(
+        "SELECT count() FROM {table} WHERE id >= 100 AND id < 200"
+    ))
+    .await
+        < 100
+    {
+        assert!(std::time::Instant::now() < deadline, "new messages missing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run.stop().await;
+    assert_eq!(
+        ch_u64(&format!("SELECT count() FROM {table} WHERE id < 50")).await,
+        0,
+        "messages from before the start were stored"
+    );
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT count() FROM {table} WHERE id >= 100 AND id < 200"
+        ))
+        .await,
+        100
+    );
+    assert_eq!(
+        ch_u64(&format!("SELECT count() - uniqExact(id) FROM {table}")).await,
+        0,
+        "duplicates"
+    );
+}
+
 /// A table that stops accepting inserts while another route flows: the stalled lane's
 /// partition is paused and the other lane keeps going. While every lane is merely behind the
 /// consumer holds its queue instead of pausing anyone (kafka/consumer.rs); a lane that takes

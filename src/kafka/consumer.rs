@@ -41,10 +41,11 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::fetch_queue::{FetchQueue, MessageBatch, RawMessage};
@@ -187,6 +188,9 @@ pub struct SluiceContext {
     metrics: Arc<Metrics>,
     /// Set when the poll loop unsubscribes at shutdown.
     leaving: AtomicBool,
+    /// Where a partition without a committed offset starts (`auto.offset.reset`), given to
+    /// librdkafka at assignment ([`super::start_offsets`]).
+    reset: Option<Offset>,
 }
 
 impl ClientContext for SluiceContext {
@@ -308,6 +312,41 @@ impl SluiceContext {
 }
 
 impl ConsumerContext for SluiceContext {
+    /// rdkafka's default rebalance handling, with one step before an assignment: the new
+    /// partitions get their start offsets ([`super::start_offsets`]).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assigning = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assigning {
+            super::start_offsets::assign_starts(consumer, tpl, self.reset);
+        }
+        let tpl = &*tpl;
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(RDKafkaErrorCode::from(other))),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let done = match (assigning, cooperative) {
+            (true, true) => consumer.incremental_assign(tpl),
+            (true, false) => consumer.assign(tpl),
+            (false, true) => consumer.incremental_unassign(tpl),
+            (false, false) => consumer.unassign(),
+        };
+        if let Err(e) = done {
+            tracing::error!(error = %e, "librdkafka refused the rebalance's (un)assignment");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -388,6 +427,7 @@ impl ConsumerThread {
             group_id,
             metrics,
             leaving: AtomicBool::new(false),
+            reset: super::start_offsets::reset_position(config.get("auto.offset.reset")),
         };
         let consumer: Arc<GroupConsumer> = Arc::new(config.create_with_context(context)?);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));

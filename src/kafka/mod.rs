@@ -7,4 +7,5 @@ pub mod fetch_queue;
 pub mod preflight;
 pub mod records;
 pub mod refetch;
+pub mod start_offsets;
 pub mod topic_name;
