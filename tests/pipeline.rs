@@ -883,16 +883,8 @@ async fn a_new_group_reading_from_latest_stores_only_what_comes_after_it_started
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     send(100..200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while ch_u64(&format!(
-        "SELECT count() FROM {table} WHERE id >= 100 AND id < 200"
-    ))
-    .await
-        < 100
-    {
-        assert!(std::time::Instant::now() < deadline, "new messages missing");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let new = format!("{table} WHERE id >= 100 AND id < 200");
+    wait_for_count(&new, 100, Duration::from_secs(60)).await;
     run.stop().await;
     assert_eq!(
         ch_u64(&format!("SELECT count() FROM {table} WHERE id < 50")).await,

@@ -40,8 +40,9 @@ pub fn resolve(
     committed: &TopicPartitionList,
     reset: Option<Offset>,
 ) -> usize {
-    let mut starts = Vec::new();
-    for el in assigned.elements() {
+    let mut set = 0;
+    // An element writes through to the list it came from.
+    for mut el in assigned.elements() {
         if el.offset() != Offset::Invalid {
             continue;
         }
@@ -59,16 +60,11 @@ pub fn resolve(
             },
             _ => continue,
         };
-        starts.push((el.topic().to_string(), el.partition(), start));
+        if el.set_offset(start).is_ok() {
+            set += 1;
+        }
     }
-    starts
-        .into_iter()
-        .filter(|(topic, partition, start)| {
-            assigned
-                .set_partition_offset(topic, *partition, *start)
-                .is_ok()
-        })
-        .count()
+    set
 }
 
 /// Looks up the committed offsets of `assigned` and [`resolve`]s them; on a failed lookup the
