@@ -386,6 +386,19 @@ enum FastKind {
     StrArray,
     Int(IntTy),
     Float64,
+    Bool,
+    /// `Decimal(P <= 18, S)`: written as 4 or 8 bytes.
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    /// `DateTime64(P)` (`P` capped at 9, as [`write_value`] does) in UTC or without a zone:
+    /// the date-time text a naive or UTC column reads without a zone lookup.
+    DateTime64 {
+        precision: u8,
+    },
+    /// `DateTime` in UTC or without a zone.
+    DateTime,
     /// Everything else: scanned, then converted by [`write_value`].
     General,
 }
@@ -444,6 +457,15 @@ impl FastTy {
             ChType::String => FastKind::Str,
             ChType::Array(e) if is_str(e) => FastKind::StrArray,
             ChType::Float64 => FastKind::Float64,
+            ChType::Bool => FastKind::Bool,
+            ChType::Decimal { precision, scale } if *precision <= 18 => FastKind::Decimal {
+                precision: *precision,
+                scale: *scale,
+            },
+            ChType::DateTime64 { precision, tz } if utc_like(*tz) => FastKind::DateTime64 {
+                precision: (*precision).min(9),
+            },
+            ChType::DateTime { tz } if utc_like(*tz) => FastKind::DateTime,
             t => IntTy::of(t).map_or(FastKind::General, FastKind::Int),
         };
         FastTy { nullable, kind }
@@ -1440,48 +1462,41 @@ fn parse_scaled(text: &[u8], scale: u32) -> Result<BigInt, NumErr> {
 /// else (exponents, extra zeros, errors) returns None and goes through [`parse_scaled`].
 #[inline]
 fn decimal_i64(text: &[u8], scale: u32, precision: u32) -> Option<i64> {
-    let (neg, t) = match text.first() {
-        Some(b'-') => (true, text.get(1..)?),
+    let (neg, t) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
         _ => (false, text),
     };
+    let (int, frac) = match t.iter().position(|&c| c == b'.') {
+        // "5." and "." have no digit after the point.
+        Some(p) => (t.get(..p)?, t.get(p + 1..).filter(|f| !f.is_empty())?),
+        // "" and "-" have no digit at all.
+        None if t.is_empty() => return None,
+        None => (t, &[][..]),
+    };
+    if frac.len() > scale as usize {
+        return None;
+    }
+    // Significant digits: from the first non-zero one (a non-digit fails below).
+    let lead = int.iter().take_while(|&&c| c == b'0').count();
+    let sig = if lead < int.len() {
+        int.len() - lead + frac.len()
+    } else {
+        frac.len() - frac.iter().take_while(|&&c| c == b'0').count()
+    };
+    if sig > 18 {
+        return None;
+    }
     let mut v: i64 = 0;
-    let mut sig = 0u32;
-    let mut frac: Option<u32> = None;
-    let mut any = false;
-    for &c in t {
-        if c == b'.' {
-            if frac.is_some() {
-                return None;
-            }
-            frac = Some(0);
-            continue;
-        }
+    for &c in int.iter().chain(frac) {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
             return None;
         }
-        any = true;
-        if let Some(f) = frac.as_mut() {
-            *f += 1;
-            if *f > scale {
-                return None;
-            }
-        }
-        if sig > 0 || d != 0 {
-            sig += 1;
-            if sig > 18 {
-                return None;
-            }
-        }
-        v = v * 10 + d as i64;
+        v = v * 10 + i64::from(d);
     }
-    let f = frac.unwrap_or(0);
-    if !any || (frac == Some(0)) {
-        return None;
-    }
-    // Scale up the remaining fractional digits; the digit count must stay within precision.
-    let up = scale - f;
-    if sig > 0 && sig + up > precision {
+    // Scale up the missing fractional digits; the digit count must stay within precision.
+    let up = scale - frac.len() as u32;
+    if sig > 0 && sig as u32 + up > precision {
         return None;
     }
     v = v.checked_mul(10i64.checked_pow(up)?)?;
@@ -2651,7 +2666,8 @@ fn json_err(e: JsonErr) -> RowError {
 /// written in order from the slots. While the fields arrive in the columns' order (the
 /// producer's fixed order, met by the one-compare name check), each value is written as soon
 /// as it is scanned instead: `emit` is the first column not yet written. Strings, arrays of
-/// strings, integers and Float64 are then scanned and written by one loop ([`scan_write`]),
+/// strings, integers, Float64, booleans, decimals and plain date-times are then scanned and
+/// written by one loop ([`scan_write`]),
 /// the rest are written from the span just scanned; nothing is read twice and no slot is read
 /// back. The first field out of order or missing, or a second column reading a field already
 /// written, ends that for the row, and the columns from `emit` on are written from the slots.
@@ -2948,7 +2964,9 @@ fn write_scanned(
 
 /// The types whose JSON form one loop can scan, validate and write (plain strings, arrays
 /// of them, integers of up to 18 digits into 8..64-bit columns, Float64 from numbers without
-/// exponent of up to 19 digits, their Nullable and LowCardinality forms). `Some(kind)`:
+/// exponent of up to 19 digits, `true`/`false` into Bool, Decimal(P <= 18) from plain digits,
+/// `"YYYY-MM-DD hh:mm:ss[.f]"` into a UTC or zone-less DateTime/DateTime64, their Nullable
+/// and LowCardinality forms). `Some(kind)`:
 /// written, `s.pos` past the value. `None`: nothing consumed or written; the caller scans the
 /// value with [`Scan::value`] and converts it with [`write_value`], which also handles (and
 /// words the errors of) everything refused here.
@@ -2988,6 +3006,43 @@ fn scan_write(ty: FastTy, s: &mut Scan<'_>, out: &mut Vec<u8>) -> Option<Kind> {
             s.pos = end;
             kind
         }),
+        FastKind::Bool => match s.peek() {
+            Some(b't') => s
+                .literal(b"true", Kind::True)
+                .ok()
+                .inspect(|_| rb::put_bool(out, true)),
+            Some(b'f') => s
+                .literal(b"false", Kind::False)
+                .ok()
+                .inspect(|_| rb::put_bool(out, false)),
+            _ => None,
+        },
+        FastKind::Decimal { precision, scale } => {
+            scan_decimal_i64(s.b, start, precision, scale).map(|(x, end, kind)| {
+                if rb::decimal_width(precision) == 4 {
+                    // |x| < 10^9 here: the precision was checked.
+                    out.extend_from_slice(&(x as i32).to_le_bytes());
+                } else {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+                s.pos = end;
+                kind
+            })
+        }
+        FastKind::DateTime64 { precision } => {
+            scan_datetime(s.b, start, u32::from(precision)).map(|(ticks, end)| {
+                rb::put_datetime64(out, ticks);
+                s.pos = end;
+                Kind::Str
+            })
+        }
+        FastKind::DateTime => scan_datetime(s.b, start, 0)
+            .and_then(|(secs, end)| Some((u32::try_from(secs).ok()?, end)))
+            .map(|(secs, end)| {
+                rb::put_datetime(out, secs);
+                s.pos = end;
+                Kind::Str
+            }),
         FastKind::General => None,
     };
     if kind.is_none() {
@@ -3048,6 +3103,136 @@ fn scan_fast_f64(b: &[u8], start: usize) -> Option<(f64, usize, Kind)> {
     }
     let x = m as f64 / POW10_F64[scale];
     Some((if neg { -x } else { x }, i, kind))
+}
+
+/// A zone that reads a date-time text without an offset as UTC, as [`parse_datetime`] does.
+fn utc_like(tz: Option<Tz>) -> bool {
+    matches!(tz, None | Some(Tz::UTC))
+}
+
+/// A decimal at `b[start..]` that [`decimal_i64`] converts, as a JSON string of digits, `.`
+/// and `-` or as a JSON number without exponent, scanned and converted in one pass: the
+/// unscaled value, the position after it and its kind. `None` for anything else, valid or
+/// not (the general path decides, with the same [`decimal_i64`] first).
+#[inline(always)]
+fn scan_decimal_i64(
+    b: &[u8],
+    start: usize,
+    precision: u8,
+    scale: u8,
+) -> Option<(i64, usize, Kind)> {
+    let (text, end, kind) = if b.get(start) == Some(&b'"') {
+        let from = start + 1;
+        let rest = b.get(from..)?;
+        let n = rest
+            .iter()
+            .position(|c| !matches!(c, b'0'..=b'9' | b'.' | b'-'))?;
+        if rest.get(n) != Some(&b'"') {
+            return None;
+        }
+        (rest.get(..n)?, from + n + 1, Kind::Str)
+    } else {
+        // A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?, no exponent.
+        let mut i = start;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let int_at = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let int_digits = i - int_at;
+        if int_digits == 0 || (b.get(int_at) == Some(&b'0') && int_digits > 1) {
+            return None;
+        }
+        let mut kind = Kind::Int;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let frac_at = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == frac_at {
+                return None;
+            }
+            kind = Kind::Num;
+        }
+        if let Some(b'.' | b'e' | b'E') = b.get(i) {
+            return None;
+        }
+        (b.get(start..i)?, i, kind)
+    };
+    let x = decimal_i64(text, u32::from(scale), u32::from(precision))?;
+    Some((x, end, kind))
+}
+
+/// A date-time string at `b[start..]` in the form most producers write,
+/// `"YYYY-MM-DD hh:mm:ss[.f…]"` (or with `T`), no offset, as ticks of 10^-`precision` s in
+/// UTC, within DateTime64's range; fraction digits beyond the precision must be zeros, as in
+/// [`parse_datetime`]. The position after the closing quote comes with it. `None` for
+/// anything else, valid or not: [`read_ticks`] then parses it and words any error.
+#[inline(always)]
+fn scan_datetime(b: &[u8], start: usize, precision: u32) -> Option<(i64, usize)> {
+    if b.get(start) != Some(&b'"') {
+        return None;
+    }
+    let s = b.get(start + 1..)?;
+    let head = s.first_chunk::<19>()?;
+    let digit = |i: usize| -> Option<u32> {
+        let d = head[i].wrapping_sub(b'0');
+        (d <= 9).then_some(u32::from(d))
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    if head[4] != b'-'
+        || head[7] != b'-'
+        || !matches!(head[10], b' ' | b'T' | b't')
+        || head[13] != b':'
+        || head[16] != b':'
+    {
+        return None;
+    }
+    let y = i64::from(two(0)? * 100 + two(2)?);
+    let (mo, d, h, mi, sec) = (two(5)?, two(8)?, two(11)?, two(14)?, two(17)?);
+    if !(1..=12).contains(&mo)
+        || d == 0
+        || d > days_in_month(y, mo)
+        || h > 23
+        || mi > 59
+        || sec > 59
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac: i64 = 0;
+    let mut kept = 0u32;
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        let from = i;
+        while let Some(c) = s.get(i).map(|c| c.wrapping_sub(b'0')).filter(|c| *c <= 9) {
+            if kept < precision {
+                frac = frac * 10 + i64::from(c);
+                kept += 1;
+            } else if c != 0 {
+                return None;
+            }
+            i += 1;
+        }
+        if i == from {
+            return None;
+        }
+    }
+    if s.get(i) != Some(&b'"') {
+        return None;
+    }
+    let secs = days_from_civil(y, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + sec);
+    if !(DT64_MIN_SECS..DT64_END_SECS).contains(&secs) {
+        return None;
+    }
+    // Nanoseconds end in 2262: the checked arithmetic leaves those to the general path.
+    let ticks = secs
+        .checked_mul(pow10(precision))?
+        .checked_add(frac * pow10(precision - kept))?;
+    Some((ticks, start + 1 + i + 1))
 }
 
 /// `[` plain strings `]` at `s.pos` as RowBinary Array(String); false at anything else (an
@@ -4641,7 +4826,62 @@ mod one_pass_tests {
         "\"caf\u{e9}\"",
         "\"12\"",
         "\"2024-05-01 00:00:00.123\"",
+        "\"2024-05-01 00:00:00\"",
+        "\"2024-05-01T23:59:59.5\"",
+        "\"2024-05-01t00:00:00.000000001\"",
+        "\"2024-05-01 00:00:00.1230\"",
+        "\"2024-05-01 00:00:00.1231\"",
+        "\"2024-05-01 00:00:00.\"",
+        "\"2024-05-01 00:00:00Z\"",
+        "\"2024-05-01 00:00:00+02:00\"",
+        "\"2024-05-01 00:00\"",
+        "\"2024-05-01\"",
+        "\"2024-02-29 12:00:00\"",
+        "\"2023-02-29 12:00:00\"",
+        "\"2024-13-01 00:00:00\"",
+        "\"2024-05-01 24:00:00\"",
+        "\"2024-05-01 00:60:00\"",
+        "\"2024-05-01 00:00:60\"",
+        "\"2024-05-01x00:00:00\"",
+        "\"2024-05-01 00:00:00.123 \"",
+        "\"2024-05-01 00:00:00\\u0030\"",
+        "\"1899-12-31 23:59:59\"",
+        "\"1900-01-01 00:00:00\"",
+        "\"1969-12-31 23:59:59.999\"",
+        "\"2106-02-07 06:28:15\"",
+        "\"2106-02-07 06:28:16\"",
+        "\"2262-04-11 23:47:16.854775807\"",
+        "\"2262-04-11 23:47:16.854775808\"",
+        "\"2299-12-31 23:59:59.999999999\"",
+        "\"2300-01-01 00:00:00\"",
+        "\"9999-12-31 23:59:59\"",
         "\"13.0001\"",
+        "\"-13.0001\"",
+        "\"13.00010\"",
+        "\"13.00011\"",
+        "\"0.0000\"",
+        "\"-0\"",
+        "\"007.5\"",
+        "\".5\"",
+        "\"5.\"",
+        "\"-\"",
+        "\"1-2\"",
+        "\"1.2.3\"",
+        "\"1e3\"",
+        "\" 1\"",
+        "\"9999999.99\"",
+        "\"10000000.00\"",
+        "\"99999999999999.9999\"",
+        "\"100000000000000.0000\"",
+        "\"999999999999999999\"",
+        "13.0001",
+        "-13.00010",
+        "13.00011",
+        "9999999.99",
+        "99999999999999.9999",
+        "100000000000000",
+        "0.00001",
+        "-0.5",
         "\"true\"",
         "true",
         "false",
@@ -4856,6 +5096,22 @@ mod one_pass_tests {
             "UInt16",
             "Int16",
             "Int32",
+            "Bool",
+            "Nullable(Bool)",
+            "Decimal(18, 4)",
+            "Decimal(9, 2)",
+            "Decimal(18, 0)",
+            "Nullable(Decimal(18, 4))",
+            "Decimal(38, 4)",
+            "DateTime64(3)",
+            "DateTime64(0)",
+            "DateTime64(6, 'UTC')",
+            "DateTime64(9)",
+            "Nullable(DateTime64(3))",
+            "DateTime64(3, 'Europe/Berlin')",
+            "DateTime",
+            "DateTime('UTC')",
+            "Nullable(DateTime)",
         ] {
             let plan = RowPlan::new(
                 vec![
