@@ -3110,10 +3110,11 @@ fn utc_like(tz: Option<Tz>) -> bool {
     matches!(tz, None | Some(Tz::UTC))
 }
 
-/// A decimal at `b[start..]` that [`decimal_i64`] converts, as a JSON string of digits, `.`
-/// and `-` or as a JSON number without exponent, scanned and converted in one pass: the
-/// unscaled value, the position after it and its kind. `None` for anything else, valid or
-/// not (the general path decides, with the same [`decimal_i64`] first).
+/// A decimal at `b[start..]` as [`decimal_i64`] converts its text, as a JSON string of
+/// `-?digits[.digits]` (either part may be empty, not both) or as a JSON number without
+/// exponent, scanned and converted in one loop: the unscaled value, the position after it
+/// and its kind. `None` for anything else, valid or not (the general path decides, with
+/// [`decimal_i64`] first, so a value answered here is the one it gives).
 #[inline(always)]
 fn scan_decimal_i64(
     b: &[u8],
@@ -3121,49 +3122,62 @@ fn scan_decimal_i64(
     precision: u8,
     scale: u8,
 ) -> Option<(i64, usize, Kind)> {
-    let (text, end, kind) = if b.get(start) == Some(&b'"') {
-        let from = start + 1;
-        let rest = b.get(from..)?;
-        let n = rest
-            .iter()
-            .position(|c| !matches!(c, b'0'..=b'9' | b'.' | b'-'))?;
-        if rest.get(n) != Some(&b'"') {
-            return None;
-        }
-        (rest.get(..n)?, from + n + 1, Kind::Str)
-    } else {
-        // A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?, no exponent.
-        let mut i = start;
-        if b.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        let int_at = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        let int_digits = i - int_at;
-        if int_digits == 0 || (b.get(int_at) == Some(&b'0') && int_digits > 1) {
-            return None;
-        }
-        let mut kind = Kind::Int;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let frac_at = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
+    let quoted = b.get(start) == Some(&b'"');
+    let mut i = start + usize::from(quoted);
+    let neg = b.get(i) == Some(&b'-');
+    if neg {
+        i += 1;
+    }
+    let int_at = i;
+    let mut v: i64 = 0;
+    // Significant digits: from the first non-zero one; more than 18 could overflow.
+    let mut sig = 0u32;
+    let mut digits = |i: &mut usize| -> Option<usize> {
+        let from = *i;
+        while let Some(d) = b.get(*i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            if sig > 0 || d != 0 {
+                sig += 1;
+                if sig > 18 {
+                    return None;
+                }
             }
-            if i == frac_at {
-                return None;
-            }
-            kind = Kind::Num;
+            v = v * 10 + i64::from(d);
+            *i += 1;
         }
-        if let Some(b'.' | b'e' | b'E') = b.get(i) {
-            return None;
-        }
-        (b.get(start..i)?, i, kind)
+        Some(*i - from)
     };
-    let x = decimal_i64(text, u32::from(scale), u32::from(precision))?;
-    Some((x, end, kind))
+    let int_digits = digits(&mut i)?;
+    let mut frac = 0;
+    let mut kind = Kind::Int;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac = digits(&mut i)?;
+        if frac == 0 {
+            return None;
+        }
+        kind = Kind::Num;
+    }
+    if quoted {
+        if int_digits + frac == 0 || b.get(i) != Some(&b'"') {
+            return None;
+        }
+        i += 1;
+        kind = Kind::Str;
+    } else if int_digits == 0
+        || (b.get(int_at) == Some(&b'0') && int_digits > 1)
+        || matches!(b.get(i), Some(b'.' | b'e' | b'E'))
+    {
+        // Not a JSON number without exponent: no integer part, a leading zero, or more.
+        return None;
+    }
+    // More fractional digits than the scale: the general path refuses them (no rounding).
+    // Otherwise scale up the missing ones; the digit count must stay within precision.
+    let up = u32::from(scale).checked_sub(u32::try_from(frac).ok()?)?;
+    if sig > 0 && sig + up > u32::from(precision) {
+        return None;
+    }
+    let v = v.checked_mul(10i64.checked_pow(up)?)?;
+    Some((if neg { -v } else { v }, i, kind))
 }
 
 /// A date-time string at `b[start..]` in the form most producers write,
