@@ -3052,57 +3052,99 @@ fn scan_write(ty: FastTy, s: &mut Scan<'_>, out: &mut Vec<u8>) -> Option<Kind> {
     kind
 }
 
-/// A JSON number without exponent at `b[start..]` that [`fast_f64`] converts exactly, scanned
-/// and converted in one pass (the same arithmetic, so the same bits): the value, the position
-/// after it and its kind. `None` for anything else, valid or not.
+/// `-?[0-9]*(.[0-9]*)?` at `b[start..]`, its digits read as one integer (the point
+/// ignored): what the one-pass number writers share. No JSON grammar is checked here.
+#[derive(Clone, Copy)]
+struct Digits {
+    neg: bool,
+    /// The digits as one integer: 123.45 is 12345.
+    value: u64,
+    int_digits: usize,
+    /// `None` without a point; `Some(0)` for a point with no digit after it.
+    frac_digits: Option<usize>,
+    /// Every digit, leading zeros included.
+    all: usize,
+    /// The position after the last digit.
+    end: usize,
+}
+
+impl Digits {
+    /// Digits from the first non-zero one on.
+    fn significant(&self) -> u32 {
+        self.value.checked_ilog10().map_or(0, |l| l + 1)
+    }
+}
+
+/// Scans [`Digits`]; `None` past 19 digits, which a `u64` may not hold.
 #[inline(always)]
-fn scan_fast_f64(b: &[u8], start: usize) -> Option<(f64, usize, Kind)> {
+fn scan_digits(b: &[u8], start: usize) -> Option<Digits> {
     let mut i = start;
     let neg = b.get(i) == Some(&b'-');
     if neg {
         i += 1;
     }
-    let first = *b.get(i)?;
-    let mut m: u64 = 0;
-    let mut n = 0usize;
-    let mut digits = |i: &mut usize| -> Option<usize> {
+    let mut value: u64 = 0;
+    let mut all = 0usize;
+    let mut run = |i: &mut usize| -> Option<usize> {
         let from = *i;
-        while let Some(d) = b.get(*i).map(|c| c.wrapping_sub(b'0')) {
-            if d > 9 {
-                break;
-            }
-            n += 1;
-            if n > 19 {
+        while let Some(d) = b.get(*i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            all += 1;
+            if all > 19 {
                 return None;
             }
-            m = m * 10 + u64::from(d);
+            value = value * 10 + u64::from(d);
             *i += 1;
         }
         Some(*i - from)
     };
-    let int_digits = digits(&mut i)?;
-    // No digit, or a leading zero: the general path decides.
-    if int_digits == 0 || (first == b'0' && int_digits > 1) {
-        return None;
-    }
-    let mut scale = 0;
-    let mut kind = Kind::Int;
-    if b.get(i) == Some(&b'.') {
+    let int_digits = run(&mut i)?;
+    let frac_digits = if b.get(i) == Some(&b'.') {
         i += 1;
-        kind = Kind::Num;
-        scale = digits(&mut i)?;
-        if scale == 0 {
-            return None;
-        }
-    }
-    if let Some(b'.' | b'e' | b'E') = b.get(i) {
+        Some(run(&mut i)?)
+    } else {
+        None
+    };
+    Some(Digits {
+        neg,
+        value,
+        int_digits,
+        frac_digits,
+        all,
+        end: i,
+    })
+}
+
+/// Whether [`Digits`] at `start` are a JSON number without exponent: an integer part without
+/// a leading zero, digits after a point, and no exponent or second point after them.
+#[inline(always)]
+fn plain_json_number(b: &[u8], start: usize, d: &Digits) -> bool {
+    let int_at = start + usize::from(d.neg);
+    d.int_digits > 0
+        && !(b.get(int_at) == Some(&b'0') && d.int_digits > 1)
+        && d.frac_digits != Some(0)
+        && !matches!(b.get(d.end), Some(b'.' | b'e' | b'E'))
+}
+
+/// A JSON number without exponent at `b[start..]` that [`fast_f64`] converts exactly, scanned
+/// and converted in one pass (the same arithmetic, so the same bits): the value, the position
+/// after it and its kind. `None` for anything else, valid or not.
+#[inline(always)]
+fn scan_fast_f64(b: &[u8], start: usize) -> Option<(f64, usize, Kind)> {
+    let d = scan_digits(b, start)?;
+    if !plain_json_number(b, start, &d) {
         return None;
     }
-    if m > 1 << 53 || scale >= POW10_F64.len() {
+    let scale = d.frac_digits.unwrap_or(0);
+    if d.value > 1 << 53 || scale >= POW10_F64.len() {
         return None;
     }
-    let x = m as f64 / POW10_F64[scale];
-    Some((if neg { -x } else { x }, i, kind))
+    let kind = if d.frac_digits.is_some() {
+        Kind::Num
+    } else {
+        Kind::Int
+    };
+    let x = d.value as f64 / POW10_F64[scale];
+    Some((if d.neg { -x } else { x }, d.end, kind))
 }
 
 /// A zone that reads a date-time text without an offset as UTC, as [`parse_datetime`] does.
@@ -3123,61 +3165,39 @@ fn scan_decimal_i64(
     scale: u8,
 ) -> Option<(i64, usize, Kind)> {
     let quoted = b.get(start) == Some(&b'"');
-    let mut i = start + usize::from(quoted);
-    let neg = b.get(i) == Some(&b'-');
-    if neg {
-        i += 1;
-    }
-    let int_at = i;
-    let mut v: i64 = 0;
-    // Significant digits: from the first non-zero one; more than 18 could overflow.
-    let mut sig = 0u32;
-    let mut digits = |i: &mut usize| -> Option<usize> {
-        let from = *i;
-        while let Some(d) = b.get(*i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-            if sig > 0 || d != 0 {
-                sig += 1;
-                if sig > 18 {
-                    return None;
-                }
-            }
-            v = v * 10 + i64::from(d);
-            *i += 1;
-        }
-        Some(*i - from)
-    };
-    let int_digits = digits(&mut i)?;
-    let mut frac = 0;
-    let mut kind = Kind::Int;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        frac = digits(&mut i)?;
-        if frac == 0 {
-            return None;
-        }
-        kind = Kind::Num;
-    }
-    if quoted {
-        if int_digits + frac == 0 || b.get(i) != Some(&b'"') {
-            return None;
-        }
-        i += 1;
-        kind = Kind::Str;
-    } else if int_digits == 0
-        || (b.get(int_at) == Some(&b'0') && int_digits > 1)
-        || matches!(b.get(i), Some(b'.' | b'e' | b'E'))
-    {
-        // Not a JSON number without exponent: no integer part, a leading zero, or more.
+    let at = start + usize::from(quoted);
+    let d = scan_digits(b, at)?;
+    let frac = d.frac_digits.unwrap_or(0);
+    // More than 18 significant digits could overflow an i64 once scaled.
+    let significant = d.significant();
+    if significant > 18 || d.frac_digits == Some(0) {
         return None;
     }
+    let (end, kind) = if quoted {
+        if d.all == 0 || b.get(d.end) != Some(&b'"') {
+            return None;
+        }
+        (d.end + 1, Kind::Str)
+    } else if plain_json_number(b, at, &d) {
+        let kind = if d.frac_digits.is_some() {
+            Kind::Num
+        } else {
+            Kind::Int
+        };
+        (d.end, kind)
+    } else {
+        return None;
+    };
     // More fractional digits than the scale: the general path refuses them (no rounding).
     // Otherwise scale up the missing ones; the digit count must stay within precision.
     let up = u32::from(scale).checked_sub(u32::try_from(frac).ok()?)?;
-    if sig > 0 && sig + up > u32::from(precision) {
+    if significant > 0 && significant + up > u32::from(precision) {
         return None;
     }
-    let v = v.checked_mul(10i64.checked_pow(up)?)?;
-    Some((if neg { -v } else { v }, i, kind))
+    let v = i64::try_from(d.value)
+        .ok()?
+        .checked_mul(10i64.checked_pow(up)?)?;
+    Some((if d.neg { -v } else { v }, end, kind))
 }
 
 /// A date-time string at `b[start..]` in the form most producers write,
