@@ -1462,45 +1462,31 @@ fn parse_scaled(text: &[u8], scale: u32) -> Result<BigInt, NumErr> {
 /// else (exponents, extra zeros, errors) returns None and goes through [`parse_scaled`].
 #[inline]
 fn decimal_i64(text: &[u8], scale: u32, precision: u32) -> Option<i64> {
-    let (neg, t) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    let (int, frac) = match t.iter().position(|&c| c == b'.') {
-        // "5." and "." have no digit after the point.
-        Some(p) => (t.get(..p)?, t.get(p + 1..).filter(|f| !f.is_empty())?),
-        // "" and "-" have no digit at all.
-        None if t.is_empty() => return None,
-        None => (t, &[][..]),
-    };
-    if frac.len() > scale as usize {
+    let d = scan_digits(text, 0)?;
+    if d.end != text.len() {
         return None;
     }
-    // Significant digits: from the first non-zero one (a non-digit fails below).
-    let lead = int.iter().take_while(|&&c| c == b'0').count();
-    let sig = if lead < int.len() {
-        int.len() - lead + frac.len()
-    } else {
-        frac.len() - frac.iter().take_while(|&&c| c == b'0').count()
-    };
-    if sig > 18 {
+    decimal_from_digits(&d, scale, precision)
+}
+
+/// The unscaled `Decimal(precision <= 18, scale)` value of `d`: `None` without a digit, with a
+/// point not followed by one, past 18 significant digits (an i64 might not hold it scaled),
+/// with more fractional digits than the scale (the general path refuses them: no rounding)
+/// or with more digits than the precision once scaled.
+#[inline(always)]
+fn decimal_from_digits(d: &Digits, scale: u32, precision: u32) -> Option<i64> {
+    let significant = d.significant();
+    if d.all == 0 || d.frac_digits == Some(0) || significant > 18 {
         return None;
     }
-    let mut v: i64 = 0;
-    for &c in int.iter().chain(frac) {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        v = v * 10 + i64::from(d);
-    }
-    // Scale up the missing fractional digits; the digit count must stay within precision.
-    let up = scale - frac.len() as u32;
-    if sig > 0 && sig as u32 + up > precision {
+    let up = scale.checked_sub(u32::try_from(d.frac_digits.unwrap_or(0)).ok()?)?;
+    if significant > 0 && significant + up > precision {
         return None;
     }
-    v = v.checked_mul(10i64.checked_pow(up)?)?;
-    Some(if neg { -v } else { v })
+    let v = i64::try_from(d.value)
+        .ok()?
+        .checked_mul(10i64.checked_pow(up)?)?;
+    Some(if d.neg { -v } else { v })
 }
 
 /// Fast path for the overwhelmingly common plain JSON integer that fits an `i64`-ish range.
@@ -3167,14 +3153,8 @@ fn scan_decimal_i64(
     let quoted = b.get(start) == Some(&b'"');
     let at = start + usize::from(quoted);
     let d = scan_digits(b, at)?;
-    let frac = d.frac_digits.unwrap_or(0);
-    // More than 18 significant digits could overflow an i64 once scaled.
-    let significant = d.significant();
-    if significant > 18 || d.frac_digits == Some(0) {
-        return None;
-    }
     let (end, kind) = if quoted {
-        if d.all == 0 || b.get(d.end) != Some(&b'"') {
+        if b.get(d.end) != Some(&b'"') {
             return None;
         }
         (d.end + 1, Kind::Str)
@@ -3188,16 +3168,8 @@ fn scan_decimal_i64(
     } else {
         return None;
     };
-    // More fractional digits than the scale: the general path refuses them (no rounding).
-    // Otherwise scale up the missing ones; the digit count must stay within precision.
-    let up = u32::from(scale).checked_sub(u32::try_from(frac).ok()?)?;
-    if significant > 0 && significant + up > u32::from(precision) {
-        return None;
-    }
-    let v = i64::try_from(d.value)
-        .ok()?
-        .checked_mul(10i64.checked_pow(up)?)?;
-    Some((if d.neg { -v } else { v }, end, kind))
+    let v = decimal_from_digits(&d, u32::from(scale), u32::from(precision))?;
+    Some((v, end, kind))
 }
 
 /// A date-time string at `b[start..]` in the form most producers write,
