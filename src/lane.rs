@@ -163,6 +163,9 @@ pub struct Lane {
     backlog: bool,
     /// The partition's log end as of the last chunk received.
     log_end: Option<i64>,
+    /// How far the consumer had read the partition, past skipped transaction markers, as of
+    /// the last chunk that said ([`RecordChunk::caught_up`]).
+    read_to: Option<i64>,
     /// No chunk has arrived yet: the first one tells whether the lane started on a backlog
     /// ([`starts_on_backlog`]).
     fresh: bool,
@@ -189,6 +192,7 @@ impl Lane {
             stream: None,
             backlog: false,
             log_end: None,
+            read_to: None,
             fresh: true,
         }
     }
@@ -250,6 +254,7 @@ impl Lane {
                             self.backlog |= starts_on_backlog(&chunk, max_age, SystemTime::now());
                         }
                         self.log_end = self.log_end.max(chunk.log_end());
+                        self.read_to = self.read_to.max(chunk.read_to());
                         if matches!(self.add_chunk(chunk).await?, Some(Stored::Fenced)) {
                             return Ok(());
                         }
@@ -269,7 +274,7 @@ impl Lane {
                             // An age cut can happen while working down a backlog too (big
                             // batches, a busy machine): its remainder then goes when the
                             // partition runs dry, not a `max_age` later.
-                            self.backlog = !drained && self.batch.age_cut_leaves_backlog(self.log_end);
+                            self.backlog = !drained && self.cut_leaves_backlog();
                             if matches!(self.flush().await?, Some(Stored::Fenced)) {
                                 return Ok(());
                             }
@@ -289,13 +294,23 @@ impl Lane {
                 _ = sleep_until_opt(deadline) => {
                     // The channel can be empty for a moment while a backlog is read (the
                     // poll thread shares the cores): judge by the log end last seen.
-                    self.backlog = self.batch.age_cut_leaves_backlog(self.log_end);
+                    self.backlog = self.cut_leaves_backlog();
                     if matches!(self.flush().await?, Some(Stored::Fenced)) {
                         return Ok(());
                     }
                 }
             }
         }
+    }
+
+    /// Whether cutting the open batch by age leaves records of the partition's log after it
+    /// ([`Batch::age_cut_leaves_backlog`]). Not when the consumer had read up to the log end:
+    /// the records received are all in the batch, and what lies between its last record and
+    /// the log end is a transaction's marker, which would otherwise turn every age cut of a
+    /// transactional stream into a backlog and its next chunk into an insert of its own.
+    fn cut_leaves_backlog(&self) -> bool {
+        let all_read = matches!((self.read_to, self.log_end), (Some(r), Some(e)) if r >= e);
+        !all_read && self.batch.age_cut_leaves_backlog(self.log_end)
     }
 
     /// How old the open batch may get: `max_age`, or [`BACKLOG_AGE_STRETCH`] times that while

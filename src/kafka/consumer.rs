@@ -623,7 +623,7 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
         for o in open.iter_mut() {
             if !o.chunk.is_empty() {
                 let chunk = o.take();
-                dispatch(consumer, &o.topic, o.partition, chunk);
+                dispatch(consumer, &o.topic, o.partition, chunk, true);
             }
         }
         // Partitions no longer assigned keep no entry.
@@ -737,7 +737,7 @@ fn append(
     let over = !o.chunk.is_empty() && o.chunk.byte_len().saturating_add(size) > limits.chunk_bytes;
     if over || !o.chunk.has_room_for(size) || o.chunk.len() >= limits.chunk_records {
         let full = o.take();
-        dispatch(consumer, &o.topic, o.partition, full);
+        dispatch(consumer, &o.topic, o.partition, full, false);
     }
     push(o.chunk_for_next(limits.chunk_records));
 }
@@ -783,14 +783,26 @@ impl OpenChunk {
 }
 
 /// Hands a chunk to its lane, or stashes it when the lane is behind (see [`balance`]).
-fn dispatch(consumer: &GroupConsumer, topic: &str, partition: i32, mut chunk: RecordChunk) {
+/// `round_end`: the chunk holds the last records this round took of its partition, so the
+/// partition's read position (past any transaction marker the round skipped) is its own.
+fn dispatch(
+    consumer: &GroupConsumer,
+    topic: &str,
+    partition: i32,
+    mut chunk: RecordChunk,
+    round_end: bool,
+) {
     let ctx = consumer.context();
-    if let Some(end) = ctx
-        .fetch
-        .get()
-        .and_then(|fq| fq.cached_log_end(topic, partition))
-    {
-        chunk.set_log_end(end);
+    if let Some(fq) = ctx.fetch.get() {
+        if let Some(end) = fq.cached_log_end(topic, partition) {
+            chunk.set_log_end(end);
+            // Only needed when the chunk stops short of that end: one more lock then.
+            if round_end && !chunk.caught_up() {
+                if let Some(pos) = fq.cached_position(topic, partition) {
+                    chunk.set_read_to(pos);
+                }
+            }
+        }
     }
     let mut reg = ctx.lock();
     let exists = reg

@@ -149,6 +149,35 @@ impl FetchQueue {
         (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0).then_some(hi)
     }
 
+    /// The partition's application position: the offset after the last record librdkafka
+    /// handed out, and past the transaction markers (control records) it skips without handing
+    /// them out. `None` when it has none or after `close`.
+    pub fn cached_position(&self, topic: &str, partition: i32) -> Option<i64> {
+        let inner = self.lock();
+        if inner.queue.is_null() {
+            return None;
+        }
+        let name = CString::new(topic).ok()?;
+        // SAFETY: the list is created, read and destroyed here; rk is live until `close` (same
+        // lock). `add` returns a pointer into the list, valid until the list is destroyed.
+        unsafe {
+            let list = rd::rd_kafka_topic_partition_list_new(1);
+            if list.is_null() {
+                return None;
+            }
+            rd::rd_kafka_topic_partition_list_add(list, name.as_ptr(), partition);
+            let err = rd::rd_kafka_position(inner.rk, list);
+            let first = (*list).elems;
+            let pos = (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                && !first.is_null()
+                && (*first).err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR)
+                .then(|| (*first).offset)
+                .filter(|&o| o >= 0);
+            rd::rd_kafka_topic_partition_list_destroy(list);
+            pos
+        }
+    }
+
     /// Unforwards every partition and destroys the queue (dropping what it still holds: those
     /// messages are not committed, so they are read again). Safe to call twice.
     pub fn close(&self) {

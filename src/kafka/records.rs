@@ -40,6 +40,9 @@ pub struct RecordChunk {
     /// Set by the poll thread: the partition's log end as librdkafka last saw it (`None`: not
     /// known yet).
     log_end: Option<i64>,
+    /// Set by the poll thread on the last chunk of a round: how far librdkafka has read the
+    /// partition, past the transaction markers it skips (see [`RecordChunk::caught_up`]).
+    read_to: Option<i64>,
     /// The messages' headers were not read (see the module docs).
     headers_skipped: bool,
 }
@@ -149,6 +152,7 @@ impl RecordChunk {
             records: Vec::with_capacity(records),
             headers: Vec::new(),
             log_end: None,
+            read_to: None,
             headers_skipped: false,
         }
     }
@@ -164,9 +168,27 @@ impl RecordChunk {
     }
 
     /// The chunk ends at the partition's log end: nothing more to read right now (a log end
-    /// older than the chunk, as librdkafka's cached view can be, counts as reached).
+    /// older than the chunk, as librdkafka's cached view can be, counts as reached). A
+    /// committed or aborted transaction ends in a marker, a record of its own offset that
+    /// the consumer skips: after it the last record read is one short of the log end however
+    /// long the lane waits, so the read position past the marker counts too.
     pub fn caught_up(&self) -> bool {
-        matches!((self.last_offset(), self.log_end), (Some(last), Some(end)) if last + 1 >= end)
+        let Some(last) = self.last_offset() else {
+            return false;
+        };
+        let read = self.read_to.map_or(last + 1, |r| r.max(last + 1));
+        self.log_end.is_some_and(|end| read >= end)
+    }
+
+    /// How far librdkafka has read the partition (its position), set only on a chunk that
+    /// holds the last records a round took of it: an earlier chunk of the round would count
+    /// the round's later records as read.
+    pub fn set_read_to(&mut self, position: i64) {
+        self.read_to = Some(position);
+    }
+
+    pub fn read_to(&self) -> Option<i64> {
+        self.read_to
     }
 
     pub fn log_end(&self) -> Option<i64> {
@@ -368,5 +390,26 @@ mod tests {
         // A log end older than the chunk (librdkafka's cached view lags): reached.
         c.set_log_end(3);
         assert!(c.caught_up());
+    }
+
+    #[test]
+    fn a_transaction_marker_after_the_chunk_does_not_keep_it_from_the_log_end() {
+        // Records 5 and 6, then the commit marker at 7: the log ends at 8.
+        let mut c = RecordChunk::default();
+        c.push(5, None, None, None, &[]);
+        c.push(6, None, None, None, &[]);
+        c.set_log_end(8);
+        assert!(
+            !c.caught_up(),
+            "without the read position the marker looks unread"
+        );
+        c.set_read_to(7);
+        assert!(!c.caught_up(), "the marker not read yet");
+        c.set_read_to(8);
+        assert!(c.caught_up());
+        let mut empty = RecordChunk::default();
+        empty.set_log_end(8);
+        empty.set_read_to(8);
+        assert!(!empty.caught_up(), "an empty chunk ends nowhere");
     }
 }
