@@ -1228,6 +1228,47 @@ async fn a_large_backlog_streams_whatever_the_budget() {
     assert_eq!(summary.dead_lettered, 0);
 }
 
+/// A transactional producer of the test broker, its transactions initialised.
+fn transactional_producer() -> BaseProducer {
+    let tx: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("transactional.id", unique("tx"))
+        .set("linger.ms", "0")
+        .create()
+        .expect("transactional producer");
+    tx.init_transactions(Duration::from_secs(30))
+        .expect("init transactions");
+    tx
+}
+
+/// Sends `payloads` to partition 0 of `topic` in one transaction and commits it.
+fn commit_transaction(tx: &BaseProducer, topic: &str, payloads: impl Iterator<Item = String>) {
+    tx.begin_transaction().expect("begin transaction");
+    for payload in payloads {
+        tx.send(
+            BaseRecord::<(), _>::to(topic)
+                .partition(0)
+                .payload(&payload),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send");
+    }
+    tx.commit_transaction(Duration::from_secs(30))
+        .expect("commit transaction");
+}
+
+/// Waits (up to 30 s) until the pipeline has read a message.
+async fn wait_for_first_message(metrics: &sluice::telemetry::Metrics) {
+    let started = std::time::Instant::now();
+    while route_counter(metrics, "sluice_messages_total") < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the first message was not read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A transaction ends in a marker, a record of its own that the consumer skips: the last row
 /// read is then one offset short of the log end. A batch of a good size (a quarter of
 /// `max_rows`) that holds a committed transaction's rows must still go as soon as the
@@ -1241,41 +1282,20 @@ async fn a_committed_transaction_goes_as_soon_as_it_is_read() {
         .replace("max_age = \"200ms\"", "max_age = \"30s\"");
     let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
     let (run, metrics) = start_with_metrics(cfg);
-    let tx: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("transactional.id", unique("tx"))
-        .create()
-        .expect("transactional producer");
-    tx.init_transactions(Duration::from_secs(30))
-        .expect("init transactions");
+    let tx = transactional_producer();
     // One plain message first: the lane then starts at the log end (no backlog), and its
     // batch, opened by it, waits for size or age.
     produce(
         &topic,
         std::iter::once(Msg::json(0, "{\"id\":0,\"s\":\"plain\"}".to_string())),
     );
-    let started = std::time::Instant::now();
-    while route_counter(&metrics, "sluice_messages_total") < 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the first message was not read"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_first_message(&metrics).await;
     let total = 2_001u64;
-    tx.begin_transaction().expect("begin transaction");
-    for i in 1..total {
-        let payload = format!("{{\"id\":{i},\"s\":\"row-{i}\"}}");
-        tx.send(
-            BaseRecord::<(), _>::to(&topic)
-                .partition(0)
-                .payload(&payload),
-        )
-        .map_err(|(e, _)| e)
-        .expect("send");
-    }
-    tx.commit_transaction(Duration::from_secs(30))
-        .expect("commit transaction");
+    commit_transaction(
+        &tx,
+        &topic,
+        (1..total).map(|i| format!("{{\"id\":{i},\"s\":\"row-{i}\"}}")),
+    );
     let got = wait_for_count(&table, total, Duration::from_secs(15)).await;
     assert_eq!(got, total, "the transaction's rows waited for max_age");
     assert_eq!(route_counter(&metrics, "sluice_inserts_total"), 1);
@@ -1298,34 +1318,19 @@ async fn a_stream_of_transactions_keeps_one_insert_per_max_age() {
         .replace("max_age = \"200ms\"", "max_age = \"1s\"");
     let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
     let (run, metrics) = start_with_metrics(cfg);
-    let tx: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("transactional.id", unique("tx"))
-        .set("linger.ms", "0")
-        .create()
-        .expect("transactional producer");
-    tx.init_transactions(Duration::from_secs(30))
-        .expect("init transactions");
+    let tx = transactional_producer();
     // Let the lane start before the stream does (an assignment takes a moment).
     tokio::time::sleep(Duration::from_secs(2)).await;
     // 40 transactions of 10 rows, 100 ms apart (a commit takes ~100 ms more here).
     let mut id = 0u64;
     let stream_started = std::time::Instant::now();
     for _ in 0..40 {
-        tx.begin_transaction().expect("begin transaction");
-        for _ in 0..10 {
-            let payload = format!("{{\"id\":{id},\"s\":\"row-{id}\"}}");
-            tx.send(
-                BaseRecord::<(), _>::to(&topic)
-                    .partition(0)
-                    .payload(&payload),
-            )
-            .map_err(|(e, _)| e)
-            .expect("send");
-            id += 1;
-        }
-        tx.commit_transaction(Duration::from_secs(30))
-            .expect("commit transaction");
+        commit_transaction(
+            &tx,
+            &topic,
+            (id..id + 10).map(|i| format!("{{\"id\":{i},\"s\":\"row-{i}\"}}")),
+        );
+        id += 10;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let got = wait_for_count(&table, id, Duration::from_secs(15)).await;
@@ -1370,14 +1375,7 @@ async fn a_streamed_batch_that_stops_growing_ends_before_the_server_times_it_out
         &topic,
         std::iter::once(Msg::json(0, format!("{{\"id\":0,\"s\":\"{pad}-0\"}}"))),
     );
-    let started = std::time::Instant::now();
-    while route_counter(&metrics, "sluice_messages_total") < 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the first message was not read"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_first_message(&metrics).await;
     // 3.7 MB of rows (~410 B each as RowBinary) at once: more than the 3 MiB budget holds, so
     // the batch streams (and holds little: the budget never cuts it, which would send the rest
     // of the burst as soon as it is read), and less than a healthy insert (4 MiB), which would
@@ -1386,26 +1384,12 @@ async fn a_streamed_batch_that_stops_growing_ends_before_the_server_times_it_out
     // while a plain burst is still being written reports a log end short of it, and the
     // budget then cuts the batch before it knows to stream.
     let total = 9_000u64;
-    let tx: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("transactional.id", unique("tx"))
-        .create()
-        .expect("transactional producer");
-    tx.init_transactions(Duration::from_secs(30))
-        .expect("init transactions");
-    tx.begin_transaction().expect("begin transaction");
-    for i in 1..total {
-        let payload = format!("{{\"id\":{i},\"s\":\"{pad}-{i}\"}}");
-        tx.send(
-            BaseRecord::<(), _>::to(&topic)
-                .partition(0)
-                .payload(&payload),
-        )
-        .map_err(|(e, _)| e)
-        .expect("send");
-    }
-    tx.commit_transaction(Duration::from_secs(30))
-        .expect("commit transaction");
+    let tx = transactional_producer();
+    commit_transaction(
+        &tx,
+        &topic,
+        (1..total).map(|i| format!("{{\"id\":{i},\"s\":\"{pad}-{i}\"}}")),
+    );
     let got = wait_for_count(&table, total, Duration::from_secs(15)).await;
     let streamed = route_counter(&metrics, "sluice_streamed_inserts_total");
     let fallbacks = route_counter(&metrics, "sluice_stream_fallbacks_total");
