@@ -1360,8 +1360,25 @@ async fn a_stream_of_transactions_keeps_one_insert_per_max_age() {
 /// the 30 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_batch_that_stops_growing_ends_before_the_server_times_it_out() {
+    streamed_burst("streamcap", Duration::ZERO).await;
+}
+
+/// The same burst coming 3 s after the message that opened the batch: the stream is cut by
+/// its 2 s cap as soon as it opens, and the rest of the burst, after which the log holds only
+/// the transaction's marker, goes as soon as it is read rather than at `max_age`. Before
+/// caught-up counted the marker (bdfb71e) this failed: 2,049 of 9,000 rows after 15 s; CI saw
+/// it once (4,097) when a fresh broker took seconds to set up the producer's transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_its_age_cap_leaves_the_rest_of_a_transaction_to_go_at_once() {
+    streamed_burst("streamlate", Duration::from_secs(3)).await;
+}
+
+/// One message that opens a batch, then after `delay` a transaction of 3.7 MB, with
+/// `max_age` 30 s, `request_timeout` 4 s and a 3 MiB budget: every row lands within 15 s, at
+/// least one insert streamed and none failed over.
+async fn streamed_burst(name: &str, delay: Duration) {
     init_logs();
-    let (topic, table) = topic_with_table("streamcap", 1, "id UInt64, s String").await;
+    let (topic, table) = topic_with_table(name, 1, "id UInt64, s String").await;
     let pad = "abcdefgh".repeat(50);
     let text = config(&unique("g"), &[(&topic, &topic)], "")
         .replace("max_age = \"200ms\"", "max_age = \"30s\"")
@@ -1369,6 +1386,9 @@ async fn a_streamed_batch_that_stops_growing_ends_before_the_server_times_it_out
         .replace("[clickhouse]\n", "[clickhouse]\nrequest_timeout = \"4s\"\n");
     let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
     let (run, metrics) = start_with_metrics(cfg);
+    // The burst's producer first: on a fresh broker its transactions can take seconds to set
+    // up, which would put a delay of its own between the first message and the burst.
+    let tx = transactional_producer();
     // One message first, so that the lane does not start on a backlog (whose end would be sent
     // as soon as it is read) and its batch opens with it.
     produce(
@@ -1376,6 +1396,7 @@ async fn a_streamed_batch_that_stops_growing_ends_before_the_server_times_it_out
         std::iter::once(Msg::json(0, format!("{{\"id\":0,\"s\":\"{pad}-0\"}}"))),
     );
     wait_for_first_message(&metrics).await;
+    tokio::time::sleep(delay).await;
     // 3.7 MB of rows (~410 B each as RowBinary) at once: more than the 3 MiB budget holds, so
     // the batch streams (and holds little: the budget never cuts it, which would send the rest
     // of the burst as soon as it is read), and less than a healthy insert (4 MiB), which would
@@ -1384,7 +1405,6 @@ async fn a_streamed_batch_that_stops_growing_ends_before_the_server_times_it_out
     // while a plain burst is still being written reports a log end short of it, and the
     // budget then cuts the batch before it knows to stream.
     let total = 9_000u64;
-    let tx = transactional_producer();
     commit_transaction(
         &tx,
         &topic,
