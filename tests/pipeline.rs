@@ -1272,8 +1272,9 @@ async fn wait_for_first_message(metrics: &sluice::telemetry::Metrics) {
 /// A transaction ends in a marker, a record of its own that the consumer skips: the last row
 /// read is then one offset short of the log end. A batch of a good size (a quarter of
 /// `max_rows`) that holds a committed transaction's rows must still go as soon as the
-/// partition has nothing more to read, not a `max_age` (here 30 s) later; and the lane must
-/// not take the marker for a backlog that makes the next trickle an insert of its own.
+/// partition has nothing more to read, not a `max_age` (here 30 s) later, and in one insert.
+/// (That the marker is not taken for a backlog after an age cut:
+/// `a_stream_of_transactions_keeps_one_insert_per_max_age`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_transaction_goes_as_soon_as_it_is_read() {
     init_logs();
