@@ -1228,19 +1228,6 @@ async fn a_large_backlog_streams_whatever_the_budget() {
     assert_eq!(summary.dead_lettered, 0);
 }
 
-/// A transactional producer of the test broker, its transactions initialised.
-fn transactional_producer() -> BaseProducer {
-    let tx: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("transactional.id", unique("tx"))
-        .set("linger.ms", "0")
-        .create()
-        .expect("transactional producer");
-    tx.init_transactions(Duration::from_secs(30))
-        .expect("init transactions");
-    tx
-}
-
 /// Sends `payloads` to partition 0 of `topic` in one transaction and commits it.
 fn commit_transaction(tx: &BaseProducer, topic: &str, payloads: impl Iterator<Item = String>) {
     tx.begin_transaction().expect("begin transaction");

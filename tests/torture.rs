@@ -12,6 +12,9 @@
 //!   end, after the insert before the commit, while re-forming a streamed range);
 //! - `stream_kill9`, `stream_at_least_once`: kill -9 at random moments while batches stream
 //!   (each instance starting on a backlog), exactly-once and at-least-once;
+//! - `transactions`: kill -9 at random moments while every message comes in a Kafka
+//!   transaction, some aborted and some held open: committed messages stored exactly once,
+//!   aborted ones never (their offsets, and the markers', hold no row);
 //! - `clickhouse_kill`: the ClickHouse server killed (SIGKILL) and restarted mid-stream;
 //! - `stream_clickhouse_kill`: the ClickHouse server killed while batches stream, and a
 //!   backlog produced while it is down;
@@ -31,10 +34,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use rdkafka::producer::{BaseRecord, Producer as _};
 
 /// A tiny deterministic PRNG (xorshift) so a failing run can be repeated from its seed.
 struct Rng(u64);
@@ -129,6 +133,91 @@ impl Producer {
     }
 }
 
+/// Produces continuously in transactions until stopped: one transaction per step, of which
+/// every fifth is aborted and every seventh held open for 400 ms before it ends, so that the
+/// log end runs ahead of what a read-committed consumer may read. Ids run on across
+/// transactions, aborted ones included.
+struct TxnProducer {
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<TxnLog>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What a [`TxnProducer`] has produced: ids `0..next`, of which the half-open ranges in
+/// `aborted` were aborted and the rest (`committed` of them) committed.
+#[derive(Debug, Clone, Default)]
+struct TxnLog {
+    next: u64,
+    committed: u64,
+    aborted: Vec<(u64, u64)>,
+}
+
+impl TxnProducer {
+    fn start(topic: &str, partitions: u64, per_second: u64) -> TxnProducer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(TxnLog::default()));
+        let (stop2, log2, topic) = (stop.clone(), log.clone(), topic.to_string());
+        let thread = std::thread::spawn(move || {
+            let tx = transactional_producer();
+            let step = (per_second / 10).max(1);
+            let mut n = 0u64;
+            while !stop2.load(Ordering::SeqCst) {
+                let from = log2.lock().expect("log").next;
+                tx.begin_transaction().expect("begin transaction");
+                for i in from..from + step {
+                    let payload = format!("{{\"id\":{i},\"payload\":\"{}\"}}", "t".repeat(120));
+                    tx.send(
+                        BaseRecord::<(), _>::to(&topic)
+                            .partition((i % partitions) as i32)
+                            .payload(&payload),
+                    )
+                    .map_err(|(e, _)| e)
+                    .expect("send");
+                }
+                if n % 7 == 3 {
+                    std::thread::sleep(Duration::from_millis(400));
+                }
+                let abort = n % 5 == 2;
+                if abort {
+                    // Written to the log first, so that the aborted records are there to skip
+                    // (an abort of unsent messages would only purge them).
+                    tx.flush(Duration::from_secs(30)).expect("flush");
+                    tx.abort_transaction(Duration::from_secs(30))
+                        .expect("abort transaction");
+                } else {
+                    tx.commit_transaction(Duration::from_secs(30))
+                        .expect("commit transaction");
+                }
+                let mut log = log2.lock().expect("log");
+                if abort {
+                    log.aborted.push((from, from + step));
+                } else {
+                    log.committed += step;
+                }
+                log.next = from + step;
+                drop(log);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        TxnProducer {
+            stop,
+            log,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns what was produced (every transaction ended).
+    fn finish(mut self) -> TxnLog {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("transactional producer thread");
+        }
+        let log = self.log.lock().expect("log").clone();
+        log
+    }
+}
+
 struct Target {
     url: String,
     topic: String,
@@ -197,15 +286,31 @@ impl Target {
     /// Runs one clean instance until the group has committed every produced message (or
     /// 180 s), then stops it gracefully.
     async fn drain(&self, config: &std::path::Path, produced: u64) {
+        self.drain_until(config, Drained::Committed(produced)).await
+    }
+
+    /// Runs one clean instance until `until` holds (or 180 s), then stops it gracefully.
+    async fn drain_until(&self, config: &std::path::Path, until: Drained) {
         let mut s = Sluice::spawn(config, &self.log());
         let start = Instant::now();
         loop {
-            let (group, topic, parts) = (self.group.clone(), self.topic.clone(), self.partitions);
-            let committed =
-                tokio::task::spawn_blocking(move || committed_total(&group, &topic, parts as i32))
+            let done = match until {
+                Drained::Committed(produced) => {
+                    let (group, topic, parts) =
+                        (self.group.clone(), self.topic.clone(), self.partitions);
+                    let committed = tokio::task::spawn_blocking(move || {
+                        committed_total(&group, &topic, parts as i32)
+                    })
                     .await
                     .unwrap_or(0);
-            if committed as u64 >= produced || start.elapsed() > Duration::from_secs(180) {
+                    committed as u64 >= produced
+                }
+                Drained::Ids(ids) => {
+                    let sql = format!("SELECT uniqExact(id) FROM {}", self.table);
+                    ch_u64_at(&self.url, &sql).await >= ids
+                }
+            };
+            if done || start.elapsed() > Duration::from_secs(180) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -256,6 +361,65 @@ impl Target {
         );
         (stored, produced - distinct.min(produced), stored - distinct)
     }
+}
+
+impl Target {
+    /// (stored, missing, duplicated) for a [`TxnProducer`]'s messages, which take offsets
+    /// together with their transactions' markers: every committed id stored once, at one
+    /// offset of its partition, and no aborted one.
+    async fn verify_transactions(&self, log: &TxnLog) -> (u64, u64, u64) {
+        let aborted = if log.aborted.is_empty() {
+            "0".to_string()
+        } else {
+            log.aborted
+                .iter()
+                .map(|(a, b)| format!("(id >= {a} AND id < {b})"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let out = ch_at(
+            &self.url,
+            &format!(
+                "SELECT count(), uniqExact(_partition, _offset), uniqExact(id), \
+                 uniqExact(id, _partition, _offset), countIf(id >= {next}), \
+                 countIf(_partition != id % {p}), countIf({aborted}) FROM {t} FORMAT TSV",
+                next = log.next,
+                p = self.partitions,
+                t = self.table,
+            ),
+        )
+        .await;
+        let v: Vec<u64> = out
+            .trim()
+            .split('\t')
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let [stored, offsets, ids, pairs, invented, misplaced, aborted_stored] = v[..] else {
+            panic!("unexpected answer: {out}");
+        };
+        assert_eq!(invented, 0, "rows that were never produced");
+        assert_eq!(misplaced, 0, "rows in a partition their id was not sent to");
+        assert_eq!(aborted_stored, 0, "rows of aborted transactions stored");
+        assert_eq!(
+            (ids, offsets),
+            (pairs, pairs),
+            "an id stored at two offsets, or two ids at one offset"
+        );
+        (
+            stored,
+            log.committed - ids.min(log.committed),
+            stored - offsets,
+        )
+    }
+}
+
+/// When [`Target::drain_until`] stops the instance.
+#[derive(Clone, Copy)]
+enum Drained {
+    /// The group's committed offsets add up to this many (one offset per message).
+    Committed(u64),
+    /// This many distinct ids are stored.
+    Ids(u64),
 }
 
 /// One summary line per scenario. `re-formed` counts the interrupted batches that a
@@ -331,6 +495,33 @@ async fn kill9_with(
     let r = t.verify(produced).await;
     report(t, name, kills, produced, r);
     assert_guarantee(name, delivery, r);
+}
+
+/// kill -9 at random moments while every message comes in a transaction (one in five
+/// aborted, one in seven held open for a while): committed messages stored exactly once,
+/// aborted ones never. Each transaction ends in a marker, an offset of its own that holds
+/// no row, so batches and commits meet offsets that no row has.
+async fn transactions(name: &str, kills: u64, rng: &mut Rng) {
+    let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
+    let cfg = t.config("tx", "exactly-once", Some("torture-tx"));
+    let producer = TxnProducer::start(&t.topic, t.partitions, 6_000);
+    for _ in 0..kills {
+        let mut s = Sluice::spawn(&cfg, &t.log());
+        tokio::time::sleep(Duration::from_millis(rng.range(300, 1_600))).await;
+        s.signal("-KILL");
+        let _ = s.wait(Duration::from_secs(10));
+    }
+    let log = producer.finish();
+    t.drain_until(&cfg, Drained::Ids(log.committed)).await;
+    let r = t.verify_transactions(&log).await;
+    report(&t, name, kills, log.committed, r);
+    println!(
+        "torture {name}: {} aborted transactions, {} ids produced",
+        log.aborted.len(),
+        log.next
+    );
+    assert!(!log.aborted.is_empty(), "no transaction was aborted");
+    assert_guarantee(name, "exactly-once", r);
 }
 
 async fn crash_points(name: &str, url: &str, engine: &str, rng: &mut Rng) {
@@ -599,6 +790,9 @@ async fn torture() {
             &mut rng,
         )
         .await;
+    }
+    if run("transactions") {
+        transactions("transactions", (kills / 2).max(10), &mut rng).await;
     }
     if run("crash_points") {
         crash_points("crash_points", &ch_url(), MT_WINDOW, &mut rng).await;

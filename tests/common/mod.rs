@@ -11,7 +11,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DefaultProducerContext, Producer, ThreadedProducer,
+};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub fn kafka() -> String {
@@ -143,6 +145,19 @@ pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
         .set("linger.ms", "5")
         .create()
         .expect("producer")
+}
+
+/// A transactional producer of the test broker, its transactions initialised.
+pub fn transactional_producer() -> BaseProducer {
+    let tx: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("transactional.id", unique("tx"))
+        .set("linger.ms", "0")
+        .create()
+        .expect("transactional producer");
+    tx.init_transactions(Duration::from_secs(30))
+        .expect("init transactions");
+    tx
 }
 
 /// One message to produce.
