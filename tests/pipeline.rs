@@ -1034,10 +1034,12 @@ async fn batches_beyond_the_budget_land_whole_and_split_around_rejected_rows(
     };
     let (run, metrics) = start_run();
     let first = wait_for_count(&table, 60_000, Duration::from_secs(60)).await;
+    // The counters after the stop: a lane counts an insert once ClickHouse has answered it,
+    // a moment after its rows became visible to the count above.
+    run.stop().await;
     let packed_first = route_counter(&metrics, "sluice_packed_inserts_total");
     let streamed_first = route_counter(&metrics, "sluice_streamed_inserts_total");
     let inserts_first = route_counter(&metrics, "sluice_inserts_total");
-    run.stop().await;
     // Another backlog, waiting when sluice starts again, with one row the table refuses: its
     // batch is rejected whole, then split, and its parts go uncompressed.
     send(60_000, 120_000);
@@ -1201,10 +1203,14 @@ async fn a_large_backlog_streams_whatever_the_budget() {
     // 20,000 rows of ~410 B as RowBinary: 8 MB, twice STREAM_ABOVE.
     let backlog = 20_000u64;
     produce(&topic, msgs(0..backlog));
-    let cfg = sluice::config::from_str(&config(&unique("g"), &[(&topic, &topic)], ""), Vec::new())
+    let group = unique("g");
+    let cfg = sluice::config::from_str(&config(&group, &[(&topic, &topic)], ""), Vec::new())
         .expect("valid config");
     let (run, metrics) = start_with_metrics(cfg);
     let got = wait_for_count(&table, backlog, Duration::from_secs(60)).await;
+    // A lane counts an insert once ClickHouse has answered it, a moment after its rows became
+    // visible to the count above, and commits the offsets after that.
+    wait_for_commit(&group, &topic, 1, backlog as i64).await;
     let streamed = route_counter(&metrics, "sluice_streamed_inserts_total");
     // The trickle: 10 rows a time, each batch a few KB.
     for k in 0..5u64 {
@@ -1214,8 +1220,8 @@ async fn a_large_backlog_streams_whatever_the_budget() {
     }
     let total = backlog + 50;
     let after = wait_for_count(&table, total, Duration::from_secs(30)).await;
-    let streamed_after = route_counter(&metrics, "sluice_streamed_inserts_total");
     let summary = run.stop().await;
+    let streamed_after = route_counter(&metrics, "sluice_streamed_inserts_total");
     assert_eq!(got, backlog);
     assert!(streamed >= 1, "the 8 MB backlog was not streamed");
     assert_eq!(after, total);
@@ -1399,9 +1405,11 @@ async fn streamed_burst(name: &str, delay: Duration) {
         (1..total).map(|i| format!("{{\"id\":{i},\"s\":\"{pad}-{i}\"}}")),
     );
     let got = wait_for_count(&table, total, Duration::from_secs(15)).await;
+    // The counters after the stop: a lane counts an insert once ClickHouse has answered it,
+    // a moment after its rows became visible to the count above.
+    let summary = run.stop().await;
     let streamed = route_counter(&metrics, "sluice_streamed_inserts_total");
     let fallbacks = route_counter(&metrics, "sluice_stream_fallbacks_total");
-    let summary = run.stop().await;
     assert_eq!(got, total, "the streamed batch was still open after 15 s");
     assert!(streamed >= 1, "no insert was streamed");
     assert_eq!(fallbacks, 0, "a stream failed instead of ending in time");

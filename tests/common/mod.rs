@@ -290,6 +290,22 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
         .sum()
 }
 
+/// Waits (up to 30 s) until `group` has committed offsets adding up to `at_least` on `topic`'s
+/// first `partitions` partitions; returns the committed total.
+pub async fn wait_for_commit(group: &str, topic: &str, partitions: i32, at_least: i64) -> i64 {
+    let start = Instant::now();
+    loop {
+        let (g, t) = (group.to_string(), topic.to_string());
+        let committed = tokio::task::spawn_blocking(move || committed_total(&g, &t, partitions))
+            .await
+            .unwrap_or(0);
+        if committed >= at_least || start.elapsed() > Duration::from_secs(30) {
+            return committed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `SELECT count()` until it reaches `expected` or `timeout` passes; returns the count.
 pub async fn wait_for_count_at(url: &str, table: &str, expected: u64, timeout: Duration) -> u64 {
     let start = Instant::now();
