@@ -330,20 +330,11 @@ impl Target {
     /// (stored, missing, duplicated) per (partition, offset): the produced messages of
     /// partition p are exactly its offsets 0..n_p.
     async fn verify(&self, produced: u64) -> (u64, u64, u64) {
-        let out = ch_at(
-            &self.url,
-            &format!(
-                "SELECT count(), uniqExact(_partition, _offset), countIf(id >= {produced}) FROM {} FORMAT TSV",
-                self.table
-            ),
-        )
-        .await;
-        let v: Vec<u64> = out
-            .trim()
-            .split('\t')
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        let (stored, distinct, invented) = (v[0], v[1], v[2]);
+        let sql = format!(
+            "SELECT count(), uniqExact(_partition, _offset), countIf(id >= {produced}) FROM {}",
+            self.table
+        );
+        let [stored, distinct, invented] = self.numbers(&sql).await;
         assert_eq!(invented, 0, "rows that were never produced");
         // Offsets must match ids: message i went to partition i % P at offset i / P.
         let misplaced = ch_u64_at(
@@ -364,6 +355,18 @@ impl Target {
 }
 
 impl Target {
+    /// The one row of numbers `sql` answers with (its columns in order).
+    async fn numbers<const N: usize>(&self, sql: &str) -> [u64; N] {
+        let out = ch_at(&self.url, &format!("{sql} FORMAT TSV")).await;
+        let v: Vec<u64> = out
+            .trim()
+            .split('\t')
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        v.try_into()
+            .unwrap_or_else(|v| panic!("expected {N} numbers from {sql}, got {v:?}"))
+    }
+
     /// (stored, missing, duplicated) for a [`TxnProducer`]'s messages, which take offsets
     /// together with their transactions' markers: every committed id stored once, at one
     /// offset of its partition, and no aborted one.
@@ -377,26 +380,16 @@ impl Target {
                 .collect::<Vec<_>>()
                 .join(" OR ")
         };
-        let out = ch_at(
-            &self.url,
-            &format!(
-                "SELECT count(), uniqExact(_partition, _offset), uniqExact(id), \
-                 uniqExact(id, _partition, _offset), countIf(id >= {next}), \
-                 countIf(_partition != id % {p}), countIf({aborted}) FROM {t} FORMAT TSV",
-                next = log.next,
-                p = self.partitions,
-                t = self.table,
-            ),
-        )
-        .await;
-        let v: Vec<u64> = out
-            .trim()
-            .split('\t')
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        let [stored, offsets, ids, pairs, invented, misplaced, aborted_stored] = v[..] else {
-            panic!("unexpected answer: {out}");
-        };
+        let sql = format!(
+            "SELECT count(), uniqExact(_partition, _offset), uniqExact(id), \
+             uniqExact(id, _partition, _offset), countIf(id >= {next}), \
+             countIf(_partition != id % {p}), countIf({aborted}) FROM {t}",
+            next = log.next,
+            p = self.partitions,
+            t = self.table,
+        );
+        let [stored, offsets, ids, pairs, invented, misplaced, aborted_stored] =
+            self.numbers(&sql).await;
         assert_eq!(invented, 0, "rows that were never produced");
         assert_eq!(misplaced, 0, "rows in a partition their id was not sent to");
         assert_eq!(aborted_stored, 0, "rows of aborted transactions stored");
