@@ -952,11 +952,16 @@ def report(versions):
         L.append("- **%s**: %s" % (name, why))
     text = "\n".join(L) + "\n"
     os.makedirs(RESULTS, exist_ok=True)
-    md = os.path.join(RESULTS, "compare-%s.md" % date)
-    png = os.path.join(RESULTS, "compare-%s.png" % date)
+    # Named for the day and the build measured, so that a day's runs never overwrite each
+    # other (a second run of the same build gets its time too).
+    stem = "compare-%s-sluice-%s" % (date, "".join(c if c.isalnum() else "-" for c in commit).strip("-"))
+    if os.path.exists(os.path.join(RESULTS, stem + ".md")):
+        stem += "-" + time.strftime("%H%MZ", time.gmtime())
+    md = os.path.join(RESULTS, stem + ".md")
+    png = os.path.join(RESULTS, stem + ".png")
     chart(png)
     if os.path.exists(png):
-        text += "\n![chart](compare-%s.png)\n" % date
+        text += "\n![chart](%s.png)\n" % stem
     open(md, "w").write(text)
     print(text)
     log("written: %s, %s" % (md, png))
