@@ -1234,6 +1234,36 @@ async fn a_large_backlog_streams_whatever_the_budget() {
     assert_eq!(summary.dead_lettered, 0);
 }
 
+/// What the transaction tests start with ([`txn_run`]): the topic, its table, the running
+/// pipeline, its metrics and the producer.
+type TxnRun = (
+    String,
+    String,
+    Running,
+    std::sync::Arc<sluice::telemetry::Metrics>,
+    BaseProducer,
+);
+
+/// A one-partition topic with an `(id UInt64, s String)` table, a pipeline reading it with
+/// `max_age`, the route settings `route` and the config changed by `edit`, and a
+/// transactional producer for it.
+async fn txn_run(
+    name: &str,
+    max_age: &str,
+    route: &str,
+    edit: impl FnOnce(String) -> String,
+) -> TxnRun {
+    init_logs();
+    let (topic, table) = topic_with_table(name, 1, "id UInt64, s String").await;
+    let text = edit(
+        config(&unique("g"), &[(&topic, &topic)], route)
+            .replace("max_age = \"200ms\"", &format!("max_age = \"{max_age}\"")),
+    );
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    (topic, table, run, metrics, transactional_producer())
+}
+
 /// Sends `payloads` to partition 0 of `topic` in one transaction and commits it.
 fn commit_transaction(tx: &BaseProducer, topic: &str, payloads: impl Iterator<Item = String>) {
     tx.begin_transaction().expect("begin transaction");
@@ -1270,13 +1300,8 @@ async fn wait_for_first_message(metrics: &sluice::telemetry::Metrics) {
 /// `a_stream_of_transactions_keeps_one_insert_per_max_age`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_transaction_goes_as_soon_as_it_is_read() {
-    init_logs();
-    let (topic, table) = topic_with_table("txnend", 1, "id UInt64, s String").await;
-    let text = config(&unique("g"), &[(&topic, &topic)], "max_rows = 4000\n")
-        .replace("max_age = \"200ms\"", "max_age = \"30s\"");
-    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
-    let (run, metrics) = start_with_metrics(cfg);
-    let tx = transactional_producer();
+    let (topic, table, run, metrics, tx) =
+        txn_run("txnend", "30s", "max_rows = 4000\n", |t| t).await;
     // One plain message first: the lane then starts at the log end (no backlog), and its
     // batch, opened by it, waits for size or age.
     produce(
@@ -1308,13 +1333,7 @@ async fn a_committed_transaction_goes_as_soon_as_it_is_read() {
 /// backlog whose remainder goes as an insert of its own as soon as it is read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_of_transactions_keeps_one_insert_per_max_age() {
-    init_logs();
-    let (topic, table) = topic_with_table("txnsteady", 1, "id UInt64, s String").await;
-    let text = config(&unique("g"), &[(&topic, &topic)], "")
-        .replace("max_age = \"200ms\"", "max_age = \"1s\"");
-    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
-    let (run, metrics) = start_with_metrics(cfg);
-    let tx = transactional_producer();
+    let (topic, table, run, metrics, tx) = txn_run("txnsteady", "1s", "", |t| t).await;
     // Let the lane start before the stream does (an assignment takes a moment).
     tokio::time::sleep(Duration::from_secs(2)).await;
     // 40 transactions of 10 rows, 100 ms apart (a commit takes ~100 ms more here).
@@ -1374,18 +1393,15 @@ async fn a_stream_cut_by_its_age_cap_leaves_the_rest_of_a_transaction_to_go_at_o
 /// `max_age` 30 s, `request_timeout` 4 s and a 3 MiB budget: every row lands within 15 s, at
 /// least one insert streamed and none failed over.
 async fn streamed_burst(name: &str, delay: Duration) {
-    init_logs();
-    let (topic, table) = topic_with_table(name, 1, "id UInt64, s String").await;
     let pad = "abcdefgh".repeat(50);
-    let text = config(&unique("g"), &[(&topic, &topic)], "")
-        .replace("max_age = \"200ms\"", "max_age = \"30s\"")
-        .replace("[service]\n", "[service]\nbatch_memory = \"3MiB\"\n")
-        .replace("[clickhouse]\n", "[clickhouse]\nrequest_timeout = \"4s\"\n");
-    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
-    let (run, metrics) = start_with_metrics(cfg);
-    // The burst's producer first: on a fresh broker its transactions can take seconds to set
-    // up, which would put a delay of its own between the first message and the burst.
-    let tx = transactional_producer();
+    // The burst's producer comes up with the pipeline: on a fresh broker its transactions can
+    // take seconds to set up, which would put a delay of its own between the first message
+    // and the burst.
+    let (topic, table, run, metrics, tx) = txn_run(name, "30s", "", |t| {
+        t.replace("[service]\n", "[service]\nbatch_memory = \"3MiB\"\n")
+            .replace("[clickhouse]\n", "[clickhouse]\nrequest_timeout = \"4s\"\n")
+    })
+    .await;
     // One message first, so that the lane does not start on a backlog (whose end would be sent
     // as soon as it is read) and its batch opens with it.
     produce(
