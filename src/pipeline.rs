@@ -22,11 +22,14 @@ use tokio::sync::mpsc;
 use crate::checkpoint::PartitionId;
 use crate::clickhouse::{self, ClickHouseSettings, Client};
 use crate::commit::Committer;
-use crate::config::{BadMessages, ClickHouseConfig, Config, Delivery, KafkaConfig, Route};
+use crate::config::{
+    BadMessages, ClickHouseConfig, Config, Delivery, FetchPath, KafkaConfig, Route,
+};
 use crate::dlq::DeadLetterProducer;
 use crate::exactly_once;
 use crate::kafka::client::{consumer_config, fetch_defaults, reliable_producer_config};
 use crate::kafka::consumer::{ConsumerLimits, ConsumerThread, LaneFactory, LaneHandle};
+use crate::kafka::own_fetch;
 use crate::kafka::preflight::TopicPartitions;
 use crate::kafka::records::RecordChunk;
 use crate::lane::{Lane, LaneFailure, RouteRuntime};
@@ -37,6 +40,10 @@ use crate::telemetry::Metrics;
 const CHUNK_RECORDS: usize = 2048;
 /// Payload bytes per chunk: wide messages (1.5 KB) make chunks of ~1.3 MB instead of 3 MB.
 const CHUNK_BYTES: usize = 1 << 20;
+/// The own fetch path's response size, and the chunks it may have in flight to the poll
+/// thread: with its response buffer and decompression buffer, what it holds at most.
+const OWN_FETCH_MAX_BYTES: i32 = 8 << 20;
+const OWN_FETCH_QUEUE_CHUNKS: usize = 8;
 /// Chunks a lane may have queued; further chunks for it are kept aside (stashed).
 const LANE_QUEUE_CHUNKS: usize = 2;
 /// Chunks kept aside for all lanes together whose queues are full, before the poll thread
@@ -361,8 +368,10 @@ pub async fn run_with_metrics(
         // Feeds the consumer lag gauge (per partition log end offsets).
         kcfg.set("statistics.interval.ms", "5000");
     }
-    let consumer = ConsumerThread::start(kcfg, &topics, factory, limits, metrics.clone())
-        .context("cannot start the Kafka consumer")?;
+    let own_fetch = (cfg.kafka.fetch == FetchPath::Sluice).then(|| own_fetch_settings(&kcfg));
+    let consumer =
+        ConsumerThread::start(kcfg, &topics, factory, limits, metrics.clone(), own_fetch)
+            .context("cannot start the Kafka consumer")?;
     tracing::info!(brokers = %cfg.kafka.brokers, group = %cfg.kafka.group_id, topics = ?topics, "consuming");
 
     health.set_serving(true);
@@ -408,5 +417,27 @@ pub async fn run_with_metrics(
     match failure {
         Some(f) => Err(anyhow::Error::new(f).context(format!("sluice stopped ({summary})"))),
         None => Ok(summary),
+    }
+}
+
+/// The own fetch path's limits, from the same librdkafka settings the pipeline fetches with
+/// (`fetch_defaults`, or the user's `properties`).
+fn own_fetch_settings(kcfg: &rdkafka::ClientConfig) -> own_fetch::Settings {
+    let num = |key: &str, default: i32| {
+        kcfg.get(key)
+            .and_then(|v| v.parse::<i32>().ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(default)
+    };
+    own_fetch::Settings {
+        client_id: kcfg.get("client.id").unwrap_or("sluice").to_string(),
+        max_wait: Duration::from_millis(num("fetch.wait.max.ms", 100) as u64),
+        partition_max_bytes: num("max.partition.fetch.bytes", 4 << 20),
+        // Twice librdkafka's response cap here (its 4 MiB prefetch): the response is read
+        // into one buffer and copied into chunks, held once, not per message.
+        max_bytes: OWN_FETCH_MAX_BYTES,
+        chunk_records: CHUNK_RECORDS,
+        chunk_bytes: CHUNK_BYTES,
+        queue_chunks: OWN_FETCH_QUEUE_CHUNKS,
     }
 }

@@ -50,6 +50,16 @@ pub struct Metrics {
     routes: Mutex<BTreeMap<(String, String), Arc<RouteMetrics>>>,
     partitions: Mutex<BTreeMap<PartitionId, Arc<PartitionGauges>>>,
     budget: std::sync::OnceLock<Arc<crate::budget::MemoryBudget>>,
+    /// What sluice's own fetch path did (`kafka/own_fetch.rs`).
+    pub own_fetch: OwnFetchCounters,
+}
+
+#[derive(Debug, Default)]
+pub struct OwnFetchCounters {
+    /// Records the own fetch path read and handed to lanes.
+    pub records: AtomicU64,
+    /// Partitions it handed back to librdkafka.
+    pub handbacks: AtomicU64,
 }
 
 impl Metrics {
@@ -183,6 +193,25 @@ impl Metrics {
             }
         }
         drop(parts);
+        let own: [(&str, &str, &AtomicU64); 2] = [
+            (
+                "sluice_own_fetch_records_total",
+                "Records read by sluice's own fetch path (kafka.fetch)",
+                &self.own_fetch.records,
+            ),
+            (
+                "sluice_own_fetch_handbacks_total",
+                "Partitions the own fetch path handed back to librdkafka (see the log for why)",
+                &self.own_fetch.handbacks,
+            ),
+        ];
+        for (name, help, v) in own {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
         if let Some(b) = self.budget.get() {
             let memory: [(&str, &str, usize); 3] = [
                 (

@@ -1615,3 +1615,98 @@ async fn a_200_naming_an_exception_is_retried_not_committed() {
     assert_eq!(committed_total(&group, &topic, 2), 2000);
     assert_eq!(summary.rows_inserted, 2000);
 }
+
+/// A producer of the test broker that compresses its batches with `codec`.
+fn producer_compressing(
+    codec: &str,
+) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", codec)
+        .create()
+        .expect("producer")
+}
+
+fn json_rows(ids: std::ops::Range<u64>, partitions: u64) -> impl Iterator<Item = Msg> {
+    ids.map(move |i| {
+        let mut m = Msg::json(
+            (i % partitions) as i32,
+            format!(r#"{{"id":{i},"s":"row {i}"}}"#),
+        );
+        m.key = Some(format!("k{i}").into_bytes());
+        m
+    })
+}
+
+/// sluice's own fetch path (the default on PLAINTEXT) reads uncompressed and LZ4 batches
+/// itself, and hands a partition back to librdkafka at the first batch it does not read
+/// (gzip): librdkafka reads on from exactly there, so every row is stored once, in order of
+/// both paths, and the other partition stays on the own path.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_own_fetch_path_hands_a_partition_back_to_librdkafka_exactly_where_it_stopped() {
+    init_logs();
+    let (topic, table) = topic_with_table("ownfetch", 2, "id UInt64, s String").await;
+    produce_with(&producer_compressing("lz4"), &topic, json_rows(0..3000, 2));
+    produce_with(
+        &producer_compressing("none"),
+        &topic,
+        json_rows(3000..6000, 2),
+    );
+    let cfg = sluice::config::from_str(&config(&unique("g"), &[(&topic, &topic)], ""), Vec::new())
+        .expect("valid config");
+    assert_eq!(cfg.kafka.fetch, sluice::config::FetchPath::Sluice);
+    let (run, metrics) = start_with_metrics(cfg);
+    assert_eq!(
+        wait_for_count(&table, 6000, Duration::from_secs(60)).await,
+        6000
+    );
+    let own = |m: &sluice::telemetry::Metrics| {
+        (
+            m.own_fetch
+                .records
+                .load(std::sync::atomic::Ordering::Relaxed),
+            m.own_fetch
+                .handbacks
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    assert_eq!(
+        own(&metrics),
+        (6000, 0),
+        "every record read by the own path"
+    );
+    // Partition 0 gets a gzip batch between LZ4 ones; partition 1 LZ4 only.
+    let gzip = json_rows(6000..7000, 2).filter(|m| m.partition == Some(0));
+    produce_with(&producer_compressing("gzip"), &topic, gzip);
+    produce_with(
+        &producer_compressing("lz4"),
+        &topic,
+        json_rows(7000..9000, 2),
+    );
+    let stored = 6000 + 500 + 2000;
+    assert_eq!(
+        wait_for_count(&table, stored, Duration::from_secs(60)).await,
+        stored
+    );
+    run.stop().await;
+    let (records, handbacks) = own(&metrics);
+    assert_eq!(handbacks, 1, "partition 0 handed back at its gzip batch");
+    // Partition 1's later 1,000 rows came through the own path; partition 0's did not.
+    assert_eq!(records, 7000);
+    assert_eq!(
+        ch(&format!(
+            "SELECT count(), uniqExact(id), min(id), max(id) FROM {table}"
+        ))
+        .await,
+        format!("{stored}\t{stored}\t0\t8999\n")
+    );
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT count() FROM {table} WHERE id >= 6000 AND id < 7000 AND id % 2 = 1"
+        ))
+        .await,
+        0
+    );
+}

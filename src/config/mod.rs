@@ -13,9 +13,9 @@ pub mod validate;
 use std::path::Path;
 
 pub use validate::{
-    BadMessages, BatchLimits, ClickHouseConfig, Compression, Config, ConfigError, Delivery, Format,
-    KafkaConfig, MetadataColumns, Route, SaslConfig, SecurityProtocol, ServiceConfig, TlsFiles,
-    UnknownFields,
+    BadMessages, BatchLimits, ClickHouseConfig, Compression, Config, ConfigError, Delivery,
+    FetchPath, Format, KafkaConfig, MetadataColumns, Route, SaslConfig, SecurityProtocol,
+    ServiceConfig, TlsFiles, UnknownFields,
 };
 
 /// Prefix of environment variables that override config keys.
@@ -362,6 +362,31 @@ format = "json"
         );
         let e = from_str(&bad_dlq, no_env()).unwrap_err();
         assert_eq!(e.field, "route[0].dead_letter_topic");
+    }
+
+    #[test]
+    fn the_own_fetch_path_is_the_default_on_plaintext_and_refused_with_tls_or_sasl() {
+        let with = |lines: &str| {
+            MINIMAL.replace("group_id = \"g\"", &format!("group_id = \"g\"\n{lines}"))
+        };
+        assert_eq!(
+            from_str(MINIMAL, no_env()).unwrap().kafka.fetch,
+            FetchPath::Sluice
+        );
+        let c = from_str(&with("fetch = \"librdkafka\""), no_env()).unwrap();
+        assert_eq!(c.kafka.fetch, FetchPath::Librdkafka);
+        let tls = "security_protocol = \"SSL\"";
+        let c = from_str(&with(tls), no_env()).unwrap();
+        assert_eq!(
+            c.kafka.fetch,
+            FetchPath::Librdkafka,
+            "auto leaves TLS to librdkafka"
+        );
+        let e = from_str(&with(&format!("{tls}\nfetch = \"sluice\"")), no_env()).unwrap_err();
+        assert_eq!(e.field, "kafka.fetch");
+        assert!(e.message.contains("PLAINTEXT"), "{e}");
+        let e = from_str(&with("fetch = \"fast\""), no_env()).unwrap_err();
+        assert_eq!(e.field, "kafka.fetch");
     }
 
     #[test]

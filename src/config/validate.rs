@@ -76,6 +76,18 @@ pub struct KafkaConfig {
     pub ssl_key_password: Option<Secret>,
     pub ssl_endpoint_identification: bool,
     pub properties: BTreeMap<String, String>,
+    pub fetch: FetchPath,
+}
+
+/// Who fetches the records of the assigned partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FetchPath {
+    /// librdkafka's fetcher, for everything.
+    #[default]
+    Librdkafka,
+    /// sluice's own Fetch requests once librdkafka has started each partition, falling back
+    /// to librdkafka for whatever they do not read (`kafka/own_fetch.rs`).
+    Sluice,
 }
 
 impl KafkaConfig {
@@ -94,6 +106,7 @@ impl KafkaConfig {
             ssl_key_password: None,
             ssl_endpoint_identification: true,
             properties: BTreeMap::new(),
+            fetch: FetchPath::Librdkafka,
         }
     }
 }
@@ -601,6 +614,24 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
             "TLS files are given but security_protocol is not SSL or SASL_SSL",
         ));
     }
+    let fetch = match k.fetch.as_deref().unwrap_or("auto") {
+        "librdkafka" => FetchPath::Librdkafka,
+        "auto" if security_protocol == SecurityProtocol::Plaintext => FetchPath::Sluice,
+        "auto" => FetchPath::Librdkafka,
+        "sluice" if security_protocol == SecurityProtocol::Plaintext => FetchPath::Sluice,
+        "sluice" => {
+            return Err(err(
+                "kafka.fetch",
+                "\"sluice\" speaks plain TCP only: it needs security_protocol PLAINTEXT (with TLS or SASL, librdkafka fetches)",
+            ))
+        }
+        other => {
+            return Err(err(
+                "kafka.fetch",
+                format!("{other:?} is not one of \"auto\", \"sluice\", \"librdkafka\""),
+            ))
+        }
+    };
     if tls.cert.is_some() != tls.key.is_some() {
         return Err(err(
             "kafka.ssl_key_location",
@@ -638,6 +669,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         ssl_key_password: k.ssl_key_password.clone().map(Secret::new),
         ssl_endpoint_identification: k.ssl_endpoint_identification.unwrap_or(true),
         properties: k.properties.clone(),
+        fetch,
     })
 }
 

@@ -49,6 +49,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::fetch_queue::{FetchQueue, MessageBatch, RawMessage};
+use super::own_fetch::{self, OwnFetch};
 use super::records::RecordChunk;
 use crate::checkpoint::PartitionId;
 use crate::commit::{Committer, Fence, OffsetSink};
@@ -161,8 +162,21 @@ struct LaneState {
     handle: LaneHandle,
     stash: VecDeque<RecordChunk>,
     paused: bool,
+    /// Who fetches the partition's records.
+    fetch: FetchedBy,
     /// When the lane last took a chunk into its queue (or started).
     last_take: Instant,
+}
+
+/// Who fetches a lane's partition (see `own_fetch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchedBy {
+    /// librdkafka, and the partition may move to sluice's own fetch path.
+    Librdkafka,
+    /// sluice's own fetch path, under this generation.
+    Own(u64),
+    /// librdkafka, for good: the own path handed it back (or never takes it).
+    LibrdkafkaOnly,
 }
 
 #[derive(Default)]
@@ -173,6 +187,15 @@ struct Registry {
 impl Registry {
     fn count(&self) -> usize {
         self.lanes.values().map(|m| m.len()).sum()
+    }
+
+    /// Lanes read by the own fetch path.
+    fn own_count(&self) -> usize {
+        self.lanes
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|l| matches!(l.fetch, FetchedBy::Own(_)))
+            .count()
     }
 }
 
@@ -191,6 +214,10 @@ pub struct SluiceContext {
     /// Where a partition without a committed offset starts (`auto.offset.reset`), given to
     /// librdkafka at assignment ([`super::start_offsets`]).
     reset: Option<Offset>,
+    /// sluice's own fetch path, when configured (`own_fetch`).
+    own: OnceLock<OwnFetch>,
+    /// The last generation given to the own fetch path.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl ClientContext for SluiceContext {
@@ -247,12 +274,18 @@ impl SluiceContext {
         drop(sink);
         let handle = self.factory.start(id.clone(), committer);
         tracing::info!(partition = %id, "lane started");
+        let fetch = if self.own.get().is_some() {
+            FetchedBy::Librdkafka
+        } else {
+            FetchedBy::LibrdkafkaOnly
+        };
         registry.lanes.entry(topic.to_string()).or_default().insert(
             partition,
             LaneState {
                 handle,
                 stash: VecDeque::new(),
                 paused: false,
+                fetch,
                 last_take: Instant::now(),
             },
         );
@@ -266,6 +299,9 @@ impl SluiceContext {
             for el in tpl.elements() {
                 if let Some(parts) = reg.lanes.get_mut(el.topic()) {
                     if let Some(lane) = parts.remove(&el.partition()) {
+                        if let (FetchedBy::Own(_), Some(own)) = (lane.fetch, self.own.get()) {
+                            own.remove(el.topic(), el.partition());
+                        }
                         stopped.push((PartitionId::new(el.topic(), el.partition()), lane));
                     }
                 }
@@ -307,6 +343,76 @@ impl SluiceContext {
                         "lane did not drain in time; fenced: it will not commit, the next owner re-reads its records");
                 }
             }
+        }
+    }
+}
+
+impl SluiceContext {
+    /// The partitions whose start offset is known at assignment (committed, or the log start
+    /// for `auto_offset_reset = "earliest"`) go to the own fetch path at once, paused in
+    /// librdkafka before it fetches them: handed over only after librdkafka's first fetch,
+    /// that first response (up to 4 MiB of compressed batches a partition) would be read by
+    /// both. The others (a reset to the log end) are handed over after their first records
+    /// ([`hand_over`]). Every partition started here is resumed in librdkafka first: one the
+    /// own path read in an earlier assignment was left paused there.
+    fn hand_over_at_start(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        assigned: &TopicPartitionList,
+        started: &TopicPartitionList,
+    ) {
+        let Some(own) = self.own.get() else { return };
+        if let Err(e) = consumer.resume(started) {
+            tracing::warn!(error = %e, "resume of newly assigned partitions failed");
+        }
+        let mut starts: Vec<(String, i32, i64)> = Vec::new();
+        for el in started.elements() {
+            let (topic, partition) = (el.topic(), el.partition());
+            let offset = assigned
+                .find_partition(topic, partition)
+                .map(|a| a.offset());
+            let start = match offset {
+                Some(Offset::Offset(n)) if n >= 0 => Some(n),
+                Some(Offset::Beginning) => consumer
+                    .fetch_watermarks(topic, partition, Duration::from_secs(2))
+                    .ok()
+                    .map(|(low, _)| low),
+                _ => None,
+            };
+            if let Some(n) = start {
+                starts.push((topic.to_string(), partition, n));
+            }
+        }
+        if starts.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, _) in &starts {
+            tpl.add_partition(topic, *partition);
+        }
+        if let Err(e) = consumer.pause(&tpl) {
+            tracing::warn!(error = %e, "pause failed; librdkafka goes on reading the partitions");
+            return;
+        }
+        let mut reg = self.lock();
+        for (topic, partition, position) in starts {
+            let Some(lane) = reg
+                .lanes
+                .get_mut(&topic)
+                .and_then(|p| p.get_mut(&partition))
+            else {
+                continue;
+            };
+            let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+            lane.fetch = FetchedBy::Own(generation);
+            let headers = self.factory.reads_headers(&topic);
+            own.add(&topic, partition, generation, position, headers, false);
+            tracing::debug!(
+                topic,
+                partition,
+                position,
+                "partition read by the own fetch path from its start"
+            );
         }
     }
 }
@@ -377,6 +483,7 @@ impl ConsumerContext for SluiceContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let mut reg = self.lock();
+            let mut started = TopicPartitionList::new();
             for el in tpl.elements() {
                 let exists = reg
                     .lanes
@@ -384,7 +491,12 @@ impl ConsumerContext for SluiceContext {
                     .is_some_and(|p| p.contains_key(&el.partition()));
                 if !exists {
                     self.start_lane(&mut reg, el.topic(), el.partition());
+                    started.add_partition(el.topic(), el.partition());
                 }
+            }
+            drop(reg);
+            if self.own.get().is_some() && started.count() > 0 {
+                self.hand_over_at_start(consumer, tpl, &started);
             }
         }
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
@@ -416,6 +528,7 @@ impl ConsumerThread {
         factory: Arc<dyn LaneFactory>,
         limits: ConsumerLimits,
         metrics: Arc<Metrics>,
+        own_fetch: Option<own_fetch::Settings>,
     ) -> Result<ConsumerThread, KafkaError> {
         let group_id = config.get("group.id").unwrap_or_default().to_string();
         let context = SluiceContext {
@@ -428,6 +541,8 @@ impl ConsumerThread {
             metrics,
             leaving: AtomicBool::new(false),
             reset: super::start_offsets::reset_position(config.get("auto.offset.reset")),
+            own: OnceLock::new(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         let consumer: Arc<GroupConsumer> = Arc::new(config.create_with_context(context)?);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
@@ -442,6 +557,12 @@ impl ConsumerThread {
             None => {
                 tracing::warn!("librdkafka gave no application queue; polling messages one by one")
             }
+        }
+        if let Some(settings) = own_fetch {
+            let own = OwnFetch::start(settings, leader_lookup(Arc::downgrade(&consumer))).map_err(
+                |e| KafkaError::ClientCreation(format!("cannot start the fetch thread: {e}")),
+            )?;
+            let _ = consumer.context().own.set(own);
         }
         let consumer = Owned { consumer, fetch };
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -483,6 +604,11 @@ struct Owned {
 
 impl Drop for Owned {
     fn drop(&mut self) {
+        // The fetch thread holds only a weak reference, but stopping it first keeps it from
+        // holding a strong one (a metadata lookup) while the consumer closes.
+        if let Some(own) = self.consumer.context().own.get() {
+            own.shutdown();
+        }
         if let Some(fq) = &self.fetch {
             fq.close();
         }
@@ -533,7 +659,10 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
             }
         }
         let pressure = balance(consumer, limits.stash_bytes, fetch.is_some());
-        let lanes = ctx.lock().count();
+        let (lanes, own_lanes) = {
+            let reg = ctx.lock();
+            (reg.count(), reg.own_count())
+        };
         let sized = limits.for_lanes(lanes);
         // Waiting on the batch queue delays rebalance events on the consumer queue by up to
         // this much: short while joining (no lanes yet), leaving, or holding paused partitions.
@@ -552,6 +681,35 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
             None => idle,
         };
         let mut polled = 0usize;
+        // With every lane read by the own fetch path, the round waits on its chunks instead
+        // of on librdkafka's queues (which then only carry events).
+        let own_waits = own_lanes > 0 && own_lanes == lanes;
+        if let Some(own) = ctx.own.get().filter(|_| !pressure.hold) {
+            let mut wait = if own_waits && !busy && !unsubscribed {
+                idle
+            } else {
+                Duration::ZERO
+            };
+            // A bounded round: chunks taken here may all go to the stashes.
+            let most = if pressure.any_stashed {
+                2
+            } else {
+                OWN_EVENTS_PER_ROUND
+            };
+            let mut taken = 0;
+            while taken < most {
+                let Some(event) = own.next(wait) else { break };
+                wait = Duration::ZERO;
+                taken += 1;
+                own_event(consumer, event);
+            }
+            if taken == OWN_EVENTS_PER_ROUND {
+                polled = max_batch;
+            }
+        }
+        if own_lanes > 0 && !pressure.hold {
+            wait = Duration::ZERO;
+        }
         while polled < max_batch {
             match consumer.poll(wait) {
                 None => break,
@@ -577,8 +735,10 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
         // The batch queue: every routed partition's messages, many per call; untouched while
         // the lanes are behind (it fills, and librdkafka stops fetching until it has room).
         if let Some(fq) = fetch.as_ref().filter(|_| !pressure.hold) {
-            let wait = if busy || polled > 0 {
+            let wait = if busy || polled > 0 || own_waits {
                 Duration::ZERO
+            } else if own_lanes > 0 {
+                idle.min(Duration::from_millis(10))
             } else {
                 idle
             };
@@ -628,6 +788,11 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
         }
         // Partitions no longer assigned keep no entry.
         open.retain(|o| ctx.has_lane(&o.topic, o.partition));
+        if !unsubscribed {
+            if let Some(fq) = fetch {
+                hand_over(consumer, fq);
+            }
+        }
     }
     tracing::info!("consumer left the group");
     drop(batch);
@@ -635,6 +800,174 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
         tracing::warn!(timeout = ?CLOSE_TIMEOUT,
             "the Kafka consumer did not finish closing (broker unreachable?); not waiting for it: the lanes had committed or been fenced before");
     }
+}
+
+/// Chunks a round takes from the own fetch path at most (up to 1 MiB each) before it serves
+/// librdkafka's queues again.
+const OWN_EVENTS_PER_ROUND: usize = 16;
+
+/// Moves the partitions that librdkafka has started reading to the own fetch path: each is
+/// paused in librdkafka (a version barrier: what librdkafka still holds of it is never
+/// handed out) and given to the own path at librdkafka's read position, the offset after the
+/// last record the poll thread took (past any transaction marker), so the lane's records
+/// stay contiguous. A partition whose position librdkafka cannot tell stays with it.
+fn hand_over(consumer: &GroupConsumer, fq: &FetchQueue) {
+    let ctx = consumer.context();
+    let Some(own) = ctx.own.get() else { return };
+    let mut ready: Vec<(String, i32, i64, bool)> = Vec::new();
+    {
+        let reg = ctx.lock();
+        for (topic, parts) in &reg.lanes {
+            for (partition, lane) in parts {
+                if lane.fetch != FetchedBy::Librdkafka {
+                    continue;
+                }
+                if let Some(pos) = fq.cached_position(topic, *partition) {
+                    ready.push((topic.clone(), *partition, pos, lane.paused));
+                }
+            }
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, _, _) in &ready {
+        tpl.add_partition(topic, *partition);
+    }
+    let paused = consumer.pause(&tpl);
+    let mut reg = ctx.lock();
+    for (topic, partition, before, lane_paused) in ready {
+        let Some(lane) = reg
+            .lanes
+            .get_mut(&topic)
+            .and_then(|p| p.get_mut(&partition))
+        else {
+            continue;
+        };
+        // The position again, now that nothing more of the partition can be handed out.
+        let position = fq.cached_position(&topic, partition);
+        match (&paused, position) {
+            (Ok(()), Some(position)) => {
+                let generation = ctx.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                lane.fetch = FetchedBy::Own(generation);
+                let headers = ctx.factory.reads_headers(&topic);
+                own.add(
+                    &topic,
+                    partition,
+                    generation,
+                    position,
+                    headers,
+                    lane_paused,
+                );
+                tracing::debug!(
+                    topic,
+                    partition,
+                    position,
+                    before,
+                    "partition read by the own fetch path"
+                );
+            }
+            (result, _) => {
+                lane.fetch = FetchedBy::LibrdkafkaOnly;
+                tracing::warn!(topic, partition, error = ?result.as_ref().err(),
+                    "partition stays with librdkafka: its read position could not be taken over");
+                if result.is_ok() && !lane_paused {
+                    let mut one = TopicPartitionList::new();
+                    one.add_partition(&topic, partition);
+                    if let Err(e) = consumer.resume(&one) {
+                        tracing::warn!(error = %e, "resume failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Serves one event of the own fetch path: a chunk goes to its lane; a partition handed back
+/// is sought to where the own path stopped and resumed in librdkafka.
+fn own_event(consumer: &GroupConsumer, event: own_fetch::Event) {
+    let ctx = consumer.context();
+    match event {
+        own_fetch::Event::Chunk {
+            topic,
+            partition,
+            generation,
+            chunk,
+        } => deliver(ctx, &topic, partition, chunk, Some(generation)),
+        own_fetch::Event::GiveBack {
+            topic,
+            partition,
+            generation,
+            at,
+            why,
+        } => {
+            let paused = {
+                let mut reg = ctx.lock();
+                let Some(lane) = reg
+                    .lanes
+                    .get_mut(&topic)
+                    .and_then(|p| p.get_mut(&partition))
+                else {
+                    return;
+                };
+                if lane.fetch != FetchedBy::Own(generation) {
+                    return;
+                }
+                lane.fetch = FetchedBy::LibrdkafkaOnly;
+                lane.paused
+            };
+            ctx.metrics
+                .own_fetch
+                .handbacks
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(topic, partition, offset = at, reason = %why,
+                "librdkafka reads the partition again from where the own fetch path stopped");
+            if let Err(e) = consumer.seek(&topic, partition, Offset::Offset(at), SEEK_TIMEOUT) {
+                // librdkafka would resume from where the own path took the partition over and
+                // read records the lane has had again: stop rather than duplicate or skip.
+                ctx.factory.consumer_failed(format!(
+                    "cannot move the read position of {topic}/{partition} to offset {at} ({e}) after the own fetch path stopped: {why}"
+                ));
+                return;
+            }
+            if !paused {
+                let mut one = TopicPartitionList::new();
+                one.add_partition(&topic, partition);
+                if let Err(e) = consumer.resume(&one) {
+                    tracing::warn!(error = %e, "resume failed");
+                }
+            }
+        }
+    }
+}
+
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Partition leaders from librdkafka's metadata, for the own fetch path.
+fn leader_lookup(consumer: Weak<GroupConsumer>) -> own_fetch::LeaderLookup {
+    Box::new(move |topic: &str| {
+        let c = consumer.upgrade().ok_or("the consumer is closing")?;
+        let md = c
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        let brokers: HashMap<i32, String> = md
+            .brokers()
+            .iter()
+            .map(|b| (b.id(), format!("{}:{}", b.host(), b.port())))
+            .collect();
+        let mut leaders = own_fetch::Leaders::new();
+        for t in md.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                if p.error().is_none() {
+                    if let Some(addr) = brokers.get(&p.leader()) {
+                        leaders.insert(p.id(), addr.clone());
+                    }
+                }
+            }
+        }
+        Ok(leaders)
+    })
 }
 
 /// How long a round waits on the consumer's events while the batch queue is held: a lane
@@ -804,6 +1137,13 @@ fn dispatch(
             }
         }
     }
+    deliver(ctx, topic, partition, chunk, None);
+}
+
+/// Hands a chunk to its lane, or stashes it. `own`: the chunk comes from sluice's own fetch
+/// path under this generation, and is dropped unless the lane is still read that way under
+/// it; chunks from librdkafka are for lanes librdkafka reads.
+fn deliver(ctx: &SluiceContext, topic: &str, partition: i32, chunk: RecordChunk, own: Option<u64>) {
     let mut reg = ctx.lock();
     let exists = reg
         .lanes
@@ -825,6 +1165,36 @@ fn dispatch(
     let Some(lane) = reg.lanes.get_mut(topic).and_then(|p| p.get_mut(&partition)) else {
         return;
     };
+    let current = match (own, lane.fetch) {
+        (Some(g), FetchedBy::Own(now)) => g == now,
+        (Some(_), _) => false,
+        (None, FetchedBy::Own(_)) => false,
+        (None, _) => true,
+    };
+    if !current {
+        // A chunk of an earlier reading of the partition (revoked and assigned again, or
+        // handed between the paths): the lane reads on from a position after it or before
+        // it, so it is not the lane's. Nothing of it is committed.
+        tracing::debug!(
+            topic,
+            partition,
+            records = chunk.len(),
+            "records of an earlier reading of the partition dropped"
+        );
+        return;
+    }
+    if own.is_some() {
+        ctx.metrics
+            .own_fetch
+            .records
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if let Some(end) = chunk.log_end() {
+            ctx.metrics
+                .partition(&PartitionId::new(topic, partition))
+                .high_watermark
+                .fetch_max(end, Ordering::Relaxed);
+        }
+    }
     if lane.paused || !lane.stash.is_empty() {
         lane.stash.push_back(chunk);
         return;
@@ -873,7 +1243,12 @@ fn balance(consumer: &GroupConsumer, limit: usize, can_hold: bool) -> Pressure {
                 any_stashed = true;
             } else if lane.paused {
                 lane.paused = false;
-                resume.add_partition(topic, *partition);
+                match (lane.fetch, ctx.own.get()) {
+                    (FetchedBy::Own(_), Some(own)) => own.set_paused(topic, *partition, false),
+                    _ => {
+                        resume.add_partition(topic, *partition);
+                    }
+                }
             }
             if !lane.paused {
                 let stashed = lane.stash.iter().map(RecordChunk::byte_len).sum();
@@ -899,9 +1274,14 @@ fn balance(consumer: &GroupConsumer, limit: usize, can_hold: bool) -> Pressure {
             .collect()
     };
     for (topic, partition) in &to_pause {
-        pause.add_partition(topic, *partition);
         if let Some(lane) = reg.lanes.get_mut(topic).and_then(|p| p.get_mut(partition)) {
             lane.paused = true;
+            match (lane.fetch, ctx.own.get()) {
+                (FetchedBy::Own(_), Some(own)) => own.set_paused(topic, *partition, true),
+                _ => {
+                    pause.add_partition(topic, *partition);
+                }
+            }
         }
     }
     drop(reg);

@@ -1,0 +1,337 @@
+//! The two pieces of Kafka's wire protocol that sluice's own fetch path speaks: a Fetch
+//! request (version 4, the oldest Kafka 4 still serves and the first with `isolation_level`
+//! and the aborted-transaction lists) and its response, over a plain TCP connection.
+//!
+//! Nothing else is spoken here: metadata (which broker leads which partition), the group,
+//! offsets and commits stay with librdkafka (`own_fetch`). A response is read whole into one
+//! buffer and parsed in place: the partitions' record sets are slices of it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Fetch's API key and the version spoken.
+const FETCH: i16 = 1;
+const FETCH_VERSION: i16 = 4;
+/// A response larger than this is refused as garbage (the request asks for far less).
+const MAX_RESPONSE: usize = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("connection to broker {addr}: {source}")]
+    Io {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("broker {addr} sent a malformed fetch response: {why}")]
+    Malformed { addr: String, why: String },
+}
+
+/// One partition to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: i32,
+}
+
+/// Limits of a Fetch request.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    pub max_wait: Duration,
+    pub min_bytes: i32,
+    pub max_bytes: i32,
+}
+
+/// A connection to one broker.
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    client_id: String,
+    correlation: i32,
+    out: Vec<u8>,
+}
+
+impl Connection {
+    pub fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Self, WireError> {
+        let io = |source| WireError::Io {
+            addr: addr.to_string(),
+            source,
+        };
+        let mut last = None;
+        let addrs = std::net::ToSocketAddrs::to_socket_addrs(addr).map_err(io)?;
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true).map_err(io)?;
+                    return Ok(Connection {
+                        addr: addr.to_string(),
+                        stream,
+                        client_id: client_id.to_string(),
+                        correlation: 0,
+                        out: Vec::with_capacity(4096),
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(io(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+        })))
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends a read_committed Fetch request for `parts`; returns its correlation id.
+    pub fn send_fetch(
+        &mut self,
+        parts: &[FetchPartition],
+        limits: FetchLimits,
+    ) -> Result<i32, WireError> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let b = &mut self.out;
+        b.clear();
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&FETCH.to_be_bytes());
+        b.extend_from_slice(&FETCH_VERSION.to_be_bytes());
+        b.extend_from_slice(&self.correlation.to_be_bytes());
+        put_str(b, &self.client_id);
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // replica id: a consumer
+        let wait = i32::try_from(limits.max_wait.as_millis()).unwrap_or(i32::MAX);
+        b.extend_from_slice(&wait.to_be_bytes());
+        b.extend_from_slice(&limits.min_bytes.to_be_bytes());
+        b.extend_from_slice(&limits.max_bytes.to_be_bytes());
+        b.push(1); // isolation level: read_committed
+                   // Partitions grouped by topic, in the order given.
+        let mut topics: Vec<(&str, Vec<&FetchPartition>)> = Vec::new();
+        for p in parts {
+            match topics.iter_mut().find(|(t, _)| *t == p.topic) {
+                Some((_, v)) => v.push(p),
+                None => topics.push((&p.topic, vec![p])),
+            }
+        }
+        b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+        for (topic, ps) in &topics {
+            put_str(b, topic);
+            b.extend_from_slice(&(ps.len() as i32).to_be_bytes());
+            for p in ps {
+                b.extend_from_slice(&p.partition.to_be_bytes());
+                b.extend_from_slice(&p.offset.to_be_bytes());
+                b.extend_from_slice(&p.max_bytes.to_be_bytes());
+            }
+        }
+        let len = (b.len() - 4) as i32;
+        b[..4].copy_from_slice(&len.to_be_bytes());
+        let addr = &self.addr;
+        self.stream
+            .write_all(&self.out)
+            .map_err(|source| WireError::Io {
+                addr: addr.clone(),
+                source,
+            })?;
+        Ok(self.correlation)
+    }
+
+    /// Reads the response to request `correlation` into `buf` (replacing its contents),
+    /// waiting at most `timeout`.
+    pub fn read_response(
+        &mut self,
+        correlation: i32,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), WireError> {
+        let addr = self.addr.clone();
+        let io = |source| WireError::Io {
+            addr: addr.clone(),
+            source,
+        };
+        self.stream.set_read_timeout(Some(timeout)).map_err(io)?;
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).map_err(io)?;
+        let len = i32::from_be_bytes(len);
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| (4..=MAX_RESPONSE).contains(&l))
+            .ok_or_else(|| WireError::Malformed {
+                addr: addr.clone(),
+                why: format!("response size {len}"),
+            })?;
+        buf.clear();
+        buf.resize(len, 0);
+        self.stream.read_exact(buf).map_err(io)?;
+        let got = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        if got != correlation {
+            return Err(WireError::Malformed {
+                addr,
+                why: format!("correlation id {got}, expected {correlation}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
+    b.extend_from_slice(&len.to_be_bytes());
+    b.extend_from_slice(&s.as_bytes()[..len as usize]);
+}
+
+/// An aborted transaction of a fetched partition: its producer's records from `first_offset`
+/// on, up to the producer's abort marker, are not to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aborted {
+    pub producer_id: i64,
+    pub first_offset: i64,
+}
+
+/// One partition of a fetch response, its record set borrowed from the response buffer.
+#[derive(Debug)]
+pub struct FetchedPartition<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub error_code: i16,
+    pub high_watermark: i64,
+    /// -1 when the broker does not know it.
+    pub last_stable_offset: i64,
+    pub aborted: Vec<Aborted>,
+    pub records: &'a [u8],
+}
+
+/// Parses a Fetch v4 response (as read by [`Connection::read_response`], correlation id
+/// first).
+pub fn parse_fetch_response<'a>(buf: &'a [u8]) -> Result<Vec<FetchedPartition<'a>>, String> {
+    let mut r = Reader { b: buf, at: 0 };
+    r.i32()?; // correlation id
+    r.i32()?; // throttle time
+    let topics = r.count()?;
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let topic = r.str()?;
+        let parts = r.count()?;
+        for _ in 0..parts {
+            let partition = r.i32()?;
+            let error_code = r.i16()?;
+            let high_watermark = r.i64()?;
+            let last_stable_offset = r.i64()?;
+            let n = r.i32()?;
+            let mut aborted = Vec::with_capacity(n.clamp(0, 1024) as usize);
+            for _ in 0..n.max(0) {
+                let producer_id = r.i64()?;
+                let first_offset = r.i64()?;
+                aborted.push(Aborted {
+                    producer_id,
+                    first_offset,
+                });
+            }
+            let len = r.i32()?;
+            let records = if len < 0 {
+                &[][..]
+            } else {
+                r.take(len as usize)?
+            };
+            out.push(FetchedPartition {
+                topic,
+                partition,
+                error_code,
+                high_watermark,
+                last_stable_offset,
+                aborted,
+                records,
+            });
+        }
+    }
+    Ok(out)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
+        let Some(end) = end else {
+            return Err(format!(
+                "{n} bytes wanted at byte {} of {}",
+                self.at,
+                self.b.len()
+            ));
+        };
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    fn i16(&mut self) -> Result<i16, String> {
+        Ok(i16::from_be_bytes(self.array()?))
+    }
+
+    fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+
+    fn count(&mut self) -> Result<usize, String> {
+        let n = self.i32()?;
+        Ok(n.max(0) as usize)
+    }
+
+    fn str(&mut self) -> Result<&'a str, String> {
+        let n = self.i16()?;
+        let s = self.take(n.max(0) as usize)?;
+        std::str::from_utf8(s).map_err(|_| "topic name is not UTF-8".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_is_parsed_in_place_and_a_short_one_refused() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&7i32.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        put_str(&mut b, "t");
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&3i32.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&100i64.to_be_bytes());
+        b.extend_from_slice(&90i64.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&5i64.to_be_bytes());
+        b.extend_from_slice(&42i64.to_be_bytes());
+        b.extend_from_slice(&3i32.to_be_bytes());
+        b.extend_from_slice(b"abc");
+        let parts = parse_fetch_response(&b).unwrap();
+        assert_eq!(parts.len(), 1);
+        let p = &parts[0];
+        assert_eq!((p.topic, p.partition, p.error_code), ("t", 3, 0));
+        assert_eq!((p.high_watermark, p.last_stable_offset), (100, 90));
+        assert_eq!(
+            p.aborted,
+            vec![Aborted {
+                producer_id: 5,
+                first_offset: 42
+            }]
+        );
+        assert_eq!(p.records, b"abc");
+        assert!(parse_fetch_response(&b[..b.len() - 1]).is_err());
+    }
+}
