@@ -366,6 +366,9 @@ impl SluiceContext {
             tracing::warn!(error = %e, "resume of newly assigned partitions failed");
         }
         let mut starts: Vec<(String, i32, i64)> = Vec::new();
+        // The log-start lookups run in the rebalance callback: bounded all together, the
+        // partitions left over are handed over after their first records instead.
+        let lookups_until = Instant::now() + Duration::from_secs(2);
         for el in started.elements() {
             let (topic, partition) = (el.topic(), el.partition());
             let offset = assigned
@@ -373,10 +376,17 @@ impl SluiceContext {
                 .map(|a| a.offset());
             let start = match offset {
                 Some(Offset::Offset(n)) if n >= 0 => Some(n),
-                Some(Offset::Beginning) => consumer
-                    .fetch_watermarks(topic, partition, Duration::from_secs(2))
-                    .ok()
-                    .map(|(low, _)| low),
+                Some(Offset::Beginning) => {
+                    let left = lookups_until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        None
+                    } else {
+                        consumer
+                            .fetch_watermarks(topic, partition, left)
+                            .ok()
+                            .map(|(low, _)| low)
+                    }
+                }
                 _ => None,
             };
             if let Some(n) = start {
