@@ -396,34 +396,59 @@ impl SluiceContext {
         if starts.is_empty() {
             return;
         }
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition, _) in &starts {
-            tpl.add_partition(topic, *partition);
-        }
+        let tpl = partition_list(starts.iter().map(|(t, p, _)| (t.as_str(), *p)));
         if let Err(e) = consumer.pause(&tpl) {
             tracing::warn!(error = %e, "pause failed; librdkafka goes on reading the partitions");
             return;
         }
         let mut reg = self.lock();
         for (topic, partition, position) in starts {
-            let Some(lane) = reg
+            if let Some(lane) = reg
                 .lanes
                 .get_mut(&topic)
                 .and_then(|p| p.get_mut(&partition))
-            else {
-                continue;
-            };
-            let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-            lane.fetch = FetchedBy::Own(generation);
-            let headers = self.factory.reads_headers(&topic);
-            own.add(&topic, partition, generation, position, headers, false);
-            tracing::debug!(
-                topic,
-                partition,
-                position,
-                "partition read by the own fetch path from its start"
-            );
+            {
+                self.give_to_own(own, lane, &topic, partition, position);
+            }
         }
+    }
+
+    /// The own fetch path reads the lane's partition from `position` on, under a new
+    /// generation (librdkafka has it paused).
+    fn give_to_own(
+        &self,
+        own: &OwnFetch,
+        lane: &mut LaneState,
+        topic: &str,
+        partition: i32,
+        position: i64,
+    ) {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        lane.fetch = FetchedBy::Own(generation);
+        let headers = self.factory.reads_headers(topic);
+        own.add(topic, partition, generation, position, headers, lane.paused);
+        tracing::debug!(
+            topic,
+            partition,
+            position,
+            "partition read by the own fetch path"
+        );
+    }
+}
+
+/// A list of the given partitions, offsets unset.
+fn partition_list<'a>(parts: impl IntoIterator<Item = (&'a str, i32)>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in parts {
+        tpl.add_partition(topic, partition);
+    }
+    tpl
+}
+
+/// Resumes one partition in librdkafka.
+fn resume_one(consumer: &GroupConsumer, topic: &str, partition: i32) {
+    if let Err(e) = consumer.resume(&partition_list([(topic, partition)])) {
+        tracing::warn!(error = %e, "resume failed");
     }
 }
 
@@ -824,7 +849,7 @@ const OWN_EVENTS_PER_ROUND: usize = 16;
 fn hand_over(consumer: &GroupConsumer, fq: &FetchQueue) {
     let ctx = consumer.context();
     let Some(own) = ctx.own.get() else { return };
-    let mut ready: Vec<(String, i32, i64, bool)> = Vec::new();
+    let mut ready: Vec<(String, i32, i64)> = Vec::new();
     {
         let reg = ctx.lock();
         for (topic, parts) in &reg.lanes {
@@ -833,7 +858,7 @@ fn hand_over(consumer: &GroupConsumer, fq: &FetchQueue) {
                     continue;
                 }
                 if let Some(pos) = fq.cached_position(topic, *partition) {
-                    ready.push((topic.clone(), *partition, pos, lane.paused));
+                    ready.push((topic.clone(), *partition, pos));
                 }
             }
         }
@@ -841,13 +866,10 @@ fn hand_over(consumer: &GroupConsumer, fq: &FetchQueue) {
     if ready.is_empty() {
         return;
     }
-    let mut tpl = TopicPartitionList::new();
-    for (topic, partition, _, _) in &ready {
-        tpl.add_partition(topic, *partition);
-    }
+    let tpl = partition_list(ready.iter().map(|(t, p, _)| (t.as_str(), *p)));
     let paused = consumer.pause(&tpl);
     let mut reg = ctx.lock();
-    for (topic, partition, before, lane_paused) in ready {
+    for (topic, partition, before) in ready {
         let Some(lane) = reg
             .lanes
             .get_mut(&topic)
@@ -859,35 +881,20 @@ fn hand_over(consumer: &GroupConsumer, fq: &FetchQueue) {
         let position = fq.cached_position(&topic, partition);
         match (&paused, position) {
             (Ok(()), Some(position)) => {
-                let generation = ctx.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                lane.fetch = FetchedBy::Own(generation);
-                let headers = ctx.factory.reads_headers(&topic);
-                own.add(
-                    &topic,
-                    partition,
-                    generation,
-                    position,
-                    headers,
-                    lane_paused,
-                );
                 tracing::debug!(
                     topic,
                     partition,
-                    position,
                     before,
-                    "partition read by the own fetch path"
+                    "handing over after the first records"
                 );
+                ctx.give_to_own(own, lane, &topic, partition, position);
             }
             (result, _) => {
                 lane.fetch = FetchedBy::LibrdkafkaOnly;
                 tracing::warn!(topic, partition, error = ?result.as_ref().err(),
                     "partition stays with librdkafka: its read position could not be taken over");
-                if result.is_ok() && !lane_paused {
-                    let mut one = TopicPartitionList::new();
-                    one.add_partition(&topic, partition);
-                    if let Err(e) = consumer.resume(&one) {
-                        tracing::warn!(error = %e, "resume failed");
-                    }
+                if result.is_ok() && !lane.paused {
+                    resume_one(consumer, &topic, partition);
                 }
             }
         }
@@ -942,11 +949,7 @@ fn own_event(consumer: &GroupConsumer, event: own_fetch::Event) {
                 return;
             }
             if !paused {
-                let mut one = TopicPartitionList::new();
-                one.add_partition(&topic, partition);
-                if let Err(e) = consumer.resume(&one) {
-                    tracing::warn!(error = %e, "resume failed");
-                }
+                resume_one(consumer, &topic, partition);
             }
         }
     }

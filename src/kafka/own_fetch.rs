@@ -77,14 +77,7 @@ pub enum Event {
 }
 
 enum Command {
-    Add {
-        topic: String,
-        partition: i32,
-        generation: u64,
-        position: i64,
-        headers: bool,
-        paused: bool,
-    },
+    Add(Part),
     Remove {
         topic: String,
         partition: i32,
@@ -151,14 +144,16 @@ impl OwnFetch {
         headers: bool,
         paused: bool,
     ) {
-        self.send(Command::Add {
+        self.send(Command::Add(Part {
             topic: topic.to_string(),
             partition,
             generation,
             position,
             headers,
             paused,
-        });
+            leader: None,
+            hint: 64 << 10,
+        }));
     }
 
     /// Stops reading the partition (revoked); chunks already sent stay in the channel and are
@@ -267,26 +262,10 @@ impl Fetcher {
 
     fn apply(&mut self, c: Command) {
         match c {
-            Command::Add {
-                topic,
-                partition,
-                generation,
-                position,
-                headers,
-                paused,
-            } => {
+            Command::Add(part) => {
                 self.parts
-                    .retain(|p| !(p.partition == partition && p.topic == topic));
-                self.parts.push(Part {
-                    topic,
-                    partition,
-                    generation,
-                    position,
-                    headers,
-                    paused,
-                    leader: None,
-                    hint: 64 << 10,
-                });
+                    .retain(|p| !(p.partition == part.partition && p.topic == part.topic));
+                self.parts.push(part);
             }
             Command::Remove { topic, partition } => self
                 .parts
