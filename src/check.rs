@@ -125,13 +125,13 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
         }
         let Some(client) = &client else { continue };
         match plan_route(client, r).await {
-            Ok(plan) => {
+            Ok((plan, info)) => {
                 if r.delivery == crate::config::Delivery::ExactlyOnce {
                     let counts: std::collections::HashMap<String, usize> = partitions
                         .iter()
                         .map(|(t, p)| (t.clone(), p.unwrap_or(0)))
                         .collect();
-                    match crate::pipeline::exactly_once_guard(client, cfg, r, &counts).await {
+                    match crate::pipeline::exactly_once_guard(client, cfg, r, &info, &counts) {
                         Ok(a) => {
                             let _ = writeln!(
                                 out,

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::PartitionId;
-use crate::clickhouse::{self, ClickHouseSettings, Client};
+use crate::clickhouse::{self, ClickHouseSettings, Client, TableInfo};
 use crate::commit::Committer;
 use crate::config::{
     BadMessages, ClickHouseConfig, Config, Delivery, FetchPath, KafkaConfig, Route,
@@ -79,6 +79,8 @@ pub fn clickhouse_settings(c: &ClickHouseConfig) -> ClickHouseSettings {
 pub struct PreparedRoute {
     pub route: Route,
     pub table: TablePlan,
+    /// What the plan was made from; the exactly-once guard reads it too.
+    pub info: TableInfo,
 }
 
 /// The start-up checks of `sluice run`: the Kafka preflight ([`kafka_preflight`]) and
@@ -92,7 +94,7 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
     for p in &routes {
         let route = &p.route;
         if route.delivery == Delivery::ExactlyOnce {
-            let accepted = exactly_once_guard(&client, cfg, route, &partitions).await?;
+            let accepted = exactly_once_guard(&client, cfg, route, &p.info, &partitions)?;
             tracing::info!(route = %route.topic, table = %format!("{}.{}", route.database, route.table),
                 window = accepted.window, notes = ?accepted.notes, "exactly-once: the table deduplicates repeated inserts");
         }
@@ -105,45 +107,51 @@ async fn plan_routes(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
     let client = Client::connect(clickhouse_settings(&cfg.clickhouse))
         .await
         .context("ClickHouse")?;
-    let mut routes = Vec::new();
-    for route in &cfg.routes {
-        let table = plan_route(&client, route).await?;
-        routes.push(PreparedRoute {
+    // Side by side: each plan is a few round trips.
+    let planned =
+        futures::future::try_join_all(cfg.routes.iter().map(|r| plan_route(&client, r))).await?;
+    let routes = cfg
+        .routes
+        .iter()
+        .zip(planned)
+        .map(|(route, (table, info))| PreparedRoute {
             route: route.clone(),
             table,
-        });
-    }
+            info,
+        })
+        .collect();
     Ok((client, routes))
 }
 
-/// Refuses exactly-once (with the fix named) where the table cannot deduplicate repeats.
-/// The lanes counted are those of every route writing into the same table.
-pub async fn exactly_once_guard(
+/// Refuses exactly-once (with the fix named) where the table (`info`, from [`plan_route`])
+/// cannot deduplicate repeats. The lanes counted are those of every route writing into the
+/// same table.
+pub fn exactly_once_guard(
     client: &Client,
     cfg: &Config,
     route: &Route,
+    info: &TableInfo,
     partitions: &TopicPartitions,
 ) -> Result<exactly_once::Accepted> {
-    let info = client
-        .table_info(&route.database, &route.table)
-        .await
-        .with_context(|| route.label())?;
     let lanes: usize = cfg
         .routes
         .iter()
         .filter(|r| r.database == route.database && r.table == route.table)
         .map(|r| partitions.get(&r.topic).copied().unwrap_or(0).max(1))
         .sum();
-    exactly_once::check_table(&info, client.server(), lanes).map_err(Into::into)
+    exactly_once::check_table(info, client.server(), lanes).map_err(Into::into)
 }
 
-pub async fn plan_route(client: &Client, route: &Route) -> Result<TablePlan> {
+/// The route's table plan, and the table's engine information it was checked against. The
+/// table's engine and its columns are asked for side by side.
+pub async fn plan_route(client: &Client, route: &Route) -> Result<(TablePlan, TableInfo)> {
+    let (info, columns) = tokio::join!(
+        client.table_info(&route.database, &route.table),
+        client.table_columns(&route.database, &route.table)
+    );
     // A plain view answers every INSERT with NOT_IMPLEMENTED (48), which retries would meet
     // forever: refuse it before anything runs.
-    let info = client
-        .table_info(&route.database, &route.table)
-        .await
-        .with_context(|| route.label())?;
+    let info = info.with_context(|| route.label())?;
     if info.engine == "View" {
         anyhow::bail!(
             "{}: {}.{} is a view (CREATE VIEW), which takes no inserts; write into a table (a materialized view's source, or its TO table)",
@@ -152,10 +160,7 @@ pub async fn plan_route(client: &Client, route: &Route) -> Result<TablePlan> {
             route.table
         );
     }
-    let columns = client
-        .table_columns(&route.database, &route.table)
-        .await
-        .with_context(|| route.label())?;
+    let columns = columns.with_context(|| route.label())?;
     let server = client.server();
     let mut literal_defaults = HashMap::new();
     if !server.supports_row_binary_with_defaults {
@@ -171,7 +176,8 @@ pub async fn plan_route(client: &Client, route: &Route) -> Result<TablePlan> {
             }
         }
     }
-    schema::plan_table(route, &columns, server, &literal_defaults).map_err(Into::into)
+    let plan = schema::plan_table(route, &columns, server, &literal_defaults)?;
+    Ok((plan, info))
 }
 
 /// What a run did, for the final log line.

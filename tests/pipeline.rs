@@ -1710,3 +1710,58 @@ async fn the_own_fetch_path_hands_a_partition_back_to_librdkafka_exactly_where_i
         0
     );
 }
+
+/// A group that starts from the beginning of a partition whose first records were deleted
+/// (retention, `kafka-delete-records`): the own fetch path is handed the partition at its
+/// log start, looked up for all partitions at once, and reads every remaining record itself,
+/// without an out-of-range hand-back to librdkafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_own_fetch_path_starts_at_the_log_start_after_records_were_deleted() {
+    init_logs();
+    let (topic, table) = topic_with_table("logstart", 2, "id UInt64, s String").await;
+    produce_with(&producer_compressing("lz4"), &topic, json_rows(0..4000, 2));
+    // Each partition holds 2,000 records at offsets 0..2000; delete below 700 and 1,300.
+    let mut below = rdkafka::TopicPartitionList::new();
+    below
+        .add_partition_offset(&topic, 0, rdkafka::Offset::Offset(700))
+        .expect("partition 0");
+    below
+        .add_partition_offset(&topic, 1, rdkafka::Offset::Offset(1300))
+        .expect("partition 1");
+    let deleted = admin()
+        .delete_records(
+            &below,
+            &rdkafka::admin::AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("delete records");
+    for el in deleted.elements() {
+        assert!(el.error().is_ok(), "delete records: {:?}", el.error());
+    }
+    let kept = 4000 - 700 - 1300;
+    let cfg = sluice::config::from_str(&config(&unique("g"), &[(&topic, &topic)], ""), Vec::new())
+        .expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    assert_eq!(
+        wait_for_count(&table, kept, Duration::from_secs(60)).await,
+        kept
+    );
+    run.stop().await;
+    let records = metrics
+        .own_fetch
+        .records
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let handbacks = metrics
+        .own_fetch
+        .handbacks
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (records, handbacks),
+        (kept, 0),
+        "every remaining record read by the own path, none handed back"
+    );
+    assert_eq!(
+        ch(&format!("SELECT count(), uniqExact(id) FROM {table}")).await,
+        format!("{kept}\t{kept}\n")
+    );
+}

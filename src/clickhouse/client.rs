@@ -825,35 +825,38 @@ impl Client {
         // does not exist) or 107 (its metadata file is gone): seen in the test suite, where
         // tests create and drop tables side by side. Such an answer is about another table:
         // ask again, a few times.
-        let mut attempts = 0;
-        let rows: Vec<TableRow> = loop {
-            attempts += 1;
-            match self.query_rows(&sql).await {
-                Err(ChError::Server {
-                    code: Some(60 | 107),
-                    message,
-                    ..
-                }) if attempts < 5 && !message.contains(table) => {
-                    tracing::debug!(%message, "system.tables failed on another table; asking again");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+        let table_row = async {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match self.query_rows::<TableRow>(&sql).await {
+                    Err(ChError::Server {
+                        code: Some(60 | 107),
+                        message,
+                        ..
+                    }) if attempts < 5 && !message.contains(table) => {
+                        tracing::debug!(%message, "system.tables failed on another table; asking again");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    other => break other,
                 }
-                other => break other?,
             }
         };
-        let row = rows
+        // The server's defaults do not depend on the table: asked for side by side.
+        let defaults = self.query_rows::<SettingRow>(
+            "SELECT name, value FROM system.merge_tree_settings WHERE name IN \
+             ('non_replicated_deduplication_window', 'replicated_deduplication_window') \
+             FORMAT JSONEachRow",
+        );
+        let (rows, defaults) = tokio::join!(table_row, defaults);
+        let row = rows?
             .into_iter()
             .next()
             .ok_or_else(|| ChError::UnknownTable {
                 database: database.to_owned(),
                 table: table.to_owned(),
             })?;
-        let defaults: Vec<SettingRow> = self
-            .query_rows(
-                "SELECT name, value FROM system.merge_tree_settings WHERE name IN \
-                 ('non_replicated_deduplication_window', 'replicated_deduplication_window') \
-                 FORMAT JSONEachRow",
-            )
-            .await?;
+        let defaults = defaults?;
         let is_merge_tree = row.engine.ends_with("MergeTree");
         let effective = |name: &str| -> Option<u64> {
             if !is_merge_tree {

@@ -366,33 +366,25 @@ impl SluiceContext {
             tracing::warn!(error = %e, "resume of newly assigned partitions failed");
         }
         let mut starts: Vec<(String, i32, i64)> = Vec::new();
-        // The log-start lookups run in the rebalance callback: bounded all together, the
-        // partitions left over are handed over after their first records instead.
-        let lookups_until = Instant::now() + Duration::from_secs(2);
+        let mut from_beginning = TopicPartitionList::new();
         for el in started.elements() {
             let (topic, partition) = (el.topic(), el.partition());
-            let offset = assigned
+            match assigned
                 .find_partition(topic, partition)
-                .map(|a| a.offset());
-            let start = match offset {
-                Some(Offset::Offset(n)) if n >= 0 => Some(n),
+                .map(|a| a.offset())
+            {
+                Some(Offset::Offset(n)) if n >= 0 => starts.push((topic.to_string(), partition, n)),
                 Some(Offset::Beginning) => {
-                    let left = lookups_until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        None
-                    } else {
-                        consumer
-                            .fetch_watermarks(topic, partition, left)
-                            .ok()
-                            .map(|(low, _)| low)
-                    }
+                    // -2 as the timestamp of a ListOffsets request asks for the log start.
+                    // Beginning always converts; were it refused, the partition would be
+                    // handed over after its first records, like a failed lookup.
+                    let _ =
+                        from_beginning.add_partition_offset(topic, partition, Offset::Beginning);
                 }
-                _ => None,
-            };
-            if let Some(n) = start {
-                starts.push((topic.to_string(), partition, n));
+                _ => {}
             }
         }
+        starts.extend(log_starts(consumer, from_beginning));
         if starts.is_empty() {
             return;
         }
@@ -443,6 +435,35 @@ fn partition_list<'a>(parts: impl IntoIterator<Item = (&'a str, i32)>) -> TopicP
         tpl.add_partition(topic, partition);
     }
     tpl
+}
+
+/// The log-start offsets of `partitions`, in one ListOffsets request per leader (one lookup
+/// per partition took about 4 ms each, 34 of a narrow run's first 100 ms on 8 partitions). It
+/// runs in the rebalance callback, so it is bounded (2 s); a partition whose lookup failed is
+/// left out, and is handed over after its first records instead.
+fn log_starts<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: TopicPartitionList,
+) -> Vec<(String, i32, i64)> {
+    if partitions.count() == 0 {
+        return Vec::new();
+    }
+    match consumer.offsets_for_times(partitions, Duration::from_secs(2)) {
+        Ok(found) => found
+            .elements()
+            .iter()
+            .filter_map(|el| match (el.error(), el.offset()) {
+                (Ok(()), Offset::Offset(n)) if n >= 0 => {
+                    Some((el.topic().to_string(), el.partition(), n))
+                }
+                _ => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "log-start lookup failed; handing over after the first records");
+            Vec::new()
+        }
+    }
 }
 
 /// Resumes one partition in librdkafka.
