@@ -74,6 +74,9 @@ enum Command {
         /// Acknowledgements: 0 (fire and forget), 1 (leader), all (leader and in-sync replicas).
         #[arg(long, default_value = "all")]
         acks: produce::Acks,
+        /// Batch compression: none, gzip, snappy, lz4, zstd.
+        #[arg(long, default_value = "lz4")]
+        compression: produce::Codec,
         /// Use this top-level JSON field as the message key.
         #[arg(long)]
         key_field: Option<String>,
@@ -320,6 +323,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             target,
             topic,
             acks,
+            compression,
             key_field,
             partition,
             progress,
@@ -331,6 +335,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let opts = produce::ProduceOptions {
                 topic,
                 acks,
+                compression,
                 key_field,
                 partition,
                 files,

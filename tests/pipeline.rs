@@ -1640,20 +1640,22 @@ fn json_rows(ids: std::ops::Range<u64>, partitions: u64) -> impl Iterator<Item =
     })
 }
 
-/// sluice's own fetch path (the default on PLAINTEXT) reads uncompressed and LZ4 batches
-/// itself, and hands a partition back to librdkafka at the first batch it does not read
-/// (gzip): librdkafka reads on from exactly there, so every row is stored once, in order of
-/// both paths, and the other partition stays on the own path.
+/// sluice's own fetch path (the default on PLAINTEXT) reads uncompressed, LZ4, zstd and gzip
+/// batches itself, and hands a partition back to librdkafka at the first batch it does not
+/// read (snappy): librdkafka reads on from exactly there, so every row is stored once, in
+/// order of both paths, and the other partition stays on the own path.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_own_fetch_path_hands_a_partition_back_to_librdkafka_exactly_where_it_stopped() {
     init_logs();
     let (topic, table) = topic_with_table("ownfetch", 2, "id UInt64, s String").await;
-    produce_with(&producer_compressing("lz4"), &topic, json_rows(0..3000, 2));
-    produce_with(
-        &producer_compressing("none"),
-        &topic,
-        json_rows(3000..6000, 2),
-    );
+    for (codec, ids) in [
+        ("lz4", 0..2000),
+        ("none", 2000..4000),
+        ("zstd", 4000..5000),
+        ("gzip", 5000..6000),
+    ] {
+        produce_with(&producer_compressing(codec), &topic, json_rows(ids, 2));
+    }
     let cfg = sluice::config::from_str(&config(&unique("g"), &[(&topic, &topic)], ""), Vec::new())
         .expect("valid config");
     assert_eq!(cfg.kafka.fetch, sluice::config::FetchPath::Sluice);
@@ -1677,9 +1679,9 @@ async fn the_own_fetch_path_hands_a_partition_back_to_librdkafka_exactly_where_i
         (6000, 0),
         "every record read by the own path"
     );
-    // Partition 0 gets a gzip batch between LZ4 ones; partition 1 LZ4 only.
-    let gzip = json_rows(6000..7000, 2).filter(|m| m.partition == Some(0));
-    produce_with(&producer_compressing("gzip"), &topic, gzip);
+    // Partition 0 gets a snappy batch between LZ4 ones; partition 1 LZ4 only.
+    let snappy = json_rows(6000..7000, 2).filter(|m| m.partition == Some(0));
+    produce_with(&producer_compressing("snappy"), &topic, snappy);
     produce_with(
         &producer_compressing("lz4"),
         &topic,
@@ -1692,7 +1694,7 @@ async fn the_own_fetch_path_hands_a_partition_back_to_librdkafka_exactly_where_i
     );
     run.stop().await;
     let (records, handbacks) = own(&metrics);
-    assert_eq!(handbacks, 1, "partition 0 handed back at its gzip batch");
+    assert_eq!(handbacks, 1, "partition 0 handed back at its snappy batch");
     // Partition 1's later 1,000 rows came through the own path; partition 0's did not.
     assert_eq!(records, 7000);
     assert_eq!(

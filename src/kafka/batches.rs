@@ -8,9 +8,14 @@
 //! are skipped. A trailing partial batch (the broker cuts the response at its size limit) is
 //! left for the next fetch.
 //!
+//! Codecs read: none, LZ4, zstd and gzip. A compressed batch inflates into one buffer kept
+//! between batches; zstd and gzip are bounded ([`MAX_INFLATED`]), so a batch that would
+//! inflate beyond any batch a broker takes is not read but handed back (see below).
+//!
 //! What it does not read is said, never guessed: a batch in an older format, compressed with
-//! a codec other than LZ4, or malformed ends the read with the reason, at that batch's
-//! offset, and the caller hands the partition back to librdkafka from there (`own_fetch`).
+//! snappy (two framings in use, raw and xerial), inflating beyond [`MAX_INFLATED`], or
+//! malformed ends the read with the reason, at that batch's offset, and the caller hands the
+//! partition back to librdkafka from there (`own_fetch`).
 
 use std::collections::HashSet;
 
@@ -22,7 +27,12 @@ const ATTR_COMPRESSION: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
+const GZIP: i16 = 1;
 const LZ4: i16 = 3;
+const ZSTD: i16 = 4;
+/// The most one zstd or gzip batch may inflate to (the broker's `message.max.bytes` is 1 MiB
+/// compressed by default; records of JSON compress about 4-10 times).
+pub const MAX_INFLATED: usize = 256 << 20;
 
 /// One record, borrowed from the response (or the decompression buffer).
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +89,8 @@ pub struct Stop {
 #[derive(Default)]
 pub struct BatchReader {
     buf: Vec<u8>,
+    /// zstd and gzip batches inflate here (`buf` is LZ4's, kept at its size unzeroed).
+    inflated: Vec<u8>,
 }
 
 impl BatchReader {
@@ -159,6 +171,13 @@ impl BatchReader {
                     let n = lz4_frame(body, &mut self.buf).map_err(stop)?;
                     &self.buf[..n]
                 }
+                ZSTD => {
+                    let d = zstd::stream::read::Decoder::with_buffer(body)
+                        .map_err(|e| stop(format!("zstd: {e}")))?;
+                    inflate(d, &mut self.inflated).map_err(|e| stop(format!("zstd: {e}")))?
+                }
+                GZIP => inflate(flate2::read::GzDecoder::new(body), &mut self.inflated)
+                    .map_err(|e| stop(format!("gzip: {e}")))?,
                 other => return Err(stop(format!("compression codec {other} is not read"))),
             };
             let log_append = attrs & ATTR_LOG_APPEND_TIME != 0;
@@ -273,6 +292,20 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     i64::from_be_bytes(a)
+}
+
+/// Inflates a zstd or gzip batch body into `out` (its capacity reused), at most
+/// [`MAX_INFLATED`] bytes.
+fn inflate(r: impl std::io::Read, out: &mut Vec<u8>) -> Result<&[u8], String> {
+    use std::io::Read;
+    out.clear();
+    r.take(MAX_INFLATED as u64 + 1)
+        .read_to_end(out)
+        .map_err(|e| e.to_string())?;
+    if out.len() > MAX_INFLATED {
+        return Err(format!("inflates to more than {MAX_INFLATED} bytes"));
+    }
+    Ok(out)
 }
 
 /// Decompresses an LZ4 frame into `out` (kept at its size between calls, so nothing is
@@ -392,11 +425,7 @@ pub(crate) mod tests {
             put_varint(&mut body, r.len() as i64);
             body.extend_from_slice(&r);
         }
-        if attrs & ATTR_COMPRESSION == LZ4 {
-            let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
-            std::io::Write::write_all(&mut enc, &body).unwrap();
-            body = enc.finish().unwrap();
-        }
+        body = compress(attrs & ATTR_COMPRESSION, &body);
         let last = recs.last().map_or(0, |r| r.0) as i32;
         let mut b = Vec::new();
         b.extend_from_slice(&base.to_be_bytes());
@@ -414,6 +443,26 @@ pub(crate) mod tests {
         b.extend_from_slice(&(recs.len() as i32).to_be_bytes());
         b.extend_from_slice(&body);
         b
+    }
+
+    /// A batch body compressed as a producer does it.
+    fn compress(codec: i16, body: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        match codec {
+            LZ4 => {
+                let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                enc.write_all(body).unwrap();
+                enc.finish().unwrap()
+            }
+            ZSTD => zstd::stream::encode_all(body, 1).unwrap(),
+            GZIP => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(body).unwrap();
+                enc.finish().unwrap()
+            }
+            _ => body.to_vec(),
+        }
     }
 
     fn marker(base: i64, producer: i64, commit: bool) -> Vec<u8> {
@@ -494,6 +543,51 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn zstd_and_gzip_batches_are_read_between_others_and_from_their_middle() {
+        let recs = |n: i64| -> Vec<TestRecord<'static>> {
+            (0..n)
+                .map(|d| (d, None, Some(&b"{\"id\":1}"[..]), vec![]))
+                .collect()
+        };
+        let mut set = batch(0, ZSTD, -1, &recs(3));
+        set.extend(batch(3, GZIP, -1, &recs(2)));
+        set.extend(batch(5, LZ4, -1, &recs(2)));
+        set.extend(batch(7, ZSTD, -1, &recs(4)));
+        let mut reader = BatchReader::default();
+        let mut offsets = Vec::new();
+        let end = reader.read(&set, 0, &[], |r| offsets.push(r.offset));
+        assert_eq!(end.map_err(|s| s.why), Ok(11));
+        assert_eq!(offsets, (0..11).collect::<Vec<_>>());
+        // From inside the second zstd batch, with the same reader (buffers reused).
+        offsets.clear();
+        let end = reader.read(&set, 9, &[], |r| offsets.push(r.offset));
+        assert_eq!((end.map_err(|s| s.why), offsets), (Ok(11), vec![9, 10]));
+        // A damaged zstd body stops at its batch, after the batches before it.
+        let mut bad = batch(0, GZIP, -1, &recs(2));
+        let mut z = batch(2, ZSTD, -1, &recs(2));
+        z[HEADER_LEN] ^= 0xff; // the zstd frame's magic number
+        bad.extend(z);
+        let (end, got) = read_all(&bad, 0, &[]);
+        assert_eq!(got.len(), 2);
+        let stop = end.unwrap_err();
+        assert_eq!(stop.at, 2);
+        assert!(stop.why.contains("zstd"), "{}", stop.why);
+    }
+
+    #[test]
+    fn a_batch_inflating_beyond_the_bound_is_handed_back_not_read() {
+        // One record whose value is MAX_INFLATED zero bytes: a few KiB compressed.
+        let value = vec![0u8; MAX_INFLATED];
+        let set = batch(4, ZSTD, -1, &[(0, None, Some(&value[..]), vec![])]);
+        assert!(set.len() < MAX_INFLATED / 1000);
+        let (end, got) = read_all(&set, 4, &[]);
+        assert!(got.is_empty());
+        let stop = end.unwrap_err();
+        assert_eq!(stop.at, 4);
+        assert!(stop.why.contains("inflates to more than"), "{}", stop.why);
+    }
+
+    #[test]
     fn aborted_transactions_and_markers_are_skipped_but_read_past() {
         let t = ATTR_TRANSACTIONAL;
         let mut set = batch(0, t, 7, &[(0, None, Some(b"aborted"), vec![])]);
@@ -520,12 +614,13 @@ pub(crate) mod tests {
     #[test]
     fn what_is_not_read_stops_at_its_batch_with_the_reason() {
         let mut set = batch(0, 0, -1, &[(0, None, Some(b"a"), vec![])]);
-        set.extend(batch(1, 1, -1, &[(0, None, Some(b"gz"), vec![])]));
+        // Snappy (codec 2), body as is: not read, whatever its framing.
+        set.extend(batch(1, 2, -1, &[(0, None, Some(b"sn"), vec![])]));
         let (end, got) = read_all(&set, 0, &[]);
         assert_eq!(got.len(), 1);
         let stop = end.unwrap_err();
         assert_eq!(stop.at, 1);
-        assert!(stop.why.contains("compression codec 1"), "{}", stop.why);
+        assert!(stop.why.contains("compression codec 2"), "{}", stop.why);
         // A record cut short inside its batch.
         let mut bad = batch(5, 0, -1, &[(0, None, Some(b"abcdef"), vec![])]);
         let n = bad.len();

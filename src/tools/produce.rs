@@ -23,6 +23,44 @@ pub enum Acks {
     All,
 }
 
+/// The producer's batch compression (librdkafka's `compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Codec {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Gzip => "gzip",
+            Codec::Snappy => "snappy",
+            Codec::Lz4 => "lz4",
+            Codec::Zstd => "zstd",
+        }
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Codec::None),
+            "gzip" => Ok(Codec::Gzip),
+            "snappy" => Ok(Codec::Snappy),
+            "lz4" => Ok(Codec::Lz4),
+            "zstd" => Ok(Codec::Zstd),
+            other => Err(format!(
+                "{other:?} is not one of none, gzip, snappy, lz4, zstd"
+            )),
+        }
+    }
+}
+
 impl std::str::FromStr for Acks {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -38,6 +76,7 @@ impl std::str::FromStr for Acks {
 pub struct ProduceOptions {
     pub topic: String,
     pub acks: Acks,
+    pub compression: Codec,
     pub key_field: Option<String>,
     pub partition: Option<i32>,
     pub files: Vec<PathBuf>,
@@ -108,7 +147,7 @@ pub fn produce(base: &ClientConfig, opts: &ProduceOptions) -> Result<ProduceRepo
     }
     cfg.set("linger.ms", "20");
     cfg.set("batch.size", "1000000");
-    cfg.set("compression.type", "lz4");
+    cfg.set("compression.type", opts.compression.as_librdkafka());
     let counting = Arc::new(Counting {
         acked: AtomicU64::new(0),
         failed: AtomicU64::new(0),
