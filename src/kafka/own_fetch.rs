@@ -8,11 +8,11 @@
 //!
 //! What stays with librdkafka: the group (membership, assignment, heartbeats), the start
 //! position of each partition, commits, metadata, and every case this path does not handle.
-//! A partition is handed over once librdkafka has delivered its first messages (so its start
-//! position, committed offset or `auto_offset_reset`, is librdkafka's): the poll thread
-//! pauses it in librdkafka and gives it here with librdkafka's read position. Anything this
-//! path does not read (a broker error, a lost connection, a codec other than LZ4, an old
-//! message format, TLS or SASL, which it never speaks) hands the partition back: the poll
+//! A partition is handed over where its start is known (its committed offset, or the log
+//! start), before librdkafka fetches anything, or else once librdkafka has delivered its first
+//! messages, at librdkafka's read position; the poll thread pauses it in librdkafka first.
+//! Anything this path does not read (a broker error, a lost connection, a snappy batch, an
+//! old message format, TLS or SASL, which it never speaks) hands the partition back: the poll
 //! thread seeks librdkafka to the exact offset this path stopped at and resumes it there for
 //! the rest of the assignment. So the offsets the lanes see are contiguous across both
 //! paths, and nothing is read twice or skipped.
@@ -20,6 +20,12 @@
 //! Every partition given here carries a generation; chunks and hand-backs carry it too, and
 //! the poll thread drops those of an older generation (a partition revoked and assigned
 //! again must not receive the old assignment's records).
+//!
+//! Order: every request lists the partitions in the same order, and a broker fills its
+//! response in that order up to the size limit, so a backlog drains a few partitions at a
+//! time, as it does with librdkafka here. Rotating the order (the served partitions to the
+//! back, as the Java client does) was measured and not kept: every lane then holds a batch at
+//! once, and the memory budget cuts them smaller (README, "Who fetches the records").
 //!
 //! Backpressure: chunks go to the poll thread over a bounded channel; when the poll thread
 //! holds (the lanes are behind), this thread blocks on it and sends no fetch. A stalled lane's
