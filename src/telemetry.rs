@@ -52,6 +52,9 @@ pub struct Metrics {
     budget: std::sync::OnceLock<Arc<crate::budget::MemoryBudget>>,
     /// What sluice's own fetch path did (`kafka/own_fetch.rs`).
     pub own_fetch: OwnFetchCounters,
+    /// Errors librdkafka handed the consumer (it retries them by itself; the log says each
+    /// kind once per 30 s, this counts every one).
+    pub consumer_errors: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -193,7 +196,7 @@ impl Metrics {
             }
         }
         drop(parts);
-        let own: [(&str, &str, &AtomicU64); 2] = [
+        let own: [(&str, &str, &AtomicU64); 3] = [
             (
                 "sluice_own_fetch_records_total",
                 "Records read by sluice's own fetch path (kafka.fetch)",
@@ -203,6 +206,11 @@ impl Metrics {
                 "sluice_own_fetch_handbacks_total",
                 "Partitions the own fetch path handed back to librdkafka (see the log for why)",
                 &self.own_fetch.handbacks,
+            ),
+            (
+                "sluice_consumer_errors_total",
+                "Errors librdkafka reported to the consumer, each counted (a steady rise with a partition's lag growing: that partition is stuck, see the log)",
+                &self.consumer_errors,
             ),
         ];
         for (name, help, v) in own {

@@ -1767,3 +1767,44 @@ async fn the_own_fetch_path_starts_at_the_log_start_after_records_were_deleted()
         format!("{kept}\t{kept}\n")
     );
 }
+
+/// Errors librdkafka reports to the consumer are counted (`sluice_consumer_errors_total`),
+/// not only logged once per 30 s: a route whose topic does not exist gets
+/// UNKNOWN_TOPIC_OR_PART again and again, while the other route's rows keep landing.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_errors_are_counted_while_the_run_goes_on() {
+    init_logs();
+    let (topic, table) = topic_with_table("cerr", 1, "id UInt64, s String").await;
+    let missing = unique("missing");
+    let cfg = sluice::config::from_str(
+        &config(&unique("g"), &[(&topic, &topic), (&missing, &topic)], ""),
+        Vec::new(),
+    )
+    .expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    produce_with(&producer_compressing("lz4"), &topic, json_rows(0..500, 1));
+    assert_eq!(
+        wait_for_count(&table, 500, Duration::from_secs(60)).await,
+        500
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let errors = || {
+        metrics
+            .consumer_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    while errors() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rendered = metrics.render();
+    run.stop().await;
+    assert!(errors() >= 1, "no consumer error counted");
+    let exported = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_consumer_errors_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        exported.is_some_and(|n| n >= 1),
+        "sluice_consumer_errors_total: {exported:?}\n{rendered}"
+    );
+}

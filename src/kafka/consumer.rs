@@ -770,6 +770,7 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
             match consumer.poll(wait) {
                 None => break,
                 Some(Err(e)) => {
+                    ctx.metrics.consumer_errors.fetch_add(1, Ordering::Relaxed);
                     match fatal_consumer_error(&e) {
                         Some(why) => ctx.factory.consumer_failed(why),
                         None => errors.report(e.to_string()),
@@ -810,6 +811,7 @@ fn poll_loop(owned: Owned, stop: Arc<AtomicBool>, limits: ConsumerLimits) {
             for i in 0..batch.len() {
                 let Some(m) = batch.get(i) else { continue };
                 if let Some(text) = m.error() {
+                    ctx.metrics.consumer_errors.fetch_add(1, Ordering::Relaxed);
                     errors.report(text);
                     continue;
                 }
