@@ -189,6 +189,18 @@ impl Registry {
         self.lanes.values().map(|m| m.len()).sum()
     }
 
+    fn has(&self, topic: &str, partition: i32) -> bool {
+        self.lanes
+            .get(topic)
+            .is_some_and(|p| p.contains_key(&partition))
+    }
+
+    fn lane_mut(&mut self, topic: &str, partition: i32) -> Option<&mut LaneState> {
+        self.lanes
+            .get_mut(topic)
+            .and_then(|p| p.get_mut(&partition))
+    }
+
     /// Lanes read by the own fetch path.
     fn own_count(&self) -> usize {
         self.lanes
@@ -251,10 +263,7 @@ impl ClientContext for SluiceContext {
 
 impl SluiceContext {
     fn has_lane(&self, topic: &str, partition: i32) -> bool {
-        self.lock()
-            .lanes
-            .get(topic)
-            .is_some_and(|p| p.contains_key(&partition))
+        self.lock().has(topic, partition)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -395,11 +404,7 @@ impl SluiceContext {
         }
         let mut reg = self.lock();
         for (topic, partition, position) in starts {
-            if let Some(lane) = reg
-                .lanes
-                .get_mut(&topic)
-                .and_then(|p| p.get_mut(&partition))
-            {
+            if let Some(lane) = reg.lane_mut(&topic, partition) {
                 self.give_to_own(own, lane, &topic, partition, position);
             }
         }
@@ -541,11 +546,7 @@ impl ConsumerContext for SluiceContext {
             let mut reg = self.lock();
             let mut started = TopicPartitionList::new();
             for el in tpl.elements() {
-                let exists = reg
-                    .lanes
-                    .get(el.topic())
-                    .is_some_and(|p| p.contains_key(&el.partition()));
-                if !exists {
+                if !reg.has(el.topic(), el.partition()) {
                     self.start_lane(&mut reg, el.topic(), el.partition());
                     started.add_partition(el.topic(), el.partition());
                 }
@@ -893,11 +894,7 @@ fn hand_over(consumer: &GroupConsumer, fq: &FetchQueue) {
     let paused = consumer.pause(&tpl);
     let mut reg = ctx.lock();
     for (topic, partition, before) in ready {
-        let Some(lane) = reg
-            .lanes
-            .get_mut(&topic)
-            .and_then(|p| p.get_mut(&partition))
-        else {
+        let Some(lane) = reg.lane_mut(&topic, partition) else {
             continue;
         };
         // The position again, now that nothing more of the partition can be handed out.
@@ -944,11 +941,7 @@ fn own_event(consumer: &GroupConsumer, event: own_fetch::Event) {
         } => {
             let paused = {
                 let mut reg = ctx.lock();
-                let Some(lane) = reg
-                    .lanes
-                    .get_mut(&topic)
-                    .and_then(|p| p.get_mut(&partition))
-                else {
+                let Some(lane) = reg.lane_mut(&topic, partition) else {
                     return;
                 };
                 if lane.fetch != FetchedBy::Own(generation) {
@@ -1181,11 +1174,7 @@ fn dispatch(
 /// it; chunks from librdkafka are for lanes librdkafka reads.
 fn deliver(ctx: &SluiceContext, topic: &str, partition: i32, chunk: RecordChunk, own: Option<u64>) {
     let mut reg = ctx.lock();
-    let exists = reg
-        .lanes
-        .get(topic)
-        .is_some_and(|p| p.contains_key(&partition));
-    if !exists {
+    let Some(lane) = reg.lane_mut(topic, partition) else {
         // Lanes start in the assign callback, before librdkafka fetches anything for them;
         // a partition without one was revoked a moment ago and its fetched messages were still
         // in flight. They are not ours to store: nothing of them is committed, so the
@@ -1196,9 +1185,6 @@ fn deliver(ctx: &SluiceContext, topic: &str, partition: i32, chunk: RecordChunk,
             records = chunk.len(),
             "records of a revoked partition dropped; its next owner reads them"
         );
-        return;
-    }
-    let Some(lane) = reg.lanes.get_mut(topic).and_then(|p| p.get_mut(&partition)) else {
         return;
     };
     let current = match (own, lane.fetch) {
