@@ -33,7 +33,7 @@ use bytes::Bytes;
 use crate::checkpoint::OffsetRange;
 use crate::clickhouse::client::InsertBody;
 use crate::clickhouse::compress::Packing;
-use crate::clickhouse::native_lz4::{self, BLOCK_SIZE};
+use crate::clickhouse::native_lz4::{self, Method, BLOCK_SIZE};
 use crate::config::BatchLimits;
 use crate::kafka::records::OwnedRecord;
 
@@ -76,21 +76,64 @@ pub const MMAP_THRESHOLD: usize = 8 << 20;
 const PACKED_CAPACITY: usize = 16 << 20;
 const _: () = assert!(PACKED_CAPACITY > MMAP_THRESHOLD);
 
-/// Rows compressed so far: whole LZ4 blocks and how many uncompressed bytes went into them.
+/// Rows compressed so far: whole blocks and how many uncompressed bytes went into them.
 #[derive(Debug)]
 struct Packed {
     blocks: Vec<u8>,
     raw: usize,
+    /// LZ4, or stored for a guarded stream on an uncompressed wire.
+    method: Method,
+}
+
+impl Packed {
+    fn new(capacity: usize, method: Method) -> Self {
+        Packed {
+            blocks: Vec::with_capacity(capacity),
+            raw: 0,
+            method,
+        }
+    }
 }
 
 impl Packed {
     /// Compresses `rows` as blocks of at most [`BLOCK_SIZE`].
     fn append(&mut self, rows: &[u8]) -> std::io::Result<()> {
         for block in rows.chunks(BLOCK_SIZE) {
-            native_lz4::append_block(&mut self.blocks, block)?;
+            native_lz4::append_block_as(&mut self.blocks, block, self.method)?;
         }
         self.raw += rows.len();
         Ok(())
+    }
+
+    /// Compresses whole blocks of `rows` (the uncompressed rows from `self.raw` on) that each
+    /// end strictly inside a row, never where one of `row_ends` (every row's end, from the
+    /// batch's first row) says a row ends: a block that would is made a byte or more
+    /// shorter (or, where every byte back to its start ends a row of one byte, longer, up to
+    /// the first byte inside a longer row). Returns how many bytes of `rows` went into
+    /// blocks; the rest (less than a block, or only one-byte rows) waits.
+    fn append_inside_rows(&mut self, rows: &[u8], row_ends: &[usize]) -> std::io::Result<usize> {
+        let base = self.raw;
+        let ends_a_row = |at: usize| row_ends.binary_search(&(base + at)).is_ok();
+        let mut start = 0;
+        while rows.len() - start >= BLOCK_SIZE {
+            let mut end = start + BLOCK_SIZE;
+            while end > start && ends_a_row(end) {
+                end -= 1;
+            }
+            if end == start {
+                end = start + BLOCK_SIZE + 1;
+                while end < rows.len() && ends_a_row(end) {
+                    end += 1;
+                }
+                if end >= rows.len() {
+                    break;
+                }
+            }
+            native_lz4::append_block_as(&mut self.blocks, &rows[start..end], self.method)?;
+            start = end;
+        }
+        self.raw += start;
+        Ok(start)
     }
 }
 
@@ -101,6 +144,9 @@ pub struct Batch {
     packed: Option<Packed>,
     /// Streaming: uncompressed bytes of the rows already taken out for the stream.
     streamed: Option<usize>,
+    /// Streaming guarded blocks (`clickhouse::Streaming::Guarded`) of this method: the rows
+    /// leave as blocks that each end inside a row, the last one only at `seal`.
+    guarded: Option<Method>,
     /// Where each row ends in the uncompressed rows.
     row_ends: Vec<usize>,
     row_offsets: Vec<i64>,
@@ -134,9 +180,20 @@ impl Batch {
     }
 
     /// From now on the rows leave the batch through [`Batch::take_streamed`] instead of being
-    /// held: as they are encoded, or, in a packed batch, as its LZ4 blocks.
-    pub fn start_streaming(&mut self) {
+    /// held: as they are encoded, or, in a packed batch, as its LZ4 blocks. `guarded`: as
+    /// blocks of that method whatever the packing, every block ending strictly inside a row
+    /// (a server that stores what it parsed of a cut-off body, `clickhouse::stream`); the
+    /// block that holds the end of the batch's last row is made only at [`Batch::seal`], so
+    /// it can leave after the in-flight record. Only for a batch not packed yet
+    /// ([`Batch::is_packed`]): blocks packed before do not know rows.
+    pub fn start_streaming(&mut self, guarded: Option<Method>) {
         self.streamed.get_or_insert(0);
+        self.guarded = guarded.filter(|_| self.packed.is_none());
+    }
+
+    /// Whether rows were compressed already ([`Batch::pack`]).
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
     }
 
     /// A streaming batch's rows since the last call, once there are `min` bytes of them (and
@@ -151,7 +208,7 @@ impl Batch {
         let Some(sent) = self.streamed.as_mut() else {
             return Ok(None);
         };
-        if self.packed.is_none() {
+        if self.packed.is_none() && self.guarded.is_none() {
             if self.body.is_empty() || self.body.len() < min {
                 return Ok(None);
             }
@@ -229,17 +286,25 @@ impl Batch {
     /// frees the row buffer down to a chunk's worth. An error (a block over 4 GiB, which
     /// cannot happen) leaves the batch unusable and the lane stops without committing it.
     pub fn pack(&mut self) -> std::io::Result<()> {
-        if self.streamed.is_some() && self.packed.is_none() {
+        if self.streamed.is_some() && self.packed.is_none() && self.guarded.is_none() {
             // Streaming uncompressed rows: nothing is held to compress.
             return Ok(());
         }
         let first = self.packed.is_none();
-        let packed = self.packed.get_or_insert_with(|| Packed {
-            blocks: Vec::with_capacity(PACKED_CAPACITY.max(self.body.len() / 4 + BLOCK_SIZE)),
-            raw: 0,
+        let method = self.guarded.unwrap_or(Method::Lz4);
+        let packed = self.packed.get_or_insert_with(|| {
+            Packed::new(
+                PACKED_CAPACITY.max(self.body.len() / 4 + BLOCK_SIZE),
+                method,
+            )
         });
-        let whole = self.body.len() - self.body.len() % BLOCK_SIZE;
-        packed.append(&self.body[..whole])?;
+        let whole = if self.guarded.is_some() {
+            packed.append_inside_rows(&self.body, &self.row_ends)?
+        } else {
+            let whole = self.body.len() - self.body.len() % BLOCK_SIZE;
+            packed.append(&self.body[..whole])?;
+            whole
+        };
         if first {
             // The next rows come a chunk (about 1 MiB of records) at a time.
             let mut rest = Vec::with_capacity(2 * 1024 * 1024);
@@ -395,9 +460,26 @@ impl Batch {
         self.dead_bytes = 0;
         let raw_len = self.raw_len();
         let streamed = self.streamed.take().is_some();
-        let (body, packed_raw) = match self.packed.take() {
+        let guarded = self.guarded.take();
+        let packed = match (self.packed.take(), guarded) {
+            (None, Some(method)) => Some(Packed::new(self.body.len() + 64, method)),
+            (other, _) => other,
+        };
+        let (body, packed_raw) = match packed {
             // The next batch starts small; `recycle` hands this buffer back once stored.
             None => (Bytes::from(std::mem::take(&mut self.body)), None),
+            Some(mut packed) if guarded.is_some() => {
+                // Blocks inside rows while a whole one is left, then the rest as the last
+                // block, the one that ends the last row.
+                let done = packed.append_inside_rows(&self.body, &self.row_ends)?;
+                if done < self.body.len() {
+                    let method = packed.method;
+                    native_lz4::append_block_as(&mut packed.blocks, &self.body[done..], method)?;
+                }
+                packed.raw = raw_len;
+                self.body.clear();
+                (Bytes::from(packed.blocks), Some(packed.raw))
+            }
             Some(mut packed) => {
                 packed.append(&self.body)?;
                 self.body.clear();
@@ -703,7 +785,7 @@ mod tests {
         add_rows(&mut b, 0..300);
         assert!(b.budget_would_cut(600_000, Some(601)));
         assert!(!b.budget_would_cut(600_000, Some(600)), "the rest fits");
-        b.start_streaming();
+        b.start_streaming(None);
         let mut sent = Vec::new();
         // Under `min`: nothing leaves yet.
         assert!(b.take_streamed(400_000, 1024).unwrap().is_none());
@@ -737,7 +819,7 @@ mod tests {
         let mut b = Batch::default();
         add_rows(&mut b, 0..600);
         b.pack().unwrap();
-        b.start_streaming();
+        b.start_streaming(None);
         let mut blocks = b.take_streamed(0, 1024).unwrap().unwrap().to_vec();
         add_rows(&mut b, 600..1000);
         blocks.extend_from_slice(&b.take_streamed(0, 1024).unwrap().unwrap());
@@ -748,6 +830,102 @@ mod tests {
         add_rows(&mut plain, 0..1010);
         assert_eq!(decode(&blocks), plain.body);
         assert_eq!(s.raw_len(), 1_010_000);
+    }
+
+    /// Where each block of a body of ClickHouse LZ4 blocks ends in the uncompressed rows.
+    fn block_ends(mut body: &[u8]) -> Vec<usize> {
+        let field = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let mut ends = Vec::new();
+        let mut raw = 0;
+        while !body.is_empty() {
+            let (size, len) = (field(body, 17) as usize, field(body, 21) as usize);
+            raw += len;
+            ends.push(raw);
+            body = &body[16 + size..];
+        }
+        ends
+    }
+
+    fn add_sized(b: &mut Batch, offsets: std::ops::Range<i64>, len: usize) {
+        for offset in offsets {
+            let fill = (offset % 251) as u8;
+            let end = b.body_mut().len() + len;
+            b.body_mut().resize(end, fill);
+            b.row_done(offset);
+        }
+    }
+
+    #[test]
+    fn a_guarded_stream_ends_no_block_but_the_last_where_a_row_ends() {
+        // Rows of 1 KiB: every 256 KiB block would end exactly where a row ends.
+        let mut b = Batch::default();
+        add_sized(&mut b, 0..600, 1024);
+        b.start_streaming(Some(Method::Lz4));
+        let mut sent = b.take_streamed(0, 1024).unwrap().unwrap().to_vec();
+        add_sized(&mut b, 600..1100, 1024);
+        sent.extend_from_slice(&b.take_streamed(0, 1024).unwrap().unwrap());
+        let before_seal = block_ends(&sent);
+        add_sized(&mut b, 1100..1124, 1024);
+        let s = b.seal().unwrap().unwrap();
+        sent.extend_from_slice(&s.stream_tail().unwrap());
+        let ends = block_ends(&sent);
+        assert!(before_seal.len() >= 3, "{before_seal:?}");
+        assert_eq!(ends[..before_seal.len()], before_seal[..]);
+        assert_eq!(
+            ends.last(),
+            Some(&(1124 * 1024)),
+            "the last block ends the last row"
+        );
+        for e in &ends[..ends.len() - 1] {
+            assert_ne!(
+                e % 1024,
+                0,
+                "a block before the last ends where a row ends: {ends:?}"
+            );
+        }
+        let mut plain = Batch::default();
+        add_sized(&mut plain, 0..1124, 1024);
+        assert_eq!(
+            decode(&sent),
+            plain.body,
+            "the stream carried exactly the rows"
+        );
+        assert_eq!((s.rows(), s.raw_len()), (1124, 1124 * 1024));
+        assert!(
+            b.guarded.is_none() && b.streamed.is_none(),
+            "the batcher starts over"
+        );
+    }
+
+    #[test]
+    fn a_guarded_stream_of_one_byte_rows_holds_them_to_its_last_block() {
+        // No byte of these rows lies inside a row: nothing can leave before the end. Stored
+        // blocks (an uncompressed wire) are cut the same way.
+        let mut b = Batch::default();
+        add_sized(&mut b, 0..300_000, 1);
+        b.start_streaming(Some(Method::Stored));
+        assert!(b.take_streamed(0, 1024).unwrap().is_none());
+        // Rows of two bytes after them: blocks can end inside those.
+        add_sized(&mut b, 300_000..600_000, 2);
+        let sent = b.take_streamed(0, 1024).unwrap().unwrap().to_vec();
+        let s = b.seal().unwrap().unwrap();
+        let mut all = sent.clone();
+        all.extend_from_slice(&s.stream_tail().unwrap());
+        let ends = block_ends(&all);
+        assert!(block_ends(&sent).len() >= 2);
+        assert!(*ends.first().unwrap() > 300_000, "{ends:?}");
+        for e in &ends[..ends.len() - 1] {
+            assert_eq!(
+                (e - 300_000) % 2,
+                1,
+                "a block ends where a row ends: {ends:?}"
+            );
+        }
+        assert_eq!(ends.last(), Some(&900_000));
+        let mut plain = Batch::default();
+        add_sized(&mut plain, 0..300_000, 1);
+        add_sized(&mut plain, 300_000..600_000, 2);
+        assert_eq!(decode(&all), plain.body);
     }
 
     #[test]

@@ -203,12 +203,16 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
 /// share of `batch_memory`: streamed, held compressed, or cut at the share.
 fn insert_plan(c: &crate::clickhouse::Client) -> String {
     use crate::clickhouse::compress::{Encoding, Packing};
+    use crate::clickhouse::Streaming;
     let wire = match c.encoding() {
         Encoding::Identity => "uncompressed bodies",
         Encoding::Lz4 => "LZ4 bodies",
         Encoding::Gzip => "gzip bodies",
     };
-    let large = if c.streams_inserts() {
+    let large = if let Streaming::Guarded { .. } = c.streaming() {
+        "streamed while they fill, in checksummed blocks that each end inside a row (this \
+         server stores what it parsed of a body cut off at a row's end)"
+    } else if c.streams_inserts() {
         "streamed while they fill"
     } else {
         match c.packing() {

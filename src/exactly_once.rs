@@ -13,9 +13,11 @@
 //!    the repeat as a duplicate; if not, it stores it now. Either way: once.
 //!    A streamed insert (`lane.rs`) names its range by the first offset and a nonce, since
 //!    its URL goes out before the range's end is known; its record (step 2) carries the nonce
-//!    and is committed after the last row, before the body's last chunk, and ClickHouse
-//!    stores nothing of a body that never got that chunk. A recorded streamed range is
-//!    re-formed as a held batch with the recorded token.
+//!    and is committed once the range is closed, before the rows that end it and the body's
+//!    last chunk are sent, and ClickHouse stores nothing of a body that never got its end (on
+//!    18.16, which stores a body cut off where a row ends, because every block of a guarded
+//!    stream but the last ends inside a row: `clickhouse::stream`). A recorded streamed range
+//!    is re-formed as a held batch with the recorded token.
 //! 5. A revoked lane is fenced: it can no longer commit, so it can neither record a new range
 //!    nor move the offset; anything it still sends is a range it recorded, which the new owner
 //!    re-forms with the same token.

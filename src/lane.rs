@@ -14,8 +14,8 @@
 //!
 //! A batch the memory budget would cut short is streamed where the server allows it: its
 //! INSERT opens then and its rows leave as they are encoded (`clickhouse::stream`). ClickHouse
-//! stores such an insert only once its body ends, which the lane does only after the range is
-//! recorded (exactly-once); any failure of the stream is answered by reading the range back
+//! stores such an insert only once its body ends (on 18.16 by the guarded framing there),
+//! and the rows that end it go only after the range is recorded (exactly-once); any failure of the stream is answered by reading the range back
 //! from Kafka and storing it as a held batch with the stream's token, so the guarantee above
 //! is the same for both.
 //!
@@ -34,7 +34,9 @@ use crate::checkpoint::{Inflight, OffsetRange, PartitionId};
 use crate::clickhouse::client::InsertBody;
 use crate::clickhouse::compress::Packing;
 use crate::clickhouse::retry::Backoff;
-use crate::clickhouse::{Client, InsertError, InsertFormat, InsertRequest, InsertStream};
+use crate::clickhouse::{
+    Client, InsertError, InsertFormat, InsertRequest, InsertStream, Streaming,
+};
 use crate::commit::{CommitError, Committer};
 use crate::config::{BadMessages, Delivery, Route};
 use crate::decode::json::{encode_json_row, MessageMeta, RowPlan};
@@ -513,13 +515,19 @@ impl Lane {
         self.store(sealed, whole_token).await
     }
 
-    /// Streaming needs a server that allows it (see `Client::streams_inserts`) and a mode
-    /// that does not commit before inserting; a range being re-formed is held, up to and
-    /// including the moment its last message arrives.
+    /// Streaming needs a server that allows it (see `Client::streaming`) and a mode that does
+    /// not commit before inserting; a range being re-formed is held, up to and including the
+    /// moment its last message arrives. A guarded stream also needs every batch of the route
+    /// to fit one of the server's insert blocks, and a batch not packed yet.
     fn can_stream(&self) -> bool {
-        self.rt.client.streams_inserts()
-            && self.rt.route.delivery != Delivery::AtMostOnce
-            && self.reforming.is_none()
+        let server_allows = match self.rt.client.streaming() {
+            Streaming::Off => false,
+            Streaming::Safe => true,
+            Streaming::Guarded { max_rows, .. } => {
+                self.rt.route.batch.max_rows as u64 <= max_rows && !self.batch.is_packed()
+            }
+        };
+        server_allows && self.rt.route.delivery != Delivery::AtMostOnce && self.reforming.is_none()
     }
 
     fn stream_token(&self, first: i64, nonce: u64) -> String {
@@ -549,9 +557,14 @@ impl Lane {
             body: bytes::Bytes::new().into(),
             dedup_token: Some(self.stream_token(first, nonce)),
         };
-        // A packed batch (a compressed wire) streams its LZ4 blocks.
-        let packed = self.rt.client.packing() == Packing::Always;
-        self.batch.start_streaming();
+        // A packed batch (a compressed wire) streams its LZ4 blocks; a guarded stream its
+        // blocks that end inside rows.
+        let guard = match self.rt.client.streaming() {
+            Streaming::Guarded { blocks, .. } => Some(blocks),
+            Streaming::Off | Streaming::Safe => None,
+        };
+        let packed = guard.is_some() || self.rt.client.packing() == Packing::Always;
+        self.batch.start_streaming(guard);
         self.stream = Some(OpenStream {
             insert: self.rt.client.open_insert_stream(req, packed),
             nonce,
@@ -577,10 +590,12 @@ impl Lane {
         Ok(())
     }
 
-    /// Ends a streamed insert: the last rows, the in-flight record (exactly-once), then the
-    /// body's last chunk. Should the insert fail, the range is read back from Kafka and
-    /// stored as a held batch with the same token (ClickHouse drops it if the stream was
-    /// stored after all), splitting around bad rows as usual.
+    /// Ends a streamed insert: the in-flight record (exactly-once), the last rows, then the
+    /// body's last chunk. The last rows leave after the record because a guarded stream's
+    /// body can be stored as soon as they arrive (`clickhouse::stream`). Should the insert
+    /// fail, the range is read back from Kafka and stored as a held batch with the same token
+    /// (ClickHouse drops it if the stream was stored after all), splitting around bad rows as
+    /// usual.
     async fn finish_stream(
         &mut self,
         open: OpenStream,
@@ -591,9 +606,6 @@ impl Lane {
             nonce,
             mut failed,
         } = open;
-        if let Some(tail) = sealed.stream_tail().filter(|t| !t.is_empty()) {
-            failed = failed || !insert.send(tail).await;
-        }
         let inflight = Inflight {
             range: sealed.range,
             stream_nonce: Some(nonce),
@@ -609,6 +621,9 @@ impl Lane {
             // Revoked meanwhile (at-least-once records nothing to be refused): the new owner
             // stores the range; dropping the stream cuts its body off unstored.
             return Ok(Stored::Fenced);
+        }
+        if let Some(tail) = sealed.stream_tail().filter(|t| !t.is_empty()) {
+            failed = failed || !insert.send(tail).await;
         }
         let result = insert.finish().await;
         let err = match result {

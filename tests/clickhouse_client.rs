@@ -14,10 +14,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rand::Rng;
 use sluice::clickhouse::client::InsertBody;
 use sluice::clickhouse::compress::Encoding;
+use sluice::clickhouse::native_lz4::Method;
 use sluice::clickhouse::sql::{qualified, quote_ident};
 use sluice::clickhouse::{
     ChError, ClickHouseSettings, Client, Compression, DefaultKind, InsertError, InsertFormat,
-    InsertRequest, Secret,
+    InsertRequest, Secret, Streaming,
 };
 
 const DEFAULT_MODERN: &str = "http://127.0.0.1:18123";
@@ -1452,10 +1453,97 @@ async fn modern_streamed_insert_stores_at_its_end_and_nothing_when_abandoned() {
     drop_table(&client, &table).await;
 }
 
+/// A batch of `n` rows of (UInt32, String) from `start`, streaming guarded blocks. Each row
+/// is 1 KiB (4 + 2 + 1,018 bytes), so a 256 KiB block would end exactly where a row ends.
+fn guarded_batch(start: u32, n: u32, blocks: Method) -> sluice::batch::Batch {
+    let mut b = sluice::batch::Batch::default();
+    let pad = "x".repeat(1018);
+    for i in start..start + n {
+        b.body_mut().extend_from_slice(&rows(&[(i, pad.as_str())]));
+        b.row_done(i64::from(i));
+    }
+    b.start_streaming(Some(blocks));
+    b
+}
+
+/// 18.16 stores what it parsed of a body cut off where a row ends (ClickHouse#9666, and no
+/// tokens), so sluice streams to it guarded: ClickHouse's own blocks (stored on this
+/// uncompressed wire, LZ4 on a compressed one) that each end inside a row, the block that
+/// ends the last row only after the batch is sealed. Cut off after whole blocks or inside
+/// one, such a body stores nothing; the same rows in blocks that end where rows end, cut
+/// off the same way, are stored (what the guard is for).
 #[tokio::test]
-async fn legacy_server_never_streams() {
+async fn legacy_server_streams_guarded_and_stores_nothing_of_a_cut_off_body() {
     let Some(url) = legacy_url() else { return };
-    let client = connect(&url).await;
-    // 18.16 stores the rows of a cut-off body (ClickHouse#9666) and has no tokens.
-    assert!(!client.streams_inserts());
+    for method in [Method::Stored, Method::Lz4] {
+        guarded_stream_on_18_16(&url, method).await;
+    }
+}
+
+async fn guarded_stream_on_18_16(url: &str, method: Method) {
+    let client = connect(url).await;
+    assert_eq!(
+        client.streaming(),
+        Streaming::Guarded {
+            max_rows: 1_048_576,
+            blocks: Method::Stored,
+        },
+        "18.16's max_insert_block_size, an uncompressed wire to a loopback server"
+    );
+    assert!(client.streams_inserts());
+    let table = table_name("gstream");
+    create_deduplicating(&client, &table, true).await;
+    let cut_off = |blocks: Bytes| {
+        let client = client.clone();
+        let table = table.clone();
+        async move {
+            let mut s =
+                client.open_insert_stream(insert_req(&table, &[], Bytes::new(), None), true);
+            assert!(s.send(blocks).await);
+            // The server has parsed what it got by now.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(s);
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+    };
+
+    // Cut off after whole blocks (2 MiB of rows in 256 KiB blocks).
+    let mut b = guarded_batch(0, 2_048, method);
+    let blocks = b.take_streamed(0, 1024).expect("pack").expect("blocks");
+    assert!(blocks.len() > 1_000);
+    cut_off(blocks.clone()).await;
+    assert_eq!(
+        count(&client, &table).await,
+        0,
+        "cut off after whole blocks"
+    );
+    // Cut off inside a block.
+    cut_off(blocks.slice(..blocks.len() / 2 + 7)).await;
+    assert_eq!(count(&client, &table).await, 0, "cut off inside a block");
+
+    // Finished: the blocks, then the sealed batch's last block, then the body's end.
+    let mut s = client.open_insert_stream(insert_req(&table, &[], Bytes::new(), None), true);
+    assert!(s.send(blocks).await);
+    let sealed = b.seal().expect("seal").expect("a batch");
+    let tail = sealed.stream_tail().expect("streamed");
+    assert!(
+        !tail.is_empty(),
+        "the end of the last row waits for the seal"
+    );
+    assert!(s.send(tail).await);
+    s.finish().await.expect("guarded stream");
+    assert_eq!(count(&client, &table).await, 2_048);
+
+    // Unguarded: blocks of 100 whole rows each, cut off after the tenth, are stored.
+    let mut blocks = Vec::new();
+    for part in many_rows(100_000, 1_000).chunks(many_rows(0, 100).len()) {
+        sluice::clickhouse::native_lz4::append_block_as(&mut blocks, part, method).expect("block");
+    }
+    cut_off(Bytes::from(blocks)).await;
+    assert_eq!(
+        count(&client, &table).await,
+        3_048,
+        "18.16 no longer stores a body cut off at a row's end: guarded streams may be unneeded"
+    );
+    drop_table(&client, &table).await;
 }

@@ -94,11 +94,23 @@ async fn legacy_clickhouse_18_16_receives_every_row() {
 /// (`decompress=1`): batches the memory budget would cut short are held and sent packed there
 /// too, and land whole, once, with the messages' contents, in a ReplicatedMergeTree whose
 /// block-hash deduplication exactly-once relies on.
+/// With streamed inserts switched off, a batch that outgrows its share is held compressed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packed_batches_land_on_18_16() {
+    large_batches_land_on_18_16(false).await;
+}
+
+/// By default such a batch streams, in blocks that each end inside a row (stored blocks on
+/// this uncompressed wire, `clickhouse::stream`): one insert, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_batches_land_on_18_16() {
+    large_batches_land_on_18_16(true).await;
+}
+
+async fn large_batches_land_on_18_16(streams: bool) {
     init_logs();
     let url = legacy_ch_url();
-    let topic = unique("legacy_packed");
+    let topic = unique("legacy_large");
     create_topic(&topic, 1).await;
     let table = replicated_table(&url, &topic, "id UInt64, value Int64, s String").await;
     let pad = "abcdefgh".repeat(40);
@@ -120,7 +132,11 @@ async fn packed_batches_land_on_18_16() {
         &[(&topic, &topic)],
         "delivery = \"exactly-once\"",
     )
-    .replace("[service]\n", "[service]\nbatch_memory = \"8MiB\"\n");
+    .replace("[service]\n", "[service]\nbatch_memory = \"8MiB\"\n")
+    .replace(
+        "[clickhouse]\n",
+        &format!("[clickhouse]\nstream_inserts = {streams}\n"),
+    );
     let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
     let (run, metrics) = start_with_metrics(cfg);
     let got = wait_for_count_at(&url, &table, total, Duration::from_secs(90)).await;
@@ -128,9 +144,21 @@ async fn packed_batches_land_on_18_16() {
     // moment after its rows became visible to the count above.
     let summary = run.stop().await;
     let packed = route_counter(&metrics, "sluice_packed_inserts_total");
+    let streamed = route_counter(&metrics, "sluice_streamed_inserts_total");
+    let fallbacks = route_counter(&metrics, "sluice_stream_fallbacks_total");
     let inserts = route_counter(&metrics, "sluice_inserts_total");
     assert_eq!(got, total);
-    assert!(packed >= 1, "no batch was packed: {inserts} inserts");
+    if streams {
+        assert!(
+            streamed >= 1 && packed == 0 && fallbacks == 0,
+            "{streamed} streamed, {packed} packed, {fallbacks} read back; {inserts} inserts"
+        );
+    } else {
+        assert!(
+            packed >= 1 && streamed == 0,
+            "{packed} packed, {streamed} streamed; {inserts} inserts"
+        );
+    }
     assert!(inserts <= 2, "{inserts} inserts");
     let check = ch_at(
         &url,
@@ -149,10 +177,10 @@ async fn packed_batches_land_on_18_16() {
 }
 
 /// `sluice check` says how inserts travel to 18.16 on this machine: uncompressed bodies (no
-/// LZ4 content encoding there, loopback), no streamed inserts (18.16 stores a body cut off
-/// mid-way), so large batches are held compressed, and only where packing doubles them.
+/// LZ4 content encoding there, loopback), and large batches streamed in blocks that end
+/// inside rows (18.16 stores a body cut off where a row ends).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_on_18_16_says_large_batches_are_held_compressed() {
+async fn check_on_18_16_says_large_batches_stream_guarded() {
     let url = legacy_ch_url();
     let topic = unique("legacy_check");
     create_topic(&topic, 1).await;
@@ -173,8 +201,9 @@ async fn check_on_18_16_says_large_batches_are_held_compressed() {
     assert!(out.status.success(), "{t}");
     assert!(
         t.contains(
-            "inserts: uncompressed bodies; batches beyond their memory share held compressed \
-             where their partition holds twice the share"
+            "inserts: uncompressed bodies; batches beyond their memory share streamed while \
+             they fill, in checksummed blocks that each end inside a row (this server stores \
+             what it parsed of a body cut off at a row's end)"
         ),
         "{t}"
     );

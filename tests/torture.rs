@@ -25,7 +25,9 @@
 //!   lanes are revoked while their batches stream;
 //! - the three delivery modes: exactly-once must show missing = 0 and duplicated = 0,
 //!   at-least-once missing = 0, at-most-once duplicated = 0;
-//! - `legacy`: kill -9 against ClickHouse 18.16 with ReplicatedMergeTree (content-hash dedup).
+//! - `legacy`: kill -9 and crash points against ClickHouse 18.16 with ReplicatedMergeTree
+//!   (content-hash dedup), held and streamed batches (the streams guarded: 18.16 stores what
+//!   it parsed of a body cut off where a row ends).
 //!
 //! Everything runs in one test function, in order: some scenarios stop the shared servers,
 //! and cargo runs this binary alone (test binaries run one after another).
@@ -452,8 +454,15 @@ async fn kill9(name: &str, url: &str, engine: &str, delivery: &str, kills: u64, 
 
 /// kill -9 at random moments while batches stream: each instance starts on a backlog of
 /// 40,000 messages against a 4 MiB budget (see [`stream_crash_points`]).
-async fn stream_kill9(name: &str, delivery: &str, kills: u64, rng: &mut Rng) {
-    let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
+async fn stream_kill9(
+    name: &str,
+    url: &str,
+    engine: &str,
+    delivery: &str,
+    kills: u64,
+    rng: &mut Rng,
+) {
+    let t = Target::new(name, url, 4, engine).await;
     let cfg = t.streaming_config("sk", delivery, Some("torture-sk"));
     kill9_with(&t, &cfg, name, delivery, kills, 40_000, rng).await;
     let streams = streams_opened(&t);
@@ -533,8 +542,8 @@ async fn crash_points(name: &str, url: &str, engine: &str, rng: &mut Rng) {
 /// (10,000 per partition, ~1.5 MB) against a 4 MiB budget, so its batches stream; crashes in
 /// the middle of a streamed body, after the in-flight record before the body's end, after
 /// the insert before the commit, and while re-forming a streamed range (its record kept).
-async fn stream_crash_points(name: &str, rng: &mut Rng) {
-    let t = Target::new(name, &ch_url(), 4, MT_WINDOW).await;
+async fn stream_crash_points(name: &str, url: &str, engine: &str, rng: &mut Rng) {
+    let t = Target::new(name, url, 4, engine).await;
     let cfg = t.streaming_config("s", "exactly-once", Some("torture-scp"));
     let points = [
         "stream_mid_body",
@@ -813,13 +822,29 @@ async fn torture() {
         crash_points("crash_points", &ch_url(), MT_WINDOW, &mut rng).await;
     }
     if run("stream_crash_points") {
-        stream_crash_points("stream_crash_points", &mut rng).await;
+        stream_crash_points("stream_crash_points", &ch_url(), MT_WINDOW, &mut rng).await;
     }
     if run("stream_kill9") {
-        stream_kill9("stream_kill9", "exactly-once", 10, &mut rng).await;
+        stream_kill9(
+            "stream_kill9",
+            &ch_url(),
+            MT_WINDOW,
+            "exactly-once",
+            10,
+            &mut rng,
+        )
+        .await;
     }
     if run("stream_at_least_once") {
-        stream_kill9("stream_at_least_once", "at-least-once", 5, &mut rng).await;
+        stream_kill9(
+            "stream_at_least_once",
+            &ch_url(),
+            MT_WINDOW,
+            "at-least-once",
+            5,
+            &mut rng,
+        )
+        .await;
     }
     if run("clickhouse_kill") {
         server_outage(
@@ -877,6 +902,23 @@ async fn torture() {
             "legacy_crash_points",
             &legacy_ch_url(),
             LEGACY_RMT,
+            &mut rng,
+        )
+        .await;
+        // 18.16 stores what it parsed of a cut-off body: these streams are guarded.
+        stream_crash_points(
+            "legacy_stream_crash_points",
+            &legacy_ch_url(),
+            LEGACY_RMT,
+            &mut rng,
+        )
+        .await;
+        stream_kill9(
+            "legacy_stream_kill9",
+            &legacy_ch_url(),
+            LEGACY_RMT,
+            "exactly-once",
+            (kills / 3).max(5),
             &mut rng,
         )
         .await;

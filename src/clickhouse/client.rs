@@ -26,8 +26,10 @@ use super::error::{
     answer_exception, describe_transport, find_trailing_exception, parse_error_response, scrub,
     ServerException, TransportFailure,
 };
+use super::native_lz4::Method;
 use super::sql::{qualified, quote_ident, quote_str};
 use super::stream::InsertStream;
+use super::stream::Streaming;
 use super::version::{insert_settings, ServerInfo, Version, SETTINGS_WE_SEND};
 use super::{ChError, ClickHouseSettings, InsertError};
 
@@ -61,8 +63,8 @@ struct Inner {
     server: ServerInfo,
     encoding: Encoding,
     packing: Packing,
-    /// Whether batches the memory budget would cut short are streamed ([`Client::streams_inserts`]).
-    streams: bool,
+    /// How batches the memory budget would cut short are streamed ([`Client::streaming`]).
+    streaming: Streaming,
 }
 
 impl std::fmt::Debug for Client {
@@ -601,7 +603,7 @@ impl Client {
             server: ServerInfo::from_version(Version::new(0, 0, 0), ""),
             encoding: Encoding::Identity,
             packing: Packing::Never,
-            streams: false,
+            streaming: Streaming::Off,
         };
 
         let answer = inner
@@ -628,10 +630,11 @@ impl Client {
         })?;
         let keep_alive = parse_keep_alive(&answer.headers);
 
-        let (known, rbwd, lz4) = tokio::join!(
+        let (known, rbwd, lz4, block_rows) = tokio::join!(
             inner.probe_settings(),
             inner.probe_rbwd(),
-            inner.probe_lz4()
+            inner.probe_lz4(),
+            inner.probe_max_insert_block_size()
         );
         let mut server = ServerInfo::from_version(version, version_string).refine(known, rbwd, lz4);
         server.keep_alive_timeout = keep_alive;
@@ -646,14 +649,32 @@ impl Client {
             reason: reason.into(),
         })?;
         inner.packing = Packing::resolve(settings.compression, inner.encoding);
-        // Streamed inserts need a server that stores nothing of a body cut off before its
-        // end (ClickHouse#9666: 18.16 stored the rows it had received; fixed in 20.x) and the
-        // deduplication token (>= 22.2), which is how a streamed range is named; and a body
-        // that can go out in pieces: uncompressed rows, or ClickHouse's own LZ4 blocks where
-        // batches are packed anyway (not gzip, whose stream is one piece).
-        inner.streams = settings.stream_inserts
-            && server.supports_dedup_token
-            && (inner.packing != Packing::Never || inner.encoding == Encoding::Identity);
+        // Streamed inserts need a body that can go out in pieces: uncompressed rows, or
+        // ClickHouse's own LZ4 blocks (not gzip, whose stream is one piece). A server with
+        // the deduplication token (>= 22.2, how a streamed range is named) stores nothing of
+        // a body cut off before its end; an older one (ClickHouse#9666: 18.16 stores the rows
+        // it had received) takes guarded streams, blocks that each end inside a row (see
+        // `stream`): LZ4 where the wire is compressed, stored blocks (framing without
+        // compression, read since 18.16) where it is not; and its `max_insert_block_size`.
+        inner.streaming = if !settings.stream_inserts {
+            Streaming::Off
+        } else if server.supports_dedup_token {
+            if inner.packing != Packing::Never || inner.encoding == Encoding::Identity {
+                Streaming::Safe
+            } else {
+                Streaming::Off
+            }
+        } else {
+            let blocks = match (inner.encoding, inner.packing) {
+                (Encoding::Identity, _) if server.version.at_least(18, 16) => Some(Method::Stored),
+                (Encoding::Identity, _) | (_, Packing::Never) => None,
+                (_, Packing::Always | Packing::ToGrow) => Some(Method::Lz4),
+            };
+            match (blocks, block_rows) {
+                (Some(blocks), Some(max_rows)) => Streaming::Guarded { max_rows, blocks },
+                _ => Streaming::Off,
+            }
+        };
         inner.http = config.build(pool_idle_for(
             keep_alive.unwrap_or(DEFAULT_SERVER_KEEP_ALIVE),
         ))?;
@@ -663,7 +684,7 @@ impl Client {
             version = %inner.server.version_string,
             encoding = ?inner.encoding,
             packing = ?inner.packing,
-            streamed_inserts = inner.streams,
+            streamed_inserts = ?inner.streaming,
             dedup_token = inner.server.supports_dedup_token,
             row_binary_with_defaults = inner.server.supports_row_binary_with_defaults,
             "connected to ClickHouse"
@@ -701,7 +722,12 @@ impl Client {
     /// Whether a lane streams a batch the memory budget would otherwise cut short, instead of
     /// holding it compressed ([`Client::open_insert_stream`]).
     pub fn streams_inserts(&self) -> bool {
-        self.inner.streams
+        self.inner.streaming != Streaming::Off
+    }
+
+    /// How streamed inserts are made safe on this server (see [`Streaming`]).
+    pub fn streaming(&self) -> Streaming {
+        self.inner.streaming
     }
 
     /// Starts an INSERT whose body is sent as it is encoded; `req.body` is ignored. The body
@@ -1172,6 +1198,19 @@ impl Inner {
                 .filter(|l| !l.is_empty())
                 .collect(),
         )
+    }
+
+    /// The server's `max_insert_block_size` for this user: the most rows its insert reads
+    /// into one block ([`Streaming::Guarded`]).
+    async fn probe_max_insert_block_size(&self) -> Option<u64> {
+        let sql = "SELECT value FROM system.settings WHERE name = 'max_insert_block_size' \
+                   FORMAT TSV";
+        let answer = self
+            .post(&[], Bytes::from_static(sql.as_bytes()), None)
+            .await
+            .ok()?;
+        let text = self.check_query_answer(&answer).ok()?;
+        text.trim().parse().ok()
     }
 
     /// Whether `system.formats` lists RowBinaryWithDefaults as an input format.

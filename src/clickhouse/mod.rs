@@ -79,7 +79,7 @@ pub use compress::Compression;
 pub use error::{ChError, InsertError};
 pub use retry::{classify, Backoff, Class};
 pub use secret::Secret;
-pub use stream::InsertStream;
+pub use stream::{InsertStream, Streaming};
 pub use version::{ServerInfo, Version};
 
 /// How to reach ClickHouse.

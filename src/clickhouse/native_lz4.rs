@@ -10,6 +10,11 @@
 //! then method `0x82` (LZ4), the block's compressed size including this 9-byte header (u32
 //! LE), the uncompressed size (u32 LE), and one LZ4 block. A body is any number of blocks
 //! back to back; they decompress to the concatenation of their data.
+//!
+//! A *stored* block has the same checksum and header with method `0x02` (ClickHouse's `NONE`
+//! codec) and the data as it is. sluice frames guarded streams that way on an uncompressed
+//! wire (`clickhouse::stream`): the framing is what they need, not the compression, and the
+//! checksum costs a fraction of compressing (18.16 and 26.9 read it, checked by real inserts).
 
 use std::io;
 
@@ -18,6 +23,40 @@ const CHECKSUM: usize = 16;
 /// Method byte, compressed size, uncompressed size.
 const HEADER: usize = 9;
 const METHOD_LZ4: u8 = 0x82;
+const METHOD_NONE: u8 = 0x02;
+
+/// How a block holds its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// LZ4-compressed ([`append_block`]).
+    Lz4,
+    /// As it is ([`append_stored_block`]).
+    Stored,
+}
+
+/// Appends `data` to `out` as one block of `method`.
+pub fn append_block_as(out: &mut Vec<u8>, data: &[u8], method: Method) -> io::Result<()> {
+    match method {
+        Method::Lz4 => append_block(out, data),
+        Method::Stored => append_stored_block(out, data),
+    }
+}
+
+/// Appends `data` to `out` as one stored block: checksum, header (method `0x02`), the data.
+pub fn append_stored_block(out: &mut Vec<u8>, data: &[u8]) -> io::Result<()> {
+    let too_big = || io::Error::other("a compressed block holds less than 4 GiB");
+    let raw = u32::try_from(data.len()).map_err(|_| too_big())?;
+    let size = u32::try_from(HEADER + data.len()).map_err(|_| too_big())?;
+    let start = out.len();
+    out.resize(start + CHECKSUM, 0);
+    out.push(METHOD_NONE);
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&raw.to_le_bytes());
+    out.extend_from_slice(data);
+    let sum = checksum(&out[start + CHECKSUM..]);
+    out[start..start + CHECKSUM].copy_from_slice(&sum);
+    Ok(())
+}
 
 /// Uncompressed bytes per block: large enough for LZ4 to find RowBinary's repeats across rows
 /// (wide rows compress to 21 % at 256 KiB, 24.5 % at 64 KiB), small enough that a batch's
@@ -60,8 +99,9 @@ pub fn decompress(mut body: &[u8], size_hint: usize) -> io::Result<Vec<u8>> {
             b.copy_from_slice(&body[CHECKSUM + at..CHECKSUM + at + 4]);
             u32::from_le_bytes(b) as usize
         };
-        if body[CHECKSUM] != METHOD_LZ4 {
-            return Err(bad("a compressed block is not LZ4"));
+        let method = body[CHECKSUM];
+        if method != METHOD_LZ4 && method != METHOD_NONE {
+            return Err(bad("a compressed block is neither LZ4 nor stored"));
         }
         let size = field(1);
         let raw = field(5);
@@ -72,10 +112,15 @@ pub fn decompress(mut body: &[u8], size_hint: usize) -> io::Result<Vec<u8>> {
         if checksum(block)[..] != body[..CHECKSUM] {
             return Err(bad("a compressed block does not match its checksum"));
         }
-        let start = out.len();
-        out.resize(start + raw, 0);
-        let n = lz4_flex::block::decompress_into(&block[HEADER..], &mut out[start..])
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let n = if method == METHOD_NONE {
+            out.extend_from_slice(&block[HEADER..]);
+            block.len() - HEADER
+        } else {
+            let start = out.len();
+            out.resize(start + raw, 0);
+            lz4_flex::block::decompress_into(&block[HEADER..], &mut out[start..])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        };
         if n != raw {
             return Err(bad(
                 "a compressed block decompressed to another size than it says",
@@ -140,5 +185,20 @@ mod tests {
         assert!(err.to_string().contains("checksum"), "{err}");
         let err = decompress(&body[..body.len() - 1], 0).unwrap_err();
         assert!(err.to_string().contains("cut short"), "{err}");
+    }
+
+    #[test]
+    fn stored_blocks_round_trip_between_lz4_ones() {
+        let mut body = Vec::new();
+        append_block_as(&mut body, b"abc", Method::Stored).unwrap();
+        append_block_as(&mut body, b"defdefdefdef", Method::Lz4).unwrap();
+        append_stored_block(&mut body, b"").unwrap();
+        assert_eq!(body[CHECKSUM], METHOD_NONE);
+        assert_eq!(&body[CHECKSUM + HEADER..CHECKSUM + HEADER + 3], b"abc");
+        assert_eq!(decompress(&body, 0).unwrap(), b"abcdefdefdefdef");
+        let mut flipped = body.clone();
+        flipped[CHECKSUM + HEADER + 1] ^= 1;
+        let err = decompress(&flipped, 0).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
     }
 }

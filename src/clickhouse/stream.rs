@@ -13,6 +13,18 @@
 //!   mid-body and the server stores nothing of it. `tests/clickhouse_client.rs` checks both
 //!   against the real server.
 //!
+//! ClickHouse 18.16 (and any server before ClickHouse#9666) stores what it parsed of a body
+//! cut off at a row boundary, and an insert cut off inside a row not at all (checked against
+//! the real 18.16: a cut after two whole rows stored two, a cut five bytes into the third row
+//! stored nothing). There a stream is [`Streaming::Guarded`]: its body is ClickHouse's own
+//! block format (`decompress=1`: checksum, sizes, data; LZ4 on a compressed wire, stored as
+//! it is on an uncompressed one, `native_lz4`), and every block but the last ends strictly
+//! inside a row (`Batch::start_streaming`). A body cut off inside a block fails its checksum or its size; a
+//! body cut off after a whole block ends inside a row and fails as a row cut short; the rows
+//! of an insert below `max_insert_block_size` form one block the server writes only at the
+//! body's end. So only the whole body can be stored, and its last block (the end of its last
+//! row) leaves after the in-flight record: the same promise as above, kept by the framing.
+//!
 //! The lane decides what to do when a stream fails (`lane.rs`: the range is read back from
 //! Kafka and sent as a held batch); nothing here retries.
 
@@ -24,7 +36,24 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::client::InsertAck;
+use super::native_lz4::Method;
 use super::InsertError;
+
+/// How the connected server takes streamed inserts (`Client::streaming`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streaming {
+    /// Not at all: switched off, or a wire that cannot go out in pieces (gzip, or no
+    /// compressed blocks for a server that needs them).
+    Off,
+    /// The server stores nothing of a body cut off before its last chunk (>= 22.2, which also
+    /// has the token a streamed range is named by): rows or LZ4 blocks, cut anywhere.
+    Safe,
+    /// The server stores what it parsed of a cut-off body (see the module docs): blocks
+    /// (`blocks`: LZ4 on a compressed wire, stored on an uncompressed one) that end inside
+    /// rows, for batches of at most `max_rows` rows (the server's `max_insert_block_size`,
+    /// so that its rows are one block, written at the body's end).
+    Guarded { max_rows: u64, blocks: Method },
+}
 
 /// Chunks waiting to be sent, per stream: two of about a megabyte each bound what a stream
 /// holds while the server is slower than the lane.
