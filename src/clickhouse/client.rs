@@ -1190,8 +1190,7 @@ impl Inner {
             "SELECT name FROM system.settings WHERE name IN ({}) FORMAT TSV",
             names.join(", ")
         );
-        let answer = self.post(&[], Bytes::from(sql), None).await.ok()?;
-        let text = self.check_query_answer(&answer).ok()?;
+        let text = self.probe_query(sql).await?;
         Some(
             text.lines()
                 .map(|l| l.trim().to_owned())
@@ -1203,27 +1202,30 @@ impl Inner {
     /// The server's `max_insert_block_size` for this user: the most rows its insert reads
     /// into one block ([`Streaming::Guarded`]).
     async fn probe_max_insert_block_size(&self) -> Option<u64> {
-        let sql = "SELECT value FROM system.settings WHERE name = 'max_insert_block_size' \
-                   FORMAT TSV";
-        let answer = self
-            .post(&[], Bytes::from_static(sql.as_bytes()), None)
-            .await
-            .ok()?;
-        let text = self.check_query_answer(&answer).ok()?;
-        text.trim().parse().ok()
+        self.probe_query(
+            "SELECT value FROM system.settings WHERE name = 'max_insert_block_size' FORMAT TSV",
+        )
+        .await?
+        .trim()
+        .parse()
+        .ok()
     }
 
     /// Whether `system.formats` lists RowBinaryWithDefaults as an input format.
     async fn probe_rbwd(&self) -> Option<bool> {
-        let sql =
-            "SELECT count() FROM system.formats WHERE name = 'RowBinaryWithDefaults' AND is_input \
-                   FORMAT TSV";
-        let answer = self
-            .post(&[], Bytes::from_static(sql.as_bytes()), None)
-            .await
-            .ok()?;
-        let text = self.check_query_answer(&answer).ok()?;
+        let text = self
+            .probe_query(
+                "SELECT count() FROM system.formats WHERE name = 'RowBinaryWithDefaults' \
+                 AND is_input FORMAT TSV",
+            )
+            .await?;
         Some(text.trim() != "0")
+    }
+
+    /// The answer to a start-up probe, `None` when the server could not give one.
+    async fn probe_query(&self, sql: impl Into<Bytes>) -> Option<String> {
+        let answer = self.post(&[], sql.into(), None).await.ok()?;
+        self.check_query_answer(&answer).ok()
     }
 
     /// Sends `SELECT 1` with an lz4-encoded empty body: 26.9 answers 1, 18.16 answers Code 89
