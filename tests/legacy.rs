@@ -97,17 +97,27 @@ async fn legacy_clickhouse_18_16_receives_every_row() {
 /// With streamed inserts switched off, a batch that outgrows its share is held compressed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packed_batches_land_on_18_16() {
-    large_batches_land_on_18_16(false).await;
+    large_batches_land_on_18_16(false, "").await;
+}
+
+/// A route whose `max_rows` is above 18.16's `max_insert_block_size` (1,048,576) holds its
+/// batches: the server could write such an insert in more than one piece, so a cut-off
+/// stream could leave part of it stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_above_an_insert_block_are_held_on_18_16() {
+    large_batches_land_on_18_16(false, "max_rows = 2000000").await;
 }
 
 /// By default such a batch streams, in blocks that each end inside a row (stored blocks on
 /// this uncompressed wire, `clickhouse::stream`): one insert, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_batches_land_on_18_16() {
-    large_batches_land_on_18_16(true).await;
+    large_batches_land_on_18_16(true, "").await;
 }
 
-async fn large_batches_land_on_18_16(streams: bool) {
+/// `streams`: whether the batches should stream (else be held compressed: streamed inserts
+/// switched off, or `route` says `max_rows` above the server's insert block).
+async fn large_batches_land_on_18_16(streams: bool, route: &str) {
     init_logs();
     let url = legacy_ch_url();
     let topic = unique("legacy_large");
@@ -130,12 +140,15 @@ async fn large_batches_land_on_18_16(streams: bool) {
         &url,
         &group,
         &[(&topic, &topic)],
-        "delivery = \"exactly-once\"",
+        &format!("delivery = \"exactly-once\"\n{route}"),
     )
     .replace("[service]\n", "[service]\nbatch_memory = \"8MiB\"\n")
     .replace(
         "[clickhouse]\n",
-        &format!("[clickhouse]\nstream_inserts = {streams}\n"),
+        &format!(
+            "[clickhouse]\nstream_inserts = {}\n",
+            streams || !route.is_empty()
+        ),
     );
     let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
     let (run, metrics) = start_with_metrics(cfg);

@@ -26,10 +26,8 @@ use super::error::{
     answer_exception, describe_transport, find_trailing_exception, parse_error_response, scrub,
     ServerException, TransportFailure,
 };
-use super::native_lz4::Method;
 use super::sql::{qualified, quote_ident, quote_str};
-use super::stream::InsertStream;
-use super::stream::Streaming;
+use super::stream::{InsertStream, Streaming};
 use super::version::{insert_settings, ServerInfo, Version, SETTINGS_WE_SEND};
 use super::{ChError, ClickHouseSettings, InsertError};
 
@@ -649,32 +647,13 @@ impl Client {
             reason: reason.into(),
         })?;
         inner.packing = Packing::resolve(settings.compression, inner.encoding);
-        // Streamed inserts need a body that can go out in pieces: uncompressed rows, or
-        // ClickHouse's own LZ4 blocks (not gzip, whose stream is one piece). A server with
-        // the deduplication token (>= 22.2, how a streamed range is named) stores nothing of
-        // a body cut off before its end; an older one (ClickHouse#9666: 18.16 stores the rows
-        // it had received) takes guarded streams, blocks that each end inside a row (see
-        // `stream`): LZ4 where the wire is compressed, stored blocks (framing without
-        // compression, read since 18.16) where it is not; and its `max_insert_block_size`.
-        inner.streaming = if !settings.stream_inserts {
-            Streaming::Off
-        } else if server.supports_dedup_token {
-            if inner.packing != Packing::Never || inner.encoding == Encoding::Identity {
-                Streaming::Safe
-            } else {
-                Streaming::Off
-            }
-        } else {
-            let blocks = match (inner.encoding, inner.packing) {
-                (Encoding::Identity, _) if server.version.at_least(18, 16) => Some(Method::Stored),
-                (Encoding::Identity, _) | (_, Packing::Never) => None,
-                (_, Packing::Always | Packing::ToGrow) => Some(Method::Lz4),
-            };
-            match (blocks, block_rows) {
-                (Some(blocks), Some(max_rows)) => Streaming::Guarded { max_rows, blocks },
-                _ => Streaming::Off,
-            }
-        };
+        inner.streaming = Streaming::resolve(
+            settings.stream_inserts,
+            &server,
+            inner.encoding,
+            inner.packing,
+            block_rows,
+        );
         inner.http = config.build(pool_idle_for(
             keep_alive.unwrap_or(DEFAULT_SERVER_KEEP_ALIVE),
         ))?;

@@ -36,7 +36,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::client::InsertAck;
+use super::compress::{Encoding, Packing};
 use super::native_lz4::Method;
+use super::version::ServerInfo;
 use super::InsertError;
 
 /// How the connected server takes streamed inserts (`Client::streaming`).
@@ -53,6 +55,45 @@ pub enum Streaming {
     /// rows, for batches of at most `max_rows` rows (the server's `max_insert_block_size`,
     /// so that its rows are one block, written at the body's end).
     Guarded { max_rows: u64, blocks: Method },
+}
+
+impl Streaming {
+    /// How to stream to `server`, reached over `encoding` with `packing`; `block_rows`: its
+    /// `max_insert_block_size` (`None` if it could not be read).
+    ///
+    /// A body has to go out in pieces: uncompressed rows, or ClickHouse's own blocks (not
+    /// gzip, whose stream is one piece). A server with the deduplication token (>= 22.2, how
+    /// a streamed range is named) stores nothing of a body cut off before its end; an older
+    /// one (ClickHouse#9666: 18.16 stores the rows it had received) takes guarded streams
+    /// (see the module docs): LZ4 blocks where the wire is compressed, stored blocks (framing
+    /// without compression, read since 18.16) where it is not, and its block size known.
+    pub fn resolve(
+        wanted: bool,
+        server: &ServerInfo,
+        encoding: Encoding,
+        packing: Packing,
+        block_rows: Option<u64>,
+    ) -> Streaming {
+        if !wanted {
+            return Streaming::Off;
+        }
+        if server.supports_dedup_token {
+            return if packing != Packing::Never || encoding == Encoding::Identity {
+                Streaming::Safe
+            } else {
+                Streaming::Off
+            };
+        }
+        let blocks = match (encoding, packing) {
+            (Encoding::Identity, _) if server.version.at_least(18, 16) => Some(Method::Stored),
+            (Encoding::Identity, _) | (_, Packing::Never) => None,
+            (_, Packing::Always | Packing::ToGrow) => Some(Method::Lz4),
+        };
+        match (blocks, block_rows) {
+            (Some(blocks), Some(max_rows)) => Streaming::Guarded { max_rows, blocks },
+            _ => Streaming::Off,
+        }
+    }
 }
 
 /// Chunks waiting to be sent, per stream: two of about a megabyte each bound what a stream
@@ -140,5 +181,70 @@ impl InsertStream {
                 message: format!("insert stream task failed: {e}"),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clickhouse::version::Version;
+
+    fn server(major: u32, minor: u32) -> ServerInfo {
+        ServerInfo::from_version(Version::new(major, minor, 1), "")
+    }
+
+    #[test]
+    fn servers_with_tokens_stream_plainly_where_the_body_goes_in_pieces() {
+        let modern = server(26, 9);
+        let resolve = |e, p| Streaming::resolve(true, &modern, e, p, Some(1_048_449));
+        assert_eq!(
+            resolve(Encoding::Identity, Packing::ToGrow),
+            Streaming::Safe
+        );
+        assert_eq!(resolve(Encoding::Identity, Packing::Never), Streaming::Safe);
+        assert_eq!(resolve(Encoding::Lz4, Packing::Always), Streaming::Safe);
+        // compression = "gzip": one gzip stream per body.
+        assert_eq!(resolve(Encoding::Gzip, Packing::Never), Streaming::Off);
+        let off = Streaming::resolve(false, &modern, Encoding::Identity, Packing::ToGrow, None);
+        assert_eq!(off, Streaming::Off);
+    }
+
+    #[test]
+    fn old_servers_stream_guarded_in_blocks_that_fit_the_wire() {
+        let old = server(18, 16);
+        let resolve = |e, p, rows| Streaming::resolve(true, &old, e, p, rows);
+        let guarded = |blocks| Streaming::Guarded {
+            max_rows: 1_048_576,
+            blocks,
+        };
+        // `auto` to a loopback server, or "none": stored blocks.
+        let rows = Some(1_048_576);
+        assert_eq!(
+            resolve(Encoding::Identity, Packing::ToGrow, rows),
+            guarded(Method::Stored)
+        );
+        assert_eq!(
+            resolve(Encoding::Identity, Packing::Never, rows),
+            guarded(Method::Stored)
+        );
+        // `auto` to a remote one: gzip on the wire, batches packed in LZ4 blocks.
+        assert_eq!(
+            resolve(Encoding::Gzip, Packing::Always, rows),
+            guarded(Method::Lz4)
+        );
+        assert_eq!(
+            resolve(Encoding::Gzip, Packing::Never, rows),
+            Streaming::Off
+        );
+        // Its block size unknown: an insert might be written in pieces.
+        assert_eq!(
+            resolve(Encoding::Identity, Packing::ToGrow, None),
+            Streaming::Off
+        );
+        // Before 18.16 stored blocks were not checked: LZ4 only.
+        let older = server(18, 14);
+        let r = |e, p| Streaming::resolve(true, &older, e, p, rows);
+        assert_eq!(r(Encoding::Identity, Packing::ToGrow), Streaming::Off);
+        assert_eq!(r(Encoding::Gzip, Packing::Always), guarded(Method::Lz4));
     }
 }
