@@ -34,6 +34,14 @@ pub enum Codec {
 }
 
 impl Codec {
+    const ALL: [Codec; 5] = [
+        Codec::None,
+        Codec::Gzip,
+        Codec::Snappy,
+        Codec::Lz4,
+        Codec::Zstd,
+    ];
+
     pub fn as_librdkafka(self) -> &'static str {
         match self {
             Codec::None => "none",
@@ -48,16 +56,14 @@ impl Codec {
 impl std::str::FromStr for Codec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Codec::None),
-            "gzip" => Ok(Codec::Gzip),
-            "snappy" => Ok(Codec::Snappy),
-            "lz4" => Ok(Codec::Lz4),
-            "zstd" => Ok(Codec::Zstd),
-            other => Err(format!(
-                "{other:?} is not one of none, gzip, snappy, lz4, zstd"
-            )),
-        }
+        // The names are librdkafka's, written once in `as_librdkafka`.
+        Codec::ALL
+            .into_iter()
+            .find(|c| c.as_librdkafka() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Codec::ALL.iter().map(|c| c.as_librdkafka()).collect();
+                format!("{s:?} is not one of {}", names.join(", "))
+            })
     }
 }
 
@@ -297,5 +303,16 @@ mod tests {
         assert_eq!("all".parse::<Acks>(), Ok(Acks::All));
         assert_eq!("0".parse::<Acks>(), Ok(Acks::None));
         assert!("2".parse::<Acks>().is_err());
+    }
+
+    #[test]
+    fn codecs_parse_by_their_librdkafka_names() {
+        for c in Codec::ALL {
+            assert_eq!(c.as_librdkafka().parse::<Codec>(), Ok(c));
+        }
+        assert_eq!(
+            "lz5".parse::<Codec>(),
+            Err("\"lz5\" is not one of none, gzip, snappy, lz4, zstd".to_string())
+        );
     }
 }
