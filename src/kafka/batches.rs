@@ -628,4 +628,52 @@ pub(crate) mod tests {
         let (end, _) = read_all(&bad, 5, &[]);
         assert_eq!(end.unwrap_err().at, 5);
     }
+
+    #[test]
+    fn varints_of_every_length_and_their_errors() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            -65,
+            227,
+            8191,
+            -8192,
+            1 << 20,
+            i64::from(i32::MAX),
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut b = vec![0xaa]; // a byte before, so the position is checked too
+            put_varint(&mut b, v);
+            let n = b.len();
+            b.push(0x55);
+            let mut i = 1;
+            assert_eq!(varint(&b, &mut i), Ok(v), "{v}");
+            assert_eq!(i, n, "{v}: read up to its last byte");
+        }
+        let mut i = 0;
+        assert_eq!(
+            varint(&[0x80], &mut i),
+            Err("record ends inside a varint".to_string())
+        );
+        let mut i = 0;
+        assert_eq!(
+            varint(&[0x80, 0x80], &mut i),
+            Err("record ends inside a varint".to_string())
+        );
+        let mut i = 0;
+        assert_eq!(
+            varint(&[], &mut i),
+            Err("record ends inside a varint".to_string())
+        );
+        let mut i = 0;
+        assert_eq!(
+            varint(&[0xff; 11], &mut i),
+            Err("varint longer than 10 bytes".to_string())
+        );
+    }
 }
