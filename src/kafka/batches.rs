@@ -655,25 +655,16 @@ pub(crate) mod tests {
             assert_eq!(varint(&b, &mut i), Ok(v), "{v}");
             assert_eq!(i, n, "{v}: read up to its last byte");
         }
-        let mut i = 0;
-        assert_eq!(
-            varint(&[0x80], &mut i),
-            Err("record ends inside a varint".to_string())
-        );
-        let mut i = 0;
-        assert_eq!(
-            varint(&[0x80, 0x80], &mut i),
-            Err("record ends inside a varint".to_string())
-        );
-        let mut i = 0;
-        assert_eq!(
-            varint(&[], &mut i),
-            Err("record ends inside a varint".to_string())
-        );
-        let mut i = 0;
-        assert_eq!(
-            varint(&[0xff; 11], &mut i),
-            Err("varint longer than 10 bytes".to_string())
-        );
+        let cut = "record ends inside a varint";
+        let cases: [(&[u8], &str); 4] = [
+            (&[0x80], cut),
+            (&[0x80, 0x80], cut),
+            (&[], cut),
+            (&[0xff; 11], "varint longer than 10 bytes"),
+        ];
+        for (bytes, why) in cases {
+            let mut i = 0;
+            assert_eq!(varint(bytes, &mut i), Err(why.to_string()), "{bytes:?}");
+        }
     }
 }
