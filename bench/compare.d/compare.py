@@ -42,7 +42,8 @@ DB = "sluice_compare"
 
 ALL = ["sluice-alo", "sluice-eo", "sluice-alo-ch18", "sluice-eo-ch18", "ch26-kafka-engine", "ch26-kafka-engine-1c",
        "ch18-kafka-engine", "clickhouse_sinker", "vector", "kafka-connect-clickhouse",
-       "ceiling-http", "ceiling-http-rowbinary", "ceiling-consume", "latency", "sluice-eo-250ms"]
+       "ceiling-http", "ceiling-http-rowbinary", "ceiling-consume", "latency", "sluice-eo-250ms",
+       "latency-ch18"]
 for s in SKIP:
     if s not in ALL:
         sys.exit("bench/compare: unknown SKIP entry %r (known: %s)" % (s, " ".join(ALL)))
@@ -200,6 +201,7 @@ class Result:
 RESULTS_ROWS = []
 NOT_RUN = []   # (contender, reason)
 LATENCY = []   # (contender, rate, n, p50, p90, p99, max)
+LATENCY_PARTS = []   # (contender, rate, n, rows in parts never listed, polls, [p50, p90, p99, max])
 CLEANUP = []   # callables
 
 
@@ -433,7 +435,9 @@ def run_sinker(ds, topic, cols, mb):
 
 def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", latency_cols=False):
     """ClickHouse Kafka table engine + materialized view into a MergeTree table; CPU = the server
-    process's CPU delta over the run; RSS = the server's largest sampled VmRSS."""
+    process's CPU delta over the run; RSS = the server's largest sampled VmRSS. latency_cols:
+    True adds the now64 latency columns and returns (target, stop) right after starting;
+    "parts" does the same for the part-poll latency (a `sent` column, merges stopped)."""
     url, pid = (CH, CH26_PID) if which == 26 else (CH18, CH18_PID)
     tag = "%s_ch%d_kafka_%dc_%s" % (ds, which, consumers, RUN_ID)
     group = "compare-" + tag
@@ -445,13 +449,21 @@ def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", laten
         ktypes = [(n, legacy(n, t)[0]) for n, t in cols]
         target = [(n, legacy(n, t)[1]) for n, t in cols]
         select = ", ".join("%s AS `%s`" % (legacy(n, t)[2], n) for n, t in cols)
-    if latency_cols:
+    table_settings = ""
+    if latency_cols == "parts":
+        ktypes = ktypes + [("sent", "UInt64")]
+        target = target + [("sent", "UInt64")]
+        select += ", sent"
+        table_settings = " SETTINGS " + NO_PART_LIMITS
+    elif latency_cols:
         target = target + [("_timestamp", "DateTime64(3)"), ("ins", "DateTime64(3) DEFAULT now64(3)")]
         select += ", _timestamp_ms AS _timestamp"
     q(url, "CREATE DATABASE IF NOT EXISTS %s" % DB)
     t_table, k_table, mv = "%s.%s" % (DB, tag), "%s.%s_queue" % (DB, tag), "%s.%s_mv" % (DB, tag)
-    q(url, "CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (t_table, cols_sql(target)))
+    q(url, "CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id%s" % (t_table, cols_sql(target), table_settings))
     CLEANUP.append(lambda: q(url, "DROP TABLE IF EXISTS %s" % t_table))
+    if latency_cols == "parts":
+        q(url, "SYSTEM STOP MERGES %s" % t_table)
     reset_group_to_earliest(group, topic)
     settings = ("kafka_broker_list = '%s', kafka_topic_list = '%s', kafka_group_name = '%s', "
                 "kafka_format = 'JSONEachRow', kafka_num_consumers = %d%s"
@@ -576,6 +588,8 @@ PACER = r'''
 import sys, time
 sys.path.insert(0, sys.argv[4])
 rate, seconds, tick = int(sys.argv[1]), int(sys.argv[2]), 0.01
+# argv[3] == "sent": each message carries the wall-clock millisecond its tick was written at
+sent = sys.argv[3] == "sent"
 per = max(1, int(rate * tick))
 n_total = rate * seconds
 out = sys.stdout
@@ -583,8 +597,9 @@ i = 0
 t0 = time.monotonic()
 while i < n_total:
     lines = []
+    extra = ',"sent":%d' % int(time.time() * 1000) if sent else ""
     for _ in range(min(per, n_total - i)):
-        lines.append('{"id":%d,"ts":"2024-05-01 00:00:00.000","user":"user_%d","url":"/items/%d","agent":"Mozilla/5.0","status":200,"latency":0.25,"ok":true,"region":"eu-west-1","parent":null,"tags":["a","bb"],"amount":"%d.0001"}\n' % (1_000_000 + i, i % 9973, i, i % 1000))
+        lines.append('{"id":%d,"ts":"2024-05-01 00:00:00.000","user":"user_%d","url":"/items/%d","agent":"Mozilla/5.0","status":200,"latency":0.25,"ok":true,"region":"eu-west-1","parent":null,"tags":["a","bb"],"amount":"%d.0001"%s}\n' % (1_000_000 + i, i % 9973, i, i % 1000, extra))
         i += 1
     out.write("".join(lines))
     out.flush()
@@ -594,6 +609,73 @@ while i < n_total:
         time.sleep(d)
 sys.stderr.write("paced %d messages in %.2f s\n" % (i, time.monotonic() - t0))
 '''
+
+
+# The part-poll latency, for ClickHouse 18.16, which has no millisecond clock to stamp a row's
+# insert with (no now64): the target table's merges are stopped, so every insert stays a part
+# of its own; a thread lists the table's active parts every PART_POLL s; a row's latency is the
+# time its part was first listed (the midpoint of that poll's start and the previous one's)
+# minus the wall-clock millisecond the pacer wrote the message (`sent`, a field of each
+# message, ~1 ms before the producer stamps its CreateTime). Run once on 26.9 beside the
+# now64 method, to show the two agree.
+PART_POLL = 0.02
+# With merges stopped, the part limits would delay or refuse inserts (30 s at one insert per
+# partition per second is 240 parts; 18.16 delays inserts from 150 parts on).
+NO_PART_LIMITS = "parts_to_delay_insert = 100000, parts_to_throw_insert = 100000"
+# sluice-eo-parts: one 26.9 run timed both ways (now64 and part polling)
+PARTS_CHECK_LABEL = "sluice exactly-once (max_age 1s default), merges stopped, timed both ways"
+
+
+class PartPoller:
+    def __init__(self, url, table):
+        self.url, self.table = url, table
+        self.db, self.name = table.split(".", 1)
+        self.seen = {}
+        self.polls = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        prev = time.time()
+        while not self.done.is_set():
+            t = time.time()
+            try:
+                names = q(self.url, "SELECT name FROM system.parts WHERE database = '%s' AND table = '%s' "
+                          "AND active FORMAT TSV" % (self.db, self.name), timeout=30).split()
+            except Exception:
+                time.sleep(PART_POLL)
+                continue   # a failed poll proves nothing: the next one is timed from `prev`
+            self.polls += 1
+            for n in names:
+                if n not in self.seen:
+                    self.seen[n] = (prev + t) / 2
+            prev = t
+            time.sleep(max(0.0, PART_POLL - (time.time() - t)))
+
+    def quantiles(self):
+        """Stops polling once a poll started after every row was counted; (rows measured, rows
+        whose part was never listed, [p50, p90, p99, max] ms)."""
+        until = self.polls + 2
+        t0 = time.time()
+        while self.polls < until and time.time() - t0 < 10:
+            time.sleep(PART_POLL / 2)
+        self.done.set()
+        self.thread.join(60)
+        rows = [line.split("\t") for line in q(self.url, "SELECT _part, sent FROM %s FORMAT TSV" % self.table,
+                                                timeout=120).splitlines()]
+        first = min(int(sent) for _, sent in rows) + LAT_WARMUP * 1000
+        lat, unseen = [], 0
+        for part, sent in rows:
+            if int(sent) < first:
+                continue
+            if part not in self.seen:
+                unseen += 1
+                continue
+            lat.append(self.seen[part] * 1000 - int(sent))
+        lat.sort()
+        pick = lambda f: lat[max(0, min(len(lat) - 1, int(f * len(lat) + 0.999999) - 1))]
+        return len(lat), unseen, [pick(0.5), pick(0.9), pick(0.99), lat[-1]] if lat else [0, 0, 0, 0]
 
 
 def latency_run(contender):
@@ -606,26 +688,48 @@ def latency_run(contender):
     n = LAT_RATE * LAT_SECONDS
     proc = None
     stop = None
+    poller = None
+    # sluice-eo-parts (26.9) and the *-ch18 contenders (18.16) are timed by part polling
+    by_parts = contender in ("sluice-eo-parts", "sluice-eo-ch18", "ch18-kafka-engine")
+    on18 = contender.endswith("ch18") or contender.startswith("ch18")
+    url = CH18 if on18 else CH
     if contender.startswith("sluice"):
         mode = "exactly-once" if contender.startswith("sluice-eo") else "at-least-once"
         # sluice-eo-250ms: the same with max_age 250 ms, the latency a lower max_age buys
         # (four inserts per partition per second instead of one).
         max_age = "250ms" if contender.endswith("-250ms") else None
         table = "%s.lat_%s_%s" % (DB, contender.replace("-", "_"), RUN_ID)
-        settings = " SETTINGS non_replicated_deduplication_window = 1000" if mode == "exactly-once" else ""
-        q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id%s" % (table, cols_sql(cols), settings))
-        CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+        engine = "MergeTree"
+        settings = ["non_replicated_deduplication_window = 1000"] if mode == "exactly-once" else []
+        if on18:
+            # the types of the 18.16 engine's target table, ts kept as text (see run_sluice);
+            # exactly-once there needs a ReplicatedMergeTree
+            cols = [(c, "String" if t == "DateTime64(3)" else legacy(c, t)[1]) for c, t in NARROW]
+            engine = "ReplicatedMergeTree('/clickhouse/tables/{shard}/%s', '{replica}')" % table
+            settings = []
+            q(url, "CREATE DATABASE IF NOT EXISTS %s" % DB)
+        if by_parts:
+            cols = cols + [("sent", "UInt64")]
+            settings.append(NO_PART_LIMITS)
+        q(url, "CREATE TABLE %s (%s) ENGINE = %s ORDER BY id%s"
+          % (table, cols_sql(cols), engine, " SETTINGS " + ", ".join(settings) if settings else ""))
+        CLEANUP.append(lambda: q(url, "DROP TABLE IF EXISTS %s" % table))
+        if by_parts:
+            q(url, "SYSTEM STOP MERGES %s" % table)
         cfg = os.path.join(WORK, "lat-%s.toml" % contender)
         with open(cfg, "w") as f:
             f.write('[kafka]\nbrokers = "%s"\ngroup_id = "compare-lat-%s-%s"\nauto_offset_reset = "earliest"\n\n'
                     '[clickhouse]\nurl = "%s"\ndatabase = "%s"\n\n[[route]]\ntopic = "%s"\ntable = "%s"\n'
-                    'format = "json"\ndelivery = "%s"\n%s' % (KAFKA, contender, RUN_ID, CH, DB, topic,
+                    'format = "json"\ndelivery = "%s"\n%s' % (KAFKA, contender, RUN_ID, url, DB, topic,
                                                              table.split(".", 1)[1], mode,
                                                              'max_age = "%s"\n' % max_age if max_age else ""))
         proc = subprocess.Popen([SLUICE, "run", "--config", cfg],
                                 stdout=open(os.path.join(WORK, "lat-%s.log" % contender), "w"),
                                 stderr=subprocess.STDOUT)
-        label = "sluice %s (max_age %s)" % (mode, max_age or "1s default")
+        label = "sluice %s (max_age %s)%s" % (mode, max_age or "1s default",
+                                                " -> ClickHouse 18.16" if on18 else "")
+        if contender == "sluice-eo-parts":
+            label = PARTS_CHECK_LABEL
     elif contender == "vector":
         table = "%s.lat_vector_%s" % (DB, RUN_ID)
         q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
@@ -648,30 +752,48 @@ def latency_run(contender):
         proc = subprocess.Popen(sinker_cmd(cfg), stdout=open(os.path.join(WORK, "lat-sinker.log"), "w"),
                                 stderr=subprocess.STDOUT)
         label = "clickhouse_sinker (flushInterval 1 s)"
+    elif contender == "ch18-kafka-engine":
+        table, stop = kafka_engine("latency", 18, topic, NARROW, 0, PARTITIONS, latency_cols="parts")
+        label = "ClickHouse 18.16 Kafka engine, %d consumers (defaults otherwise)" % PARTITIONS
     else:
         table, stop = kafka_engine("latency", 26, topic, NARROW, 0, PARTITIONS,
                                    ", kafka_thread_per_consumer = 1, kafka_disable_num_consumers_limit = 1",
                                    latency_cols=True)
         label = "ClickHouse 26.9 Kafka engine, %d consumers (defaults otherwise)" % PARTITIONS
+    if by_parts:
+        poller = PartPoller(url, table)
     time.sleep(5)   # group join
     t0 = time.time()
     prod = subprocess.Popen([SLUICE, "produce", "--brokers", KAFKA, "--topic", topic, "--acks", "1",
                              "--key-field", "id"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    pacer = subprocess.Popen([sys.executable, "-c", PACER, str(LAT_RATE), str(LAT_SECONDS), "", HERE],
+    pacer = subprocess.Popen([sys.executable, "-c", PACER, str(LAT_RATE), str(LAT_SECONDS),
+                              "sent" if by_parts else "", HERE],
                              stdout=prod.stdin, stderr=subprocess.PIPE, text=True)
     prod.stdin.close()
     pacer_err = pacer.communicate()[1]
     prod.wait()
     t_prod = time.time() - t0
     try:
-        wait_for_count(CH, table, n, (lambda: proc.poll() is None) if proc else None, deadline_s=300)
+        wait_for_count(url, table, n, (lambda: proc.poll() is None) if proc else None, deadline_s=300)
     finally:
         if proc:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         if stop:
             stop()
+        if poller and sys.exc_info()[0] is not None:
+            poller.done.set()
+    if poller:
+        cnt, unseen, qs = poller.quantiles()
+        shown = label.replace(" -> ClickHouse 18.16", "").replace(", merges stopped, timed both ways", "")
+        if not shown.startswith("ClickHouse"):
+            shown += ", ClickHouse %s" % ("18.16" if on18 else "26.9")
+        LATENCY_PARTS.append((shown, n / t_prod, cnt, unseen, poller.polls, qs))
+        log("latency by parts %s: %d rows, %d in parts never listed, %d polls; p50 %.0f ms p99 %.0f ms"
+            % (label, cnt, unseen, poller.polls, qs[0], qs[2]))
+        if on18:
+            return
     r = q26("SELECT quantilesExact(0.5, 0.9, 0.99, 1)(toUnixTimestamp64Milli(ins) - toUnixTimestamp64Milli(_timestamp)), "
             "count() FROM %s WHERE _timestamp >= (SELECT min(_timestamp) FROM %s) + INTERVAL %d SECOND "
             "FORMAT JSONCompact" % (table, table, int(LAT_WARMUP)))
@@ -841,6 +963,18 @@ def main():
             except Exception as e:
                 NOT_RUN.append(("latency " + c, "failed: %s" % str(e)[:300]))
                 log("latency %s FAILED: %s" % (c, e))
+    if "latency-ch18" in SKIP:
+        NOT_RUN.append(("latency-ch18", "skipped (SKIP)"))
+    elif not CH18_PID:
+        NOT_RUN.append(("latency-ch18", "ClickHouse 18.16 not running (./dev/testbed up --with-legacy)"))
+    else:
+        for c in ("sluice-eo-parts", "sluice-eo-ch18", "ch18-kafka-engine"):
+            timed_measurement_gate()
+            try:
+                latency_run(c)
+            except Exception as e:
+                NOT_RUN.append(("latency " + c, "failed: %s" % str(e)[:300]))
+                log("latency %s FAILED: %s" % (c, e))
     report(versions)
 
 
@@ -940,6 +1074,25 @@ def report(versions):
         L.append("|---|---|---|---|---|---|---|")
         for label, rate, cnt, qs in LATENCY:
             L.append("| %s | %s | %d | %.0f | %.0f | %.0f | %.0f |" % (label, format(rate, ",.0f"), cnt, *qs))
+    if LATENCY_PARTS:
+        L.append("")
+        L.append("## Latency by part polling, on ClickHouse 18.16 too (dataset narrow)")
+        L.append("")
+        L.append("ClickHouse 18.16 has no millisecond clock (no now64) to stamp a row's insert, so here the "
+                 "same paced load (%d msg/s for %d s, %d partitions) is timed from outside: the target "
+                 "table's merges are stopped, so each insert stays a part of its own; its active parts are "
+                 "listed every %.0f ms; a row's latency = the time its part was first listed (the midpoint "
+                 "of that poll and the one before) - the millisecond the pacer wrote the message (a `sent` "
+                 "field in each message); the first %d s are left out. The 26.9 row is one run timed both "
+                 "ways: its now64 figures are the row \"%s\" of the table above."
+                 % (LAT_RATE, LAT_SECONDS, PARTITIONS, PART_POLL * 1000, LAT_WARMUP, PARTS_CHECK_LABEL))
+        L.append("")
+        L.append("| contender | achieved msg/s | rows measured | rows in parts never listed | polls | "
+                 "p50 ms | p90 ms | p99 ms | max ms |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for label, rate, cnt, unseen, polls, qs in LATENCY_PARTS:
+            L.append("| %s | %s | %d | %d | %d | %.0f | %.0f | %.0f | %.0f |"
+                     % (label, format(rate, ",.0f"), cnt, unseen, polls, *qs))
     if BUSY_NOTES:
         L.append("")
         L.append("Caveat: some contenders %s." % "; ".join(sorted(set(BUSY_NOTES))))
