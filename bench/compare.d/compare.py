@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +42,7 @@ RUN_ID = time.strftime("%Y%m%d%H%M%S") + "_%d" % os.getpid()
 DB = "sluice_compare"
 
 ALL = ["sluice-alo", "sluice-eo", "sluice-alo-ch18", "sluice-eo-ch18", "ch26-kafka-engine", "ch26-kafka-engine-1c",
-       "ch18-kafka-engine", "clickhouse_sinker", "vector", "kafka-connect-clickhouse",
+       "ch18-kafka-engine", "clickhouse_sinker", "vector", "kafka-connect-clickhouse", "kafka-connect-clickhouse-8t",
        "ceiling-http", "ceiling-http-rowbinary", "ceiling-consume", "latency", "sluice-eo-250ms",
        "latency-ch18"]
 for s in SKIP:
@@ -433,6 +434,92 @@ def run_sinker(ds, topic, cols, mb):
                   note="clickhouse_sinker process (%s); ClickHouse 26.9 native protocol" % version)
 
 
+def connect_ready():
+    return bool(os.environ.get("CONNECT_LIBS")) and bool(os.environ.get("CONNECT_PLUGIN_DIR")) \
+        and not os.environ.get("CONNECT_NOT_RUN")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def connect_cmd(work, name, topic, table, tasks, sink_extra=""):
+    """Writes a standalone worker's and the sink's properties into `work`; returns the command
+    that runs the worker (see run_connect)."""
+    libs, plugins = os.environ["CONNECT_LIBS"], os.environ["CONNECT_PLUGIN_DIR"]
+    os.makedirs(work, exist_ok=True)
+    host, _, port = CH.split("://", 1)[1].rstrip("/").rpartition(":")
+    worker, sink = os.path.join(work, "worker.properties"), os.path.join(work, "sink.properties")
+    with open(worker, "w") as f:
+        f.write("bootstrap.servers=%s\n"
+                "key.converter=org.apache.kafka.connect.storage.StringConverter\n"
+                "value.converter=org.apache.kafka.connect.json.JsonConverter\n"
+                "value.converter.schemas.enable=false\n"
+                "offset.storage.file.filename=%s\n"
+                "plugin.path=%s\n"
+                "listeners=http://127.0.0.1:%d\n" % (KAFKA, os.path.join(work, "offsets"), plugins, free_port()))
+    with open(sink, "w") as f:
+        f.write("name=%s\n"
+                "connector.class=com.clickhouse.kafka.connect.ClickHouseSinkConnector\n"
+                "tasks.max=%d\n"
+                "topics=%s\n"
+                "hostname=%s\nport=%s\ndatabase=%s\nusername=default\npassword=\nssl=false\n"
+                "exactlyOnce=false\n"
+                "topic2TableMap=%s=%s\n"
+                # 26.9 answers a compressing client in ZSTD, which the connector's client (0.9.5)
+                # cannot read: "Magic is not correct"; this only turns off compressed answers
+                "jdbcConnectionProperties=?compress=0\n%s"
+                % (name, tasks, topic, host, port, DB, topic, table.split(".", 1)[1], sink_extra))
+    return ["java", "-Xms256m", "-Xmx2g", "-cp", os.path.join(libs, "*"),
+            "org.apache.kafka.connect.cli.ConnectStandalone", worker, sink]
+
+
+def run_connect(ds, topic, cols, mb, tasks=1):
+    """The ClickHouse Kafka Connect sink (CONNECT_PLUGIN_DIR: a plugin directory built by hand
+    outside the repository, since Maven Central does not serve the connector) in one Kafka
+    Connect standalone worker (connect-runtime and its dependencies from Maven Central,
+    CONNECT_LIBS), heap as connect-standalone.sh sets it (-Xmx2G). Schemaless JSON values
+    (JsonConverter, schemas.enable=false), the connector's settings at their defaults
+    (exactlyOnce=false: at-least-once, offsets committed by the worker after the task's
+    flush) except tasks.max."""
+    table = "%s.%s_connect_%dt_%s" % (DB, ds, tasks, RUN_ID)
+    q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(cols)))
+    CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+    work = os.path.join(WORK, "connect-%s-%dt" % (ds, tasks))
+    cmd = connect_cmd(work, "compare-%s-connect-%dt-%s" % (ds, tasks, RUN_ID), topic, table, tasks)
+    logpath = os.path.join(work, "connect.log")
+    logf = open(logpath, "w")
+    m = measure_process(cmd, logf, CH, table, CH26_PID, failed=connect_failed(logpath))
+    return Result(ds, "Kafka Connect + ClickHouse sink -> 26.9 (%d task%s)" % (tasks, "s" if tasks > 1 else ""),
+                  rows_s=MESSAGES / m["wall"], mb_s=mb / m["wall"], cpu_m=m["cpu"] / (MESSAGES / 1e6), **m,
+                  check=final_check(CH, table, MESSAGES),
+                  note="Kafka Connect %s worker JVM, %s; ClickHouse 26.9 HTTP"
+                  % (os.environ.get("CONNECT_RUNTIME_VERSION", "?"),
+                     connect_plugin_jars(os.environ["CONNECT_PLUGIN_DIR"])))
+
+
+def connect_plugin_jars(plugins):
+    """The plugin's jar names (the connector's version is in its name)."""
+    found = []
+    for _, _, files in os.walk(plugins):
+        found += sorted(f for f in files if f.endswith(".jar"))
+    return ", ".join(found) or "no jar"
+
+
+def connect_failed(logpath):
+    """A Connect task that fails stops (\"is being killed and will not recover\") while the
+    worker keeps running, so its log is the only sign."""
+    def probe():
+        try:
+            with open(logpath) as f:
+                return "will not recover until manually restarted" in f.read()
+        except OSError:
+            return False
+    return probe
+
+
 def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", latency_cols=False):
     """ClickHouse Kafka table engine + materialized view into a MergeTree table; CPU = the server
     process's CPU delta over the run; RSS = the server's largest sampled VmRSS. latency_cols:
@@ -752,6 +839,20 @@ def latency_run(contender):
         proc = subprocess.Popen(sinker_cmd(cfg), stdout=open(os.path.join(WORK, "lat-sinker.log"), "w"),
                                 stderr=subprocess.STDOUT)
         label = "clickhouse_sinker (flushInterval 1 s)"
+    elif contender == "kafka-connect-clickhouse":
+        # the record's timestamp, as Connect's InsertField transform adds it (epoch ms), read
+        # back through an ALIAS; one task per partition, its faster setting here
+        table = "%s.lat_connect_%s" % (DB, RUN_ID)
+        ccols = NARROW + [("_ts_ms", "Int64"), ("_timestamp", "DateTime64(3) ALIAS fromUnixTimestamp64Milli(_ts_ms)"),
+                          ("ins", "DateTime64(3) DEFAULT now64(3)")]
+        q26("CREATE TABLE %s (%s) ENGINE = MergeTree ORDER BY id" % (table, cols_sql(ccols)))
+        CLEANUP.append(lambda: q26("DROP TABLE IF EXISTS %s" % table))
+        work = os.path.join(WORK, "lat-connect")
+        cmd = connect_cmd(work, "compare-lat-connect-%s" % RUN_ID, topic, table, PARTITIONS,
+                          "transforms=ts\ntransforms.ts.type=org.apache.kafka.connect.transforms.InsertField$Value\n"
+                          "transforms.ts.timestamp.field=_ts_ms\n")
+        proc = subprocess.Popen(cmd, stdout=open(os.path.join(work, "connect.log"), "w"), stderr=subprocess.STDOUT)
+        label = "Kafka Connect + ClickHouse sink, %d tasks (defaults otherwise)" % PARTITIONS
     elif contender == "ch18-kafka-engine":
         table, stop = kafka_engine("latency", 18, topic, NARROW, 0, PARTITIONS, latency_cols="parts")
         label = "ClickHouse 18.16 Kafka engine, %d consumers (defaults otherwise)" % PARTITIONS
@@ -762,7 +863,8 @@ def latency_run(contender):
         label = "ClickHouse 26.9 Kafka engine, %d consumers (defaults otherwise)" % PARTITIONS
     if by_parts:
         poller = PartPoller(url, table)
-    time.sleep(5)   # group join
+    # group join (a Connect worker also starts its JVM, its REST server and the connector first)
+    time.sleep(15 if contender == "kafka-connect-clickhouse" else 5)
     t0 = time.time()
     prod = subprocess.Popen([SLUICE, "produce", "--brokers", KAFKA, "--topic", topic, "--acks", "1",
                              "--key-field", "id"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -898,7 +1000,7 @@ def main():
                         "the repository and point VECTOR_BIN at the binary"))
     elif os.environ.get("VECTOR_BIN") and not os.access(os.environ["VECTOR_BIN"], os.X_OK):
         NOT_RUN.append(("vector", "VECTOR_BIN=%s is not an executable file" % os.environ["VECTOR_BIN"]))
-    if "kafka-connect-clickhouse" not in SKIP:
+    if "kafka-connect-clickhouse" not in SKIP and not connect_ready():
         NOT_RUN.append(("kafka-connect-clickhouse", os.environ.get("CONNECT_NOT_RUN", "not installed")))
 
     for ds in DATASETS:
@@ -933,6 +1035,10 @@ def main():
             attempt("vector", lambda: run_vector(ds, topic, cols, mb))
         if sinker_ready():
             attempt("clickhouse_sinker", lambda: run_sinker(ds, topic, cols, mb))
+        if connect_ready():
+            attempt("kafka-connect-clickhouse", lambda: run_connect(ds, topic, cols, mb))
+            # one task per partition, as the connector's docs advise for throughput
+            attempt("kafka-connect-clickhouse-8t", lambda: run_connect(ds, topic, cols, mb, tasks=PARTITIONS))
         attempt("ch26-kafka-engine", lambda: kafka_engine(
             ds, 26, topic, cols, mb, PARTITIONS,
             ", kafka_thread_per_consumer = 1, kafka_disable_num_consumers_limit = 1"))
@@ -952,8 +1058,11 @@ def main():
     if "latency" in SKIP:
         NOT_RUN.append(("latency", "skipped (SKIP)"))
     else:
-        for c in ("sluice-alo", "sluice-eo", "sluice-eo-250ms", "ch26-kafka-engine", "vector", "clickhouse_sinker"):
+        for c in ("sluice-alo", "sluice-eo", "sluice-eo-250ms", "ch26-kafka-engine", "vector", "clickhouse_sinker",
+                  "kafka-connect-clickhouse"):
             if c in SKIP or (c == "vector" and not os.access(os.environ.get("VECTOR_BIN", ""), os.X_OK)):
+                continue
+            if c == "kafka-connect-clickhouse" and not connect_ready():
                 continue
             if c == "clickhouse_sinker" and not sinker_ready():
                 continue
