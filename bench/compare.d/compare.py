@@ -395,16 +395,22 @@ def sinker_cmd(cfg):
             "--log-paths", "stdout"]
 
 
-def sinker_failed(logpath):
-    """The sinker logs a task it could not start (table missing, ClickHouse unreachable) as a
-    warning and keeps running, so its log is the only sign."""
+def log_says(logpath, text):
+    """A probe for measure_process's `failed`: true once the process's log holds `text`, for
+    peers that log a failure and keep running."""
     def probe():
         try:
             with open(logpath) as f:
-                return "task init failed" in f.read()
+                return text in f.read()
         except OSError:
             return False
     return probe
+
+
+def sinker_failed(logpath):
+    """The sinker logs a task it could not start (table missing, ClickHouse unreachable) as a
+    warning and keeps running, so its log is the only sign."""
+    return log_says(logpath, "task init failed")
 
 
 def run_sinker(ds, topic, cols, mb):
@@ -511,13 +517,7 @@ def connect_plugin_jars(plugins):
 def connect_failed(logpath):
     """A Connect task that fails stops (\"is being killed and will not recover\") while the
     worker keeps running, so its log is the only sign."""
-    def probe():
-        try:
-            with open(logpath) as f:
-                return "will not recover until manually restarted" in f.read()
-        except OSError:
-            return False
-    return probe
+    return log_says(logpath, "will not recover until manually restarted")
 
 
 def kafka_engine(ds, which, topic, cols, mb, consumers, extra_settings="", latency_cols=False):
@@ -1066,25 +1066,25 @@ def main():
                 continue
             if c == "clickhouse_sinker" and not sinker_ready():
                 continue
-            timed_measurement_gate()
-            try:
-                latency_run(c)
-            except Exception as e:
-                NOT_RUN.append(("latency " + c, "failed: %s" % str(e)[:300]))
-                log("latency %s FAILED: %s" % (c, e))
+            latency_attempt(c)
     if "latency-ch18" in SKIP:
         NOT_RUN.append(("latency-ch18", "skipped (SKIP)"))
     elif not CH18_PID:
         NOT_RUN.append(("latency-ch18", "ClickHouse 18.16 not running (./dev/testbed up --with-legacy)"))
     else:
         for c in ("sluice-eo-parts", "sluice-eo-ch18", "ch18-kafka-engine"):
-            timed_measurement_gate()
-            try:
-                latency_run(c)
-            except Exception as e:
-                NOT_RUN.append(("latency " + c, "failed: %s" % str(e)[:300]))
-                log("latency %s FAILED: %s" % (c, e))
+            latency_attempt(c)
     report(versions)
+
+
+def latency_attempt(contender):
+    """One latency run once the machine is quiet; a failure is reported, not raised."""
+    timed_measurement_gate()
+    try:
+        latency_run(contender)
+    except Exception as e:
+        NOT_RUN.append(("latency " + contender, "failed: %s" % str(e)[:300]))
+        log("latency %s FAILED: %s" % (contender, e))
 
 
 DATA_INFO = {}
