@@ -263,6 +263,18 @@ def measure_process(cmd, logf, url, table, server_pid, env=None, failed=None):
                 ch_cpu=max(0.0, (ch1 - ch0) / TICK - idle * wall), kafka_cpu=(k1 - k0) / TICK)
 
 
+def ch18_sluice_table(table, cols, mode):
+    """(columns, engine) of sluice's table on 18.16: the engine's target types, except that the
+    millisecond timestamps stay text (the engine's view cuts them to seconds with
+    toDateTime(substring(ts, 1, 19)), and sluice never truncates a value silently: it would
+    dead-letter every message); exactly-once there needs a ReplicatedMergeTree, which the
+    testbed's ZooKeeper serves."""
+    cols = [(n, "String" if t == "DateTime64(3)" else legacy(n, t)[1]) for n, t in cols]
+    engine = ("ReplicatedMergeTree('/clickhouse/tables/{shard}/%s', '{replica}')" % table
+              if mode == "exactly-once" else "MergeTree")
+    return cols, engine
+
+
 def run_sluice(ds, mode, topic, cols, mb, ch18=False, rnd=1):
     """sluice into ClickHouse 26.9, or with ch18 into the 18.16 server the 18.16 Kafka engine
     writes to, with the same target table as the engine's (18.16 types; exactly-once on 18.16
@@ -271,12 +283,7 @@ def run_sluice(ds, mode, topic, cols, mb, ch18=False, rnd=1):
     url, pid = (CH18, CH18_PID) if ch18 else (CH, CH26_PID)
     table = "%s.%s_sluice_%s_%s_r%d" % (DB, ds, short, RUN_ID, rnd)
     if ch18:
-        # The engine's target types, except that the millisecond timestamps stay text: the
-        # engine's view cuts them to seconds (toDateTime(substring(ts, 1, 19))), and sluice
-        # never truncates a value silently (it would dead-letter every message).
-        cols = [(n, "String" if t == "DateTime64(3)" else legacy(n, t)[1]) for n, t in cols]
-        engine = ("ReplicatedMergeTree('/clickhouse/tables/{shard}/%s', '{replica}')" % table
-                  if mode == "exactly-once" else "MergeTree")
+        cols, engine = ch18_sluice_table(table, cols, mode)
         settings = ""
         q(url, "CREATE DATABASE IF NOT EXISTS %s" % DB)
     else:
@@ -789,10 +796,7 @@ def latency_run(contender):
         engine = "MergeTree"
         settings = ["non_replicated_deduplication_window = 1000"] if mode == "exactly-once" else []
         if on18:
-            # the types of the 18.16 engine's target table, ts kept as text (see run_sluice);
-            # exactly-once there needs a ReplicatedMergeTree
-            cols = [(c, "String" if t == "DateTime64(3)" else legacy(c, t)[1]) for c, t in NARROW]
-            engine = "ReplicatedMergeTree('/clickhouse/tables/{shard}/%s', '{replica}')" % table
+            cols, engine = ch18_sluice_table(table, NARROW, mode)
             settings = []
             q(url, "CREATE DATABASE IF NOT EXISTS %s" % DB)
         if by_parts:
@@ -813,8 +817,8 @@ def latency_run(contender):
         proc = subprocess.Popen([SLUICE, "run", "--config", cfg],
                                 stdout=open(os.path.join(WORK, "lat-%s.log" % contender), "w"),
                                 stderr=subprocess.STDOUT)
-        label = "sluice %s (max_age %s)%s" % (mode, max_age or "1s default",
-                                                " -> ClickHouse 18.16" if on18 else "")
+        label = "sluice %s (max_age %s)" % (mode, max_age or "1s default")
+        parts_label = "%s, ClickHouse %s" % (label, "18.16" if on18 else "26.9")
         if contender == "sluice-eo-parts":
             label = PARTS_CHECK_LABEL
     elif contender == "vector":
@@ -855,7 +859,7 @@ def latency_run(contender):
         label = "Kafka Connect + ClickHouse sink, %d tasks (defaults otherwise)" % PARTITIONS
     elif contender == "ch18-kafka-engine":
         table, stop = kafka_engine("latency", 18, topic, NARROW, 0, PARTITIONS, latency_cols="parts")
-        label = "ClickHouse 18.16 Kafka engine, %d consumers (defaults otherwise)" % PARTITIONS
+        label = parts_label = "ClickHouse 18.16 Kafka engine, %d consumers (defaults otherwise)" % PARTITIONS
     else:
         table, stop = kafka_engine("latency", 26, topic, NARROW, 0, PARTITIONS,
                                    ", kafka_thread_per_consumer = 1, kafka_disable_num_consumers_limit = 1",
@@ -878,22 +882,21 @@ def latency_run(contender):
     t_prod = time.time() - t0
     try:
         wait_for_count(url, table, n, (lambda: proc.poll() is None) if proc else None, deadline_s=300)
+    except BaseException:
+        if poller:
+            poller.done.set()
+        raise
     finally:
         if proc:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         if stop:
             stop()
-        if poller and sys.exc_info()[0] is not None:
-            poller.done.set()
     if poller:
         cnt, unseen, qs = poller.quantiles()
-        shown = label.replace(" -> ClickHouse 18.16", "").replace(", merges stopped, timed both ways", "")
-        if not shown.startswith("ClickHouse"):
-            shown += ", ClickHouse %s" % ("18.16" if on18 else "26.9")
-        LATENCY_PARTS.append((shown, n / t_prod, cnt, unseen, poller.polls, qs))
+        LATENCY_PARTS.append((parts_label, n / t_prod, cnt, unseen, poller.polls, qs))
         log("latency by parts %s: %d rows, %d in parts never listed, %d polls; p50 %.0f ms p99 %.0f ms"
-            % (label, cnt, unseen, poller.polls, qs[0], qs[2]))
+            % (parts_label, cnt, unseen, poller.polls, qs[0], qs[2]))
         if on18:
             return
     r = q26("SELECT quantilesExact(0.5, 0.9, 0.99, 1)(toUnixTimestamp64Milli(ins) - toUnixTimestamp64Milli(_timestamp)), "
