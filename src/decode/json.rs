@@ -367,6 +367,9 @@ pub struct RowPlan {
     field_col: Vec<usize>,
     /// Per column: how [`scan_write`] writes its values.
     fast: Vec<FastTy>,
+    /// Per field id: what the one-compare step of [`encode_row`] needs, for fields whose
+    /// name is plain and whose first column [`scan_write`] writes (`None` otherwise).
+    steps: Vec<Option<FieldStep>>,
     /// Write values as they are scanned while the fields come in column order (see
     /// [`encode_row`]). Always true; the tests turn it off to compare with the two-pass path.
     one_pass: bool,
@@ -378,6 +381,57 @@ pub struct RowPlan {
 struct FastTy {
     nullable: bool,
     kind: FastKind,
+}
+
+/// A field as the one-compare step of [`encode_row`] reads it: while the fields come in the
+/// columns' order and a producer writes them compactly, the bytes at a field's start are
+/// exactly `pattern`, so its name, colon and column are known from one compare, without the
+/// scan, the lookup and the per-column tables.
+#[derive(Debug, Clone)]
+struct FieldStep {
+    /// `"name":`, the name plain (no `"`, `\` or control character, so those bytes can only
+    /// be this name).
+    pattern: Box<[u8]>,
+    /// The first column that reads the field.
+    col: usize,
+    fast: FastTy,
+    /// `pattern` as a little-endian word and the mask of its bytes, when it has at most 8:
+    /// one load and compare instead of a byte loop for names of up to 5 bytes.
+    word: u64,
+    mask: u64,
+}
+
+impl FieldStep {
+    fn new(name: &[u8], col: usize, fast: FastTy) -> FieldStep {
+        let pattern: Box<[u8]> = [&b"\""[..], name, &b"\":"[..]].concat().into();
+        let mut w = [0u8; 8];
+        let n = pattern.len().min(8);
+        w[..n].copy_from_slice(&pattern[..n]);
+        let mask = if n == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        };
+        FieldStep {
+            word: u64::from_le_bytes(w),
+            mask,
+            pattern,
+            col,
+            fast,
+        }
+    }
+
+    /// Whether the payload's bytes at `at` start with `pattern`.
+    #[inline(always)]
+    fn matches(&self, b: &[u8], at: usize) -> bool {
+        let n = self.pattern.len();
+        if n <= 8 {
+            if let Some(c) = b.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+                return u64::from_le_bytes(*c) & self.mask == self.word;
+            }
+        }
+        b.get(at..at + n).is_some_and(|k| key_eq(k, &self.pattern))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -570,13 +624,24 @@ impl RowPlan {
                 }
             }
         }
-        let fast = columns.iter().map(|c| FastTy::of(&c.ty)).collect();
+        let fast: Vec<FastTy> = columns.iter().map(|c| FastTy::of(&c.ty)).collect();
+        let index = FieldIndex::build(names);
+        let steps = (0..index.names.len())
+            .map(|id| {
+                let name = index.names.get(id)?;
+                let col = *field_col.get(id)?;
+                let fast = *fast.get(col)?;
+                let plain = index.plain.get(id) == Some(&true);
+                (plain && fast.kind != FastKind::General).then(|| FieldStep::new(name, col, fast))
+            })
+            .collect();
         Ok(RowPlan {
             columns,
             unknown_fields,
             with_defaults,
-            index: FieldIndex::build(names),
+            index,
             fast,
+            steps,
             sources,
             field_col,
             one_pass: true,
@@ -2661,6 +2726,10 @@ fn json_err(e: JsonErr) -> RowError {
 /// slot pass, which runs only after the whole object was scanned: so the error reported is
 /// exactly the two-pass one (invalid JSON anywhere before any value's error, then the first
 /// column's error).
+///
+/// Within that, [`field_step`] takes a compactly written field in one compare of its
+/// `"name":` and one call of [`scan_write`]; whatever it does not take, the general path
+/// below reads from the same position, so it changes the cost, never the result.
 fn encode_row(
     plan: &RowPlan,
     scratch: &mut RowScratch,
@@ -2694,6 +2763,20 @@ fn encode_row(
     } else {
         let mut guess = 0usize;
         loop {
+            if direct {
+                match field_step(plan, scratch, &mut s, guess, emit, out)? {
+                    Step::Next(col) => {
+                        guess += 1;
+                        emit = col + 1;
+                        continue;
+                    }
+                    Step::Last(col) => {
+                        emit = col + 1;
+                        break;
+                    }
+                    Step::Scan => {}
+                }
+            }
             if s.peek() != Some(b'"') {
                 return Err(RowError::InvalidJson {
                     offset: s.pos,
@@ -2798,28 +2881,8 @@ fn encode_row(
                 }
                 None => {}
             }
-            s.ws();
-            match s.peek() {
-                Some(b',') => {
-                    s.pos += 1;
-                    s.ws();
-                }
-                Some(b'}') => {
-                    s.pos += 1;
-                    break;
-                }
-                None => {
-                    return Err(RowError::InvalidJson {
-                        offset: s.pos,
-                        reason: "unexpected end of input",
-                    })
-                }
-                Some(_) => {
-                    return Err(RowError::InvalidJson {
-                        offset: s.pos,
-                        reason: "expected ',' or '}'",
-                    })
-                }
+            if !next_field(&mut s)? {
+                break;
             }
         }
     }
@@ -2866,6 +2929,115 @@ fn encode_row(
         }
     }
     Ok(())
+}
+
+/// After a field's value: `true` when another field follows (`s.pos` then at its name),
+/// `false` at the object's end (`s.pos` past the `}`).
+#[inline]
+fn next_field(s: &mut Scan<'_>) -> Result<bool, RowError> {
+    s.ws();
+    match s.peek() {
+        Some(b',') => {
+            s.pos += 1;
+            s.ws();
+            Ok(true)
+        }
+        Some(b'}') => {
+            s.pos += 1;
+            Ok(false)
+        }
+        None => Err(RowError::InvalidJson {
+            offset: s.pos,
+            reason: "unexpected end of input",
+        }),
+        Some(_) => Err(RowError::InvalidJson {
+            offset: s.pos,
+            reason: "expected ',' or '}'",
+        }),
+    }
+}
+
+/// What [`field_step`] did.
+enum Step {
+    /// Wrote the field's column (the `usize`); another field follows.
+    Next(usize),
+    /// Wrote the field's column; the object ended.
+    Last(usize),
+    /// Nothing consumed or written: the general path reads the field.
+    Scan,
+}
+
+/// The one-compare step for the field expected next (`guess`) while the one-pass path holds:
+/// when its bytes start with the field's plain `"name":`, its column is the next to write
+/// (`emit`) and [`scan_write`] takes the value, the value is written and its slot recorded,
+/// as the general path would, without scanning the name, looking it up or consulting the
+/// per-column tables. Anything else (whitespace before the colon, a field out of order, a
+/// meta column in between, a value [`scan_write`] refuses) leaves the field to the general
+/// path untouched, so the rows written and the errors reported are the same.
+#[inline(always)]
+fn field_step(
+    plan: &RowPlan,
+    scratch: &mut RowScratch,
+    s: &mut Scan<'_>,
+    guess: usize,
+    emit: usize,
+    out: &mut Vec<u8>,
+) -> Result<Step, RowError> {
+    let Some(Some(step)) = plan.steps.get(guess) else {
+        return Ok(Step::Scan);
+    };
+    let kstart = s.pos;
+    if step.col != emit || !step.matches(s.b, kstart) {
+        return Ok(Step::Scan);
+    }
+    s.pos = kstart + step.pattern.len();
+    s.ws();
+    let vstart = s.pos;
+    let mark = out.len();
+    if plan.with_defaults {
+        out.push(rb::VALUE_FOLLOWS);
+    }
+    let Some(kind) = scan_write(step.fast, s, out) else {
+        out.truncate(mark);
+        s.pos = kstart;
+        return Ok(Step::Scan);
+    };
+    if let Some(slot) = scratch.slots.get_mut(guess) {
+        if slot.gen == scratch.gen {
+            // Unreachable while the fields come in order (a field seen before is behind
+            // `guess`); kept so that this path can never differ from the general one.
+            return Err(RowError::DuplicateField {
+                field: show(plan.index.names.get(guess).map_or(&[][..], |n| &n[..])),
+            });
+        }
+        *slot = Slot {
+            gen: scratch.gen,
+            start: vstart,
+            end: s.pos,
+            kind,
+        };
+    }
+    // Compact JSON: `,"` or `}` right after the value.
+    match s.b.get(s.pos..s.pos + 2) {
+        Some([b',', b'"']) => {
+            s.pos += 1;
+            return Ok(Step::Next(step.col));
+        }
+        Some([b'}', _]) => {
+            s.pos += 1;
+            return Ok(Step::Last(step.col));
+        }
+        _ => {}
+    }
+    if s.b.get(s.pos) == Some(&b'}') {
+        s.pos += 1;
+        return Ok(Step::Last(step.col));
+    }
+    Ok(if next_field(s)? {
+        Step::Next(step.col)
+    } else {
+        Step::Last(step.col)
+    })
 }
 
 /// Before the value of the field read by column `col` is written in the scan: writes the meta
@@ -2956,7 +3128,7 @@ fn write_scanned(
 /// written, `s.pos` past the value. `None`: nothing consumed or written; the caller scans the
 /// value with [`Scan::value`] and converts it with [`write_value`], which also handles (and
 /// words the errors of) everything refused here.
-#[inline]
+#[inline(always)]
 fn scan_write(ty: FastTy, s: &mut Scan<'_>, out: &mut Vec<u8>) -> Option<Kind> {
     let start = s.pos;
     let mark = out.len();
@@ -5012,7 +5184,7 @@ mod one_pass_tests {
         let mut s = String::from(if rng.gen_bool(0.5) { "{" } else { " { " });
         for (i, f) in order.iter().enumerate() {
             if i > 0 {
-                s.push_str(if rng.gen_bool(0.8) { "," } else { " ,\n" });
+                s.push_str([",", ",", ",", ",", " ,\n", ", "][rng.gen_range(0..6)]);
             }
             let key = if rng.gen_bool(0.02) {
                 // The same name, escaped: found by lookup, not by the one-compare check.
@@ -5026,7 +5198,8 @@ mod one_pass_tests {
                 VALUES[rng.gen_range(0..VALUES.len())].to_string()
             };
             s.push_str(&key);
-            s.push_str(if rng.gen_bool(0.9) { ":" } else { " : " });
+            // Whitespace after the colon only is what the one-compare step skips itself.
+            s.push_str([":", ":", ":", ":", ":", ":", ":", ":", " : ", ": "][rng.gen_range(0..10)]);
             s.push_str(&v);
         }
         s.push('}');
