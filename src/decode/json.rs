@@ -3017,21 +3017,17 @@ fn field_step(
             kind,
         };
     }
-    // Compact JSON: `,"` or `}` right after the value.
-    match s.b.get(s.pos..s.pos + 2) {
-        Some([b',', b'"']) => {
-            s.pos += 1;
-            return Ok(Step::Next(step.col));
-        }
-        Some([b'}', _]) => {
+    // Compact JSON: `}` or `,"` right after the value.
+    match s.b.get(s.pos) {
+        Some(b'}') => {
             s.pos += 1;
             return Ok(Step::Last(step.col));
         }
+        Some(b',') if s.b.get(s.pos + 1) == Some(&b'"') => {
+            s.pos += 1;
+            return Ok(Step::Next(step.col));
+        }
         _ => {}
-    }
-    if s.b.get(s.pos) == Some(&b'}') {
-        s.pos += 1;
-        return Ok(Step::Last(step.col));
     }
     Ok(if next_field(s)? {
         Step::Next(step.col)
