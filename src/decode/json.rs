@@ -810,6 +810,25 @@ impl RowScratch {
         RowScratch::default()
     }
 
+    /// Records field `id`'s value span for row `gen`; `false` if that row filled it already
+    /// (the field is given twice). On the slots alone, so a borrowed `key` may stay alive.
+    #[inline(always)]
+    fn fill(slots: &mut [Slot], gen: u32, id: usize, start: usize, end: usize, kind: Kind) -> bool {
+        match slots.get_mut(id) {
+            Some(slot) if slot.gen == gen => false,
+            Some(slot) => {
+                *slot = Slot {
+                    gen,
+                    start,
+                    end,
+                    kind,
+                };
+                true
+            }
+            None => true,
+        }
+    }
+
     fn start_row(&mut self, fields: usize) {
         if self.slots.len() < fields {
             self.slots.resize(fields, Slot::default());
@@ -2863,19 +2882,10 @@ fn encode_row(
                 None => s.value().map_err(json_err)?,
             };
             match found {
-                Some(id) => {
-                    if let Some(slot) = scratch.slots.get_mut(id) {
-                        if slot.gen == gen {
-                            return Err(RowError::DuplicateField { field: show(key) });
-                        }
-                        *slot = Slot {
-                            gen,
-                            start: vstart,
-                            end: s.pos,
-                            kind,
-                        };
-                    }
+                Some(id) if !RowScratch::fill(&mut scratch.slots, gen, id, vstart, s.pos, kind) => {
+                    return Err(RowError::DuplicateField { field: show(key) });
                 }
+                Some(_) => {}
                 None if plan.unknown_fields == UnknownFields::Error => {
                     return Err(RowError::UnknownField { field: show(key) })
                 }
@@ -3002,20 +3012,12 @@ fn field_step(
         s.pos = kstart;
         return Ok(Step::Scan);
     };
-    if let Some(slot) = scratch.slots.get_mut(guess) {
-        if slot.gen == scratch.gen {
-            // Unreachable while the fields come in order (a field seen before is behind
-            // `guess`); kept so that this path can never differ from the general one.
-            return Err(RowError::DuplicateField {
-                field: show(plan.index.names.get(guess).map_or(&[][..], |n| &n[..])),
-            });
-        }
-        *slot = Slot {
-            gen: scratch.gen,
-            start: vstart,
-            end: s.pos,
-            kind,
-        };
+    if !RowScratch::fill(&mut scratch.slots, scratch.gen, guess, vstart, s.pos, kind) {
+        // Unreachable while the fields come in order (a field seen before is behind
+        // `guess`); kept so that this path can never differ from the general one.
+        return Err(RowError::DuplicateField {
+            field: show(plan.index.names.get(guess).map_or(&[][..], |n| &n[..])),
+        });
     }
     // Compact JSON: `}` or `,"` right after the value.
     match s.b.get(s.pos) {
