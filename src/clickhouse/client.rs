@@ -39,6 +39,11 @@ const BLOCKING_COMPRESS_THRESHOLD: usize = 256 * 1024;
 /// default is 3 s).
 const DEFAULT_SERVER_KEEP_ALIVE: Duration = Duration::from_secs(3);
 
+/// How long `table_info` keeps asking an 18.16 server whose `system.tables` fails over another
+/// table being dropped. Start-up waits this long at worst; a server that drops tables for longer
+/// than this without pause is reported as the error it gave.
+const OTHER_TABLE_DROPPED_PATIENCE: Duration = Duration::from_secs(5);
+
 /// A ClickHouse HTTP client. Clone it freely.
 #[derive(Clone)]
 pub struct Client {
@@ -825,23 +830,28 @@ impl Client {
             quote_str(database),
             quote_str(table)
         );
-        // 18.16 builds these columns by visiting every table of the database and fails the
-        // whole query when one of the others is dropped meanwhile, with Code 60 (the table
-        // does not exist) or 107 (its metadata file is gone): seen in the test suite, where
-        // tests create and drop tables side by side. Such an answer is about another table:
-        // ask again, a few times.
+        // 18.16 builds system.tables by visiting every table of the database, whichever
+        // columns are asked for, and fails the whole query when one of the others is dropped
+        // meanwhile, with Code 60 (the table does not exist) or 107 (its metadata file is
+        // gone). Such an answer is about another table: ask again. The failures come in runs
+        // while a busy server drops tables (up to 4 in a row with 16 tasks creating and
+        // dropping side by side; 5 in a row in CI), so the pauses grow and the bound is time,
+        // not a count of attempts.
         let table_row = async {
-            let mut attempts = 0;
+            let started = std::time::Instant::now();
+            let mut pause = Duration::from_millis(20);
             loop {
-                attempts += 1;
                 match self.query_rows::<TableRow>(&sql).await {
                     Err(ChError::Server {
                         code: Some(60 | 107),
                         message,
                         ..
-                    }) if attempts < 5 && !message.contains(table) => {
+                    }) if started.elapsed() < OTHER_TABLE_DROPPED_PATIENCE
+                        && !message.contains(table) =>
+                    {
                         tracing::debug!(%message, "system.tables failed on another table; asking again");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(500));
                     }
                     other => break other,
                 }
