@@ -206,6 +206,19 @@ LATENCY_PARTS = []   # (contender, rate, n, rows in parts never listed, polls, [
 CLEANUP = []   # callables
 
 
+def stop_process(p, grace_s=60):
+    """SIGTERM, then SIGKILL after grace_s: a contender's slow shutdown (a Kafka Connect worker
+    has taken longer than a minute) happens after its rows are counted and must not discard
+    its figures."""
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        log("pid %d did not stop within %d s of SIGTERM; killed" % (p.pid, grace_s))
+        p.kill()
+        p.wait()
+
+
 def wait_for_count(url, table, n, alive, on_sample=None, deadline_s=TIMEOUT):
     t0 = time.time()
     count = 0
@@ -252,12 +265,7 @@ def measure_process(cmd, logf, url, table, server_pid, env=None, failed=None):
         hwm = status_kib(p.pid, "VmHWM")
         ch1, k1 = cpu_ticks(server_pid), cpu_ticks(KAFKA_PID)
     finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(p)
     wall = t1 - t0
     return dict(wall=wall, cpu=ticks / TICK, rss_mib=hwm / 1024,
                 ch_cpu=max(0.0, (ch1 - ch0) / TICK - idle * wall), kafka_cpu=(k1 - k0) / TICK)
@@ -888,8 +896,7 @@ def latency_run(contender):
         raise
     finally:
         if proc:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+            stop_process(proc)
         if stop:
             stop()
     if poller:
