@@ -600,7 +600,8 @@ async fn legacy_table_info_replicated() {
 
 /// 18.16 fails a `system.tables` query with Code 60 when another table of the database is
 /// dropped while it lists them; `table_info` asks again instead of failing start-up. Three
-/// tasks create and drop tables meanwhile (about 1 query in 200 failed so before the retry).
+/// tasks create and drop tables meanwhile (1-5 % of queries fail so without the retry), named
+/// with the steady table's name as their prefix, so an error about one of them names it too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_table_info_survives_tables_dropped_meanwhile() {
     let Some(url) = legacy_url() else { return };
@@ -610,12 +611,12 @@ async fn legacy_table_info_survives_tables_dropped_meanwhile() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut churners = Vec::new();
     for k in 0..3 {
-        let (url, stop) = (url.clone(), stop.clone());
+        let (url, stop, steady) = (url.clone(), stop.clone(), t.clone());
         churners.push(tokio::spawn(async move {
             let c = connect(&url).await;
             let mut i = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let name = table_name(&format!("churn{k}_{i}"));
+                let name = format!("{steady}_churn{k}_{i}");
                 create_simple(&c, &name).await;
                 drop_table(&c, &name).await;
                 i += 1;
