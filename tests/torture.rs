@@ -607,7 +607,16 @@ async fn crash_at_points(
             }
             .to_string();
             let spec = format!("{p}@{at}");
-            let mut s = Sluice::spawn_env(cfg, &t.log(), &[("SLUICE_FAILPOINTS", &spec)]);
+            // The lanes' debug lines (streams opened, batches committed) say, should an
+            // instance outlive its failpoint, whether it was stuck or never met the point.
+            let mut s = Sluice::spawn_env(
+                cfg,
+                &t.log(),
+                &[
+                    ("SLUICE_FAILPOINTS", &spec),
+                    ("RUST_LOG", "info,sluice::lane=debug"),
+                ],
+            );
             if p == "during_revoke" {
                 // A revoke happens when the instance leaves the group: ask it to.
                 tokio::time::sleep(Duration::from_millis(rng.range(800, 2_000))).await;
@@ -616,6 +625,10 @@ async fn crash_at_points(
             let start = Instant::now();
             while s.is_running() && start.elapsed() < Duration::from_secs(20) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if s.is_running() {
+                // `wait` below panics with the instance's log tail; name the point first.
+                println!("{spec} (round {round}): the instance still runs 20 s after its start");
             }
             let status = s.wait(Duration::from_secs(10));
             assert!(
