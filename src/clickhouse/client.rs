@@ -39,8 +39,8 @@ const BLOCKING_COMPRESS_THRESHOLD: usize = 256 * 1024;
 /// default is 3 s).
 const DEFAULT_SERVER_KEEP_ALIVE: Duration = Duration::from_secs(3);
 
-/// How long `table_info` keeps asking an 18.16 server whose `system.tables` fails over another
-/// table being dropped. Start-up waits this long at worst; a server that drops tables for longer
+/// How long `table_info` keeps asking an 18.16 server whose `system.tables` fails over a table
+/// dropped meanwhile. Start-up waits this long at worst; a server that drops tables for longer
 /// than this without pause is reported as the error it gave.
 const OTHER_TABLE_DROPPED_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -835,10 +835,9 @@ impl Client {
         // meanwhile, with Code 60 (the table does not exist) or 107 (its metadata file is
         // gone). Ask again, whichever table the error names (another table's name may hold
         // this one's): if it was this table, the next answer has no row for it, which is
-        // reported as the unknown table it now is. The failures come in runs
-        // while a busy server drops tables (up to 4 in a row with 16 tasks creating and
-        // dropping side by side; 5 in a row in CI), so the pauses grow and the bound is time,
-        // not a count of attempts.
+        // reported as the unknown table it now is. The failures come in runs while a busy
+        // server drops tables (up to 4 in a row with 16 tasks creating and dropping side by
+        // side; 5 in a row in CI), so the pauses grow and the bound is time, not a count.
         let table_row = async {
             let started = std::time::Instant::now();
             let mut pause = Duration::from_millis(20);
