@@ -143,6 +143,7 @@ fn bench(c: &mut Criterion) {
         timestamp_ms: None,
         key: None,
         headers: &[],
+        value: None,
     };
     let mut out = Vec::with_capacity(BATCH * 256);
     let mut g = c.benchmark_group("decode_encode");

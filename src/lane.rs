@@ -38,8 +38,8 @@ use crate::clickhouse::{
     Client, InsertError, InsertFormat, InsertRequest, InsertStream, Streaming,
 };
 use crate::commit::{CommitError, Committer};
-use crate::config::{BadMessages, Delivery, Route};
-use crate::decode::json::{encode_json_row, MessageMeta, RowPlan};
+use crate::config::{BadMessages, Delivery, Format, Route};
+use crate::decode::json::{encode_json_row, encode_meta_row, MessageMeta, RowPlan};
 use crate::dedup;
 use crate::dlq::DeadLetterProducer;
 use crate::kafka::records::{OwnedRecord, Record, RecordChunk};
@@ -449,8 +449,13 @@ impl Lane {
             timestamp_ms: rec.timestamp_ms,
             key: rec.key,
             headers: &headers,
+            value: Some(payload),
         };
-        match encode_json_row(&self.rt.plan, payload, &meta, self.batch.body_mut()) {
+        let row = match self.rt.route.format {
+            Format::Json => encode_json_row(&self.rt.plan, payload, &meta, self.batch.body_mut()),
+            Format::Raw => encode_meta_row(&self.rt.plan, &meta, self.batch.body_mut()),
+        };
+        match row {
             Ok(()) => self.batch.row_done(rec.offset),
             Err(e) => self
                 .batch

@@ -4,8 +4,10 @@
 //!
 //! Rules, in order, for each insertable column (MATERIALIZED and ALIAS columns are computed by
 //! ClickHouse and never sent):
-//! - its name is a configured metadata column (`_topic`, `_offset`, ...): Kafka metadata;
-//! - otherwise the JSON field of the same name.
+//! - its name is a configured metadata column (`_topic`, `_offset`, ..., `_value`: the
+//!   message value unparsed): Kafka metadata;
+//! - otherwise the JSON field of the same name; a raw route (`format = "raw"`) parses no
+//!   fields, so there every other column is missing, and its table must have the value column.
 //!
 //! A missing field takes the column's DEFAULT. On servers with `RowBinaryWithDefaults` the
 //! server evaluates it (so `now()` or expressions over other columns work). On older servers
@@ -20,7 +22,7 @@ use std::collections::HashMap;
 use crate::chtype::{ChType, TypeError};
 use crate::clickhouse::client::DefaultKind;
 use crate::clickhouse::{ColumnInfo, InsertFormat, ServerInfo};
-use crate::config::{MetadataColumns, Route, UnknownFields};
+use crate::config::{Format, MetadataColumns, Route, UnknownFields};
 use crate::decode::json::UnknownFields as JsonUnknownFields;
 use crate::decode::json::{ColumnPlan, ColumnSource, MetaField, OnMissing, RowPlan};
 
@@ -41,6 +43,8 @@ pub enum SchemaError {
     },
     #[error("table {table} has no column sluice can insert into")]
     NoColumns { table: String },
+    #[error("table {table} has no column {column} for the message value of a raw route; add it, or name another column with [route.metadata] value = \"...\"")]
+    NoValueColumn { table: String, column: String },
 }
 
 /// How one column is filled, for `sluice check` to print.
@@ -75,6 +79,8 @@ fn meta_for(name: &str, m: &MetadataColumns) -> Option<MetaField> {
         Some(MetaField::Key)
     } else if is(&m.headers) {
         Some(MetaField::Headers)
+    } else if is(&m.value) {
+        Some(MetaField::Value)
     } else {
         None
     }
@@ -118,7 +124,10 @@ pub fn plan_table(
             Some(m) => (ColumnSource::Meta(m), format!("kafka {m:?}").to_lowercase()),
             None => (
                 ColumnSource::Field(c.name.clone()),
-                format!("json field {:?}", c.name),
+                match route.format {
+                    Format::Json => format!("json field {:?}", c.name),
+                    Format::Raw => "none (a raw message has no fields)".to_string(),
+                },
             ),
         };
         let (on_missing, missing_text) = if c.default_kind == DefaultKind::Default {
@@ -165,6 +174,16 @@ pub fn plan_table(
     }
     if plans.is_empty() {
         return Err(SchemaError::NoColumns { table });
+    }
+    if route.format == Format::Raw
+        && !plans
+            .iter()
+            .any(|p| p.source == ColumnSource::Meta(MetaField::Value))
+    {
+        return Err(SchemaError::NoValueColumn {
+            table,
+            column: route.metadata.value.clone().unwrap_or_default(),
+        });
     }
     let unknown = match route.unknown_fields {
         UnknownFields::Ignore => JsonUnknownFields::Ignore,
@@ -292,6 +311,65 @@ mod tests {
         assert_eq!(p.format, InsertFormat::RowBinary);
     }
 
+    #[test]
+    fn raw_routes_write_the_value_unparsed_and_defaults_elsewhere() {
+        let modern = ServerInfo::from_version(Version::new(26, 9, 2), "26.9.2.1");
+        let mut raw = route();
+        raw.format = Format::Raw;
+        let cols = [
+            column("_value", "String", DefaultKind::None, None),
+            column("_offset", "UInt64", DefaultKind::None, None),
+            column("n", "UInt16", DefaultKind::None, None),
+            column("note", "Nullable(String)", DefaultKind::None, None),
+        ];
+        let p = plan_table(&raw, &cols, &modern, &HashMap::new()).expect("plan");
+        assert_eq!(p.lines[0].source, "kafka value");
+        assert_eq!(p.lines[2].source, "none (a raw message has no fields)");
+        // Any bytes, JSON or not, valid UTF-8 or not, go in as they are.
+        let payload: &[u8] = b"{\"n\":7} \xff\x00 not parsed";
+        let meta = crate::decode::json::MessageMeta {
+            offset: 9,
+            value: Some(payload),
+            ..META
+        };
+        let mut row = Vec::new();
+        crate::decode::json::encode_meta_row(&p.plan, &meta, &mut row).expect("row");
+        let mut want = vec![payload.len() as u8];
+        want.extend_from_slice(payload);
+        want.extend_from_slice(&9u64.to_le_bytes());
+        want.extend_from_slice(&[0, 0, 1]); // n: the type default; note: NULL
+        assert_eq!(row, want);
+
+        // A value too long for its FixedString column is an error for that message, naming
+        // the column, and leaves nothing of the row behind.
+        let fixed = [column("_value", "FixedString(4)", DefaultKind::None, None)];
+        let p = plan_table(&raw, &fixed, &modern, &HashMap::new()).expect("plan");
+        let mut row = vec![0xaa];
+        let e = crate::decode::json::encode_meta_row(&p.plan, &meta, &mut row).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Kafka value -> column _value FixedString(4)"),
+            "{e}"
+        );
+        assert_eq!(row, [0xaa]);
+
+        // Without the value column the route cannot start, and says which column it wants.
+        let e = plan_table(&raw, &cols[1..], &modern, &HashMap::new())
+            .err()
+            .expect("no value column");
+        assert!(e.to_string().contains("no column _value"), "{e}");
+        // A value column of a type that cannot hold bytes is refused too.
+        let e = plan_table(
+            &raw,
+            &[column("_value", "UInt64", DefaultKind::None, None)],
+            &modern,
+            &HashMap::new(),
+        )
+        .err()
+        .expect("UInt64 value column");
+        assert!(e.to_string().contains("_value"), "{e}");
+    }
+
     const META: crate::decode::json::MessageMeta<'static> = crate::decode::json::MessageMeta {
         topic: "t",
         partition: 0,
@@ -299,6 +377,7 @@ mod tests {
         timestamp_ms: None,
         key: None,
         headers: &[],
+        value: None,
     };
 
     #[test]

@@ -135,6 +135,30 @@ async fn check_prints_the_plan_and_names_each_failure() {
     assert!(!out.status.success());
     assert!(t.contains("agg") && t.contains("unsupported"), "{t}");
 
+    // A raw route: the value column is named in the plan; without one, check fails naming it.
+    let raw_table = unique("rawcheck");
+    ch(&format!(
+        "CREATE TABLE default.{raw_table} (line String, n UInt8, _offset Int64) ENGINE = MergeTree ORDER BY n"
+    ))
+    .await;
+    let raw = config(
+        "g",
+        &[(&topic, &raw_table)],
+        "format = \"raw\"\n[route.metadata]\nvalue = \"line\"",
+    );
+    let out = sluice(&["check", "--config", &write_config(&dir, &raw)], None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("kafka value") && t.contains("a raw message has no fields"),
+        "{t}"
+    );
+    let no_value = raw.replace("value = \"line\"", "value = \"body\"");
+    let out = sluice(&["check", "--config", &write_config(&dir, &no_value)], None);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("no column body for the message value"), "{t}");
+
     // Invalid config: the field is named, nothing connects.
     let bad = good.replace("max_age = \"200ms\"", "max_age = \"fast\"");
     let out = sluice(&["check", "--config", &write_config(&dir, &bad)], None);

@@ -1808,3 +1808,169 @@ async fn consumer_errors_are_counted_while_the_run_goes_on() {
         "sluice_consumer_errors_total: {exported:?}\n{rendered}"
     );
 }
+
+/// `format = "raw"`, exactly-once: every message value is stored as it is in the value column
+/// (JSON or not, invalid UTF-8, empty, with newlines and NUL bytes), beside Kafka metadata and
+/// a column that takes its DEFAULT, once. Into a FixedString value column a shorter value is
+/// padded with zero bytes and a longer one dead-lettered with the reason; a tombstone has no
+/// value to store and is dead-lettered too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_values_are_stored_as_they_are() {
+    init_logs();
+    let topic = unique("raw");
+    let topic_fixed = format!("{topic}_fixed");
+    for t in [&topic, &topic_fixed] {
+        create_topic(t, 2).await;
+        create_topic(&format!("{t}.dlq"), 1).await;
+    }
+    let table = format!("default.{topic}");
+    ch(&format!(
+        "CREATE TABLE {table} (line String, _partition Int32, _offset UInt64, \
+         tag String DEFAULT 'dflt') ENGINE = MergeTree ORDER BY (_partition, _offset) \
+         SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let fixed = format!("default.{topic_fixed}");
+    ch(&format!(
+        "CREATE TABLE {fixed} (v FixedString(8), _partition Int32, _offset UInt64) \
+         ENGINE = MergeTree ORDER BY (_partition, _offset)"
+    ))
+    .await;
+    let value = |i: u64| -> Vec<u8> {
+        match i % 5 {
+            0 => format!("{{\"id\":{i},\"not\":\"parsed\"}}").into_bytes(),
+            1 => format!("plain line {i}\nsecond line\r\n").into_bytes(),
+            2 => vec![0xff, 0x00, 0xfe, b'x', (i % 251) as u8],
+            3 => Vec::new(),
+            _ => format!("{i}").repeat(1 + (i % 7) as usize).into_bytes(),
+        }
+    };
+    let n = 2_000u64;
+    let messages = || {
+        (0..n)
+            .map(|i| Msg {
+                partition: Some((i % 2) as i32),
+                key: None,
+                payload: Some(value(i)),
+                headers: Vec::new(),
+            })
+            .chain(std::iter::once(Msg {
+                partition: Some(0),
+                key: Some(b"tomb".to_vec()),
+                payload: None,
+                headers: Vec::new(),
+            }))
+    };
+    produce(&topic, messages());
+    produce(&topic_fixed, messages());
+
+    let group = unique("g");
+    let mut text = config(
+        &group,
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"\nformat = \"raw\"\n[route.metadata]\nvalue = \"line\"",
+    );
+    text.push_str(&format!(
+        "\n[[route]]\ntopic = \"{topic_fixed}\"\ntable = \"{topic_fixed}\"\nmax_age = \"200ms\"\n\
+         delivery = \"at-least-once\"\nformat = \"raw\"\n[route.metadata]\nvalue = \"v\"\n"
+    ));
+    let run = start(&text);
+    let got = wait_for_count(&table, n, Duration::from_secs(60)).await;
+    let fits = (0..n).filter(|&i| value(i).len() <= 8).count() as u64;
+    let fixed_rows = wait_for_count(&fixed, fits, Duration::from_secs(60)).await;
+    wait_for_commit(&group, &topic, 2, n as i64 + 1).await;
+    wait_for_commit(&group, &topic_fixed, 2, n as i64 + 1).await;
+    let summary = run.stop().await;
+    assert_eq!(got, n);
+    assert_eq!(fixed_rows, fits);
+
+    // Every stored value is byte for byte the one produced, once, at its own offset.
+    let stored = ch(&format!(
+        "SELECT _partition, _offset, hex(line), tag FROM {table} ORDER BY _partition, _offset FORMAT TSV"
+    ))
+    .await;
+    let hex = |b: &[u8]| -> String { b.iter().map(|b| format!("{b:02X}")).collect() };
+    let mut want = String::new();
+    for p in 0..2u64 {
+        for (o, i) in (0..n).filter(|i| i % 2 == p).enumerate() {
+            want.push_str(&format!("{p}\t{o}\t{}\tdflt\n", hex(&value(i))));
+        }
+    }
+    assert!(
+        stored == want,
+        "stored rows differ from the produced values"
+    );
+
+    // FixedString(8): the values that fit, padded with zero bytes to 8.
+    let stored = ch(&format!(
+        "SELECT hex(v) FROM {fixed} ORDER BY _partition, _offset FORMAT TSV"
+    ))
+    .await;
+    let mut want = String::new();
+    for p in 0..2u64 {
+        for i in (0..n).filter(|i| i % 2 == p) {
+            let mut v = value(i);
+            if v.len() <= 8 {
+                v.resize(8, 0);
+                want.push_str(&format!("{}\n", hex(&v)));
+            }
+        }
+    }
+    assert!(stored == want, "stored FixedString values differ");
+
+    let reasons = |dlq: &str| -> Vec<String> {
+        read_topic(dlq, Duration::from_secs(3))
+            .iter()
+            .map(|m| {
+                m.headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "sluice.error"))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).to_string())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let r = reasons(&format!("{topic}.dlq"));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].contains("tombstone"), "{r:?}");
+    let r = reasons(&format!("{topic_fixed}.dlq"));
+    let too_long = n - fits;
+    assert_eq!(
+        r.len() as u64,
+        too_long + 1,
+        "dead letters of the FixedString route"
+    );
+    assert_eq!(
+        r.iter()
+            .filter(|r| r.contains("Kafka value -> column v FixedString(8)"))
+            .count() as u64,
+        too_long,
+        "{r:?}"
+    );
+    assert_eq!(summary.dead_lettered, too_long + 2);
+}
+
+/// A JSON route's `_value` column (the default name of `[route.metadata] value`) holds the
+/// message as it came, beside the fields parsed from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_routes_value_column_keeps_the_message_unparsed() {
+    init_logs();
+    let (topic, table) =
+        topic_with_table("jsonval", 1, "id UInt64, name String, _value String").await;
+    let msgs: Vec<Msg> = (0..100)
+        .map(|i| Msg::json(0, format!("{{ \"name\" : \"n{i}\", \"id\": {i} }}")))
+        .collect();
+    produce(&topic, msgs);
+    let run = start(&config(&unique("g"), &[(&topic, &topic)], ""));
+    let got = wait_for_count(&table, 100, Duration::from_secs(60)).await;
+    run.stop().await;
+    assert_eq!(got, 100);
+    let rows = ch(&format!(
+        "SELECT id, name, _value FROM {table} ORDER BY id FORMAT TSV"
+    ))
+    .await;
+    let want: String = (0..100)
+        .map(|i| format!("{i}\tn{i}\t{{ \"name\" : \"n{i}\", \"id\": {i} }}\n"))
+        .collect();
+    assert_eq!(rows, want);
+}

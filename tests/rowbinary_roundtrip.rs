@@ -191,6 +191,7 @@ const META: MessageMeta<'static> = MessageMeta {
     timestamp_ms: None,
     key: None,
     headers: &[],
+    value: None,
 };
 
 /// Compares rows, collecting every mismatch before failing.
@@ -587,6 +588,7 @@ async fn kafka_metadata_columns() {
         timestamp_ms: Some(1_700_000_000_123),
         key: Some(b"user-1"),
         headers,
+        value: None,
     };
     let m2 = MessageMeta {
         topic: "orders",
@@ -595,6 +597,7 @@ async fn kafka_metadata_columns() {
         timestamp_ms: None,
         key: None,
         headers: &[],
+        value: None,
     };
     let mut body = Vec::new();
     encode_json_row(&plan, br#"{"id": 1}"#, &m1, &mut body).expect("row 1");

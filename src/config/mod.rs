@@ -339,6 +339,39 @@ format = "json"
     }
 
     #[test]
+    fn raw_routes_store_the_value_in_a_named_column() {
+        let c = from_str(&route_with("format = \"raw\""), no_env()).unwrap();
+        let r = &c.routes[0];
+        assert_eq!(r.format, Format::Raw);
+        assert_eq!(r.metadata.value.as_deref(), Some("_value"));
+        // Metadata columns apply to JSON routes too: `_value` there is the message unparsed.
+        let c = from_str(MINIMAL, no_env()).unwrap();
+        assert_eq!(c.routes[0].format, Format::Json);
+        assert_eq!(c.routes[0].metadata.value.as_deref(), Some("_value"));
+        let named = route_with("format = \"raw\"\n[route.metadata]\nvalue = \"line\"");
+        let c = from_str(&named, no_env()).unwrap();
+        assert_eq!(c.routes[0].metadata.value.as_deref(), Some("line"));
+
+        let off = route_with("format = \"raw\"\n[route.metadata]\nvalue = \"\"");
+        let e = from_str(&off, no_env()).unwrap_err();
+        assert_eq!(e.field, "route[0].metadata.value");
+        let e = from_str(
+            &route_with("format = \"raw\"\nunknown_fields = \"error\""),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "route[0].unknown_fields");
+        for (f, msg) in [
+            ("csv", "is not supported yet; supported: json, raw"),
+            ("xml", "unknown format \"xml\"; supported: json, raw"),
+        ] {
+            let e = from_str(&route_with(&format!("format = \"{f}\"")), no_env()).unwrap_err();
+            assert_eq!(e.field, "route[0].format");
+            assert!(e.message.contains(msg), "{e}");
+        }
+    }
+
+    #[test]
     fn topic_names_follow_kafkas_rules() {
         let with_topic =
             |t: &str| MINIMAL.replace("topic = \"events\"", &format!("topic = \"{t}\""));

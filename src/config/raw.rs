@@ -158,6 +158,8 @@ pub struct RawMetadataColumns {
     pub key: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub headers: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

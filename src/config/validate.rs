@@ -149,7 +149,11 @@ pub struct ClickHouseConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// A JSON object per message, its fields mapped to columns by name.
     Json,
+    /// The message value stored as it is, unparsed, in the value column
+    /// ([`MetadataColumns::value`]).
+    Raw,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +193,8 @@ pub struct MetadataColumns {
     pub timestamp: Option<String>,
     pub key: Option<String>,
     pub headers: Option<String>,
+    /// The message value, unparsed (bytes as they are).
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -768,16 +774,17 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
     };
     let format = match r.format.as_deref().unwrap_or("json") {
         "json" => Format::Json,
-        other @ ("csv" | "tsv" | "avro" | "protobuf" | "raw") => {
+        "raw" => Format::Raw,
+        other @ ("csv" | "tsv" | "avro" | "protobuf") => {
             return Err(err(
                 f("format"),
-                format!("format {other:?} is not supported yet; supported: json"),
+                format!("format {other:?} is not supported yet; supported: json, raw"),
             ))
         }
         other => {
             return Err(err(
                 f("format"),
-                format!("unknown format {other:?}; supported: json"),
+                format!("unknown format {other:?}; supported: json, raw"),
             ))
         }
     };
@@ -871,7 +878,22 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
         timestamp: metadata_name(&m.timestamp, "_timestamp"),
         key: metadata_name(&m.key, "_key"),
         headers: metadata_name(&m.headers, "_headers"),
+        value: metadata_name(&m.value, "_value"),
     };
+    if format == Format::Raw {
+        if metadata.value.is_none() {
+            return Err(err(
+                f("metadata.value"),
+                "a raw route stores each message value in this column; it cannot be switched off",
+            ));
+        }
+        if r.unknown_fields.is_some() {
+            return Err(err(
+                f("unknown_fields"),
+                "applies to JSON fields; a raw route parses no fields",
+            ));
+        }
+    }
     Ok(Route {
         topic,
         database,

@@ -117,6 +117,9 @@ pub enum MetaField {
     /// column holding a JSON object text (`{"k":"v","n":null}`; invalid UTF-8 in header bytes
     /// is replaced by U+FFFD in that form only; repeated header names are kept).
     Headers,
+    /// The message value, unparsed → String-like column (`String` holds any bytes;
+    /// `FixedString(N)` refuses a longer value and pads a shorter one with zero bytes).
+    Value,
 }
 
 impl MetaField {
@@ -128,6 +131,7 @@ impl MetaField {
             MetaField::Timestamp => "timestamp",
             MetaField::Key => "key",
             MetaField::Headers => "headers",
+            MetaField::Value => "value",
         }
     }
 }
@@ -665,6 +669,8 @@ pub struct MessageMeta<'a> {
     pub timestamp_ms: Option<i64>,
     pub key: Option<&'a [u8]>,
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    /// The message value (`None`: a tombstone).
+    pub value: Option<&'a [u8]>,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -2532,7 +2538,7 @@ fn int_like(ty: &ChType) -> bool {
 
 fn meta_type_ok(m: MetaField, ty: &ChType) -> bool {
     match m {
-        MetaField::Topic | MetaField::Key => string_like(ty),
+        MetaField::Topic | MetaField::Key | MetaField::Value => string_like(ty),
         MetaField::Partition | MetaField::Offset => int_like(ty),
         MetaField::Timestamp => match ty {
             ChType::Nullable(t) | ChType::LowCardinality(t) => meta_type_ok(m, t),
@@ -2721,6 +2727,48 @@ pub fn encode_json_row_with(
         out.truncate(len);
     }
     r
+}
+
+/// The row of a message whose value is not parsed (`format = "raw"`): the metadata columns
+/// from `meta` (the value column among them), every other column as missing (its DEFAULT,
+/// NULL or the type's default value, as its [`OnMissing`] says). On error `out` is left
+/// exactly as it was.
+pub fn encode_meta_row(
+    plan: &RowPlan,
+    meta: &MessageMeta<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    let len = out.len();
+    let r = SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => write_meta_row(plan, meta, &mut s.tmp, out),
+        // Only reachable through re-entrancy, which this module never does; stay correct anyway.
+        Err(_) => write_meta_row(plan, meta, &mut Vec::new(), out),
+    });
+    if r.is_err() {
+        out.truncate(len);
+    }
+    r
+}
+
+fn write_meta_row(
+    plan: &RowPlan,
+    meta: &MessageMeta<'_>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    for (col, src) in plan.columns.iter().zip(&plan.sources) {
+        match (src, &col.source) {
+            (Src::Meta(m), _) => write_meta(plan, col, *m, meta, tmp, out)?,
+            (Src::Field(_), ColumnSource::Field(f)) => write_missing(
+                plan,
+                col,
+                format!("{} (a raw message has none)", field_origin(f)),
+                out,
+            )?,
+            (Src::Field(_), ColumnSource::Meta(_)) => return Err(plan_changed(col)),
+        }
+    }
+    Ok(())
 }
 
 fn json_err(e: JsonErr) -> RowError {
@@ -3511,6 +3559,7 @@ fn write_meta(
     let r = match m {
         MetaField::Topic => put_bytes_as(&col.ty, Some(meta.topic.as_bytes()), out),
         MetaField::Key => put_bytes_as(&col.ty, meta.key, out),
+        MetaField::Value => put_bytes_as(&col.ty, meta.value, out),
         MetaField::Partition => put_meta_int(&col.ty, meta.partition as i64, out),
         MetaField::Offset => put_meta_int(&col.ty, meta.offset, out),
         MetaField::Timestamp => {
@@ -3603,6 +3652,7 @@ mod tests {
         timestamp_ms: Some(1_700_000_000_123),
         key: Some(b"k1"),
         headers: &[],
+        value: None,
     };
 
     pub(super) fn ty(s: &str) -> ChType {
