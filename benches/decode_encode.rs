@@ -10,30 +10,37 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sluice::chtype::ChType;
-use sluice::decode::json::{encode_json_row, ColumnPlan, MessageMeta, RowPlan, UnknownFields};
+use sluice::decode::json::{
+    encode_json_row, encode_text_row, ColumnPlan, MessageMeta, RowPlan, UnknownFields,
+};
+use sluice::decode::text::{Delimited, Line};
 
 const BATCH: usize = 1024;
 
-fn plan() -> RowPlan {
-    let cols = [
-        ("id", "UInt64"),
-        ("ts", "DateTime64(3)"),
-        ("user", "String"),
-        ("url", "String"),
-        ("agent", "String"),
-        ("status", "Int32"),
-        ("latency", "Float64"),
-        ("ok", "Bool"),
-        ("region", "LowCardinality(String)"),
-        ("parent", "Nullable(Int64)"),
-        ("tags", "Array(String)"),
-        ("amount", "Decimal(18, 4)"),
-    ];
-    let cols = cols
-        .iter()
+/// The narrow message's columns: name and type.
+const NARROW: [(&str, &str); 12] = [
+    ("id", "UInt64"),
+    ("ts", "DateTime64(3)"),
+    ("user", "String"),
+    ("url", "String"),
+    ("agent", "String"),
+    ("status", "Int32"),
+    ("latency", "Float64"),
+    ("ok", "Bool"),
+    ("region", "LowCardinality(String)"),
+    ("parent", "Nullable(Int64)"),
+    ("tags", "Array(String)"),
+    ("amount", "Decimal(18, 4)"),
+];
+
+fn columns(cols: &[(&str, &str)]) -> Vec<ColumnPlan> {
+    cols.iter()
         .map(|(n, t)| ColumnPlan::field(*n, ChType::parse(t).expect("bench type")))
-        .collect();
-    RowPlan::new(cols, UnknownFields::Ignore, false).expect("bench plan")
+        .collect()
+}
+
+fn plan() -> RowPlan {
+    RowPlan::new(columns(&NARROW), UnknownFields::Ignore, false).expect("bench plan")
 }
 
 fn messages() -> Vec<Vec<u8>> {
@@ -118,6 +125,43 @@ fn wide_message(i: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// The narrow message's columns without its array (not read from CSV/TSV text), by position.
+fn text_plan() -> RowPlan {
+    let cols: Vec<(&str, &str)> = NARROW.into_iter().filter(|(n, _)| *n != "tags").collect();
+    let names: Vec<String> = cols.iter().map(|(n, _)| n.to_string()).collect();
+    let mut plan = RowPlan::new(columns(&cols), UnknownFields::Ignore, false).expect("bench plan");
+    plan.set_positions(&names).expect("bench positions");
+    plan
+}
+
+/// The narrow message's values (but the tags) as a CSV or TSV line.
+fn text_messages(sep: char) -> Vec<Vec<u8>> {
+    (0..BATCH)
+        .map(|i| {
+            let parent = if i % 3 == 0 {
+                "\\N".to_string()
+            } else {
+                (i * 7).to_string()
+            };
+            [
+                (1_000_000 + i).to_string(),
+                format!("2024-05-17 12:34:{:02}.{:03}", i % 60, i % 1000),
+                format!("user_{}", i % 977),
+                format!("/api/v1/items/{}", 1_000_000 + i),
+                "Mozilla/5.0".to_string(),
+                [200, 201, 404, 500][i % 4].to_string(),
+                (0.25 + i as f64 / 8.0).to_string(),
+                (i % 5 != 0).to_string(),
+                "eu-west-1".to_string(),
+                parent,
+                format!("{}.{:04}", i * 13, i % 10_000),
+            ]
+            .join(&sep.to_string())
+            .into_bytes()
+        })
+        .collect()
+}
+
 /// One iteration: every message of the batch into the reused buffer.
 fn encode_all(
     plan: &RowPlan,
@@ -161,6 +205,24 @@ fn bench(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter(|| black_box(encode_all(plan, msgs, &meta, &mut out)))
+        });
+    }
+    let text = text_plan();
+    for (name, format, sep) in [
+        ("csv_to_rowbinary_11col", Delimited::Csv, ','),
+        ("tsv_to_rowbinary_11col", Delimited::Tsv, '\t'),
+    ] {
+        let lines = text_messages(sep);
+        let mut line = Line::new();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                for m in &lines {
+                    line.split(format, black_box(m)).expect("bench line");
+                    encode_text_row(&text, &line, &meta, &mut out).expect("bench row");
+                }
+                black_box(out.len())
+            })
         });
     }
     g.finish();

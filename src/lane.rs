@@ -39,7 +39,10 @@ use crate::clickhouse::{
 };
 use crate::commit::{CommitError, Committer};
 use crate::config::{BadMessages, Delivery, Format, Route};
-use crate::decode::json::{encode_json_row, encode_meta_row, MessageMeta, RowPlan};
+use crate::decode::json::{
+    encode_json_row, encode_meta_row, encode_text_row, MessageMeta, RowError, RowPlan,
+};
+use crate::decode::text::{Delimited, Line};
 use crate::dedup;
 use crate::dlq::DeadLetterProducer;
 use crate::kafka::records::{OwnedRecord, Record, RecordChunk};
@@ -171,6 +174,8 @@ pub struct Lane {
     /// No chunk has arrived yet: the first one tells whether the lane started on a backlog
     /// ([`starts_on_backlog`]).
     fresh: bool,
+    /// CSV/TSV: the fields of the message being encoded (its buffers reused).
+    line: Line,
 }
 
 impl Lane {
@@ -196,6 +201,7 @@ impl Lane {
             log_end: None,
             read_to: None,
             fresh: true,
+            line: Line::new(),
         }
     }
 
@@ -451,9 +457,24 @@ impl Lane {
             headers: &headers,
             value: Some(payload),
         };
+        let out = self.batch.body_mut();
         let row = match self.rt.route.format {
-            Format::Json => encode_json_row(&self.rt.plan, payload, &meta, self.batch.body_mut()),
-            Format::Raw => encode_meta_row(&self.rt.plan, &meta, self.batch.body_mut()),
+            Format::Json => encode_json_row(&self.rt.plan, payload, &meta, out),
+            Format::Raw => encode_meta_row(&self.rt.plan, &meta, out),
+            Format::Csv | Format::Tsv => {
+                let delimited = if self.rt.route.format == Format::Csv {
+                    Delimited::Csv
+                } else {
+                    Delimited::Tsv
+                };
+                match self.line.split(delimited, payload) {
+                    Ok(()) => encode_text_row(&self.rt.plan, &self.line, &meta, out),
+                    Err(e) => Err(RowError::InvalidLine {
+                        offset: e.offset,
+                        reason: e.reason,
+                    }),
+                }
+            }
         };
         match row {
             Ok(()) => self.batch.row_done(rec.offset),

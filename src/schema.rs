@@ -7,7 +7,9 @@
 //! - its name is a configured metadata column (`_topic`, `_offset`, ..., `_value`: the
 //!   message value unparsed): Kafka metadata;
 //! - otherwise the JSON field of the same name; a raw route (`format = "raw"`) parses no
-//!   fields, so there every other column is missing, and its table must have the value column.
+//!   fields, so there every other column is missing, and its table must have the value column;
+//!   a CSV or TSV route fills them by position, in the table's order or the route's `columns`,
+//!   and refuses arrays, maps and tuples (not read from text yet).
 //!
 //! A missing field takes the column's DEFAULT. On servers with `RowBinaryWithDefaults` the
 //! server evaluates it (so `now()` or expressions over other columns work). On older servers
@@ -43,6 +45,14 @@ pub enum SchemaError {
     },
     #[error("table {table} has no column sluice can insert into")]
     NoColumns { table: String },
+    #[error("table {table}: column {column} {ty}: a csv or tsv field is read as text, and arrays, maps and tuples are not read from text yet")]
+    TextType {
+        table: String,
+        column: String,
+        ty: String,
+    },
+    #[error("table {table} has no column that a csv or tsv field could fill (only metadata and computed columns)")]
+    NoTextColumns { table: String },
     #[error("table {table} has no column {column} for the message value of a raw route; add it, or name another column with [route.metadata] value = \"...\"")]
     NoValueColumn { table: String, column: String },
 }
@@ -99,6 +109,15 @@ pub fn plan_table(
         && columns
             .iter()
             .any(|c| c.default_kind.insertable() && c.default_kind != DefaultKind::None);
+    // CSV/TSV: the columns a line's fields fill, in order.
+    let positions: Vec<String> = match &route.columns {
+        Some(list) => list.clone(),
+        None => columns
+            .iter()
+            .filter(|c| c.default_kind.insertable() && meta_for(&c.name, &route.metadata).is_none())
+            .map(|c| c.name.clone())
+            .collect(),
+    };
     let mut plans = Vec::new();
     let mut names = Vec::new();
     let mut lines = Vec::new();
@@ -127,6 +146,24 @@ pub fn plan_table(
                 match route.format {
                     Format::Json => format!("json field {:?}", c.name),
                     Format::Raw => "none (a raw message has no fields)".to_string(),
+                    Format::Csv | Format::Tsv => {
+                        if !text_readable(&ty) {
+                            return Err(SchemaError::TextType {
+                                table,
+                                column: c.name.clone(),
+                                ty: c.type_name.clone(),
+                            });
+                        }
+                        let kind = if route.format == Format::Csv {
+                            "csv"
+                        } else {
+                            "tsv"
+                        };
+                        match positions.iter().position(|p| *p == c.name) {
+                            Some(p) => format!("{kind} field {}", p + 1),
+                            None => "none (not in the route's columns)".to_string(),
+                        }
+                    }
                 },
             ),
         };
@@ -189,9 +226,20 @@ pub fn plan_table(
         UnknownFields::Ignore => JsonUnknownFields::Ignore,
         UnknownFields::Error => JsonUnknownFields::Error,
     };
+    let mut plan =
+        RowPlan::new(plans, unknown, with_defaults).map_err(|cause| SchemaError::Plan {
+            table: table.clone(),
+            cause,
+        })?;
+    if route.format.is_delimited() {
+        if positions.is_empty() {
+            return Err(SchemaError::NoTextColumns { table });
+        }
+        plan.set_positions(&positions)
+            .map_err(|cause| SchemaError::Plan { table, cause })?;
+    }
     Ok(TablePlan {
-        plan: RowPlan::new(plans, unknown, with_defaults)
-            .map_err(|cause| SchemaError::Plan { table, cause })?,
+        plan,
         columns: names,
         format: if with_defaults {
             InsertFormat::RowBinaryWithDefaults
@@ -201,6 +249,16 @@ pub fn plan_table(
         lines,
         computed,
     })
+}
+
+/// Whether a CSV/TSV field (text) can fill a column of type `ty`: every scalar type, not
+/// arrays, maps or tuples.
+fn text_readable(ty: &ChType) -> bool {
+    match ty {
+        ChType::Nullable(t) | ChType::LowCardinality(t) => text_readable(t),
+        ChType::Array(_) | ChType::Map(..) | ChType::Tuple(_) => false,
+        _ => true,
+    }
 }
 
 /// The RowBinary encoding of a type's default value (what ClickHouse stores for an omitted
@@ -368,6 +426,98 @@ mod tests {
         .err()
         .expect("UInt64 value column");
         assert!(e.to_string().contains("_value"), "{e}");
+    }
+
+    #[test]
+    fn csv_and_tsv_fields_fill_columns_by_position() {
+        use crate::decode::json::encode_text_row;
+        use crate::decode::text::{Delimited, Line};
+        let modern = ServerInfo::from_version(Version::new(26, 9, 2), "26.9.2.1");
+        let mut csv = route();
+        csv.format = Format::Csv;
+        let cols = [
+            column("id", "UInt32", DefaultKind::None, None),
+            column("_offset", "UInt64", DefaultKind::None, None),
+            column("name", "String", DefaultKind::None, None),
+            column("score", "Nullable(Int16)", DefaultKind::None, None),
+            column("ok", "Bool", DefaultKind::None, None),
+        ];
+        let p = plan_table(&csv, &cols, &modern, &HashMap::new()).expect("plan");
+        assert_eq!(p.lines[0].source, "csv field 1");
+        assert_eq!(p.lines[1].source, "kafka offset");
+        assert_eq!(p.lines[3].source, "csv field 3");
+        let meta = crate::decode::json::MessageMeta { offset: 5, ..META };
+        let row = |p: &TablePlan, d: Delimited, msg: &str| {
+            let mut line = Line::new();
+            line.split(d, msg.as_bytes())
+                .map_err(|e| e.reason.to_string())?;
+            let mut out = vec![0xaa];
+            encode_text_row(&p.plan, &line, &meta, &mut out).map_err(|e| e.to_string())?;
+            Ok::<_, String>(out[1..].to_vec())
+        };
+        let mut want = 7u32.to_le_bytes().to_vec();
+        want.extend_from_slice(&5u64.to_le_bytes());
+        want.extend_from_slice(b"\x04a,\"b");
+        want.extend_from_slice(&[1, 1]); // score NULL, ok true
+        assert_eq!(
+            row(&p, Delimited::Csv, "7,\"a,\"\"b\",\\N,true\n"),
+            Ok(want.clone())
+        );
+        // Empty fields: the missing value (type default here), but '' into a String.
+        let mut empty = 0u32.to_le_bytes().to_vec();
+        empty.extend_from_slice(&5u64.to_le_bytes());
+        empty.extend_from_slice(&[0, 1, 0]);
+        assert_eq!(row(&p, Delimited::Csv, ",,,"), Ok(empty));
+        let e = row(&p, Delimited::Csv, "7,a,1").unwrap_err();
+        assert_eq!(e, "3 fields, the route reads 4 (one a column, in order)");
+        let e = row(&p, Delimited::Csv, "7,a,99999,true").unwrap_err();
+        assert!(
+            e.contains("field 3 (score) -> column score Nullable(Int16)"),
+            "{e}"
+        );
+        let e = row(&p, Delimited::Csv, "x7,a,1,true").unwrap_err();
+        assert!(
+            e.contains("field 1 (id)") && e.contains("not an integer"),
+            "{e}"
+        );
+
+        // TSV with the route's own order and a column left out (its default).
+        let mut tsv = route();
+        tsv.format = Format::Tsv;
+        tsv.columns = Some(vec!["ok".into(), "id".into()]);
+        let p = plan_table(&tsv, &cols, &modern, &HashMap::new()).expect("plan");
+        assert_eq!(p.lines[2].source, "none (not in the route's columns)");
+        let mut want = 9u32.to_le_bytes().to_vec();
+        want.extend_from_slice(&5u64.to_le_bytes());
+        want.extend_from_slice(&[0, 1, 0]); // name '', score NULL, ok false
+        assert_eq!(row(&p, Delimited::Tsv, "false\t9"), Ok(want));
+
+        // Columns a line cannot fill are refused before anything runs.
+        tsv.columns = Some(vec!["ok".into(), "_offset".into()]);
+        let e = plan_table(&tsv, &cols, &modern, &HashMap::new())
+            .err()
+            .expect("meta");
+        assert!(
+            e.to_string().contains("column _offset is not a column"),
+            "{e}"
+        );
+        let e = plan_table(&csv, &cols[1..2], &modern, &HashMap::new())
+            .err()
+            .expect("meta only");
+        assert!(
+            e.to_string()
+                .contains("no column that a csv or tsv field could fill"),
+            "{e}"
+        );
+        let arr = [column("tags", "Array(String)", DefaultKind::None, None)];
+        let e = plan_table(&csv, &arr, &modern, &HashMap::new())
+            .err()
+            .expect("array");
+        assert!(
+            e.to_string()
+                .contains("arrays, maps and tuples are not read from text"),
+            "{e}"
+        );
     }
 
     const META: crate::decode::json::MessageMeta<'static> = crate::decode::json::MessageMeta {

@@ -1918,22 +1918,10 @@ async fn raw_values_are_stored_as_they_are() {
     }
     assert!(stored == want, "stored FixedString values differ");
 
-    let reasons = |dlq: &str| -> Vec<String> {
-        read_topic(dlq, Duration::from_secs(3))
-            .iter()
-            .map(|m| {
-                m.headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "sluice.error"))
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).to_string())
-                    .unwrap_or_default()
-            })
-            .collect()
-    };
-    let r = reasons(&format!("{topic}.dlq"));
+    let r = dead_letter_reasons(&format!("{topic}.dlq"));
     assert_eq!(r.len(), 1, "{r:?}");
     assert!(r[0].contains("tombstone"), "{r:?}");
-    let r = reasons(&format!("{topic_fixed}.dlq"));
+    let r = dead_letter_reasons(&format!("{topic_fixed}.dlq"));
     let too_long = n - fits;
     assert_eq!(
         r.len() as u64,
@@ -1973,4 +1961,154 @@ async fn a_json_routes_value_column_keeps_the_message_unparsed() {
         .map(|i| format!("{i}\tn{i}\t{{ \"name\" : \"n{i}\", \"id\": {i} }}\n"))
         .collect();
     assert_eq!(rows, want);
+}
+
+/// CSV and TSV, exactly-once: the fields of a line fill the columns by position (the table's
+/// order, or the route's `columns`), read as each column's type reads text: quoted CSV fields
+/// holding commas, quotes and line breaks, TSV escapes, `\N` as NULL, an empty field as the
+/// column's DEFAULT. Lines that cannot be split or converted are dead-lettered with the byte,
+/// or the field and column, and the rest stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_tsv_lines_fill_columns_by_position() {
+    init_logs();
+    let csv = unique("csv");
+    let tsv = format!("{csv}_tsv");
+    for t in [&csv, &tsv] {
+        create_topic(t, 2).await;
+        create_topic(&format!("{t}.dlq"), 1).await;
+    }
+    let window =
+        "ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000";
+    ch(&format!(
+        "CREATE TABLE default.{csv} (id UInt64, name String, amount Decimal(18, 4), \
+         ts DateTime64(3, 'UTC'), score Nullable(Int32), flag Bool, level UInt8 DEFAULT 9, \
+         _offset UInt64) {window}"
+    ))
+    .await;
+    ch(&format!(
+        "CREATE TABLE default.{tsv} (id UInt64, name String, flag Bool, extra Int32 DEFAULT -1) {window}"
+    ))
+    .await;
+    let n = 1_000u64;
+    let bad = |i: u64| i % 97 == 5;
+    let csv_line = |i: u64| -> String {
+        if bad(i) {
+            return match i % 3 {
+                0 => format!("x{i},a,1,2024-01-01 00:00:00,1,true,1"),
+                1 => format!("{i},\"unclosed,1,2024-01-01 00:00:00,1,true,1"),
+                _ => format!("{i},a,1"),
+            };
+        }
+        let score = if i % 3 == 0 {
+            "\\N".to_string()
+        } else {
+            format!("-{i}")
+        };
+        let level = if i % 2 == 0 {
+            String::new()
+        } else {
+            (i % 200).to_string()
+        };
+        format!(
+            "{i},\"name {i}, \"\"q\"\"\nline two\",{i}.{:04},2024-05-17 12:34:56.{:03},{score},{},{level}\r\n",
+            i % 10_000,
+            i % 1000,
+            i % 2 == 1
+        )
+    };
+    let tsv_line = |i: u64| -> String {
+        if bad(i) {
+            return format!("maybe\t{i}\tname");
+        }
+        format!("{}\t{i}\tname\\t{i}\\\\\\n\n", i % 2 == 0)
+    };
+    let msgs = |line: &dyn Fn(u64) -> String| -> Vec<Msg> {
+        (0..n).map(|i| Msg::json((i % 2) as i32, line(i))).collect()
+    };
+    produce(&csv, msgs(&csv_line));
+    produce(&tsv, msgs(&tsv_line));
+
+    let group = unique("g");
+    let mut text = config(
+        &group,
+        &[(&csv, &csv)],
+        "delivery = \"exactly-once\"\nformat = \"csv\"",
+    );
+    text.push_str(&format!(
+        "\n[[route]]\ntopic = \"{tsv}\"\ntable = \"{tsv}\"\nmax_age = \"200ms\"\n\
+         delivery = \"exactly-once\"\nformat = \"tsv\"\ncolumns = [\"flag\", \"id\", \"name\"]\n"
+    ));
+    let good = (0..n).filter(|&i| !bad(i)).count() as u64;
+    let run = start(&text);
+    let got_csv = wait_for_count(&format!("default.{csv}"), good, Duration::from_secs(60)).await;
+    let got_tsv = wait_for_count(&format!("default.{tsv}"), good, Duration::from_secs(60)).await;
+    wait_for_commit(&group, &csv, 2, n as i64).await;
+    wait_for_commit(&group, &tsv, 2, n as i64).await;
+    let summary = run.stop().await;
+    assert_eq!((got_csv, got_tsv), (good, good));
+
+    let ok = ch_u64(&format!(
+        "SELECT countIf(name = concat('name ', toString(id), ', \"q\"\\nline two')
+            AND amount = toDecimal64(concat(toString(id), '.', leftPad(toString(id % 10000), 4, '0')), 4)
+            AND ts = toDateTime64(concat('2024-05-17 12:34:56.', leftPad(toString(id % 1000), 3, '0')), 3, 'UTC')
+            AND if(id % 3 = 0, isNull(score), score = -toInt64(id))
+            AND flag = (id % 2 = 1)
+            AND level = if(id % 2 = 0, 9, id % 200)) FROM default.{csv}"
+    ))
+    .await;
+    assert_eq!(ok, good, "CSV rows differ from the lines produced");
+    let ok = ch_u64(&format!(
+        "SELECT countIf(name = concat('name\\t', toString(id), '\\\\\\n') AND flag = (id % 2 = 0)
+            AND extra = -1) FROM default.{tsv}"
+    ))
+    .await;
+    assert_eq!(ok, good, "TSV rows differ from the lines produced");
+    for t in [&csv, &tsv] {
+        assert_eq!(
+            ch_u64(&format!("SELECT count() - uniqExact(id) FROM default.{t}")).await,
+            0
+        );
+    }
+
+    let bad_ids: Vec<u64> = (0..n).filter(|&i| bad(i)).collect();
+    let r = dead_letter_reasons(&format!("{csv}.dlq"));
+    assert_eq!(r.len(), bad_ids.len(), "{r:?}");
+    let count = |r: &[String], needle: &str| r.iter().filter(|x| x.contains(needle)).count();
+    assert_eq!(
+        count(&r, "field 1 (id) -> column id UInt64"),
+        bad_ids.iter().filter(|i| *i % 3 == 0).count(),
+        "{r:?}"
+    );
+    assert_eq!(
+        count(&r, "a quoted field is not closed"),
+        bad_ids.iter().filter(|i| *i % 3 == 1).count(),
+        "{r:?}"
+    );
+    assert_eq!(
+        count(&r, "3 fields, the route reads 7"),
+        bad_ids.iter().filter(|i| *i % 3 == 2).count(),
+        "{r:?}"
+    );
+    let r = dead_letter_reasons(&format!("{tsv}.dlq"));
+    assert_eq!(r.len(), bad_ids.len(), "{r:?}");
+    assert_eq!(
+        count(&r, "field 1 (flag) -> column flag Bool"),
+        bad_ids.len(),
+        "{r:?}"
+    );
+    assert_eq!(summary.dead_lettered, 2 * bad_ids.len() as u64);
+}
+
+/// The `sluice.error` header of every message in dead-letter topic `dlq`.
+fn dead_letter_reasons(dlq: &str) -> Vec<String> {
+    read_topic(dlq, Duration::from_secs(3))
+        .iter()
+        .map(|m| {
+            m.headers()
+                .and_then(|h| h.iter().find(|h| h.key == "sluice.error"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).to_string())
+                .unwrap_or_default()
+        })
+        .collect()
 }

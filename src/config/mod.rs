@@ -362,12 +362,64 @@ format = "json"
         .unwrap_err();
         assert_eq!(e.field, "route[0].unknown_fields");
         for (f, msg) in [
-            ("csv", "is not supported yet; supported: json, raw"),
-            ("xml", "unknown format \"xml\"; supported: json, raw"),
+            (
+                "avro",
+                "is not supported yet; supported: json, raw, csv, tsv",
+            ),
+            (
+                "xml",
+                "unknown format \"xml\"; supported: json, raw, csv, tsv",
+            ),
         ] {
             let e = from_str(&route_with(&format!("format = \"{f}\"")), no_env()).unwrap_err();
             assert_eq!(e.field, "route[0].format");
             assert!(e.message.contains(msg), "{e}");
+        }
+    }
+
+    #[test]
+    fn csv_and_tsv_routes_may_name_their_columns_in_order() {
+        for (f, want) in [("csv", Format::Csv), ("tsv", Format::Tsv)] {
+            let c = from_str(&route_with(&format!("format = \"{f}\"")), no_env()).unwrap();
+            assert_eq!(c.routes[0].format, want);
+            assert_eq!(c.routes[0].columns, None);
+        }
+        let named = route_with("format = \"csv\"\ncolumns = [\"b\", \"a\"]");
+        let c = from_str(&named, no_env()).unwrap();
+        assert_eq!(
+            c.routes[0].columns,
+            Some(vec!["b".to_string(), "a".to_string()])
+        );
+        for (lines, field, msg) in [
+            (
+                "format = \"json\"\ncolumns = [\"a\"]",
+                "route[0].columns",
+                "another format",
+            ),
+            (
+                "format = \"csv\"\ncolumns = []",
+                "route[0].columns",
+                "is empty",
+            ),
+            (
+                "format = \"tsv\"\ncolumns = [\"a\", \"a\"]",
+                "route[0].columns",
+                "named twice",
+            ),
+            (
+                "format = \"tsv\"\ncolumns = [\"a\", \" \"]",
+                "route[0].columns",
+                "entry 1 is empty",
+            ),
+            (
+                "format = \"csv\"\nunknown_fields = \"ignore\"",
+                "route[0].unknown_fields",
+                "one field per column",
+            ),
+        ] {
+            let e = from_str(&route_with(lines), no_env()).unwrap_err();
+            assert_eq!(e.field, field, "{lines}");
+            assert!(e.message.contains(msg), "{lines}: {e}");
         }
     }
 

@@ -140,6 +140,9 @@ pub struct RawRoute {
     pub max_insert_retries: Option<u32>,
     #[serde(default)]
     pub metadata: RawMetadataColumns,
+    /// CSV/TSV: the columns the fields of a line fill, in order.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
 }
 
 /// Which table columns receive Kafka metadata. An empty string switches one off.

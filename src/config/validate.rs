@@ -154,6 +154,17 @@ pub enum Format {
     /// The message value stored as it is, unparsed, in the value column
     /// ([`MetadataColumns::value`]).
     Raw,
+    /// One line of comma-separated values (RFC 4180 quoting), fields by position.
+    Csv,
+    /// One line of tab-separated values (ClickHouse's TabSeparated escapes), fields by position.
+    Tsv,
+}
+
+impl Format {
+    /// CSV or TSV: fields by position, not by name.
+    pub fn is_delimited(self) -> bool {
+        matches!(self, Format::Csv | Format::Tsv)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +228,9 @@ pub struct Route {
     /// None: retry forever.
     pub max_insert_retries: Option<u32>,
     pub metadata: MetadataColumns,
+    /// CSV/TSV: the columns the fields of a line fill, in order (default: the table's
+    /// columns that are not metadata, in the table's order).
+    pub columns: Option<Vec<String>>,
 }
 
 impl Route {
@@ -775,16 +789,18 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
     let format = match r.format.as_deref().unwrap_or("json") {
         "json" => Format::Json,
         "raw" => Format::Raw,
-        other @ ("csv" | "tsv" | "avro" | "protobuf") => {
+        "csv" => Format::Csv,
+        "tsv" => Format::Tsv,
+        other @ ("avro" | "protobuf") => {
             return Err(err(
                 f("format"),
-                format!("format {other:?} is not supported yet; supported: json, raw"),
+                format!("format {other:?} is not supported yet; supported: json, raw, csv, tsv"),
             ))
         }
         other => {
             return Err(err(
                 f("format"),
-                format!("unknown format {other:?}; supported: json, raw"),
+                format!("unknown format {other:?}; supported: json, raw, csv, tsv"),
             ))
         }
     };
@@ -880,20 +896,39 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
         headers: metadata_name(&m.headers, "_headers"),
         value: metadata_name(&m.value, "_value"),
     };
-    if format == Format::Raw {
-        if metadata.value.is_none() {
-            return Err(err(
-                f("metadata.value"),
-                "a raw route stores each message value in this column; it cannot be switched off",
-            ));
-        }
-        if r.unknown_fields.is_some() {
-            return Err(err(
-                f("unknown_fields"),
-                "applies to JSON fields; a raw route parses no fields",
-            ));
-        }
+    if format == Format::Raw && metadata.value.is_none() {
+        return Err(err(
+            f("metadata.value"),
+            "a raw route stores each message value in this column; it cannot be switched off",
+        ));
     }
+    if format != Format::Json && r.unknown_fields.is_some() {
+        return Err(err(
+            f("unknown_fields"),
+            "applies to JSON fields by name; a raw route parses no fields, and a csv or tsv line must have exactly one field per column",
+        ));
+    }
+    let columns = match &r.columns {
+        None => None,
+        Some(_) if !format.is_delimited() => return Err(err(
+            f("columns"),
+            "names the columns of csv and tsv fields, by position; this route reads another format",
+        )),
+        Some(list) => {
+            if list.is_empty() {
+                return Err(err(f("columns"), "is empty: name at least one column"));
+            }
+            for (k, c) in list.iter().enumerate() {
+                if c.trim().is_empty() {
+                    return Err(err(f("columns"), format!("entry {k} is empty")));
+                }
+                if list[..k].contains(c) {
+                    return Err(err(f("columns"), format!("{c:?} is named twice")));
+                }
+            }
+            Some(list.clone())
+        }
+    };
     Ok(Route {
         topic,
         database,
@@ -909,6 +944,7 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
         bad_messages,
         max_insert_retries: r.max_insert_retries.filter(|n| *n > 0),
         metadata,
+        columns,
     })
 }
 

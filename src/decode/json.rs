@@ -202,6 +202,8 @@ impl ColumnPlan {
 pub enum PlanError {
     #[error("column {column} appears twice in the plan")]
     DuplicateColumn { column: String },
+    #[error("column {column} is not a column the fields of a line can fill (no such column, or a metadata or computed one)")]
+    NoSuchField { column: String },
     #[error(
         "column {column}: a server DEFAULT needs the RowBinaryWithDefaults format (with_defaults)"
     )]
@@ -366,6 +368,10 @@ pub struct RowPlan {
     pub with_defaults: bool,
     index: FieldIndex,
     sources: Vec<Src>,
+    /// CSV/TSV: the field read at each position of a line ([`RowPlan::set_positions`]).
+    positions: Vec<usize>,
+    /// The inverse: each field's position in a line, `usize::MAX` for none.
+    position_of: Vec<usize>,
     /// Per field id: the first column that reads it (the others are written from the slots,
     /// see [`encode_row`]).
     field_col: Vec<usize>,
@@ -647,9 +653,43 @@ impl RowPlan {
             fast,
             steps,
             sources,
+            positions: Vec::new(),
+            position_of: Vec::new(),
             field_col,
             one_pass: true,
         })
+    }
+
+    /// For CSV and TSV lines: the field columns their fields fill, in order. A field column
+    /// not named takes its missing value in every row.
+    pub fn set_positions(&mut self, columns: &[String]) -> Result<(), PlanError> {
+        let mut positions = Vec::with_capacity(columns.len());
+        for c in columns {
+            let id = self
+                .columns
+                .iter()
+                .zip(&self.sources)
+                .find_map(|(col, src)| match src {
+                    Src::Field(id) if col.name == *c => Some(*id),
+                    _ => None,
+                })
+                .ok_or_else(|| PlanError::NoSuchField { column: c.clone() })?;
+            positions.push(id);
+        }
+        let mut position_of = vec![usize::MAX; self.index.names.len()];
+        for (pos, id) in positions.iter().enumerate() {
+            if let Some(p) = position_of.get_mut(*id) {
+                *p = pos;
+            }
+        }
+        self.positions = positions;
+        self.position_of = position_of;
+        Ok(())
+    }
+
+    /// How many fields a CSV or TSV line must have.
+    pub fn positions(&self) -> usize {
+        self.positions.len()
     }
 
     /// Whether a column stores the message's headers: only then are they read at all.
@@ -689,6 +729,10 @@ pub enum RowError {
     UnknownField { field: String },
     #[error("duplicate field \"{field}\"")]
     DuplicateField { field: String },
+    #[error("invalid line at byte {offset}: {reason}")]
+    InvalidLine { offset: usize, reason: &'static str },
+    #[error("{found} fields, the route reads {expected} (one a column, in order)")]
+    FieldCount { found: usize, expected: usize },
     /// `origin` is `field "id"` or `Kafka timestamp`.
     #[error("missing {origin} for column {column} {ty} (no default sluice can apply here)")]
     Missing {
@@ -2767,6 +2811,99 @@ fn write_meta_row(
             )?,
             (Src::Field(_), ColumnSource::Meta(_)) => return Err(plan_changed(col)),
         }
+    }
+    Ok(())
+}
+
+/// The row of a CSV or TSV message, split into `line`: field `i` fills the column named
+/// `i`-th in [`RowPlan::set_positions`], read as that column's type reads a JSON string
+/// (numbers, dates, booleans, enums... from their text) or NULL for `\N`. An empty field is
+/// missing (the column's DEFAULT, NULL or type default), except into a String-like column,
+/// where it is the empty string. On error `out` is left exactly as it was.
+pub fn encode_text_row(
+    plan: &RowPlan,
+    line: &super::text::Line,
+    meta: &MessageMeta<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    if line.len() != plan.positions.len() {
+        return Err(RowError::FieldCount {
+            found: line.len(),
+            expected: plan.positions.len(),
+        });
+    }
+    let len = out.len();
+    let r = SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => {
+            let s = &mut *s;
+            write_text_row(plan, line, meta, &mut s.key, &mut s.tmp, out)
+        }
+        // Only reachable through re-entrancy, which this module never does; stay correct anyway.
+        Err(_) => write_text_row(plan, line, meta, &mut Vec::new(), &mut Vec::new(), out),
+    });
+    if r.is_err() {
+        out.truncate(len);
+    }
+    r
+}
+
+fn write_text_row(
+    plan: &RowPlan,
+    line: &super::text::Line,
+    meta: &MessageMeta<'_>,
+    quoted: &mut Vec<u8>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    for (col, src) in plan.columns.iter().zip(&plan.sources) {
+        let id = match src {
+            Src::Meta(m) => {
+                write_meta(plan, col, *m, meta, tmp, out)?;
+                continue;
+            }
+            Src::Field(id) => *id,
+        };
+        let pos = plan.position_of.get(id).copied().unwrap_or(usize::MAX);
+        let origin = || format!("field {} ({})", pos.saturating_add(1), shorten(&col.name));
+        let value = match line.get(pos) {
+            None => {
+                // A field column the route's `columns` do not name: never in a line.
+                write_missing(
+                    plan,
+                    col,
+                    "field (the route's columns do not name it)".into(),
+                    out,
+                )?;
+                continue;
+            }
+            Some(v) => v,
+        };
+        let v = match value {
+            None => Val {
+                raw: b"null",
+                kind: Kind::Null,
+            },
+            Some(b) if b.is_empty() && !string_like(&col.ty) => {
+                write_missing(plan, col, origin(), out)?;
+                continue;
+            }
+            Some(b) => {
+                // The JSON string form, so that a field converts as a JSON string does; the
+                // text between the quotes is taken as it is (no escapes are read).
+                quoted.clear();
+                quoted.push(b'"');
+                quoted.extend_from_slice(b);
+                quoted.push(b'"');
+                Val {
+                    raw: quoted.as_slice(),
+                    kind: Kind::Str,
+                }
+            }
+        };
+        if plan.with_defaults {
+            out.push(rb::VALUE_FOLLOWS);
+        }
+        write_value(&col.ty, v, tmp, out).map_err(|e| e.into_row_error(origin(), col))?;
     }
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Message decoders: turning Kafka message payloads into RowBinary rows.
 //!
 //! [`json`] converts one JSON object per message straight into one RowBinary (or
-//! RowBinaryWithDefaults) row, without building a DOM, with exact type conversions.
+//! RowBinaryWithDefaults) row, without building a DOM, with exact type conversions; its
+//! [`json::RowPlan`] also writes the rows of raw messages and, with [`text`] splitting the
+//! lines, of CSV and TSV messages, so that every format follows the same type rules.
 
 pub mod json;
+pub mod text;
