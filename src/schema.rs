@@ -8,8 +8,7 @@
 //!   message value unparsed): Kafka metadata;
 //! - otherwise the JSON field of the same name; a raw route (`format = "raw"`) parses no
 //!   fields, so there every other column is missing, and its table must have the value column;
-//!   a CSV or TSV route fills them by position, in the table's order or the route's `columns`,
-//!   and refuses arrays, maps and tuples (not read from text yet).
+//!   a CSV or TSV route fills them by position, in the table's order or the route's `columns`.
 //!
 //! A missing field takes the column's DEFAULT. On servers with `RowBinaryWithDefaults` the
 //! server evaluates it (so `now()` or expressions over other columns work). On older servers
@@ -45,12 +44,6 @@ pub enum SchemaError {
     },
     #[error("table {table} has no column sluice can insert into")]
     NoColumns { table: String },
-    #[error("table {table}: column {column} {ty}: a csv or tsv field is read as text, and arrays, maps and tuples are not read from text yet")]
-    TextType {
-        table: String,
-        column: String,
-        ty: String,
-    },
     #[error("table {table} has no column that a csv or tsv field could fill (only metadata and computed columns)")]
     NoTextColumns { table: String },
     #[error("table {table} has no column {column} for the message value of a raw route; add it, or name another column with [route.metadata] value = \"...\"")]
@@ -147,13 +140,6 @@ pub fn plan_table(
                     Format::Json => format!("json field {:?}", c.name),
                     Format::Raw => "none (a raw message has no fields)".to_string(),
                     Format::Csv | Format::Tsv => {
-                        if !text_readable(&ty) {
-                            return Err(SchemaError::TextType {
-                                table,
-                                column: c.name.clone(),
-                                ty: c.type_name.clone(),
-                            });
-                        }
                         let kind = if route.format == Format::Csv {
                             "csv"
                         } else {
@@ -249,16 +235,6 @@ pub fn plan_table(
         lines,
         computed,
     })
-}
-
-/// Whether a CSV/TSV field (text) can fill a column of type `ty`: every scalar type, not
-/// arrays, maps or tuples.
-fn text_readable(ty: &ChType) -> bool {
-    match ty {
-        ChType::Nullable(t) | ChType::LowCardinality(t) => text_readable(t),
-        ChType::Array(_) | ChType::Map(..) | ChType::Tuple(_) => false,
-        _ => true,
-    }
 }
 
 /// The RowBinary encoding of a type's default value (what ClickHouse stores for an omitted
@@ -509,13 +485,25 @@ mod tests {
                 .contains("no column that a csv or tsv field could fill"),
             "{e}"
         );
-        let arr = [column("tags", "Array(String)", DefaultKind::None, None)];
-        let e = plan_table(&csv, &arr, &modern, &HashMap::new())
-            .err()
-            .expect("array");
+
+        // Arrays, maps and tuples in ClickHouse's text form.
+        let composite = [
+            column("tags", "Array(Nullable(String))", DefaultKind::None, None),
+            column("m", "Map(String, UInt8)", DefaultKind::None, None),
+            column("t", "Tuple(UInt8, String)", DefaultKind::None, None),
+        ];
+        let p = plan_table(&csv, &composite, &modern, &HashMap::new()).expect("plan");
+        let got = row(&p, Delimited::Csv, "\"['a,b',NULL]\",{'k':7},\"(1, 'x')\"").unwrap();
+        let want: &[u8] = b"\x02\x00\x03a,b\x01\x01\x01k\x07\x01\x01x";
+        assert_eq!(got, want);
+        let e = row(&p, Delimited::Csv, "['a'],{'k':300},\"(1,'x')\"").unwrap_err();
         assert!(
-            e.to_string()
-                .contains("arrays, maps and tuples are not read from text"),
+            e.contains("field 2 (m) -> column m Map(String, UInt8)"),
+            "{e}"
+        );
+        let e = row(&p, Delimited::Csv, "[a],{},\"(1,'x')\"").unwrap_err();
+        assert!(
+            e.contains("not a number (quote strings") && e.contains("at byte 1"),
             "{e}"
         );
     }

@@ -1982,11 +1982,12 @@ async fn csv_and_tsv_lines_fill_columns_by_position() {
     ch(&format!(
         "CREATE TABLE default.{csv} (id UInt64, name String, amount Decimal(18, 4), \
          ts DateTime64(3, 'UTC'), score Nullable(Int32), flag Bool, level UInt8 DEFAULT 9, \
-         _offset UInt64) {window}"
+         tags Array(String), _offset UInt64) {window}"
     ))
     .await;
     ch(&format!(
-        "CREATE TABLE default.{tsv} (id UInt64, name String, flag Bool, extra Int32 DEFAULT -1) {window}"
+        "CREATE TABLE default.{tsv} (id UInt64, name String, flag Bool, extra Int32 DEFAULT -1, \
+         m Map(String, UInt32)) {window}"
     ))
     .await;
     let n = 1_000u64;
@@ -1994,8 +1995,8 @@ async fn csv_and_tsv_lines_fill_columns_by_position() {
     let csv_line = |i: u64| -> String {
         if bad(i) {
             return match i % 3 {
-                0 => format!("x{i},a,1,2024-01-01 00:00:00,1,true,1"),
-                1 => format!("{i},\"unclosed,1,2024-01-01 00:00:00,1,true,1"),
+                0 => format!("x{i},a,1,2024-01-01 00:00:00,1,true,1,[]"),
+                1 => format!("{i},\"unclosed,1,2024-01-01 00:00:00,1,true,1,[]"),
                 _ => format!("{i},a,1"),
             };
         }
@@ -2010,7 +2011,7 @@ async fn csv_and_tsv_lines_fill_columns_by_position() {
             (i % 200).to_string()
         };
         format!(
-            "{i},\"name {i}, \"\"q\"\"\nline two\",{i}.{:04},2024-05-17 12:34:56.{:03},{score},{},{level}\r\n",
+            "{i},\"name {i}, \"\"q\"\"\nline two\",{i}.{:04},2024-05-17 12:34:56.{:03},{score},{},{level},\"['t{i}','x,y\\'z']\"\r\n",
             i % 10_000,
             i % 1000,
             i % 2 == 1
@@ -2018,9 +2019,12 @@ async fn csv_and_tsv_lines_fill_columns_by_position() {
     };
     let tsv_line = |i: u64| -> String {
         if bad(i) {
-            return format!("maybe\t{i}\tname");
+            return format!("maybe\t{i}\tname\t{{}}");
         }
-        format!("{}\t{i}\tname\\t{i}\\\\\\n\n", i % 2 == 0)
+        format!(
+            "{}\t{i}\tname\\t{i}\\\\\\n\t{{'k{i}':{i}, 'two':2}}\n",
+            i % 2 == 0
+        )
     };
     let msgs = |line: &dyn Fn(u64) -> String| -> Vec<Msg> {
         (0..n).map(|i| Msg::json((i % 2) as i32, line(i))).collect()
@@ -2036,7 +2040,7 @@ async fn csv_and_tsv_lines_fill_columns_by_position() {
     );
     text.push_str(&format!(
         "\n[[route]]\ntopic = \"{tsv}\"\ntable = \"{tsv}\"\nmax_age = \"200ms\"\n\
-         delivery = \"exactly-once\"\nformat = \"tsv\"\ncolumns = [\"flag\", \"id\", \"name\"]\n"
+         delivery = \"exactly-once\"\nformat = \"tsv\"\ncolumns = [\"flag\", \"id\", \"name\", \"m\"]\n"
     ));
     let good = (0..n).filter(|&i| !bad(i)).count() as u64;
     let run = start(&text);
@@ -2053,13 +2057,15 @@ async fn csv_and_tsv_lines_fill_columns_by_position() {
             AND ts = toDateTime64(concat('2024-05-17 12:34:56.', leftPad(toString(id % 1000), 3, '0')), 3, 'UTC')
             AND if(id % 3 = 0, isNull(score), score = -toInt64(id))
             AND flag = (id % 2 = 1)
-            AND level = if(id % 2 = 0, 9, id % 200)) FROM default.{csv}"
+            AND level = if(id % 2 = 0, 9, id % 200)
+            AND tags = [concat('t', toString(id)), 'x,y\\'z']) FROM default.{csv}"
     ))
     .await;
     assert_eq!(ok, good, "CSV rows differ from the lines produced");
     let ok = ch_u64(&format!(
         "SELECT countIf(name = concat('name\\t', toString(id), '\\\\\\n') AND flag = (id % 2 = 0)
-            AND extra = -1) FROM default.{tsv}"
+            AND extra = -1 AND m = map(concat('k', toString(id)), toUInt32(id), 'two', 2))
+            FROM default.{tsv}"
     ))
     .await;
     assert_eq!(ok, good, "TSV rows differ from the lines produced");
@@ -2085,7 +2091,7 @@ async fn csv_and_tsv_lines_fill_columns_by_position() {
         "{r:?}"
     );
     assert_eq!(
-        count(&r, "3 fields, the route reads 7"),
+        count(&r, "3 fields, the route reads 8"),
         bad_ids.iter().filter(|i| *i % 3 == 2).count(),
         "{r:?}"
     );

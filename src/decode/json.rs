@@ -2565,6 +2565,15 @@ fn write_tuple(
 // Kafka metadata
 // ------------------------------------------------------------------------------------------
 
+/// Arrays, maps and tuples (under Nullable or LowCardinality too).
+fn composite(ty: &ChType) -> bool {
+    match ty {
+        ChType::Nullable(t) | ChType::LowCardinality(t) => composite(t),
+        ChType::Array(_) | ChType::Map(..) | ChType::Tuple(_) => true,
+        _ => false,
+    }
+}
+
 fn string_like(ty: &ChType) -> bool {
     match ty {
         ChType::String | ChType::FixedString(_) => true,
@@ -2817,7 +2826,9 @@ fn write_meta_row(
 
 /// The row of a CSV or TSV message, split into `line`: field `i` fills the column named
 /// `i`-th in [`RowPlan::set_positions`], read as that column's type reads a JSON string
-/// (numbers, dates, booleans, enums... from their text) or NULL for `\N`. An empty field is
+/// (numbers, dates, booleans, enums... from their text), an array, map or tuple from
+/// ClickHouse's text form of it (`['a','b']`, `{'k':1}`, `(1,'x')`, see
+/// [`super::text::composite_to_json`]), or NULL for `\N`. An empty field is
 /// missing (the column's DEFAULT, NULL or type default), except into a String-like column,
 /// where it is the empty string. On error `out` is left exactly as it was.
 pub fn encode_text_row(
@@ -2886,6 +2897,24 @@ fn write_text_row(
             Some(b) if b.is_empty() && !string_like(&col.ty) => {
                 write_missing(plan, col, origin(), out)?;
                 continue;
+            }
+            Some(b) if composite(&col.ty) => {
+                // `[1,2]`, `['a']`, `{'k':1}`, `(1,'a')`: rewritten as JSON, then read as
+                // JSON arrays and objects are.
+                super::text::composite_to_json(b, quoted).map_err(|e| RowError::Value {
+                    origin: origin(),
+                    column: col.name.clone(),
+                    ty: col.ty.to_string(),
+                    reason: format!("{} (at byte {} of {})", e.reason, e.offset, show(b)),
+                })?;
+                Val {
+                    raw: quoted.as_slice(),
+                    kind: if quoted.first() == Some(&b'{') {
+                        Kind::Obj
+                    } else {
+                        Kind::Arr
+                    },
+                }
             }
             Some(b) => {
                 // The JSON string form, so that a field converts as a JSON string does; the

@@ -156,9 +156,16 @@ impl Line {
             if !null {
                 let mut k = 0;
                 while k < text.len() {
-                    let c = text[k];
-                    match c {
-                        b'\\' => {
+                    // Copy the run up to the next byte that needs a look, at once.
+                    let run = text[k..]
+                        .iter()
+                        .position(|&c| matches!(c, b'\\' | b'\n' | b'\r'))
+                        .map_or(text.len(), |p| k + p);
+                    self.buf.extend_from_slice(&text[k..run]);
+                    k = run;
+                    match text.get(k) {
+                        None => break,
+                        Some(b'\\') => {
                             let e = match text.get(k + 1) {
                                 Some(b't') => b'\t',
                                 Some(b'n') => b'\n',
@@ -185,15 +192,11 @@ impl Line {
                             self.buf.push(e);
                             k += 2;
                         }
-                        b'\n' | b'\r' => {
+                        Some(_) => {
                             return Err(LineError {
                                 offset: i + k,
                                 reason: "a raw line break inside a field (write it as \\n or \\r; one message is one line)",
                             })
-                        }
-                        c => {
-                            self.buf.push(c);
-                            k += 1;
                         }
                     }
                 }
@@ -205,6 +208,256 @@ impl Line {
             i = end + 1;
         }
     }
+}
+
+/// Rewrites a composite value written as ClickHouse writes one in text formats (`[1,2]`,
+/// `['a','b\'c']`, `{'k':1}`, `('a',NULL)`, nested) as the JSON the row writer reads
+/// (`[1,2]`, `["a","b'c"]`, `{"k":1}`, `["a",null]`), into `out`. Strings are single-quoted
+/// with backslash escapes; unquoted, only numbers, `true`, `false`, `NULL`, `inf` and `nan`
+/// (the last two as strings, which the float columns read). A map key becomes a JSON string
+/// (its column converts it back). `Err` gives the byte and why.
+pub fn composite_to_json(text: &[u8], out: &mut Vec<u8>) -> Result<(), LineError> {
+    out.clear();
+    let mut c = Composite { b: text, i: 0 };
+    c.ws();
+    c.value(out, 0)?;
+    c.ws();
+    if c.i != text.len() {
+        return Err(c.err("characters after the value"));
+    }
+    Ok(())
+}
+
+/// How deep composites may nest in a field (as for JSON, a bound on the recursion).
+const MAX_COMPOSITE_DEPTH: usize = 64;
+
+struct Composite<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Composite<'_> {
+    fn err(&self, reason: &'static str) -> LineError {
+        LineError {
+            offset: self.i,
+            reason,
+        }
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.i), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), LineError> {
+        if depth > MAX_COMPOSITE_DEPTH {
+            return Err(self.err("nested too deeply"));
+        }
+        match self.b.get(self.i) {
+            Some(b'[') => self.list(b']', b'[', b']', out, depth),
+            Some(b'(') => self.list(b')', b'[', b']', out, depth),
+            Some(b'{') => self.map(out, depth),
+            Some(b'\'') => self.string(out),
+            Some(_) => self.bare(out),
+            None => Err(self.err("a value is missing")),
+        }
+    }
+
+    /// `open ... close` as a JSON array `[...]`.
+    fn list(
+        &mut self,
+        close: u8,
+        json_open: u8,
+        json_close: u8,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), LineError> {
+        self.i += 1;
+        out.push(json_open);
+        self.ws();
+        if self.b.get(self.i) == Some(&close) {
+            self.i += 1;
+            out.push(json_close);
+            return Ok(());
+        }
+        loop {
+            self.value(out, depth + 1)?;
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b',') => {
+                    self.i += 1;
+                    out.push(b',');
+                    self.ws();
+                }
+                Some(&c) if c == close => {
+                    self.i += 1;
+                    out.push(json_close);
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected ',' or the end of the list")),
+            }
+        }
+    }
+
+    fn map(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), LineError> {
+        self.i += 1;
+        out.push(b'{');
+        self.ws();
+        if self.b.get(self.i) == Some(&b'}') {
+            self.i += 1;
+            out.push(b'}');
+            return Ok(());
+        }
+        loop {
+            // The key, as a JSON string whatever it was written as.
+            let mark = out.len();
+            self.value(out, depth + 1)?;
+            match out.get(mark) {
+                Some(b'"') => {}
+                Some(b'[' | b'{') | None => return Err(self.err("a map key must be a plain value")),
+                Some(_) if out[mark..] == *b"null" => {
+                    return Err(self.err("a map key cannot be NULL"))
+                }
+                Some(_) => {
+                    out.insert(mark, b'"');
+                    out.push(b'"');
+                }
+            }
+            self.ws();
+            if self.b.get(self.i) != Some(&b':') {
+                return Err(self.err("expected ':' after a map key"));
+            }
+            self.i += 1;
+            out.push(b':');
+            self.ws();
+            self.value(out, depth + 1)?;
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b',') => {
+                    self.i += 1;
+                    out.push(b',');
+                    self.ws();
+                }
+                Some(b'}') => {
+                    self.i += 1;
+                    out.push(b'}');
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected ',' or the end of the map")),
+            }
+        }
+    }
+
+    fn string(&mut self, out: &mut Vec<u8>) -> Result<(), LineError> {
+        self.i += 1;
+        out.push(b'"');
+        loop {
+            let Some(&c) = self.b.get(self.i) else {
+                return Err(self.err("a quoted string is not closed"));
+            };
+            self.i += 1;
+            let byte = match c {
+                b'\'' => {
+                    out.push(b'"');
+                    return Ok(());
+                }
+                b'\\' => {
+                    let e = match self.b.get(self.i) {
+                        Some(b't') => b'\t',
+                        Some(b'n') => b'\n',
+                        Some(b'r') => b'\r',
+                        Some(b'\\') => b'\\',
+                        Some(b'0') => 0,
+                        Some(b'b') => 8,
+                        Some(b'f') => 12,
+                        Some(b'\'') => b'\'',
+                        Some(b'"') => b'"',
+                        _ => return Err(self.err("an unknown escape in a quoted string")),
+                    };
+                    self.i += 1;
+                    e
+                }
+                c => c,
+            };
+            match byte {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                c if c < 0x20 => out.extend_from_slice(format!("\\u{c:04x}").as_bytes()),
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn bare(&mut self, out: &mut Vec<u8>) -> Result<(), LineError> {
+        let start = self.i;
+        while matches!(self.b.get(self.i), Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.' | b'_'))
+        {
+            self.i += 1;
+        }
+        let token = &self.b[start..self.i];
+        match token {
+            b"" => Err(self.err("expected a value")),
+            b"NULL" => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+            b"true" | b"false" => {
+                out.extend_from_slice(token);
+                Ok(())
+            }
+            b"inf" | b"-inf" | b"+inf" | b"nan" | b"-nan" | b"+nan" => {
+                out.push(b'"');
+                out.extend_from_slice(token);
+                out.push(b'"');
+                Ok(())
+            }
+            t if is_json_number(t) => {
+                out.extend_from_slice(t);
+                Ok(())
+            }
+            _ => Err(LineError {
+                offset: start,
+                reason: "an unquoted value that is not a number (quote strings with ')",
+            }),
+        }
+    }
+}
+
+/// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn is_json_number(t: &[u8]) -> bool {
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let s = *i;
+        while t.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > s
+    };
+    if t.first() == Some(&b'-') {
+        i += 1;
+    }
+    if t.get(i) == Some(&b'0') {
+        i += 1;
+    } else if !digits(&mut i) {
+        return false;
+    }
+    if t.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(t.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == t.len()
 }
 
 #[cfg(test)]
@@ -277,6 +530,54 @@ mod tests {
         assert!(e("ab\\").reason.contains("backslash at the end"));
         assert!(e("a\nb").reason.contains("line break"));
         assert!(e("a\r\n").reason.contains("line break"));
+    }
+
+    #[test]
+    fn composites_in_clickhouse_text_become_json() {
+        let j = |t: &str| {
+            let mut out = Vec::new();
+            composite_to_json(t.as_bytes(), &mut out)
+                .map(|()| String::from_utf8_lossy(&out).to_string())
+        };
+        assert_eq!(j("[1, 2,3]").unwrap(), "[1,2,3]");
+        assert_eq!(j("[]").unwrap(), "[]");
+        assert_eq!(
+            j(r#"['a','b\'c', 'd"e\\f', 'x,y']"#).unwrap(),
+            r#"["a","b'c","d\"e\\f","x,y"]"#
+        );
+        assert_eq!(j(r"['tab\tend']").unwrap(), r#"["tab\u0009end"]"#);
+        assert_eq!(j("[[1],[],[2,3]]").unwrap(), "[[1],[],[2,3]]");
+        assert_eq!(j("{'k':1, 'l': NULL}").unwrap(), r#"{"k":1,"l":null}"#);
+        assert_eq!(j("{1:'a',22:'b'}").unwrap(), r#"{"1":"a","22":"b"}"#);
+        assert_eq!(
+            j("('a', -1.5e3, true, NULL)").unwrap(),
+            r#"["a",-1.5e3,true,null]"#
+        );
+        assert_eq!(j("[inf,-inf,nan]").unwrap(), r#"["inf","-inf","nan"]"#);
+        assert_eq!(
+            j("['2024-01-01 00:00:00']").unwrap(),
+            r#"["2024-01-01 00:00:00"]"#
+        );
+        for (bad, at, why) in [
+            ("[1,2", 4, "end of the list"),
+            ("['a", 3, "not closed"),
+            ("[abc]", 1, "not a number"),
+            ("[01]", 1, "not a number"),
+            ("[1] x", 4, "after the value"),
+            ("{NULL:1}", 5, "cannot be NULL"),
+            ("{[1]:1}", 4, "plain value"),
+            ("{'k' 1}", 5, "expected ':'"),
+            ("['\\q']", 3, "unknown escape"),
+        ] {
+            let e = j(bad).unwrap_err();
+            assert_eq!(
+                (e.offset, e.reason.contains(why)),
+                (at, true),
+                "{bad}: {e:?}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(j(&deep).unwrap_err().reason.contains("too deeply"));
     }
 
     #[test]
