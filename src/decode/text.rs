@@ -167,21 +167,15 @@ impl Line {
                         None => break,
                         Some(b'\\') => {
                             let e = match text.get(k + 1) {
-                                Some(b't') => b'\t',
-                                Some(b'n') => b'\n',
-                                Some(b'r') => b'\r',
-                                Some(b'\\') => b'\\',
-                                Some(b'0') => 0,
-                                Some(b'b') => 8,
-                                Some(b'f') => 12,
-                                Some(b'\'') => b'\'',
-                                Some(b'"') => b'"',
-                                Some(_) => {
-                                    return Err(LineError {
-                                        offset: i + k,
-                                        reason: "an unknown escape (\\t \\n \\r \\\\ \\0 \\b \\f \\' \\\" and \\N are known)",
-                                    })
-                                }
+                                Some(&c) => match unescape(c) {
+                                    Some(e) => e,
+                                    None => {
+                                        return Err(LineError {
+                                            offset: i + k,
+                                            reason: UNKNOWN_ESCAPE,
+                                        })
+                                    }
+                                },
                                 None => {
                                     return Err(LineError {
                                         offset: i + k,
@@ -208,6 +202,26 @@ impl Line {
             i = end + 1;
         }
     }
+}
+
+const UNKNOWN_ESCAPE: &str =
+    "an unknown escape (\\t \\n \\r \\\\ \\0 \\b \\f \\' \\\" and \\N are known)";
+
+/// The byte a backslash escape stands for in ClickHouse's text formats (`\t` `\n` `\r`
+/// `\\` `\0` `\b` `\f` `\'` `\"`), `None` for an escape it does not know.
+fn unescape(c: u8) -> Option<u8> {
+    Some(match c {
+        b't' => b'\t',
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b'\\' => b'\\',
+        b'0' => 0,
+        b'b' => 8,
+        b'f' => 12,
+        b'\'' => b'\'',
+        b'"' => b'"',
+        _ => return None,
+    })
 }
 
 /// Rewrites a composite value written as ClickHouse writes one in text formats (`[1,2]`,
@@ -363,17 +377,8 @@ impl Composite<'_> {
                     return Ok(());
                 }
                 b'\\' => {
-                    let e = match self.b.get(self.i) {
-                        Some(b't') => b'\t',
-                        Some(b'n') => b'\n',
-                        Some(b'r') => b'\r',
-                        Some(b'\\') => b'\\',
-                        Some(b'0') => 0,
-                        Some(b'b') => 8,
-                        Some(b'f') => 12,
-                        Some(b'\'') => b'\'',
-                        Some(b'"') => b'"',
-                        _ => return Err(self.err("an unknown escape in a quoted string")),
+                    let Some(e) = self.b.get(self.i).and_then(|&c| unescape(c)) else {
+                        return Err(self.err("an unknown escape in a quoted string"));
                     };
                     self.i += 1;
                     e
