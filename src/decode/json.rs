@@ -687,11 +687,6 @@ impl RowPlan {
         Ok(())
     }
 
-    /// How many fields a CSV or TSV line must have.
-    pub fn positions(&self) -> usize {
-        self.positions.len()
-    }
-
     /// Whether a column stores the message's headers: only then are they read at all.
     pub fn stores_headers(&self) -> bool {
         self.sources
