@@ -272,11 +272,25 @@ impl Target {
     /// A config whose batches stream: default batch limits and a small memory budget, so
     /// that a backlog's batches are ones the budget would cut short (`lane.rs`).
     fn streaming_config(&self, name: &str, delivery: &str, instance: Option<&str>) -> PathBuf {
+        self.streaming_config_with(name, delivery, instance, "4MiB")
+    }
+
+    /// [`Target::streaming_config`] with another `batch_memory`.
+    fn streaming_config_with(
+        &self,
+        name: &str,
+        delivery: &str,
+        instance: Option<&str>,
+        batch_memory: &str,
+    ) -> PathBuf {
         let p = self.config(name, delivery, instance);
         let text = std::fs::read_to_string(&p)
             .expect("read config")
             .replace("max_rows = 700", "")
-            .replace("[service]\n", "[service]\nbatch_memory = \"4MiB\"\n");
+            .replace(
+                "[service]\n",
+                &format!("[service]\nbatch_memory = \"{batch_memory}\"\n"),
+            );
         std::fs::write(&p, text).expect("write config");
         p
     }
@@ -538,20 +552,25 @@ async fn crash_points(name: &str, url: &str, engine: &str, rng: &mut Rng) {
     crash_at_points(name, &t, &cfg, &points, 0, rng).await;
 }
 
-/// Crash points of streamed inserts: each instance starts on a backlog of 40,000 messages
-/// (10,000 per partition, ~1.5 MB) against a 4 MiB budget, so its batches stream; crashes in
+/// Crash points of streamed inserts: each instance starts on a backlog of 80,000 messages
+/// (20,000 per partition, ~2.8 MB of rows) against a 1 MiB budget, so its batches stream
+/// whatever the lanes' timing, and each stream sends its rows in several pieces (a stream
+/// opens once a chunk or two are in, then sends every 1 MiB), which `stream_mid_body@2`
+/// needs. With 40,000 against 4 MiB, a lane whose data came while one other held some had a
+/// 2 MiB share: it opened at 512 KiB and had less than 1 MiB left, so the second piece never
+/// came and neither did the crash (CI, 2026-12-04, `stream_mid_body@2`). Crashes in
 /// the middle of a streamed body, after the in-flight record before the body's end, after
 /// the insert before the commit, and while re-forming a streamed range (its record kept).
 async fn stream_crash_points(name: &str, url: &str, engine: &str, rng: &mut Rng) {
     let t = Target::new(name, url, 4, engine).await;
-    let cfg = t.streaming_config("s", "exactly-once", Some("torture-scp"));
+    let cfg = t.streaming_config_with("s", "exactly-once", Some("torture-scp"), "1MiB");
     let points = [
         "stream_mid_body",
         "stream_before_end",
         "after_insert_before_commit",
         "after_record_before_insert",
     ];
-    crash_at_points(name, &t, &cfg, &points, 40_000, rng).await;
+    crash_at_points(name, &t, &cfg, &points, 80_000, rng).await;
     let log = strip_ansi(&std::fs::read_to_string(t.log()).unwrap_or_default());
     assert!(
         log.lines()
@@ -745,12 +764,7 @@ async fn rebalance_storm(name: &str, rng: &mut Rng, seconds: u64, burst: u64) {
         // partitions), below the ~700 KB a burst puts in each partition, so batches stream
         // whatever the instances' timing; with the 4 MiB of the other streaming scenarios a
         // run could keep up with every burst and open no stream at all (seen once in CI).
-        let p = t.streaming_config("s", "exactly-once", None);
-        let text = std::fs::read_to_string(&p)
-            .expect("read config")
-            .replace("batch_memory = \"4MiB\"", "batch_memory = \"1MiB\"");
-        std::fs::write(&p, text).expect("write config");
-        p
+        t.streaming_config_with("s", "exactly-once", None, "1MiB")
     } else {
         t.config("s", "exactly-once", None)
     };
