@@ -269,24 +269,25 @@ impl Composite<'_> {
             return Err(self.err("nested too deeply"));
         }
         match self.b.get(self.i) {
-            Some(b'[') => self.list(b']', b'[', b']', out, depth),
-            Some(b'(') => self.list(b')', b'[', b']', out, depth),
-            Some(b'{') => self.map(out, depth),
+            Some(b'[') => self.items(b']', false, out, depth),
+            Some(b'(') => self.items(b')', false, out, depth),
+            Some(b'{') => self.items(b'}', true, out, depth),
             Some(b'\'') => self.string(out),
             Some(_) => self.bare(out),
             None => Err(self.err("a value is missing")),
         }
     }
 
-    /// `open ... close` as a JSON array `[...]`.
-    fn list(
+    /// `open ... close`: a list or tuple as a JSON array, or (`pairs`) a map's `key:value`
+    /// items as a JSON object.
+    fn items(
         &mut self,
         close: u8,
-        json_open: u8,
-        json_close: u8,
+        pairs: bool,
         out: &mut Vec<u8>,
         depth: usize,
     ) -> Result<(), LineError> {
+        let (json_open, json_close) = if pairs { (b'{', b'}') } else { (b'[', b']') };
         self.i += 1;
         out.push(json_open);
         self.ws();
@@ -296,6 +297,16 @@ impl Composite<'_> {
             return Ok(());
         }
         loop {
+            if pairs {
+                self.key(out, depth)?;
+                self.ws();
+                if self.b.get(self.i) != Some(&b':') {
+                    return Err(self.err("expected ':' after a map key"));
+                }
+                self.i += 1;
+                out.push(b':');
+                self.ws();
+            }
             self.value(out, depth + 1)?;
             self.ws();
             match self.b.get(self.i) {
@@ -309,56 +320,24 @@ impl Composite<'_> {
                     out.push(json_close);
                     return Ok(());
                 }
+                _ if pairs => return Err(self.err("expected ',' or the end of the map")),
                 _ => return Err(self.err("expected ',' or the end of the list")),
             }
         }
     }
 
-    fn map(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), LineError> {
-        self.i += 1;
-        out.push(b'{');
-        self.ws();
-        if self.b.get(self.i) == Some(&b'}') {
-            self.i += 1;
-            out.push(b'}');
-            return Ok(());
-        }
-        loop {
-            // The key, as a JSON string whatever it was written as.
-            let mark = out.len();
-            self.value(out, depth + 1)?;
-            match out.get(mark) {
-                Some(b'"') => {}
-                Some(b'[' | b'{') | None => return Err(self.err("a map key must be a plain value")),
-                Some(_) if out[mark..] == *b"null" => {
-                    return Err(self.err("a map key cannot be NULL"))
-                }
-                Some(_) => {
-                    out.insert(mark, b'"');
-                    out.push(b'"');
-                }
-            }
-            self.ws();
-            if self.b.get(self.i) != Some(&b':') {
-                return Err(self.err("expected ':' after a map key"));
-            }
-            self.i += 1;
-            out.push(b':');
-            self.ws();
-            self.value(out, depth + 1)?;
-            self.ws();
-            match self.b.get(self.i) {
-                Some(b',') => {
-                    self.i += 1;
-                    out.push(b',');
-                    self.ws();
-                }
-                Some(b'}') => {
-                    self.i += 1;
-                    out.push(b'}');
-                    return Ok(());
-                }
-                _ => return Err(self.err("expected ',' or the end of the map")),
+    /// A map key, as a JSON string whatever it was written as.
+    fn key(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), LineError> {
+        let mark = out.len();
+        self.value(out, depth + 1)?;
+        match out.get(mark) {
+            Some(b'"') => Ok(()),
+            Some(b'[' | b'{') | None => Err(self.err("a map key must be a plain value")),
+            Some(_) if out[mark..] == *b"null" => Err(self.err("a map key cannot be NULL")),
+            Some(_) => {
+                out.insert(mark, b'"');
+                out.push(b'"');
+                Ok(())
             }
         }
     }
