@@ -83,6 +83,27 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
             }
         };
 
+    match crate::pipeline::schema_registry(cfg) {
+        Ok(None) => {}
+        Ok(Some(r)) => match r.check().await {
+            Ok(n) => {
+                let _ = writeln!(
+                    out,
+                    "schema registry: {} reachable ({n} subject(s))",
+                    r.url()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "schema registry: FAILED: {e}");
+                ok = false;
+            }
+        },
+        Err(e) => {
+            let _ = writeln!(out, "schema registry: FAILED: {e}");
+            ok = false;
+        }
+    }
+
     for r in &cfg.routes {
         let _ = writeln!(
             out,

@@ -22,6 +22,7 @@
 //! In at-most-once mode the range is committed before it is inserted: a crash in between
 //! loses it, by definition of that mode.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,6 +40,7 @@ use crate::clickhouse::{
 };
 use crate::commit::{CommitError, Committer};
 use crate::config::{BadMessages, Delivery, Format, Route};
+use crate::decode::avro::{self, AvroScratch, Bound};
 use crate::decode::json::{
     encode_json_row, encode_meta_row, encode_text_row, MessageMeta, RowError, RowPlan,
 };
@@ -47,6 +49,7 @@ use crate::dedup;
 use crate::dlq::DeadLetterProducer;
 use crate::kafka::records::{OwnedRecord, Record, RecordChunk};
 use crate::kafka::refetch::Refetcher;
+use crate::registry::{FetchError, Registry};
 use crate::telemetry::{PartitionGauges, RouteMetrics};
 
 /// Everything the lanes of one route share.
@@ -62,6 +65,8 @@ pub struct RouteRuntime {
     pub budget: Arc<MemoryBudget>,
     /// Reads rejected rows' messages back from Kafka for the dead-letter path.
     pub refetch: Refetcher,
+    /// Avro routes: where the writer schemas come from.
+    pub registry: Option<Arc<Registry>>,
 }
 
 /// See [`Lane::age_limit`].
@@ -176,6 +181,10 @@ pub struct Lane {
     fresh: bool,
     /// CSV/TSV: the fields of the message being encoded (its buffers reused).
     line: Line,
+    /// Avro: each schema id seen, bound to the route's plan, or why its messages cannot be
+    /// read; and the buffers of the message being encoded.
+    schemas: HashMap<u32, Result<Arc<Bound>, String>>,
+    avro: AvroScratch,
 }
 
 impl Lane {
@@ -202,6 +211,8 @@ impl Lane {
             read_to: None,
             fresh: true,
             line: Line::new(),
+            schemas: HashMap::new(),
+            avro: AvroScratch::default(),
         }
     }
 
@@ -348,8 +359,52 @@ impl Lane {
         }
     }
 
+    /// Avro: makes sure every schema id in `chunk` is known before its messages are
+    /// encoded. A registry that cannot answer is waited for (with backoff), because a
+    /// message must not be dead-lettered for the registry's outage; nothing of the chunk is
+    /// batched meanwhile. (A revocation or shutdown during that wait is seen once it ends;
+    /// `service.shutdown_timeout` bounds a shutdown's wait.)
+    async fn load_schemas(&mut self, chunk: &RecordChunk) {
+        let Some(registry) = self.rt.registry.clone() else {
+            return;
+        };
+        for i in 0..chunk.len() {
+            let Some(payload) = chunk.get(i).and_then(|r| r.payload) else {
+                continue;
+            };
+            let Ok(id) = avro::schema_id(payload) else {
+                continue;
+            };
+            if self.schemas.contains_key(&id) {
+                continue;
+            }
+            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+            let got = loop {
+                match registry.schema(id).await {
+                    Ok(c) => break Ok(Arc::new(Bound::new(&c, &self.rt.plan))),
+                    Err(FetchError::Unusable(why)) => break Err(why),
+                    Err(e @ FetchError::Unavailable(_)) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(partition = %self.id, schema_id = id, error = %e, retry_in = ?delay,
+                            "cannot get the message's schema; waiting for the registry");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            };
+            match &got {
+                Ok(_) => tracing::info!(partition = %self.id, schema_id = id, "Avro schema loaded"),
+                Err(why) => tracing::warn!(partition = %self.id, schema_id = id, reason = %why,
+                    "messages with this schema id cannot be read; they are dead-lettered"),
+            }
+            self.schemas.insert(id, got);
+        }
+    }
+
     async fn add_chunk(&mut self, chunk: RecordChunk) -> Result<Option<Stored>, LaneFailure> {
         let n = chunk.len();
+        if self.rt.route.format == Format::Avro {
+            self.load_schemas(&chunk).await;
+        }
         RouteMetrics::add(&self.rt.metrics.messages, n as u64);
         if let Some(last) = chunk.last_offset() {
             // Seen offsets are a lower bound of the log end; good enough for a lag gauge
@@ -461,6 +516,28 @@ impl Lane {
         let row = match self.rt.route.format {
             Format::Json => encode_json_row(&self.rt.plan, payload, &meta, out),
             Format::Raw => encode_meta_row(&self.rt.plan, &meta, out),
+            Format::Avro => match avro::schema_id(payload) {
+                Err(e) => Err(e),
+                Ok(id) => match self.schemas.get(&id) {
+                    Some(Ok(bound)) => avro::encode_avro_row(
+                        &self.rt.plan,
+                        bound,
+                        payload,
+                        &meta,
+                        &mut self.avro,
+                        out,
+                    ),
+                    Some(Err(why)) => Err(RowError::Schema {
+                        id,
+                        reason: why.clone(),
+                    }),
+                    // load_schemas ran on this chunk; only reachable if it was skipped.
+                    None => Err(RowError::Schema {
+                        id,
+                        reason: "schema not loaded".into(),
+                    }),
+                },
+            },
             Format::Csv | Format::Tsv => {
                 let delimited = if self.rt.route.format == Format::Csv {
                     Delimited::Csv

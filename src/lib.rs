@@ -39,6 +39,7 @@ pub mod failpoint;
 pub mod kafka;
 pub mod lane;
 pub mod pipeline;
+pub mod registry;
 pub mod schema;
 pub mod secret;
 pub mod serve;

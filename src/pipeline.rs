@@ -23,7 +23,7 @@ use crate::checkpoint::PartitionId;
 use crate::clickhouse::{self, ClickHouseSettings, Client, TableInfo};
 use crate::commit::Committer;
 use crate::config::{
-    BadMessages, ClickHouseConfig, Config, Delivery, FetchPath, KafkaConfig, Route,
+    BadMessages, ClickHouseConfig, Config, Delivery, FetchPath, Format, KafkaConfig, Route,
 };
 use crate::dlq::DeadLetterProducer;
 use crate::exactly_once;
@@ -33,6 +33,7 @@ use crate::kafka::own_fetch;
 use crate::kafka::preflight::TopicPartitions;
 use crate::kafka::records::RecordChunk;
 use crate::lane::{Lane, LaneFailure, RouteRuntime};
+use crate::registry::Registry;
 use crate::schema::{self, TablePlan};
 use crate::telemetry::Metrics;
 
@@ -88,9 +89,14 @@ pub struct PreparedRoute {
 /// round trips; together they were a tenth of a 1M-message run's wall time), then the
 /// exactly-once guard, which needs both. A Kafka failure is reported first, as before.
 pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
-    let (partitions, planned) = tokio::join!(kafka_preflight(&cfg.kafka), plan_routes(cfg));
+    let (partitions, planned, registry) = tokio::join!(
+        kafka_preflight(&cfg.kafka),
+        plan_routes(cfg),
+        registry_preflight(cfg)
+    );
     let partitions = partitions?;
     let (client, routes) = planned?;
+    registry?;
     for p in &routes {
         let route = &p.route;
         if route.delivery == Delivery::ExactlyOnce {
@@ -100,6 +106,30 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
         }
     }
     Ok((client, routes))
+}
+
+/// The schema registry of the Avro routes, if any: built from the config.
+pub fn schema_registry(cfg: &Config) -> Result<Option<Arc<Registry>>> {
+    let used = cfg.routes.iter().any(|r| r.format == Format::Avro);
+    match &cfg.schema_registry {
+        Some(c) if used => Ok(Some(Arc::new(
+            Registry::new(c).map_err(|e| anyhow::anyhow!(e))?,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// Asks the schema registry once (when an Avro route uses it): an unreachable registry or
+/// refused credentials end the start-up here, not in every lane later.
+async fn registry_preflight(cfg: &Config) -> Result<()> {
+    if let Some(r) = schema_registry(cfg)? {
+        let n = r
+            .check()
+            .await
+            .map_err(|e| anyhow::anyhow!("schema registry: {e}"))?;
+        tracing::info!(registry = %r.url(), subjects = n, "schema registry reachable");
+    }
+    Ok(())
 }
 
 /// Connects to ClickHouse and plans every route's table.
@@ -317,6 +347,7 @@ pub async fn run_with_metrics(
     let budget = crate::budget::MemoryBudget::new(cfg.service.batch_memory);
     let refetch = crate::kafka::refetch::Refetcher::new(consumer_config(&cfg.kafka));
     metrics.watch_budget(budget.clone());
+    let registry = schema_registry(&cfg)?;
     for p in prepared {
         let rt = RouteRuntime {
             metrics: metrics.route(&p.route.topic, &p.route.table),
@@ -327,6 +358,9 @@ pub async fn run_with_metrics(
             dlq: dlq.clone(),
             budget: budget.clone(),
             refetch: refetch.clone(),
+            registry: (p.route.format == Format::Avro)
+                .then(|| registry.clone())
+                .flatten(),
             route: p.route,
         };
         routes.insert(rt.route.topic.clone(), Arc::new(rt));

@@ -2104,17 +2104,3 @@ async fn csv_and_tsv_lines_fill_columns_by_position() {
     );
     assert_eq!(summary.dead_lettered, 2 * bad_ids.len() as u64);
 }
-
-/// The `sluice.error` header of every message in dead-letter topic `dlq`.
-fn dead_letter_reasons(dlq: &str) -> Vec<String> {
-    read_topic(dlq, Duration::from_secs(3))
-        .iter()
-        .map(|m| {
-            m.headers()
-                .and_then(|h| h.iter().find(|h| h.key == "sluice.error"))
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).to_string())
-                .unwrap_or_default()
-        })
-        .collect()
-}

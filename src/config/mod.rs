@@ -14,8 +14,8 @@ use std::path::Path;
 
 pub use validate::{
     BadMessages, BatchLimits, ClickHouseConfig, Compression, Config, ConfigError, Delivery,
-    FetchPath, Format, KafkaConfig, MetadataColumns, Route, SaslConfig, SecurityProtocol,
-    ServiceConfig, TlsFiles, UnknownFields,
+    FetchPath, Format, KafkaConfig, MetadataColumns, Route, SaslConfig, SchemaRegistryConfig,
+    SecurityProtocol, ServiceConfig, TlsFiles, UnknownFields,
 };
 
 /// Prefix of environment variables that override config keys.
@@ -363,17 +363,65 @@ format = "json"
         assert_eq!(e.field, "route[0].unknown_fields");
         for (f, msg) in [
             (
-                "avro",
-                "is not supported yet; supported: json, raw, csv, tsv",
+                "protobuf",
+                "is not supported yet; supported: json, avro, raw, csv, tsv",
             ),
             (
                 "xml",
-                "unknown format \"xml\"; supported: json, raw, csv, tsv",
+                "unknown format \"xml\"; supported: json, avro, raw, csv, tsv",
             ),
         ] {
             let e = from_str(&route_with(&format!("format = \"{f}\"")), no_env()).unwrap_err();
             assert_eq!(e.field, "route[0].format");
             assert!(e.message.contains(msg), "{e}");
+        }
+    }
+
+    #[test]
+    fn avro_routes_need_a_schema_registry() {
+        let avro = route_with("format = \"avro\"");
+        let e = from_str(&avro, no_env()).unwrap_err();
+        assert_eq!(e.field, "route[0].format");
+        assert!(e.message.contains("add [schema_registry]"), "{e}");
+        let with = format!(
+            "{avro}\n[schema_registry]\nurl = \"http://127.0.0.1:18081/apis/ccompat/v7/\"\nusername = \"sr\"\n"
+        );
+        let c = from_str(
+            &with,
+            vec![(
+                "SLUICE__SCHEMA_REGISTRY__PASSWORD".to_string(),
+                "sr-secret".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.routes[0].format, Format::Avro);
+        let r = c.schema_registry.as_ref().unwrap();
+        assert_eq!(r.url, "http://127.0.0.1:18081/apis/ccompat/v7");
+        assert_eq!(r.username.as_deref(), Some("sr"));
+        assert_eq!(r.password.as_ref().map(|p| p.expose()), Some("sr-secret"));
+        assert!(!format!("{c:?}").contains("sr-secret"));
+        // A password without a user, credentials in the URL, a CA over plain HTTP.
+        for (text, field) in [
+            (
+                with.replace("username = \"sr\"", "password = \"p\""),
+                "schema_registry.username",
+            ),
+            (
+                with.replace("http://127.0.0.1:18081", "http://u:p@127.0.0.1:18081"),
+                "schema_registry.url",
+            ),
+            (
+                with.replace("username = \"sr\"", "ca_file = \"/ca.pem\""),
+                "schema_registry.url",
+            ),
+            (
+                with.replace("http://127.0.0.1:18081", "ftp://127.0.0.1:18081"),
+                "schema_registry.url",
+            ),
+        ] {
+            let e = from_str(&text, no_env()).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(!e.to_string().contains("u:p@"), "{e}");
         }
     }
 

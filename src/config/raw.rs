@@ -25,6 +25,27 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub service: RawService,
+    /// The Confluent-compatible schema registry Avro routes read their schemas from.
+    #[serde(default)]
+    pub schema_registry: Option<RawSchemaRegistry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchemaRegistry {
+    #[serde(deserialize_with = "required_scalar")]
+    pub url: String,
+    /// HTTP basic authentication (Confluent's `basic.auth.user.info`).
+    #[serde(default, deserialize_with = "scalar")]
+    pub username: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub password: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub password_file: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub ca_file: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub request_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

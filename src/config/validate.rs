@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawClickHouse, RawConfig, RawKafka, RawRoute, RawSize};
+use super::raw::{RawClickHouse, RawConfig, RawKafka, RawRoute, RawSchemaRegistry, RawSize};
 use crate::kafka::topic_name;
 use crate::secret::Secret;
 
@@ -32,6 +32,19 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub routes: Vec<Route>,
     pub service: ServiceConfig,
+    /// Present when a `[schema_registry]` is configured (required by Avro routes).
+    pub schema_registry: Option<SchemaRegistryConfig>,
+}
+
+/// A Confluent-compatible schema registry (Confluent, Karapace, Apicurio's `ccompat` API,
+/// Redpanda): schemas by id from `GET {url}/schemas/ids/{id}`.
+#[derive(Debug, Clone)]
+pub struct SchemaRegistryConfig {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +171,9 @@ pub enum Format {
     Csv,
     /// One line of tab-separated values (ClickHouse's TabSeparated escapes), fields by position.
     Tsv,
+    /// An Avro record in the schema registry's wire format (magic byte 0, a 4-byte schema
+    /// id, the binary datum), its fields mapped to columns by name.
+    Avro,
 }
 
 impl Format {
@@ -350,11 +366,76 @@ pub fn validate(raw: RawConfig, read_file: FileReader<'_>) -> Result<Config, Con
         routes.push(route);
     }
     let service = validate_service(&raw)?;
+    let schema_registry = match &raw.schema_registry {
+        Some(r) => Some(validate_schema_registry(r, read_file)?),
+        None => None,
+    };
+    if schema_registry.is_none() {
+        if let Some(i) = routes.iter().position(|r| r.format == Format::Avro) {
+            return Err(err(
+                format!("route[{i}].format"),
+                "an avro route reads its schemas from a registry: add [schema_registry] url = \"http://...\"",
+            ));
+        }
+    }
     Ok(Config {
         kafka,
         clickhouse,
         routes,
         service,
+        schema_registry,
+    })
+}
+
+fn validate_schema_registry(
+    r: &RawSchemaRegistry,
+    read_file: FileReader<'_>,
+) -> Result<SchemaRegistryConfig, ConfigError> {
+    let url = non_empty("schema_registry.url", &r.url)?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            err(
+                "schema_registry.url",
+                format!("{url:?} must start with http:// or https://"),
+            )
+        })?;
+    if rest.contains('@') {
+        return Err(err(
+            "schema_registry.url",
+            "credentials in the URL are not allowed (they would end up in logs); use schema_registry.username and schema_registry.password",
+        ));
+    }
+    let ca_file = path(&r.ca_file);
+    if ca_file.is_some() && url.starts_with("http://") {
+        return Err(err(
+            "schema_registry.url",
+            "a CA file is given but the URL is http://; use https://",
+        ));
+    }
+    let password = secret(
+        "schema_registry.password",
+        &r.password,
+        &r.password_file,
+        read_file,
+    )?;
+    let username = r.username.as_ref().map(|u| u.trim().to_string());
+    if password.is_some() && username.as_deref().is_none_or(str::is_empty) {
+        return Err(err(
+            "schema_registry.username",
+            "required when schema_registry.password is set",
+        ));
+    }
+    Ok(SchemaRegistryConfig {
+        url: url.trim_end_matches('/').to_string(),
+        username,
+        password,
+        ca_file,
+        request_timeout: match &r.request_timeout {
+            Some(s) => parse_duration("schema_registry.request_timeout", s)?,
+            None => Duration::from_secs(10),
+        },
     })
 }
 
@@ -786,24 +867,24 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
         Some(d) => non_empty(&f("database"), d)?,
         None => default_db.to_string(),
     };
-    let format = match r.format.as_deref().unwrap_or("json") {
-        "json" => Format::Json,
-        "raw" => Format::Raw,
-        "csv" => Format::Csv,
-        "tsv" => Format::Tsv,
-        other @ ("avro" | "protobuf") => {
-            return Err(err(
+    let format =
+        match r.format.as_deref().unwrap_or("json") {
+            "json" => Format::Json,
+            "raw" => Format::Raw,
+            "csv" => Format::Csv,
+            "tsv" => Format::Tsv,
+            "avro" => Format::Avro,
+            "protobuf" => return Err(err(
                 f("format"),
-                format!("format {other:?} is not supported yet; supported: json, raw, csv, tsv"),
-            ))
-        }
-        other => {
-            return Err(err(
-                f("format"),
-                format!("unknown format {other:?}; supported: json, raw, csv, tsv"),
-            ))
-        }
-    };
+                "format \"protobuf\" is not supported yet; supported: json, avro, raw, csv, tsv",
+            )),
+            other => {
+                return Err(err(
+                    f("format"),
+                    format!("unknown format {other:?}; supported: json, avro, raw, csv, tsv"),
+                ))
+            }
+        };
     let delivery = match r.delivery.as_deref().unwrap_or("exactly-once") {
         "exactly-once" => Delivery::ExactlyOnce,
         "at-least-once" => Delivery::AtLeastOnce,

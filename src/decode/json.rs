@@ -728,6 +728,17 @@ pub enum RowError {
     InvalidLine { offset: usize, reason: &'static str },
     #[error("{found} fields, the route reads {expected} (one a column, in order)")]
     FieldCount { found: usize, expected: usize },
+    #[error("not in the schema registry's wire format: {reason}")]
+    NotRegistryFramed { reason: String },
+    /// The registry has no usable schema under the message's id (not found, not Avro...).
+    #[error("schema id {id}: {reason}")]
+    Schema { id: u32, reason: String },
+    #[error("invalid Avro datum at byte {offset}, field {field}: {reason}")]
+    InvalidAvro {
+        offset: usize,
+        field: String,
+        reason: String,
+    },
     /// `origin` is `field "id"` or `Kafka timestamp`.
     #[error("missing {origin} for column {column} {ty} (no default sluice can apply here)")]
     Missing {
@@ -2815,6 +2826,116 @@ fn write_meta_row(
             )?,
             (Src::Field(_), ColumnSource::Meta(_)) => return Err(plan_changed(col)),
         }
+    }
+    Ok(())
+}
+
+/// How [`encode_fields_row`] reads one decoded field's text (another format's value,
+/// written in the JSON form the converter reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Null,
+    True,
+    False,
+    /// A number without fraction or exponent.
+    Int,
+    /// A number with a fraction or an exponent.
+    Num,
+    /// A string: the text between the first and the last byte (the quotes) is taken as it
+    /// is, any bytes, no escapes read.
+    Raw,
+    /// A JSON array.
+    Arr,
+    /// A JSON object.
+    Obj,
+}
+
+/// One decoded field: its text in a buffer, `start..end`, and how to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldValue {
+    pub start: usize,
+    pub end: usize,
+    pub kind: FieldKind,
+}
+
+impl RowPlan {
+    /// The id of the field that fills a column under `name` (for formats whose messages
+    /// name their fields, decoded elsewhere), or `None` if no column reads it.
+    pub fn field_id(&self, name: &str) -> Option<usize> {
+        let mut guess = 0;
+        self.index.find(name.as_bytes(), &mut guess)
+    }
+
+    /// How many distinct fields the plan's columns read: the length of the slice
+    /// [`encode_fields_row`] takes.
+    pub fn field_count(&self) -> usize {
+        self.index.names.len()
+    }
+}
+
+/// The row of a message another decoder has split into fields (Avro): `fields[id]` is
+/// field `id`'s value in `buf` ([`RowPlan::field_id`]), `None` when the message has none.
+/// Values convert exactly as JSON values do; a missing field takes the column's DEFAULT,
+/// NULL or type default, as a missing JSON field does. On error `out` is left exactly as
+/// it was.
+pub fn encode_fields_row(
+    plan: &RowPlan,
+    buf: &[u8],
+    fields: &[Option<FieldValue>],
+    meta: &MessageMeta<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    let len = out.len();
+    let r = SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => write_fields_row(plan, buf, fields, meta, &mut s.tmp, out),
+        // Only reachable through re-entrancy, which this module never does; stay correct anyway.
+        Err(_) => write_fields_row(plan, buf, fields, meta, &mut Vec::new(), out),
+    });
+    if r.is_err() {
+        out.truncate(len);
+    }
+    r
+}
+
+fn write_fields_row(
+    plan: &RowPlan,
+    buf: &[u8],
+    fields: &[Option<FieldValue>],
+    meta: &MessageMeta<'_>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    for (col, src) in plan.columns.iter().zip(&plan.sources) {
+        let (id, name) = match (src, &col.source) {
+            (Src::Meta(m), _) => {
+                write_meta(plan, col, *m, meta, tmp, out)?;
+                continue;
+            }
+            (Src::Field(id), ColumnSource::Field(f)) => (*id, f),
+            (Src::Field(_), ColumnSource::Meta(_)) => return Err(plan_changed(col)),
+        };
+        let Some(f) = fields.get(id).copied().flatten() else {
+            write_missing(plan, col, field_origin(name), out)?;
+            continue;
+        };
+        let kind = match f.kind {
+            FieldKind::Null => Kind::Null,
+            FieldKind::True => Kind::True,
+            FieldKind::False => Kind::False,
+            FieldKind::Int => Kind::Int,
+            FieldKind::Num => Kind::Num,
+            FieldKind::Raw => Kind::Str,
+            FieldKind::Arr => Kind::Arr,
+            FieldKind::Obj => Kind::Obj,
+        };
+        let v = Val {
+            raw: buf.get(f.start..f.end).unwrap_or_default(),
+            kind,
+        };
+        if plan.with_defaults {
+            out.push(rb::VALUE_FOLLOWS);
+        }
+        write_value(&col.ty, v, tmp, out).map_err(|e| e.into_row_error(field_origin(name), col))?;
     }
     Ok(())
 }

@@ -3,7 +3,9 @@
 //! [`json`] converts one JSON object per message straight into one RowBinary (or
 //! RowBinaryWithDefaults) row, without building a DOM, with exact type conversions; its
 //! [`json::RowPlan`] also writes the rows of raw messages and, with [`text`] splitting the
-//! lines, of CSV and TSV messages, so that every format follows the same type rules.
+//! lines, of CSV and TSV messages, and with [`avro`] walking the datums, of Avro messages,
+//! so that every format follows the same type rules.
 
+pub mod avro;
 pub mod json;
 pub mod text;

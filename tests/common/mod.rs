@@ -29,6 +29,36 @@ pub fn legacy_ch_url() -> String {
         .unwrap_or_else(|_| "http://127.0.0.1:28123".into())
 }
 
+/// The testbed's Confluent-compatible schema registry API.
+pub fn registry_url() -> String {
+    std::env::var("SLUICE_TEST_REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:18081/apis/ccompat/v7".into())
+}
+
+/// Registers `schema` (of `schema_type`, None = Avro) under `subject` in the testbed's
+/// registry, as a producer's serializer does; returns its id.
+pub async fn register_schema(subject: &str, schema_type: Option<&str>, schema: &str) -> u32 {
+    let mut body = serde_json::json!({ "schema": schema });
+    if let Some(t) = schema_type {
+        body["schemaType"] = t.into();
+    }
+    let url = format!("{}/subjects/{subject}/versions", registry_url());
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e} (is the testbed's registry up?)"));
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{url}: {status}: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no id in {text}")) as u32
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -522,4 +552,19 @@ impl Sluice {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The `sluice.error` header of every message in dead-letter topic `dlq`.
+pub fn dead_letter_reasons(dlq: &str) -> Vec<String> {
+    use rdkafka::message::{Headers, Message};
+    read_topic(dlq, Duration::from_secs(3))
+        .iter()
+        .map(|m| {
+            m.headers()
+                .and_then(|h| h.iter().find(|h| h.key == "sluice.error"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).to_string())
+                .unwrap_or_default()
+        })
+        .collect()
 }

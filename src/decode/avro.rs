@@ -1,0 +1,1172 @@
+//! Avro messages in the schema registry's wire format -> rows.
+//!
+//! A message is the magic byte 0, the writer schema's id (4 bytes, big-endian) and the Avro
+//! binary datum of a record. The schema comes from the registry once per id (see
+//! [`crate::registry`]) and is compiled here into a flat tree of [`Node`]s; each message's
+//! datum is then walked with that tree, and each top-level field is written in the JSON form
+//! the row converter reads ([`super::json::encode_fields_row`]), so that Avro values follow
+//! exactly the type rules and error wording of every other format:
+//!
+//! - `int`, `long` -> integers; `float`, `double` -> numbers (a `float` widened exactly;
+//!   NaN and infinities as "nan", "inf", "-inf", which float columns take);
+//! - `string`, `bytes`, `fixed`, `uuid` -> strings (a top-level field's bytes go into the
+//!   column as they are, binary included);
+//! - `enum` -> its symbol (an Enum column maps it by name);
+//! - a union -> its branch (`null` for the null branch);
+//! - `array` -> a JSON array, `map` -> an object in the datum's own order, `record` -> an
+//!   object (so Array, Map, Tuple and named Tuple columns take them);
+//! - `decimal` (bytes or fixed) -> its exact decimal text (up to 38 digits);
+//! - `date` -> days since 1970-01-01; `time-millis`/`time-micros` -> the integer;
+//!   `timestamp-*` and `local-timestamp-*` -> epoch seconds with the exact fraction (a
+//!   DateTime64 takes every digit its precision holds; a fraction it cannot hold fails
+//!   clearly rather than being cut);
+//! - `duration` -> `[months, days, milliseconds]`.
+//!
+//! Everything read from the datum is bounds-checked: a truncated or corrupt datum, or one
+//! with bytes left over after the record, is an error naming the byte and the field, never
+//! a panic. Nesting is limited to [`MAX_DEPTH`] levels so that a recursive schema cannot
+//! exhaust the stack.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+
+use apache_avro::schema::{Name, Schema};
+
+use super::json::{encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan};
+
+/// The first byte of every message in the registry's wire format.
+pub const MAGIC: u8 = 0;
+
+/// Deeper datums are refused (a recursive schema lets a small message nest without end).
+pub const MAX_DEPTH: usize = 64;
+
+/// The writer schema's id of a message in the registry's wire format.
+pub fn schema_id(payload: &[u8]) -> Result<u32, RowError> {
+    let Some((&magic, rest)) = payload.split_first() else {
+        return Err(framing("empty payload".into()));
+    };
+    if magic != MAGIC {
+        return Err(framing(format!(
+            "first byte 0x{magic:02x}, expected the magic byte 0x00"
+        )));
+    }
+    match rest.first_chunk::<4>() {
+        Some(id) => Ok(u32::from_be_bytes(*id)),
+        None => Err(framing(format!(
+            "{} bytes, shorter than the 5-byte header",
+            payload.len()
+        ))),
+    }
+}
+
+fn framing(reason: String) -> RowError {
+    RowError::NotRegistryFramed { reason }
+}
+
+/// One node of a compiled schema; children are indexes into [`Compiled::nodes`] (named
+/// types may refer to themselves).
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Null,
+    Boolean,
+    Int,
+    Long,
+    Float,
+    Double,
+    /// `bytes`, `string`, `uuid` (as a string).
+    Bytes,
+    Fixed(usize),
+    Enum(Vec<String>),
+    Array(usize),
+    Map(usize),
+    Union(Vec<usize>),
+    Record(Vec<(String, usize)>),
+    /// Two's-complement big-endian unscaled value: `bytes` (`None`) or `fixed(n)`.
+    Decimal {
+        scale: u32,
+        fixed: Option<usize>,
+    },
+    /// An integer number of `1/10^scale` seconds since the epoch (int or long).
+    Scaled {
+        scale: u32,
+        int: bool,
+    },
+    Duration,
+    /// A node being compiled (a record's placeholder while its fields are).
+    Pending,
+}
+
+/// A writer schema compiled for reading datums.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    nodes: Vec<Node>,
+    /// The top-level record's fields: name and node.
+    fields: Vec<(String, usize)>,
+}
+
+impl Compiled {
+    /// Compiles a record schema (the registry's text) and the schemas it references (their
+    /// texts, in any order). The error says what is not supported or wrong.
+    pub fn new(schema: &str, references: &[String]) -> Result<Compiled, String> {
+        let (root, refs) = if references.is_empty() {
+            (
+                Schema::parse_str(schema).map_err(|e| format!("not a valid Avro schema: {e}"))?,
+                Vec::new(),
+            )
+        } else {
+            Schema::parse_str_with_list(schema, references)
+                .map_err(|e| format!("not a valid Avro schema: {e}"))?
+        };
+        let mut c = Compiler::default();
+        for r in &refs {
+            c.node(r, 0)?;
+        }
+        let top = c.node(&root, 0)?;
+        let fields = match c.nodes.get(top) {
+            Some(Node::Record(fields)) => fields.clone(),
+            _ => {
+                return Err(format!(
+                    "the schema is {}, not a record: a row needs named fields",
+                    kind_name(&root)
+                ))
+            }
+        };
+        Ok(Compiled {
+            nodes: c.nodes,
+            fields,
+        })
+    }
+
+    /// The top-level record's field names, in the writer's order.
+    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+fn kind_name(s: &Schema) -> &'static str {
+    match s {
+        Schema::Null => "null",
+        Schema::Boolean => "a boolean",
+        Schema::Int | Schema::Date | Schema::TimeMillis => "an int",
+        Schema::Long
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => "a long",
+        Schema::Float => "a float",
+        Schema::Double => "a double",
+        Schema::Bytes | Schema::Decimal(_) | Schema::BigDecimal => "bytes",
+        Schema::String | Schema::Uuid => "a string",
+        Schema::Array(_) => "an array",
+        Schema::Map(_) => "a map",
+        Schema::Union(_) => "a union",
+        Schema::Record(_) => "a record",
+        Schema::Enum(_) => "an enum",
+        Schema::Fixed(_) | Schema::Duration => "a fixed",
+        Schema::Ref { .. } => "a named type",
+    }
+}
+
+#[derive(Default)]
+struct Compiler {
+    nodes: Vec<Node>,
+    named: HashMap<Name, usize>,
+}
+
+impl Compiler {
+    fn push(&mut self, n: Node) -> usize {
+        self.nodes.push(n);
+        self.nodes.len() - 1
+    }
+
+    fn node(&mut self, s: &Schema, depth: usize) -> Result<usize, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("the schema nests deeper than {MAX_DEPTH} levels"));
+        }
+        let n = match s {
+            Schema::Null => Node::Null,
+            Schema::Boolean => Node::Boolean,
+            Schema::Int | Schema::TimeMillis => Node::Int,
+            Schema::Long | Schema::TimeMicros => Node::Long,
+            Schema::Date => Node::Int,
+            Schema::Float => Node::Float,
+            Schema::Double => Node::Double,
+            Schema::Bytes | Schema::String | Schema::Uuid => Node::Bytes,
+            Schema::TimestampMillis | Schema::LocalTimestampMillis => Node::Scaled {
+                scale: 3,
+                int: false,
+            },
+            Schema::TimestampMicros | Schema::LocalTimestampMicros => Node::Scaled {
+                scale: 6,
+                int: false,
+            },
+            Schema::TimestampNanos | Schema::LocalTimestampNanos => Node::Scaled {
+                scale: 9,
+                int: false,
+            },
+            Schema::Duration => Node::Duration,
+            Schema::BigDecimal => {
+                return Err("the big-decimal logical type is not supported".into());
+            }
+            Schema::Decimal(d) => {
+                let scale = u32::try_from(d.scale).map_err(|_| "decimal scale too large")?;
+                if scale > 76 {
+                    return Err(format!("decimal scale {scale} is larger than 76"));
+                }
+                let fixed = match d.inner.as_ref() {
+                    Schema::Fixed(f) => {
+                        let size = f.size;
+                        self.named.insert(f.name.clone(), self.nodes.len());
+                        Some(size)
+                    }
+                    _ => None,
+                };
+                Node::Decimal { scale, fixed }
+            }
+            Schema::Fixed(f) => {
+                let at = self.push(Node::Fixed(f.size));
+                self.named.insert(f.name.clone(), at);
+                return Ok(at);
+            }
+            Schema::Enum(e) => {
+                let at = self.push(Node::Enum(e.symbols.clone()));
+                self.named.insert(e.name.clone(), at);
+                return Ok(at);
+            }
+            Schema::Array(a) => {
+                let at = self.push(Node::Pending);
+                let items = self.node(&a.items, depth + 1)?;
+                self.nodes[at] = Node::Array(items);
+                return Ok(at);
+            }
+            Schema::Map(m) => {
+                let at = self.push(Node::Pending);
+                let values = self.node(&m.types, depth + 1)?;
+                self.nodes[at] = Node::Map(values);
+                return Ok(at);
+            }
+            Schema::Union(u) => {
+                let at = self.push(Node::Pending);
+                let mut branches = Vec::with_capacity(u.variants().len());
+                for v in u.variants() {
+                    branches.push(self.node(v, depth + 1)?);
+                }
+                self.nodes[at] = Node::Union(branches);
+                return Ok(at);
+            }
+            Schema::Record(r) => {
+                let at = self.push(Node::Pending);
+                // Registered before the fields, which may refer to the record itself.
+                self.named.insert(r.name.clone(), at);
+                let mut fields = Vec::with_capacity(r.fields.len());
+                for f in &r.fields {
+                    fields.push((f.name.clone(), self.node(&f.schema, depth + 1)?));
+                }
+                self.nodes[at] = Node::Record(fields);
+                return Ok(at);
+            }
+            Schema::Ref { name } => {
+                return self
+                    .named
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| format!("unknown named type {:?}", name.fullname(None)));
+            }
+        };
+        Ok(self.push(n))
+    }
+}
+
+/// A compiled schema bound to a route's plan: each top-level field's id in the plan
+/// (`None`: no column reads it).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    compiled: std::sync::Arc<Compiled>,
+    ids: Vec<Option<usize>>,
+    /// The first field no column reads, for `unknown_fields = "error"`.
+    unknown: Option<String>,
+}
+
+impl Bound {
+    pub fn new(compiled: &std::sync::Arc<Compiled>, plan: &RowPlan) -> Bound {
+        let ids: Vec<Option<usize>> = compiled
+            .fields
+            .iter()
+            .map(|(name, _)| plan.field_id(name))
+            .collect();
+        let unknown = compiled
+            .fields
+            .iter()
+            .zip(&ids)
+            .find(|(_, id)| id.is_none())
+            .map(|((name, _), _)| name.clone());
+        Bound {
+            compiled: compiled.clone(),
+            ids,
+            unknown,
+        }
+    }
+}
+
+/// Per-lane buffers reused from message to message.
+#[derive(Debug, Default)]
+pub struct AvroScratch {
+    text: Vec<u8>,
+    fields: Vec<Option<FieldValue>>,
+}
+
+/// Appends the row of one message (`payload` in the registry's wire format, written with
+/// `bound`'s schema) to `out`; on error `out` is left as it was.
+pub fn encode_avro_row(
+    plan: &RowPlan,
+    bound: &Bound,
+    payload: &[u8],
+    meta: &MessageMeta<'_>,
+    scratch: &mut AvroScratch,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    if plan.unknown_fields == crate::decode::json::UnknownFields::Error {
+        if let Some(name) = &bound.unknown {
+            return Err(RowError::UnknownField {
+                field: name.clone(),
+            });
+        }
+    }
+    schema_id(payload)?;
+    let datum = payload.get(5..).unwrap_or_default();
+    scratch.text.clear();
+    scratch.fields.clear();
+    scratch.fields.resize(plan.field_count(), None);
+    let mut r = Reader { b: datum, pos: 0 };
+    for ((name, node), id) in bound.compiled.fields.iter().zip(&bound.ids) {
+        let at = r.pos;
+        let value = match id {
+            Some(_) => write_top(&bound.compiled.nodes, *node, &mut r, &mut scratch.text),
+            None => skip(&bound.compiled.nodes, *node, &mut r, 0).map(|_| None),
+        };
+        let value = value.map_err(|reason| RowError::InvalidAvro {
+            offset: r.pos.max(at) + 5,
+            field: format!("{name:?}"),
+            reason,
+        })?;
+        if let (Some(id), Some(v)) = (id, value) {
+            if let Some(slot) = scratch.fields.get_mut(*id) {
+                *slot = Some(v);
+            }
+        }
+    }
+    if r.pos != datum.len() {
+        return Err(RowError::InvalidAvro {
+            offset: r.pos + 5,
+            field: "(after the record)".into(),
+            reason: format!(
+                "{} bytes left over: the message was not written with schema this id names",
+                datum.len() - r.pos
+            ),
+        });
+    }
+    encode_fields_row(plan, &scratch.text, &scratch.fields, meta, out)
+}
+
+type Read<T> = Result<T, String>;
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn long(&mut self) -> Read<i64> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let Some(&c) = self.b.get(self.pos) else {
+                return Err("truncated: the datum ends inside a number".into());
+            };
+            self.pos += 1;
+            v |= u64::from(c & 0x7f) << (7 * i);
+            if c & 0x80 == 0 {
+                return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
+            }
+        }
+        Err("a variable-length number longer than 10 bytes".into())
+    }
+
+    fn int(&mut self) -> Read<i32> {
+        let v = self.long()?;
+        i32::try_from(v).map_err(|_| format!("{v} is out of range for an Avro int"))
+    }
+
+    fn take(&mut self, n: usize) -> Read<&[u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| {
+                format!(
+                    "truncated: {n} bytes announced, {} left",
+                    self.b.len() - self.pos
+                )
+            })?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn len(&mut self) -> Read<usize> {
+        let n = self.long()?;
+        usize::try_from(n).map_err(|_| format!("negative length {n}"))
+    }
+
+    fn bytes(&mut self) -> Read<&[u8]> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    /// The next block's item count of an array or map (0 at the end); a negative count is
+    /// followed by the block's size in bytes, which we do not need.
+    fn block(&mut self) -> Read<usize> {
+        let n = self.long()?;
+        if n < 0 {
+            self.long()?;
+        }
+        usize::try_from(n.unsigned_abs()).map_err(|_| "block too large".to_string())
+    }
+
+    fn branch(&mut self, branches: &[usize]) -> Read<usize> {
+        let i = self.long()?;
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| branches.get(i).copied())
+            .ok_or_else(|| {
+                format!(
+                    "union branch {i} does not exist ({} branches)",
+                    branches.len()
+                )
+            })
+    }
+}
+
+/// A top-level field: written into `text`, its span returned. Strings are written raw
+/// (binary bytes kept); `null` from a union is a NULL value.
+fn write_top(
+    nodes: &[Node],
+    mut node: usize,
+    r: &mut Reader<'_>,
+    text: &mut Vec<u8>,
+) -> Read<Option<FieldValue>> {
+    // Unions resolve to their branch first, so that the branch decides the kind.
+    while let Some(Node::Union(branches)) = nodes.get(node) {
+        node = r.branch(branches)?;
+    }
+    let start = text.len();
+    let kind = match nodes.get(node) {
+        Some(Node::Bytes) => {
+            let s = r.bytes()?;
+            text.push(b'"');
+            text.extend_from_slice(s);
+            text.push(b'"');
+            FieldKind::Raw
+        }
+        Some(Node::Fixed(n)) => {
+            let s = r.take(*n)?;
+            text.push(b'"');
+            text.extend_from_slice(s);
+            text.push(b'"');
+            FieldKind::Raw
+        }
+        _ => write_json(nodes, node, r, text, 0)?,
+    };
+    Ok(Some(FieldValue {
+        start,
+        end: text.len(),
+        kind,
+    }))
+}
+
+/// Writes the value of `node` read from `r` as JSON into `out`, and says what it wrote.
+fn write_json(
+    nodes: &[Node],
+    node: usize,
+    r: &mut Reader<'_>,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Read<FieldKind> {
+    if depth > MAX_DEPTH {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    let Some(n) = nodes.get(node) else {
+        return Err("schema node out of range".into());
+    };
+    Ok(match n {
+        Node::Null | Node::Pending => {
+            out.extend_from_slice(b"null");
+            FieldKind::Null
+        }
+        Node::Boolean => match r.take(1)? {
+            [0] => {
+                out.extend_from_slice(b"false");
+                FieldKind::False
+            }
+            [1] => {
+                out.extend_from_slice(b"true");
+                FieldKind::True
+            }
+            [b] => return Err(format!("boolean byte 0x{b:02x} is neither 0 nor 1")),
+            _ => return Err("truncated boolean".into()),
+        },
+        Node::Int => {
+            let v = r.int()?;
+            let _ = write!(out, "{v}");
+            FieldKind::Int
+        }
+        Node::Long => {
+            let v = r.long()?;
+            let _ = write!(out, "{v}");
+            FieldKind::Int
+        }
+        Node::Float => {
+            let b = r.take(4)?;
+            let f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            write_float(f64::from(f), out)
+        }
+        Node::Double => {
+            let b = r.take(8)?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            write_float(f64::from_le_bytes(a), out)
+        }
+        Node::Bytes => {
+            let s = r.bytes()?;
+            json_string(s, out);
+            FieldKind::Raw
+        }
+        Node::Fixed(n) => {
+            let s = r.take(*n)?;
+            json_string(s, out);
+            FieldKind::Raw
+        }
+        Node::Enum(symbols) => {
+            let i = r.long()?;
+            let s = usize::try_from(i)
+                .ok()
+                .and_then(|i| symbols.get(i))
+                .ok_or_else(|| {
+                    format!("enum index {i} does not exist ({} symbols)", symbols.len())
+                })?;
+            json_string(s.as_bytes(), out);
+            FieldKind::Raw
+        }
+        Node::Array(items) => {
+            out.push(b'[');
+            let mut first = true;
+            loop {
+                let n = r.block()?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    write_json(nodes, *items, r, out, depth + 1)?;
+                }
+            }
+            out.push(b']');
+            FieldKind::Arr
+        }
+        Node::Map(values) => {
+            out.push(b'{');
+            let mut first = true;
+            loop {
+                let n = r.block()?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    let k = r.bytes()?;
+                    json_string(k, out);
+                    out.push(b':');
+                    write_json(nodes, *values, r, out, depth + 1)?;
+                }
+            }
+            out.push(b'}');
+            FieldKind::Obj
+        }
+        Node::Union(branches) => {
+            let b = r.branch(branches)?;
+            write_json(nodes, b, r, out, depth + 1)?
+        }
+        Node::Record(fields) => {
+            out.push(b'{');
+            for (i, (name, f)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_string(name.as_bytes(), out);
+                out.push(b':');
+                write_json(nodes, *f, r, out, depth + 1)?;
+            }
+            out.push(b'}');
+            FieldKind::Obj
+        }
+        Node::Decimal { scale, fixed } => {
+            let b = match fixed {
+                Some(n) => r.take(*n)?,
+                None => r.bytes()?,
+            };
+            let v = twos_complement(b)?;
+            write_scaled(v, *scale, out)
+        }
+        Node::Scaled { scale, int } => {
+            let v = if *int {
+                i128::from(r.int()?)
+            } else {
+                i128::from(r.long()?)
+            };
+            write_scaled(v, *scale, out)
+        }
+        Node::Duration => {
+            let b = r.take(12)?;
+            let part = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            let _ = write!(out, "[{},{},{}]", part(0), part(4), part(8));
+            FieldKind::Arr
+        }
+    })
+}
+
+/// Skips the value of `node` (a field no column reads) without writing it.
+fn skip(nodes: &[Node], node: usize, r: &mut Reader<'_>, depth: usize) -> Read<()> {
+    if depth > MAX_DEPTH {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    match nodes.get(node) {
+        None => return Err("schema node out of range".into()),
+        Some(Node::Null | Node::Pending) => {}
+        Some(Node::Boolean) => {
+            r.take(1)?;
+        }
+        Some(Node::Int | Node::Long | Node::Enum(_) | Node::Scaled { .. }) => {
+            r.long()?;
+        }
+        Some(Node::Float) => {
+            r.take(4)?;
+        }
+        Some(Node::Double) => {
+            r.take(8)?;
+        }
+        Some(Node::Duration) => {
+            r.take(12)?;
+        }
+        Some(Node::Fixed(n) | Node::Decimal { fixed: Some(n), .. }) => {
+            r.take(*n)?;
+        }
+        Some(Node::Bytes | Node::Decimal { fixed: None, .. }) => {
+            r.bytes()?;
+        }
+        Some(Node::Array(items)) => loop {
+            let n = r.block()?;
+            if n == 0 {
+                break;
+            }
+            for _ in 0..n {
+                skip(nodes, *items, r, depth + 1)?;
+            }
+        },
+        Some(Node::Map(values)) => loop {
+            let n = r.block()?;
+            if n == 0 {
+                break;
+            }
+            for _ in 0..n {
+                r.bytes()?;
+                skip(nodes, *values, r, depth + 1)?;
+            }
+        },
+        Some(Node::Union(branches)) => {
+            let b = r.branch(branches)?;
+            skip(nodes, b, r, depth + 1)?;
+        }
+        Some(Node::Record(fields)) => {
+            for (_, f) in fields {
+                skip(nodes, *f, r, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A finite float as its shortest exact text; NaN and the infinities as the strings float
+/// columns read.
+fn write_float(f: f64, out: &mut Vec<u8>) -> FieldKind {
+    if f.is_nan() {
+        out.extend_from_slice(b"\"nan\"");
+        FieldKind::Raw
+    } else if f.is_infinite() {
+        out.extend_from_slice(if f > 0.0 { b"\"inf\"" } else { b"\"-inf\"" });
+        FieldKind::Raw
+    } else {
+        let a = f.abs();
+        // Rust prints the shortest text that reads back as the same double; plain digits
+        // for everyday magnitudes, an exponent for the rest (no 300-digit numbers).
+        let _ = if a == 0.0 || (1e-6..1e17).contains(&a) {
+            write!(out, "{f}")
+        } else {
+            write!(out, "{f:e}")
+        };
+        FieldKind::Num
+    }
+}
+
+/// A two's-complement big-endian integer of up to 16 bytes.
+fn twos_complement(b: &[u8]) -> Read<i128> {
+    // Sign-extension bytes beyond 16 are allowed (writers pad fixed decimals).
+    let (pad, rest) = b.split_at(b.len().saturating_sub(16));
+    let negative = b.first().is_some_and(|&c| c & 0x80 != 0);
+    let fill = if negative { 0xff } else { 0x00 };
+    if pad.iter().any(|&c| c != fill) {
+        return Err(format!(
+            "a decimal of {} bytes does not fit 128 bits",
+            b.len()
+        ));
+    }
+    let mut a = [fill; 16];
+    a[16 - rest.len()..].copy_from_slice(rest);
+    let v = i128::from_be_bytes(a);
+    if !pad.is_empty() && (v < 0) != negative {
+        return Err(format!(
+            "a decimal of {} bytes does not fit 128 bits",
+            b.len()
+        ));
+    }
+    Ok(v)
+}
+
+/// `v / 10^scale` as exact decimal text, trailing fractional zeros dropped.
+fn write_scaled(v: i128, scale: u32, out: &mut Vec<u8>) -> FieldKind {
+    let digits = v.unsigned_abs().to_string();
+    let scale = scale as usize;
+    if v < 0 {
+        out.push(b'-');
+    }
+    if scale == 0 {
+        out.extend_from_slice(digits.as_bytes());
+        return FieldKind::Int;
+    }
+    let (int, frac) = if digits.len() > scale {
+        digits.split_at(digits.len() - scale)
+    } else {
+        ("", digits.as_str())
+    };
+    if int.is_empty() {
+        out.push(b'0');
+    } else {
+        out.extend_from_slice(int.as_bytes());
+    }
+    let lead = scale - frac.len();
+    let frac_trim = frac.trim_end_matches('0');
+    if frac_trim.is_empty() {
+        return FieldKind::Int;
+    }
+    out.push(b'.');
+    out.extend(std::iter::repeat_n(b'0', lead));
+    out.extend_from_slice(frac_trim.as_bytes());
+    FieldKind::Num
+}
+
+/// A JSON string of `s`: `"` and `\` escaped, control bytes as `\u00XX`, other bytes kept.
+fn json_string(s: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &c in s {
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            c if c < 0x20 => {
+                let _ = write!(out, "\\u{c:04x}");
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chtype::ChType;
+    use crate::decode::json::{encode_json_row, ColumnPlan, MetaField, UnknownFields};
+    use apache_avro::types::Value as V;
+
+    const META: MessageMeta<'static> = MessageMeta {
+        topic: "events",
+        partition: 3,
+        offset: 42,
+        timestamp_ms: Some(1_700_000_000_123),
+        key: Some(b"k1"),
+        headers: &[],
+        value: None,
+    };
+
+    fn ty(s: &str) -> ChType {
+        ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn plan(cols: &[(&str, &str)], unknown: UnknownFields) -> RowPlan {
+        let columns = cols
+            .iter()
+            .map(|(n, t)| ColumnPlan::field(*n, ty(t)))
+            .collect();
+        RowPlan::new(columns, unknown, false).unwrap()
+    }
+
+    /// The wire-format message of `value` written with `schema`, schema id 7.
+    fn message(schema: &str, value: V) -> Vec<u8> {
+        let s = Schema::parse_str(schema).unwrap();
+        let mut m = vec![0, 0, 0, 0, 7];
+        m.extend(apache_avro::to_avro_datum(&s, value).unwrap());
+        m
+    }
+
+    fn row(plan: &RowPlan, schema: &str, payload: &[u8]) -> Result<Vec<u8>, RowError> {
+        let compiled = std::sync::Arc::new(
+            Compiled::new(schema, &[]).map_err(|e| RowError::Schema { id: 7, reason: e })?,
+        );
+        let bound = Bound::new(&compiled, plan);
+        let mut out = vec![0xAA];
+        let mut scratch = AvroScratch::default();
+        encode_avro_row(plan, &bound, payload, &META, &mut scratch, &mut out)?;
+        assert_eq!(out.remove(0), 0xAA, "the row is appended");
+        Ok(out)
+    }
+
+    fn json_row(plan: &RowPlan, json: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_json_row(plan, json.as_bytes(), &META, &mut out).unwrap();
+        out
+    }
+
+    const EVENT: &str = r#"{"type":"record","name":"Event","namespace":"ex","fields":[
+        {"name":"id","type":"long"},
+        {"name":"n","type":"int"},
+        {"name":"ok","type":"boolean"},
+        {"name":"score","type":"double"},
+        {"name":"ratio","type":"float"},
+        {"name":"name","type":"string"},
+        {"name":"note","type":["null","string"]},
+        {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["A","B","C"]}},
+        {"name":"tags","type":{"type":"array","items":"string"}},
+        {"name":"attrs","type":{"type":"map","values":"long"}},
+        {"name":"day","type":{"type":"int","logicalType":"date"}},
+        {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+        {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+        {"name":"inner","type":{"type":"record","name":"Inner","fields":[
+            {"name":"x","type":"int"},{"name":"y","type":"string"}]}},
+        {"name":"skipped","type":{"type":"array","items":{"type":"map","values":"string"}}}
+    ]}"#;
+
+    fn event(note: Option<&str>) -> V {
+        V::Record(vec![
+            ("id".into(), V::Long(-9_007_199_254_740_993)),
+            ("n".into(), V::Int(-5)),
+            ("ok".into(), V::Boolean(true)),
+            ("score".into(), V::Double(0.1)),
+            ("ratio".into(), V::Float(0.1)),
+            ("name".into(), V::String("a \"quoted\" \\ name\n".into())),
+            (
+                "note".into(),
+                match note {
+                    Some(n) => V::Union(1, Box::new(V::String(n.into()))),
+                    None => V::Union(0, Box::new(V::Null)),
+                },
+            ),
+            ("kind".into(), V::Enum(2, "C".into())),
+            (
+                "tags".into(),
+                V::Array(vec![V::String("x".into()), V::String("y,\"z\"".into())]),
+            ),
+            (
+                "attrs".into(),
+                V::Map([("k1".to_string(), V::Long(1))].into_iter().collect()),
+            ),
+            ("day".into(), V::Date(19_700)),
+            ("at".into(), V::TimestampMillis(1_700_000_000_120)),
+            (
+                "price".into(),
+                V::Decimal(apache_avro::Decimal::from(
+                    (-12_345i64).to_be_bytes().to_vec(),
+                )),
+            ),
+            (
+                "inner".into(),
+                V::Record(vec![
+                    ("x".into(), V::Int(3)),
+                    ("y".into(), V::String("q".into())),
+                ]),
+            ),
+            (
+                "skipped".into(),
+                V::Array(vec![V::Map(
+                    [("a".to_string(), V::String("b".into()))]
+                        .into_iter()
+                        .collect(),
+                )]),
+            ),
+        ])
+    }
+
+    const COLUMNS: &[(&str, &str)] = &[
+        ("id", "Int64"),
+        ("n", "Int32"),
+        ("ok", "Bool"),
+        ("score", "Float64"),
+        ("ratio", "Float32"),
+        ("name", "String"),
+        ("note", "Nullable(String)"),
+        ("kind", "Enum8('A' = 1, 'B' = 2, 'C' = 3)"),
+        ("tags", "Array(String)"),
+        ("attrs", "Map(String, Int64)"),
+        ("day", "Date"),
+        ("at", "DateTime64(3, 'UTC')"),
+        ("price", "Decimal(10, 2)"),
+        ("inner", "Tuple(x Int32, y String)"),
+    ];
+
+    #[test]
+    fn every_type_converts_as_its_json_form_does() {
+        let p = plan(COLUMNS, UnknownFields::Ignore);
+        for note in [None, Some("hi")] {
+            let got = row(&p, EVENT, &message(EVENT, event(note))).unwrap();
+            let note_json = match note {
+                Some(n) => format!("{n:?}"),
+                None => "null".into(),
+            };
+            let want = json_row(
+                &p,
+                &format!(
+                    r#"{{"id":-9007199254740993,"n":-5,"ok":true,"score":0.1,
+                    "ratio":{},"name":"a \"quoted\" \\ name\n","note":{note_json},"kind":"C",
+                    "tags":["x","y,\"z\""],"attrs":{{"k1":1}},"day":19700,
+                    "at":"2023-11-14 22:13:20.12","price":-123.45,"inner":[3,"q"]}}"#,
+                    f64::from(0.1f32)
+                ),
+            );
+            assert_eq!(got, want, "note {note:?}");
+        }
+    }
+
+    #[test]
+    fn a_top_level_bytes_field_keeps_binary_and_map_order_is_kept() {
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"blob","type":"bytes"},
+            {"name":"fx","type":{"type":"fixed","name":"F4","size":4}},
+            {"name":"m","type":{"type":"map","values":"int"}}]}"#;
+        // apache-avro's Value map is a HashMap: write the datum by hand to fix the order.
+        let mut m = vec![0, 0, 0, 0, 7];
+        m.extend([6, 0xff, 0x00, b'"']); // bytes, length 3
+        m.extend([1, 2, 0x80, 4]); // fixed(4)
+        m.extend([4, 2, b'z', 2, 2, b'a', 4, 0]); // map: 2 entries z=1, a=2, end
+        let p = plan(
+            &[
+                ("blob", "String"),
+                ("fx", "FixedString(4)"),
+                ("m", "Map(String, Int32)"),
+            ],
+            UnknownFields::Error,
+        );
+        let got = row(&p, schema, &m).unwrap();
+        let mut want = vec![3, 0xff, 0x00, b'"', 1, 2, 0x80, 4, 2];
+        want.extend([1, b'z', 1, 0, 0, 0, 1, b'a', 2, 0, 0, 0]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn bad_datums_say_which_byte_and_field() {
+        let p = plan(COLUMNS, UnknownFields::Ignore);
+        let good = message(EVENT, event(Some("hi")));
+        // Cut inside the field `name`: id (9 bytes) n ok score ratio come first.
+        let cut = &good[..5 + 9 + 1 + 1 + 8 + 4 + 3];
+        let e = row(&p, EVENT, cut).unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid Avro datum at byte") && e.contains("field \"name\": truncated"),
+            "{e}"
+        );
+        let mut extra = good.clone();
+        extra.push(0);
+        let e = row(&p, EVENT, &extra).unwrap_err().to_string();
+        assert!(e.contains("1 bytes left over"), "{e}");
+        let e = row(&p, EVENT, &good[..3]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "not in the schema registry's wire format: 3 bytes, shorter than the 5-byte header"
+        );
+        assert_eq!(
+            schema_id(b"{\"a\":1}").unwrap_err().to_string(),
+            "not in the schema registry's wire format: first byte 0x7b, expected the magic byte 0x00"
+        );
+        assert_eq!(schema_id(&[0, 0, 1, 0, 2, 9]).unwrap(), 65_538);
+        // An enum index out of range, a bad union branch, a bad boolean.
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"e","type":{"type":"enum","name":"E","symbols":["A"]}},
+            {"name":"u","type":["null","int"]},{"name":"b","type":"boolean"}]}"#;
+        let p = plan(
+            &[("e", "String"), ("u", "Nullable(Int32)"), ("b", "Bool")],
+            UnknownFields::Ignore,
+        );
+        for (datum, want) in [
+            (vec![2, 0, 0], "enum index 1 does not exist (1 symbols)"),
+            (vec![0, 4, 0], "union branch 2 does not exist (2 branches)"),
+            (vec![0, 0, 7], "boolean byte 0x07 is neither 0 nor 1"),
+        ] {
+            let mut m = vec![0, 0, 0, 0, 7];
+            m.extend(datum);
+            let e = row(&p, schema, &m).unwrap_err().to_string();
+            assert!(e.ends_with(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn value_errors_name_the_field_and_column() {
+        let p = plan(&[("n", "UInt8")], UnknownFields::Ignore);
+        let schema = r#"{"type":"record","name":"R","fields":[{"name":"n","type":"int"}]}"#;
+        let e = row(
+            &p,
+            schema,
+            &message(schema, V::Record(vec![("n".into(), V::Int(300))])),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "field \"n\" -> column n UInt8: 300 out of range 0..=255");
+        // A timestamp with milliseconds into a DateTime fails rather than being cut.
+        let p = plan(&[("at", "DateTime('UTC')")], UnknownFields::Ignore);
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+        let ok = row(
+            &p,
+            schema,
+            &message(
+                schema,
+                V::Record(vec![("at".into(), V::TimestampMillis(1_700_000_000_000))]),
+            ),
+        );
+        assert_eq!(ok.unwrap(), 1_700_000_000u32.to_le_bytes());
+        let e = row(
+            &p,
+            schema,
+            &message(
+                schema,
+                V::Record(vec![("at".into(), V::TimestampMillis(1_700_000_000_001))]),
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("more fractional digits than the column's precision"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_follow_the_route() {
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"a","type":"int"},{"name":"extra","type":"string"}]}"#;
+        let msg = message(
+            schema,
+            V::Record(vec![
+                ("a".into(), V::Int(1)),
+                ("extra".into(), V::String("x".into())),
+            ]),
+        );
+        let p = plan(&[("a", "Int32")], UnknownFields::Error);
+        assert_eq!(
+            row(&p, schema, &msg).unwrap_err().to_string(),
+            "unknown field \"extra\""
+        );
+        let p = plan(
+            &[("a", "Int32"), ("b", "Nullable(String)")],
+            UnknownFields::Ignore,
+        );
+        let cols = vec![
+            ColumnPlan::field("a", ty("Int32")),
+            ColumnPlan::field("b", ty("Nullable(String)"))
+                .on_missing(crate::decode::json::OnMissing::Null),
+            ColumnPlan::meta("off", ty("Int64"), MetaField::Offset),
+        ];
+        let p2 = RowPlan::new(cols, UnknownFields::Ignore, false).unwrap();
+        assert_eq!(
+            row(&p2, schema, &msg).unwrap(),
+            [1, 0, 0, 0, 1, 42, 0, 0, 0, 0, 0, 0, 0]
+        );
+        // Without a default for the missing column, the error names it.
+        let e = row(&p, schema, &msg).unwrap_err().to_string();
+        assert!(e.starts_with("missing field \"b\" for column b"), "{e}");
+    }
+
+    #[test]
+    fn floats_decimals_and_timestamps_keep_every_digit() {
+        let mut out = Vec::new();
+        let mut w = |f: f64| {
+            out.clear();
+            write_float(f, &mut out);
+            String::from_utf8(out.clone()).unwrap()
+        };
+        assert_eq!(w(0.1), "0.1");
+        assert_eq!(w(-2.5e-300), "-2.5e-300");
+        assert_eq!(w(1e300), "1e300");
+        assert_eq!(w(f64::NAN), "\"nan\"");
+        assert_eq!(w(f64::NEG_INFINITY), "\"-inf\"");
+        let s = |v: i128, scale: u32| {
+            let mut o = Vec::new();
+            write_scaled(v, scale, &mut o);
+            String::from_utf8(o).unwrap()
+        };
+        assert_eq!(s(-12_345, 2), "-123.45");
+        assert_eq!(s(5, 3), "0.005");
+        assert_eq!(s(-5, 3), "-0.005");
+        assert_eq!(s(1_700_000_000_000, 3), "1700000000");
+        assert_eq!(s(1_700_000_000_120, 3), "1700000000.12");
+        assert_eq!(s(i128::MIN, 0), i128::MIN.to_string());
+        assert_eq!(twos_complement(&[0xff, 0x85]).unwrap(), -123);
+        assert_eq!(twos_complement(&[]).unwrap(), 0);
+        let mut wide = vec![0u8; 20];
+        wide[19] = 1;
+        assert_eq!(twos_complement(&wide).unwrap(), 1);
+        wide[3] = 1;
+        assert!(twos_complement(&wide).is_err());
+    }
+
+    #[test]
+    fn schemas_are_refused_with_the_reason() {
+        assert!(Compiled::new("\"long\"", &[])
+            .unwrap_err()
+            .contains("not a record"));
+        assert!(Compiled::new("{", &[])
+            .unwrap_err()
+            .starts_with("not a valid Avro schema"));
+        // A record that refers to itself compiles; a datum nesting past the limit fails.
+        let list = r#"{"type":"record","name":"Node","fields":[
+            {"name":"v","type":"int"},{"name":"next","type":["null","Node"]}]}"#;
+        let c = Compiled::new(list, &[]).unwrap();
+        assert_eq!(c.field_names().collect::<Vec<_>>(), ["v", "next"]);
+        let p = plan(&[("v", "Int32"), ("next", "String")], UnknownFields::Ignore);
+        let mut m = vec![0, 0, 0, 0, 7];
+        for _ in 0..100 {
+            m.extend([2, 2]); // v = 1, next = branch 1 (a Node)
+        }
+        m.extend([2, 0]);
+        let e = row(&p, list, &m).unwrap_err().to_string();
+        assert!(e.contains("nested deeper than 64 levels"), "{e}");
+        // Named types from a referenced schema.
+        let inner = r#"{"type":"record","name":"ex.Inner","fields":[{"name":"x","type":"int"}]}"#;
+        let outer =
+            r#"{"type":"record","name":"ex.Outer","fields":[{"name":"i","type":"ex.Inner"}]}"#;
+        let c = Compiled::new(outer, &[inner.to_string()]).unwrap();
+        assert_eq!(c.field_names().collect::<Vec<_>>(), ["i"]);
+    }
+}

@@ -1,0 +1,276 @@
+//! The schema registry client: Avro writer schemas by id, from any Confluent-compatible
+//! registry (Confluent, Karapace, Redpanda, Apicurio's `ccompat` API).
+//!
+//! A schema id names one schema forever, so each id is fetched once per process and kept,
+//! compiled ([`crate::decode::avro::Compiled`]). What the registry says about an id for
+//! good (not found, not Avro, not a valid schema) is kept too: every message written with
+//! that id is dead-lettered with that reason, without asking again. A registry that cannot
+//! be reached, or answers 5xx, is not the message's fault: the lane waits and asks again
+//! (see `Lane::load_schemas`), and nothing after that message is stored or committed
+//! meanwhile.
+//!
+//! Credentials go in a Basic `Authorization` header that reqwest marks sensitive; they
+//! never reach a log line or an error message.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
+use serde::Deserialize;
+
+use crate::config::SchemaRegistryConfig;
+use crate::decode::avro::Compiled;
+use crate::secret::Secret;
+
+/// References nest at most this deep (a registry answering in a loop cannot hold us).
+const MAX_REFERENCE_DEPTH: usize = 16;
+
+/// What asking for a schema gave, when it gave no schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// For good: messages with this id cannot be read (dead-lettered with this reason).
+    #[error("{0}")]
+    Unusable(String),
+    /// For now: the registry could not answer; ask again later.
+    #[error("schema registry unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub struct Registry {
+    http: reqwest::Client,
+    url: String,
+    /// HTTP basic credentials (reqwest marks the header sensitive).
+    credentials: Option<(String, Secret)>,
+    cache: Mutex<HashMap<u32, Result<Arc<Compiled>, String>>>,
+}
+
+#[derive(Deserialize)]
+struct SchemaResponse {
+    schema: String,
+    #[serde(rename = "schemaType", default)]
+    schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<Reference>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Reference {
+    subject: String,
+    version: i64,
+}
+
+impl Registry {
+    pub fn new(c: &SchemaRegistryConfig) -> Result<Registry, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/vnd.schemaregistry.v1+json, application/json"),
+        );
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .default_headers(headers)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(c.request_timeout)
+            .timeout(c.request_timeout);
+        if let Some(ca) = &c.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("schema_registry.ca_file {}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("schema_registry.ca_file {}: {e}", ca.display()))?;
+            b = b.add_root_certificate(cert);
+        }
+        let http = b
+            .build()
+            .map_err(|e| format!("cannot build the schema registry client: {e}"))?;
+        Ok(Registry {
+            http,
+            url: c.url.clone(),
+            credentials: c
+                .username
+                .clone()
+                .map(|u| (u, c.password.clone().unwrap_or_default())),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The registry's URL (no credentials: validation refuses them in it).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Asks the registry for its subjects: proves it answers and accepts the credentials.
+    /// Returns how many subjects it has.
+    pub async fn check(&self) -> Result<usize, String> {
+        let url = format!("{}/subjects", self.url);
+        let body = self.get(&url).await.map_err(|e| e.to_string())?;
+        let subjects: Vec<String> = serde_json::from_slice(&body)
+            .map_err(|e| format!("{url}: not a list of subjects: {e}"))?;
+        Ok(subjects.len())
+    }
+
+    /// The compiled schema of `id`, from the cache or the registry.
+    pub async fn schema(&self, id: u32) -> Result<Arc<Compiled>, FetchError> {
+        if let Some(known) = self.cached(id) {
+            return known.map_err(FetchError::Unusable);
+        }
+        let got = self.fetch(id).await;
+        let kept = match got {
+            Ok(c) => Ok(Arc::new(c)),
+            Err(FetchError::Unusable(why)) => Err(why),
+            Err(e @ FetchError::Unavailable(_)) => return Err(e),
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(id, kept.clone());
+        }
+        kept.map_err(FetchError::Unusable)
+    }
+
+    fn cached(&self, id: u32) -> Option<Result<Arc<Compiled>, String>> {
+        self.cache.lock().ok()?.get(&id).cloned()
+    }
+
+    async fn fetch(&self, id: u32) -> Result<Compiled, FetchError> {
+        let url = format!("{}/schemas/ids/{id}", self.url);
+        let body = self.get(&url).await?;
+        let resp: SchemaResponse = serde_json::from_slice(&body).map_err(|e| {
+            FetchError::Unusable(format!(
+                "the registry's answer for schema id {id} is not a schema: {e}"
+            ))
+        })?;
+        match resp.schema_type.as_deref() {
+            None | Some("AVRO") => {}
+            Some(other) => return Err(FetchError::Unusable(format!("a {other} schema, not Avro"))),
+        }
+        let mut texts = Vec::new();
+        let mut seen = Vec::new();
+        self.references(&resp.references, &mut texts, &mut seen, 0)
+            .await?;
+        Compiled::new(&resp.schema, &texts).map_err(FetchError::Unusable)
+    }
+
+    /// The texts of the schemas `refs` name, their own references first.
+    async fn references(
+        &self,
+        refs: &[Reference],
+        texts: &mut Vec<String>,
+        seen: &mut Vec<(String, i64)>,
+        depth: usize,
+    ) -> Result<(), FetchError> {
+        if refs.is_empty() {
+            return Ok(());
+        }
+        if depth >= MAX_REFERENCE_DEPTH {
+            return Err(FetchError::Unusable(format!(
+                "schema references nest deeper than {MAX_REFERENCE_DEPTH} levels"
+            )));
+        }
+        for r in refs {
+            let key = (r.subject.clone(), r.version);
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let url = format!(
+                "{}/subjects/{}/versions/{}",
+                self.url,
+                encode_path(&r.subject),
+                r.version
+            );
+            let body = self.get(&url).await?;
+            let resp: SchemaResponse = serde_json::from_slice(&body).map_err(|e| {
+                FetchError::Unusable(format!(
+                    "referenced subject {:?} version {}: not a schema: {e}",
+                    r.subject, r.version
+                ))
+            })?;
+            Box::pin(self.references(&resp.references, texts, seen, depth + 1)).await?;
+            texts.push(resp.schema);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        let mut req = self.http.get(url);
+        if let Some((user, pw)) = &self.credentials {
+            req = req.basic_auth(user, Some(pw.expose()));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| FetchError::Unavailable(format!("{url}: {}", without_url(&e))))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| FetchError::Unavailable(format!("{url}: {}", without_url(&e))))?;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        let detail = registry_message(&body);
+        match status.as_u16() {
+            404 => Err(FetchError::Unusable(format!(
+                "not found in the schema registry ({detail})"
+            ))),
+            401 | 403 => Err(FetchError::Unavailable(format!(
+                "{url}: HTTP {status}: the registry refused the credentials ({detail})"
+            ))),
+            s if (400..500).contains(&s) && s != 408 && s != 429 => Err(FetchError::Unusable(
+                format!("{url}: HTTP {status} ({detail})"),
+            )),
+            _ => Err(FetchError::Unavailable(format!(
+                "{url}: HTTP {status} ({detail})"
+            ))),
+        }
+    }
+}
+
+/// reqwest's error text without the URL it repeats (we print the URL ourselves).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(&format!(" ({u})"), "");
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// The registry's `{"error_code":40403,"message":"Schema 7 not found"}`, or the body's
+/// first characters.
+fn registry_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(default)]
+        error_code: Option<i64>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody {
+            error_code,
+            message: Some(m),
+        }) => match error_code {
+            Some(c) => format!("{c}: {m}"),
+            None => m,
+        },
+        _ => String::from_utf8_lossy(body.get(..200).unwrap_or(body)).into_owned(),
+    }
+}
+
+/// A subject in a URL path: everything but unreserved characters percent-encoded.
+fn encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,244 @@
+//! Avro messages in the schema registry's wire format, against the real Kafka, ClickHouse
+//! and schema registry (Apicurio's Confluent-compatible API) of the testbed.
+
+mod common;
+
+use std::time::Duration;
+
+use apache_avro::types::Value as V;
+use apache_avro::Schema;
+use common::*;
+
+const V1: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+    {"name":"id","type":"long"},
+    {"name":"name","type":"string"},
+    {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":18,"scale":2}},
+    {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+    {"name":"tags","type":{"type":"array","items":"string"}},
+    {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["A","B"]}},
+    {"name":"note","type":["null","string"],"default":null},
+    {"name":"blob","type":"bytes"},
+    {"name":"debug","type":{"type":"map","values":"string"}}
+]}"#;
+
+/// V1 plus a field with a default: what a producer registers after an evolution.
+fn v2() -> String {
+    V1.replace(
+        r#"{"name":"id","type":"long"},"#,
+        r#"{"name":"id","type":"long"},{"name":"qty","type":"int","default":0},"#,
+    )
+}
+
+fn order(i: i64, with_qty: bool) -> V {
+    let mut fields = vec![("id".to_string(), V::Long(i))];
+    if with_qty {
+        fields.push(("qty".into(), V::Int(i as i32 * 3)));
+    }
+    fields.extend([
+        ("name".into(), V::String(format!("order \"{i}\"\n"))),
+        (
+            "price".into(),
+            V::Decimal(apache_avro::Decimal::from(
+                (i * 101 - 5000).to_be_bytes().to_vec(),
+            )),
+        ),
+        ("at".into(), V::TimestampMillis(1_700_000_000_000 + i)),
+        (
+            "tags".into(),
+            V::Array(vec![V::String(format!("t{i}")), V::String("x".into())]),
+        ),
+        (
+            "kind".into(),
+            V::Enum((i % 2) as u32, ["A", "B"][(i % 2) as usize].into()),
+        ),
+        (
+            "note".into(),
+            if i % 3 == 0 {
+                V::Union(0, Box::new(V::Null))
+            } else {
+                V::Union(1, Box::new(V::String(format!("n{i}"))))
+            },
+        ),
+        // Not UTF-8: bytes go into a String column as they are.
+        ("blob".into(), V::Bytes(vec![0xff, 0x00, (i % 256) as u8])),
+        ("debug".into(), V::Map(Default::default())),
+    ]);
+    V::Record(fields)
+}
+
+fn framed(id: u32, datum: Vec<u8>) -> Vec<u8> {
+    let mut m = vec![0];
+    m.extend(id.to_be_bytes());
+    m.extend(datum);
+    m
+}
+
+fn msg(partition: i32, payload: Vec<u8>) -> Msg {
+    Msg {
+        partition: Some(partition),
+        key: None,
+        payload: Some(payload),
+        headers: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn avro_records_land_exactly_once_across_schema_versions() {
+    init_logs();
+    let topic = unique("avro");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id Int64, qty Int32 DEFAULT -1, name String, \
+         price Decimal(18, 2), at DateTime64(3, 'UTC'), tags Array(String), \
+         kind Enum8('A' = 1, 'B' = 2), note Nullable(String), blob String, _offset UInt64) \
+         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let subject = format!("{topic}-value");
+    let id1 = register_schema(&subject, None, V1).await;
+    let v2 = v2();
+    let id2 = register_schema(&subject, None, &v2).await;
+    assert_ne!(id1, id2);
+    let proto = register_schema(
+        &format!("{topic}-proto"),
+        Some("PROTOBUF"),
+        "syntax = \"proto3\"; message M { int64 a = 1; }",
+    )
+    .await;
+    let (s1, s2) = (
+        Schema::parse_str(V1).unwrap(),
+        Schema::parse_str(&v2).unwrap(),
+    );
+
+    let n = 1_000i64;
+    let bad = |i: i64| i % 97 == 5;
+    let payload = |i: i64| -> Vec<u8> {
+        if bad(i) {
+            return match i % 4 {
+                0 => format!("{{\"id\":{i}}}").into_bytes(),
+                1 => framed(999_999, vec![2]),
+                2 => {
+                    let mut m = framed(
+                        id1,
+                        apache_avro::to_avro_datum(&s1, order(i, false)).unwrap(),
+                    );
+                    m.truncate(m.len() - 1);
+                    m
+                }
+                _ => framed(proto, vec![2]),
+            };
+        }
+        if i % 2 == 0 {
+            framed(
+                id1,
+                apache_avro::to_avro_datum(&s1, order(i, false)).unwrap(),
+            )
+        } else {
+            framed(
+                id2,
+                apache_avro::to_avro_datum(&s2, order(i, true)).unwrap(),
+            )
+        }
+    };
+    produce(&topic, (0..n).map(|i| msg((i % 2) as i32, payload(i))));
+
+    let group = unique("g");
+    let mut text = config(
+        &group,
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"\nformat = \"avro\"",
+    );
+    text.push_str(&format!(
+        "\n[schema_registry]\nurl = \"{}\"\n",
+        registry_url()
+    ));
+    let good = (0..n).filter(|&i| !bad(i)).count() as u64;
+    let run = start(&text);
+    let got = wait_for_count(&format!("default.{topic}"), good, Duration::from_secs(60)).await;
+    wait_for_commit(&group, &topic, 2, n).await;
+    let summary = run.stop().await;
+    assert_eq!(got, good);
+
+    let ok = ch_u64(&format!(
+        "SELECT countIf(qty = if(id % 2 = 0, -1, toInt32(id * 3))
+            AND name = concat('order \"', toString(id), '\"\\n')
+            AND toInt64(price * 100) = id * 101 - 5000
+            AND at = fromUnixTimestamp64Milli(1700000000000 + id, 'UTC')
+            AND tags = [concat('t', toString(id)), 'x']
+            AND kind = if(id % 2 = 0, 'A', 'B')
+            AND if(id % 3 = 0, isNull(note), note = concat('n', toString(id)))
+            AND hex(blob) = concat('FF00', hex(toUInt8(id % 256)))) FROM default.{topic}"
+    ))
+    .await;
+    assert_eq!(ok, good, "rows differ from the records produced");
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT count() - uniqExact(id) FROM default.{topic}"
+        ))
+        .await,
+        0,
+        "duplicates"
+    );
+
+    let bad_ids: Vec<i64> = (0..n).filter(|&i| bad(i)).collect();
+    let kind = |k: i64| bad_ids.iter().filter(|i| *i % 4 == k).count();
+    let r = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(r.len(), bad_ids.len(), "{r:?}");
+    let count = |needle: &str| r.iter().filter(|x| x.contains(needle)).count();
+    assert_eq!(
+        count("first byte 0x7b, expected the magic byte 0x00"),
+        kind(0),
+        "{r:?}"
+    );
+    assert_eq!(
+        count("schema id 999999: not found in the schema registry"),
+        kind(1),
+        "{r:?}"
+    );
+    assert_eq!(count("field \"debug\": truncated"), kind(2), "{r:?}");
+    assert_eq!(
+        count(&format!("schema id {proto}: a PROTOBUF schema, not Avro")),
+        kind(3),
+        "{r:?}"
+    );
+    assert_eq!(summary.dead_lettered, bad_ids.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_reports_the_registry_and_the_avro_plan() {
+    let topic = unique("avro_check");
+    create_topic(&topic, 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id Int64, name String) ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+    let cfg_text = |url: &str| {
+        let mut t = config("g", &[(&topic, &topic)], "format = \"avro\"");
+        t.push_str(&format!(
+            "\n[schema_registry]\nurl = \"{url}\"\nusername = \"sr\"\npassword = \"sr-Pw-77c1\"\n"
+        ));
+        t
+    };
+    let run_check = |text: String| async move {
+        let cfg = sluice::config::from_str(&text, Vec::new()).unwrap();
+        let mut out = Vec::new();
+        let ok = sluice::check::run(&cfg, &mut out).await;
+        (ok, String::from_utf8(out).unwrap())
+    };
+    let (ok, out) = run_check(cfg_text(&registry_url())).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("schema registry: {} reachable", registry_url())),
+        "{out}"
+    );
+    assert!(out.contains("avro field \"name\""), "{out}");
+    // Nothing listens there: check fails and names the registry, never the password.
+    let (ok, out) = run_check(cfg_text("http://127.0.0.1:9/apis/ccompat/v7")).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("schema registry: FAILED: schema registry unavailable: http://127.0.0.1:9/"),
+        "{out}"
+    );
+    assert!(!out.contains("sr-Pw-77c1"), "{out}");
+}
