@@ -1,4 +1,6 @@
-//! Throughput of JSON message → RowBinary row conversion (`decode::json::encode_json_row`).
+//! Throughput of message → RowBinary row conversion: JSON (`decode::json::encode_json_row`),
+//! CSV/TSV (`encode_text_row`) and Avro in the registry's wire format
+//! (`decode::avro::encode_avro_row`).
 //!
 //! The narrow message is a typical 12-column event of about 200 bytes: UInt64 id,
 //! DateTime64(3) timestamp string, three Strings, Int32, Float64, Bool,
@@ -10,6 +12,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sluice::chtype::ChType;
+use sluice::decode::avro::{encode_avro_row, AvroScratch, Bound, Compiled};
 use sluice::decode::json::{
     encode_json_row, encode_text_row, ColumnPlan, MessageMeta, RowPlan, UnknownFields,
 };
@@ -169,6 +172,56 @@ fn text_messages(sep: char) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The narrow message's Avro schema: the same 12 fields, typed as a producer would type them.
+const NARROW_AVRO: &str = r#"{"type":"record","name":"Event","fields":[
+    {"name":"id","type":"long"},
+    {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+    {"name":"user","type":"string"},{"name":"url","type":"string"},{"name":"agent","type":"string"},
+    {"name":"status","type":"int"},{"name":"latency","type":"double"},{"name":"ok","type":"boolean"},
+    {"name":"region","type":"string"},{"name":"parent","type":["null","long"]},
+    {"name":"tags","type":{"type":"array","items":"string"}},
+    {"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":18,"scale":4}}]}"#;
+
+/// The narrow message's values as Avro in the registry's wire format (schema id 1).
+fn avro_messages() -> Vec<Vec<u8>> {
+    use apache_avro::types::Value as V;
+    let schema = apache_avro::Schema::parse_str(NARROW_AVRO).expect("bench schema");
+    (0..BATCH)
+        .map(|i| {
+            let s = |t: String| V::String(t);
+            let parent = if i % 3 == 0 {
+                V::Union(0, Box::new(V::Null))
+            } else {
+                V::Union(1, Box::new(V::Long(i as i64 * 7)))
+            };
+            let unscaled = (i as i64 * 13) * 10_000 + (i % 10_000) as i64;
+            let v = V::Record(vec![
+                ("id".into(), V::Long(1_000_000 + i as i64)),
+                (
+                    "ts".into(),
+                    V::TimestampMillis(1_715_949_240_000 + (i % 60 * 1000 + i % 1000) as i64),
+                ),
+                ("user".into(), s(format!("user_{}", i % 977))),
+                ("url".into(), s(format!("/api/v1/items/{}", 1_000_000 + i))),
+                ("agent".into(), s("Mozilla/5.0".into())),
+                ("status".into(), V::Int([200, 201, 404, 500][i % 4])),
+                ("latency".into(), V::Double(0.25 + i as f64 / 8.0)),
+                ("ok".into(), V::Boolean(i % 5 != 0)),
+                ("region".into(), s("eu-west-1".into())),
+                ("parent".into(), parent),
+                ("tags".into(), V::Array(vec![s("a".into()), s("bb".into())])),
+                (
+                    "amount".into(),
+                    V::Decimal(apache_avro::Decimal::from(unscaled.to_be_bytes().to_vec())),
+                ),
+            ]);
+            let mut m = vec![0, 0, 0, 0, 1];
+            m.extend(apache_avro::to_avro_datum(&schema, v).expect("bench datum"));
+            m
+        })
+        .collect()
+}
+
 /// One iteration: every message of the batch into the reused buffer.
 fn encode_all(
     plan: &RowPlan,
@@ -232,6 +285,21 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    let avro = avro_messages();
+    let avro_avg = avro.iter().map(Vec::len).sum::<usize>() / avro.len();
+    let compiled = std::sync::Arc::new(Compiled::new(NARROW_AVRO, &[]).expect("bench schema"));
+    let bound = Bound::new(&compiled, &plan);
+    let mut scratch = AvroScratch::default();
+    g.bench_function(format!("avro_to_rowbinary_12col_{avro_avg}B"), |b| {
+        b.iter(|| {
+            out.clear();
+            for m in &avro {
+                encode_avro_row(&plan, &bound, black_box(m), &meta, &mut scratch, &mut out)
+                    .expect("bench row");
+            }
+            black_box(out.len())
+        })
+    });
     g.finish();
 
     // Criterion measures wall time, which other processes on a shared machine inflate. Also

@@ -242,3 +242,120 @@ async fn check_reports_the_registry_and_the_avro_plan() {
     );
     assert!(!out.contains("sr-Pw-77c1"), "{out}");
 }
+
+/// A registry in front of the real one that answers 503 to schema lookups while `down` is
+/// set (an outage the real server cannot be asked to have; everything else is forwarded).
+async fn flaky_registry(down: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    use std::sync::atomic::Ordering;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = registry_url();
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (down, upstream, http) = (down.clone(), upstream.clone(), http.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let (down, upstream, http) = (down.clone(), upstream.clone(), http.clone());
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let (status, body) =
+                            if down.load(Ordering::SeqCst) && path.contains("/schemas/ids/") {
+                                (503, b"{\"error_code\":50301,\"message\":\"down\"}".to_vec())
+                            } else {
+                                let r = http.get(format!("{upstream}{path}")).send().await.unwrap();
+                                (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+                            };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("Content-Type", "application/json")
+                                .body(Full::new(Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_outage_holds_the_messages_back_instead_of_dead_lettering_them() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    init_logs();
+    let topic = unique("avro_outage");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id Int64, name String) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let schema = r#"{"type":"record","name":"R","fields":[
+        {"name":"id","type":"long"},{"name":"name","type":"string"}]}"#;
+    let id = register_schema(&format!("{topic}-value"), None, schema).await;
+    let s = Schema::parse_str(schema).unwrap();
+    let n = 400i64;
+    produce(
+        &topic,
+        (0..n).map(|i| {
+            let v = V::Record(vec![
+                ("id".into(), V::Long(i)),
+                ("name".into(), V::String(format!("r{i}"))),
+            ]);
+            msg(
+                (i % 2) as i32,
+                framed(id, apache_avro::to_avro_datum(&s, v).unwrap()),
+            )
+        }),
+    );
+
+    let down = std::sync::Arc::new(AtomicBool::new(true));
+    let url = flaky_registry(down.clone()).await;
+    let group = unique("g");
+    let mut text = config(
+        &group,
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"\nformat = \"avro\"",
+    );
+    text.push_str(&format!("\n[schema_registry]\nurl = \"{url}\"\n"));
+    let run = start(&text);
+    // Long enough for both lanes to have their messages and ask (and back off) a few times.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        ch_u64(&format!("SELECT count() FROM default.{topic}")).await,
+        0
+    );
+    assert_eq!(committed_total(&group, &topic, 2), 0, "nothing committed");
+    down.store(false, Ordering::SeqCst);
+    let got = wait_for_count(
+        &format!("default.{topic}"),
+        n as u64,
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_for_commit(&group, &topic, 2, n).await;
+    let summary = run.stop().await;
+    assert_eq!(got, n as u64);
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT countIf(name = concat('r', toString(id))) - count() + uniqExact(id) FROM default.{topic}"
+        ))
+        .await,
+        n as u64
+    );
+    assert_eq!(summary.dead_lettered, 0);
+    assert!(dead_letter_reasons(&format!("{topic}.dlq")).is_empty());
+}

@@ -519,12 +519,12 @@ fn write_json(
         },
         Node::Int => {
             let v = r.int()?;
-            let _ = write!(out, "{v}");
+            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
             FieldKind::Int
         }
         Node::Long => {
             let v = r.long()?;
-            let _ = write!(out, "{v}");
+            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
             FieldKind::Int
         }
         Node::Float => {
@@ -713,14 +713,9 @@ fn write_float(f: f64, out: &mut Vec<u8>) -> FieldKind {
         out.extend_from_slice(if f > 0.0 { b"\"inf\"" } else { b"\"-inf\"" });
         FieldKind::Raw
     } else {
-        let a = f.abs();
-        // Rust prints the shortest text that reads back as the same double; plain digits
-        // for everyday magnitudes, an exponent for the rest (no 300-digit numbers).
-        let _ = if a == 0.0 || (1e-6..1e17).contains(&a) {
-            write!(out, "{f}")
-        } else {
-            write!(out, "{f:e}")
-        };
+        // The shortest text that reads back as the same double (an exponent for very large
+        // or small magnitudes, never 300 digits).
+        out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
         FieldKind::Num
     }
 }
@@ -1119,6 +1114,7 @@ mod tests {
         assert_eq!(w(0.1), "0.1");
         assert_eq!(w(-2.5e-300), "-2.5e-300");
         assert_eq!(w(1e300), "1e300");
+        assert_eq!(w(3.0), "3.0");
         assert_eq!(w(f64::NAN), "\"nan\"");
         assert_eq!(w(f64::NEG_INFINITY), "\"-inf\"");
         let s = |v: i128, scale: u32| {
