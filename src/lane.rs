@@ -40,10 +40,10 @@ use crate::clickhouse::{
 };
 use crate::commit::{CommitError, Committer};
 use crate::config::{BadMessages, Delivery, Format, Route};
-use crate::decode::avro::{self, AvroScratch, Bound};
 use crate::decode::json::{
     encode_json_row, encode_meta_row, encode_text_row, MessageMeta, RowError, RowPlan,
 };
+use crate::decode::registered::{self, encode_registered_row, schema_id, Bound};
 use crate::decode::text::{Delimited, Line};
 use crate::dedup;
 use crate::dlq::DeadLetterProducer;
@@ -181,10 +181,10 @@ pub struct Lane {
     fresh: bool,
     /// CSV/TSV: the fields of the message being encoded (its buffers reused).
     line: Line,
-    /// Avro: each schema id seen, bound to the route's plan, or why its messages cannot be
-    /// read; and the buffers of the message being encoded.
-    schemas: HashMap<u32, Result<Arc<Bound>, String>>,
-    avro: AvroScratch,
+    /// Avro/Protobuf: each schema id seen, bound to the route's plan, or why its messages
+    /// cannot be read; and the buffers of the message being encoded.
+    schemas: HashMap<u32, Result<Bound, String>>,
+    registered: registered::Scratch,
 }
 
 impl Lane {
@@ -212,7 +212,7 @@ impl Lane {
             fresh: true,
             line: Line::new(),
             schemas: HashMap::new(),
-            avro: AvroScratch::default(),
+            registered: registered::Scratch::default(),
         }
     }
 
@@ -359,7 +359,7 @@ impl Lane {
         }
     }
 
-    /// Avro: makes sure every schema id in `chunk` is known before its messages are
+    /// Avro/Protobuf: makes sure every schema id in `chunk` is known before its messages are
     /// encoded. A registry that cannot answer is waited for (with backoff), because a
     /// message must not be dead-lettered for the registry's outage; nothing of the chunk is
     /// batched meanwhile. (A revocation or shutdown during that wait is seen once it ends;
@@ -372,7 +372,7 @@ impl Lane {
             let Some(payload) = chunk.get(i).and_then(|r| r.payload) else {
                 continue;
             };
-            let Ok(id) = avro::schema_id(payload) else {
+            let Ok(id) = schema_id(payload) else {
                 continue;
             };
             if self.schemas.contains_key(&id) {
@@ -381,7 +381,7 @@ impl Lane {
             let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
             let got = loop {
                 match registry.schema(id).await {
-                    Ok(c) => break Ok(Arc::new(Bound::new(&c, &self.rt.plan))),
+                    Ok(raw) => break registered::bind(self.rt.route.format, &raw, &self.rt.plan),
                     Err(FetchError::Unusable(why)) => break Err(why),
                     Err(e @ FetchError::Unavailable(_)) => {
                         let delay = backoff.next_delay();
@@ -392,7 +392,7 @@ impl Lane {
                 }
             };
             match &got {
-                Ok(_) => tracing::info!(partition = %self.id, schema_id = id, "Avro schema loaded"),
+                Ok(_) => tracing::info!(partition = %self.id, schema_id = id, "schema loaded"),
                 Err(why) => tracing::warn!(partition = %self.id, schema_id = id, reason = %why,
                     "messages with this schema id cannot be read; they are dead-lettered"),
             }
@@ -402,7 +402,7 @@ impl Lane {
 
     async fn add_chunk(&mut self, chunk: RecordChunk) -> Result<Option<Stored>, LaneFailure> {
         let n = chunk.len();
-        if self.rt.route.format == Format::Avro {
+        if self.rt.route.format.uses_registry() {
             self.load_schemas(&chunk).await;
         }
         RouteMetrics::add(&self.rt.metrics.messages, n as u64);
@@ -516,15 +516,15 @@ impl Lane {
         let row = match self.rt.route.format {
             Format::Json => encode_json_row(&self.rt.plan, payload, &meta, out),
             Format::Raw => encode_meta_row(&self.rt.plan, &meta, out),
-            Format::Avro => match avro::schema_id(payload) {
+            Format::Avro | Format::Protobuf => match schema_id(payload) {
                 Err(e) => Err(e),
                 Ok(id) => match self.schemas.get(&id) {
-                    Some(Ok(bound)) => avro::encode_avro_row(
+                    Some(Ok(bound)) => encode_registered_row(
                         &self.rt.plan,
                         bound,
                         payload,
                         &meta,
-                        &mut self.avro,
+                        &mut self.registered,
                         out,
                     ),
                     Some(Err(why)) => Err(RowError::Schema {

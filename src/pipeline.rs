@@ -23,7 +23,7 @@ use crate::checkpoint::PartitionId;
 use crate::clickhouse::{self, ClickHouseSettings, Client, TableInfo};
 use crate::commit::Committer;
 use crate::config::{
-    BadMessages, ClickHouseConfig, Config, Delivery, FetchPath, Format, KafkaConfig, Route,
+    BadMessages, ClickHouseConfig, Config, Delivery, FetchPath, KafkaConfig, Route,
 };
 use crate::dlq::DeadLetterProducer;
 use crate::exactly_once;
@@ -108,9 +108,9 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
     Ok((client, routes))
 }
 
-/// The schema registry of the Avro routes, if any: built from the config.
+/// The schema registry of the Avro and Protobuf routes, if any: built from the config.
 pub fn schema_registry(cfg: &Config) -> Result<Option<Arc<Registry>>> {
-    let used = cfg.routes.iter().any(|r| r.format == Format::Avro);
+    let used = cfg.routes.iter().any(|r| r.format.uses_registry());
     match &cfg.schema_registry {
         Some(c) if used => Ok(Some(Arc::new(
             Registry::new(c).map_err(|e| anyhow::anyhow!(e))?,
@@ -119,7 +119,7 @@ pub fn schema_registry(cfg: &Config) -> Result<Option<Arc<Registry>>> {
     }
 }
 
-/// Asks the schema registry once (when an Avro route uses it): an unreachable registry or
+/// Asks the schema registry once (when a route uses it): an unreachable registry or
 /// refused credentials end the start-up here, not in every lane later.
 async fn registry_preflight(cfg: &Config) -> Result<()> {
     if let Some(r) = schema_registry(cfg)? {
@@ -358,7 +358,10 @@ pub async fn run_with_metrics(
             dlq: dlq.clone(),
             budget: budget.clone(),
             refetch: refetch.clone(),
-            registry: (p.route.format == Format::Avro)
+            registry: p
+                .route
+                .format
+                .uses_registry()
                 .then(|| registry.clone())
                 .flatten(),
             route: p.route,

@@ -1,10 +1,11 @@
-//! The schema registry client: Avro writer schemas by id, from any Confluent-compatible
-//! registry (Confluent, Karapace, Redpanda, Apicurio's `ccompat` API).
+//! The schema registry client: writer schemas (Avro, Protobuf) by id, from any
+//! Confluent-compatible registry (Confluent, Karapace, Redpanda, Apicurio's `ccompat` API).
 //!
 //! A schema id names one schema forever, so each id is fetched once per process and kept,
-//! compiled ([`crate::decode::avro::Compiled`]). What the registry says about an id for
-//! good (not found, not Avro, not a valid schema) is kept too: every message written with
-//! that id is dead-lettered with that reason, without asking again. A registry that cannot
+//! with the schemas it references; each route compiles it for its format
+//! ([`crate::decode::registered`]). What the registry says about an id for good (not
+//! found) is kept too: every message written with that id is dead-lettered with that
+//! reason, without asking again. A registry that cannot
 //! be reached, or answers 5xx, is not the message's fault: the lane waits and asks again
 //! (see `Lane::load_schemas`), and nothing after that message is stored or committed
 //! meanwhile.
@@ -19,7 +20,6 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use serde::Deserialize;
 
 use crate::config::SchemaRegistryConfig;
-use crate::decode::avro::Compiled;
 use crate::secret::Secret;
 
 /// References nest at most this deep (a registry answering in a loop cannot hold us).
@@ -41,7 +41,18 @@ pub struct Registry {
     url: String,
     /// HTTP basic credentials (reqwest marks the header sensitive).
     credentials: Option<(String, Secret)>,
-    cache: Mutex<HashMap<u32, Result<Arc<Compiled>, String>>>,
+    cache: Mutex<HashMap<u32, Result<Arc<RawSchema>, String>>>,
+}
+
+/// A schema as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSchema {
+    /// `AVRO` (what the registry means when it says nothing), `PROTOBUF` or `JSON`.
+    pub schema_type: String,
+    pub text: String,
+    /// The schemas it references, each with the name it refers to it by (an Avro type's
+    /// full name, a Protobuf import path), those they reference before them.
+    pub references: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +66,8 @@ struct SchemaResponse {
 
 #[derive(Deserialize, Clone)]
 struct Reference {
+    #[serde(default)]
+    name: String,
     subject: String,
     version: i64,
 }
@@ -109,8 +122,8 @@ impl Registry {
         Ok(subjects.len())
     }
 
-    /// The compiled schema of `id`, from the cache or the registry.
-    pub async fn schema(&self, id: u32) -> Result<Arc<Compiled>, FetchError> {
+    /// The schema of `id`, from the cache or the registry.
+    pub async fn schema(&self, id: u32) -> Result<Arc<RawSchema>, FetchError> {
         if let Some(known) = self.cached(id) {
             return known.map_err(FetchError::Unusable);
         }
@@ -126,34 +139,32 @@ impl Registry {
         kept.map_err(FetchError::Unusable)
     }
 
-    fn cached(&self, id: u32) -> Option<Result<Arc<Compiled>, String>> {
+    fn cached(&self, id: u32) -> Option<Result<Arc<RawSchema>, String>> {
         self.cache.lock().ok()?.get(&id).cloned()
     }
 
-    async fn fetch(&self, id: u32) -> Result<Compiled, FetchError> {
+    async fn fetch(&self, id: u32) -> Result<RawSchema, FetchError> {
         let url = format!("{}/schemas/ids/{id}", self.url);
         let body = self.get(&url).await?;
         let resp: SchemaResponse = serde_json::from_slice(&body).map_err(|e| {
-            FetchError::Unusable(format!(
-                "the registry's answer for schema id {id} is not a schema: {e}"
-            ))
+            FetchError::Unusable(format!("the registry's answer is not a schema: {e}"))
         })?;
-        match resp.schema_type.as_deref() {
-            None | Some("AVRO") => {}
-            Some(other) => return Err(FetchError::Unusable(format!("a {other} schema, not Avro"))),
-        }
-        let mut texts = Vec::new();
+        let mut references = Vec::new();
         let mut seen = Vec::new();
-        self.references(&resp.references, &mut texts, &mut seen, 0)
+        self.references(&resp.references, &mut references, &mut seen, 0)
             .await?;
-        Compiled::new(&resp.schema, &texts).map_err(FetchError::Unusable)
+        Ok(RawSchema {
+            schema_type: resp.schema_type.unwrap_or_else(|| "AVRO".into()),
+            text: resp.schema,
+            references,
+        })
     }
 
     /// The texts of the schemas `refs` name, their own references first.
     async fn references(
         &self,
         refs: &[Reference],
-        texts: &mut Vec<String>,
+        texts: &mut Vec<(String, String)>,
         seen: &mut Vec<(String, i64)>,
         depth: usize,
     ) -> Result<(), FetchError> {
@@ -185,7 +196,7 @@ impl Registry {
                 ))
             })?;
             Box::pin(self.references(&resp.references, texts, seen, depth + 1)).await?;
-            texts.push(resp.schema);
+            texts.push((r.name.clone(), resp.schema));
         }
         Ok(())
     }

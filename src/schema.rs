@@ -139,6 +139,7 @@ pub fn plan_table(
                 match route.format {
                     Format::Json => format!("json field {:?}", c.name),
                     Format::Avro => format!("avro field {:?}", c.name),
+                    Format::Protobuf => format!("protobuf field {:?}", c.name),
                     Format::Raw => "none (a raw message has no fields)".to_string(),
                     Format::Csv | Format::Tsv => {
                         let kind = if route.format == Format::Csv {

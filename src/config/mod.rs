@@ -361,28 +361,23 @@ format = "json"
         )
         .unwrap_err();
         assert_eq!(e.field, "route[0].unknown_fields");
-        for (f, msg) in [
-            (
-                "protobuf",
-                "is not supported yet; supported: json, avro, raw, csv, tsv",
-            ),
-            (
-                "xml",
-                "unknown format \"xml\"; supported: json, avro, raw, csv, tsv",
-            ),
-        ] {
-            let e = from_str(&route_with(&format!("format = \"{f}\"")), no_env()).unwrap_err();
-            assert_eq!(e.field, "route[0].format");
-            assert!(e.message.contains(msg), "{e}");
-        }
+        let e = from_str(&route_with("format = \"xml\""), no_env()).unwrap_err();
+        assert_eq!(e.field, "route[0].format");
+        assert!(
+            e.message
+                .contains("unknown format \"xml\"; supported: json, avro, protobuf, raw, csv, tsv"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn avro_routes_need_a_schema_registry() {
+    fn avro_and_protobuf_routes_need_a_schema_registry() {
+        for f in ["avro", "protobuf"] {
+            let e = from_str(&route_with(&format!("format = \"{f}\"")), no_env()).unwrap_err();
+            assert_eq!(e.field, "route[0].format");
+            assert!(e.message.contains("add [schema_registry]"), "{e}");
+        }
         let avro = route_with("format = \"avro\"");
-        let e = from_str(&avro, no_env()).unwrap_err();
-        assert_eq!(e.field, "route[0].format");
-        assert!(e.message.contains("add [schema_registry]"), "{e}");
         let with = format!(
             "{avro}\n[schema_registry]\nurl = \"http://127.0.0.1:18081/apis/ccompat/v7/\"\nusername = \"sr\"\n"
         );

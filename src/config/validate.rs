@@ -174,6 +174,16 @@ pub enum Format {
     /// An Avro record in the schema registry's wire format (magic byte 0, a 4-byte schema
     /// id, the binary datum), its fields mapped to columns by name.
     Avro,
+    /// A Protobuf message in the schema registry's wire format (magic byte 0, a 4-byte
+    /// schema id, the message indexes, the encoded message), its fields mapped by name.
+    Protobuf,
+}
+
+impl Format {
+    /// Avro or Protobuf: the schema of each message comes from the schema registry.
+    pub fn uses_registry(self) -> bool {
+        matches!(self, Format::Avro | Format::Protobuf)
+    }
 }
 
 impl Format {
@@ -371,10 +381,10 @@ pub fn validate(raw: RawConfig, read_file: FileReader<'_>) -> Result<Config, Con
         None => None,
     };
     if schema_registry.is_none() {
-        if let Some(i) = routes.iter().position(|r| r.format == Format::Avro) {
+        if let Some(i) = routes.iter().position(|r| r.format.uses_registry()) {
             return Err(err(
                 format!("route[{i}].format"),
-                "an avro route reads its schemas from a registry: add [schema_registry] url = \"http://...\"",
+                "an avro or protobuf route reads its schemas from a registry: add [schema_registry] url = \"http://...\"",
             ));
         }
     }
@@ -867,24 +877,20 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
         Some(d) => non_empty(&f("database"), d)?,
         None => default_db.to_string(),
     };
-    let format =
-        match r.format.as_deref().unwrap_or("json") {
-            "json" => Format::Json,
-            "raw" => Format::Raw,
-            "csv" => Format::Csv,
-            "tsv" => Format::Tsv,
-            "avro" => Format::Avro,
-            "protobuf" => return Err(err(
+    let format = match r.format.as_deref().unwrap_or("json") {
+        "json" => Format::Json,
+        "raw" => Format::Raw,
+        "csv" => Format::Csv,
+        "tsv" => Format::Tsv,
+        "avro" => Format::Avro,
+        "protobuf" => Format::Protobuf,
+        other => {
+            return Err(err(
                 f("format"),
-                "format \"protobuf\" is not supported yet; supported: json, avro, raw, csv, tsv",
-            )),
-            other => {
-                return Err(err(
-                    f("format"),
-                    format!("unknown format {other:?}; supported: json, avro, raw, csv, tsv"),
-                ))
-            }
-        };
+                format!("unknown format {other:?}; supported: json, avro, protobuf, raw, csv, tsv"),
+            ))
+        }
+    };
     let delivery = match r.delivery.as_deref().unwrap_or("exactly-once") {
         "exactly-once" => Delivery::ExactlyOnce,
         "at-least-once" => Delivery::AtLeastOnce,

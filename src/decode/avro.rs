@@ -33,35 +33,8 @@ use std::io::Write as _;
 use apache_avro::schema::{Name, Schema};
 
 use super::json::{encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan};
-
-/// The first byte of every message in the registry's wire format.
-pub const MAGIC: u8 = 0;
-
-/// Deeper datums are refused (a recursive schema lets a small message nest without end).
-pub const MAX_DEPTH: usize = 64;
-
-/// The writer schema's id of a message in the registry's wire format.
-pub fn schema_id(payload: &[u8]) -> Result<u32, RowError> {
-    let Some((&magic, rest)) = payload.split_first() else {
-        return Err(framing("empty payload".into()));
-    };
-    if magic != MAGIC {
-        return Err(framing(format!(
-            "first byte 0x{magic:02x}, expected the magic byte 0x00"
-        )));
-    }
-    match rest.first_chunk::<4>() {
-        Some(id) => Ok(u32::from_be_bytes(*id)),
-        None => Err(framing(format!(
-            "{} bytes, shorter than the 5-byte header",
-            payload.len()
-        ))),
-    }
-}
-
-fn framing(reason: String) -> RowError {
-    RowError::NotRegistryFramed { reason }
-}
+use super::jsontext::{json_string, write_float, write_scaled};
+use super::registered::MAX_DEPTH;
 
 /// One node of a compiled schema; children are indexes into [`Compiled::nodes`] (named
 /// types may refer to themselves).
@@ -335,7 +308,7 @@ pub fn encode_avro_row(
             });
         }
     }
-    schema_id(payload)?;
+    super::registered::schema_id(payload)?;
     let datum = payload.get(5..).unwrap_or_default();
     scratch.text.clear();
     scratch.fields.clear();
@@ -703,23 +676,6 @@ fn skip(nodes: &[Node], node: usize, r: &mut Reader<'_>, depth: usize) -> Read<(
     Ok(())
 }
 
-/// A finite float as its shortest exact text; NaN and the infinities as the strings float
-/// columns read.
-fn write_float(f: f64, out: &mut Vec<u8>) -> FieldKind {
-    if f.is_nan() {
-        out.extend_from_slice(b"\"nan\"");
-        FieldKind::Raw
-    } else if f.is_infinite() {
-        out.extend_from_slice(if f > 0.0 { b"\"inf\"" } else { b"\"-inf\"" });
-        FieldKind::Raw
-    } else {
-        // The shortest text that reads back as the same double (an exponent for very large
-        // or small magnitudes, never 300 digits).
-        out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
-        FieldKind::Num
-    }
-}
-
 /// A two's-complement big-endian integer of up to 16 bytes.
 fn twos_complement(b: &[u8]) -> Read<i128> {
     // Sign-extension bytes beyond 16 are allowed (writers pad fixed decimals).
@@ -742,54 +698,6 @@ fn twos_complement(b: &[u8]) -> Read<i128> {
         ));
     }
     Ok(v)
-}
-
-/// `v / 10^scale` as exact decimal text, trailing fractional zeros dropped.
-fn write_scaled(v: i128, scale: u32, out: &mut Vec<u8>) -> FieldKind {
-    let digits = v.unsigned_abs().to_string();
-    let scale = scale as usize;
-    if v < 0 {
-        out.push(b'-');
-    }
-    if scale == 0 {
-        out.extend_from_slice(digits.as_bytes());
-        return FieldKind::Int;
-    }
-    let (int, frac) = if digits.len() > scale {
-        digits.split_at(digits.len() - scale)
-    } else {
-        ("", digits.as_str())
-    };
-    if int.is_empty() {
-        out.push(b'0');
-    } else {
-        out.extend_from_slice(int.as_bytes());
-    }
-    let lead = scale - frac.len();
-    let frac_trim = frac.trim_end_matches('0');
-    if frac_trim.is_empty() {
-        return FieldKind::Int;
-    }
-    out.push(b'.');
-    out.extend(std::iter::repeat_n(b'0', lead));
-    out.extend_from_slice(frac_trim.as_bytes());
-    FieldKind::Num
-}
-
-/// A JSON string of `s`: `"` and `\` escaped, control bytes as `\u00XX`, other bytes kept.
-fn json_string(s: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
-    for &c in s {
-        match c {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            c if c < 0x20 => {
-                let _ = write!(out, "\\u{c:04x}");
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -1002,10 +910,13 @@ mod tests {
             "not in the schema registry's wire format: 3 bytes, shorter than the 5-byte header"
         );
         assert_eq!(
-            schema_id(b"{\"a\":1}").unwrap_err().to_string(),
+            super::super::registered::schema_id(b"{\"a\":1}").unwrap_err().to_string(),
             "not in the schema registry's wire format: first byte 0x7b, expected the magic byte 0x00"
         );
-        assert_eq!(schema_id(&[0, 0, 1, 0, 2, 9]).unwrap(), 65_538);
+        assert_eq!(
+            super::super::registered::schema_id(&[0, 0, 1, 0, 2, 9]).unwrap(),
+            65_538
+        );
         // An enum index out of range, a bad union branch, a bad boolean.
         let schema = r#"{"type":"record","name":"R","fields":[
             {"name":"e","type":{"type":"enum","name":"E","symbols":["A"]}},

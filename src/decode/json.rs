@@ -733,6 +733,8 @@ pub enum RowError {
     /// The registry has no usable schema under the message's id (not found, not Avro...).
     #[error("schema id {id}: {reason}")]
     Schema { id: u32, reason: String },
+    #[error("invalid Protobuf message: {reason}")]
+    InvalidProtobuf { reason: String },
     #[error("invalid Avro datum at byte {offset}, field {field}: {reason}")]
     InvalidAvro {
         offset: usize,

@@ -8,4 +8,7 @@
 
 pub mod avro;
 pub mod json;
+pub mod jsontext;
+pub mod protobuf;
+pub mod registered;
 pub mod text;

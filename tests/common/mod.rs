@@ -38,9 +38,27 @@ pub fn registry_url() -> String {
 /// Registers `schema` (of `schema_type`, None = Avro) under `subject` in the testbed's
 /// registry, as a producer's serializer does; returns its id.
 pub async fn register_schema(subject: &str, schema_type: Option<&str>, schema: &str) -> u32 {
+    register_schema_with(subject, schema_type, schema, &[]).await
+}
+
+/// [`register_schema`] with references: (name, subject, version) of each schema it uses.
+pub async fn register_schema_with(
+    subject: &str,
+    schema_type: Option<&str>,
+    schema: &str,
+    references: &[(&str, &str, u32)],
+) -> u32 {
     let mut body = serde_json::json!({ "schema": schema });
     if let Some(t) = schema_type {
         body["schemaType"] = t.into();
+    }
+    if !references.is_empty() {
+        body["references"] = references
+            .iter()
+            .map(|(name, subject, version)| {
+                serde_json::json!({ "name": name, "subject": subject, "version": version })
+            })
+            .collect();
     }
     let url = format!("{}/subjects/{subject}/versions", registry_url());
     let resp = reqwest::Client::new()

@@ -1,5 +1,5 @@
-//! Avro messages in the schema registry's wire format, against the real Kafka, ClickHouse
-//! and schema registry (Apicurio's Confluent-compatible API) of the testbed.
+//! Avro and Protobuf messages in the schema registry's wire format, against the real Kafka,
+//! ClickHouse and schema registry (Apicurio's Confluent-compatible API) of the testbed.
 
 mod common;
 
@@ -198,7 +198,9 @@ async fn avro_records_land_exactly_once_across_schema_versions() {
     );
     assert_eq!(count("field \"debug\": truncated"), kind(2), "{r:?}");
     assert_eq!(
-        count(&format!("schema id {proto}: a PROTOBUF schema, not Avro")),
+        count(&format!(
+            "schema id {proto}: schema type PROTOBUF; the route reads AVRO"
+        )),
         kind(3),
         "{r:?}"
     );
@@ -358,4 +360,187 @@ async fn a_registry_outage_holds_the_messages_back_instead_of_dead_lettering_the
     );
     assert_eq!(summary.dead_lettered, 0);
     assert!(dead_letter_reasons(&format!("{topic}.dlq")).is_empty());
+}
+
+const MONEY_PROTO: &str = r#"syntax = "proto3";
+package common;
+message Money { string currency = 1; int64 cents = 2; }
+"#;
+
+const ORDER_PROTO: &str = r#"syntax = "proto3";
+package shop;
+import "common/money.proto";
+import "google/protobuf/timestamp.proto";
+message Envelope { string unused = 1; }
+message Order {
+  int64 id = 1;
+  string name = 2;
+  optional string note = 3;
+  common.Money price = 4;
+  google.protobuf.Timestamp at = 5;
+  repeated string tags = 6;
+  map<string, int32> counts = 7;
+  Kind kind = 8;
+  bytes blob = 9;
+  enum Kind { A = 0; B = 1; }
+}
+"#;
+
+/// protox/prost-reflect build the test's messages the way a producer's serializer would.
+fn order_descriptor() -> prost_reflect::MessageDescriptor {
+    use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+    struct Mem;
+    impl FileResolver for Mem {
+        fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+            match name {
+                "common/money.proto" => File::from_source(name, MONEY_PROTO),
+                "order.proto" => File::from_source(name, ORDER_PROTO),
+                _ => Err(protox::Error::file_not_found(name)),
+            }
+        }
+    }
+    let mut chain = ChainFileResolver::new();
+    chain.add(Mem);
+    chain.add(GoogleFileResolver::new());
+    let mut c = protox::Compiler::with_file_resolver(chain);
+    c.open_file("order.proto").unwrap();
+    c.descriptor_pool()
+        .get_message_by_name("shop.Order")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn protobuf_messages_land_exactly_once_with_imported_types() {
+    use prost_reflect::{DynamicMessage, MapKey, Value as P};
+    use protox::prost::Message as _;
+    init_logs();
+    let topic = unique("proto");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id Int64, name String, note Nullable(String), \
+         price Tuple(currency String, cents Int64), at DateTime64(9, 'UTC'), \
+         tags Array(String), counts Map(String, Int32), kind Enum8('A' = 0, 'B' = 1), \
+         blob String, _partition Int32) \
+         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let money_subject = format!("{topic}-money");
+    register_schema(&money_subject, Some("PROTOBUF"), MONEY_PROTO).await;
+    let id = register_schema_with(
+        &format!("{topic}-value"),
+        Some("PROTOBUF"),
+        ORDER_PROTO,
+        &[("common/money.proto", &money_subject, 1)],
+    )
+    .await;
+    let avro_id = register_schema(&format!("{topic}-avro"), None, V1).await;
+
+    let desc = order_descriptor();
+    let field_desc = |name: &str| match desc.get_field_by_name(name).map(|f| f.kind()) {
+        Some(prost_reflect::Kind::Message(m)) => m,
+        _ => panic!("{name} is not a message field"),
+    };
+    let (money, ts) = (field_desc("price"), field_desc("at"));
+    let n = 600i64;
+    let bad = |i: i64| i % 89 == 7;
+    let payload = |i: i64| -> Vec<u8> {
+        let mut m = DynamicMessage::new(desc.clone());
+        m.set_field_by_name("id", P::I64(i));
+        m.set_field_by_name("name", P::String(format!("order {i}")));
+        if i % 3 != 0 {
+            m.set_field_by_name("note", P::String(format!("n{i}")));
+        }
+        let mut p = DynamicMessage::new(money.clone());
+        p.set_field_by_name("currency", P::String("EUR".into()));
+        p.set_field_by_name("cents", P::I64(i * 100 + 5));
+        m.set_field_by_name("price", P::Message(p));
+        let mut t = DynamicMessage::new(ts.clone());
+        t.set_field_by_name("seconds", P::I64(1_700_000_000 + i));
+        t.set_field_by_name("nanos", P::I32(i as i32 * 1000 + 1));
+        m.set_field_by_name("at", P::Message(t));
+        m.set_field_by_name("tags", P::List(vec![P::String(format!("t{i}"))]));
+        m.set_field_by_name(
+            "counts",
+            P::Map(
+                [(MapKey::String("k".into()), P::I32(i as i32))]
+                    .into_iter()
+                    .collect(),
+            ),
+        );
+        m.set_field_by_name("kind", P::EnumNumber((i % 2) as i32));
+        m.set_field_by_name("blob", P::Bytes(vec![0xfe, (i % 256) as u8].into()));
+        // Message indexes: Order is the file's second message, [1] (written: count 1, 1).
+        let mut out = framed(id, vec![2, 2]);
+        if bad(i) {
+            return match i % 3 {
+                0 => framed(avro_id, vec![2]),
+                1 => {
+                    out.extend(m.encode_to_vec());
+                    out.truncate(out.len() - 3);
+                    out
+                }
+                _ => framed(id, vec![2, 8]),
+            };
+        }
+        out.extend(m.encode_to_vec());
+        out
+    };
+    produce(&topic, (0..n).map(|i| msg((i % 2) as i32, payload(i))));
+
+    let group = unique("g");
+    let mut text = config(
+        &group,
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"\nformat = \"protobuf\"",
+    );
+    text.push_str(&format!(
+        "\n[schema_registry]\nurl = \"{}\"\n",
+        registry_url()
+    ));
+    let good = (0..n).filter(|&i| !bad(i)).count() as u64;
+    let run = start(&text);
+    let got = wait_for_count(&format!("default.{topic}"), good, Duration::from_secs(60)).await;
+    wait_for_commit(&group, &topic, 2, n).await;
+    let summary = run.stop().await;
+    assert_eq!(got, good);
+    let ok = ch_u64(&format!(
+        "SELECT countIf(name = concat('order ', toString(id))
+            AND if(id % 3 = 0, isNull(note), note = concat('n', toString(id)))
+            AND price = tuple('EUR', id * 100 + 5)
+            AND toUnixTimestamp64Nano(at) = (1700000000 + id) * 1000000000 + id * 1000 + 1
+            AND tags = [concat('t', toString(id))] AND counts = map('k', toInt32(id))
+            AND kind = if(id % 2 = 0, 'A', 'B')
+            AND hex(blob) = concat('FE', hex(toUInt8(id % 256)))
+            AND _partition = id % 2) FROM default.{topic}"
+    ))
+    .await;
+    assert_eq!(ok, good, "rows differ from the messages produced");
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT count() - uniqExact(id) FROM default.{topic}"
+        ))
+        .await,
+        0,
+        "duplicates"
+    );
+    let bad_ids: Vec<i64> = (0..n).filter(|&i| bad(i)).collect();
+    let kind = |k: i64| bad_ids.iter().filter(|i| *i % 3 == k).count();
+    let r = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(r.len(), bad_ids.len(), "{r:?}");
+    let count = |needle: &str| r.iter().filter(|x| x.contains(needle)).count();
+    assert_eq!(
+        count(&format!(
+            "schema id {avro_id}: schema type AVRO; the route reads PROTOBUF"
+        )),
+        kind(0),
+        "{r:?}"
+    );
+    assert_eq!(count("shop.Order does not decode"), kind(1), "{r:?}");
+    assert_eq!(
+        count("message index [4] names no message"),
+        kind(2),
+        "{r:?}"
+    );
+    assert_eq!(summary.dead_lettered, bad_ids.len() as u64);
 }

@@ -1,0 +1,719 @@
+//! Protobuf messages in the schema registry's wire format -> rows.
+//!
+//! A message is the magic byte 0, the schema's id (4 bytes, big-endian), the message
+//! indexes (which message of the `.proto` file: a zigzag varint count, then that many zigzag
+//! varints; a lone 0 means the first message) and the Protobuf encoding of that message. The
+//! registry serves the schema as `.proto` source; it is compiled here, with the files it
+//! imports (its references) and Google's well-known types, by protox, and messages are
+//! decoded by prost-reflect. Each top-level field is then written in the JSON form the row
+//! converter reads ([`super::json::encode_fields_row`]), so Protobuf values follow exactly
+//! the type rules and error wording of every other format:
+//!
+//! - integers (all ten encodings) -> integers; `float` (widened exactly), `double` -> numbers
+//!   (NaN and infinities as "nan", "inf", "-inf");
+//! - `string`, `bytes` -> strings (a top-level `bytes` field's bytes go into the column as
+//!   they are, binary included); `bool` -> true/false; an enum -> its name (its number when
+//!   the schema does not name it);
+//! - `repeated` -> an array; `map` -> an object, keys in sorted order (the encoding keeps no
+//!   order); a message -> an object of its fields (a field without a value in it: `null`);
+//! - `google.protobuf.Timestamp` and `Duration` -> seconds with the exact fraction (up to
+//!   nanoseconds); the wrapper types (`Int64Value`, `StringValue`, ...) -> their value.
+//!
+//! A field that has presence (`optional`, a message, a `oneof` member) and is not set is
+//! missing: its column takes its DEFAULT, NULL or type default, as a missing JSON field.
+//! A proto3 scalar without presence that is not on the wire is its zero value, as Protobuf
+//! defines it (the encoding cannot tell it from an unset one).
+
+use std::collections::HashMap;
+
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
+    ReflectMessage, Value,
+};
+use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+
+use super::json::{
+    encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan, UnknownFields,
+};
+use super::jsontext::{json_string, write_float, write_scaled};
+use super::registered::MAX_DEPTH;
+
+/// The name the registry's schema is compiled under (its imports keep theirs).
+const MAIN_FILE: &str = "sluice-registry-schema.proto";
+
+/// A `.proto` file compiled for decoding, and every message it defines, with its message
+/// index path.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    messages: Vec<(Vec<i64>, MessageDescriptor)>,
+}
+
+/// Opens the registry's schema and its references from memory.
+struct Sources(HashMap<String, String>);
+
+impl FileResolver for Sources {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        match self.0.get(name) {
+            Some(src) => File::from_source(name, src),
+            None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
+
+impl Compiled {
+    /// Compiles `.proto` source and the files it imports (`references`: import path and
+    /// source). The error says what is wrong.
+    pub fn new(schema: &str, references: &[(String, String)]) -> Result<Compiled, String> {
+        let mut files: HashMap<String, String> = references.iter().cloned().collect();
+        files.insert(MAIN_FILE.to_string(), schema.to_string());
+        let mut chain = ChainFileResolver::new();
+        chain.add(Sources(files));
+        chain.add(GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(chain);
+        compiler
+            .open_file(MAIN_FILE)
+            .map_err(|e| format!("not a valid Protobuf schema: {e}"))?;
+        let pool: DescriptorPool = compiler.descriptor_pool();
+        let file = pool
+            .get_file_by_name(MAIN_FILE)
+            .ok_or("the compiled schema has no file")?;
+        let mut messages = Vec::new();
+        for (i, m) in file.messages().enumerate() {
+            collect(vec![i as i64], m, &mut messages);
+        }
+        if messages.is_empty() {
+            return Err("the schema defines no message".into());
+        }
+        Ok(Compiled { messages })
+    }
+}
+
+/// `m` at `path` and its nested types after it, numbered as the wire format's message
+/// indexes number them: in declaration order, map entry types included (they are nested
+/// types of the descriptor, as Confluent's serializer counts them).
+fn collect(path: Vec<i64>, m: MessageDescriptor, out: &mut Vec<(Vec<i64>, MessageDescriptor)>) {
+    for (i, child) in m.child_messages().enumerate() {
+        let mut p = path.clone();
+        p.push(i as i64);
+        collect(p, child, out);
+    }
+    out.push((path, m));
+}
+
+/// A field of a bound message, with what the descriptor would otherwise work out per
+/// message (a profile had `kind()` and `is_map()` at 8 % of the time).
+#[derive(Debug, Clone)]
+struct BoundField {
+    desc: FieldDescriptor,
+    /// Its id in the plan; `None`: no column reads it.
+    id: Option<usize>,
+    kind: Kind,
+    presence: bool,
+    repeated: bool,
+}
+
+/// A message type bound to a route's plan: each field's id in the plan.
+#[derive(Debug, Clone)]
+struct BoundMessage {
+    path: Vec<i64>,
+    desc: MessageDescriptor,
+    fields: Vec<BoundField>,
+}
+
+/// A compiled schema bound to a route's plan (every message type of its file).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    messages: Vec<BoundMessage>,
+}
+
+impl Bound {
+    pub fn new(compiled: &Compiled, plan: &RowPlan) -> Bound {
+        let messages = compiled
+            .messages
+            .iter()
+            .map(|(path, desc)| BoundMessage {
+                path: path.clone(),
+                desc: desc.clone(),
+                fields: desc
+                    .fields()
+                    .map(|f| BoundField {
+                        id: plan.field_id(f.name()),
+                        kind: f.kind(),
+                        presence: f.supports_presence(),
+                        repeated: f.is_list() || f.is_map(),
+                        desc: f,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Bound { messages }
+    }
+}
+
+/// Per-lane buffers reused from message to message.
+#[derive(Debug, Default)]
+pub struct ProtobufScratch {
+    text: Vec<u8>,
+    fields: Vec<Option<FieldValue>>,
+    path: Vec<i64>,
+}
+
+/// Reads the message indexes after the 5-byte header into `path`; returns the rest.
+fn message_path<'a>(payload: &'a [u8], path: &mut Vec<i64>) -> Result<&'a [u8], RowError> {
+    let bad = |reason: String| RowError::InvalidProtobuf { reason };
+    let mut b = payload.get(5..).unwrap_or_default();
+    let varint = |b: &mut &[u8]| -> Result<i64, RowError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let Some((&c, rest)) = b.split_first() else {
+                return Err(bad("truncated message indexes".into()));
+            };
+            *b = rest;
+            v |= u64::from(c & 0x7f) << (7 * i);
+            if c & 0x80 == 0 {
+                return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
+            }
+        }
+        Err(bad("a message index longer than 10 bytes".into()))
+    };
+    path.clear();
+    let n = varint(&mut b)?;
+    if n == 0 {
+        path.push(0);
+        return Ok(b);
+    }
+    if !(1..=MAX_DEPTH as i64).contains(&n) {
+        return Err(bad(format!("{n} message indexes")));
+    }
+    for _ in 0..n {
+        path.push(varint(&mut b)?);
+    }
+    Ok(b)
+}
+
+/// Appends the row of one message (`payload` in the registry's wire format, written with
+/// `bound`'s schema) to `out`; on error `out` is left as it was.
+pub fn encode_protobuf_row(
+    plan: &RowPlan,
+    bound: &Bound,
+    payload: &[u8],
+    meta: &MessageMeta<'_>,
+    scratch: &mut ProtobufScratch,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
+    super::registered::schema_id(payload)?;
+    let body = message_path(payload, &mut scratch.path)?;
+    let Some(m) = bound.messages.iter().find(|m| m.path == scratch.path) else {
+        return Err(RowError::InvalidProtobuf {
+            reason: format!(
+                "message index {:?} names no message of the schema",
+                scratch.path
+            ),
+        });
+    };
+    let msg =
+        DynamicMessage::decode(m.desc.clone(), body).map_err(|e| RowError::InvalidProtobuf {
+            reason: format!("{} does not decode: {e}", m.desc.full_name()),
+        })?;
+    if plan.unknown_fields == UnknownFields::Error {
+        if let Some(f) = m
+            .fields
+            .iter()
+            .find(|f| f.id.is_none() && msg.has_field(&f.desc))
+        {
+            return Err(RowError::UnknownField {
+                field: f.desc.name().to_string(),
+            });
+        }
+    }
+    scratch.text.clear();
+    scratch.fields.clear();
+    scratch.fields.resize(plan.field_count(), None);
+    for f in &m.fields {
+        let Some(id) = f.id else { continue };
+        if f.presence && !msg.has_field(&f.desc) {
+            continue;
+        }
+        let value = msg.get_field(&f.desc);
+        let start = scratch.text.len();
+        let kind = match (value.as_ref(), f.repeated) {
+            // Top-level strings and bytes go in as they are (no escaping, binary kept).
+            (Value::String(s), false) => raw(s.as_bytes(), &mut scratch.text),
+            (Value::Bytes(b), false) => raw(b, &mut scratch.text),
+            (v, _) => write_json(v, &f.kind, &mut scratch.text, 0).map_err(|reason| {
+                RowError::InvalidProtobuf {
+                    reason: format!("field {:?}: {reason}", f.desc.name()),
+                }
+            })?,
+        };
+        if let Some(slot) = scratch.fields.get_mut(id) {
+            *slot = Some(FieldValue {
+                start,
+                end: scratch.text.len(),
+                kind,
+            });
+        }
+    }
+    encode_fields_row(plan, &scratch.text, &scratch.fields, meta, out)
+}
+
+fn raw(b: &[u8], out: &mut Vec<u8>) -> FieldKind {
+    out.push(b'"');
+    out.extend_from_slice(b);
+    out.push(b'"');
+    FieldKind::Raw
+}
+
+/// Writes `v` (a value of `kind`: a field's, a list's element's, a map's value's) as JSON.
+fn write_json(
+    v: &Value,
+    kind: &Kind,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<FieldKind, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    Ok(match v {
+        Value::Bool(b) => {
+            out.extend_from_slice(if *b { b"true" } else { b"false" });
+            if *b {
+                FieldKind::True
+            } else {
+                FieldKind::False
+            }
+        }
+        Value::I32(n) => int(itoa::Buffer::new().format(*n), out),
+        Value::I64(n) => int(itoa::Buffer::new().format(*n), out),
+        Value::U32(n) => int(itoa::Buffer::new().format(*n), out),
+        Value::U64(n) => int(itoa::Buffer::new().format(*n), out),
+        Value::F32(x) => write_float(f64::from(*x), out),
+        Value::F64(x) => write_float(*x, out),
+        Value::String(s) => {
+            json_string(s.as_bytes(), out);
+            FieldKind::Raw
+        }
+        Value::Bytes(b) => {
+            json_string(b, out);
+            FieldKind::Raw
+        }
+        Value::EnumNumber(n) => match kind {
+            Kind::Enum(e) => match e.get_value(*n) {
+                Some(ev) => {
+                    json_string(ev.name().as_bytes(), out);
+                    FieldKind::Raw
+                }
+                None => int(itoa::Buffer::new().format(*n), out),
+            },
+            _ => int(itoa::Buffer::new().format(*n), out),
+        },
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(item, kind, out, depth + 1)?;
+            }
+            out.push(b']');
+            FieldKind::Arr
+        }
+        Value::Map(entries) => {
+            let value_field = match kind {
+                Kind::Message(entry) => entry.map_entry_value_field(),
+                _ => return Err("a map without its entry type".into()),
+            };
+            let value_kind = value_field.kind();
+            let mut keys: Vec<&MapKey> = entries.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let key = match k {
+                    MapKey::Bool(b) => b.to_string(),
+                    MapKey::I32(n) => n.to_string(),
+                    MapKey::I64(n) => n.to_string(),
+                    MapKey::U32(n) => n.to_string(),
+                    MapKey::U64(n) => n.to_string(),
+                    MapKey::String(s) => s.clone(),
+                };
+                json_string(key.as_bytes(), out);
+                out.push(b':');
+                if let Some(v) = entries.get(k) {
+                    write_json(v, &value_kind, out, depth + 1)?;
+                }
+            }
+            out.push(b'}');
+            FieldKind::Obj
+        }
+        Value::Message(m) => write_message(m, out, depth)?,
+    })
+}
+
+fn int(text: &str, out: &mut Vec<u8>) -> FieldKind {
+    out.extend_from_slice(text.as_bytes());
+    FieldKind::Int
+}
+
+/// A message as an object of its fields, or a well-known type as the value it stands for.
+fn write_message(m: &DynamicMessage, out: &mut Vec<u8>, depth: usize) -> Result<FieldKind, String> {
+    let desc = m.descriptor();
+    let field = |name: &str| m.get_field_by_name(name);
+    match desc.full_name() {
+        "google.protobuf.Timestamp" | "google.protobuf.Duration" => {
+            let secs = match field("seconds").as_deref() {
+                Some(Value::I64(s)) => *s,
+                _ => 0,
+            };
+            let nanos = match field("nanos").as_deref() {
+                Some(Value::I32(n)) => *n,
+                _ => 0,
+            };
+            let total = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+            return Ok(write_scaled(total, 9, out));
+        }
+        "google.protobuf.DoubleValue"
+        | "google.protobuf.FloatValue"
+        | "google.protobuf.Int64Value"
+        | "google.protobuf.UInt64Value"
+        | "google.protobuf.Int32Value"
+        | "google.protobuf.UInt32Value"
+        | "google.protobuf.BoolValue"
+        | "google.protobuf.StringValue"
+        | "google.protobuf.BytesValue" => {
+            if let Some(f) = desc.get_field_by_name("value") {
+                let v = m.get_field(&f);
+                return write_json(&v, &f.kind(), out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+    out.push(b'{');
+    for (i, f) in desc.fields().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_string(f.name().as_bytes(), out);
+        out.push(b':');
+        if f.supports_presence() && !m.has_field(&f) {
+            out.extend_from_slice(b"null");
+        } else {
+            write_json(&m.get_field(&f), &f.kind(), out, depth + 1)?;
+        }
+    }
+    out.push(b'}');
+    Ok(FieldKind::Obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chtype::ChType;
+    use crate::decode::json::{encode_json_row, ColumnPlan};
+    use protox::prost::Message as _;
+
+    const META: MessageMeta<'static> = MessageMeta {
+        topic: "events",
+        partition: 3,
+        offset: 42,
+        timestamp_ms: None,
+        key: None,
+        headers: &[],
+        value: None,
+    };
+
+    const PROTO: &str = r#"
+        syntax = "proto3";
+        package shop;
+        import "google/protobuf/timestamp.proto";
+        import "google/protobuf/wrappers.proto";
+        message Order {
+            int64 id = 1;
+            sint32 delta = 2;
+            fixed64 big = 3;
+            bool ok = 4;
+            double score = 5;
+            float ratio = 6;
+            string name = 7;
+            optional string note = 8;
+            Kind kind = 9;
+            repeated string tags = 10;
+            map<string, int64> attrs = 11;
+            google.protobuf.Timestamp at = 12;
+            google.protobuf.Int32Value maybe = 13;
+            Inner inner = 14;
+            bytes blob = 15;
+            repeated Inner skipped = 16;
+            enum Kind { A = 0; B = 1; C = 2; }
+            message Inner { int32 x = 1; string y = 2; }
+        }
+        message Other { string only = 1; }
+    "#;
+
+    fn ty(s: &str) -> ChType {
+        ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn plan(cols: &[(&str, &str)], unknown: UnknownFields) -> RowPlan {
+        let columns = cols
+            .iter()
+            .map(|(n, t)| ColumnPlan::field(*n, ty(t)))
+            .collect();
+        RowPlan::new(columns, unknown, false).unwrap()
+    }
+
+    fn order_desc(c: &Compiled) -> MessageDescriptor {
+        c.messages
+            .iter()
+            .find(|(_, m)| m.full_name() == "shop.Order")
+            .map(|(_, m)| m.clone())
+            .unwrap()
+    }
+
+    /// The wire-format message: schema id 7, message indexes `indexes`, then `msg`.
+    fn framed(indexes: &[u8], msg: &DynamicMessage) -> Vec<u8> {
+        let mut m = vec![0, 0, 0, 0, 7];
+        m.extend_from_slice(indexes);
+        m.extend(msg.encode_to_vec());
+        m
+    }
+
+    fn row(plan: &RowPlan, payload: &[u8]) -> Result<Vec<u8>, RowError> {
+        let c = Compiled::new(PROTO, &[]).unwrap();
+        let bound = Bound::new(&c, plan);
+        let mut out = vec![0xAA];
+        encode_protobuf_row(
+            plan,
+            &bound,
+            payload,
+            &META,
+            &mut ProtobufScratch::default(),
+            &mut out,
+        )?;
+        assert_eq!(out.remove(0), 0xAA, "the row is appended");
+        Ok(out)
+    }
+
+    fn order(c: &Compiled, full: bool) -> DynamicMessage {
+        let d = order_desc(c);
+        let mut m = DynamicMessage::new(d.clone());
+        let set = |m: &mut DynamicMessage, name: &str, v: Value| m.set_field_by_name(name, v);
+        set(&mut m, "id", Value::I64(-9_007_199_254_740_993));
+        set(&mut m, "delta", Value::I32(-7));
+        set(&mut m, "big", Value::U64(u64::MAX));
+        set(&mut m, "ok", Value::Bool(true));
+        set(&mut m, "score", Value::F64(0.1));
+        set(&mut m, "ratio", Value::F32(0.1));
+        set(&mut m, "name", Value::String("a \"q\" \\ n\n".into()));
+        set(&mut m, "kind", Value::EnumNumber(2));
+        set(
+            &mut m,
+            "tags",
+            Value::List(vec![Value::String("x".into()), Value::String("y".into())]),
+        );
+        set(
+            &mut m,
+            "attrs",
+            Value::Map(
+                [
+                    (MapKey::String("z".into()), Value::I64(1)),
+                    (MapKey::String("a".into()), Value::I64(2)),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+        );
+        set(&mut m, "blob", Value::Bytes(vec![0xff, 0x00, 0x22].into()));
+        if full {
+            set(&mut m, "note", Value::String("hi".into()));
+            let ts = d.get_field_by_name("at").unwrap();
+            let Kind::Message(ts_desc) = ts.kind() else {
+                unreachable!()
+            };
+            let mut t = DynamicMessage::new(ts_desc);
+            t.set_field_by_name("seconds", Value::I64(1_700_000_000));
+            t.set_field_by_name("nanos", Value::I32(120_000_000));
+            set(&mut m, "at", Value::Message(t));
+            let w = d.get_field_by_name("maybe").unwrap();
+            let Kind::Message(w_desc) = w.kind() else {
+                unreachable!()
+            };
+            let mut wv = DynamicMessage::new(w_desc);
+            wv.set_field_by_name("value", Value::I32(-3));
+            set(&mut m, "maybe", Value::Message(wv));
+            let i = d.get_field_by_name("inner").unwrap();
+            let Kind::Message(i_desc) = i.kind() else {
+                unreachable!()
+            };
+            let mut inner = DynamicMessage::new(i_desc);
+            inner.set_field_by_name("x", Value::I32(3));
+            inner.set_field_by_name("y", Value::String("q".into()));
+            set(&mut m, "inner", Value::Message(inner));
+        }
+        m
+    }
+
+    const COLUMNS: &[(&str, &str)] = &[
+        ("id", "Int64"),
+        ("delta", "Int32"),
+        ("big", "UInt64"),
+        ("ok", "Bool"),
+        ("score", "Float64"),
+        ("ratio", "Float32"),
+        ("name", "String"),
+        ("note", "Nullable(String)"),
+        ("kind", "Enum8('A' = 0, 'B' = 1, 'C' = 2)"),
+        ("tags", "Array(String)"),
+        ("attrs", "Map(String, Int64)"),
+        ("at", "Nullable(DateTime64(3, 'UTC'))"),
+        ("maybe", "Nullable(Int32)"),
+        ("inner", "Nullable(Tuple(x Int32, y String))"),
+        ("blob", "String"),
+    ];
+
+    #[test]
+    fn every_type_converts_as_its_json_form_does() {
+        let c = Compiled::new(PROTO, &[]).unwrap();
+        // Nullable columns so that unset fields have somewhere to go.
+        let cols: Vec<ColumnPlan> = COLUMNS
+            .iter()
+            .map(|(n, t)| {
+                let col = ColumnPlan::field(*n, ty(t));
+                if t.starts_with("Nullable") {
+                    col.on_missing(crate::decode::json::OnMissing::Null)
+                } else {
+                    col
+                }
+            })
+            .collect();
+        let p = RowPlan::new(cols, UnknownFields::Error, false).unwrap();
+        for full in [false, true] {
+            // A lone 0 is the first message; [1, 0] the same, written out.
+            for indexes in [&[0u8][..], &[2, 0][..]] {
+                let got = row(&p, &framed(indexes, &order(&c, full))).unwrap();
+                let (note, at, maybe, inner) = if full {
+                    ("\"hi\"", "\"2023-11-14 22:13:20.12\"", "-3", "[3,\"q\"]")
+                } else {
+                    ("null", "null", "null", "null")
+                };
+                let json = format!(
+                    r#"{{"id":-9007199254740993,"delta":-7,"big":18446744073709551615,"ok":true,
+                    "score":0.1,"ratio":{},"name":"a \"q\" \\ n\n","note":{note},"kind":"C",
+                    "tags":["x","y"],"attrs":{{"a":2,"z":1}},"at":{at},"maybe":{maybe},
+                    "inner":{inner},"blob":"__"}}"#,
+                    f64::from(0.1f32)
+                );
+                let mut want = Vec::new();
+                encode_json_row(&p, json.as_bytes(), &META, &mut want).unwrap();
+                // The blob's bytes are not valid JSON text: patch them into the JSON row.
+                let at = want.len() - 3;
+                want.splice(at.., [3, 0xff, 0x00, 0x22]);
+                assert_eq!(got, want, "full {full}, indexes {indexes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn proto3_scalars_not_on_the_wire_are_zero_and_unknown_fields_follow_the_route() {
+        let c = Compiled::new(PROTO, &[]).unwrap();
+        let empty = DynamicMessage::new(order_desc(&c));
+        let p = plan(&[("id", "Int64"), ("name", "String")], UnknownFields::Error);
+        assert_eq!(
+            row(&p, &framed(&[0], &empty)).unwrap(),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let e = row(&p, &framed(&[0], &order(&c, false)))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "unknown field \"delta\"");
+        // An optional field that is not set is missing: no default, an error naming it.
+        let p = plan(&[("note", "String")], UnknownFields::Ignore);
+        let e = row(&p, &framed(&[0], &empty)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("missing field \"note\" for column note String"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_messages_say_why() {
+        let c = Compiled::new(PROTO, &[]).unwrap();
+        let p = plan(
+            &[("id", "Int64"), ("only", "String")],
+            UnknownFields::Ignore,
+        );
+        let good = framed(&[0], &order(&c, true));
+        let e = row(&p, &good[..good.len() - 3]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid Protobuf message: shop.Order does not decode"),
+            "{e}"
+        );
+        let e = row(&p, &framed(&[2, 6], &order(&c, true)))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid Protobuf message: message index [3] names no message of the schema"
+        );
+        let e = row(&p, &[0, 0, 0, 0, 7, 0x80]).unwrap_err().to_string();
+        assert_eq!(e, "invalid Protobuf message: truncated message indexes");
+        // Index 1 is `Other`, the file's second message: another message type, same id.
+        let mut other = DynamicMessage::new(
+            c.messages
+                .iter()
+                .find(|(_, m)| m.full_name() == "shop.Other")
+                .map(|(_, m)| m.clone())
+                .unwrap(),
+        );
+        other.set_field_by_name("only", Value::String("o".into()));
+        let only = plan(&[("only", "String")], UnknownFields::Error);
+        assert_eq!(row(&only, &framed(&[2, 2], &other)).unwrap(), [1, b'o']);
+        // A wrong value for its column names the field and the column.
+        let p = plan(&[("delta", "UInt8")], UnknownFields::Ignore);
+        let e = row(&p, &good).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "field \"delta\" -> column delta UInt8: -7 out of range 0..=255"
+        );
+    }
+
+    #[test]
+    fn schemas_compile_with_their_imports_or_say_why() {
+        let dep = (
+            "common/money.proto".to_string(),
+            "syntax = \"proto3\"; package m; message Money { int64 cents = 1; }".to_string(),
+        );
+        let main =
+            "syntax = \"proto3\"; import \"common/money.proto\"; message P { m.Money price = 1; }";
+        let c = Compiled::new(main, std::slice::from_ref(&dep)).unwrap();
+        assert_eq!(c.messages.len(), 1);
+        let e = Compiled::new(main, &[]).unwrap_err();
+        assert!(e.starts_with("not a valid Protobuf schema"), "{e}");
+        assert!(Compiled::new("syntax = \"proto3\";", &[])
+            .unwrap_err()
+            .contains("no message"));
+        // Nested types are numbered in declaration order, map entries included.
+        let c = Compiled::new(
+            "syntax = \"proto3\"; message A { map<string, int32> m = 1; message B {} } message C {}",
+            &[],
+        )
+        .unwrap();
+        let mut paths: Vec<(Vec<i64>, String)> = c
+            .messages
+            .iter()
+            .map(|(p, m)| (p.clone(), m.name().to_string()))
+            .collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                (vec![0], "A".to_string()),
+                (vec![0, 0], "MEntry".to_string()),
+                (vec![0, 1], "B".to_string()),
+                (vec![1], "C".to_string()),
+            ]
+        );
+    }
+}
