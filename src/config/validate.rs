@@ -401,22 +401,11 @@ fn validate_schema_registry(
     r: &RawSchemaRegistry,
     read_file: FileReader<'_>,
 ) -> Result<SchemaRegistryConfig, ConfigError> {
-    let url = non_empty("schema_registry.url", &r.url)?;
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| {
-            err(
-                "schema_registry.url",
-                format!("{url:?} must start with http:// or https://"),
-            )
-        })?;
-    if rest.contains('@') {
-        return Err(err(
-            "schema_registry.url",
-            "credentials in the URL are not allowed (they would end up in logs); use schema_registry.username and schema_registry.password",
-        ));
-    }
+    let url = http_url(
+        "schema_registry.url",
+        &r.url,
+        "schema_registry.username and schema_registry.password",
+    )?;
     let ca_file = path(&r.ca_file);
     if ca_file.is_some() && url.starts_with("http://") {
         return Err(err(
@@ -784,26 +773,37 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
     })
 }
 
-fn validate_clickhouse(
-    c: &RawClickHouse,
-    read_file: FileReader<'_>,
-) -> Result<ClickHouseConfig, ConfigError> {
-    let url = non_empty("clickhouse.url", &c.url)?;
+/// An http:// or https:// URL without credentials in it (they would end up in logs;
+/// `use_instead` names the keys that take them).
+fn http_url(field: &str, url: &str, use_instead: &str) -> Result<String, ConfigError> {
+    let url = non_empty(field, url)?;
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| {
             err(
-                "clickhouse.url",
+                field,
                 format!("{url:?} must start with http:// or https://"),
             )
         })?;
     if rest.contains('@') {
         return Err(err(
-            "clickhouse.url",
-            "credentials in the URL are not allowed (they would end up in logs); use clickhouse.user and clickhouse.password",
+            field,
+            format!("credentials in the URL are not allowed (they would end up in logs); use {use_instead}"),
         ));
     }
+    Ok(url)
+}
+
+fn validate_clickhouse(
+    c: &RawClickHouse,
+    read_file: FileReader<'_>,
+) -> Result<ClickHouseConfig, ConfigError> {
+    let url = http_url(
+        "clickhouse.url",
+        &c.url,
+        "clickhouse.user and clickhouse.password",
+    )?;
     let url = url.trim_end_matches('/').to_string();
     let compression = match c.compression.as_deref().unwrap_or("auto") {
         "auto" => Compression::Auto,

@@ -253,6 +253,21 @@ impl Compiler {
     }
 }
 
+/// Arrays and maps of values that take no bytes (nulls, empty records) hold at most this
+/// many items.
+const MAX_EMPTY_ITEMS: u64 = 1 << 16;
+
+/// Whether a value of `node` can take no bytes at all.
+fn empty(nodes: &[Node], node: usize, depth: usize) -> bool {
+    match nodes.get(node) {
+        Some(Node::Null) | Some(Node::Fixed(0)) => true,
+        Some(Node::Record(fields)) if depth < MAX_DEPTH => {
+            fields.iter().all(|(_, f)| empty(nodes, *f, depth + 1))
+        }
+        _ => false,
+    }
+}
+
 /// A compiled schema bound to a route's plan: each top-level field's id in the plan
 /// (`None`: no column reads it).
 #[derive(Debug, Clone)]
@@ -398,14 +413,35 @@ impl Reader<'_> {
         self.take(n)
     }
 
-    /// The next block's item count of an array or map (0 at the end); a negative count is
-    /// followed by the block's size in bytes, which we do not need.
-    fn block(&mut self) -> Read<usize> {
-        let n = self.long()?;
-        if n < 0 {
-            self.long()?;
+    /// The items of an array or map: blocks of items until an empty one. A block's count
+    /// may be negative, then followed by the block's size in bytes, which we do not need.
+    /// `each` reads one item and gets its index. Items that take at least a byte cannot
+    /// outnumber the bytes left; items of nothing (`empty`: nulls, empty records) are capped
+    /// at [`MAX_EMPTY_ITEMS`]: either way a 10-byte count cannot spin or fill memory.
+    fn items(
+        &mut self,
+        empty: bool,
+        mut each: impl FnMut(&mut Self, usize) -> Read<()>,
+    ) -> Read<()> {
+        let mut i = 0u64;
+        loop {
+            let n = self.long()?;
+            if n == 0 {
+                return Ok(());
+            }
+            if n < 0 {
+                self.long()?;
+            }
+            let n = n.unsigned_abs();
+            let left = (self.b.len() - self.pos) as u64;
+            if (!empty && n > left) || (empty && i + n > MAX_EMPTY_ITEMS) {
+                return Err(format!("a block of {n} items with {left} bytes left"));
+            }
+            for _ in 0..n {
+                each(self, i as usize)?;
+                i += 1;
+            }
         }
-        usize::try_from(n.unsigned_abs()).map_err(|_| "block too large".to_string())
     }
 
     fn branch(&mut self, branches: &[usize]) -> Read<usize> {
@@ -534,42 +570,26 @@ fn write_json(
         }
         Node::Array(items) => {
             out.push(b'[');
-            let mut first = true;
-            loop {
-                let n = r.block()?;
-                if n == 0 {
-                    break;
+            r.items(empty(nodes, *items, 0), |r, i| {
+                if i > 0 {
+                    out.push(b',');
                 }
-                for _ in 0..n {
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    write_json(nodes, *items, r, out, depth + 1)?;
-                }
-            }
+                write_json(nodes, *items, r, out, depth + 1).map(|_| ())
+            })?;
             out.push(b']');
             FieldKind::Arr
         }
         Node::Map(values) => {
             out.push(b'{');
-            let mut first = true;
-            loop {
-                let n = r.block()?;
-                if n == 0 {
-                    break;
+            // A map entry's key takes at least its length byte.
+            r.items(false, |r, i| {
+                if i > 0 {
+                    out.push(b',');
                 }
-                for _ in 0..n {
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    let k = r.bytes()?;
-                    json_string(k, out);
-                    out.push(b':');
-                    write_json(nodes, *values, r, out, depth + 1)?;
-                }
-            }
+                json_string(r.bytes()?, out);
+                out.push(b':');
+                write_json(nodes, *values, r, out, depth + 1).map(|_| ())
+            })?;
             out.push(b'}');
             FieldKind::Obj
         }
@@ -644,25 +664,13 @@ fn skip(nodes: &[Node], node: usize, r: &mut Reader<'_>, depth: usize) -> Read<(
         Some(Node::Bytes | Node::Decimal { fixed: None, .. }) => {
             r.bytes()?;
         }
-        Some(Node::Array(items)) => loop {
-            let n = r.block()?;
-            if n == 0 {
-                break;
-            }
-            for _ in 0..n {
-                skip(nodes, *items, r, depth + 1)?;
-            }
-        },
-        Some(Node::Map(values)) => loop {
-            let n = r.block()?;
-            if n == 0 {
-                break;
-            }
-            for _ in 0..n {
-                r.bytes()?;
-                skip(nodes, *values, r, depth + 1)?;
-            }
-        },
+        Some(Node::Array(items)) => r.items(empty(nodes, *items, 0), |r, _| {
+            skip(nodes, *items, r, depth + 1)
+        })?,
+        Some(Node::Map(values)) => r.items(false, |r, _| {
+            r.bytes()?;
+            skip(nodes, *values, r, depth + 1)
+        })?,
         Some(Node::Union(branches)) => {
             let b = r.branch(branches)?;
             skip(nodes, b, r, depth + 1)?;
@@ -917,6 +925,23 @@ mod tests {
             super::super::registered::schema_id(&[0, 0, 1, 0, 2, 9]).unwrap(),
             65_538
         );
+        // A block count far beyond the bytes left is refused before any item is read.
+        let arr = r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array","items":"null"}}]}"#;
+        let p1 = plan(&[("a", "Array(Nullable(Int8))")], UnknownFields::Ignore);
+        let mut m = vec![0, 0, 0, 0, 7, 0xfe, 0xff, 0xff, 0xff, 0x0f, 0];
+        let e = row(&p1, arr, &m).unwrap_err().to_string();
+        assert!(
+            e.ends_with("a block of 2147483647 items with 1 bytes left"),
+            "{e}"
+        );
+        m.splice(5..10, [4]); // 2 nulls: fine, they take no bytes
+        assert_eq!(row(&p1, arr, &m).unwrap(), [2, 1, 1]);
+        let longs = arr.replace("\"null\"", "\"long\"");
+        let p2 = plan(&[("a", "Array(Int64)")], UnknownFields::Ignore);
+        let e = row(&p2, &longs, &[0, 0, 0, 0, 7, 6, 2, 4])
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("a block of 3 items with 2 bytes left"), "{e}");
         // An enum index out of range, a bad union branch, a bad boolean.
         let schema = r#"{"type":"record","name":"R","fields":[
             {"name":"e","type":{"type":"enum","name":"E","symbols":["A"]}},
