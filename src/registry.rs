@@ -32,7 +32,7 @@ pub enum FetchError {
     #[error("{0}")]
     Unusable(String),
     /// For now: the registry could not answer; ask again later.
-    #[error("schema registry unavailable: {0}")]
+    #[error("unavailable: {0}")]
     Unavailable(String),
 }
 
@@ -118,7 +118,7 @@ impl Registry {
         let url = format!("{}/subjects", self.url);
         let body = self.get(&url).await.map_err(|e| e.to_string())?;
         let subjects: Vec<String> = serde_json::from_slice(&body)
-            .map_err(|e| format!("{url}: not a list of subjects: {e}"))?;
+            .map_err(|e| format!("{url}: the answer is not a list of subjects: {e}"))?;
         Ok(subjects.len())
     }
 

@@ -250,7 +250,7 @@ async fn check_reports_the_registry_and_the_avro_plan() {
     let (ok, out) = run_check(cfg_text("http://127.0.0.1:9/apis/ccompat/v7")).await;
     assert!(!ok, "{out}");
     assert!(
-        out.contains("schema registry: FAILED: schema registry unavailable: http://127.0.0.1:9/"),
+        out.contains("schema registry: FAILED: unavailable: http://127.0.0.1:9/"),
         "{out}"
     );
     assert!(!out.contains("sr-Pw-77c1"), "{out}");

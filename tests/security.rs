@@ -1,7 +1,8 @@
 //! Secure connections against the real servers of `./dev/testbed up --secure`: the Apache
 //! Kafka broker's SASL_SSL (PLAIN, SCRAM-SHA-256/512), SSL with client certificates (mTLS) and
 //! SASL_PLAINTEXT listeners, ClickHouse 26.9 over HTTPS with a password user (TLS terminated in
-//! front of chdb, which cannot listen HTTPS) and ClickHouse 18.16 serving HTTPS itself.
+//! front of chdb, which cannot listen HTTPS), ClickHouse 18.16 serving HTTPS itself, and the
+//! schema registry over HTTPS.
 //!
 //! - Ingest: the real pipeline (consumer, dead-letter producer) over SCRAM-SHA-512, PLAIN and
 //!   mTLS; row counts and contents checked; the CLI tools over the same config.
@@ -47,6 +48,7 @@ struct Sec {
     ch_user: String,
     ch_password: String,
     legacy_ch_https: Option<String>,
+    registry_https: String,
 }
 
 fn sec() -> Option<Sec> {
@@ -80,6 +82,7 @@ fn sec() -> Option<Sec> {
         ch_user: need("SLUICE_TEST_CLICKHOUSE_SECURE_USER"),
         ch_password: need("SLUICE_TEST_CLICKHOUSE_SECURE_PASSWORD"),
         legacy_ch_https: v("SLUICE_TEST_LEGACY_CLICKHOUSE_HTTPS_URL"),
+        registry_https: need("SLUICE_TEST_REGISTRY_HTTPS_URL"),
     })
 }
 
@@ -550,6 +553,70 @@ async fn legacy_clickhouse_serves_https_itself() {
         (300u64 * 299 / 2).to_string()
     );
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn avro_over_sasl_ssl_with_the_schema_registry_over_https() {
+    use apache_avro::types::Value as V;
+    let Some(s) = sec() else { return };
+    let topic = unique("sec_avro");
+    create_topic(&topic, 2).await;
+    create_table(&topic).await;
+    let schema = r#"{"type":"record","name":"R","fields":[
+        {"name":"id","type":"long"},{"name":"name","type":"string"}]}"#;
+    let id = register_schema(&format!("{topic}-value"), None, schema).await;
+    let parsed = apache_avro::Schema::parse_str(schema).unwrap();
+    let msgs = (0..300i64).map(|i| {
+        let mut m = vec![0];
+        m.extend(id.to_be_bytes());
+        let v = V::Record(vec![
+            ("id".into(), V::Long(i)),
+            ("name".into(), V::String(format!("n{i}"))),
+        ]);
+        m.extend(apache_avro::to_avro_datum(&parsed, v).unwrap());
+        Msg {
+            partition: Some((i % 2) as i32),
+            key: None,
+            payload: Some(m),
+            headers: Vec::new(),
+        }
+    });
+    produce(&topic, msgs);
+    let registry = |ca: &str| {
+        format!(
+            "\n[schema_registry]\nurl = \"{}\"\nca_file = \"{ca}\"\n",
+            s.registry_https
+        )
+    };
+    let config = format!(
+        "{}{}{}{}",
+        s.sasl_ssl(&unique("g"), "SCRAM-SHA-512"),
+        ok_clickhouse(&s),
+        route(
+            &topic,
+            &topic,
+            "delivery = \"at-least-once\"\nformat = \"avro\""
+        ),
+        registry(&s.ca)
+    );
+    let running = start(&config);
+    let got = wait_for_count(&format!("default.{topic}"), 300, Duration::from_secs(60)).await;
+    running.stop().await;
+    assert_eq!(got, 300);
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT countIf(name = concat('n', toString(id))) FROM default.{topic}"
+        ))
+        .await,
+        300
+    );
+    // A registry certificate from another CA: check and run name the registry and stop.
+    let untrusted = config.replace(&registry(&s.ca), &registry(&s.other_ca));
+    assert_fails_clearly(
+        &untrusted,
+        &["schema registry", "certificate"],
+        "registry_unknown_ca",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
