@@ -147,6 +147,112 @@ async fn raw_values_land_on_18_16() {
     );
 }
 
+/// Avro from the schema registry into 18.16 (plain RowBinary, constant defaults evaluated
+/// by sluice, ReplicatedMergeTree): two schema versions, exactly-once, every value compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_records_land_on_18_16() {
+    use apache_avro::types::Value as V;
+    init_logs();
+    let url = legacy_ch_url();
+    let topic = unique("legacyavro");
+    create_topic(&topic, 2).await;
+    let table = replicated_table(
+        &url,
+        &topic,
+        "id UInt64, qty Int32 DEFAULT 7, name String, price Decimal(18, 2), day Date, \
+         tags Array(String), note Nullable(String)",
+    )
+    .await;
+    let v1 = r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},
+        {"name":"name","type":"string"},
+        {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":18,"scale":2}},
+        {"name":"day","type":{"type":"int","logicalType":"date"}},
+        {"name":"tags","type":{"type":"array","items":"string"}},
+        {"name":"note","type":["null","string"]}]}"#;
+    let v2 = v1.replace(
+        r#"{"name":"id","type":"long"},"#,
+        r#"{"name":"id","type":"long"},{"name":"qty","type":"int","default":0},"#,
+    );
+    let subject = format!("{topic}-value");
+    let ids = [
+        register_schema(&subject, None, v1).await,
+        register_schema(&subject, None, &v2).await,
+    ];
+    let schemas = [
+        apache_avro::Schema::parse_str(v1).unwrap(),
+        apache_avro::Schema::parse_str(&v2).unwrap(),
+    ];
+    let total = 1_000i64;
+    produce(
+        &topic,
+        (0..total).map(|i| {
+            let which = (i % 2) as usize;
+            let mut fields = vec![("id".to_string(), V::Long(i))];
+            if which == 1 {
+                fields.push(("qty".into(), V::Int(-(i as i32))));
+            }
+            fields.extend([
+                ("name".into(), V::String(format!("n{i}"))),
+                (
+                    "price".into(),
+                    V::Decimal(apache_avro::Decimal::from(
+                        (i * 7 - 300).to_be_bytes().to_vec(),
+                    )),
+                ),
+                ("day".into(), V::Date(19_000 + i as i32)),
+                ("tags".into(), V::Array(vec![V::String(format!("t{i}"))])),
+                (
+                    "note".into(),
+                    if i % 3 == 0 {
+                        V::Union(0, Box::new(V::Null))
+                    } else {
+                        V::Union(1, Box::new(V::String(format!("x{i}"))))
+                    },
+                ),
+            ]);
+            let mut m = vec![0];
+            m.extend(ids[which].to_be_bytes());
+            m.extend(apache_avro::to_avro_datum(&schemas[which], V::Record(fields)).unwrap());
+            Msg {
+                partition: Some((i % 2) as i32),
+                key: None,
+                payload: Some(m),
+                headers: Vec::new(),
+            }
+        }),
+    );
+    let mut text = config_at(
+        &url,
+        &unique("g"),
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"\nformat = \"avro\"",
+    );
+    text.push_str(&format!(
+        "\n[schema_registry]\nurl = \"{}\"\n",
+        registry_url()
+    ));
+    let run = start(&text);
+    let got = wait_for_count_at(&url, &table, total as u64, Duration::from_secs(90)).await;
+    run.stop().await;
+    assert_eq!(got, total as u64);
+    let ok = ch_at(
+        &url,
+        &format!(
+            "SELECT countIf(qty = if(id % 2 = 0, 7, -toInt32(id)) AND name = concat('n', toString(id))
+                AND toInt64(price * 100) = toInt64(id) * 7 - 300
+                AND day = toDate(19000 + id) AND tags = [concat('t', toString(id))]
+                AND if(id % 3 = 0, isNull(note), note = concat('x', toString(id))))
+                - count() + uniqExact(id) FROM {table}"
+        ),
+    )
+    .await;
+    assert_eq!(
+        ok.trim(),
+        total.to_string(),
+        "rows differ or repeat on 18.16"
+    );
+}
+
 /// 18.16 knows no `Content-Encoding: lz4`, but reads ClickHouse's own LZ4 blocks
 /// (`decompress=1`): batches the memory budget would cut short are held and sent packed there
 /// too, and land whole, once, with the messages' contents, in a ReplicatedMergeTree whose
