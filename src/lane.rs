@@ -49,7 +49,7 @@ use crate::dedup;
 use crate::dlq::DeadLetterProducer;
 use crate::kafka::records::{OwnedRecord, Record, RecordChunk};
 use crate::kafka::refetch::Refetcher;
-use crate::registry::{FetchError, Registry};
+use crate::registry::{FetchError, Registry, NOT_FOUND_RETRIES};
 use crate::telemetry::{PartitionGauges, RouteMetrics};
 
 /// Everything the lanes of one route share.
@@ -361,7 +361,9 @@ impl Lane {
 
     /// Avro/Protobuf: makes sure every schema id in `chunk` is known before its messages are
     /// encoded. A registry that cannot answer is waited for (with backoff), because a
-    /// message must not be dead-lettered for the registry's outage; nothing of the chunk is
+    /// message must not be dead-lettered for the registry's outage; an id it does not know
+    /// is asked about a few more times (a replica may lag behind a registration) before its
+    /// messages are dead-lettered. Nothing of the chunk is
     /// batched meanwhile. (A revocation or shutdown during that wait is seen once it ends;
     /// `service.shutdown_timeout` bounds a shutdown's wait.)
     async fn load_schemas(&mut self, chunk: &RecordChunk) {
@@ -379,17 +381,24 @@ impl Lane {
                 continue;
             }
             let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+            let mut not_found = 0;
             let got = loop {
-                match registry.schema(id).await {
+                let retry = match registry.schema(id).await {
                     Ok(raw) => break registered::bind(self.rt.route.format, &raw, &self.rt.plan),
                     Err(FetchError::Unusable(why)) => break Err(why),
-                    Err(e @ FetchError::Unavailable(_)) => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(partition = %self.id, schema_id = id, error = %e, retry_in = ?delay,
-                            "cannot get the message's schema; waiting for the registry");
-                        tokio::time::sleep(delay).await;
+                    Err(FetchError::NotFound(why)) => {
+                        not_found += 1;
+                        if not_found > NOT_FOUND_RETRIES {
+                            break Err(why);
+                        }
+                        why
                     }
-                }
+                    Err(e @ FetchError::Unavailable(_)) => e.to_string(),
+                };
+                let delay = backoff.next_delay();
+                tracing::warn!(partition = %self.id, schema_id = id, error = %retry, retry_in = ?delay,
+                    "cannot get the message's schema; waiting for the registry");
+                tokio::time::sleep(delay).await;
             };
             match &got {
                 Ok(_) => tracing::info!(partition = %self.id, schema_id = id, "schema loaded"),

@@ -34,7 +34,15 @@ pub enum FetchError {
     /// For now: the registry could not answer; ask again later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The registry does not know the id. Usually for good (a wrong registry, a corrupt
+    /// message), but a registry replica may not have a schema registered a moment ago yet:
+    /// worth a few more questions before the message is given up ([`NOT_FOUND_RETRIES`]).
+    #[error("{0}")]
+    NotFound(String),
 }
+
+/// How often a lane asks again about an id the registry did not know (about 6 s in all).
+pub const NOT_FOUND_RETRIES: u32 = 5;
 
 pub struct Registry {
     http: reqwest::Client,
@@ -131,7 +139,8 @@ impl Registry {
         let kept = match got {
             Ok(c) => Ok(Arc::new(c)),
             Err(FetchError::Unusable(why)) => Err(why),
-            Err(e @ FetchError::Unavailable(_)) => return Err(e),
+            // Not kept: the next question may find it (see `FetchError::NotFound`).
+            Err(e @ (FetchError::Unavailable(_) | FetchError::NotFound(_))) => return Err(e),
         };
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(id, kept.clone());
@@ -220,7 +229,7 @@ impl Registry {
         }
         let detail = registry_message(&body);
         match status.as_u16() {
-            404 => Err(FetchError::Unusable(format!(
+            404 => Err(FetchError::NotFound(format!(
                 "not found in the schema registry ({detail})"
             ))),
             401 | 403 => Err(FetchError::Unavailable(format!(

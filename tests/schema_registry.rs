@@ -256,9 +256,19 @@ async fn check_reports_the_registry_and_the_avro_plan() {
     assert!(!out.contains("sr-Pw-77c1"), "{out}");
 }
 
-/// A registry in front of the real one that answers 503 to schema lookups while `down` is
-/// set (an outage the real server cannot be asked to have; everything else is forwarded).
-async fn flaky_registry(down: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+/// What [`flaky_registry`] does to schema lookups.
+#[derive(Default)]
+struct Faults {
+    /// Answer 503 while set.
+    down: std::sync::atomic::AtomicBool,
+    /// Answer 404 to this many lookups (a replica that has not seen a new schema yet).
+    not_found: std::sync::atomic::AtomicU32,
+}
+
+/// A registry in front of the real one that answers schema lookups with the failures
+/// `faults` asks for (ones the real server cannot be asked to have); everything else, and
+/// every lookup once no fault is left, is forwarded.
+async fn flaky_registry(faults: std::sync::Arc<Faults>) -> String {
     use http_body_util::Full;
     use hyper::body::Bytes;
     use hyper_util::rt::TokioIo;
@@ -273,19 +283,33 @@ async fn flaky_registry(down: std::sync::Arc<std::sync::atomic::AtomicBool>) -> 
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let (down, upstream, http) = (down.clone(), upstream.clone(), http.clone());
+            let (faults, upstream, http) = (faults.clone(), upstream.clone(), http.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                    let (down, upstream, http) = (down.clone(), upstream.clone(), http.clone());
+                    let (faults, upstream, http) = (faults.clone(), upstream.clone(), http.clone());
                     async move {
                         let path = req.uri().path().to_string();
-                        let (status, body) =
-                            if down.load(Ordering::SeqCst) && path.contains("/schemas/ids/") {
-                                (503, b"{\"error_code\":50301,\"message\":\"down\"}".to_vec())
-                            } else {
-                                let r = http.get(format!("{upstream}{path}")).send().await.unwrap();
-                                (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-                            };
+                        let lookup = path.contains("/schemas/ids/");
+                        let down = lookup && faults.down.load(Ordering::SeqCst);
+                        let unknown = lookup
+                            && !down
+                            && faults
+                                .not_found
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok();
+                        let (status, body) = if down {
+                            (503, b"{\"error_code\":50301,\"message\":\"down\"}".to_vec())
+                        } else if unknown {
+                            (
+                                404,
+                                b"{\"error_code\":40403,\"message\":\"Schema not found\"}".to_vec(),
+                            )
+                        } else {
+                            let r = http.get(format!("{upstream}{path}")).send().await.unwrap();
+                            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+                        };
                         Ok::<_, std::convert::Infallible>(
                             hyper::Response::builder()
                                 .status(status)
@@ -304,11 +328,9 @@ async fn flaky_registry(down: std::sync::Arc<std::sync::atomic::AtomicBool>) -> 
     format!("http://{addr}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_registry_outage_holds_the_messages_back_instead_of_dead_lettering_them() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    init_logs();
-    let topic = unique("avro_outage");
+/// A fresh topic and table with `n` Avro records of a registered schema; returns the topic.
+async fn simple_avro_topic(prefix: &str, n: i64) -> String {
+    let topic = unique(prefix);
     create_topic(&topic, 2).await;
     create_topic(&format!("{topic}.dlq"), 1).await;
     ch(&format!(
@@ -320,7 +342,6 @@ async fn a_registry_outage_holds_the_messages_back_instead_of_dead_lettering_the
         {"name":"id","type":"long"},{"name":"name","type":"string"}]}"#;
     let id = register_schema(&format!("{topic}-value"), None, schema).await;
     let s = Schema::parse_str(schema).unwrap();
-    let n = 400i64;
     produce(
         &topic,
         (0..n).map(|i| {
@@ -334,9 +355,31 @@ async fn a_registry_outage_holds_the_messages_back_instead_of_dead_lettering_the
             )
         }),
     );
+    topic
+}
 
-    let down = std::sync::Arc::new(AtomicBool::new(true));
-    let url = flaky_registry(down.clone()).await;
+/// Every one of `n` records of [`simple_avro_topic`] stored once, nothing dead-lettered.
+async fn assert_all_stored(topic: &str, n: i64, summary: &sluice::pipeline::RunSummary) {
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT countIf(name = concat('r', toString(id))) - count() + uniqExact(id) FROM default.{topic}"
+        ))
+        .await,
+        n as u64
+    );
+    assert_eq!(summary.dead_lettered, 0);
+    assert!(dead_letter_reasons(&format!("{topic}.dlq")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_outage_holds_the_messages_back_instead_of_dead_lettering_them() {
+    use std::sync::atomic::Ordering;
+    init_logs();
+    let n = 400i64;
+    let topic = simple_avro_topic("avro_outage", n).await;
+    let faults = std::sync::Arc::new(Faults::default());
+    faults.down.store(true, Ordering::SeqCst);
+    let url = flaky_registry(faults.clone()).await;
     let group = unique("g");
     let mut text = config(
         &group,
@@ -352,7 +395,7 @@ async fn a_registry_outage_holds_the_messages_back_instead_of_dead_lettering_the
         0
     );
     assert_eq!(committed_total(&group, &topic, 2), 0, "nothing committed");
-    down.store(false, Ordering::SeqCst);
+    faults.down.store(false, Ordering::SeqCst);
     let got = wait_for_count(
         &format!("default.{topic}"),
         n as u64,
@@ -362,15 +405,28 @@ async fn a_registry_outage_holds_the_messages_back_instead_of_dead_lettering_the
     wait_for_commit(&group, &topic, 2, n).await;
     let summary = run.stop().await;
     assert_eq!(got, n as u64);
+    assert_all_stored(&topic, n, &summary).await;
+}
+
+/// A registry replica that has not seen a schema yet answers 404 for a moment: the lanes
+/// ask again rather than dead-letter the messages at the first 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schema_the_registry_does_not_know_yet_is_asked_for_again() {
+    use std::sync::atomic::Ordering;
+    init_logs();
+    let n = 200i64;
+    let topic = simple_avro_topic("avro_lag", n).await;
+    let faults = std::sync::Arc::new(Faults::default());
+    // At most 4 of the two lanes' lookups: neither lane can see more than its 5 retries.
+    faults.not_found.store(4, Ordering::SeqCst);
+    let url = flaky_registry(faults.clone()).await;
+    let summary = run_until_stored(&topic, "avro", &url, n as u64, n).await;
     assert_eq!(
-        ch_u64(&format!(
-            "SELECT countIf(name = concat('r', toString(id))) - count() + uniqExact(id) FROM default.{topic}"
-        ))
-        .await,
-        n as u64
+        faults.not_found.load(Ordering::SeqCst),
+        0,
+        "every 404 was answered"
     );
-    assert_eq!(summary.dead_lettered, 0);
-    assert!(dead_letter_reasons(&format!("{topic}.dlq")).is_empty());
+    assert_all_stored(&topic, n, &summary).await;
 }
 
 const MONEY_PROTO: &str = r#"syntax = "proto3";
