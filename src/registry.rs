@@ -130,6 +130,45 @@ impl Registry {
         Ok(subjects.len())
     }
 
+    /// Registers `schema` (of `schema_type`: AVRO, PROTOBUF) under `subject`, as a
+    /// producer's serializer does, and returns its id (the same id for the same schema).
+    pub async fn register(
+        &self,
+        subject: &str,
+        schema_type: &str,
+        schema: &str,
+    ) -> Result<u32, String> {
+        let url = format!("{}/subjects/{}/versions", self.url, encode_path(subject));
+        let body = serde_json::json!({ "schemaType": schema_type, "schema": schema });
+        let mut req = self
+            .http
+            .post(&url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .body(body.to_string());
+        if let Some((user, pw)) = &self.credentials {
+            req = req.basic_auth(user, Some(pw.expose()));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", without_url(&e)))?;
+        let status = resp.status();
+        let text = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("{url}: {}", without_url(&e)))?;
+        if !status.is_success() {
+            return Err(format!("{url}: HTTP {status}: {}", registry_message(&text)));
+        }
+        #[derive(Deserialize)]
+        struct Registered {
+            id: u32,
+        }
+        serde_json::from_slice::<Registered>(&text)
+            .map(|r| r.id)
+            .map_err(|e| format!("{url}: the answer has no schema id: {e}"))
+    }
+
     /// The schema of `id`, from the cache or the registry.
     pub async fn schema(&self, id: u32) -> Result<Arc<RawSchema>, FetchError> {
         if let Some(known) = self.cached(id) {

@@ -443,3 +443,108 @@ async fn check_refuses_a_view_as_the_target() {
         "{t} ({table})"
     );
 }
+
+/// `produce --value-schema` writes JSON lines as Avro and as Protobuf of a schema it
+/// registers; the pipeline reads both back into tables, value for value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_writes_avro_and_protobuf_that_the_pipeline_reads() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tmp");
+    let avsc = dir.path().join("order.avsc");
+    std::fs::write(
+        &avsc,
+        r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"},
+            {"name":"name","type":"string"},{"name":"note","type":["null","string"]},
+            {"name":"kind","type":{"type":"enum","name":"K","symbols":["A","B"]}}]}"#,
+    )
+    .expect("write avsc");
+    let proto = dir.path().join("order.proto");
+    std::fs::write(
+        &proto,
+        "syntax = \"proto3\";\nmessage Envelope { string x = 1; }\n\
+         message Order { int64 id = 1; string name = 2; optional string note = 3; Kind kind = 4;\n\
+         enum Kind { A = 0; B = 1; } }\n",
+    )
+    .expect("write proto");
+    let avro_topic = unique("cli_avro");
+    let proto_topic = unique("cli_proto");
+    for t in [&avro_topic, &proto_topic] {
+        create_topic(t, 1).await;
+        ch(&format!(
+            "CREATE TABLE default.{t} (id Int64, name String, note Nullable(String), \
+             kind Enum8('A' = 0, 'B' = 1)) ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+    }
+    let n = 50;
+    let lines: String = (0..n)
+        .map(|i| {
+            let note = if i % 2 == 0 {
+                "null".to_string()
+            } else {
+                format!("\"n{i}\"")
+            };
+            format!(
+                "{{\"id\": {i}, \"name\": \"o{i}\", \"note\": {note}, \"kind\": \"{}\"}}\n",
+                ["A", "B"][i % 2]
+            )
+        })
+        .collect();
+    let registry = registry_url();
+    let avsc_s = avsc.to_string_lossy().to_string();
+    let proto_s = proto.to_string_lossy().to_string();
+    for (topic, schema, extra) in [
+        (&avro_topic, &avsc_s, None),
+        (&proto_topic, &proto_s, Some("Order")),
+    ] {
+        let mut args = vec![
+            "produce",
+            "--topic",
+            topic,
+            "--value-schema",
+            schema,
+            "--registry",
+            &registry,
+        ];
+        if let Some(m) = extra {
+            args.extend(["--message", m]);
+        }
+        let out = sluice(&args, Some(&lines));
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert!(
+            t.contains(&format!("registered under {topic}-value as id")),
+            "{t}"
+        );
+        assert!(t.contains(&format!("produced {n} messages")), "{t}");
+        // A line that does not fit stops the tool and says which line and why.
+        let bad = sluice(&args, Some("{\"id\": \"seven\"}\n"));
+        let t = text(&bad);
+        assert!(!bad.status.success(), "{t}");
+        assert!(t.contains("line 1 of stdin does not fit"), "{t}");
+    }
+    let mut cfg = config(
+        &unique("g"),
+        &[(&avro_topic, &avro_topic)],
+        "format = \"avro\"",
+    );
+    cfg.push_str(&format!(
+        "\n[[route]]\ntopic = \"{proto_topic}\"\ntable = \"{proto_topic}\"\nmax_age = \"200ms\"\n\
+         delivery = \"at-least-once\"\nformat = \"protobuf\"\n\n[schema_registry]\nurl = \"{registry}\"\n"
+    ));
+    let run = start(&cfg);
+    for t in [&avro_topic, &proto_topic] {
+        let got = wait_for_count(&format!("default.{t}"), n as u64, Duration::from_secs(60)).await;
+        assert_eq!(got, n as u64, "{t}");
+    }
+    run.stop().await;
+    for t in [&avro_topic, &proto_topic] {
+        let ok = ch_u64(&format!(
+            "SELECT countIf(name = concat('o', toString(id))
+                AND if(id % 2 = 0, isNull(note), note = concat('n', toString(id)))
+                AND kind = if(id % 2 = 0, 'A', 'B')) FROM default.{t}"
+        ))
+        .await;
+        assert_eq!(ok, n as u64, "{t}: rows differ from the lines produced");
+    }
+}

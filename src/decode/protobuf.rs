@@ -86,6 +86,26 @@ impl Compiled {
         }
         Ok(Compiled { messages })
     }
+
+    /// The message named `name` (its full or its simple name), or the file's first message,
+    /// with its message index path.
+    pub fn top_level(&self, name: Option<&str>) -> Result<(Vec<i64>, MessageDescriptor), String> {
+        let found = match name {
+            None => self.messages.iter().find(|(p, _)| p == &[0]),
+            Some(n) => self
+                .messages
+                .iter()
+                .find(|(_, m)| m.full_name() == n || m.name() == n),
+        };
+        found.cloned().ok_or_else(|| {
+            let names: Vec<&str> = self.messages.iter().map(|(_, m)| m.full_name()).collect();
+            format!(
+                "no message {:?} in the schema (it has {})",
+                name.unwrap_or(""),
+                names.join(", ")
+            )
+        })
+    }
 }
 
 /// `m` at `path` and its nested types after it, numbered as the wire format's message

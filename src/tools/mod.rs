@@ -3,4 +3,5 @@
 
 pub mod consume;
 pub mod produce;
+pub mod registry_encode;
 pub mod topics;

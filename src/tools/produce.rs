@@ -1,6 +1,7 @@
 //! `sluice produce`: JSON lines from stdin or files into a topic (the console producer), with
-//! a chosen acknowledgement level, keys taken from a JSON field, and a progress bar for bulk
-//! loads. Every message is acknowledged (or reported failed) before the command exits, so
+//! a chosen acknowledgement level, keys taken from a JSON field, a progress bar for bulk
+//! loads, and optionally each line written as Avro or Protobuf of a registered schema
+//! ([`super::registry_encode`]). Every message is acknowledged (or reported failed) before the command exits, so
 //! the printed count is what the broker accepted at that acks level.
 
 use std::io::BufRead;
@@ -81,6 +82,8 @@ impl std::str::FromStr for Acks {
 
 pub struct ProduceOptions {
     pub topic: String,
+    /// Turn each JSON line into an Avro or Protobuf message of a registered schema.
+    pub encoder: Option<super::registry_encode::ValueEncoder>,
     pub acks: Acks,
     pub compression: Codec,
     pub key_field: Option<String>,
@@ -199,6 +202,7 @@ pub fn produce(base: &ClientConfig, opts: &ProduceOptions) -> Result<ProduceRepo
         }
     }
     let mut line = Vec::with_capacity(4096);
+    let mut encoded = Vec::with_capacity(4096);
     let sources: Vec<String> = if opts.files.is_empty() {
         vec!["stdin".to_string()]
     } else {
@@ -222,9 +226,28 @@ pub fn produce(base: &ClientConfig, opts: &ProduceOptions) -> Result<ProduceRepo
                 continue;
             }
             let key = opts.key_field.as_deref().and_then(|f| key_of(trimmed, f));
+            let payload = match &opts.encoder {
+                None => trimmed,
+                Some(enc) => {
+                    if let Err(why) = enc.encode(trimmed, &mut encoded) {
+                        // As for a send error: what came before this line is delivered first.
+                        let flushed = producer.flush(Duration::from_secs(120)).is_ok();
+                        bail!(
+                            "line {line_no} of {source} {why}; the {} messages before it were {}",
+                            report.sent,
+                            if flushed {
+                                "sent and acknowledged"
+                            } else {
+                                "sent, not all acknowledged within 120s"
+                            }
+                        )
+                    }
+                    encoded.as_slice()
+                }
+            };
             loop {
                 let mut rec: BaseRecord<'_, [u8], [u8]> =
-                    BaseRecord::to(&opts.topic).payload(trimmed);
+                    BaseRecord::to(&opts.topic).payload(payload);
                 if let Some(k) = &key {
                     rec = rec.key(k.as_slice());
                 }
