@@ -223,7 +223,9 @@ fn avro_messages() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The narrow message's Protobuf schema: the same 12 fields.
+/// The narrow message's Protobuf schema: the same 12 fields, `ts` a Timestamp (a nested
+/// message: decoded into a DynamicMessage) or, in the flat variant, a string as in the JSON
+/// (every field a scalar: read straight from the wire).
 const NARROW_PROTO: &str = r#"syntax = "proto3";
 import "google/protobuf/timestamp.proto";
 message Event {
@@ -232,23 +234,31 @@ message Event {
   optional int64 parent = 10; repeated string tags = 11; string amount = 12;
 }"#;
 
+fn narrow_proto(flat: bool) -> String {
+    if flat {
+        NARROW_PROTO.replace("google.protobuf.Timestamp ts", "string ts")
+    } else {
+        NARROW_PROTO.to_string()
+    }
+}
+
 /// The narrow message's values as Protobuf in the registry's wire format (schema id 1,
 /// message index 0), encoded by prost-reflect as a producer's serializer would.
-fn protobuf_messages() -> Vec<Vec<u8>> {
+fn protobuf_messages(flat: bool) -> Vec<Vec<u8>> {
     use prost_reflect::{DynamicMessage, Kind, Value as P};
     use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
     use protox::prost::Message as _;
-    struct Mem;
+    struct Mem(String);
     impl FileResolver for Mem {
         fn open_file(&self, name: &str) -> Result<File, protox::Error> {
             match name {
-                "event.proto" => File::from_source(name, NARROW_PROTO),
+                "event.proto" => File::from_source(name, &self.0),
                 _ => Err(protox::Error::file_not_found(name)),
             }
         }
     }
     let mut chain = ChainFileResolver::new();
-    chain.add(Mem);
+    chain.add(Mem(narrow_proto(flat)));
     chain.add(GoogleFileResolver::new());
     let mut c = protox::Compiler::with_file_resolver(chain);
     c.open_file("event.proto").expect("bench proto");
@@ -256,18 +266,27 @@ fn protobuf_messages() -> Vec<Vec<u8>> {
         .descriptor_pool()
         .get_message_by_name("Event")
         .expect("bench message");
-    let Some(Kind::Message(ts)) = desc.get_field_by_name("ts").map(|f| f.kind()) else {
-        panic!("bench: ts is a Timestamp")
+    let ts = match desc.get_field_by_name("ts").map(|f| f.kind()) {
+        Some(Kind::Message(ts)) => Some(ts),
+        _ => None,
     };
     (0..BATCH)
         .map(|i| {
             let mut m = DynamicMessage::new(desc.clone());
             let mut set = |n: &str, v: P| m.set_field_by_name(n, v);
             set("id", P::U64(1_000_000 + i as u64));
-            let mut t = DynamicMessage::new(ts.clone());
-            t.set_field_by_name("seconds", P::I64(1_715_949_240 + (i % 60) as i64));
-            t.set_field_by_name("nanos", P::I32((i % 1000) as i32 * 1_000_000));
-            set("ts", P::Message(t));
+            match &ts {
+                Some(ts) => {
+                    let mut t = DynamicMessage::new(ts.clone());
+                    t.set_field_by_name("seconds", P::I64(1_715_949_240 + (i % 60) as i64));
+                    t.set_field_by_name("nanos", P::I32((i % 1000) as i32 * 1_000_000));
+                    set("ts", P::Message(t));
+                }
+                None => set(
+                    "ts",
+                    P::String(format!("2024-05-17 12:34:{:02}.{:03}", i % 60, i % 1000)),
+                ),
+            }
             set("user", P::String(format!("user_{}", i % 977)));
             set("url", P::String(format!("/api/v1/items/{}", 1_000_000 + i)));
             set("agent", P::String("Mozilla/5.0".into()));
@@ -368,9 +387,6 @@ fn bench(c: &mut Criterion) {
             black_box(out.len())
         })
     });
-    let proto = protobuf_messages();
-    let proto_avg = proto.iter().map(Vec::len).sum::<usize>() / proto.len();
-    let compiled = protobuf::Compiled::new(NARROW_PROTO, &[]).expect("bench schema");
     // An unset `optional` field is missing (JSON writes `null`): its Nullable column takes
     // NULL, as the pipeline's plan says for a Nullable column without a DEFAULT.
     let proto_plan = RowPlan::new(
@@ -388,25 +404,30 @@ fn bench(c: &mut Criterion) {
         false,
     )
     .expect("bench plan");
-    let bound = protobuf::Bound::new(&compiled, &proto_plan);
-    let mut scratch = ProtobufScratch::default();
-    g.bench_function(format!("protobuf_to_rowbinary_12col_{proto_avg}B"), |b| {
-        b.iter(|| {
-            out.clear();
-            for m in &proto {
-                encode_protobuf_row(
-                    &proto_plan,
-                    &bound,
-                    black_box(m),
-                    &meta,
-                    &mut scratch,
-                    &mut out,
-                )
-                .expect("bench row");
-            }
-            black_box(out.len())
-        })
-    });
+    for (variant, flat) in [("protobuf", false), ("protobuf_flat", true)] {
+        let proto = protobuf_messages(flat);
+        let proto_avg = proto.iter().map(Vec::len).sum::<usize>() / proto.len();
+        let compiled = protobuf::Compiled::new(&narrow_proto(flat), &[]).expect("bench schema");
+        let bound = protobuf::Bound::new(&compiled, &proto_plan);
+        let mut scratch = ProtobufScratch::default();
+        g.bench_function(format!("{variant}_to_rowbinary_12col_{proto_avg}B"), |b| {
+            b.iter(|| {
+                out.clear();
+                for m in &proto {
+                    encode_protobuf_row(
+                        &proto_plan,
+                        &bound,
+                        black_box(m),
+                        &meta,
+                        &mut scratch,
+                        &mut out,
+                    )
+                    .expect("bench row");
+                }
+                black_box(out.len())
+            })
+        });
+    }
     g.finish();
 
     // Criterion measures wall time, which other processes on a shared machine inflate. Also

@@ -10,5 +10,6 @@ pub mod avro;
 pub mod json;
 pub mod jsontext;
 pub mod protobuf;
+mod protowire;
 pub mod registered;
 pub mod text;

@@ -36,6 +36,7 @@ use super::json::{
     encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan, UnknownFields,
 };
 use super::jsontext::{json_string, write_float, write_scaled};
+use super::protowire::{write_flat, FlatPlan, FlatScratch};
 use super::registered::MAX_DEPTH;
 
 /// The name the registry's schema is compiled under (its imports keep theirs).
@@ -138,6 +139,9 @@ struct BoundMessage {
     path: Vec<i64>,
     desc: MessageDescriptor,
     fields: Vec<BoundField>,
+    /// Read straight from the wire when every mapped field is a scalar
+    /// ([`super::protowire`]); `None`: decoded into a `DynamicMessage`.
+    flat: Option<FlatPlan>,
 }
 
 /// A compiled schema bound to a route's plan (every message type of its file).
@@ -151,10 +155,8 @@ impl Bound {
         let messages = compiled
             .messages
             .iter()
-            .map(|(path, desc)| BoundMessage {
-                path: path.clone(),
-                desc: desc.clone(),
-                fields: desc
+            .map(|(path, desc)| {
+                let fields: Vec<BoundField> = desc
                     .fields()
                     .map(|f| BoundField {
                         id: plan.field_id(f.name()),
@@ -163,10 +165,34 @@ impl Bound {
                         repeated: f.is_list() || f.is_map(),
                         desc: f,
                     })
-                    .collect(),
+                    .collect();
+                let with_defaults: Vec<_> = fields
+                    .iter()
+                    .map(|f| {
+                        let mut text = Vec::new();
+                        let kind = top_level(&f.desc.default_value(), f, &mut text)
+                            .unwrap_or(FieldKind::Null);
+                        (f.desc.clone(), f.id, text, kind)
+                    })
+                    .collect();
+                BoundMessage {
+                    path: path.clone(),
+                    desc: desc.clone(),
+                    flat: FlatPlan::new(&with_defaults),
+                    fields,
+                }
             })
             .collect();
         Bound { messages }
+    }
+
+    /// Every message decoded into a `DynamicMessage` (the tests compare both paths).
+    #[cfg(test)]
+    fn without_flat(mut self) -> Bound {
+        for m in &mut self.messages {
+            m.flat = None;
+        }
+        self
     }
 }
 
@@ -176,6 +202,7 @@ pub struct ProtobufScratch {
     text: Vec<u8>,
     fields: Vec<Option<FieldValue>>,
     path: Vec<i64>,
+    flat: FlatScratch,
 }
 
 /// Reads the message indexes after the 5-byte header into `path`; returns the rest.
@@ -231,6 +258,26 @@ pub fn encode_protobuf_row(
             ),
         });
     };
+    if let Some(flat) = &m.flat {
+        scratch.text.clear();
+        scratch.fields.clear();
+        scratch.fields.resize(plan.field_count(), None);
+        write_flat(
+            flat,
+            body,
+            plan.unknown_fields == UnknownFields::Error,
+            &mut scratch.flat,
+            &mut scratch.text,
+            &mut scratch.fields,
+        )
+        .map_err(|e| match e {
+            RowError::InvalidProtobuf { reason } => RowError::InvalidProtobuf {
+                reason: format!("{} does not decode: {reason}", m.desc.full_name()),
+            },
+            other => other,
+        })?;
+        return encode_fields_row(plan, &scratch.text, &scratch.fields, meta, out);
+    }
     let msg =
         DynamicMessage::decode(m.desc.clone(), body).map_err(|e| RowError::InvalidProtobuf {
             reason: format!("{} does not decode: {e}", m.desc.full_name()),
@@ -256,16 +303,11 @@ pub fn encode_protobuf_row(
         }
         let value = msg.get_field(&f.desc);
         let start = scratch.text.len();
-        let kind = match (value.as_ref(), f.repeated) {
-            // Top-level strings and bytes go in as they are (no escaping, binary kept).
-            (Value::String(s), false) => raw(s.as_bytes(), &mut scratch.text),
-            (Value::Bytes(b), false) => raw(b, &mut scratch.text),
-            (v, _) => write_json(v, &f.kind, &mut scratch.text, 0).map_err(|reason| {
-                RowError::InvalidProtobuf {
-                    reason: format!("field {:?}: {reason}", f.desc.name()),
-                }
-            })?,
-        };
+        let kind = top_level(&value, f, &mut scratch.text).map_err(|reason| {
+            RowError::InvalidProtobuf {
+                reason: format!("field {:?}: {reason}", f.desc.name()),
+            }
+        })?;
         if let Some(slot) = scratch.fields.get_mut(id) {
             *slot = Some(FieldValue {
                 start,
@@ -275,6 +317,16 @@ pub fn encode_protobuf_row(
         }
     }
     encode_fields_row(plan, &scratch.text, &scratch.fields, meta, out)
+}
+
+/// A top-level field's value: strings and bytes go in as they are (no escaping, binary
+/// kept), everything else as JSON.
+fn top_level(v: &Value, f: &BoundField, out: &mut Vec<u8>) -> Result<FieldKind, String> {
+    match (v, f.repeated) {
+        (Value::String(s), false) => Ok(raw(s.as_bytes(), out)),
+        (Value::Bytes(b), false) => Ok(raw(b, out)),
+        (v, _) => write_json(v, &f.kind, out, 0),
+    }
 }
 
 fn raw(b: &[u8], out: &mut Vec<u8>) -> FieldKind {
@@ -697,6 +749,264 @@ mod tests {
             e,
             "field \"delta\" -> column delta UInt8: -7 out of range 0..=255"
         );
+    }
+
+    const FLAT: &str = r#"
+        syntax = "proto3";
+        import "google/protobuf/timestamp.proto";
+        import "google/protobuf/duration.proto";
+        message Flat {
+            int32 i32 = 1; int64 i64 = 2; uint32 u32 = 3; uint64 u64 = 4; sint32 s32 = 5;
+            sint64 s64 = 6; bool b = 7; E e = 8; fixed32 f32 = 9; sfixed32 sf32 = 10;
+            float fl = 11; fixed64 f64 = 12; sfixed64 sf64 = 13; double d = 14; string s = 15;
+            bytes by = 16; optional int64 opt = 17; repeated int32 ri = 18;
+            repeated string rs = 19; repeated double rd = 20; repeated E re = 21;
+            int64 skipped = 22; repeated bytes rb = 23; google.protobuf.Timestamp at = 24;
+            repeated google.protobuf.Duration ds = 25;
+            enum E { Z = 0; ONE = 1; }
+        }
+    "#;
+
+    fn flat_plan() -> RowPlan {
+        let cols = [
+            ("i32", "Int32"),
+            ("i64", "Int64"),
+            ("u32", "UInt32"),
+            ("u64", "UInt64"),
+            ("s32", "Int32"),
+            ("s64", "Int64"),
+            ("b", "Bool"),
+            ("e", "String"),
+            ("f32", "UInt32"),
+            ("sf32", "Int32"),
+            ("fl", "Float32"),
+            ("f64", "UInt64"),
+            ("sf64", "Int64"),
+            ("d", "Float64"),
+            ("s", "String"),
+            ("by", "String"),
+            ("opt", "Nullable(Int64)"),
+            ("ri", "Array(Int32)"),
+            ("rs", "Array(String)"),
+            ("rd", "Array(Float64)"),
+            ("re", "Array(String)"),
+            ("rb", "Array(String)"),
+            ("at", "Nullable(DateTime64(9, 'UTC'))"),
+            ("ds", "Array(Decimal(38, 9))"),
+        ];
+        let columns = cols
+            .iter()
+            .map(|(n, t)| {
+                let c = ColumnPlan::field(*n, ty(t));
+                if *n == "opt" || *n == "at" {
+                    c.on_missing(crate::decode::json::OnMissing::Null)
+                } else {
+                    c
+                }
+            })
+            .collect();
+        RowPlan::new(columns, UnknownFields::Ignore, false).unwrap()
+    }
+
+    /// Both paths' row (or error) for one wire-format message body.
+    fn both_paths(
+        plan: &RowPlan,
+        c: &Compiled,
+        body: &[u8],
+    ) -> (Result<Vec<u8>, String>, Result<Vec<u8>, String>) {
+        let mut payload = vec![0, 0, 0, 0, 7, 0];
+        payload.extend_from_slice(body);
+        let fast = Bound::new(c, plan);
+        assert!(
+            fast.messages[0].flat.is_some(),
+            "Flat is read from the wire"
+        );
+        let slow = Bound::new(c, plan).without_flat();
+        let run = |b: &Bound| {
+            let mut out = Vec::new();
+            encode_protobuf_row(
+                plan,
+                b,
+                &payload,
+                &META,
+                &mut ProtobufScratch::default(),
+                &mut out,
+            )
+            .map(|_| out)
+            .map_err(|e| e.to_string())
+        };
+        (run(&fast), run(&slow))
+    }
+
+    #[test]
+    fn the_wire_path_writes_what_the_dynamic_message_path_writes() {
+        let c = Compiled::new(FLAT, &[]).unwrap();
+        let plan = flat_plan();
+        let desc = c.messages[0].1.clone();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let texts = ["", "plain", "q\"uote\\slash\n\t\u{1}", "ünï✓", "a,b"];
+        let floats = [
+            0.0,
+            -0.0,
+            0.1,
+            -1e300,
+            3.5e-310,
+            f64::NAN,
+            f64::INFINITY,
+            1.0,
+        ];
+        let (mut ok, mut errs) = (0, 0);
+        for i in 0..400u64 {
+            let mut m = DynamicMessage::new(desc.clone());
+            let r = next();
+            let mut set = |name: &str, v: Value| {
+                // Leave about a third of the fields unset (absent on the wire).
+                if next() % 3 != 0 {
+                    m.set_field_by_name(name, v);
+                }
+            };
+            let edge = |k: u64| k % 4 == 0;
+            set("i32", Value::I32(if edge(r) { i32::MIN } else { r as i32 }));
+            set(
+                "i64",
+                Value::I64(if edge(r >> 2) { i64::MIN } else { r as i64 }),
+            );
+            set("u32", Value::U32(r as u32));
+            set(
+                "u64",
+                Value::U64(if edge(r >> 4) { u64::MAX } else { r >> 3 }),
+            );
+            set("s32", Value::I32(-(r as i32 >> 3)));
+            set("s64", Value::I64(-(r as i64 >> 5)));
+            set("b", Value::Bool(r % 2 == 0));
+            set(
+                "e",
+                Value::EnumNumber((r % 3) as i32 * if edge(r >> 6) { 5 } else { 1 }),
+            );
+            set("f32", Value::U32((r >> 7) as u32));
+            set("sf32", Value::I32(-((r >> 9) as i32)));
+            set("fl", Value::F32(floats[(r % 8) as usize] as f32));
+            set("f64", Value::U64(r));
+            set("sf64", Value::I64(r as i64));
+            set("d", Value::F64(floats[((r >> 3) % 8) as usize]));
+            set("s", Value::String(texts[(r % 5) as usize].into()));
+            let mut blob = vec![0xff, 0, b'"', (i % 256) as u8];
+            blob.truncate((r % 5) as usize);
+            set("by", Value::Bytes(blob.into()));
+            set("opt", Value::I64(i as i64 - 200));
+            set(
+                "ri",
+                Value::List((0..r % 4).map(|k| Value::I32(k as i32 - 1)).collect()),
+            );
+            set(
+                "rs",
+                Value::List(
+                    (0..r % 3)
+                        .map(|k| Value::String(texts[k as usize + 2].into()))
+                        .collect(),
+                ),
+            );
+            set(
+                "rd",
+                Value::List(
+                    (0..r % 3)
+                        .map(|k| Value::F64(floats[k as usize + 2]))
+                        .collect(),
+                ),
+            );
+            set(
+                "re",
+                Value::List((0..r % 3).map(|k| Value::EnumNumber(k as i32)).collect()),
+            );
+            set("skipped", Value::I64(77));
+            let rb: Vec<Value> = (0..r % 3)
+                .map(|k| {
+                    Value::Bytes(
+                        if edge(r >> 11) && k == 1 {
+                            vec![0xff]
+                        } else {
+                            b"ok".to_vec()
+                        }
+                        .into(),
+                    )
+                })
+                .collect();
+            set("rb", Value::List(rb));
+            let seconds = |s: i64, n: i32, name: &str| {
+                let Some(Kind::Message(d)) = desc.get_field_by_name(name).map(|f| f.kind()) else {
+                    unreachable!()
+                };
+                let mut t = DynamicMessage::new(d);
+                t.set_field_by_name("seconds", Value::I64(s));
+                t.set_field_by_name("nanos", Value::I32(n));
+                Value::Message(t)
+            };
+            set(
+                "at",
+                seconds(
+                    (r >> 20) as i64 % 4_000_000_000,
+                    (r % 1_000_000_000) as i32,
+                    "at",
+                ),
+            );
+            let ds = (0..r % 3)
+                .map(|k| seconds(k as i64 - 1, -(k as i32) * 250_000_000, "ds"))
+                .collect();
+            set("ds", Value::List(ds));
+            let (fast, slow) = both_paths(&plan, &c, &m.encode_to_vec());
+            assert_eq!(fast, slow, "message {i}: {m:?}");
+            if fast.is_ok() {
+                ok += 1
+            } else {
+                errs += 1
+            }
+        }
+        // Both outcomes were exercised: rows, and values their columns refuse.
+        assert!(ok > 100 && errs > 10, "{ok} rows, {errs} errors");
+    }
+
+    #[test]
+    fn the_wire_path_reads_unpacked_interleaved_and_repeated_values() {
+        let c = Compiled::new(FLAT, &[]).unwrap();
+        let plan = flat_plan();
+        // ri (18) unpacked: 1; i32 (1): 5; ri: 2; unknown field 99: 7; i32: 6 (the last wins);
+        // s (15): "x" twice; rd (20) unpacked and packed.
+        let mut body = vec![0x90, 0x01, 1, 8, 5, 0x90, 0x01, 2, 0x98, 0x06, 7, 8, 6];
+        body.extend([0x7a, 1, b'y', 0x7a, 1, b'x']);
+        body.extend([0xa1, 0x01]);
+        body.extend(1.5f64.to_le_bytes());
+        body.extend([0xa2, 0x01, 8]);
+        body.extend(2.5f64.to_le_bytes());
+        let (fast, slow) = both_paths(&plan, &c, &body);
+        assert_eq!(fast, slow);
+        let row = fast.unwrap();
+        assert_eq!(&row[..4], &6i32.to_le_bytes(), "the last i32 wins");
+        // Truncated, a wrong wire type, a bad string: errors in both, the wire path's naming
+        // the field.
+        for bad in [
+            &[0x90, 0x01][..],
+            &[0x0d, 1, 2, 3, 4][..],
+            &[0x7a, 2, 0xc3, 0x28][..],
+        ] {
+            let (fast, slow) = both_paths(&plan, &c, bad);
+            let (f, s) = (fast.unwrap_err(), slow.unwrap_err());
+            assert!(
+                f.starts_with("invalid Protobuf message: Flat does not decode"),
+                "{f}"
+            );
+            assert!(
+                s.starts_with("invalid Protobuf message: Flat does not decode"),
+                "{s}"
+            );
+        }
+        let (fast, _) = both_paths(&plan, &c, &[0x0d, 1, 2, 3, 4]);
+        assert!(fast.unwrap_err().contains("field \"i32\": wire type 5"));
     }
 
     #[test]

@@ -1,0 +1,431 @@
+//! The Protobuf wire format read straight from the bytes, for messages whose columns are
+//! filled by scalar fields (numbers, bools, enums, strings, bytes, Google's Timestamp and
+//! Duration, and repeated ones of those): the common flat event. Each value is written as the JSON text the row converter
+//! reads, exactly as [`super::protobuf`] writes it from a decoded `DynamicMessage`, without
+//! building one (which keeps every field in a map: most of that path's time).
+//!
+//! Protobuf semantics kept: the last value of a singular field wins; repeated fields may come
+//! packed or not, and interleaved with others; a field the schema does not know is skipped;
+//! a proto3 field without presence that is absent is its default value, one with presence is
+//! missing. Message types with a mapped nested message, map, group or member of a real
+//! `oneof` (where a later member clears an earlier one) are left to the `DynamicMessage`
+//! path ([`FlatPlan::new`] returns `None`).
+
+use std::collections::HashMap;
+
+use prost_reflect::{FieldDescriptor, Kind};
+
+use super::json::{FieldKind, FieldValue, RowError};
+use super::jsontext::{json_string, write_float, write_scaled};
+
+/// How a scalar field is encoded and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scalar {
+    Int32,
+    Int64,
+    Uint32,
+    Uint64,
+    Sint32,
+    Sint64,
+    Bool,
+    Enum,
+    Fixed32,
+    Sfixed32,
+    Float,
+    Fixed64,
+    Sfixed64,
+    Double,
+    String,
+    Bytes,
+    /// `google.protobuf.Timestamp` or `Duration`: seconds (1) and nanos (2) in a nested
+    /// message, written as seconds with the exact fraction.
+    Seconds,
+}
+
+impl Scalar {
+    fn of(kind: &Kind) -> Option<Scalar> {
+        Some(match kind {
+            Kind::Int32 => Scalar::Int32,
+            Kind::Int64 => Scalar::Int64,
+            Kind::Uint32 => Scalar::Uint32,
+            Kind::Uint64 => Scalar::Uint64,
+            Kind::Sint32 => Scalar::Sint32,
+            Kind::Sint64 => Scalar::Sint64,
+            Kind::Bool => Scalar::Bool,
+            Kind::Enum(_) => Scalar::Enum,
+            Kind::Fixed32 => Scalar::Fixed32,
+            Kind::Sfixed32 => Scalar::Sfixed32,
+            Kind::Float => Scalar::Float,
+            Kind::Fixed64 => Scalar::Fixed64,
+            Kind::Sfixed64 => Scalar::Sfixed64,
+            Kind::Double => Scalar::Double,
+            Kind::String => Scalar::String,
+            Kind::Bytes => Scalar::Bytes,
+            Kind::Message(m)
+                if matches!(
+                    m.full_name(),
+                    "google.protobuf.Timestamp" | "google.protobuf.Duration"
+                ) =>
+            {
+                Scalar::Seconds
+            }
+            Kind::Message(_) => return None,
+        })
+    }
+
+    /// The wire type of one value.
+    fn wire_type(self) -> u64 {
+        match self {
+            Scalar::Fixed64 | Scalar::Sfixed64 | Scalar::Double => 1,
+            Scalar::String | Scalar::Bytes | Scalar::Seconds => 2,
+            Scalar::Fixed32 | Scalar::Sfixed32 | Scalar::Float => 5,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FlatField {
+    name: String,
+    /// Its id in the row plan; `None`: no column reads it.
+    id: Option<usize>,
+    ty: Scalar,
+    repeated: bool,
+    presence: bool,
+    /// Enum value names by number.
+    names: HashMap<i32, String>,
+    /// What an absent field without presence is: its default's text.
+    default: (Vec<u8>, FieldKind),
+}
+
+/// The fields of one message type, by field number.
+#[derive(Debug, Clone)]
+pub(super) struct FlatPlan {
+    fields: Vec<FlatField>,
+    /// Field number -> index in `fields`.
+    by_number: HashMap<u32, usize>,
+}
+
+impl FlatPlan {
+    /// The plan of a message type whose mapped fields are all scalars (or repeated scalars),
+    /// none of them in a real `oneof`; `None` otherwise. `fields`: each field with its id
+    /// in the row plan and its default value's text.
+    pub(super) fn new(
+        fields: &[(FieldDescriptor, Option<usize>, Vec<u8>, FieldKind)],
+    ) -> Option<FlatPlan> {
+        let mut out = Vec::with_capacity(fields.len());
+        let mut by_number = HashMap::with_capacity(fields.len());
+        for (f, id, default, kind) in fields {
+            let flat_ok = !f.is_map()
+                && !f.is_group()
+                && f.containing_oneof().is_none_or(|o| o.is_synthetic());
+            let ty = match Scalar::of(&f.kind()) {
+                Some(ty) if flat_ok => ty,
+                // A field no column reads is skipped whatever it is.
+                _ if id.is_none() => {
+                    continue;
+                }
+                _ => return None,
+            };
+            let names = match f.kind() {
+                Kind::Enum(e) => e
+                    .values()
+                    .map(|v| (v.number(), v.name().to_string()))
+                    .collect(),
+                _ => HashMap::new(),
+            };
+            by_number.insert(f.number(), out.len());
+            out.push(FlatField {
+                name: f.name().to_string(),
+                id: *id,
+                ty,
+                repeated: f.is_list(),
+                presence: f.supports_presence(),
+                names,
+                default: (default.clone(), *kind),
+            });
+        }
+        Some(FlatPlan {
+            fields: out,
+            by_number,
+        })
+    }
+}
+
+/// Per-lane buffers of the flat path.
+#[derive(Debug, Default)]
+pub(super) struct FlatScratch {
+    /// The last value of each singular field, in `values`.
+    singular: Vec<Option<FieldValue>>,
+    /// The elements of each repeated field, in `values` (as JSON: strings escaped).
+    elements: Vec<Vec<FieldValue>>,
+    values: Vec<u8>,
+}
+
+fn bad(reason: String) -> RowError {
+    RowError::InvalidProtobuf { reason }
+}
+
+struct Wire<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Wire<'_> {
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let Some(&c) = self.b.get(self.pos) else {
+                return Err("truncated varint".into());
+            };
+            self.pos += 1;
+            v |= u64::from(c & 0x7f) << (7 * i);
+            if c & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("a varint longer than 10 bytes".into())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| {
+                format!(
+                    "truncated: {n} bytes announced, {} left",
+                    self.b.len() - self.pos
+                )
+            })?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn len_delimited(&mut self) -> Result<&[u8], String> {
+        let n = self.varint()?;
+        let n = usize::try_from(n).map_err(|_| format!("length {n} too large"))?;
+        self.take(n)
+    }
+
+    fn skip(&mut self, wire_type: u64) -> Result<(), String> {
+        match wire_type {
+            0 => self.varint().map(|_| ()),
+            1 => self.take(8).map(|_| ()),
+            2 => self.len_delimited().map(|_| ()),
+            5 => self.take(4).map(|_| ()),
+            3 | 4 => Err("groups are not supported".into()),
+            w => Err(format!("wire type {w} does not exist")),
+        }
+    }
+}
+
+/// Reads one value of `f` and writes its JSON text to `out`; `raw`: a top-level string or
+/// bytes value goes in as it is (between quotes, nothing escaped).
+fn value(
+    f: &FlatField,
+    w: &mut Wire<'_>,
+    raw: bool,
+    out: &mut Vec<u8>,
+) -> Result<FieldKind, String> {
+    let int = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(s.as_bytes());
+        FieldKind::Int
+    };
+    let mut buf = itoa::Buffer::new();
+    Ok(match f.ty {
+        Scalar::Int32 => int(out, buf.format(w.varint()? as i32)),
+        Scalar::Int64 => int(out, buf.format(w.varint()? as i64)),
+        Scalar::Uint32 => int(out, buf.format(w.varint()? as u32)),
+        Scalar::Uint64 => int(out, buf.format(w.varint()?)),
+        Scalar::Sint32 => {
+            let v = w.varint()? as u32;
+            int(out, buf.format((v >> 1) as i32 ^ -((v & 1) as i32)))
+        }
+        Scalar::Sint64 => {
+            let v = w.varint()?;
+            int(out, buf.format((v >> 1) as i64 ^ -((v & 1) as i64)))
+        }
+        Scalar::Bool => {
+            if w.varint()? != 0 {
+                out.extend_from_slice(b"true");
+                FieldKind::True
+            } else {
+                out.extend_from_slice(b"false");
+                FieldKind::False
+            }
+        }
+        Scalar::Enum => {
+            let n = w.varint()? as i32;
+            match f.names.get(&n) {
+                Some(name) => {
+                    json_string(name.as_bytes(), out);
+                    FieldKind::Raw
+                }
+                None => int(out, buf.format(n)),
+            }
+        }
+        Scalar::Fixed32 | Scalar::Sfixed32 | Scalar::Float => {
+            let b = w.take(4)?;
+            let a = [b[0], b[1], b[2], b[3]];
+            match f.ty {
+                Scalar::Fixed32 => int(out, buf.format(u32::from_le_bytes(a))),
+                Scalar::Sfixed32 => int(out, buf.format(i32::from_le_bytes(a))),
+                _ => write_float(f64::from(f32::from_le_bytes(a)), out),
+            }
+        }
+        Scalar::Fixed64 | Scalar::Sfixed64 | Scalar::Double => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w.take(8)?);
+            match f.ty {
+                Scalar::Fixed64 => int(out, buf.format(u64::from_le_bytes(a))),
+                Scalar::Sfixed64 => int(out, buf.format(i64::from_le_bytes(a))),
+                _ => write_float(f64::from_le_bytes(a), out),
+            }
+        }
+        Scalar::Seconds => {
+            let body = w.len_delimited()?;
+            let mut inner = Wire { b: body, pos: 0 };
+            let (mut secs, mut nanos) = (0i64, 0i32);
+            while inner.pos < body.len() {
+                let tag = inner.varint()?;
+                match (tag >> 3, tag & 7) {
+                    (1, 0) => secs = inner.varint()? as i64,
+                    (2, 0) => nanos = inner.varint()? as i32,
+                    (_, wire_type) => inner.skip(wire_type)?,
+                }
+            }
+            write_scaled(i128::from(secs) * 1_000_000_000 + i128::from(nanos), 9, out)
+        }
+        Scalar::String | Scalar::Bytes => {
+            let s = w.len_delimited()?;
+            if f.ty == Scalar::String && std::str::from_utf8(s).is_err() {
+                return Err("a string that is not valid UTF-8".into());
+            }
+            if raw {
+                out.push(b'"');
+                out.extend_from_slice(s);
+                out.push(b'"');
+            } else {
+                json_string(s, out);
+            }
+            FieldKind::Raw
+        }
+    })
+}
+
+/// Reads the encoded message `body` with `plan` and writes each mapped field's JSON text
+/// into `text`, its span into `fields[id]` (left `None` for a missing field).
+pub(super) fn write_flat(
+    plan: &FlatPlan,
+    body: &[u8],
+    unknown_is_error: bool,
+    scratch: &mut FlatScratch,
+    text: &mut Vec<u8>,
+    fields: &mut [Option<FieldValue>],
+) -> Result<(), RowError> {
+    let n = plan.fields.len();
+    scratch.singular.clear();
+    scratch.singular.resize(n, None);
+    if scratch.elements.len() < n {
+        scratch.elements.resize_with(n, Vec::new);
+    }
+    for e in &mut scratch.elements[..n] {
+        e.clear();
+    }
+    scratch.values.clear();
+    let mut w = Wire { b: body, pos: 0 };
+    while w.pos < body.len() {
+        let at = w.pos;
+        let tag = w.varint().map_err(|e| bad(format!("at byte {at}: {e}")))?;
+        let (number, wire_type) = (tag >> 3, tag & 7);
+        let field = u32::try_from(number)
+            .ok()
+            .and_then(|n| plan.by_number.get(&n))
+            .and_then(|&i| plan.fields.get(i).map(|f| (i, f)));
+        let Some((i, f)) = field else {
+            w.skip(wire_type)
+                .map_err(|e| bad(format!("field number {number}: {e}")))?;
+            continue;
+        };
+        let located = |e: String| bad(format!("field {:?}: {e}", f.name));
+        if f.id.is_none() {
+            if unknown_is_error {
+                return Err(RowError::UnknownField {
+                    field: f.name.clone(),
+                });
+            }
+            w.skip(wire_type).map_err(located)?;
+            continue;
+        }
+        if f.repeated && wire_type == 2 && f.ty.wire_type() != 2 {
+            // Packed: one length-delimited run of values.
+            let run = w.len_delimited().map_err(located)?;
+            let mut inner = Wire { b: run, pos: 0 };
+            while inner.pos < run.len() {
+                let start = scratch.values.len();
+                let kind = value(f, &mut inner, false, &mut scratch.values).map_err(located)?;
+                scratch.elements[i].push(FieldValue {
+                    start,
+                    end: scratch.values.len(),
+                    kind,
+                });
+            }
+            continue;
+        }
+        if wire_type != f.ty.wire_type() {
+            return Err(located(format!(
+                "wire type {wire_type}, the schema's type has {}",
+                f.ty.wire_type()
+            )));
+        }
+        let start = scratch.values.len();
+        let kind = value(f, &mut w, !f.repeated, &mut scratch.values).map_err(located)?;
+        let v = FieldValue {
+            start,
+            end: scratch.values.len(),
+            kind,
+        };
+        if f.repeated {
+            scratch.elements[i].push(v);
+        } else {
+            scratch.singular[i] = Some(v);
+        }
+    }
+    for (i, f) in plan.fields.iter().enumerate() {
+        let Some(id) = f.id else { continue };
+        let start = text.len();
+        let kind = if f.repeated {
+            text.push(b'[');
+            for (k, e) in scratch.elements[i].iter().enumerate() {
+                if k > 0 {
+                    text.push(b',');
+                }
+                text.extend_from_slice(&scratch.values[e.start..e.end]);
+            }
+            text.push(b']');
+            FieldKind::Arr
+        } else {
+            match scratch.singular[i] {
+                Some(v) => {
+                    text.extend_from_slice(&scratch.values[v.start..v.end]);
+                    v.kind
+                }
+                None if f.presence => continue,
+                None => {
+                    text.extend_from_slice(&f.default.0);
+                    f.default.1
+                }
+            }
+        };
+        if let Some(slot) = fields.get_mut(id) {
+            *slot = Some(FieldValue {
+                start,
+                end: text.len(),
+                kind,
+            });
+        }
+    }
+    Ok(())
+}
