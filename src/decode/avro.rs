@@ -32,6 +32,7 @@ use std::io::Write as _;
 
 use apache_avro::schema::{Name, Schema};
 
+use super::cursor::Cursor;
 use super::json::{encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan};
 use super::jsontext::{json_string, write_float, write_scaled};
 use super::registered::MAX_DEPTH;
@@ -328,7 +329,7 @@ pub fn encode_avro_row(
     scratch.text.clear();
     scratch.fields.clear();
     scratch.fields.resize(plan.field_count(), None);
-    let mut r = Reader { b: datum, pos: 0 };
+    let mut r = Reader::new(datum);
     for ((name, node), id) in bound.compiled.fields.iter().zip(&bound.ids) {
         let at = r.pos;
         let value = match id {
@@ -361,46 +362,17 @@ pub fn encode_avro_row(
 
 type Read<T> = Result<T, String>;
 
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
+/// The datum's reader; the Avro readings on top of the shared [`Cursor`].
+type Reader<'a> = Cursor<'a>;
 
 impl Reader<'_> {
     fn long(&mut self) -> Read<i64> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let Some(&c) = self.b.get(self.pos) else {
-                return Err("truncated: the datum ends inside a number".into());
-            };
-            self.pos += 1;
-            v |= u64::from(c & 0x7f) << (7 * i);
-            if c & 0x80 == 0 {
-                return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
-            }
-        }
-        Err("a variable-length number longer than 10 bytes".into())
+        self.zigzag()
     }
 
     fn int(&mut self) -> Read<i32> {
         let v = self.long()?;
         i32::try_from(v).map_err(|_| format!("{v} is out of range for an Avro int"))
-    }
-
-    fn take(&mut self, n: usize) -> Read<&[u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| {
-                format!(
-                    "truncated: {n} bytes announced, {} left",
-                    self.b.len() - self.pos
-                )
-            })?;
-        let s = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(s)
     }
 
     fn len(&mut self) -> Read<usize> {
@@ -433,7 +405,7 @@ impl Reader<'_> {
                 self.long()?;
             }
             let n = n.unsigned_abs();
-            let left = (self.b.len() - self.pos) as u64;
+            let left = self.left() as u64;
             if (!empty && n > left) || (empty && i + n > MAX_EMPTY_ITEMS) {
                 return Err(format!("a block of {n} items with {left} bytes left"));
             }

@@ -7,6 +7,7 @@
 //! so that every format follows the same type rules.
 
 pub mod avro;
+mod cursor;
 pub mod json;
 pub mod jsontext;
 pub mod protobuf;

@@ -32,6 +32,7 @@ use prost_reflect::{
 };
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
+use super::cursor::Cursor;
 use super::json::{
     encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan, UnknownFields,
 };
@@ -207,35 +208,22 @@ pub struct ProtobufScratch {
 
 /// Reads the message indexes after the 5-byte header into `path`; returns the rest.
 fn message_path<'a>(payload: &'a [u8], path: &mut Vec<i64>) -> Result<&'a [u8], RowError> {
-    let bad = |reason: String| RowError::InvalidProtobuf { reason };
-    let mut b = payload.get(5..).unwrap_or_default();
-    let varint = |b: &mut &[u8]| -> Result<i64, RowError> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let Some((&c, rest)) = b.split_first() else {
-                return Err(bad("truncated message indexes".into()));
-            };
-            *b = rest;
-            v |= u64::from(c & 0x7f) << (7 * i);
-            if c & 0x80 == 0 {
-                return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
-            }
-        }
-        Err(bad("a message index longer than 10 bytes".into()))
+    let bad = |reason: String| RowError::InvalidProtobuf {
+        reason: format!("message indexes: {reason}"),
     };
+    let mut c = Cursor::new(payload.get(5..).unwrap_or_default());
     path.clear();
-    let n = varint(&mut b)?;
+    let n = c.zigzag().map_err(bad)?;
     if n == 0 {
         path.push(0);
-        return Ok(b);
+    } else if !(1..=MAX_DEPTH as i64).contains(&n) {
+        return Err(bad(format!("{n} of them")));
+    } else {
+        for _ in 0..n {
+            path.push(c.zigzag().map_err(bad)?);
+        }
     }
-    if !(1..=MAX_DEPTH as i64).contains(&n) {
-        return Err(bad(format!("{n} message indexes")));
-    }
-    for _ in 0..n {
-        path.push(varint(&mut b)?);
-    }
-    Ok(b)
+    Ok(c.b.get(c.pos..).unwrap_or_default())
 }
 
 /// Appends the row of one message (`payload` in the registry's wire format, written with
@@ -730,7 +718,10 @@ mod tests {
             "invalid Protobuf message: message index [3] names no message of the schema"
         );
         let e = row(&p, &[0, 0, 0, 0, 7, 0x80]).unwrap_err().to_string();
-        assert_eq!(e, "invalid Protobuf message: truncated message indexes");
+        assert_eq!(
+            e,
+            "invalid Protobuf message: message indexes: truncated: the message ends inside a number"
+        );
         // Index 1 is `Other`, the file's second message: another message type, same id.
         let mut other = DynamicMessage::new(
             c.messages

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use prost_reflect::{FieldDescriptor, Kind};
 
+use super::cursor::Cursor;
 use super::json::{FieldKind, FieldValue, RowError};
 use super::jsontext::{json_string, write_float, write_scaled};
 
@@ -166,44 +167,11 @@ fn bad(reason: String) -> RowError {
     RowError::InvalidProtobuf { reason }
 }
 
-struct Wire<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
+/// The message's reader: the shared [`Cursor`] with Protobuf's readings.
+type Wire<'a> = Cursor<'a>;
 
-impl Wire<'_> {
-    fn varint(&mut self) -> Result<u64, String> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let Some(&c) = self.b.get(self.pos) else {
-                return Err("truncated varint".into());
-            };
-            self.pos += 1;
-            v |= u64::from(c & 0x7f) << (7 * i);
-            if c & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err("a varint longer than 10 bytes".into())
-    }
-
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| {
-                format!(
-                    "truncated: {n} bytes announced, {} left",
-                    self.b.len() - self.pos
-                )
-            })?;
-        let s = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn len_delimited(&mut self) -> Result<&[u8], String> {
+impl<'a> Wire<'a> {
+    fn len_delimited(&mut self) -> Result<&'a [u8], String> {
         let n = self.varint()?;
         let n = usize::try_from(n).map_err(|_| format!("length {n} too large"))?;
         self.take(n)
@@ -286,7 +254,7 @@ fn value(
         }
         Scalar::Seconds => {
             let body = w.len_delimited()?;
-            let mut inner = Wire { b: body, pos: 0 };
+            let mut inner = Wire::new(body);
             let (mut secs, mut nanos) = (0i64, 0i32);
             while inner.pos < body.len() {
                 let tag = inner.varint()?;
@@ -335,7 +303,7 @@ pub(super) fn write_flat(
         e.clear();
     }
     scratch.values.clear();
-    let mut w = Wire { b: body, pos: 0 };
+    let mut w = Wire::new(body);
     while w.pos < body.len() {
         let at = w.pos;
         let tag = w.varint().map_err(|e| bad(format!("at byte {at}: {e}")))?;
@@ -362,7 +330,7 @@ pub(super) fn write_flat(
         if f.repeated && wire_type == 2 && f.ty.wire_type() != 2 {
             // Packed: one length-delimited run of values.
             let run = w.len_delimited().map_err(located)?;
-            let mut inner = Wire { b: run, pos: 0 };
+            let mut inner = Wire::new(run);
             while inner.pos < run.len() {
                 let start = scratch.values.len();
                 let kind = value(f, &mut inner, false, &mut scratch.values).map_err(located)?;
