@@ -396,6 +396,7 @@ impl Lane {
                     Err(e @ FetchError::Unavailable(_)) => e.to_string(),
                 };
                 let delay = backoff.next_delay();
+                RouteMetrics::add(&self.rt.metrics.schema_lookup_retries, 1);
                 tracing::warn!(partition = %self.id, schema_id = id, error = %retry, retry_in = ?delay,
                     "cannot get the message's schema; waiting for the registry");
                 tokio::time::sleep(delay).await;
@@ -405,6 +406,7 @@ impl Lane {
                 Err(why) => tracing::warn!(partition = %self.id, schema_id = id, reason = %why,
                     "messages with this schema id cannot be read; they are dead-lettered"),
             }
+            RouteMetrics::add(&self.rt.metrics.schemas_loaded, 1);
             self.schemas.insert(id, got);
         }
     }

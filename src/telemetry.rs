@@ -29,6 +29,10 @@ pub struct RouteMetrics {
     pub dead_lettered: AtomicU64,
     pub dropped: AtomicU64,
     pub commits: AtomicU64,
+    /// Avro/Protobuf: schema ids a lane bound (or gave up on), and registry lookups that
+    /// failed and were asked again (an outage, an id not known yet).
+    pub schemas_loaded: AtomicU64,
+    pub schema_lookup_retries: AtomicU64,
 }
 
 impl RouteMetrics {
@@ -98,7 +102,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let counters: [(&str, &str, CounterOf); 12] = [
+        let counters: [(&str, &str, CounterOf); 14] = [
             ("sluice_messages_total", "Kafka messages read", |r| {
                 &r.messages
             }),
@@ -153,6 +157,16 @@ impl Metrics {
                 |r| &r.dropped,
             ),
             ("sluice_commits_total", "Offset commits", |r| &r.commits),
+            (
+                "sluice_schemas_loaded_total",
+                "Schema ids a lane fetched from the schema registry and bound (or gave up on)",
+                |r| &r.schemas_loaded,
+            ),
+            (
+                "sluice_schema_lookup_retries_total",
+                "Schema registry lookups that failed and were asked again",
+                |r| &r.schema_lookup_retries,
+            ),
         ];
         for (name, help, pick) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -75,7 +75,10 @@ async fn run_until_stored(
     registry: &str,
     good: u64,
     n: i64,
-) -> sluice::pipeline::RunSummary {
+) -> (
+    sluice::pipeline::RunSummary,
+    std::sync::Arc<sluice::telemetry::Metrics>,
+) {
     let group = unique("g");
     let mut text = config(
         &group,
@@ -83,7 +86,7 @@ async fn run_until_stored(
         &format!("delivery = \"exactly-once\"\nformat = \"{format}\""),
     );
     text.push_str(&format!("\n[schema_registry]\nurl = \"{registry}\"\n"));
-    let run = start(&text);
+    let (run, metrics) = start_with_metrics(sluice::config::from_str(&text, Vec::new()).unwrap());
     let got = wait_for_count(&format!("default.{topic}"), good, Duration::from_secs(60)).await;
     wait_for_commit(&group, topic, 2, n).await;
     let summary = run.stop().await;
@@ -96,7 +99,7 @@ async fn run_until_stored(
         0,
         "duplicates"
     );
-    summary
+    (summary, metrics)
 }
 
 fn framed(id: u32, datum: Vec<u8>) -> Vec<u8> {
@@ -177,7 +180,7 @@ async fn avro_records_land_exactly_once_across_schema_versions() {
     produce(&topic, (0..n).map(|i| msg((i % 2) as i32, payload(i))));
 
     let good = (0..n).filter(|&i| !bad(i)).count() as u64;
-    let summary = run_until_stored(&topic, "avro", &registry_url(), good, n).await;
+    let (summary, _) = run_until_stored(&topic, "avro", &registry_url(), good, n).await;
 
     let ok = ch_u64(&format!(
         "SELECT countIf(qty = if(id % 2 = 0, -1, toInt32(id * 3))
@@ -420,12 +423,18 @@ async fn a_schema_the_registry_does_not_know_yet_is_asked_for_again() {
     // At most 4 of the two lanes' lookups: neither lane can see more than its 5 retries.
     faults.not_found.store(4, Ordering::SeqCst);
     let url = flaky_registry(faults.clone()).await;
-    let summary = run_until_stored(&topic, "avro", &url, n as u64, n).await;
+    let (summary, metrics) = run_until_stored(&topic, "avro", &url, n as u64, n).await;
     assert_eq!(
         faults.not_found.load(Ordering::SeqCst),
         0,
         "every 404 was answered"
     );
+    // Each 404 was one retry; each of the two lanes bound the id once.
+    assert_eq!(
+        route_counter(&metrics, "sluice_schema_lookup_retries_total"),
+        4
+    );
+    assert_eq!(route_counter(&metrics, "sluice_schemas_loaded_total"), 2);
     assert_all_stored(&topic, n, &summary).await;
 }
 
@@ -556,7 +565,7 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
     produce(&topic, (0..n).map(|i| msg((i % 2) as i32, payload(i))));
 
     let good = (0..n).filter(|&i| !bad(i)).count() as u64;
-    let summary = run_until_stored(&topic, "protobuf", &registry_url(), good, n).await;
+    let (summary, _) = run_until_stored(&topic, "protobuf", &registry_url(), good, n).await;
     let ok = ch_u64(&format!(
         "SELECT countIf(name = concat('order ', toString(id))
             AND if(id % 3 = 0, isNull(note), note = concat('n', toString(id)))
