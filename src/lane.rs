@@ -65,7 +65,7 @@ pub struct RouteRuntime {
     pub budget: Arc<MemoryBudget>,
     /// Reads rejected rows' messages back from Kafka for the dead-letter path.
     pub refetch: Refetcher,
-    /// Avro routes: where the writer schemas come from.
+    /// Avro and Protobuf routes: where the writer schemas come from.
     pub registry: Option<Arc<Registry>>,
 }
 

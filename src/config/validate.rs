@@ -32,7 +32,7 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub routes: Vec<Route>,
     pub service: ServiceConfig,
-    /// Present when a `[schema_registry]` is configured (required by Avro routes).
+    /// Present when a `[schema_registry]` is configured (required by Avro and Protobuf routes).
     pub schema_registry: Option<SchemaRegistryConfig>,
 }
 

@@ -683,31 +683,9 @@ fn twos_complement(b: &[u8]) -> Read<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chtype::ChType;
+    use crate::decode::json::tests::{named_plan as plan, ty, META};
     use crate::decode::json::{encode_json_row, ColumnPlan, MetaField, UnknownFields};
     use apache_avro::types::Value as V;
-
-    const META: MessageMeta<'static> = MessageMeta {
-        topic: "events",
-        partition: 3,
-        offset: 42,
-        timestamp_ms: Some(1_700_000_000_123),
-        key: Some(b"k1"),
-        headers: &[],
-        value: None,
-    };
-
-    fn ty(s: &str) -> ChType {
-        ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn plan(cols: &[(&str, &str)], unknown: UnknownFields) -> RowPlan {
-        let columns = cols
-            .iter()
-            .map(|(n, t)| ColumnPlan::field(*n, ty(t)))
-            .collect();
-        RowPlan::new(columns, unknown, false).unwrap()
-    }
 
     /// The wire-format message of `value` written with `schema`, schema id 7.
     fn message(schema: &str, value: V) -> Vec<u8> {

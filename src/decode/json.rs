@@ -3925,11 +3925,12 @@ pub fn encode_json_value(ty: &ChType, json: &[u8], out: &mut Vec<u8>) -> Result<
     })
 }
 
+/// Fixtures the other decoders' tests share.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub(super) const META: MessageMeta<'static> = MessageMeta {
+    pub(crate) const META: MessageMeta<'static> = MessageMeta {
         topic: "events",
         partition: 3,
         offset: 42,
@@ -3939,8 +3940,17 @@ mod tests {
         value: None,
     };
 
-    pub(super) fn ty(s: &str) -> ChType {
+    pub(crate) fn ty(s: &str) -> ChType {
         ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A plan of field columns, each `(name, type)`.
+    pub(crate) fn named_plan(cols: &[(&str, &str)], unknown: UnknownFields) -> RowPlan {
+        let columns = cols
+            .iter()
+            .map(|(n, t)| ColumnPlan::field(*n, ty(t)))
+            .collect();
+        RowPlan::new(columns, unknown, false).unwrap()
     }
 
     /// Encodes `{"c": <json>}` into one column `c` of type `t`.

@@ -470,19 +470,9 @@ fn write_message(m: &DynamicMessage, out: &mut Vec<u8>, depth: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chtype::ChType;
+    use crate::decode::json::tests::{named_plan as plan, ty, META};
     use crate::decode::json::{encode_json_row, ColumnPlan};
     use protox::prost::Message as _;
-
-    const META: MessageMeta<'static> = MessageMeta {
-        topic: "events",
-        partition: 3,
-        offset: 42,
-        timestamp_ms: None,
-        key: None,
-        headers: &[],
-        value: None,
-    };
 
     const PROTO: &str = r#"
         syntax = "proto3";
@@ -511,18 +501,6 @@ mod tests {
         }
         message Other { string only = 1; }
     "#;
-
-    fn ty(s: &str) -> ChType {
-        ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn plan(cols: &[(&str, &str)], unknown: UnknownFields) -> RowPlan {
-        let columns = cols
-            .iter()
-            .map(|(n, t)| ColumnPlan::field(*n, ty(t)))
-            .collect();
-        RowPlan::new(columns, unknown, false).unwrap()
-    }
 
     fn order_desc(c: &Compiled) -> MessageDescriptor {
         c.messages
