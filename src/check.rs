@@ -205,6 +205,7 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
                 for c in &plan.computed {
                     let _ = writeln!(out, "  (computed by ClickHouse, not sent: {c})");
                 }
+                let _ = writeln!(out, "  insert format: {}", insert_format(plan.format));
             }
             Err(e) => {
                 let _ = writeln!(out, "  FAILED: {e:#}");
@@ -245,4 +246,20 @@ fn insert_plan(c: &crate::clickhouse::Client) -> String {
         }
     };
     format!("{wire}; batches beyond their memory share {large}")
+}
+
+/// What `format` means for a column whose type changes while sluice runs.
+fn insert_format(format: crate::clickhouse::InsertFormat) -> &'static str {
+    use crate::clickhouse::InsertFormat;
+    match format {
+        InsertFormat::RowBinaryWithNamesAndTypes => {
+            "RowBinaryWithNamesAndTypes (the server checks each column's type; a changed table is planned again)"
+        }
+        InsertFormat::RowBinaryWithDefaults => {
+            "RowBinaryWithDefaults (the server fills DEFAULTs; types are not checked: restart sluice before changing a column's type)"
+        }
+        InsertFormat::RowBinary => {
+            "RowBinary (this server cannot check types: restart sluice before changing a column's type)"
+        }
+    }
 }

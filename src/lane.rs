@@ -58,6 +58,8 @@ pub struct RouteRuntime {
     pub plan: RowPlan,
     pub columns: Vec<String>,
     pub format: InsertFormat,
+    /// Sent before each insert's rows ([`crate::schema::TablePlan::header`]).
+    pub header: bytes::Bytes,
     pub client: Client,
     pub dlq: Option<DeadLetterProducer>,
     pub metrics: Arc<RouteMetrics>,
@@ -104,6 +106,9 @@ enum Reformed {
 #[derive(Debug)]
 pub struct LaneFailure {
     pub partition: PartitionId,
+    /// The route's table is no longer what it was planned against
+    /// ([`InsertError::SchemaChanged`]): the pipeline plans it again and starts over.
+    pub table_changed: bool,
     pub message: String,
 }
 
@@ -138,6 +143,7 @@ pub async fn run_guarded(
                 .unwrap_or_else(|| "a panic without a message".to_string());
             Err(LaneFailure {
                 partition,
+                table_changed: false,
                 message: format!("the lane stopped on a bug (panic: {what})"),
             })
         }
@@ -668,6 +674,7 @@ impl Lane {
             table: self.rt.route.table.clone(),
             columns: self.rt.columns.clone(),
             format: self.rt.format,
+            header: self.rt.header.clone(),
             body: bytes::Bytes::new().into(),
             dedup_token: Some(self.stream_token(first, nonce)),
         };
@@ -750,6 +757,8 @@ impl Lane {
                 return self.deliver_dead(sealed, Vec::new()).await;
             }
             Ok(_) => "the body could not be sent in full".to_string(),
+            // Reading the range back would meet the same refusal.
+            Err(e @ InsertError::SchemaChanged { .. }) => return Err(self.table_changed(&e)),
             Err(e) => e.to_string(),
         };
         RouteMetrics::add(&self.rt.metrics.stream_fallbacks, 1);
@@ -1031,6 +1040,7 @@ impl Lane {
             table: self.rt.route.table.clone(),
             columns: self.rt.columns.clone(),
             format: self.rt.format,
+            header: self.rt.header.clone(),
             body,
             dedup_token,
         };
@@ -1063,6 +1073,7 @@ impl Lane {
                 {
                     return Err(LaneFailure {
                         partition: self.id.clone(),
+                        table_changed: false,
                         message: format!(
                             "{e}; {}.{} itself stored the rows, and retrying would store them again (not exactly-once: the table need not deduplicate): stopping without committing, fix the view and restart",
                             self.rt.route.database,
@@ -1070,6 +1081,9 @@ impl Lane {
                         ),
                     });
                 }
+                // Nothing of it was stored, and no retry of these bytes can be: stop the run
+                // uncommitted, so that it plans the table again (pipeline.rs).
+                Err(e @ InsertError::SchemaChanged { .. }) => return Err(self.table_changed(&e)),
                 Err(e) => e,
             };
             RouteMetrics::add(&self.rt.metrics.insert_retries, 1);
@@ -1077,6 +1091,7 @@ impl Lane {
                 if attempts > max {
                     return Err(LaneFailure {
                         partition: self.id.clone(),
+                        table_changed: false,
                         message: format!(
                             "insert into {}.{} failed {attempts} times, giving up without committing: {err}",
                             self.rt.route.database, self.rt.route.table
@@ -1096,12 +1111,24 @@ impl Lane {
         }
     }
 
+    /// The table changed under the run ([`InsertError::SchemaChanged`]): nothing of the
+    /// insert was stored and no retry of its bytes can be. The run stops uncommitted, plans
+    /// the table again and starts over from the committed offsets (`pipeline::run`).
+    fn table_changed(&self, e: &InsertError) -> LaneFailure {
+        LaneFailure {
+            partition: self.id.clone(),
+            table_changed: true,
+            message: e.to_string(),
+        }
+    }
+
     /// Compressing or decompressing a batch in memory failed: impossible in practice (an
     /// in-memory writer), and the rows cannot be sent as they were encoded. Stop the run
     /// without committing; the next run reads the range again.
     fn unusable_batch(&self, e: std::io::Error) -> LaneFailure {
         LaneFailure {
             partition: self.id.clone(),
+            table_changed: false,
             message: format!(
                 "cannot pack or unpack a batch in memory ({e}); stopping without committing"
             ),
@@ -1114,6 +1141,7 @@ impl Lane {
     fn lost_row(&self, sealed: &SealedBatch) -> LaneFailure {
         LaneFailure {
             partition: self.id.clone(),
+            table_changed: false,
             message: format!(
                 "batch {} has a row without its offset; stopping without committing",
                 sealed.range
@@ -1150,6 +1178,7 @@ impl Lane {
         let Some(producer) = &self.rt.dlq else {
             return Err(LaneFailure {
                 partition: self.id.clone(),
+                table_changed: false,
                 message: "dead-letter producer missing".into(),
             });
         };
@@ -1265,6 +1294,7 @@ mod tests {
             async {
                 Err(LaneFailure {
                     partition: PartitionId::new("events", 3),
+                    table_changed: false,
                     message: "insert refused".into(),
                 })
             },

@@ -9,6 +9,12 @@
 //! and commits what it holds, within `service.shutdown_timeout`. A lane that fails for good
 //! (bounded retries exhausted) stops the whole run with an error, and nothing past its data is
 //! committed.
+//!
+//! A table changed under the run (`InsertError::SchemaChanged`: the server refused an insert
+//! before storing a row of it, for a column gone or of another type) ends the pass the same
+//! way, uncommitted, and a new pass starts: every table planned again, the group joined
+//! again, each partition read from its committed offset. So a changed table costs a rejoin
+//! and a re-read of what was not committed, never a row stored as the old plan's bytes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,7 +41,7 @@ use crate::kafka::records::RecordChunk;
 use crate::lane::{Lane, LaneFailure, RouteRuntime};
 use crate::registry::Registry;
 use crate::schema::{self, TablePlan};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, RouteMetrics};
 
 /// Records per chunk handed from the poll thread to a lane.
 const CHUNK_RECORDS: usize = 2048;
@@ -281,6 +287,7 @@ impl LaneFactory for Lanes {
     fn consumer_failed(&self, why: String) {
         let _ = self.failures.send(LaneFailure {
             partition: PartitionId::new("-", -1),
+            table_changed: false,
             message: why,
         });
     }
@@ -317,15 +324,101 @@ pub async fn run_with_metrics(
     metrics: Arc<Metrics>,
 ) -> Result<RunSummary> {
     tokio::pin!(shutdown);
+    let health = crate::serve::Health::default();
+    let mut server = None;
+    // A run that stopped because a table changed under it starts over with the table planned
+    // again; `changed` keeps why, and what the tables were planned as then.
+    let mut changed: Option<(LaneFailure, Vec<PlanKey>)> = None;
+    let outcome = loop {
+        let pass = run_pass(
+            &cfg,
+            shutdown.as_mut(),
+            &metrics,
+            &health,
+            &mut server,
+            changed.as_ref(),
+        )
+        .await;
+        match pass {
+            Ok((Pass::Stopped, _)) => break Ok(None),
+            Ok((Pass::Failed(f), keys)) if f.table_changed => {
+                tracing::warn!(error = %f,
+                    "a table changed while running; reading its columns again and starting over from the committed offsets");
+                for r in cfg.routes.iter().filter(|r| *r.topic == *f.partition.topic) {
+                    RouteMetrics::add(&metrics.route(&r.topic, &r.table).table_replans, 1);
+                }
+                changed = Some((f, keys));
+            }
+            Ok((Pass::Failed(f), _)) => break Ok(Some(f)),
+            Err(e) => break Err(e),
+        }
+    };
+    health.set_serving(false);
+    if let Some(server) = server {
+        server.abort();
+    }
+    let summary = RunSummary {
+        messages: metrics.total(|r| &r.messages),
+        rows_inserted: metrics.total(|r| &r.rows_inserted),
+        dead_lettered: metrics.total(|r| &r.dead_lettered),
+        dropped: metrics.total(|r| &r.dropped),
+    };
+    match outcome? {
+        Some(f) => Err(anyhow::Error::new(f).context(format!("sluice stopped ({summary})"))),
+        None => Ok(summary),
+    }
+}
+
+/// What a route's table was planned as: its label, columns, format and header. Two plans
+/// that agree on these send the same inserts.
+type PlanKey = (String, Vec<String>, clickhouse::InsertFormat, bytes::Bytes);
+
+/// How one pass of the pipeline ended.
+enum Pass {
+    /// `shutdown` resolved.
+    Stopped,
+    /// A lane or the consumer failed; nothing past its data was committed.
+    Failed(LaneFailure),
+}
+
+/// One pass: start up (plan every table), consume until `shutdown` or a failure, and stop
+/// the consumer. `changed`: the table change that ended the previous pass, if one did; a
+/// pass that plans the tables exactly as before stops with it instead of meeting it again.
+async fn run_pass(
+    cfg: &Config,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    metrics: &Arc<Metrics>,
+    health: &crate::serve::Health,
+    server: &mut Option<tokio::task::JoinHandle<()>>,
+    changed: Option<&(LaneFailure, Vec<PlanKey>)>,
+) -> Result<(Pass, Vec<PlanKey>)> {
     // A stop requested while starting ends the run cleanly: nothing was consumed yet.
-    let started = start_up(&cfg);
+    let started = start_up(cfg);
     let (client, prepared) = tokio::select! {
         p = started => p?,
         _ = &mut shutdown => {
             tracing::info!("stopped before the pipeline started");
-            return Ok(RunSummary::default());
+            return Ok((Pass::Stopped, Vec::new()));
         }
     };
+    let keys: Vec<PlanKey> = prepared
+        .iter()
+        .map(|p| {
+            (
+                p.route.label(),
+                p.table.columns.clone(),
+                p.table.format,
+                p.table.header.clone(),
+            )
+        })
+        .collect();
+    if let Some((failure, before)) = changed {
+        if *before == keys {
+            anyhow::bail!(
+                "{failure}; read again, the tables' columns and types are what they were, so the insert would be refused again: stopping without committing"
+            );
+        }
+    }
     tracing::info!(
         clickhouse = %cfg.clickhouse.url,
         version = %client.server().version_string,
@@ -347,13 +440,14 @@ pub async fn run_with_metrics(
     let budget = crate::budget::MemoryBudget::new(cfg.service.batch_memory);
     let refetch = crate::kafka::refetch::Refetcher::new(consumer_config(&cfg.kafka));
     metrics.watch_budget(budget.clone());
-    let registry = schema_registry(&cfg)?;
+    let registry = schema_registry(cfg)?;
     for p in prepared {
         let rt = RouteRuntime {
             metrics: metrics.route(&p.route.topic, &p.route.table),
             plan: p.table.plan,
             columns: p.table.columns,
             format: p.table.format,
+            header: p.table.header,
             client: client.clone(),
             dlq: dlq.clone(),
             budget: budget.clone(),
@@ -398,15 +492,13 @@ pub async fn run_with_metrics(
         kcfg.set("queued.max.messages.kbytes", "4096");
     }
     fetch_defaults(&mut kcfg);
-    let health = crate::serve::Health::default();
-    let server = match cfg.service.metrics_listen {
-        Some(addr) => Some(
+    if let (None, Some(addr)) = (&server, cfg.service.metrics_listen) {
+        *server = Some(
             crate::serve::bind(addr, metrics.clone(), health.clone())
                 .await
                 .with_context(|| format!("cannot serve metrics on {addr}"))?,
-        ),
-        None => None,
-    };
+        );
+    }
     if !cfg.kafka.properties.contains_key("statistics.interval.ms") {
         // Feeds the consumer lag gauge (per partition log end offsets).
         kcfg.set("statistics.interval.ms", "5000");
@@ -434,6 +526,7 @@ pub async fn run_with_metrics(
                 if consumer.is_finished() {
                     failure = Some(LaneFailure {
                         partition: PartitionId::new("-", -1),
+                        table_changed: false,
                         message: "the consumer thread ended unexpectedly".into(),
                     });
                     break;
@@ -443,24 +536,16 @@ pub async fn run_with_metrics(
     }
     health.set_serving(false);
     consumer.stop().await;
-    if let Some(server) = server {
-        server.abort();
-    }
-    let summary = RunSummary {
-        messages: metrics.total(|r| &r.messages),
-        rows_inserted: metrics.total(|r| &r.rows_inserted),
-        dead_lettered: metrics.total(|r| &r.dead_lettered),
-        dropped: metrics.total(|r| &r.dropped),
-    };
     if failure.is_none() {
         if let Ok(f) = fail_rx.try_recv() {
             failure = Some(f);
         }
     }
-    match failure {
-        Some(f) => Err(anyhow::Error::new(f).context(format!("sluice stopped ({summary})"))),
-        None => Ok(summary),
-    }
+    let pass = match failure {
+        Some(f) => Pass::Failed(f),
+        None => Pass::Stopped,
+    };
+    Ok((pass, keys))
 }
 
 /// The own fetch path's limits, from the same librdkafka settings the pipeline fetches with

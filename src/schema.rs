@@ -20,9 +20,11 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use crate::chtype::{ChType, TypeError};
 use crate::clickhouse::client::DefaultKind;
-use crate::clickhouse::{ColumnInfo, InsertFormat, ServerInfo};
+use crate::clickhouse::{typed_header, ColumnInfo, InsertFormat, ServerInfo};
 use crate::config::{Format, MetadataColumns, Route, UnknownFields};
 use crate::decode::json::UnknownFields as JsonUnknownFields;
 use crate::decode::json::{ColumnPlan, ColumnSource, MetaField, OnMissing, RowPlan};
@@ -63,6 +65,9 @@ pub struct TablePlan {
     pub plan: RowPlan,
     pub columns: Vec<String>,
     pub format: InsertFormat,
+    /// What each insert sends before its rows: the names and the table's types of `columns`
+    /// for [`InsertFormat::RowBinaryWithNamesAndTypes`], else empty.
+    pub header: Bytes,
     pub lines: Vec<ColumnLine>,
     /// Columns ClickHouse computes itself (MATERIALIZED, ALIAS): not sent.
     pub computed: Vec<String>,
@@ -113,6 +118,7 @@ pub fn plan_table(
     };
     let mut plans = Vec::new();
     let mut names = Vec::new();
+    let mut types = Vec::new();
     let mut lines = Vec::new();
     let mut computed = Vec::new();
     for c in columns {
@@ -190,6 +196,7 @@ pub fn plan_table(
             when_missing: missing_text,
         });
         names.push(c.name.clone());
+        types.push(c.type_name.clone());
         plans.push(ColumnPlan {
             name: c.name.clone(),
             ty,
@@ -226,14 +233,21 @@ pub fn plan_table(
         plan.set_positions(&positions)
             .map_err(|cause| SchemaError::Plan { table, cause })?;
     }
+    // The type check comes with the header format only; a table that needs the server's
+    // DEFAULTs for missing fields is inserted without it (there is no format with both).
+    let (format, header) = if with_defaults {
+        (InsertFormat::RowBinaryWithDefaults, Bytes::new())
+    } else if server.supports_typed_header {
+        let header = typed_header(&names, &types);
+        (InsertFormat::RowBinaryWithNamesAndTypes, header)
+    } else {
+        (InsertFormat::RowBinary, Bytes::new())
+    };
     Ok(TablePlan {
         plan,
         columns: names,
-        format: if with_defaults {
-            InsertFormat::RowBinaryWithDefaults
-        } else {
-            InsertFormat::RowBinary
-        },
+        format,
+        header,
         lines,
         computed,
     })
@@ -330,8 +344,10 @@ mod tests {
             column("m", "UInt32", DefaultKind::Materialized, Some("1")),
         ];
         let p = plan_table(&route(), &plain, &modern, &HashMap::new()).expect("plan");
-        assert_eq!(p.format, InsertFormat::RowBinary);
+        assert_eq!(p.format, InsertFormat::RowBinaryWithNamesAndTypes);
         assert_eq!(p.columns, ["id", "s"]);
+        // 2 columns; "id", "s"; "UInt64", "String" (the MATERIALIZED one is not sent).
+        assert_eq!(&p.header[..], b"\x02\x02id\x01s\x06UInt64\x06String");
         // A missing field is written by sluice as the type default: {} -> 0, "".
         let mut row = Vec::new();
         crate::decode::json::encode_json_row(&p.plan, b"{}", &META, &mut row).expect("row");
@@ -341,10 +357,12 @@ mod tests {
         with_default.push(column("d", "DateTime", DefaultKind::Default, Some("now()")));
         let p = plan_table(&route(), &with_default, &modern, &HashMap::new()).expect("plan");
         assert_eq!(p.format, InsertFormat::RowBinaryWithDefaults);
+        assert!(p.header.is_empty());
 
         let old = ServerInfo::from_version(Version::new(18, 16, 1), "18.16.1");
         let p = plan_table(&route(), &plain, &old, &HashMap::new()).expect("plan");
         assert_eq!(p.format, InsertFormat::RowBinary);
+        assert!(p.header.is_empty());
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct RouteMetrics {
     /// failed and were asked again (an outage, an id not known yet).
     pub schemas_loaded: AtomicU64,
     pub schema_lookup_retries: AtomicU64,
+    /// Times the route's table was found changed under the run, planned again and the
+    /// pipeline started over (`pipeline::run_with_metrics`).
+    pub table_replans: AtomicU64,
 }
 
 impl RouteMetrics {
@@ -102,7 +105,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let counters: [(&str, &str, CounterOf); 14] = [
+        let counters: [(&str, &str, CounterOf); 15] = [
             ("sluice_messages_total", "Kafka messages read", |r| {
                 &r.messages
             }),
@@ -166,6 +169,11 @@ impl Metrics {
                 "sluice_schema_lookup_retries_total",
                 "Schema registry lookups that failed and were asked again",
                 |r| &r.schema_lookup_retries,
+            ),
+            (
+                "sluice_table_replans_total",
+                "Times the table changed under the run (a column gone or of another type) and was planned again",
+                |r| &r.table_replans,
             ),
         ];
         for (name, help, pick) in counters {

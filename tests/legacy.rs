@@ -147,6 +147,59 @@ async fn raw_values_land_on_18_16() {
     );
 }
 
+/// A column dropped under a running pipeline on 18.16 (exactly-once, ReplicatedMergeTree):
+/// the server refuses the insert naming it (Code 16, 18.16's wording), and the run plans
+/// the table again and goes on; every row lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_dropped_on_18_16_is_planned_again() {
+    init_logs();
+    let url = legacy_ch_url();
+    let topic = unique("legacydrop");
+    create_topic(&topic, 2).await;
+    let table = replicated_table(
+        &url,
+        &topic,
+        "id UInt64, note String, _partition Int32, _offset UInt64",
+    )
+    .await;
+    let msgs = |ids: std::ops::Range<u64>| {
+        ids.map(|i| Msg::json((i % 2) as i32, format!(r#"{{"id":{i},"note":"n{i}"}}"#)))
+            .collect::<Vec<_>>()
+    };
+    produce(&topic, msgs(0..300));
+    let group = unique("g");
+    let text = config_at(
+        &url,
+        &group,
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"",
+    );
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    assert_eq!(
+        wait_for_count_at(&url, &table, 300, Duration::from_secs(90)).await,
+        300
+    );
+    wait_for_commit(&group, &topic, 2, 300).await;
+    ch_at(&url, &format!("ALTER TABLE {table} DROP COLUMN note")).await;
+    produce(&topic, msgs(300..600));
+    let got = wait_for_count_at(&url, &table, 600, Duration::from_secs(90)).await;
+    wait_for_commit(&group, &topic, 2, 600).await;
+    let replans = route_counter(&metrics, "sluice_table_replans_total");
+    let summary = run.stop().await;
+    assert_eq!(got, 600);
+    assert_eq!(summary.dead_lettered, 0);
+    assert_eq!(
+        ch_u64_at(&url, &format!("SELECT uniqExact(id) FROM {table}")).await,
+        600
+    );
+    assert_eq!(
+        ch_u64_at(&url, &format!("SELECT count() FROM {table}")).await,
+        600
+    );
+    assert!(replans >= 1, "the dropped column was not noticed");
+}
+
 /// Avro from the schema registry into 18.16 (plain RowBinary, constant defaults evaluated
 /// by sluice, ReplicatedMergeTree): two schema versions, exactly-once, every value compared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

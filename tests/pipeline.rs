@@ -1188,6 +1188,86 @@ async fn missing_fields_beside_a_default_column_get_the_servers_type_defaults() 
     assert_eq!(row.trim(), "y\tp\t('k','1900-01-01')\t1900-01-01\tdflt");
 }
 
+/// A table altered under a running pipeline, exactly-once: a column's type changed (plain
+/// RowBinary would have stored the old type's bytes read as the new type: UInt64 3 read as a
+/// Float64 is 1.5e-323) and a column dropped. Each is refused by the server before a row is
+/// stored; the run plans the table again and goes on from the committed offsets, and every
+/// row lands once with its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_changed_under_the_run_is_planned_again() {
+    init_logs();
+    let topic = unique("altered");
+    create_topic(&topic, 2).await;
+    let table = format!("default.{topic}");
+    ch(&format!(
+        "CREATE TABLE {table} (id UInt64, v UInt64, note String)
+         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let msgs = |ids: std::ops::Range<u64>| {
+        ids.map(|i| {
+            let v = i * 3;
+            Msg::json(
+                (i % 2) as i32,
+                format!(r#"{{"id":{i},"v":{v},"note":"n{i}"}}"#),
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+    produce(&topic, msgs(0..200));
+    let group = unique("g");
+    let text = config(&group, &[(&topic, &topic)], "delivery = \"exactly-once\"\n");
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    assert_eq!(
+        wait_for_count(&table, 200, Duration::from_secs(60)).await,
+        200
+    );
+    wait_for_commit(&group, &topic, 2, 200).await;
+
+    ch(&format!("ALTER TABLE {table} MODIFY COLUMN v Float64")).await;
+    produce(&topic, msgs(200..400));
+    assert_eq!(
+        wait_for_count(&table, 400, Duration::from_secs(60)).await,
+        400
+    );
+    wait_for_commit(&group, &topic, 2, 400).await;
+    let replans_at_400 = route_counter(&metrics, "sluice_table_replans_total");
+
+    ch(&format!("ALTER TABLE {table} DROP COLUMN note")).await;
+    produce(&topic, msgs(400..600));
+    assert_eq!(
+        wait_for_count(&table, 600, Duration::from_secs(60)).await,
+        600
+    );
+    wait_for_commit(&group, &topic, 2, 600).await;
+    let replans = route_counter(&metrics, "sluice_table_replans_total");
+    let summary = run.stop().await;
+
+    assert_eq!(summary.dead_lettered, 0);
+    assert_eq!(ch_u64(&format!("SELECT count() FROM {table}")).await, 600);
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        600
+    );
+    assert_eq!(
+        ch_u64(&format!("SELECT countIf(v != id * 3) FROM {table}")).await,
+        0,
+        "values stored as another type's bytes"
+    );
+    assert_eq!(
+        ch(&format!("SELECT toTypeName(v) FROM {table} LIMIT 1"))
+            .await
+            .trim(),
+        "Float64"
+    );
+    assert!(replans_at_400 >= 1, "the type change was not noticed");
+    assert!(
+        replans > replans_at_400,
+        "the dropped column was not noticed"
+    );
+}
+
 /// A backlog of more than `STREAM_ABOVE` (4 MiB) on a partition streams even where the memory
 /// budget (the default 128 MiB, one lane) would hold it whole, and lands once; a trickle
 /// afterwards, whose batches hold all their partition has, is held and sent whole.

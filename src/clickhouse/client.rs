@@ -26,6 +26,7 @@ use super::error::{
     answer_exception, describe_transport, find_trailing_exception, parse_error_response, scrub,
     ServerException, TransportFailure,
 };
+use super::native_lz4::Method;
 use super::sql::{qualified, quote_ident, quote_str};
 use super::stream::{InsertStream, Streaming};
 use super::version::{insert_settings, ServerInfo, Version, SETTINGS_WE_SEND};
@@ -90,6 +91,13 @@ pub enum InsertFormat {
     /// RowBinaryWithDefaults: a prefix byte per value, 1 = use the column DEFAULT
     /// (needs [`ServerInfo::supports_row_binary_with_defaults`]).
     RowBinaryWithDefaults,
+    /// RowBinary after a header naming each column and its type
+    /// ([`InsertRequest::header`], [`typed_header`]; needs
+    /// [`ServerInfo::supports_typed_header`]). The server compares those types with the
+    /// table's before it reads a row, so an insert planned against a column type that has
+    /// since changed is refused (Code 117, "while reading header") instead of being read as
+    /// the new type: plain RowBinary carries no types and would store wrong values.
+    RowBinaryWithNamesAndTypes,
 }
 
 impl InsertFormat {
@@ -97,8 +105,29 @@ impl InsertFormat {
         match self {
             InsertFormat::RowBinary => "RowBinary",
             InsertFormat::RowBinaryWithDefaults => "RowBinaryWithDefaults",
+            InsertFormat::RowBinaryWithNamesAndTypes => "RowBinaryWithNamesAndTypes",
         }
     }
+}
+
+/// The header of a `RowBinaryWithNamesAndTypes` body: the column count as a LEB128 varint,
+/// then each name, then each type, as RowBinary strings. `types` are the table's own type
+/// names (`system.columns`), which is what the server compares them with.
+pub fn typed_header(columns: &[String], types: &[String]) -> Bytes {
+    fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut out = Vec::new();
+    put_varint(&mut out, columns.len() as u64);
+    for text in columns.iter().chain(types) {
+        put_varint(&mut out, text.len() as u64);
+        out.extend_from_slice(text.as_bytes());
+    }
+    Bytes::from(out)
 }
 
 /// One INSERT. Keep it to retry: the same request re-sends the same bytes and token.
@@ -112,6 +141,10 @@ pub struct InsertRequest {
     pub columns: Vec<String>,
     /// Body format.
     pub format: InsertFormat,
+    /// What goes before the rows: the [`typed_header`] for
+    /// [`InsertFormat::RowBinaryWithNamesAndTypes`], empty for the other formats. Sent with
+    /// every body (each retry, each half of a split batch, each stream).
+    pub header: Bytes,
     /// The rows.
     pub body: InsertBody,
     /// `insert_deduplication_token`, sent when the server supports it (>= 22.2); otherwise
@@ -718,7 +751,20 @@ impl Client {
     /// is uncompressed rows, or with `packed` ClickHouse's own LZ4 blocks (`decompress=1`,
     /// as packed batches go). See [`InsertStream`] for what is stored when.
     pub fn open_insert_stream(&self, req: InsertRequest, packed: bool) -> InsertStream {
-        let (tx, body) = super::stream::body_channel();
+        let first = match (req.header.is_empty(), packed) {
+            (true, _) => Bytes::new(),
+            (false, false) => req.header.clone(),
+            // A body of blocks (`decompress=1`) carries its header in a block of its own, of
+            // the method its other blocks have.
+            (false, true) => header_block(
+                &req.header,
+                match self.inner.streaming {
+                    Streaming::Guarded { blocks, .. } => blocks,
+                    Streaming::Off | Streaming::Safe => Method::Lz4,
+                },
+            ),
+        };
+        let (tx, body) = super::stream::body_channel(first);
         let client = self.clone();
         let task = tokio::spawn(async move {
             let sql = insert_sql(&req);
@@ -952,21 +998,45 @@ impl Client {
         }
         let sql = insert_sql(req);
         let packed = matches!(req.body, InsertBody::Packed { .. });
-        let (body, content_encoding) = match &req.body {
+        let (head, body, content_encoding) = match &req.body {
+            // Uncompressed: the header and the rows go out as two chunks, never copied.
+            InsertBody::Plain(rows) if inner.encoding == Encoding::Identity => {
+                (req.header.clone(), rows.clone(), None)
+            }
             InsertBody::Plain(rows) => {
+                let whole = if req.header.is_empty() {
+                    rows.clone()
+                } else {
+                    let mut joined = BytesMut::with_capacity(req.header.len() + rows.len());
+                    joined.extend_from_slice(&req.header);
+                    joined.extend_from_slice(rows);
+                    joined.freeze()
+                };
                 let body =
-                    encode_body(inner.encoding, rows)
+                    encode_body(inner.encoding, &whole)
                         .await
                         .map_err(|e| InsertError::Fatal {
                             code: None,
                             message: format!("cannot compress the insert body: {e}"),
                         })?;
-                (body, inner.encoding.header())
+                (Bytes::new(), body, inner.encoding.header())
             }
-            InsertBody::Packed { blocks, .. } => (blocks.clone(), None),
+            InsertBody::Packed { blocks, .. } if req.header.is_empty() => {
+                (Bytes::new(), blocks.clone(), None)
+            }
+            InsertBody::Packed { blocks, .. } => {
+                let method = super::native_lz4::first_method(blocks).unwrap_or(Method::Lz4);
+                (header_block(&req.header, method), blocks.clone(), None)
+            }
         };
         inner
-            .send_insert(req, &sql, failpoint_body(body), content_encoding, packed)
+            .send_insert(
+                req,
+                &sql,
+                failpoint_body(head, body),
+                content_encoding,
+                packed,
+            )
             .await
             .map(|mut ack| {
                 ack.elapsed = started.elapsed();
@@ -992,6 +1062,12 @@ impl Inner {
         params.extend(settings.iter().map(|(k, v)| (*k, v.as_str())));
         if packed {
             params.push(("decompress", "1"));
+        }
+        if req.format == InsertFormat::RowBinaryWithNamesAndTypes {
+            // Map by the header's names and compare its types, whatever the user's profile
+            // says (either set to 0 would skip the header's rows unread).
+            params.push(("input_format_with_names_use_header", "1"));
+            params.push(("input_format_with_types_use_header", "1"));
         }
         let answer = match self.post_body(&params, body, content_encoding).await {
             Ok(a) => a,
@@ -1041,6 +1117,19 @@ fn exception_header(answer: &Answer) -> Option<&str> {
         .map(|v| v.to_str().unwrap_or("?"))
 }
 
+/// `data` as one block of ClickHouse's compressed format, to lead a `decompress=1` body whose
+/// blocks are of `method`: the server refuses a body whose blocks mix methods ("Data
+/// compressed with different methods", seen on 26.9 for a stored block before LZ4 ones).
+fn header_block(data: &[u8], method: Method) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 32);
+    // Writing into a Vec cannot fail; an empty block stands in if it ever did, and the
+    // server then refuses the body for its missing header (nothing is stored).
+    if super::native_lz4::append_block_as(&mut out, data, method).is_err() {
+        out.clear();
+    }
+    Bytes::from(out)
+}
+
 async fn encode_body(encoding: Encoding, body: &Bytes) -> std::io::Result<Bytes> {
     if encoding == Encoding::Identity || body.len() < BLOCKING_COMPRESS_THRESHOLD {
         return encoding.encode(body);
@@ -1059,7 +1148,7 @@ impl Inner {
         body: Bytes,
         content_encoding: Option<&'static str>,
     ) -> Result<Answer, reqwest::Error> {
-        self.post_body(params, failpoint_body(body), content_encoding)
+        self.post_body(params, failpoint_body(Bytes::new(), body), content_encoding)
             .await
     }
 
@@ -1234,11 +1323,21 @@ impl Inner {
 /// The request body, or in debug builds with the `insert_mid_body` failpoint due, a stream
 /// that sends the first half, waits so it reaches the server, and crashes the process: a kill
 /// in the middle of an HTTP body, for the torture tests.
-fn failpoint_body(body: Bytes) -> reqwest::Body {
+/// `head` then `body` as one request body (`head` may be empty). The `insert_mid_body`
+/// failpoint sends the head and half the body, then crashes the process.
+fn failpoint_body(head: Bytes, body: Bytes) -> reqwest::Body {
     if body.len() < 2 || !crate::failpoint::due("insert_mid_body") {
-        return reqwest::Body::from(body);
+        if head.is_empty() {
+            return reqwest::Body::from(body);
+        }
+        return reqwest::Body::wrap_stream(futures::stream::iter([
+            Ok::<Bytes, std::io::Error>(head),
+            Ok(body),
+        ]));
     }
-    let half = body.slice(..body.len() / 2);
+    let mut first = BytesMut::from(&head[..]);
+    first.extend_from_slice(&body[..body.len() / 2]);
+    let half = first.freeze();
     let parts = futures::stream::unfold(0u8, move |step| {
         let half = half.clone();
         async move {
@@ -1264,6 +1363,7 @@ mod tests {
             table: "t`x".into(),
             columns: columns.iter().map(|s| s.to_string()).collect(),
             format: InsertFormat::RowBinary,
+            header: Bytes::new(),
             body: Bytes::new().into(),
             dedup_token: None,
         }

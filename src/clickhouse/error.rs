@@ -172,6 +172,20 @@ pub enum InsertError {
         /// The server's message, scrubbed.
         message: String,
     },
+    /// The table is no longer what the insert was planned against: a column it names is
+    /// gone (16 NO_SUCH_COLUMN_IN_TABLE, 8 THERE_IS_NO_COLUMN), has become one that takes no
+    /// inserts (44 ILLEGAL_COLUMN, e.g. MATERIALIZED), or has another type than the one the
+    /// rows were encoded for (117 "while reading header" of a
+    /// [`super::InsertFormat::RowBinaryWithNamesAndTypes`] body). Nothing of the insert was
+    /// stored: the server refuses it before its first row. The pipeline reads the table's
+    /// columns again and starts over from the committed offsets.
+    #[error("the table changed since sluice read its columns{}: {message}", fmt_code(*code))]
+    SchemaChanged {
+        /// ClickHouse exception code.
+        code: Option<u32>,
+        /// The server's message, scrubbed.
+        message: String,
+    },
     /// Configuration, schema or permissions: retrying cannot help.
     #[error("insert cannot succeed as configured{}: {message}", fmt_code(*code))]
     Fatal {
@@ -189,6 +203,11 @@ impl InsertError {
         if message.contains("while pushing to view") {
             return InsertError::ViewFailed { code, message };
         }
+        // 26.9: "Type of 'v' must be Float64, not UInt64: (while reading header)".
+        let header_refused = code == Some(117) && message.contains("while reading header");
+        if header_refused || matches!(code, Some(8 | 16 | 44)) {
+            return InsertError::SchemaChanged { code, message };
+        }
         match (classify(code, http_status), code) {
             (Class::BadData, Some(code)) => InsertError::BadData { code, message },
             // classify() only answers BadData for a code; be total anyway.
@@ -201,6 +220,7 @@ impl InsertError {
     pub fn code(&self) -> Option<u32> {
         match self {
             InsertError::Retryable { code, .. }
+            | InsertError::SchemaChanged { code, .. }
             | InsertError::Fatal { code, .. }
             | InsertError::ViewFailed { code, .. } => *code,
             InsertError::BadData { code, .. } => Some(*code),
@@ -212,7 +232,9 @@ impl InsertError {
         match self {
             InsertError::Retryable { .. } => Class::Retry,
             InsertError::BadData { .. } => Class::BadData,
-            InsertError::Fatal { .. } | InsertError::ViewFailed { .. } => Class::Fatal,
+            InsertError::Fatal { .. }
+            | InsertError::SchemaChanged { .. }
+            | InsertError::ViewFailed { .. } => Class::Fatal,
         }
     }
 }
@@ -624,6 +646,24 @@ mod tests {
             assert_eq!(e.class(), Class::Fatal);
             assert_eq!(e.code(), Some(code));
         }
+        // The table changed under the run (26.9's and 18.16's wording): not bad data, which
+        // would dead-letter every row of every batch from then on.
+        for (code, message) in [
+            (117, "Code: 117. DB::Exception: Type of 'v' must be Float64, not UInt64: (while reading header): While executing BinaryRowInputFormat. (INCORRECT_DATA) (version 26.9.2.1)"),
+            (16, "Code: 16. DB::Exception: No such column c in table default.tt (2ee44164-a414-46ce-84b7-296f90967e73). (NO_SUCH_COLUMN_IN_TABLE) (version 26.9.2.1)"),
+            (16, "Code: 16, e.displayText() = DB::Exception: No such column c in table tt, e.what() = DB::Exception"),
+            (44, "Code: 44. DB::Exception: Cannot insert column b, because it is MATERIALIZED column. (ILLEGAL_COLUMN) (version 26.9.2.1)"),
+        ] {
+            let e = InsertError::from_failure(Some(code), Some(400), message.into());
+            assert!(matches!(e, InsertError::SchemaChanged { .. }), "{e:?}");
+            assert_eq!(e.code(), Some(code));
+        }
+        // The same code for a row's bytes stays bad data.
+        let row = "Code: 117. DB::Exception: Cannot read all data. Bytes read: 3. (INCORRECT_DATA)";
+        assert!(matches!(
+            InsertError::from_failure(Some(117), Some(400), row.into()),
+            InsertError::BadData { code: 117, .. }
+        ));
     }
 
     #[test]

@@ -72,8 +72,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::{
-    Client, ColumnInfo, DefaultKind, DefaultValue, InsertAck, InsertFormat, InsertRequest,
-    QualifiedName, TableInfo,
+    typed_header, Client, ColumnInfo, DefaultKind, DefaultValue, InsertAck, InsertFormat,
+    InsertRequest, QualifiedName, TableInfo,
 };
 pub use compress::Compression;
 pub use error::{ChError, InsertError};

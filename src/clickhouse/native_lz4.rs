@@ -34,6 +34,15 @@ pub enum Method {
     Stored,
 }
 
+/// The method of the block that `blocks` starts with, if it starts with one.
+pub fn first_method(blocks: &[u8]) -> Option<Method> {
+    match blocks.get(CHECKSUM) {
+        Some(&METHOD_LZ4) => Some(Method::Lz4),
+        Some(&METHOD_NONE) => Some(Method::Stored),
+        _ => None,
+    }
+}
+
 /// Appends `data` to `out` as one block of `method`.
 pub fn append_block_as(out: &mut Vec<u8>, data: &[u8], method: Method) -> io::Result<()> {
     match method {

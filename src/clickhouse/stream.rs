@@ -107,25 +107,32 @@ pub struct BodySender {
     complete: Arc<AtomicBool>,
 }
 
-/// A channel whose receiving half is a request body: it ends with the last chunk only once
-/// the sender marked it complete, and with an error (so the server sees a cut-off body)
-/// when the sender is dropped before that.
-pub(super) fn body_channel() -> (BodySender, reqwest::Body) {
+/// A channel whose receiving half is a request body: `first` (the format's header, may be
+/// empty), then what is sent; it ends with the last chunk only once the sender marked it
+/// complete, and with an error (so the server sees a cut-off body) when the sender is
+/// dropped before that.
+pub(super) fn body_channel(first: Bytes) -> (BodySender, reqwest::Body) {
+    use futures::StreamExt;
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUED_CHUNKS);
     let complete = Arc::new(AtomicBool::new(false));
     let done = complete.clone();
-    let chunks = futures::stream::unfold((rx, done), |(mut rx, done)| async move {
-        match rx.recv().await {
-            Some(chunk) => Some((Ok(chunk), (rx, done))),
-            None if done.load(Ordering::Acquire) => None,
-            None => Some((
-                Err(std::io::Error::other(
-                    "insert stream abandoned before its end",
+    // An empty chunk is left out: nothing to send, and no chunk of length 0 on the wire.
+    let head = futures::stream::iter((!first.is_empty()).then_some(Ok(first)));
+    let chunks = head.chain(futures::stream::unfold(
+        (rx, done),
+        |(mut rx, done)| async move {
+            match rx.recv().await {
+                Some(chunk) => Some((Ok(chunk), (rx, done))),
+                None if done.load(Ordering::Acquire) => None,
+                None => Some((
+                    Err(std::io::Error::other(
+                        "insert stream abandoned before its end",
+                    )),
+                    (rx, done),
                 )),
-                (rx, done),
-            )),
-        }
-    });
+            }
+        },
+    ));
     (
         BodySender { tx, complete },
         reqwest::Body::wrap_stream(chunks),

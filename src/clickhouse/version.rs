@@ -93,6 +93,11 @@ pub struct ServerInfo {
     pub supports_lz4_content_encoding: bool,
     /// `{name:Type}` query parameters (>= 19.11).
     pub supports_query_params: bool,
+    /// `FORMAT RowBinaryWithNamesAndTypes` inserts whose header types the server compares
+    /// with the table's (`input_format_with_types_use_header`, >= 22.1 and listed in
+    /// `system.settings`): a column whose type changed under a running sluice rejects the
+    /// insert instead of reading its bytes as the new type.
+    pub supports_typed_header: bool,
     /// The server's HTTP keep-alive timeout (from its `Keep-Alive: timeout=N` header), which
     /// bounds how long an idle pooled connection may be reused.
     pub keep_alive_timeout: Option<Duration>,
@@ -110,6 +115,8 @@ pub const SETTINGS_WE_SEND: &[&str] = &[
     "input_format_allow_errors_ratio",
     "send_progress_in_http_headers",
     "deduplicate_blocks_in_dependent_materialized_views",
+    "input_format_with_names_use_header",
+    "input_format_with_types_use_header",
 ];
 
 impl ServerInfo {
@@ -123,6 +130,7 @@ impl ServerInfo {
             supports_row_binary_with_defaults: version.at_least(23, 7),
             supports_lz4_content_encoding: version.at_least(22, 1),
             supports_query_params: version.at_least(19, 11),
+            supports_typed_header: version.at_least(22, 1),
             keep_alive_timeout: None,
             known_settings: None,
         }
@@ -143,6 +151,8 @@ impl ServerInfo {
             // A setting is sent only if the version says so AND the server lists it.
             self.supports_dedup_token &= known.contains("insert_deduplication_token");
             self.supports_async_insert_setting &= known.contains("async_insert");
+            self.supports_typed_header &= known.contains("input_format_with_types_use_header")
+                && known.contains("input_format_with_names_use_header");
         }
         self.known_settings = known_settings;
         if let Some(has) = has_row_binary_with_defaults {
@@ -162,6 +172,9 @@ impl ServerInfo {
             None => match name {
                 "async_insert" => self.supports_async_insert_setting,
                 "insert_deduplication_token" => self.supports_dedup_token,
+                "input_format_with_names_use_header" | "input_format_with_types_use_header" => {
+                    self.supports_typed_header
+                }
                 // Not in 18.16's system.settings (checked); present in 19.x and later.
                 "deduplicate_blocks_in_dependent_materialized_views" => {
                     self.version.at_least(19, 1)
