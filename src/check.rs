@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::config::{BadMessages, Config};
 use crate::kafka::preflight;
-use crate::pipeline::{clickhouse_settings, plan_route};
+use crate::pipeline::{clickhouse_settings, plan_dead_letter_table, plan_route};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -142,6 +142,30 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
             }
             BadMessages::Drop => {
                 let _ = writeln!(out, "  bad messages: dropped (counted and logged)");
+            }
+            BadMessages::DeadLetterTable { database, table } => {
+                let _ = write!(out, "  bad messages: dead-letter table {database}.{table}");
+                match &client {
+                    None => {
+                        let _ = writeln!(out);
+                    }
+                    Some(client) => match plan_dead_letter_table(client, r).await {
+                        Ok(Some(plan)) => {
+                            let _ = writeln!(out, " (ok: {})", plan.columns.join(", "));
+                        }
+                        Ok(None) => {
+                            let _ = writeln!(out);
+                        }
+                        Err(e) => {
+                            let _ = writeln!(
+                                out,
+                                ": FAILED: {e:#}\n    for example: {}",
+                                crate::dead_letter_table::suggested_ddl(database, table)
+                            );
+                            ok = false;
+                        }
+                    },
+                }
             }
         }
         let Some(client) = &client else { continue };

@@ -2,7 +2,8 @@
 //!
 //! Guarantee (at-least-once): the offset committed for a partition is always the `next` of a
 //! range in which every message is either stored in ClickHouse (acknowledged INSERT) or
-//! acknowledged by the dead-letter topic (or, when the route says so, counted as dropped).
+//! acknowledged by the dead-letter topic or table (or, when the route says so, counted as
+//! dropped).
 //! Nothing is committed past a message that is in neither place, whatever fails: retries are
 //! unbounded unless `max_insert_retries` is set, in which case the lane fails the whole run
 //! instead of skipping data.
@@ -40,6 +41,7 @@ use crate::clickhouse::{
 };
 use crate::commit::{CommitError, Committer};
 use crate::config::{BadMessages, Delivery, Format, Route};
+use crate::dead_letter_table;
 use crate::decode::json::{
     encode_json_row, encode_meta_row, encode_text_row, MessageMeta, RowError, RowPlan,
 };
@@ -60,6 +62,8 @@ pub struct RouteRuntime {
     pub format: InsertFormat,
     /// Sent before each insert's rows ([`crate::schema::TablePlan::header`]).
     pub header: bytes::Bytes,
+    /// The plan of the dead-letter table (`on_bad_message = "dead-letter-table"`).
+    pub dead_letters: Option<crate::schema::TablePlan>,
     pub client: Client,
     pub dlq: Option<DeadLetterProducer>,
     pub metrics: Arc<RouteMetrics>,
@@ -913,7 +917,8 @@ impl Lane {
         if sealed.dead.is_empty() && rejected.is_empty() {
             return Ok(Stored::Yes);
         }
-        let to_topic = matches!(self.rt.route.bad_messages, BadMessages::DeadLetter { .. });
+        // A topic or a table keeps the messages themselves; dropping keeps their offsets.
+        let to_topic = !matches!(self.rt.route.bad_messages, BadMessages::Drop);
         let mut dead: Vec<(OwnedRecord, String)> = Vec::new();
         // Messages to read back from Kafka for their dead letters: rows ClickHouse rejected
         // (the batch holds only their rows), and bad messages whose headers were not read
@@ -1160,6 +1165,7 @@ impl Lane {
         let action = match &self.rt.route.bad_messages {
             BadMessages::Drop => "dropped (on_bad_message = \"drop\")",
             BadMessages::DeadLetter { .. } => "sent to the dead-letter topic",
+            BadMessages::DeadLetterTable { .. } => "stored in the dead-letter table",
         };
         for (rec, reason) in dead.iter().take(LOGGED_PER_BATCH) {
             let offset = rec.offset;
@@ -1174,6 +1180,9 @@ impl Lane {
                 return Ok(Stored::Yes);
             }
             BadMessages::DeadLetter { topic } => topic,
+            BadMessages::DeadLetterTable { database, table } => {
+                return self.store_dead_letters(sealed, dead, database, table).await;
+            }
         };
         let Some(producer) = &self.rt.dlq else {
             return Err(LaneFailure {
@@ -1213,6 +1222,74 @@ impl Lane {
             }
         }
         Ok(Stored::Yes)
+    }
+}
+
+impl Lane {
+    /// Stores the batch's dead letters as rows of the dead-letter table, in one INSERT named
+    /// by the batch's range (see `dead_letter_table.rs`), retried until it is acknowledged or
+    /// the partition is revoked. A dead letter the table cannot hold stops the run
+    /// uncommitted: it is never dropped.
+    async fn store_dead_letters(
+        &self,
+        sealed: &SealedBatch,
+        dead: &[(OwnedRecord, String)],
+        database: &str,
+        table: &str,
+    ) -> Result<Stored, LaneFailure> {
+        let stop = |message: String| LaneFailure {
+            partition: self.id.clone(),
+            table_changed: false,
+            message,
+        };
+        let Some(plan) = &self.rt.dead_letters else {
+            return Err(stop(format!(
+                "the dead-letter table {database}.{table} was not planned"
+            )));
+        };
+        let mut rows = Vec::new();
+        for (rec, reason) in dead {
+            dead_letter_table::encode_row(plan, &self.id, rec, reason, &mut rows).map_err(|e| {
+                stop(format!(
+                    "the dead letter of offset {} cannot be a row of {database}.{table} ({e}); stopping without committing",
+                    rec.offset
+                ))
+            })?;
+        }
+        let req = InsertRequest {
+            database: database.to_string(),
+            table: table.to_string(),
+            columns: plan.columns.clone(),
+            format: plan.format,
+            header: plan.header.clone(),
+            body: bytes::Bytes::from(rows).into(),
+            dedup_token: Some(dedup::token(database, table, &self.id, sealed.range)),
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        loop {
+            if self.committer.fence().is_raised() {
+                return Ok(Stored::Fenced);
+            }
+            match self.rt.client.insert(&req).await {
+                Ok(_) => {
+                    RouteMetrics::add(&self.rt.metrics.dead_lettered, dead.len() as u64);
+                    return Ok(Stored::Yes);
+                }
+                Err(e @ InsertError::SchemaChanged { .. }) => return Err(self.table_changed(&e)),
+                Err(e @ InsertError::BadData { .. }) => {
+                    return Err(stop(format!(
+                        "the dead-letter table {database}.{table} refused the dead letters of {} ({e}); stopping without committing",
+                        sealed.range
+                    )))
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(partition = %self.id, error = %e, retry_in = ?delay,
+                        "dead-letter table insert failed; retrying (offsets not committed)");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
     }
 }
 

@@ -30,6 +30,7 @@ pub mod chtype;
 pub mod clickhouse;
 pub mod commit;
 pub mod config;
+pub mod dead_letter_table;
 pub mod decode;
 pub mod dedup;
 pub mod dlq;

@@ -31,6 +31,7 @@ use crate::commit::Committer;
 use crate::config::{
     BadMessages, ClickHouseConfig, Config, Delivery, FetchPath, KafkaConfig, Route,
 };
+use crate::dead_letter_table;
 use crate::dlq::DeadLetterProducer;
 use crate::exactly_once;
 use crate::kafka::client::{consumer_config, fetch_defaults, reliable_producer_config};
@@ -88,6 +89,8 @@ pub struct PreparedRoute {
     pub table: TablePlan,
     /// What the plan was made from; the exactly-once guard reads it too.
     pub info: TableInfo,
+    /// The plan of the route's dead-letter table, if it has one.
+    pub dead_letters: Option<TablePlan>,
 }
 
 /// The start-up checks of `sluice run`: the Kafka preflight ([`kafka_preflight`]) and
@@ -144,16 +147,21 @@ async fn plan_routes(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
         .await
         .context("ClickHouse")?;
     // Side by side: each plan is a few round trips.
-    let planned =
-        futures::future::try_join_all(cfg.routes.iter().map(|r| plan_route(&client, r))).await?;
+    let planned = futures::future::try_join_all(cfg.routes.iter().map(|r| async {
+        let (table, dead_letters) =
+            tokio::join!(plan_route(&client, r), plan_dead_letter_table(&client, r));
+        Ok::<_, anyhow::Error>((table?, dead_letters?))
+    }))
+    .await?;
     let routes = cfg
         .routes
         .iter()
         .zip(planned)
-        .map(|(route, (table, info))| PreparedRoute {
+        .map(|(route, ((table, info), dead_letters))| PreparedRoute {
             route: route.clone(),
             table,
             info,
+            dead_letters,
         })
         .collect();
     Ok((client, routes))
@@ -214,6 +222,20 @@ pub async fn plan_route(client: &Client, route: &Route) -> Result<(TablePlan, Ta
     }
     let plan = schema::plan_table(route, &columns, server, &literal_defaults)?;
     Ok((plan, info))
+}
+
+/// The plan of `route`'s dead-letter table (`on_bad_message = "dead-letter-table"`), if it
+/// has one: planned like a route's table ([`crate::dead_letter_table`]).
+pub async fn plan_dead_letter_table(client: &Client, route: &Route) -> Result<Option<TablePlan>> {
+    let Some((database, table)) = dead_letter_table::target(route) else {
+        return Ok(None);
+    };
+    let as_route = dead_letter_table::planning_route(route, database, table);
+    let (plan, _) = plan_route(client, &as_route)
+        .await
+        .with_context(|| format!("dead-letter table {database}.{table}"))?;
+    dead_letter_table::check_plan(&plan, database, table)?;
+    Ok(Some(plan))
 }
 
 /// What a run did, for the final log line.
@@ -371,7 +393,13 @@ pub async fn run_with_metrics(
 
 /// What a route's table was planned as: its label, columns, format and header. Two plans
 /// that agree on these send the same inserts.
-type PlanKey = (String, Vec<String>, clickhouse::InsertFormat, bytes::Bytes);
+type PlanKey = (
+    String,
+    Vec<String>,
+    clickhouse::InsertFormat,
+    bytes::Bytes,
+    Option<(Vec<String>, bytes::Bytes)>,
+);
 
 /// How one pass of the pipeline ended.
 enum Pass {
@@ -409,6 +437,9 @@ async fn run_pass(
                 p.table.columns.clone(),
                 p.table.format,
                 p.table.header.clone(),
+                p.dead_letters
+                    .as_ref()
+                    .map(|d| (d.columns.clone(), d.header.clone())),
             )
         })
         .collect();
@@ -448,6 +479,7 @@ async fn run_pass(
             columns: p.table.columns,
             format: p.table.format,
             header: p.table.header,
+            dead_letters: p.dead_letters,
             client: client.clone(),
             dlq: dlq.clone(),
             budget: budget.clone(),

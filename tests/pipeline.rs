@@ -1268,6 +1268,151 @@ async fn a_table_changed_under_the_run_is_planned_again() {
     );
 }
 
+/// `on_bad_message = "dead-letter-table"`, exactly-once: every kind of bad message (invalid
+/// JSON, a value out of its column's range, a tombstone, a row only ClickHouse refuses by a
+/// CHECK constraint) becomes one row of the dead-letter table with where it came from, its
+/// key, value, headers and why; the good rows land once. `sluice check` names the missing
+/// table with a table to create, then accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_land_in_the_dead_letter_table() {
+    init_logs();
+    let topic = unique("dltable");
+    create_topic(&topic, 2).await;
+    let table = format!("default.{topic}");
+    ch(&format!(
+        "CREATE TABLE {table} (id UInt64, v Int8, CONSTRAINT not_seven CHECK v != 7)
+         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let dead = format!("{topic}_dl");
+    let group = unique("g");
+    let text = config(
+        &group,
+        &[(&topic, &topic)],
+        &format!(
+            "delivery = \"exactly-once\"\non_bad_message = \"dead-letter-table\"\ndead_letter_table = \"{dead}\"\n"
+        ),
+    );
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let mut out = Vec::new();
+    assert!(!sluice::check::run(&cfg, &mut out).await);
+    let said = String::from_utf8_lossy(&out).to_string();
+    assert!(
+        said.contains(&format!("dead-letter table default.{dead}: FAILED"))
+            && said.contains(&format!("CREATE TABLE default.{dead}")),
+        "{said}"
+    );
+    ch(&sluice::dead_letter_table::suggested_ddl("default", &dead)).await;
+    let mut out = Vec::new();
+    assert!(sluice::check::run(&cfg, &mut out).await);
+    let said = String::from_utf8_lossy(&out).to_string();
+    assert!(said.contains(&format!("dead-letter table default.{dead} (ok: topic, partition, offset, timestamp, key, value, headers, error, dead_at)")), "{said}");
+
+    // 100 per partition; on partition 0 three bad ones, on partition 1 one.
+    let mut msgs: Vec<Msg> = (0..200u64)
+        .map(|i| Msg::json((i % 2) as i32, format!(r#"{{"id":{i},"v":{}}}"#, i % 5)))
+        .collect();
+    let bad = |partition: i32, payload: Option<&str>| Msg {
+        partition: Some(partition),
+        key: Some(b"k-bad".to_vec()),
+        payload: payload.map(|p| p.as_bytes().to_vec()),
+        headers: vec![("trace".to_string(), "t-1".to_string())],
+    };
+    msgs.insert(10, bad(0, Some("{not json")));
+    msgs.insert(20, bad(0, Some(r#"{"id":1000,"v":300}"#)));
+    msgs.insert(30, bad(0, None));
+    msgs.insert(40, bad(1, Some(r#"{"id":1001,"v":7}"#)));
+    produce(&topic, msgs);
+    let (run, metrics) = start_with_metrics(cfg);
+    let dead_table = format!("default.{dead}");
+    assert_eq!(
+        wait_for_count(&dead_table, 4, Duration::from_secs(60)).await,
+        4
+    );
+    assert_eq!(
+        wait_for_count(&table, 200, Duration::from_secs(60)).await,
+        200
+    );
+    wait_for_commit(&group, &topic, 2, 204).await;
+    let dead_lettered = route_counter(&metrics, "sluice_dead_letters_total");
+    let summary = run.stop().await;
+
+    assert_eq!(dead_lettered, 4);
+    assert_eq!(summary.dead_lettered, 4);
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        200
+    );
+    let rows = ch(&format!(
+        "SELECT topic = '{topic}', partition, offset, key, value, headers['trace'], error
+         FROM {dead_table} ORDER BY partition, offset FORMAT TSV"
+    ))
+    .await;
+    let rows: Vec<Vec<&str>> = rows.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r[0], "1", "{r:?}");
+        assert_eq!(r[3], "k-bad", "{r:?}");
+        assert_eq!(r[5], "t-1", "{r:?}");
+    }
+    // Partition 0 holds ids 0, 2, 4, ... at offsets 0.. with the bad ones among them.
+    assert_eq!(&rows[0][1..5], ["0", "5", "k-bad", "{not json"]);
+    assert!(rows[0][6].contains("invalid JSON"), "{:?}", rows[0]);
+    assert_eq!(rows[1][4], r#"{"id":1000,"v":300}"#);
+    assert!(
+        rows[1][6].contains("300") && rows[1][6].contains("Int8"),
+        "{:?}",
+        rows[1]
+    );
+    assert_eq!(rows[2][4], "\\N", "a tombstone's value is NULL");
+    assert_eq!(&rows[3][1..5], ["1", "18", "k-bad", r#"{"id":1001,"v":7}"#]);
+    assert!(
+        rows[3][6].contains("469"),
+        "ClickHouse's refusal: {:?}",
+        rows[3]
+    );
+}
+
+/// A dead-letter table that refuses the dead letters (here a CHECK no row passes) stops the
+/// run with the reason, and nothing past the bad message is committed: it is never dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_table_that_refuses_stops_the_run_uncommitted() {
+    init_logs();
+    let (topic, table) = topic_with_table("dlrefuse", 1, "id UInt64").await;
+    let dead = format!("{table}_dead_letters");
+    ch(&format!(
+        "CREATE TABLE {dead} (offset Int64, error String, CONSTRAINT never CHECK error = '')
+         ENGINE = MergeTree ORDER BY offset"
+    ))
+    .await;
+    let msgs = (0..10u64).map(|i| {
+        let body = if i == 5 {
+            "oops".to_string()
+        } else {
+            format!(r#"{{"id":{i}}}"#)
+        };
+        Msg::json(0, body)
+    });
+    produce(&topic, msgs);
+    let group = unique("g");
+    let run = start(&config(
+        &group,
+        &[(&topic, &topic)],
+        "on_bad_message = \"dead-letter-table\"\n",
+    ));
+    let e = run.failure(Duration::from_secs(60)).await;
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("dead-letter table") && text.contains("stopping without committing"),
+        "{text}"
+    );
+    assert_eq!(ch_u64(&format!("SELECT count() FROM {dead}")).await, 0);
+    assert!(
+        committed_total(&group, &topic, 1) <= 5,
+        "committed past the refused dead letter"
+    );
+}
+
 /// A backlog of more than `STREAM_ABOVE` (4 MiB) on a partition streams even where the memory
 /// budget (the default 128 MiB, one lane) would hold it whole, and lands once; a trickle
 /// afterwards, whose batches hold all their partition has, is held and sent whole.

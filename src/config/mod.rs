@@ -493,6 +493,66 @@ format = "json"
     }
 
     #[test]
+    fn a_dead_letter_table_is_named_or_defaults_beside_the_routes_table() {
+        let with = |lines: &str| {
+            MINIMAL.replace("format = \"json\"", &format!("format = \"json\"\n{lines}"))
+        };
+        let bad = |lines: &str| {
+            from_str(&with(lines), no_env()).map(|c| c.routes[0].bad_messages.clone())
+        };
+        let table = |database: &str, table: &str| BadMessages::DeadLetterTable {
+            database: database.into(),
+            table: table.into(),
+        };
+        let on = "on_bad_message = \"dead-letter-table\"";
+        assert_eq!(bad(on).unwrap(), table("default", "events_dead_letters"));
+        assert_eq!(
+            bad(&format!("{on}\ndead_letter_table = \"dl\"")).unwrap(),
+            table("default", "dl")
+        );
+        assert_eq!(
+            bad(&format!("{on}\ndead_letter_table = \"ops.dl\"")).unwrap(),
+            table("ops", "dl")
+        );
+        for (lines, field, says) in [
+            (
+                format!("{on}\ndead_letter_table = \"events\""),
+                "dead_letter_table",
+                "differ",
+            ),
+            (
+                format!("{on}\ndead_letter_table = \"a.b.c\""),
+                "dead_letter_table",
+                "database.table",
+            ),
+            (
+                format!("{on}\ndead_letter_table = \".x\""),
+                "dead_letter_table",
+                "database.table",
+            ),
+            (
+                format!("{on}\ndead_letter_topic = \"t\""),
+                "dead_letter_topic",
+                "dead_letter_table",
+            ),
+            (
+                "dead_letter_table = \"dl\"".to_string(),
+                "dead_letter_table",
+                "only",
+            ),
+            (
+                "on_bad_message = \"table\"".to_string(),
+                "on_bad_message",
+                "dead-letter-table",
+            ),
+        ] {
+            let e = bad(&lines).unwrap_err();
+            assert_eq!(e.field, format!("route[0].{field}"), "{lines}");
+            assert!(e.message.contains(says), "{lines}: {e}");
+        }
+    }
+
+    #[test]
     fn the_own_fetch_path_is_the_default_on_plaintext_and_refused_with_tls_or_sasl() {
         let with = |lines: &str| {
             MINIMAL.replace("group_id = \"g\"", &format!("group_id = \"g\"\n{lines}"))

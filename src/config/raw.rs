@@ -151,11 +151,15 @@ pub struct RawRoute {
     /// "ignore" (default) or "error".
     #[serde(default, deserialize_with = "scalar")]
     pub unknown_fields: Option<String>,
-    /// "dead-letter" (default) or "drop" (still counted and logged).
+    /// "dead-letter" (default: a topic), "dead-letter-table" or "drop" (still counted and
+    /// logged).
     #[serde(default, deserialize_with = "scalar")]
     pub on_bad_message: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub dead_letter_topic: Option<String>,
+    /// `table` (in the route's database) or `database.table`.
+    #[serde(default, deserialize_with = "scalar")]
+    pub dead_letter_table: Option<String>,
     /// Insert attempts before the route fails; 0 or absent means retry forever.
     #[serde(default, deserialize_with = "scalar")]
     pub max_insert_retries: Option<u32>,

@@ -218,7 +218,14 @@ pub enum UnknownFields {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BadMessages {
-    DeadLetter { topic: String },
+    DeadLetter {
+        topic: String,
+    },
+    /// Rows of a ClickHouse table (`dead_letter_table.rs`).
+    DeadLetterTable {
+        database: String,
+        table: String,
+    },
     Drop,
 }
 
@@ -949,6 +956,39 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
                 }
             },
         },
+        "dead-letter-table" => {
+            if r.dead_letter_topic.is_some() {
+                return Err(err(
+                    f("dead_letter_topic"),
+                    "set, but on_bad_message = \"dead-letter-table\" writes to dead_letter_table",
+                ));
+            }
+            let (dl_database, dl_table) = match r.dead_letter_table.as_deref() {
+                None => (database.clone(), format!("{table}_dead_letters")),
+                Some(name) => match name.split_once('.') {
+                    Some((d, t)) if !d.is_empty() && !t.is_empty() && !t.contains('.') => {
+                        (d.to_string(), t.to_string())
+                    }
+                    None if !name.is_empty() => (database.clone(), name.to_string()),
+                    _ => {
+                        return Err(err(
+                            f("dead_letter_table"),
+                            format!("{name:?} is not `table` or `database.table`"),
+                        ))
+                    }
+                },
+            };
+            if dl_database == database && dl_table == table {
+                return Err(err(
+                    f("dead_letter_table"),
+                    "must differ from the route's own table",
+                ));
+            }
+            BadMessages::DeadLetterTable {
+                database: dl_database,
+                table: dl_table,
+            }
+        }
         "drop" => {
             if r.dead_letter_topic.is_some() {
                 return Err(err(
@@ -961,10 +1001,17 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
         other => {
             return Err(err(
                 f("on_bad_message"),
-                format!("{other:?} is not one of \"dead-letter\", \"drop\""),
+                format!("{other:?} is not one of \"dead-letter\", \"dead-letter-table\", \"drop\""),
             ))
         }
     };
+    if r.dead_letter_table.is_some() && !matches!(bad_messages, BadMessages::DeadLetterTable { .. })
+    {
+        return Err(err(
+            f("dead_letter_table"),
+            "set, but only on_bad_message = \"dead-letter-table\" writes there",
+        ));
+    }
     if let BadMessages::DeadLetter { topic: dlq } = &bad_messages {
         if *dlq == topic {
             return Err(err(
