@@ -280,10 +280,10 @@ fn insert_format(format: crate::clickhouse::InsertFormat) -> &'static str {
             "RowBinaryWithNamesAndTypes (the server checks each column's type; a changed table is planned again)"
         }
         InsertFormat::RowBinaryWithDefaults => {
-            "RowBinaryWithDefaults (the server fills DEFAULTs; types are not checked: restart sluice before changing a column's type)"
+            "RowBinaryWithDefaults (the server fills DEFAULTs; types are not checked per insert: stop sluice before changing a column's type)"
         }
         InsertFormat::RowBinary => {
-            "RowBinary (this server cannot check types: restart sluice before changing a column's type)"
+            "RowBinary (this server cannot check types per insert: stop sluice before changing a column's type)"
         }
     }
 }

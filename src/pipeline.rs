@@ -189,6 +189,16 @@ pub fn exactly_once_guard(
 /// The route's table plan, and the table's engine information it was checked against. The
 /// table's engine and its columns are asked for side by side.
 pub async fn plan_route(client: &Client, route: &Route) -> Result<(TablePlan, TableInfo)> {
+    plan_route_noting(client, route, true).await
+}
+
+/// [`plan_route`]; `note`: log the DEFAULTs this server cannot apply (once per start, not
+/// at every refresh of a running pipeline).
+async fn plan_route_noting(
+    client: &Client,
+    route: &Route,
+    note: bool,
+) -> Result<(TablePlan, TableInfo)> {
     let (info, columns) = tokio::join!(
         client.table_info(&route.database, &route.table),
         client.table_columns(&route.database, &route.table)
@@ -213,8 +223,10 @@ pub async fn plan_route(client: &Client, route: &Route) -> Result<(TablePlan, Ta
                 Ok(bytes) if !d.volatile => {
                     literal_defaults.insert(d.column, bytes.to_vec());
                 }
+                Ok(_) if !note => {}
                 Ok(_) => tracing::warn!(column = %d.column, expression = %d.expression,
                     "the column DEFAULT changes per row and this server cannot apply it; messages without this field will be dead-lettered"),
+                Err(_) if !note => {}
                 Err(e) => tracing::warn!(column = %d.column, error = %e,
                     "cannot evaluate the column DEFAULT; messages without this field will be dead-lettered"),
             }
@@ -227,11 +239,19 @@ pub async fn plan_route(client: &Client, route: &Route) -> Result<(TablePlan, Ta
 /// The plan of `route`'s dead-letter table (`on_bad_message = "dead-letter-table"`), if it
 /// has one: planned like a route's table ([`crate::dead_letter_table`]).
 pub async fn plan_dead_letter_table(client: &Client, route: &Route) -> Result<Option<TablePlan>> {
+    plan_dead_letter_table_noting(client, route, true).await
+}
+
+async fn plan_dead_letter_table_noting(
+    client: &Client,
+    route: &Route,
+    note: bool,
+) -> Result<Option<TablePlan>> {
     let Some((database, table)) = dead_letter_table::target(route) else {
         return Ok(None);
     };
     let as_route = dead_letter_table::planning_route(route, database, table);
-    let (plan, _) = plan_route(client, &as_route)
+    let (plan, _) = plan_route_noting(client, &as_route, note)
         .await
         .with_context(|| format!("dead-letter table {database}.{table}"))?;
     dead_letter_table::check_plan(&plan, database, table)?;
@@ -363,6 +383,7 @@ pub async fn run_with_metrics(
         .await;
         match pass {
             Ok((Pass::Stopped, _)) => break Ok(None),
+            Ok((Pass::Refreshed, _)) => changed = None,
             Ok((Pass::Failed(f), keys)) if f.table_changed => {
                 tracing::warn!(error = %f,
                     "a table changed while running; reading its columns again and starting over from the committed offsets");
@@ -391,15 +412,49 @@ pub async fn run_with_metrics(
     }
 }
 
-/// What a route's table was planned as: its label, columns, format and header. Two plans
-/// that agree on these send the same inserts.
-type PlanKey = (
-    String,
-    Vec<String>,
-    clickhouse::InsertFormat,
-    bytes::Bytes,
-    Option<(Vec<String>, bytes::Bytes)>,
-);
+/// What a route's tables were planned as: the columns sent and their types, the format,
+/// and the same of its dead-letter table. Two plans that agree on these send the same
+/// inserts.
+#[derive(Debug, PartialEq, Eq)]
+struct PlanKey {
+    route: String,
+    columns: Vec<(String, String)>,
+    format: clickhouse::InsertFormat,
+    dead_letters: Option<Vec<(String, String)>>,
+}
+
+impl PlanKey {
+    fn of(route: &Route, table: &TablePlan, dead_letters: Option<&TablePlan>) -> Self {
+        let columns = |p: &TablePlan| {
+            p.lines
+                .iter()
+                .map(|l| (l.column.clone(), l.ty.clone()))
+                .collect()
+        };
+        PlanKey {
+            route: route.label(),
+            columns: columns(table),
+            format: table.format,
+            dead_letters: dead_letters.map(columns),
+        }
+    }
+}
+
+/// The routes' tables as they are now, planned again, in the order of `cfg.routes`.
+async fn plan_keys_now(client: &Client, cfg: &Config) -> Result<Vec<PlanKey>> {
+    let mut keys = Vec::with_capacity(cfg.routes.len());
+    for r in &cfg.routes {
+        let ((table, _), dead_letters) = tokio::try_join!(
+            plan_route_noting(client, r, false),
+            plan_dead_letter_table_noting(client, r, false)
+        )?;
+        keys.push(PlanKey::of(r, &table, dead_letters.as_ref()));
+    }
+    Ok(keys)
+}
+
+/// How long a refresh of the tables' columns may take before it is left for the next one.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How one pass of the pipeline ended.
 enum Pass {
@@ -407,6 +462,9 @@ enum Pass {
     Stopped,
     /// A lane or the consumer failed; nothing past its data was committed.
     Failed(LaneFailure),
+    /// A refresh found a table's columns changed: the lanes stored and committed what they
+    /// held, as at a shutdown, and the next pass plans again.
+    Refreshed,
 }
 
 /// One pass: start up (plan every table), consume until `shutdown` or a failure, and stop
@@ -431,17 +489,7 @@ async fn run_pass(
     };
     let keys: Vec<PlanKey> = prepared
         .iter()
-        .map(|p| {
-            (
-                p.route.label(),
-                p.table.columns.clone(),
-                p.table.format,
-                p.table.header.clone(),
-                p.dead_letters
-                    .as_ref()
-                    .map(|d| (d.columns.clone(), d.header.clone())),
-            )
-        })
+        .map(|p| PlanKey::of(&p.route, &p.table, p.dead_letters.as_ref()))
         .collect();
     if let Some((failure, before)) = changed {
         if *before == keys {
@@ -544,9 +592,47 @@ async fn run_pass(
     health.set_serving(true);
     let mut failure: Option<LaneFailure> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut refresh = cfg.service.table_refresh.map(|every| {
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
+    let mut refreshed = false;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = async {
+                match refresh.as_mut() {
+                    Some(r) => {
+                        r.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                // Bounded, so that a slow server delays the loop's other duties only briefly.
+                match tokio::time::timeout(REFRESH_TIMEOUT, plan_keys_now(&client, cfg)).await {
+                    Ok(Ok(now)) if now != keys => {
+                        let routes: Vec<&str> = keys
+                            .iter()
+                            .zip(&now)
+                            .filter(|(a, b)| a != b)
+                            .map(|(a, _)| a.route.as_str())
+                            .collect();
+                        tracing::warn!(routes = ?routes,
+                            "a table's columns changed while running (read every table_refresh); planning again");
+                        for (r, _) in cfg.routes.iter().zip(&keys).filter(|(_, k)| !now.contains(k)) {
+                            RouteMetrics::add(&metrics.route(&r.topic, &r.table).table_replans, 1);
+                        }
+                        refreshed = true;
+                        break;
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"),
+                        "cannot read the tables' columns again; keeping the plan"),
+                    Err(_) => tracing::warn!(timeout = ?REFRESH_TIMEOUT,
+                        "reading the tables' columns again timed out; keeping the plan"),
+                }
+            }
             f = fail_rx.recv() => {
                 if let Some(f) = f {
                     tracing::error!(error = %f, "lane failed; stopping");
@@ -575,6 +661,7 @@ async fn run_pass(
     }
     let pass = match failure {
         Some(f) => Pass::Failed(f),
+        None if refreshed => Pass::Refreshed,
         None => Pass::Stopped,
     };
     Ok((pass, keys))

@@ -1268,6 +1268,72 @@ async fn a_table_changed_under_the_run_is_planned_again() {
     );
 }
 
+/// A column added under a running pipeline takes no insert error to notice: the tables are
+/// read again every `table_refresh` (here 300 ms), and once the plan differs the lanes store
+/// and commit what they hold and the pipeline plans again. Messages from then on fill the
+/// new column; none is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_added_under_the_run_is_filled_after_the_refresh() {
+    init_logs();
+    let (topic, table) = topic_with_table("added", 2, "id UInt64").await;
+    let msgs = |ids: std::ops::Range<u64>| {
+        ids.map(|i| Msg::json((i % 2) as i32, format!(r#"{{"id":{i},"extra":"x{i}"}}"#)))
+            .collect::<Vec<_>>()
+    };
+    produce(&topic, msgs(0..100));
+    let group = unique("g");
+    let text = config(&group, &[(&topic, &topic)], "")
+        .replace("[service]\n", "[service]\ntable_refresh = \"300ms\"\n");
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("valid config");
+    let (run, metrics) = start_with_metrics(cfg);
+    assert_eq!(
+        wait_for_count(&table, 100, Duration::from_secs(60)).await,
+        100
+    );
+    wait_for_commit(&group, &topic, 2, 100).await;
+    assert_eq!(route_counter(&metrics, "sluice_table_replans_total"), 0);
+    ch(&format!(
+        "ALTER TABLE {table} ADD COLUMN extra String DEFAULT 'none'"
+    ))
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while route_counter(&metrics, "sluice_table_replans_total") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the added column was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    produce(&topic, msgs(100..200));
+    assert_eq!(
+        wait_for_count(&table, 200, Duration::from_secs(60)).await,
+        200
+    );
+    wait_for_commit(&group, &topic, 2, 200).await;
+    let summary = run.stop().await;
+    assert_eq!(summary.dead_lettered, 0);
+    assert_eq!(ch_u64(&format!("SELECT count() FROM {table}")).await, 200);
+    assert_eq!(
+        ch_u64(&format!("SELECT uniqExact(id) FROM {table}")).await,
+        200
+    );
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT countIf(extra = concat('x', toString(id))) FROM {table} WHERE id >= 100"
+        ))
+        .await,
+        100,
+        "rows after the refresh lack the new column's field"
+    );
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT countIf(extra = 'none') FROM {table} WHERE id < 100"
+        ))
+        .await,
+        100
+    );
+}
+
 /// `on_bad_message = "dead-letter-table"`, exactly-once: every kind of bad message (invalid
 /// JSON, a value out of its column's range, a tombstone, a row only ClickHouse refuses by a
 /// CHECK constraint) becomes one row of the dead-letter table with where it came from, its

@@ -493,6 +493,25 @@ format = "json"
     }
 
     #[test]
+    fn table_refresh_defaults_to_ten_seconds_and_zero_switches_it_off() {
+        let with = |line: &str| {
+            MINIMAL.replace(
+                "[clickhouse]",
+                &format!("[service]\n{line}\n\n[clickhouse]"),
+            )
+        };
+        let refresh = |line: &str| from_str(&with(line), no_env()).map(|c| c.service.table_refresh);
+        assert_eq!(refresh("").unwrap(), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            refresh("table_refresh = \"2m\"").unwrap(),
+            Some(std::time::Duration::from_secs(120))
+        );
+        assert_eq!(refresh("table_refresh = \"0s\"").unwrap(), None);
+        let e = refresh("table_refresh = \"often\"").unwrap_err();
+        assert_eq!(e.field, "service.table_refresh");
+    }
+
+    #[test]
     fn a_dead_letter_table_is_named_or_defaults_beside_the_routes_table() {
         let with = |lines: &str| {
             MINIMAL.replace("format = \"json\"", &format!("format = \"json\"\n{lines}"))

@@ -204,6 +204,9 @@ pub struct RawService {
     pub log_format: Option<String>,
     /// Memory all lanes' open batches may hold together (records + encoded rows).
     pub batch_memory: Option<RawSize>,
+    /// How often the routes' tables are read again for columns added or changed; "0s" = never.
+    #[serde(default, deserialize_with = "scalar")]
+    pub table_refresh: Option<String>,
 }
 
 /// A byte size written either as a number (bytes) or a string with a unit ("16MiB").

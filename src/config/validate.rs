@@ -280,6 +280,10 @@ pub struct ServiceConfig {
     pub log_json: bool,
     /// Bytes all lanes' open batches hold together at most (see budget.rs).
     pub batch_memory: usize,
+    /// How often a running pipeline reads its tables' columns again and, when they differ
+    /// from its plan (a column added, or changed where inserts carry no types), plans again;
+    /// `None`: only when an insert is refused (see `pipeline.rs`).
+    pub table_refresh: Option<Duration>,
 }
 
 /// `max_bytes` is what bounds memory; the row cap only matters for rows of a few bytes. Fewer,
@@ -1118,5 +1122,13 @@ fn validate_service(raw: &RawConfig) -> Result<ServiceConfig, ConfigError> {
         metrics_listen,
         log_json,
         batch_memory,
+        table_refresh: match &s.table_refresh {
+            Some(t) => Some(parse_duration("service.table_refresh", t)?).filter(|d| !d.is_zero()),
+            None => Some(DEFAULT_TABLE_REFRESH),
+        },
     })
 }
+
+/// Reading a table's columns is two small queries: every 10 s costs nothing measurable, and
+/// a column added under a running sluice is filled within that.
+pub const DEFAULT_TABLE_REFRESH: Duration = Duration::from_secs(10);
