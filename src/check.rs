@@ -150,8 +150,29 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
                         let _ = writeln!(out);
                     }
                     Some(client) => match plan_dead_letter_table(client, r).await {
-                        Ok(Some(plan)) => {
+                        Ok(Some((plan, info))) => {
                             let _ = writeln!(out, " (ok: {})", plan.columns.join(", "));
+                            if r.delivery == crate::config::Delivery::ExactlyOnce {
+                                let counts: std::collections::HashMap<String, usize> = partitions
+                                    .iter()
+                                    .map(|(t, p)| (t.clone(), p.unwrap_or(0)))
+                                    .collect();
+                                match crate::pipeline::dead_letter_guard(
+                                    client, cfg, &info, &counts,
+                                ) {
+                                    Ok(a) => {
+                                        let _ = writeln!(
+                                            out,
+                                            "    exactly-once: ok (deduplication window {} blocks)",
+                                            a.window
+                                        );
+                                    }
+                                    Err(e) => {
+                                        let _ = writeln!(out, "    exactly-once: FAILED: {e:#}");
+                                        ok = false;
+                                    }
+                                }
+                            }
                         }
                         Ok(None) => {
                             let _ = writeln!(out);

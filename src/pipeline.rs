@@ -91,6 +91,8 @@ pub struct PreparedRoute {
     pub info: TableInfo,
     /// The plan of the route's dead-letter table, if it has one.
     pub dead_letters: Option<TablePlan>,
+    /// What that plan was made from, for the exactly-once guard.
+    pub dead_letters_info: Option<TableInfo>,
 }
 
 /// The start-up checks of `sluice run`: the Kafka preflight ([`kafka_preflight`]) and
@@ -112,6 +114,12 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
             let accepted = exactly_once_guard(&client, cfg, route, &p.info, &partitions)?;
             tracing::info!(route = %route.topic, table = %format!("{}.{}", route.database, route.table),
                 window = accepted.window, notes = ?accepted.notes, "exactly-once: the table deduplicates repeated inserts");
+            if let Some(info) = &p.dead_letters_info {
+                let accepted = dead_letter_guard(&client, cfg, info, &partitions)
+                    .with_context(|| route.label())?;
+                tracing::info!(route = %route.topic, table = %format!("{}.{}", info.database, info.name),
+                    window = accepted.window, "exactly-once: the dead-letter table deduplicates repeated inserts");
+            }
         }
     }
     Ok((client, routes))
@@ -157,11 +165,15 @@ async fn plan_routes(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
         .routes
         .iter()
         .zip(planned)
-        .map(|(route, ((table, info), dead_letters))| PreparedRoute {
-            route: route.clone(),
-            table,
-            info,
-            dead_letters,
+        .map(|(route, ((table, info), dead_letters))| {
+            let (dead_letters, dead_letters_info) = dead_letters.unzip();
+            PreparedRoute {
+                route: route.clone(),
+                table,
+                info,
+                dead_letters,
+                dead_letters_info,
+            }
         })
         .collect();
     Ok((client, routes))
@@ -238,7 +250,10 @@ async fn plan_route_noting(
 
 /// The plan of `route`'s dead-letter table (`on_bad_message = "dead-letter-table"`), if it
 /// has one: planned like a route's table ([`crate::dead_letter_table`]).
-pub async fn plan_dead_letter_table(client: &Client, route: &Route) -> Result<Option<TablePlan>> {
+pub async fn plan_dead_letter_table(
+    client: &Client,
+    route: &Route,
+) -> Result<Option<(TablePlan, TableInfo)>> {
     plan_dead_letter_table_noting(client, route, true).await
 }
 
@@ -246,16 +261,37 @@ async fn plan_dead_letter_table_noting(
     client: &Client,
     route: &Route,
     note: bool,
-) -> Result<Option<TablePlan>> {
+) -> Result<Option<(TablePlan, TableInfo)>> {
     let Some((database, table)) = dead_letter_table::target(route) else {
         return Ok(None);
     };
     let as_route = dead_letter_table::planning_route(route, database, table);
-    let (plan, _) = plan_route_noting(client, &as_route, note)
+    let (plan, info) = plan_route_noting(client, &as_route, note)
         .await
         .with_context(|| format!("dead-letter table {database}.{table}"))?;
     dead_letter_table::check_plan(&plan, database, table)?;
-    Ok(Some(plan))
+    Ok(Some((plan, info)))
+}
+
+/// Refuses an exactly-once route whose dead-letter table (`info`) cannot deduplicate a batch's
+/// dead letters sent again, as [`exactly_once_guard`] does for its table; the lanes counted
+/// are those of every route writing dead letters into the same table.
+pub fn dead_letter_guard(
+    client: &Client,
+    cfg: &Config,
+    info: &TableInfo,
+    partitions: &TopicPartitions,
+) -> Result<exactly_once::Accepted> {
+    let lanes: usize = cfg
+        .routes
+        .iter()
+        .filter(|r| {
+            dead_letter_table::target(r) == Some((info.database.as_str(), info.name.as_str()))
+        })
+        .map(|r| partitions.get(&r.topic).copied().unwrap_or(0).max(1))
+        .sum();
+    exactly_once::check_table(info, client.server(), lanes.max(1))
+        .with_context(|| format!("dead-letter table {}.{}", info.database, info.name))
 }
 
 /// What a run did, for the final log line.
@@ -448,7 +484,11 @@ async fn plan_keys_now(client: &Client, cfg: &Config) -> Result<Vec<PlanKey>> {
             plan_route_noting(client, r, false),
             plan_dead_letter_table_noting(client, r, false)
         )?;
-        keys.push(PlanKey::of(r, &table, dead_letters.as_ref()));
+        keys.push(PlanKey::of(
+            r,
+            &table,
+            dead_letters.as_ref().map(|(p, _)| p),
+        ));
     }
     Ok(keys)
 }

@@ -1368,10 +1368,34 @@ async fn bad_messages_land_in_the_dead_letter_table() {
             && said.contains(&format!("CREATE TABLE default.{dead}")),
         "{said}"
     );
+    // A table that cannot deduplicate a batch's dead letters sent again: refused for
+    // exactly-once, by `check` and by `run`'s start-up.
+    ch(&format!(
+        "CREATE TABLE default.{dead} (error String) ENGINE = MergeTree ORDER BY tuple()"
+    ))
+    .await;
+    let mut out = Vec::new();
+    assert!(!sluice::check::run(&cfg, &mut out).await);
+    let said = String::from_utf8_lossy(&out).to_string();
+    assert!(
+        said.contains("    exactly-once: FAILED: dead-letter table")
+            && said.contains("non_replicated_deduplication_window"),
+        "{said}"
+    );
+    let refused = match sluice::pipeline::start_up(&cfg).await {
+        Ok(_) => panic!("start-up accepted a dead-letter table without deduplication"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(refused.contains("dead-letter table"), "{refused}");
+    ch(&format!("DROP TABLE default.{dead}")).await;
     ch(&sluice::dead_letter_table::suggested_ddl("default", &dead)).await;
     let mut out = Vec::new();
     assert!(sluice::check::run(&cfg, &mut out).await);
     let said = String::from_utf8_lossy(&out).to_string();
+    assert!(
+        said.contains("    exactly-once: ok (deduplication window 1000 blocks)"),
+        "{said}"
+    );
     assert!(said.contains(&format!("dead-letter table default.{dead} (ok: topic, partition, offset, timestamp, key, value, headers, error, dead_at)")), "{said}");
 
     // 100 per partition; on partition 0 three bad ones, on partition 1 one.

@@ -501,7 +501,10 @@ format = "json"
             )
         };
         let refresh = |line: &str| from_str(&with(line), no_env()).map(|c| c.service.table_refresh);
-        assert_eq!(refresh("").unwrap(), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            refresh("").unwrap(),
+            Some(std::time::Duration::from_secs(10))
+        );
         assert_eq!(
             refresh("table_refresh = \"2m\"").unwrap(),
             Some(std::time::Duration::from_secs(120))
