@@ -14,7 +14,11 @@
 //! before storing a row of it, for a column gone or of another type) ends the pass the same
 //! way, uncommitted, and a new pass starts: every table planned again, the group joined
 //! again, each partition read from its committed offset. So a changed table costs a rejoin
-//! and a re-read of what was not committed, never a row stored as the old plan's bytes.
+//! and a re-read of what was not committed, never a row stored as the old plan's bytes
+//! where the inserts carry their types. Every `service.table_refresh` the tables are also
+//! planned again in the background; a plan that differs (a column added, a type changed
+//! where inserts carry no types) ends the pass like a shutdown (the lanes store and commit
+//! what they hold) and the next pass starts with it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -391,7 +395,8 @@ pub async fn kafka_preflight(k: &KafkaConfig) -> Result<TopicPartitions> {
     Ok(partitions)
 }
 
-/// Runs the pipeline until `shutdown` resolves or a lane fails for good.
+/// Runs the pipeline until `shutdown` resolves or a lane fails for good; a table that changed
+/// under it is planned again and the pipeline goes on (see the module docs).
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
     run_with_metrics(cfg, shutdown, Arc::new(Metrics::default())).await
 }
