@@ -471,6 +471,85 @@ async fn mtls_with_encrypted_key_into_https_clickhouse_with_client_certificate()
     );
 }
 
+/// mTLS with the client certificate and key in a PKCS#12 keystore (what Java clients are
+/// given), made from the testbed's PEM files by `openssl pkcs12 -export`: rows land. A wrong
+/// keystore password stops `check` and `run` with the cause, and never shows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_with_a_pkcs12_keystore() {
+    let Some(s) = sec() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let keystore = dir.path().join("client.p12");
+    let password = "p12-Pw-5e7a91c3";
+    let made = Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-export",
+            "-in",
+            &s.client_cert,
+            "-inkey",
+            &s.client_key,
+        ])
+        .args([
+            "-name",
+            "sluice-client",
+            "-passout",
+            &format!("pass:{password}"),
+            "-out",
+        ])
+        .arg(&keystore)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", text(&made));
+    let kafka = |password: &str| {
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\nsession_timeout = \"10s\"\nsecurity_protocol = \"SSL\"\nssl_ca_location = \"{}\"\nssl_keystore_location = \"{}\"\nssl_keystore_password = \"{password}\"\n",
+            s.ssl,
+            unique("g"),
+            s.ca,
+            keystore.display()
+        )
+    };
+    let topic = unique("sec_p12");
+    create_topic(&topic, 2).await;
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    produce(&topic, messages(0, 300, 2));
+    let running = start(&format!(
+        "{}{}{}",
+        kafka(password),
+        s.clickhouse_https(&s.ch_https, false),
+        route(&topic, &topic, "")
+    ));
+    assert_rows(&table, 300).await;
+    assert_eq!(running.stop().await.rows_inserted, 300);
+
+    let wrong = "wrong-P12-0c4d";
+    let config = format!(
+        "{}{}{}",
+        kafka(wrong),
+        ok_clickhouse(&s),
+        route(&topic, &topic, "")
+    );
+    let cfg = write(dir.path(), "wrong.toml", &config);
+    let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
+    let t = text(&out);
+    assert!(
+        !out.status.success(),
+        "check passed with a wrong keystore password:\n{t}"
+    );
+    assert!(t.contains("ssl.keystore"), "{t}");
+    assert!(
+        !t.contains(wrong),
+        "the keystore password reached the output:\n{t}"
+    );
+    let (t, _) = run_expecting_failure(&cfg, &[], Duration::from_secs(30));
+    assert!(t.contains("ssl.keystore"), "{t}");
+    assert!(
+        !t.contains(wrong),
+        "the keystore password reached the log:\n{t}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_protocol_and_mechanism_connects() {
     let Some(s) = sec() else { return };

@@ -493,6 +493,53 @@ format = "json"
     }
 
     #[test]
+    fn a_pkcs12_keystore_replaces_the_pem_certificate_and_key() {
+        let with = |lines: &str| {
+            MINIMAL.replace(
+                "group_id = \"g\"",
+                &format!("group_id = \"g\"\nsecurity_protocol = \"SSL\"\n{lines}"),
+            )
+        };
+        let c = from_str(
+            &with(
+                "ssl_keystore_location = \"/k/client.p12\"\nssl_keystore_password = \"hush-7731\"",
+            ),
+            no_env(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.kafka.tls.keystore.as_deref(),
+            Some(std::path::Path::new("/k/client.p12"))
+        );
+        assert!(!format!("{:?}", c.kafka).contains("hush-7731"));
+        for (lines, field) in [
+            (
+                "ssl_keystore_location = \"/k/c.p12\"\nssl_certificate_location = \"/k/c.pem\"\nssl_key_location = \"/k/c.key\"",
+                "kafka.ssl_keystore_location",
+            ),
+            ("ssl_keystore_password = \"x\"", "kafka.ssl_keystore_password"),
+        ] {
+            let e = from_str(&with(lines), no_env()).unwrap_err();
+            assert_eq!(e.field, field, "{lines}");
+        }
+        let plaintext = MINIMAL.replace(
+            "group_id = \"g\"",
+            "group_id = \"g\"\nssl_keystore_location = \"/k/c.p12\"",
+        );
+        let e = from_str(&plaintext, no_env()).unwrap_err();
+        assert_eq!(e.field, "kafka.security_protocol");
+        let e = from_str(
+            &MINIMAL.replace(
+                "group_id = \"g\"",
+                "group_id = \"g\"\nproperties = { \"ssl.keystore.location\" = \"/k/c.p12\" }",
+            ),
+            no_env(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("kafka.ssl_keystore_location"), "{e}");
+    }
+
+    #[test]
     fn table_refresh_defaults_to_ten_seconds_and_zero_switches_it_off() {
         let with = |line: &str| {
             MINIMAL.replace(

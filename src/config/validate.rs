@@ -87,6 +87,7 @@ pub struct KafkaConfig {
     pub sasl: Option<SaslConfig>,
     pub tls: TlsFiles,
     pub ssl_key_password: Option<Secret>,
+    pub ssl_keystore_password: Option<Secret>,
     pub ssl_endpoint_identification: bool,
     pub properties: BTreeMap<String, String>,
     pub fetch: FetchPath,
@@ -117,6 +118,7 @@ impl KafkaConfig {
             sasl: None,
             tls: TlsFiles::default(),
             ssl_key_password: None,
+            ssl_keystore_password: None,
             ssl_endpoint_identification: true,
             properties: BTreeMap::new(),
             fetch: FetchPath::Librdkafka,
@@ -136,6 +138,8 @@ pub struct TlsFiles {
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// PKCS#12: certificate and key in one file (instead of `cert` and `key`).
+    pub keystore: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,6 +335,7 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
     "ssl.certificate.pem",
     "ssl.key.location",
     "ssl.key.pem",
+    "ssl.keystore.location",
     "ssl.endpoint.identification.algorithm",
 ];
 
@@ -349,6 +354,7 @@ fn protected_property_reason(key: &str) -> String {
         "ssl.ca.location" | "ssl.ca.pem" => "kafka.ssl_ca_location",
         "ssl.certificate.location" | "ssl.certificate.pem" => "kafka.ssl_certificate_location",
         "ssl.key.location" | "ssl.key.pem" => "kafka.ssl_key_location",
+        "ssl.keystore.location" => "kafka.ssl_keystore_location",
         "ssl.endpoint.identification.algorithm" => "kafka.ssl_endpoint_identification",
         _ => {
             return "sluice sets this property itself: its delivery guarantee depends on it (offsets are committed manually, only for rows ClickHouse acknowledged)".to_string()
@@ -541,6 +547,14 @@ fn kafka_strings_have_no_nul(k: &RawKafka) -> Result<(), ConfigError> {
             k.ssl_certificate_location.as_ref(),
         ),
         ("kafka.ssl_key_location", k.ssl_key_location.as_ref()),
+        (
+            "kafka.ssl_keystore_location",
+            k.ssl_keystore_location.as_ref(),
+        ),
+        (
+            "kafka.ssl_keystore_password",
+            k.ssl_keystore_password.as_ref(),
+        ),
         ("kafka.sasl_password_file", k.sasl_password_file.as_ref()),
     ];
     for (field, v) in fields {
@@ -718,8 +732,11 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         ca: path(&k.ssl_ca_location),
         cert: path(&k.ssl_certificate_location),
         key: path(&k.ssl_key_location),
+        keystore: path(&k.ssl_keystore_location),
     };
-    if (tls.ca.is_some() || tls.cert.is_some()) && !security_protocol.uses_tls() {
+    if (tls.ca.is_some() || tls.cert.is_some() || tls.keystore.is_some())
+        && !security_protocol.uses_tls()
+    {
         return Err(err(
             "kafka.security_protocol",
             "TLS files are given but security_protocol is not SSL or SASL_SSL",
@@ -749,6 +766,18 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
             "a client certificate needs its key, and a key its certificate",
         ));
     }
+    if tls.keystore.is_some() && (tls.cert.is_some() || k.ssl_key_password.is_some()) {
+        return Err(err(
+            "kafka.ssl_keystore_location",
+            "a PKCS#12 keystore holds the client certificate and key: give it, or ssl_certificate_location and ssl_key_location, not both",
+        ));
+    }
+    if k.ssl_keystore_password.is_some() && tls.keystore.is_none() {
+        return Err(err(
+            "kafka.ssl_keystore_password",
+            "set, but there is no ssl_keystore_location for it to open",
+        ));
+    }
     for key in k.properties.keys() {
         if PROTECTED_KAFKA_PROPERTIES.contains(&key.as_str()) {
             return Err(err(
@@ -760,7 +789,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
             // The passthrough is plain text (printed in debug output); secrets are not taken.
             return Err(err(
                 format!("kafka.properties.{key:?}"),
-                "a secret is not accepted in the passthrough (it is not redacted); for TLS client authentication use a PEM certificate and key: kafka.ssl_certificate_location, kafka.ssl_key_location, kafka.ssl_key_password",
+                "a secret is not accepted in the passthrough (it is not redacted); for TLS client authentication use a PEM certificate and key (kafka.ssl_certificate_location, kafka.ssl_key_location, kafka.ssl_key_password) or a PKCS#12 keystore (kafka.ssl_keystore_location, kafka.ssl_keystore_password)",
             ));
         }
     }
@@ -778,6 +807,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         sasl,
         tls,
         ssl_key_password: k.ssl_key_password.clone().map(Secret::new),
+        ssl_keystore_password: k.ssl_keystore_password.clone().map(Secret::new),
         ssl_endpoint_identification: k.ssl_endpoint_identification.unwrap_or(true),
         properties: k.properties.clone(),
         fetch,
@@ -832,6 +862,8 @@ fn validate_clickhouse(
         ca: path(&c.ca_file),
         cert: path(&c.client_cert),
         key: path(&c.client_key),
+        // PKCS#12 is for Kafka (librdkafka reads it); the HTTPS client takes PEM files.
+        keystore: None,
     };
     if tls.cert.is_some() != tls.key.is_some() {
         return Err(err(

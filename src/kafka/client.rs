@@ -31,6 +31,12 @@ pub fn base_config(k: &KafkaConfig) -> ClientConfig {
         if let Some(pw) = &k.ssl_key_password {
             c.set("ssl.key.password", pw.expose());
         }
+        if let Some(keystore) = &k.tls.keystore {
+            c.set("ssl.keystore.location", keystore.to_string_lossy());
+        }
+        if let Some(pw) = &k.ssl_keystore_password {
+            c.set("ssl.keystore.password", pw.expose());
+        }
         c.set(
             "ssl.endpoint.identification.algorithm",
             if k.ssl_endpoint_identification {

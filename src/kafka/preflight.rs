@@ -66,6 +66,9 @@ impl ErrorRecorder {
         if let Some(p) = &k.ssl_key_password {
             secrets.push(p.clone());
         }
+        if let Some(p) = &k.ssl_keystore_password {
+            secrets.push(p.clone());
+        }
         ErrorRecorder {
             reports: Arc::new(Mutex::new(Vec::new())),
             secrets: Arc::new(secrets),
