@@ -114,18 +114,11 @@ impl InsertFormat {
 /// then each name, then each type, as RowBinary strings. `types` are the table's own type
 /// names (`system.columns`), which is what the server compares them with.
 pub fn typed_header(columns: &[String], types: &[String]) -> Bytes {
-    fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
+    use crate::encode::rowbinary::{put_str, put_varint};
     let mut out = Vec::new();
     put_varint(&mut out, columns.len() as u64);
     for text in columns.iter().chain(types) {
-        put_varint(&mut out, text.len() as u64);
-        out.extend_from_slice(text.as_bytes());
+        put_str(&mut out, text.as_bytes());
     }
     Bytes::from(out)
 }
