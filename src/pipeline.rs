@@ -183,6 +183,20 @@ async fn plan_routes(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
     Ok((client, routes))
 }
 
+/// The lanes (one per partition, at least one per route) of the routes that `write` into a
+/// table: how many batches may be in flight into it at once.
+fn lanes_writing(
+    cfg: &Config,
+    partitions: &TopicPartitions,
+    write: impl Fn(&Route) -> bool,
+) -> usize {
+    cfg.routes
+        .iter()
+        .filter(|r| write(r))
+        .map(|r| partitions.get(&r.topic).copied().unwrap_or(0).max(1))
+        .sum()
+}
+
 /// Refuses exactly-once (with the fix named) where the table (`info`, from [`plan_route`])
 /// cannot deduplicate repeats. The lanes counted are those of every route writing into the
 /// same table.
@@ -193,12 +207,9 @@ pub fn exactly_once_guard(
     info: &TableInfo,
     partitions: &TopicPartitions,
 ) -> Result<exactly_once::Accepted> {
-    let lanes: usize = cfg
-        .routes
-        .iter()
-        .filter(|r| r.database == route.database && r.table == route.table)
-        .map(|r| partitions.get(&r.topic).copied().unwrap_or(0).max(1))
-        .sum();
+    let lanes = lanes_writing(cfg, partitions, |r| {
+        r.database == route.database && r.table == route.table
+    });
     exactly_once::check_table(info, client.server(), lanes).map_err(Into::into)
 }
 
@@ -286,14 +297,9 @@ pub fn dead_letter_guard(
     info: &TableInfo,
     partitions: &TopicPartitions,
 ) -> Result<exactly_once::Accepted> {
-    let lanes: usize = cfg
-        .routes
-        .iter()
-        .filter(|r| {
-            dead_letter_table::target(r) == Some((info.database.as_str(), info.name.as_str()))
-        })
-        .map(|r| partitions.get(&r.topic).copied().unwrap_or(0).max(1))
-        .sum();
+    let lanes = lanes_writing(cfg, partitions, |r| {
+        dead_letter_table::target(r) == Some((info.database.as_str(), info.name.as_str()))
+    });
     exactly_once::check_table(info, client.server(), lanes.max(1))
         .with_context(|| format!("dead-letter table {}.{}", info.database, info.name))
 }
