@@ -104,6 +104,11 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
         }
     }
 
+    // Partitions per topic, for the exactly-once guards' lane counts.
+    let counts: std::collections::HashMap<String, usize> = partitions
+        .iter()
+        .map(|(t, p)| (t.clone(), p.unwrap_or(0)))
+        .collect();
     for r in &cfg.routes {
         let _ = writeln!(
             out,
@@ -153,10 +158,6 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
                         Ok(Some((plan, info))) => {
                             let _ = writeln!(out, " (ok: {})", plan.columns.join(", "));
                             if r.delivery == crate::config::Delivery::ExactlyOnce {
-                                let counts: std::collections::HashMap<String, usize> = partitions
-                                    .iter()
-                                    .map(|(t, p)| (t.clone(), p.unwrap_or(0)))
-                                    .collect();
                                 match crate::pipeline::dead_letter_guard(
                                     client, cfg, &info, &counts,
                                 ) {
@@ -193,10 +194,6 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
         match plan_route(client, r).await {
             Ok((plan, info)) => {
                 if r.delivery == crate::config::Delivery::ExactlyOnce {
-                    let counts: std::collections::HashMap<String, usize> = partitions
-                        .iter()
-                        .map(|(t, p)| (t.clone(), p.unwrap_or(0)))
-                        .collect();
                     match crate::pipeline::exactly_once_guard(client, cfg, r, &info, &counts) {
                         Ok(a) => {
                             let _ = writeln!(
