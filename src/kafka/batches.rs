@@ -8,14 +8,16 @@
 //! are skipped. A trailing partial batch (the broker cuts the response at its size limit) is
 //! left for the next fetch.
 //!
-//! Codecs read: none, LZ4, zstd and gzip. A compressed batch inflates into one buffer kept
-//! between batches; zstd and gzip are bounded ([`MAX_INFLATED`]), so a batch that would
-//! inflate beyond any batch a broker takes is not read but handed back (see below).
+//! Codecs read: every one Kafka has (none, gzip, snappy, LZ4, zstd). A compressed batch
+//! inflates into a buffer kept between batches; zstd, gzip and snappy are bounded
+//! ([`MAX_INFLATED`]), so a batch that would inflate beyond any batch a broker takes is not
+//! read but handed back (see below). Snappy comes in two framings: librdkafka writes one raw
+//! snappy block, Java clients write snappy-java's stream (a header, then length-prefixed raw
+//! blocks); both are read, told apart by that header as librdkafka and the Java client do.
 //!
-//! What it does not read is said, never guessed: a batch in an older format, compressed with
-//! snappy (two framings in use, raw and xerial), inflating beyond [`MAX_INFLATED`], or
-//! malformed ends the read with the reason, at that batch's offset, and the caller hands the
-//! partition back to librdkafka from there (`own_fetch`).
+//! What it does not read is said, never guessed: a batch in an older format, inflating beyond
+//! [`MAX_INFLATED`], or malformed ends the read with the reason, at that batch's offset, and
+//! the caller hands the partition back to librdkafka from there (`own_fetch`).
 
 use std::collections::HashSet;
 
@@ -28,9 +30,10 @@ const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
 const GZIP: i16 = 1;
+const SNAPPY: i16 = 2;
 const LZ4: i16 = 3;
 const ZSTD: i16 = 4;
-/// The most one zstd or gzip batch may inflate to (the broker's `message.max.bytes` is 1 MiB
+/// The most one zstd, gzip or snappy batch may inflate to (the broker's `message.max.bytes` is 1 MiB
 /// compressed by default; records of JSON compress about 4-10 times).
 pub const MAX_INFLATED: usize = 256 << 20;
 
@@ -89,7 +92,8 @@ pub struct Stop {
 #[derive(Default)]
 pub struct BatchReader {
     buf: Vec<u8>,
-    /// zstd and gzip batches inflate here (`buf` is LZ4's, kept at its size unzeroed).
+    /// zstd and gzip batches inflate here (`buf` is LZ4's and snappy's, kept at its size
+    /// unzeroed: their blocks say how long they inflate).
     inflated: Vec<u8>,
 }
 
@@ -169,6 +173,10 @@ impl BatchReader {
                 0 => body,
                 LZ4 => {
                     let n = lz4_frame(body, &mut self.buf).map_err(stop)?;
+                    &self.buf[..n]
+                }
+                SNAPPY => {
+                    let n = snappy(body, &mut self.buf).map_err(stop)?;
                     &self.buf[..n]
                 }
                 ZSTD => {
@@ -374,6 +382,55 @@ fn lz4_frame(frame: &[u8], out: &mut Vec<u8>) -> Result<usize, String> {
     }
 }
 
+/// snappy-java's stream header: its magic, then its version and oldest compatible version
+/// (4 bytes each, which readers do not check: librdkafka does not either).
+const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+const XERIAL_HEADER_LEN: usize = 16;
+
+/// Decompresses a snappy batch body into `out` (kept at its size between calls, as for LZ4);
+/// returns the decompressed length. A body that starts with snappy-java's header (Java
+/// clients) is a sequence of 4-byte big-endian lengths and raw blocks; any other body is one
+/// raw block (librdkafka). A raw block states its length first, so the bound is checked
+/// before anything is written.
+fn snappy(body: &[u8], out: &mut Vec<u8>) -> Result<usize, String> {
+    let mut decoder = snap::raw::Decoder::new();
+    let mut at = 0usize;
+    let mut block = |block: &[u8], at: &mut usize| -> Result<(), String> {
+        let n = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
+        let end = at
+            .checked_add(n)
+            .filter(|&end| end <= MAX_INFLATED)
+            .ok_or_else(|| format!("inflates to more than {MAX_INFLATED} bytes"))?;
+        if out.len() < end {
+            out.resize(end, 0);
+        }
+        *at += decoder
+            .decompress(block, &mut out[*at..end])
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    if body.len() < XERIAL_HEADER_LEN || body[..8] != XERIAL_MAGIC {
+        block(body, &mut at)?;
+        return Ok(at);
+    }
+    let mut j = XERIAL_HEADER_LEN;
+    while j < body.len() {
+        let Some(len) = body.get(j..j + 4) else {
+            return Err("snappy-java block length cut off".into());
+        };
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        j += 4;
+        let Some(b) = body.get(j..).and_then(|rest| rest.get(..len)) else {
+            return Err(format!(
+                "snappy-java block of {len} bytes runs past the batch"
+            ));
+        };
+        block(b, &mut at)?;
+        j += len;
+    }
+    Ok(at)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -455,6 +512,7 @@ pub(crate) mod tests {
                 enc.finish().unwrap()
             }
             ZSTD => zstd::stream::encode_all(body, 1).unwrap(),
+            SNAPPY => snap::raw::Encoder::new().compress_vec(body).unwrap(),
             GZIP => {
                 let mut enc =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -611,16 +669,134 @@ pub(crate) mod tests {
         assert_eq!(got.len(), 3);
     }
 
+    /// A snappy batch body as snappy-java's stream writes it (Java clients): the header,
+    /// then each piece of `chunk` bytes as a length-prefixed raw block.
+    fn xerial(body: &[u8], chunk: usize) -> Vec<u8> {
+        let mut out = XERIAL_MAGIC.to_vec();
+        out.extend_from_slice(&1i32.to_be_bytes());
+        out.extend_from_slice(&1i32.to_be_bytes());
+        for piece in body.chunks(chunk) {
+            let block = snap::raw::Encoder::new().compress_vec(piece).unwrap();
+            out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+            out.extend_from_slice(&block);
+        }
+        out
+    }
+
+    /// `batch` with its body replaced by `body` (already compressed), the length fixed.
+    fn with_body(mut b: Vec<u8>, body: &[u8]) -> Vec<u8> {
+        b.truncate(HEADER_LEN);
+        b[8..12].copy_from_slice(&((HEADER_LEN - 12 + body.len()) as i32).to_be_bytes());
+        b.extend_from_slice(body);
+        b
+    }
+
+    /// The records of `recs` (offset deltas from 0) uncompressed, as `batch` lays them out.
+    fn plain_body(recs: &[TestRecord<'_>]) -> Vec<u8> {
+        batch(0, 0, -1, recs)[HEADER_LEN..].to_vec()
+    }
+
+    #[test]
+    fn snappy_batches_are_read_in_both_framings() {
+        let values: Vec<Vec<u8>> = (0..50)
+            .map(|i| format!("{{\"id\":{i},\"s\":\"row {i}\"}}").into_bytes())
+            .collect();
+        let recs: Vec<TestRecord<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(d, v)| (d as i64, None, Some(&v[..]), vec![]))
+            .collect();
+        let plain = plain_body(&recs);
+        // Raw (librdkafka), then snappy-java's stream in blocks that end inside records,
+        // then one block, then LZ4 between: one reader, buffers reused.
+        let mut set = batch(0, SNAPPY, -1, &recs);
+        set.extend(with_body(
+            batch(50, SNAPPY, -1, &recs),
+            &xerial(&plain, 100),
+        ));
+        set.extend(with_body(
+            batch(100, SNAPPY, -1, &recs),
+            &xerial(&plain, plain.len()),
+        ));
+        set.extend(batch(150, LZ4, -1, &recs));
+        let mut reader = BatchReader::default();
+        let mut got = Vec::new();
+        let end = reader.read(&set, 0, &[], |r| {
+            got.push((r.offset, r.value.unwrap_or_default().to_vec()))
+        });
+        assert_eq!(end.map_err(|s| s.why), Ok(200));
+        let want: Vec<Read> = (0..200)
+            .map(|o| (o, values[(o % 50) as usize].clone()))
+            .collect();
+        assert_eq!(got, want);
+        // From the middle of the xerial batch.
+        let (end, got) = read_all(&set, 75, &[]);
+        assert_eq!((end, got.len(), got[0].0), (Ok(200), 125, 75));
+        // An empty stream (header only) holds no records: its batch says it holds 50.
+        let (end, _) = read_all(
+            &with_body(batch(0, SNAPPY, -1, &recs), &xerial(&[], 1)),
+            0,
+            &[],
+        );
+        assert!(end.unwrap_err().why.contains("record"));
+    }
+
+    #[test]
+    fn damaged_snappy_batches_stop_at_their_batch() {
+        let recs: Vec<TestRecord<'_>> = vec![(0, None, Some(&b"{\"id\":1}"[..]), vec![])];
+        let plain = plain_body(&recs);
+        let good = batch(0, 0, -1, &recs);
+        let stream = xerial(&plain, 4);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            // A raw block whose stated length is more than its bytes hold.
+            (
+                snap::raw::Encoder::new().compress_vec(&plain).unwrap()[..3].to_vec(),
+                "snappy:",
+            ),
+            // A stream cut inside a block's length, and inside a block.
+            (
+                stream[..XERIAL_HEADER_LEN + 2].to_vec(),
+                "block length cut off",
+            ),
+            (stream[..stream.len() - 1].to_vec(), "runs past the batch"),
+        ];
+        for (body, why) in cases {
+            let mut set = good.clone();
+            set.extend(with_body(batch(1, SNAPPY, -1, &recs), &body));
+            let (end, got) = read_all(&set, 0, &[]);
+            assert_eq!(got.len(), 1, "{why}: the batch before is read");
+            let stop = end.unwrap_err();
+            assert_eq!(stop.at, 1, "{why}");
+            assert!(stop.why.contains(why), "{why}: {}", stop.why);
+        }
+        // A block stating more than the bound is refused before anything is written.
+        let mut huge = Vec::new();
+        let mut n = MAX_INFLATED as u64 + 1;
+        while n >= 0x80 {
+            huge.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        huge.push(n as u8);
+        let (end, _) = read_all(&with_body(batch(0, SNAPPY, -1, &recs), &huge), 0, &[]);
+        let stop = end.unwrap_err();
+        assert!(stop.why.contains("inflates to more than"), "{}", stop.why);
+        let mut buf = Vec::new();
+        assert!(snappy(&huge, &mut buf).is_err());
+        assert!(buf.is_empty(), "nothing allocated for a refused block");
+    }
+
     #[test]
     fn what_is_not_read_stops_at_its_batch_with_the_reason() {
         let mut set = batch(0, 0, -1, &[(0, None, Some(b"a"), vec![])]);
-        // Snappy (codec 2), body as is: not read, whatever its framing.
-        set.extend(batch(1, 2, -1, &[(0, None, Some(b"sn"), vec![])]));
+        // Message format v1 (Kafka 4 no longer writes it; older logs may hold it).
+        let mut old = batch(1, 0, -1, &[(0, None, Some(b"v1"), vec![])]);
+        old[16] = 1;
+        set.extend(old);
         let (end, got) = read_all(&set, 0, &[]);
         assert_eq!(got.len(), 1);
         let stop = end.unwrap_err();
         assert_eq!(stop.at, 1);
-        assert!(stop.why.contains("compression codec 2"), "{}", stop.why);
+        assert!(stop.why.contains("message format v1"), "{}", stop.why);
         // A record cut short inside its batch.
         let mut bad = batch(5, 0, -1, &[(0, None, Some(b"abcdef"), vec![])]);
         let n = bad.len();

@@ -11,8 +11,9 @@
 //! A partition is handed over where its start is known (its committed offset, or the log
 //! start), before librdkafka fetches anything, or else once librdkafka has delivered its first
 //! messages, at librdkafka's read position; the poll thread pauses it in librdkafka first.
-//! Anything this path does not read (a broker error, a lost connection, a snappy batch, an
-//! old message format, TLS or SASL, which it never speaks) hands the partition back: the poll
+//! Anything this path does not read (a broker error, a lost connection, an old message
+//! format, a batch inflating beyond its bound; TLS and SASL it never speaks) hands the
+//! partition back: the poll
 //! thread seeks librdkafka to the exact offset this path stopped at and resumes it there for
 //! the rest of the assignment. So the offsets the lanes see are contiguous across both
 //! paths, and nothing is read twice or skipped.
