@@ -5,11 +5,57 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::config::{BadMessages, Config};
+use crate::config::{BadMessages, Config, FetchPath};
 use crate::kafka::preflight;
+use crate::kafka::secure::Security;
+use crate::kafka::wire::Connection;
 use crate::pipeline::{clickhouse_settings, plan_dead_letter_table, plan_route};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who will fetch the records, and for sluice's own path whether it connects (TLS and SASL
+/// included) to the first bootstrap broker. Not a failure if it does not: the run then
+/// leaves the fetching to librdkafka, slower but the same records.
+async fn fetch_path(cfg: &Config) -> String {
+    if cfg.kafka.fetch == FetchPath::Librdkafka {
+        return match crate::config::own_fetch_refusal(&cfg.kafka) {
+            Some(why) => format!("records fetched by librdkafka ({why})"),
+            None => "records fetched by librdkafka (fetch = \"librdkafka\")".to_string(),
+        };
+    }
+    let k = cfg.kafka.clone();
+    let tried = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let security = Security::new(&k)?;
+        let broker = k
+            .brokers
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Connection::connect(&broker, &k.client_id, KAFKA_TIMEOUT, &security)
+            .map_err(|e| e.to_string())?;
+        Ok(broker)
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let how = match (
+        cfg.kafka.security_protocol.uses_tls(),
+        cfg.kafka.sasl.as_ref(),
+    ) {
+        (false, None) => String::new(),
+        (true, None) => " over TLS".to_string(),
+        (false, Some(s)) => format!(" with SASL {}", s.mechanism),
+        (true, Some(s)) => format!(" over TLS with SASL {}", s.mechanism),
+    };
+    match tried {
+        Ok(broker) => format!("records fetched by sluice's own path (connected to {broker}{how})"),
+        Err(e) => format!(
+            "WARNING: sluice's own fetch path cannot connect{how} ({}): librdkafka will fetch instead, more slowly",
+            cfg.kafka.sasl.as_ref().map_or(e.clone(), |s| s.password.scrub(&e))
+        ),
+    }
+}
 
 /// Runs every check, printing as it goes; returns whether all passed.
 pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
@@ -52,6 +98,9 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
             Vec::new()
         }
     };
+    if ok {
+        let _ = writeln!(out, "kafka: {}", fetch_path(cfg).await);
+    }
 
     let client =
         match crate::clickhouse::Client::connect(clickhouse_settings(&cfg.clickhouse)).await {

@@ -634,7 +634,11 @@ async fn run_pass(
         // Feeds the consumer lag gauge (per partition log end offsets).
         kcfg.set("statistics.interval.ms", "5000");
     }
-    let own_fetch = (cfg.kafka.fetch == FetchPath::Sluice).then(|| own_fetch_settings(&kcfg));
+    let own_fetch = if cfg.kafka.fetch == FetchPath::Sluice {
+        own_fetch_settings(&kcfg, &cfg.kafka)
+    } else {
+        None
+    };
     let consumer =
         ConsumerThread::start(kcfg, &topics, factory, limits, metrics.clone(), own_fetch)
             .context("cannot start the Kafka consumer")?;
@@ -719,15 +723,27 @@ async fn run_pass(
 }
 
 /// The own fetch path's limits, from the same librdkafka settings the pipeline fetches with
-/// (`fetch_defaults`, or the user's `properties`).
-fn own_fetch_settings(kcfg: &rdkafka::ClientConfig) -> own_fetch::Settings {
+/// (`fetch_defaults`, or the user's `properties`), and its TLS and SASL. `None` when the TLS
+/// files cannot be read as the own path needs them: librdkafka then fetches (said in the log),
+/// which costs speed, not data.
+fn own_fetch_settings(
+    kcfg: &rdkafka::ClientConfig,
+    k: &KafkaConfig,
+) -> Option<own_fetch::Settings> {
+    let security = match crate::kafka::secure::Security::new(k) {
+        Ok(s) => s,
+        Err(why) => {
+            tracing::warn!(reason = %why, "librdkafka fetches the records: the own fetch path cannot use the TLS settings");
+            return None;
+        }
+    };
     let num = |key: &str, default: i32| {
         kcfg.get(key)
             .and_then(|v| v.parse::<i32>().ok())
             .filter(|v| *v > 0)
             .unwrap_or(default)
     };
-    own_fetch::Settings {
+    Some(own_fetch::Settings {
         client_id: kcfg.get("client.id").unwrap_or("sluice").to_string(),
         max_wait: Duration::from_millis(num("fetch.wait.max.ms", 100) as u64),
         partition_max_bytes: num("max.partition.fetch.bytes", 4 << 20),
@@ -737,5 +753,6 @@ fn own_fetch_settings(kcfg: &rdkafka::ClientConfig) -> own_fetch::Settings {
         chunk_records: CHUNK_RECORDS,
         chunk_bytes: CHUNK_BYTES,
         queue_chunks: OWN_FETCH_QUEUE_CHUNKS,
-    }
+        security,
+    })
 }

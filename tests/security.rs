@@ -589,6 +589,103 @@ async fn every_protocol_and_mechanism_connects() {
             t.contains(&format!("reachable ({protocol})")),
             "case {i}: {t}"
         );
+        // The own fetch path connected and authenticated the same way.
+        assert!(
+            t.contains("kafka: records fetched by sluice's own path (connected to"),
+            "case {i}: {t}"
+        );
+    }
+    // Where the own path does not reproduce librdkafka's settings, `check` says so.
+    let cfg = write(
+        dir.path(),
+        "encrypted.toml",
+        &format!("{}{ch}{}", s.mtls("g", true), route(&topic, &topic, "")),
+    );
+    let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("kafka: records fetched by librdkafka (an encrypted client key is decrypted by librdkafka only)"),
+        "{t}"
+    );
+}
+
+/// sluice's own fetch path (`kafka.fetch = "auto"`) over every secured listener: TLS with a
+/// client certificate, with and without host name checking, and SASL PLAIN, SCRAM-SHA-256
+/// and SCRAM-SHA-512 over TLS and over plain TCP. Each run reads every record itself (none
+/// through librdkafka, none handed back) and stores every row once. Where the own path does
+/// not reproduce librdkafka's settings (an encrypted key, a PKCS#12 keystore), librdkafka
+/// fetches: `mtls_with_encrypted_key_...` and `mtls_with_a_pkcs12_keystore` run that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_own_fetch_path_reads_over_every_secure_protocol() {
+    let Some(s) = sec() else { return };
+    let sasl_plaintext = |mechanism: &str| {
+        let (user, password) = s.user_for(mechanism);
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\nsession_timeout = \"10s\"\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"{mechanism}\"\nsasl_username = \"{user}\"\nsasl_password = \"{password}\"\n",
+            s.sasl_plaintext,
+            unique("g")
+        )
+    };
+    let cases = [
+        ("SSL", s.mtls(&unique("g"), false)),
+        (
+            "SSL without host name check",
+            format!(
+                "{}ssl_endpoint_identification = false\n",
+                s.mtls(&unique("g"), false)
+            ),
+        ),
+        ("SASL_SSL PLAIN", s.sasl_ssl(&unique("g"), "PLAIN")),
+        (
+            "SASL_SSL SCRAM-SHA-256",
+            s.sasl_ssl(&unique("g"), "SCRAM-SHA-256"),
+        ),
+        (
+            "SASL_SSL SCRAM-SHA-512",
+            s.sasl_ssl(&unique("g"), "SCRAM-SHA-512"),
+        ),
+        ("SASL_PLAINTEXT PLAIN", sasl_plaintext("PLAIN")),
+        (
+            "SASL_PLAINTEXT SCRAM-SHA-256",
+            sasl_plaintext("SCRAM-SHA-256"),
+        ),
+        (
+            "SASL_PLAINTEXT SCRAM-SHA-512",
+            sasl_plaintext("SCRAM-SHA-512"),
+        ),
+    ];
+    for (case, kafka) in cases {
+        let topic = unique("sec_own");
+        create_topic(&topic, 2).await;
+        let table = format!("default.{topic}");
+        create_table(&table).await;
+        produce(&topic, messages(0, 300, 2));
+        let cfg = sluice::config::from_str(
+            &format!("{kafka}{}{}", ok_clickhouse(&s), route(&topic, &topic, "")),
+            Vec::new(),
+        )
+        .expect("valid config");
+        assert_eq!(
+            cfg.kafka.fetch,
+            sluice::config::FetchPath::Sluice,
+            "{case}: the own path is chosen"
+        );
+        let (running, metrics) = start_with_metrics(cfg);
+        assert_rows(&table, 300).await;
+        // Records that arrive while the run goes on come through the same connections.
+        produce(&topic, messages(300, 400, 2));
+        assert_rows(&table, 400).await;
+        assert_eq!(running.stop().await.rows_inserted, 400, "{case}");
+        let own = &metrics.own_fetch;
+        assert_eq!(
+            (
+                own.records.load(std::sync::atomic::Ordering::Relaxed),
+                own.handbacks.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+            (400, 0),
+            "{case}: every record read by the own path, none handed back to librdkafka"
+        );
     }
 }
 

@@ -18,6 +18,11 @@ pub use validate::{
     SecurityProtocol, ServiceConfig, TlsFiles, UnknownFields,
 };
 
+/// Why the own fetch path does not fetch for `k`, or `None` when it does (or could).
+pub fn own_fetch_refusal(k: &KafkaConfig) -> Option<String> {
+    validate::own_fetch_refusal(&k.tls, k.ssl_key_password.is_some(), &k.properties)
+}
+
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "SLUICE__";
 
@@ -622,27 +627,64 @@ format = "json"
     }
 
     #[test]
-    fn the_own_fetch_path_is_the_default_on_plaintext_and_refused_with_tls_or_sasl() {
+    fn the_own_fetch_path_is_the_default_where_it_connects_as_librdkafka_would() {
         let with = |lines: &str| {
             MINIMAL.replace("group_id = \"g\"", &format!("group_id = \"g\"\n{lines}"))
         };
+        let fetch = |lines: &str| from_str(&with(lines), no_env()).map(|c| c.kafka.fetch);
+        assert_eq!(fetch("").ok(), Some(FetchPath::Sluice));
         assert_eq!(
-            from_str(MINIMAL, no_env()).unwrap().kafka.fetch,
-            FetchPath::Sluice
+            fetch("fetch = \"librdkafka\"").ok(),
+            Some(FetchPath::Librdkafka)
         );
-        let c = from_str(&with("fetch = \"librdkafka\""), no_env()).unwrap();
-        assert_eq!(c.kafka.fetch, FetchPath::Librdkafka);
-        let tls = "security_protocol = \"SSL\"";
-        let c = from_str(&with(tls), no_env()).unwrap();
-        assert_eq!(
-            c.kafka.fetch,
-            FetchPath::Librdkafka,
-            "auto leaves TLS to librdkafka"
-        );
-        let e = from_str(&with(&format!("{tls}\nfetch = \"sluice\"")), no_env()).unwrap_err();
-        assert_eq!(e.field, "kafka.fetch");
-        assert!(e.message.contains("PLAINTEXT"), "{e}");
-        let e = from_str(&with("fetch = \"fast\""), no_env()).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("f.pem");
+        std::fs::write(&pem, "x").unwrap();
+        let pem = pem.display();
+        let sasl =
+            "sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"";
+        // Spoken by the own path: TLS with PEM files or the system store, SASL of every
+        // mechanism sluice takes, with or without TLS.
+        for spoken in [
+            "security_protocol = \"SSL\"".to_string(),
+            format!("security_protocol = \"SSL\"\nssl_ca_location = \"{pem}\"\nssl_certificate_location = \"{pem}\"\nssl_key_location = \"{pem}\""),
+            format!("security_protocol = \"SASL_SSL\"\n{sasl}"),
+            format!("security_protocol = \"SASL_PLAINTEXT\"\n{sasl}"),
+        ] {
+            assert_eq!(fetch(&spoken).ok(), Some(FetchPath::Sluice), "{spoken}");
+            let explicit = format!("{spoken}\nfetch = \"sluice\"");
+            assert_eq!(fetch(&explicit).ok(), Some(FetchPath::Sluice), "{spoken}");
+        }
+        // Not reproduced: librdkafka fetches under "auto", "sluice" is refused with the reason.
+        let dirpath = dir.path().display();
+        for (unspoken, why) in [
+            (
+                format!("security_protocol = \"SSL\"\nssl_keystore_location = \"{pem}\""),
+                "PKCS#12",
+            ),
+            (
+                format!("security_protocol = \"SSL\"\nssl_certificate_location = \"{pem}\"\nssl_key_location = \"{pem}\"\nssl_key_password = \"k\""),
+                "encrypted",
+            ),
+            (
+                format!("security_protocol = \"SSL\"\nssl_ca_location = \"{dirpath}\""),
+                "CA directory",
+            ),
+            (
+                "security_protocol = \"SSL\"\nproperties = { \"ssl.cipher.suites\" = \"x\" }".to_string(),
+                "ssl.cipher.suites",
+            ),
+            (
+                "properties = { \"enable.ssl.certificate.verification\" = \"false\" }".to_string(),
+                "enable.ssl",
+            ),
+        ] {
+            assert_eq!(fetch(&unspoken).ok(), Some(FetchPath::Librdkafka), "{unspoken}");
+            let e = fetch(&format!("{unspoken}\nfetch = \"sluice\"")).unwrap_err();
+            assert_eq!(e.field, "kafka.fetch");
+            assert!(e.message.contains(why), "{unspoken}: {e}");
+        }
+        let e = fetch("fetch = \"fast\"").unwrap_err();
         assert_eq!(e.field, "kafka.fetch");
     }
 

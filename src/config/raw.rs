@@ -69,8 +69,9 @@ pub struct RawKafka {
     /// PLAINTEXT (default), SSL, SASL_PLAINTEXT, SASL_SSL.
     #[serde(default, deserialize_with = "scalar")]
     pub security_protocol: Option<String>,
-    /// Who fetches records: "auto" (default: "sluice" with PLAINTEXT, else "librdkafka"),
-    /// "sluice" (its own fetch path, PLAINTEXT only; `kafka/own_fetch.rs`) or "librdkafka".
+    /// Who fetches records: "auto" (default: "sluice" wherever its own path connects exactly
+    /// as librdkafka would, else "librdkafka"; `validate::own_fetch_refusal`), "sluice" (its
+    /// own fetch path, `kafka/own_fetch.rs`) or "librdkafka".
     #[serde(default, deserialize_with = "scalar")]
     pub fetch: Option<String>,
     /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.

@@ -339,6 +339,35 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
     "ssl.endpoint.identification.algorithm",
 ];
 
+/// Why the own fetch path (`kafka/own_fetch.rs`, secured by `kafka/secure.rs`) cannot connect
+/// exactly as librdkafka would with these settings, or `None` when it can: on PLAINTEXT,
+/// SASL_PLAINTEXT, SSL and SASL_SSL with PEM files (or the system's CA store) and any of the
+/// SASL mechanisms sluice takes. What it does not reproduce stays with librdkafka.
+pub(super) fn own_fetch_refusal(
+    tls: &TlsFiles,
+    encrypted_key: bool,
+    properties: &BTreeMap<String, String>,
+) -> Option<String> {
+    if tls.keystore.is_some() {
+        return Some("a PKCS#12 keystore is opened by librdkafka only".into());
+    }
+    if encrypted_key {
+        return Some("an encrypted client key is decrypted by librdkafka only".into());
+    }
+    if tls.ca.as_deref().is_some_and(std::path::Path::is_dir) {
+        return Some("a CA directory is read by librdkafka only (give a PEM file)".into());
+    }
+    properties
+        .keys()
+        .find(|key| {
+            key.starts_with("ssl.")
+                || key.starts_with("sasl.")
+                || key.starts_with("enable.ssl.")
+                || key.as_str() == "ssl_engine_location"
+        })
+        .map(|key| format!("kafka.properties sets {key:?}, which only librdkafka applies"))
+}
+
 /// Why a protected property is refused: the dedicated setting it would silently override, or
 /// the guarantee that depends on it.
 fn protected_property_reason(key: &str) -> String {
@@ -742,24 +771,13 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
             "TLS files are given but security_protocol is not SSL or SASL_SSL",
         ));
     }
-    let fetch = match k.fetch.as_deref().unwrap_or("auto") {
-        "librdkafka" => FetchPath::Librdkafka,
-        "auto" if security_protocol == SecurityProtocol::Plaintext => FetchPath::Sluice,
-        "auto" => FetchPath::Librdkafka,
-        "sluice" if security_protocol == SecurityProtocol::Plaintext => FetchPath::Sluice,
-        "sluice" => {
-            return Err(err(
-                "kafka.fetch",
-                "\"sluice\" speaks plain TCP only: it needs security_protocol PLAINTEXT (with TLS or SASL, librdkafka fetches)",
-            ))
-        }
-        other => {
-            return Err(err(
-                "kafka.fetch",
-                format!("{other:?} is not one of \"auto\", \"sluice\", \"librdkafka\""),
-            ))
-        }
-    };
+    let fetch_setting = k.fetch.as_deref().unwrap_or("auto");
+    if !matches!(fetch_setting, "auto" | "sluice" | "librdkafka") {
+        return Err(err(
+            "kafka.fetch",
+            format!("{fetch_setting:?} is not one of \"auto\", \"sluice\", \"librdkafka\""),
+        ));
+    }
     if tls.cert.is_some() != tls.key.is_some() {
         return Err(err(
             "kafka.ssl_key_location",
@@ -793,6 +811,19 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
             ));
         }
     }
+    let fetch = match (
+        fetch_setting,
+        own_fetch_refusal(&tls, k.ssl_key_password.is_some(), &k.properties),
+    ) {
+        ("auto" | "sluice", None) => FetchPath::Sluice,
+        ("sluice", Some(why)) => {
+            return Err(err(
+                "kafka.fetch",
+                format!("\"sluice\" cannot fetch over this connection: {why} (with \"auto\", librdkafka fetches)"),
+            ))
+        }
+        _ => FetchPath::Librdkafka,
+    };
     Ok(KafkaConfig {
         brokers,
         group_id,

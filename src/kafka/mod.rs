@@ -9,6 +9,7 @@ pub mod own_fetch;
 pub mod preflight;
 pub mod records;
 pub mod refetch;
+pub mod secure;
 pub mod start_offsets;
 pub mod topic_name;
 pub mod wire;

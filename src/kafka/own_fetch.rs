@@ -11,10 +11,9 @@
 //! A partition is handed over where its start is known (its committed offset, or the log
 //! start), before librdkafka fetches anything, or else once librdkafka has delivered its first
 //! messages, at librdkafka's read position; the poll thread pauses it in librdkafka first.
-//! Anything this path does not read (a broker error, a lost connection, an old message
-//! format, a batch inflating beyond its bound; TLS and SASL it never speaks) hands the
-//! partition back: the poll
-//! thread seeks librdkafka to the exact offset this path stopped at and resumes it there for
+//! Anything this path does not read (a broker error, a lost connection, a TLS or SASL
+//! handshake that fails, an old message format, a batch inflating beyond its bound) hands the
+//! partition back: the poll thread seeks librdkafka to the exact offset this path stopped at and resumes it there for
 //! the rest of the assignment. So the offsets the lanes see are contiguous across both
 //! paths, and nothing is read twice or skipped.
 //!
@@ -62,6 +61,8 @@ pub struct Settings {
     pub chunk_bytes: usize,
     /// Chunks in flight to the poll thread.
     pub queue_chunks: usize,
+    /// TLS and SASL, as the config gives them to librdkafka.
+    pub security: super::secure::Security,
 }
 
 /// What the fetch thread reports to the poll thread.
@@ -408,8 +409,21 @@ impl Fetcher {
     }
 
     fn conn(&mut self, leader: &str) -> Result<&mut Connection, super::wire::WireError> {
+        if self
+            .conns
+            .get(leader)
+            .is_some_and(Connection::needs_renewal)
+        {
+            // Its SASL session ends soon: a new connection authenticates again.
+            self.conns.remove(leader);
+        }
         if !self.conns.contains_key(leader) {
-            let c = Connection::connect(leader, &self.settings.client_id, CONNECT_TIMEOUT)?;
+            let c = Connection::connect(
+                leader,
+                &self.settings.client_id,
+                CONNECT_TIMEOUT,
+                &self.settings.security,
+            )?;
             self.conns.insert(leader.to_string(), c);
         }
         self.conns

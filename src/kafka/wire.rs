@@ -1,6 +1,7 @@
-//! The two pieces of Kafka's wire protocol that sluice's own fetch path speaks: a Fetch
-//! request (version 4, the oldest Kafka 4 still serves and the first with `isolation_level`
-//! and the aborted-transaction lists) and its response, over a plain TCP connection.
+//! The pieces of Kafka's wire protocol that sluice's own fetch path speaks: a Fetch request
+//! (version 4, the oldest Kafka 4 still serves and the first with `isolation_level` and the
+//! aborted-transaction lists) and its response, and on SASL listeners the authentication
+//! before it (SaslHandshake v1, SaslAuthenticate v1), over TCP or TLS (`secure`).
 //!
 //! Nothing else is spoken here: metadata (which broker leads which partition), the group,
 //! offsets and commits stay with librdkafka (`own_fetch`). A response is read whole into one
@@ -8,11 +9,19 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::secure::{Security, Stream};
 
 /// Fetch's API key and the version spoken.
 const FETCH: i16 = 1;
 const FETCH_VERSION: i16 = 4;
+/// SASL: the handshake names the mechanism, then its tokens go in authenticate requests
+/// (v1: the answer carries the session's lifetime when the broker limits it).
+const SASL_HANDSHAKE: i16 = 17;
+const SASL_HANDSHAKE_VERSION: i16 = 1;
+const SASL_AUTHENTICATE: i16 = 36;
+const SASL_AUTHENTICATE_VERSION: i16 = 1;
 /// A response larger than this is refused as garbage (the request asks for far less).
 const MAX_RESPONSE: usize = 1 << 30;
 
@@ -26,6 +35,8 @@ pub enum WireError {
     },
     #[error("broker {addr} sent a malformed fetch response: {why}")]
     Malformed { addr: String, why: String },
+    #[error("SASL authentication with broker {addr}: {why}")]
+    Auth { addr: String, why: String },
 }
 
 /// One partition to fetch.
@@ -48,31 +59,46 @@ pub struct FetchLimits {
 /// A connection to one broker.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     client_id: String,
     correlation: i32,
     out: Vec<u8>,
+    /// When the broker ends the SASL session (`connections.max.reauth.ms`): the connection
+    /// is replaced before then rather than lost in the middle of a fetch.
+    renew_at: Option<Instant>,
 }
 
 impl Connection {
-    pub fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Self, WireError> {
+    /// Connects to `addr` ("host:port"), with TLS and SASL as `security` says.
+    pub fn connect(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: &Security,
+    ) -> Result<Self, WireError> {
         let io = |source| WireError::Io {
             addr: addr.to_string(),
             source,
         };
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
         let mut last = None;
         let addrs = std::net::ToSocketAddrs::to_socket_addrs(addr).map_err(io)?;
         for a in addrs {
             match TcpStream::connect_timeout(&a, timeout) {
-                Ok(stream) => {
-                    stream.set_nodelay(true).map_err(io)?;
-                    return Ok(Connection {
+                Ok(tcp) => {
+                    tcp.set_nodelay(true).map_err(io)?;
+                    let mut c = Connection {
                         addr: addr.to_string(),
-                        stream,
+                        stream: security.wrap(tcp, host, timeout).map_err(io)?,
                         client_id: client_id.to_string(),
                         correlation: 0,
                         out: Vec::with_capacity(4096),
-                    });
+                        renew_at: None,
+                    };
+                    if let Some(sasl) = security.sasl() {
+                        c.authenticate(sasl, timeout)?;
+                    }
+                    return Ok(c);
                 }
                 Err(e) => last = Some(e),
             }
@@ -84,6 +110,114 @@ impl Connection {
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Whether the broker's SASL session ends soon: time to connect again.
+    pub fn needs_renewal(&self) -> bool {
+        self.renew_at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    fn authenticate(
+        &mut self,
+        sasl: &super::secure::Sasl,
+        timeout: Duration,
+    ) -> Result<(), WireError> {
+        let addr = self.addr.clone();
+        let auth = |why: String| WireError::Auth {
+            addr: addr.clone(),
+            why,
+        };
+        let mut body = Vec::new();
+        put_str(&mut body, sasl.mechanism());
+        let answer = self.request(SASL_HANDSHAKE, SASL_HANDSHAKE_VERSION, &body, timeout)?;
+        let mut r = Reader { b: &answer, at: 4 };
+        let code = r.i16().map_err(auth)?;
+        if code != 0 {
+            let mut offered = Vec::new();
+            for _ in 0..r.count().map_err(auth)? {
+                offered.push(r.str().map_err(auth)?.to_string());
+            }
+            return Err(auth(format!(
+                "the broker does not take {} (error code {code}; it offers {})",
+                sasl.mechanism(),
+                offered.join(", ")
+            )));
+        }
+        let mut lifetime_ms = 0i64;
+        let mut failure: Option<WireError> = None;
+        let result = sasl.authenticate(|token| {
+            let mut body = Vec::with_capacity(token.len() + 4);
+            body.extend_from_slice(&(token.len() as i32).to_be_bytes());
+            body.extend_from_slice(token);
+            let answer =
+                match self.request(SASL_AUTHENTICATE, SASL_AUTHENTICATE_VERSION, &body, timeout) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let why = e.to_string();
+                        failure = Some(e);
+                        return Err(why);
+                    }
+                };
+            let mut r = Reader { b: &answer, at: 4 };
+            let code = r.i16()?;
+            let message = r.nullable_str()?;
+            if code != 0 {
+                return Err(format!(
+                    "error code {code}: {}",
+                    message.unwrap_or("no message")
+                ));
+            }
+            let n = r.i32()?;
+            let token = r.take(n.max(0) as usize)?.to_vec();
+            lifetime_ms = r.i64()?;
+            Ok(token)
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        result.map_err(auth)?;
+        if lifetime_ms > 0 {
+            // Renewed at 80 % of the session, as librdkafka re-authenticates early too.
+            self.renew_at =
+                Some(Instant::now() + Duration::from_millis(lifetime_ms as u64 * 4 / 5));
+        }
+        Ok(())
+    }
+
+    /// Sends one request (header v1) and returns its whole response, correlation id first.
+    fn request(
+        &mut self,
+        api_key: i16,
+        version: i16,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, WireError> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let correlation = self.correlation;
+        let mut b = Vec::with_capacity(body.len() + 64);
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&api_key.to_be_bytes());
+        b.extend_from_slice(&version.to_be_bytes());
+        b.extend_from_slice(&correlation.to_be_bytes());
+        put_str(&mut b, &self.client_id);
+        b.extend_from_slice(body);
+        let len = (b.len() - 4) as i32;
+        b[..4].copy_from_slice(&len.to_be_bytes());
+        self.write_flushed(&b)?;
+        let mut answer = Vec::new();
+        self.read_response(correlation, &mut answer, timeout)?;
+        Ok(answer)
+    }
+
+    fn write_flushed(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        let addr = &self.addr;
+        self.stream
+            .write_all(bytes)
+            .and_then(|()| self.stream.flush())
+            .map_err(|source| WireError::Io {
+                addr: addr.clone(),
+                source,
+            })
     }
 
     /// Sends a read_committed Fetch request for `parts`; returns its correlation id.
@@ -126,13 +260,10 @@ impl Connection {
         }
         let len = (b.len() - 4) as i32;
         b[..4].copy_from_slice(&len.to_be_bytes());
-        let addr = &self.addr;
-        self.stream
-            .write_all(&self.out)
-            .map_err(|source| WireError::Io {
-                addr: addr.clone(),
-                source,
-            })?;
+        let out = std::mem::take(&mut self.out);
+        let sent = self.write_flushed(&out);
+        self.out = out;
+        sent?;
         Ok(self.correlation)
     }
 
@@ -149,7 +280,10 @@ impl Connection {
             addr: addr.clone(),
             source,
         };
-        self.stream.set_read_timeout(Some(timeout)).map_err(io)?;
+        self.stream
+            .tcp()
+            .set_read_timeout(Some(timeout))
+            .map_err(io)?;
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len).map_err(io)?;
         let len = i32::from_be_bytes(len);
@@ -294,7 +428,18 @@ impl<'a> Reader<'a> {
     fn str(&mut self) -> Result<&'a str, String> {
         let n = self.i16()?;
         let s = self.take(n.max(0) as usize)?;
-        std::str::from_utf8(s).map_err(|_| "topic name is not UTF-8".to_string())
+        std::str::from_utf8(s).map_err(|_| "a string is not UTF-8".to_string())
+    }
+
+    fn nullable_str(&mut self) -> Result<Option<&'a str>, String> {
+        let n = self.i16()?;
+        if n < 0 {
+            return Ok(None);
+        }
+        let s = self.take(n as usize)?;
+        Ok(Some(
+            std::str::from_utf8(s).map_err(|_| "a string is not UTF-8".to_string())?,
+        ))
     }
 }
 

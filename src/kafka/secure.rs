@@ -1,0 +1,522 @@
+//! How the own fetch path secures its broker connections: TLS through rustls, and SASL
+//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) spoken here, from the same settings librdkafka is
+//! given (`kafka/client.rs`), so that both paths reach the brokers the same way.
+//!
+//! What is checked is what librdkafka checks with those settings: the broker's certificate
+//! chain against `ssl_ca_location` (a PEM file) or, without one, the system's CA store; its
+//! host name or IP address unless `ssl_endpoint_identification = false`; a client
+//! certificate presented when one is given (mTLS); and with SCRAM the server's signature, so
+//! that a broker which does not know the password cannot pass itself off. Settings this
+//! module does not reproduce exactly (a PKCS#12 keystore, an encrypted key, a CA directory,
+//! `ssl.*` or `sasl.*` passthrough properties) keep the fetching with librdkafka
+//! (`config::validate::own_fetch_refusal`). A connection that fails here hands its partition
+//! back to librdkafka like any lost connection: a difference between the two TLS stacks can
+//! cost speed, never data.
+//!
+//! Secrets: the SASL password and the keys derived from it stay in memory; no error message
+//! carries them (the broker's own error text is passed on, scrubbed of the password).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use ring::pbkdf2;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
+
+use crate::config::KafkaConfig;
+use crate::secret::Secret;
+
+/// Kafka caps SCRAM iterations at this many (`ScramMechanism.maxIterations`); a broker asking
+/// for more is refused rather than let it spend the fetch thread's time.
+const MAX_SCRAM_ITERATIONS: u32 = 16_384;
+const MIN_SCRAM_ITERATIONS: u32 = 4_096;
+
+/// TLS and SASL for the own fetch path's connections (none of either on PLAINTEXT).
+#[derive(Clone, Default)]
+pub struct Security {
+    tls: Option<Arc<ClientConfig>>,
+    sasl: Option<Sasl>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("tls", &self.tls.is_some())
+            .field("sasl", &self.sasl.as_ref().map(|s| s.mechanism.name()))
+            .finish()
+    }
+}
+
+/// SASL credentials: what the config names, the password kept a [`Secret`].
+#[derive(Clone)]
+pub struct Sasl {
+    mechanism: Mechanism,
+    username: String,
+    password: Secret,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mechanism {
+    Plain,
+    ScramSha256,
+    ScramSha512,
+}
+
+impl Mechanism {
+    fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl Security {
+    /// Reads the TLS files the config names. The caller has made sure the config is one this
+    /// module speaks (`own_fetch_refusal`); the error says which file could not be used.
+    pub fn new(k: &KafkaConfig) -> Result<Security, String> {
+        let sasl = match &k.sasl {
+            None => None,
+            Some(s) => Some(Sasl {
+                mechanism: match s.mechanism.as_str() {
+                    "PLAIN" => Mechanism::Plain,
+                    "SCRAM-SHA-256" => Mechanism::ScramSha256,
+                    "SCRAM-SHA-512" => Mechanism::ScramSha512,
+                    other => return Err(format!("SASL mechanism {other} is not spoken")),
+                },
+                username: s.username.clone(),
+                password: s.password.clone(),
+            }),
+        };
+        let tls = if k.security_protocol.uses_tls() {
+            Some(Arc::new(tls_config(k)?))
+        } else {
+            None
+        };
+        Ok(Security { tls, sasl })
+    }
+
+    pub fn sasl(&self) -> Option<&Sasl> {
+        self.sasl.as_ref()
+    }
+
+    /// `tcp` to `host` (the broker address's host part), with TLS when configured; the TLS
+    /// handshake is completed here, within `timeout`.
+    pub fn wrap(&self, tcp: TcpStream, host: &str, timeout: Duration) -> std::io::Result<Stream> {
+        let Some(config) = &self.tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+            .map_err(|e| invalid(format!("broker host {host:?}: {e}")))?
+            .to_owned();
+        let mut conn = ClientConnection::new(config.clone(), name).map_err(invalid)?;
+        let mut tcp = tcp;
+        tcp.set_read_timeout(Some(timeout))?;
+        tcp.set_write_timeout(Some(timeout))?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp)?;
+        }
+        Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+    }
+}
+
+fn invalid(e: impl ToString) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// The rustls configuration for `k`: roots, host name checking, client certificate.
+fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    match &k.tls.ca {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("kafka.ssl_ca_location {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert =
+                    cert.map_err(|e| format!("kafka.ssl_ca_location {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("kafka.ssl_ca_location {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "kafka.ssl_ca_location {}: no certificate in it",
+                    path.display()
+                ));
+            }
+        }
+        None => {
+            // librdkafka without ssl.ca.location reads OpenSSL's default store; this is the
+            // same store (SSL_CERT_FILE / SSL_CERT_DIR, else the system's).
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // One unreadable system certificate does not make the others useless.
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err("no CA certificate in the system store".into());
+            }
+        }
+    }
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if k.ssl_endpoint_identification {
+        builder.with_root_certificates(roots)
+    } else {
+        let inner =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| e.to_string())?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
+    };
+    match (&k.tls.cert, &k.tls.key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect())
+                .map_err(|e| format!("kafka.ssl_certificate_location {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("kafka.ssl_key_location {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("the client certificate and key: {e}"))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// `ssl_endpoint_identification = false`: the chain is verified as always, the name is not
+/// (librdkafka's `ssl.endpoint.identification.algorithm=none`). WebPKI checks the chain
+/// before the name, so a name error means the chain was good.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// A broker connection's byte stream.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl Sasl {
+    pub fn mechanism(&self) -> &'static str {
+        self.mechanism.name()
+    }
+
+    /// Authenticates over `round`, which sends one SaslAuthenticate token and returns the
+    /// broker's answer (or its error). The error never holds the password.
+    pub fn authenticate(
+        &self,
+        mut round: impl FnMut(&[u8]) -> Result<Vec<u8>, String>,
+    ) -> Result<(), String> {
+        let scrub = |e: String| self.password.scrub(&e);
+        match self.mechanism {
+            Mechanism::Plain => {
+                let mut token = Vec::with_capacity(2 + self.username.len() + 16);
+                token.push(0);
+                token.extend_from_slice(self.username.as_bytes());
+                token.push(0);
+                token.extend_from_slice(self.password.expose().as_bytes());
+                round(&token).map_err(scrub)?;
+                Ok(())
+            }
+            Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
+                let mut nonce = [0u8; 24];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+                    .map_err(|_| "no random bytes for the SCRAM nonce".to_string())?;
+                let nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
+                let mut scram = Scram::new(self.mechanism, &self.username, &nonce);
+                let server_first = round(scram.client_first().as_bytes()).map_err(scrub)?;
+                let client_final = scram
+                    .client_final(self.password.expose(), &server_first)
+                    .map_err(scrub)?;
+                let server_final = round(client_final.as_bytes()).map_err(scrub)?;
+                scram.check_server_final(&server_final).map_err(scrub)
+            }
+        }
+    }
+}
+
+/// One SCRAM exchange (RFC 5802, as Kafka speaks it: no channel binding, no extensions).
+struct Scram {
+    mechanism: Mechanism,
+    client_first_bare: String,
+    nonce: String,
+    /// The server signature the last message must carry, once the proof is sent.
+    server_signature: Option<Vec<u8>>,
+}
+
+impl Scram {
+    fn new(mechanism: Mechanism, username: &str, nonce: &str) -> Scram {
+        // saslname: "=" and "," escaped.
+        let name = username.replace('=', "=3D").replace(',', "=2C");
+        Scram {
+            mechanism,
+            client_first_bare: format!("n={name},r={nonce}"),
+            nonce: nonce.to_string(),
+            server_signature: None,
+        }
+    }
+
+    fn client_first(&self) -> String {
+        format!("n,,{}", self.client_first_bare)
+    }
+
+    fn algorithms(&self) -> (ring::hmac::Algorithm, ring::pbkdf2::Algorithm) {
+        match self.mechanism {
+            Mechanism::ScramSha512 => (ring::hmac::HMAC_SHA512, ring::pbkdf2::PBKDF2_HMAC_SHA512),
+            _ => (ring::hmac::HMAC_SHA256, ring::pbkdf2::PBKDF2_HMAC_SHA256),
+        }
+    }
+
+    /// The client's final message (with its proof) for the server's first message.
+    fn client_final(&mut self, password: &str, server_first: &[u8]) -> Result<String, String> {
+        let server_first = std::str::from_utf8(server_first)
+            .map_err(|_| "the broker's SCRAM message is not UTF-8".to_string())?;
+        let (mut nonce, mut salt, mut iterations) = (None, None, None);
+        for attr in server_first.split(',') {
+            match attr.split_once('=') {
+                Some(("r", v)) => nonce = Some(v),
+                Some(("s", v)) => salt = Some(v),
+                Some(("i", v)) => iterations = Some(v),
+                Some(("m", _)) => {
+                    return Err("the broker requires a SCRAM extension sluice does not know".into())
+                }
+                Some(("e", v)) => return Err(format!("the broker refused: {v}")),
+                _ => {}
+            }
+        }
+        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
+            return Err("the broker's SCRAM message lacks its nonce, salt or iterations".into());
+        };
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err("the broker's SCRAM nonce does not extend sluice's".into());
+        }
+        let salt = base64::engine::general_purpose::STANDARD
+            .decode(salt)
+            .map_err(|_| "the broker's SCRAM salt is not base64".to_string())?;
+        let iterations: u32 = iterations
+            .parse()
+            .ok()
+            .filter(|i| (MIN_SCRAM_ITERATIONS..=MAX_SCRAM_ITERATIONS).contains(i))
+            .ok_or_else(|| {
+                format!(
+                    "the broker asks for {iterations} SCRAM iterations (Kafka allows {MIN_SCRAM_ITERATIONS}-{MAX_SCRAM_ITERATIONS})"
+                )
+            })?;
+        let (hmac, pbkdf2) = self.algorithms();
+        let len = hmac.digest_algorithm().output_len();
+        let mut salted = vec![0u8; len];
+        pbkdf2::derive(
+            pbkdf2,
+            std::num::NonZeroU32::new(iterations).unwrap_or(std::num::NonZeroU32::MIN),
+            &salt,
+            password.as_bytes(),
+            &mut salted,
+        );
+        let salted_key = ring::hmac::Key::new(hmac, &salted);
+        let client_key = ring::hmac::sign(&salted_key, b"Client Key");
+        let stored_key = ring::digest::digest(hmac.digest_algorithm(), client_key.as_ref());
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
+        let signature = ring::hmac::sign(
+            &ring::hmac::Key::new(hmac, stored_key.as_ref()),
+            auth_message.as_bytes(),
+        );
+        let proof: Vec<u8> = client_key
+            .as_ref()
+            .iter()
+            .zip(signature.as_ref())
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let server_key = ring::hmac::sign(&salted_key, b"Server Key");
+        self.server_signature = Some(
+            ring::hmac::sign(
+                &ring::hmac::Key::new(hmac, server_key.as_ref()),
+                auth_message.as_bytes(),
+            )
+            .as_ref()
+            .to_vec(),
+        );
+        Ok(format!(
+            "{without_proof},p={}",
+            base64::engine::general_purpose::STANDARD.encode(proof)
+        ))
+    }
+
+    /// The server's final message must carry the signature only a holder of the password's
+    /// keys can make.
+    fn check_server_final(&self, server_final: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(server_final)
+            .map_err(|_| "the broker's final SCRAM message is not UTF-8".to_string())?;
+        if let Some(e) = text.strip_prefix("e=") {
+            return Err(format!("the broker refused: {e}"));
+        }
+        let Some(v) = text.split(',').find_map(|a| a.strip_prefix("v=")) else {
+            return Err("the broker's final SCRAM message has no signature".into());
+        };
+        let got = base64::engine::general_purpose::STANDARD
+            .decode(v)
+            .map_err(|_| "the broker's SCRAM signature is not base64".to_string())?;
+        match &self.server_signature {
+            Some(want) if *want == got => Ok(()),
+            _ => Err("the broker's SCRAM signature is wrong: it does not know the password".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7677's SCRAM-SHA-256 example (user "user", password "pencil"), which fixes every
+    /// derived value.
+    #[test]
+    fn scram_sha256_matches_the_rfc_example() {
+        let mut s = Scram::new(Mechanism::ScramSha256, "user", "rOprNGfwEbeRWgbNEkqO");
+        assert_eq!(s.client_first(), "n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+        // The RFC's example uses 4096 iterations, Kafka's minimum.
+        let server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let fin = s.client_final("pencil", server_first).unwrap();
+        assert_eq!(
+            fin,
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
+        assert_eq!(
+            s.check_server_final(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="),
+            Ok(())
+        );
+        let forged = s
+            .check_server_final(b"v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+            .unwrap_err();
+        assert!(forged.contains("does not know the password"), "{forged}");
+        assert!(s
+            .check_server_final(b"e=invalid-proof")
+            .unwrap_err()
+            .contains("invalid-proof"));
+    }
+
+    #[test]
+    fn a_scram_server_message_out_of_bounds_is_refused() {
+        let mut s = Scram::new(Mechanism::ScramSha512, "a=b,c", "abc");
+        assert_eq!(s.client_first(), "n,,n=a=3Db=2Cc,r=abc");
+        for (msg, why) in [
+            (&b"r=xyzdef,s=AAAA,i=4096"[..], "does not extend"),
+            (b"r=abc,s=AAAA,i=4096", "does not extend"),
+            (b"r=abcdef,s=AAAA,i=100", "iterations"),
+            (b"r=abcdef,s=AAAA,i=99999999", "iterations"),
+            (b"r=abcdef,s=!!,i=4096", "base64"),
+            (b"r=abcdef,i=4096", "lacks"),
+            (b"m=ext,r=abcdef,s=AAAA,i=4096", "extension"),
+        ] {
+            let e = s.client_final("pw-secret-123", msg).unwrap_err();
+            assert!(e.contains(why), "{msg:?}: {e}");
+            assert!(!e.contains("pw-secret-123"));
+        }
+    }
+
+    #[test]
+    fn plain_sends_one_token_and_scrubs_the_broker_error() {
+        let sasl = Sasl {
+            mechanism: Mechanism::Plain,
+            username: "u".into(),
+            password: Secret::new("pw-secret-123"),
+        };
+        let mut sent = Vec::new();
+        sasl.authenticate(|t| {
+            sent.push(t.to_vec());
+            Ok(Vec::new())
+        })
+        .unwrap();
+        assert_eq!(sent, vec![b"\0u\0pw-secret-123".to_vec()]);
+        let e = sasl
+            .authenticate(|_| Err("refused pw-secret-123".into()))
+            .unwrap_err();
+        assert_eq!(e, "refused ***");
+    }
+}
