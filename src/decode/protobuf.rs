@@ -979,6 +979,53 @@ mod tests {
     }
 
     #[test]
+    fn field_numbers_beyond_the_table_are_found_too() {
+        // 1, 1024 (the table's last) and numbers past it, up to Protobuf's largest.
+        let c = Compiled::new(
+            "syntax = \"proto3\"; message Flat { int32 a = 1; string b = 1024; int64 c = 5000; uint32 d = 536870911; }",
+            &[],
+        )
+        .unwrap();
+        let columns = [
+            ("a", "Int32"),
+            ("b", "String"),
+            ("c", "Int64"),
+            ("d", "UInt32"),
+        ]
+        .iter()
+        .map(|(n, t)| ColumnPlan::field(*n, ty(t)))
+        .collect();
+        let plan = RowPlan::new(columns, UnknownFields::Ignore, false).unwrap();
+        let tag = |number: u64, wire_type: u64| {
+            let mut v = (number << 3) | wire_type;
+            let mut out = Vec::new();
+            while v >= 0x80 {
+                out.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+            out
+        };
+        let mut body = tag(536870911, 0);
+        body.push(9);
+        body.extend(tag(5000, 0));
+        body.push(7);
+        body.extend(tag(1024, 2));
+        body.extend([2, b'h', b'i']);
+        body.extend(tag(1, 0));
+        body.push(3);
+        body.extend(tag(2000, 0)); // a number the schema does not have: skipped
+        body.push(1);
+        let (fast, slow) = both_paths(&plan, &c, &body);
+        assert_eq!(fast, slow);
+        let mut want = 3i32.to_le_bytes().to_vec();
+        want.extend([2, b'h', b'i']);
+        want.extend(7i64.to_le_bytes());
+        want.extend(9u32.to_le_bytes());
+        assert_eq!(fast.unwrap(), want);
+    }
+
+    #[test]
     fn schemas_compile_with_their_imports_or_say_why() {
         let dep = (
             "common/money.proto".to_string(),

@@ -104,7 +104,49 @@ struct FlatField {
 pub(super) struct FlatPlan {
     fields: Vec<FlatField>,
     /// Field number -> index in `fields`.
-    by_number: HashMap<u32, usize>,
+    by_number: FieldIndex,
+}
+
+/// Field numbers up to this are looked up in a table (numbers are small in practice, and
+/// a hash of each tag cost more than the rest of reading a number: criterion, 2026-12-04).
+const DENSE_NUMBERS: u32 = 1024;
+
+/// Field number -> index in the plan's fields.
+#[derive(Debug, Clone)]
+enum FieldIndex {
+    /// Indexed by number: the field's index + 1, 0 for none.
+    Dense(Vec<u16>),
+    Sparse(HashMap<u32, usize>),
+}
+
+impl FieldIndex {
+    fn new(numbers: &[(u32, usize)]) -> FieldIndex {
+        let max = numbers.iter().map(|(n, _)| *n).max().unwrap_or(0);
+        if max <= DENSE_NUMBERS && numbers.len() < usize::from(u16::MAX) {
+            let mut table = vec![0u16; max as usize + 1];
+            for &(n, i) in numbers {
+                table[n as usize] = i as u16 + 1;
+            }
+            FieldIndex::Dense(table)
+        } else {
+            FieldIndex::Sparse(numbers.iter().copied().collect())
+        }
+    }
+
+    #[inline]
+    fn get(&self, number: u64) -> Option<usize> {
+        match self {
+            FieldIndex::Dense(table) => {
+                match usize::try_from(number).ok().and_then(|n| table.get(n)) {
+                    Some(&i) if i > 0 => Some(usize::from(i) - 1),
+                    _ => None,
+                }
+            }
+            FieldIndex::Sparse(map) => u32::try_from(number)
+                .ok()
+                .and_then(|n| map.get(&n).copied()),
+        }
+    }
 }
 
 impl FlatPlan {
@@ -115,7 +157,7 @@ impl FlatPlan {
         fields: &[(FieldDescriptor, Option<usize>, Vec<u8>, FieldKind)],
     ) -> Option<FlatPlan> {
         let mut out = Vec::with_capacity(fields.len());
-        let mut by_number = HashMap::with_capacity(fields.len());
+        let mut by_number = Vec::with_capacity(fields.len());
         for (f, id, default, kind) in fields {
             let flat_ok = !f.is_map()
                 && !f.is_group()
@@ -135,7 +177,7 @@ impl FlatPlan {
                     .collect(),
                 _ => HashMap::new(),
             };
-            by_number.insert(f.number(), out.len());
+            by_number.push((f.number(), out.len()));
             out.push(FlatField {
                 name: f.name().to_string(),
                 id: *id,
@@ -148,7 +190,7 @@ impl FlatPlan {
         }
         Some(FlatPlan {
             fields: out,
-            by_number,
+            by_number: FieldIndex::new(&by_number),
         })
     }
 }
@@ -156,7 +198,7 @@ impl FlatPlan {
 /// Per-lane buffers of the flat path.
 #[derive(Debug, Default)]
 pub(super) struct FlatScratch {
-    /// The last value of each singular field, in `values`.
+    /// The last value of each singular field, in the row's text (written there as read).
     singular: Vec<Option<FieldValue>>,
     /// The elements of each repeated field, in `values` (as JSON: strings escaped).
     elements: Vec<Vec<FieldValue>>,
@@ -308,10 +350,10 @@ pub(super) fn write_flat(
         let at = w.pos;
         let tag = w.varint().map_err(|e| bad(format!("at byte {at}: {e}")))?;
         let (number, wire_type) = (tag >> 3, tag & 7);
-        let field = u32::try_from(number)
-            .ok()
-            .and_then(|n| plan.by_number.get(&n))
-            .and_then(|&i| plan.fields.get(i).map(|f| (i, f)));
+        let field = plan
+            .by_number
+            .get(number)
+            .and_then(|i| plan.fields.get(i).map(|f| (i, f)));
         let Some((i, f)) = field else {
             w.skip(wire_type)
                 .map_err(|e| bad(format!("field number {number}: {e}")))?;
@@ -348,23 +390,30 @@ pub(super) fn write_flat(
                 f.ty.wire_type()
             )));
         }
-        let start = scratch.values.len();
-        let kind = value(f, &mut w, !f.repeated, &mut scratch.values).map_err(located)?;
-        let v = FieldValue {
-            start,
-            end: scratch.values.len(),
-            kind,
-        };
         if f.repeated {
-            scratch.elements[i].push(v);
+            let start = scratch.values.len();
+            let kind = value(f, &mut w, false, &mut scratch.values).map_err(located)?;
+            scratch.elements[i].push(FieldValue {
+                start,
+                end: scratch.values.len(),
+                kind,
+            });
         } else {
-            scratch.singular[i] = Some(v);
+            // Straight into the row's text; a later value of the field (the last one wins)
+            // leaves this one's bytes unused there.
+            let start = text.len();
+            let kind = value(f, &mut w, true, text).map_err(located)?;
+            scratch.singular[i] = Some(FieldValue {
+                start,
+                end: text.len(),
+                kind,
+            });
         }
     }
     for (i, f) in plan.fields.iter().enumerate() {
         let Some(id) = f.id else { continue };
-        let start = text.len();
-        let kind = if f.repeated {
+        let value = if f.repeated {
+            let start = text.len();
             text.push(b'[');
             for (k, e) in scratch.elements[i].iter().enumerate() {
                 if k > 0 {
@@ -373,26 +422,28 @@ pub(super) fn write_flat(
                 text.extend_from_slice(&scratch.values[e.start..e.end]);
             }
             text.push(b']');
-            FieldKind::Arr
+            FieldValue {
+                start,
+                end: text.len(),
+                kind: FieldKind::Arr,
+            }
         } else {
             match scratch.singular[i] {
-                Some(v) => {
-                    text.extend_from_slice(&scratch.values[v.start..v.end]);
-                    v.kind
-                }
+                Some(v) => v,
                 None if f.presence => continue,
                 None => {
+                    let start = text.len();
                     text.extend_from_slice(&f.default.0);
-                    f.default.1
+                    FieldValue {
+                        start,
+                        end: text.len(),
+                        kind: f.default.1,
+                    }
                 }
             }
         };
         if let Some(slot) = fields.get_mut(id) {
-            *slot = Some(FieldValue {
-                start,
-                end: text.len(),
-                kind,
-            });
+            *slot = Some(value);
         }
     }
     Ok(())
