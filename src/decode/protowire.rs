@@ -198,8 +198,6 @@ impl FlatPlan {
 /// Per-lane buffers of the flat path.
 #[derive(Debug, Default)]
 pub(super) struct FlatScratch {
-    /// The last value of each singular field, in the row's text (written there as read).
-    singular: Vec<Option<FieldValue>>,
     /// The elements of each repeated field, in `values` (as JSON: strings escaped).
     elements: Vec<Vec<FieldValue>>,
     values: Vec<u8>,
@@ -336,8 +334,6 @@ pub(super) fn write_flat(
     fields: &mut [Option<FieldValue>],
 ) -> Result<(), RowError> {
     let n = plan.fields.len();
-    scratch.singular.clear();
-    scratch.singular.resize(n, None);
     if scratch.elements.len() < n {
         scratch.elements.resize_with(n, Vec::new);
     }
@@ -399,19 +395,23 @@ pub(super) fn write_flat(
                 kind,
             });
         } else {
-            // Straight into the row's text; a later value of the field (the last one wins)
-            // leaves this one's bytes unused there.
+            // Straight into the row's text and its field; a later value of the field (the
+            // last one wins) leaves this one's bytes unused there.
             let start = text.len();
             let kind = value(f, &mut w, true, text).map_err(located)?;
-            scratch.singular[i] = Some(FieldValue {
-                start,
-                end: text.len(),
-                kind,
-            });
+            if let Some(slot) = f.id.and_then(|id| fields.get_mut(id)) {
+                *slot = Some(FieldValue {
+                    start,
+                    end: text.len(),
+                    kind,
+                });
+            }
         }
     }
     for (i, f) in plan.fields.iter().enumerate() {
-        let Some(id) = f.id else { continue };
+        let Some(slot) = f.id.and_then(|id| fields.get_mut(id)) else {
+            continue;
+        };
         let value = if f.repeated {
             let start = text.len();
             text.push(b'[');
@@ -428,8 +428,8 @@ pub(super) fn write_flat(
                 kind: FieldKind::Arr,
             }
         } else {
-            match scratch.singular[i] {
-                Some(v) => v,
+            match slot {
+                Some(_) => continue,
                 None if f.presence => continue,
                 None => {
                     let start = text.len();
@@ -442,9 +442,7 @@ pub(super) fn write_flat(
                 }
             }
         };
-        if let Some(slot) = fields.get_mut(id) {
-            *slot = Some(value);
-        }
+        *slot = Some(value);
     }
     Ok(())
 }
