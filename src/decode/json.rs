@@ -861,6 +861,9 @@ pub struct RowScratch {
     tmp: Vec<u8>,
     /// Unescaped field names (only for names written with escapes).
     key: Vec<u8>,
+    /// The text of a typed field value ([`FieldKind::Double`], [`FieldKind::Scaled`]) whose
+    /// column reads it as text.
+    typed_text: Vec<u8>,
 }
 
 impl RowScratch {
@@ -2832,6 +2835,54 @@ fn write_meta_row(
     Ok(())
 }
 
+/// Writes a typed field value where its column takes it exactly as the value's text would
+/// be read (a finite double into Float64; ticks a DateTime64 holds without rounding, within
+/// its range); `false` (nothing written) anywhere else, where the text is read instead.
+fn write_typed(ty: &ChType, kind: FieldKind, out: &mut Vec<u8>) -> bool {
+    let (nullable, ty) = match ty {
+        ChType::Nullable(inner) => (true, &**inner),
+        t => (false, t),
+    };
+    let put_not_null = |out: &mut Vec<u8>| {
+        if nullable {
+            out.push(rb::NOT_NULL);
+        }
+    };
+    match (ty, kind) {
+        (ChType::Float64, FieldKind::Double(bits)) => {
+            let f = f64::from_bits(bits);
+            // NaN and infinities go through their text ("nan", "inf"), as JSON's do.
+            if !f.is_finite() {
+                return false;
+            }
+            put_not_null(out);
+            rb::put_f64(out, f);
+            true
+        }
+        (ChType::DateTime64 { precision, .. }, FieldKind::Scaled { value, scale }) => {
+            let p = (*precision).min(9) as u32;
+            let s = u32::from(scale);
+            let ticks = if p >= s {
+                i128::from(value) * i128::from(pow10(p - s))
+            } else {
+                let d = i128::from(pow10(s - p));
+                if i128::from(value) % d != 0 {
+                    return false;
+                }
+                i128::from(value) / d
+            };
+            let (lo, hi) = dt64_range(p);
+            if !(lo..=hi).contains(&ticks) {
+                return false;
+            }
+            put_not_null(out);
+            rb::put_datetime64(out, ticks as i64);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// How [`encode_fields_row`] reads one decoded field's text (another format's value,
 /// written in the JSON form the converter reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -2850,6 +2901,18 @@ pub enum FieldKind {
     Arr,
     /// A JSON object.
     Obj,
+    /// A double (its bits), not written as text: a Float64 column takes it as it is, any
+    /// other column reads the text [`super::jsontext::write_float`] makes of it, so the type
+    /// rules and errors stay those of every format. The span is empty.
+    Double(u64),
+    /// `value / 10^scale` (an exact decimal: a timestamp's ticks), not written as text: a
+    /// DateTime64 column takes the ticks it holds exactly, anything else (a fraction the
+    /// column cannot hold, a value out of its range, another column type) reads the text
+    /// [`super::jsontext::write_scaled`] makes of it. The span is empty.
+    Scaled {
+        value: i64,
+        scale: u8,
+    },
 }
 
 /// One decoded field: its text in a buffer, `start..end`, and how to read it.
@@ -2889,9 +2952,20 @@ pub fn encode_fields_row(
 ) -> Result<(), RowError> {
     let len = out.len();
     let r = SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut s) => write_fields_row(plan, buf, fields, meta, &mut s.tmp, out),
+        Ok(mut s) => {
+            let s = &mut *s;
+            write_fields_row(plan, buf, fields, meta, &mut s.tmp, &mut s.typed_text, out)
+        }
         // Only reachable through re-entrancy, which this module never does; stay correct anyway.
-        Err(_) => write_fields_row(plan, buf, fields, meta, &mut Vec::new(), out),
+        Err(_) => write_fields_row(
+            plan,
+            buf,
+            fields,
+            meta,
+            &mut Vec::new(),
+            &mut Vec::new(),
+            out,
+        ),
     });
     if r.is_err() {
         out.truncate(len);
@@ -2905,6 +2979,7 @@ fn write_fields_row(
     fields: &[Option<FieldValue>],
     meta: &MessageMeta<'_>,
     tmp: &mut Vec<u8>,
+    typed_text: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), RowError> {
     for (col, src) in plan.columns.iter().zip(&plan.sources) {
@@ -2920,23 +2995,41 @@ fn write_fields_row(
             write_missing(plan, col, field_origin(name), out)?;
             continue;
         };
-        let kind = match f.kind {
+        if plan.with_defaults {
+            out.push(rb::VALUE_FOLLOWS);
+        }
+        let (raw, kind) = match f.kind {
+            FieldKind::Double(_) | FieldKind::Scaled { .. } => {
+                if write_typed(&col.ty, f.kind, out) {
+                    continue;
+                }
+                typed_text.clear();
+                let kind = match f.kind {
+                    FieldKind::Double(bits) => {
+                        super::jsontext::write_float(f64::from_bits(bits), typed_text)
+                    }
+                    FieldKind::Scaled { value, scale } => super::jsontext::write_scaled(
+                        i128::from(value),
+                        u32::from(scale),
+                        typed_text,
+                    ),
+                    other => other,
+                };
+                (&typed_text[..], kind)
+            }
+            kind => (buf.get(f.start..f.end).unwrap_or_default(), kind),
+        };
+        let kind = match kind {
             FieldKind::Null => Kind::Null,
             FieldKind::True => Kind::True,
             FieldKind::False => Kind::False,
             FieldKind::Int => Kind::Int,
-            FieldKind::Num => Kind::Num,
+            FieldKind::Num | FieldKind::Double(_) | FieldKind::Scaled { .. } => Kind::Num,
             FieldKind::Raw => Kind::Str,
             FieldKind::Arr => Kind::Arr,
             FieldKind::Obj => Kind::Obj,
         };
-        let v = Val {
-            raw: buf.get(f.start..f.end).unwrap_or_default(),
-            kind,
-        };
-        if plan.with_defaults {
-            out.push(rb::VALUE_FOLLOWS);
-        }
+        let v = Val { raw, kind };
         write_value(&col.ty, v, tmp, out).map_err(|e| e.into_row_error(field_origin(name), col))?;
     }
     Ok(())
@@ -3981,6 +4074,133 @@ pub(crate) mod tests {
 
     fn le<const N: usize>(b: [u8; N]) -> Vec<u8> {
         b.to_vec()
+    }
+
+    /// A typed value (a double, a timestamp's ticks) handed over by Avro or Protobuf gives
+    /// the same bytes, or the same error, as the text it stands for, in every column type
+    /// (those it is written into directly, and those that read its text), with and without
+    /// the DEFAULT marker.
+    #[test]
+    fn typed_values_convert_exactly_as_their_text_does() {
+        let columns = [
+            "Float64",
+            "Nullable(Float64)",
+            "LowCardinality(Nullable(Float64))",
+            "Float32",
+            "Decimal(18, 4)",
+            "Int64",
+            "UInt8",
+            "Bool",
+            "String",
+            "DateTime64(3)",
+            "DateTime64(9, 'UTC')",
+            "DateTime64(0, 'Asia/Tokyo')",
+            "Nullable(DateTime64(6))",
+            "DateTime",
+            "Date32",
+        ];
+        let doubles = [
+            0.0,
+            -0.0,
+            1.5,
+            0.1,
+            f64::from(0.1f32),
+            123_456_789.0,
+            1e300,
+            -2.5e-300,
+            5e-324,
+            f64::MAX,
+            1_700_000_000.123,
+            f64::NAN,
+            // A NaN with a payload: its text is "nan", which reads as the plain NaN.
+            f64::from_bits(0x7ff8_0000_0000_0001),
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        let scaled: [(i64, u8); 14] = [
+            (0, 3),
+            (1_700_000_000_123, 3),
+            (-1, 3),
+            (1_700_000_000_123_456, 6),
+            (1_700_000_000_123_456_789, 9),
+            (1_700_000_000_000_000_000, 9),
+            (i64::MAX, 9),
+            (i64::MIN, 3),
+            (-2_208_988_800_000, 3),
+            (-2_208_988_800_001, 3),
+            (10_413_792_000_000, 3),
+            (10_413_791_999_999, 3),
+            (1_700_000_000, 0),
+            (7, 6),
+        ];
+        let mut typed: Vec<FieldKind> = doubles
+            .iter()
+            .map(|d| FieldKind::Double(d.to_bits()))
+            .collect();
+        typed.extend(
+            scaled
+                .iter()
+                .map(|&(value, scale)| FieldKind::Scaled { value, scale }),
+        );
+        let mut direct = 0;
+        for t in columns {
+            for with_defaults in [false, true] {
+                let plan = RowPlan::new(
+                    vec![ColumnPlan::field("c", ty(t))],
+                    UnknownFields::Ignore,
+                    with_defaults,
+                )
+                .unwrap();
+                for &kind in &typed {
+                    let mut text = Vec::new();
+                    let text_kind = match kind {
+                        FieldKind::Double(bits) => {
+                            super::super::jsontext::write_float(f64::from_bits(bits), &mut text)
+                        }
+                        FieldKind::Scaled { value, scale } => super::super::jsontext::write_scaled(
+                            i128::from(value),
+                            u32::from(scale),
+                            &mut text,
+                        ),
+                        _ => unreachable!(),
+                    };
+                    let run = |buf: &[u8], v: FieldValue| {
+                        let mut out = vec![0xaa];
+                        encode_fields_row(&plan, buf, &[Some(v)], &META, &mut out)
+                            .map(|()| out)
+                            .map_err(|e| e.to_string())
+                    };
+                    let from_text = run(
+                        &text,
+                        FieldValue {
+                            start: 0,
+                            end: text.len(),
+                            kind: text_kind,
+                        },
+                    );
+                    let from_typed = run(
+                        b"",
+                        FieldValue {
+                            start: 0,
+                            end: 0,
+                            kind,
+                        },
+                    );
+                    assert_eq!(
+                        from_typed,
+                        from_text,
+                        "{t} <- {kind:?} ({})",
+                        String::from_utf8_lossy(&text)
+                    );
+                    let mut probe = Vec::new();
+                    if write_typed(&ty(t), kind, &mut probe) {
+                        direct += 1;
+                    }
+                }
+            }
+        }
+        // Both ways were exercised: written directly, and read from the text.
+        assert!(direct > 40, "{direct} written directly");
     }
 
     #[test]

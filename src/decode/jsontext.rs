@@ -25,7 +25,10 @@ pub(crate) fn write_float(f: f64, out: &mut Vec<u8>) -> FieldKind {
 
 /// `v / 10^scale` as exact decimal text, trailing fractional zeros dropped.
 pub(crate) fn write_scaled(v: i128, scale: u32, out: &mut Vec<u8>) -> FieldKind {
-    let digits = v.unsigned_abs().to_string();
+    // itoa's stack buffer: `to_string` allocated a String per value (3 % of an Avro row's
+    // time in perf with its u128 formatting).
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(v.unsigned_abs());
     let scale = scale as usize;
     if v < 0 {
         out.push(b'-');
@@ -37,7 +40,7 @@ pub(crate) fn write_scaled(v: i128, scale: u32, out: &mut Vec<u8>) -> FieldKind 
     let (int, frac) = if digits.len() > scale {
         digits.split_at(digits.len() - scale)
     } else {
-        ("", digits.as_str())
+        ("", digits)
     };
     if int.is_empty() {
         out.push(b'0');

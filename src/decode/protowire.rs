@@ -229,8 +229,10 @@ impl<'a> Wire<'a> {
     }
 }
 
-/// Reads one value of `f` and writes its JSON text to `out`; `raw`: a top-level string or
-/// bytes value goes in as it is (between quotes, nothing escaped).
+/// Reads one value of `f` and writes its JSON text to `out`; `raw` (a top-level value): a
+/// string or bytes value goes in as it is (between quotes, nothing escaped), and a double,
+/// float or timestamp is handed over typed ([`FieldKind::Double`], [`FieldKind::Scaled`]),
+/// nothing written.
 fn value(
     f: &FlatField,
     w: &mut Wire<'_>,
@@ -280,6 +282,9 @@ fn value(
             match f.ty {
                 Scalar::Fixed32 => int(out, buf.format(u32::from_le_bytes(a))),
                 Scalar::Sfixed32 => int(out, buf.format(i32::from_le_bytes(a))),
+                // A top-level value is handed over typed (the converter writes its text
+                // where the column reads one); an element goes into its array's text.
+                _ if raw => FieldKind::Double(f64::from(f32::from_le_bytes(a)).to_bits()),
                 _ => write_float(f64::from(f32::from_le_bytes(a)), out),
             }
         }
@@ -289,6 +294,7 @@ fn value(
             match f.ty {
                 Scalar::Fixed64 => int(out, buf.format(u64::from_le_bytes(a))),
                 Scalar::Sfixed64 => int(out, buf.format(i64::from_le_bytes(a))),
+                _ if raw => FieldKind::Double(f64::from_le_bytes(a).to_bits()),
                 _ => write_float(f64::from_le_bytes(a), out),
             }
         }
@@ -304,7 +310,11 @@ fn value(
                     (_, wire_type) => inner.skip(wire_type)?,
                 }
             }
-            write_scaled(i128::from(secs) * 1_000_000_000 + i128::from(nanos), 9, out)
+            let ticks = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+            match i64::try_from(ticks) {
+                Ok(value) if raw => FieldKind::Scaled { value, scale: 9 },
+                _ => write_scaled(ticks, 9, out),
+            }
         }
         Scalar::String | Scalar::Bytes => {
             let s = w.len_delimited()?;
