@@ -5,9 +5,10 @@
 //! [`crate::registry`]) and is compiled here into a flat tree of [`Node`]s; each message's
 //! datum is then walked with that tree, and each top-level field is written in the JSON form
 //! the row converter reads ([`super::json::encode_fields_row`]), so that Avro values follow
-//! exactly the type rules and error wording of every other format (a top-level `float`,
-//! `double` or timestamp is handed over typed instead, and written as that text only where
-//! its column reads text: [`super::json::FieldKind::Double`], `Scaled`):
+//! exactly the type rules and error wording of every other format (a top-level `int`,
+//! `long`, `float`, `double` or timestamp is handed over typed instead, and written as that
+//! text only where its column reads text: [`super::json::FieldKind::Integer`], `Double`,
+//! `Scaled`):
 //!
 //! - `int`, `long` -> integers; `float`, `double` -> numbers (a `float` widened exactly;
 //!   NaN and infinities as "nan", "inf", "-inf", which float columns take);
@@ -460,8 +461,10 @@ fn write_top(
             text.push(b'"');
             FieldKind::Raw
         }
-        // Handed over typed: a Float64 or DateTime64 column takes them without a detour
-        // through text (the converter writes the text where a column reads one).
+        // Handed over typed: an integer, Float64 or DateTime64 column takes them without a
+        // detour through text (the converter writes the text where a column reads one).
+        Some(Node::Int) => FieldKind::Integer(i64::from(r.int()?)),
+        Some(Node::Long) => FieldKind::Integer(r.long()?),
         Some(Node::Float) => {
             let b = r.take(4)?;
             FieldKind::Double(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_bits())

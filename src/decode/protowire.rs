@@ -230,9 +230,9 @@ impl<'a> Wire<'a> {
 }
 
 /// Reads one value of `f` and writes its JSON text to `out`; `raw` (a top-level value): a
-/// string or bytes value goes in as it is (between quotes, nothing escaped), and a double,
-/// float or timestamp is handed over typed ([`FieldKind::Double`], [`FieldKind::Scaled`]),
-/// nothing written.
+/// string or bytes value goes in as it is (between quotes, nothing escaped), and an integer,
+/// double, float or timestamp is handed over typed ([`FieldKind::Integer`],
+/// [`FieldKind::Double`], [`FieldKind::Scaled`]), nothing written.
 fn value(
     f: &FlatField,
     w: &mut Wire<'_>,
@@ -244,18 +244,34 @@ fn value(
         FieldKind::Int
     };
     let mut buf = itoa::Buffer::new();
+    // A top-level integer is handed over typed; an element goes into its array's text.
+    let integer = |out: &mut Vec<u8>, x: i64| {
+        if raw {
+            FieldKind::Integer(x)
+        } else {
+            out.extend_from_slice(itoa::Buffer::new().format(x).as_bytes());
+            FieldKind::Int
+        }
+    };
+    let unsigned = |out: &mut Vec<u8>, x: u64| match i64::try_from(x) {
+        Ok(x) => integer(out, x),
+        Err(_) => {
+            out.extend_from_slice(itoa::Buffer::new().format(x).as_bytes());
+            FieldKind::Int
+        }
+    };
     Ok(match f.ty {
-        Scalar::Int32 => int(out, buf.format(w.varint()? as i32)),
-        Scalar::Int64 => int(out, buf.format(w.varint()? as i64)),
-        Scalar::Uint32 => int(out, buf.format(w.varint()? as u32)),
-        Scalar::Uint64 => int(out, buf.format(w.varint()?)),
+        Scalar::Int32 => integer(out, i64::from(w.varint()? as i32)),
+        Scalar::Int64 => integer(out, w.varint()? as i64),
+        Scalar::Uint32 => integer(out, i64::from(w.varint()? as u32)),
+        Scalar::Uint64 => unsigned(out, w.varint()?),
         Scalar::Sint32 => {
             let v = w.varint()? as u32;
-            int(out, buf.format((v >> 1) as i32 ^ -((v & 1) as i32)))
+            integer(out, i64::from((v >> 1) as i32 ^ -((v & 1) as i32)))
         }
         Scalar::Sint64 => {
             let v = w.varint()?;
-            int(out, buf.format((v >> 1) as i64 ^ -((v & 1) as i64)))
+            integer(out, (v >> 1) as i64 ^ -((v & 1) as i64))
         }
         Scalar::Bool => {
             if w.varint()? != 0 {
@@ -280,8 +296,8 @@ fn value(
             let b = w.take(4)?;
             let a = [b[0], b[1], b[2], b[3]];
             match f.ty {
-                Scalar::Fixed32 => int(out, buf.format(u32::from_le_bytes(a))),
-                Scalar::Sfixed32 => int(out, buf.format(i32::from_le_bytes(a))),
+                Scalar::Fixed32 => integer(out, i64::from(u32::from_le_bytes(a))),
+                Scalar::Sfixed32 => integer(out, i64::from(i32::from_le_bytes(a))),
                 // A top-level value is handed over typed (the converter writes its text
                 // where the column reads one); an element goes into its array's text.
                 _ if raw => FieldKind::Double(f64::from(f32::from_le_bytes(a)).to_bits()),
@@ -292,8 +308,8 @@ fn value(
             let mut a = [0u8; 8];
             a.copy_from_slice(w.take(8)?);
             match f.ty {
-                Scalar::Fixed64 => int(out, buf.format(u64::from_le_bytes(a))),
-                Scalar::Sfixed64 => int(out, buf.format(i64::from_le_bytes(a))),
+                Scalar::Fixed64 => unsigned(out, u64::from_le_bytes(a)),
+                Scalar::Sfixed64 => integer(out, i64::from_le_bytes(a)),
                 _ if raw => FieldKind::Double(f64::from_le_bytes(a).to_bits()),
                 _ => write_float(f64::from_le_bytes(a), out),
             }
