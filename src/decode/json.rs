@@ -2871,15 +2871,8 @@ fn write_typed(ty: &ChType, kind: FieldKind, out: &mut Vec<u8>) -> bool {
         }
         (ChType::DateTime64 { precision, .. }, FieldKind::Scaled { value, scale }) => {
             let p = (*precision).min(9) as u32;
-            let s = u32::from(scale);
-            let ticks = if p >= s {
-                i128::from(value) * i128::from(pow10(p - s))
-            } else {
-                let d = i128::from(pow10(s - p));
-                if i128::from(value) % d != 0 {
-                    return false;
-                }
-                i128::from(value) / d
+            let Some(ticks) = rescale_exactly(value, u32::from(scale), p) else {
+                return false;
             };
             let (lo, hi) = dt64_range(p);
             if !(lo..=hi).contains(&ticks) {
@@ -2889,7 +2882,41 @@ fn write_typed(ty: &ChType, kind: FieldKind, out: &mut Vec<u8>) -> bool {
             rb::put_datetime64(out, ticks as i64);
             true
         }
+        (
+            ChType::Decimal {
+                precision,
+                scale: s,
+            },
+            FieldKind::Scaled { value, scale },
+        ) if *precision <= 18 => {
+            let Some(unscaled) = rescale_exactly(value, u32::from(scale), u32::from(*s)) else {
+                return false;
+            };
+            // The text path's bound: no more digits than the precision.
+            if unscaled.unsigned_abs() >= 10u128.pow(u32::from(*precision)) {
+                return false;
+            }
+            put_not_null(out);
+            rb::put_signed(
+                out,
+                unscaled < 0,
+                U256::from_u128(unscaled.unsigned_abs()),
+                rb::decimal_width(*precision),
+            );
+            true
+        }
         _ => false,
+    }
+}
+
+/// `value / 10^from` as a multiple of `10^-to`, if exact (`None` if digits would be lost).
+fn rescale_exactly(value: i64, from: u32, to: u32) -> Option<i128> {
+    let v = i128::from(value);
+    if to >= from {
+        v.checked_mul(10i128.checked_pow(to - from)?)
+    } else {
+        let d = 10i128.checked_pow(from - to)?;
+        (v % d == 0).then_some(v / d)
     }
 }
 
@@ -2919,9 +2946,10 @@ pub enum FieldKind {
     /// other column reads the text [`super::jsontext::write_float`] makes of it, so the type
     /// rules and errors stay those of every format. The span is empty.
     Double(u64),
-    /// `value / 10^scale` (an exact decimal: a timestamp's ticks), not written as text: a
-    /// DateTime64 column takes the ticks it holds exactly, anything else (a fraction the
-    /// column cannot hold, a value out of its range, another column type) reads the text
+    /// `value / 10^scale` (an exact decimal: a timestamp's ticks, a decimal's unscaled
+    /// value), not written as text: a DateTime64 or a Decimal column (up to 18 digits) takes
+    /// it where it holds it exactly, anything else (a fraction the column cannot hold, a
+    /// value out of its range, another column type) reads the text
     /// [`super::jsontext::write_scaled`] makes of it. The span is empty.
     Scaled {
         value: i64,
@@ -4125,6 +4153,11 @@ pub(crate) mod tests {
             "UInt256",
             "Date",
             "Enum8('a' = 1, 'b' = -128)",
+            "Decimal(18, 4)",
+            "Decimal(9, 2)",
+            "Decimal(4, 4)",
+            "Nullable(Decimal(18, 0))",
+            "Decimal(38, 10)",
         ];
         let integers = [
             0i64,
@@ -4162,7 +4195,19 @@ pub(crate) mod tests {
             f64::INFINITY,
             f64::NEG_INFINITY,
         ];
-        let scaled: [(i64, u8); 14] = [
+        let scaled: [(i64, u8); 24] = [
+            // Decimals: scales below, at and above the columns', trailing zeros, at the
+            // precision's edge, scales past what an i64 or i128 power holds.
+            (15_000, 4),
+            (-12_345_678, 4),
+            (99_999_999_999_999_999, 4),
+            (999_999_999, 2),
+            (1_000_000_000, 2),
+            (9_999, 4),
+            (12, 0),
+            (5, 20),
+            (0, 40),
+            (1_000_000_000_000_000_000, 30),
             (0, 3),
             (1_700_000_000_123, 3),
             (-1, 3),
