@@ -447,6 +447,7 @@ const ORDER_PROTO: &str = r#"syntax = "proto3";
 package shop;
 import "common/money.proto";
 import "google/protobuf/timestamp.proto";
+import "google/protobuf/struct.proto";
 message Envelope { string unused = 1; }
 message Order {
   int64 id = 1;
@@ -458,6 +459,7 @@ message Order {
   map<string, int32> counts = 7;
   Kind kind = 8;
   bytes blob = 9;
+  google.protobuf.Struct attrs = 10;
   enum Kind { A = 0; B = 1; }
 }
 "#;
@@ -497,7 +499,7 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
         "CREATE TABLE default.{topic} (id Int64, name String, note Nullable(String), \
          price Tuple(currency String, cents Int64), at DateTime64(9, 'UTC'), \
          tags Array(String), counts Map(String, Int32), kind Enum8('A' = 0, 'B' = 1), \
-         blob String, _partition Int32) \
+         blob String, attrs String, _partition Int32) \
          ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
     ))
     .await;
@@ -517,7 +519,7 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
         Some(prost_reflect::Kind::Message(m)) => m,
         _ => panic!("{name} is not a message field"),
     };
-    let (money, ts) = (field_desc("price"), field_desc("at"));
+    let (money, ts, attrs) = (field_desc("price"), field_desc("at"), field_desc("attrs"));
     let n = 600i64;
     let bad = |i: i64| i % 89 == 7;
     let payload = |i: i64| -> Vec<u8> {
@@ -546,6 +548,16 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
         );
         m.set_field_by_name("kind", P::EnumNumber((i % 2) as i32));
         m.set_field_by_name("blob", P::Bytes(vec![0xfe, (i % 256) as u8].into()));
+        // A Struct, built through proto3's JSON mapping as a producer's would be.
+        let a = DynamicMessage::deserialize(
+            attrs.clone(),
+            &mut serde_json::Deserializer::from_str(&format!(
+                r#"{{"ok":{},"i":{i},"tags":["x",null]}}"#,
+                i % 2 == 0
+            )),
+        )
+        .expect("a Struct from JSON");
+        m.set_field_by_name("attrs", P::Message(a));
         // Message indexes: Order is the file's second message, [1] (written: count 1, 1).
         let mut out = framed(id, vec![2, 2]);
         if bad(i) {
@@ -574,6 +586,7 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
             AND tags = [concat('t', toString(id))] AND counts = map('k', toInt32(id))
             AND kind = if(id % 2 = 0, 'A', 'B')
             AND hex(blob) = concat('FE', hex(toUInt8(id % 256)))
+            AND attrs = concat('{{\"i\":', toString(id), ',\"ok\":', if(id % 2 = 0, 'true', 'false'), ',\"tags\":[\"x\",null]}}')
             AND _partition = id % 2) FROM default.{topic}"
     ))
     .await;

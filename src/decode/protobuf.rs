@@ -17,7 +17,9 @@
 //! - `repeated` -> an array; `map` -> an object, keys in sorted order (the encoding keeps no
 //!   order); a message -> an object of its fields (a field without a value in it: `null`);
 //! - `google.protobuf.Timestamp` and `Duration` -> seconds with the exact fraction (up to
-//!   nanoseconds); the wrapper types (`Int64Value`, `StringValue`, ...) -> their value.
+//!   nanoseconds); the wrapper types (`Int64Value`, `StringValue`, ...) -> their value;
+//!   `Struct`, `Value`, `ListValue` -> the JSON they stand for (an object with sorted keys,
+//!   any value, an array; whole numbers as integers).
 //!
 //! A field that has presence (`optional`, a message, a `oneof` member) and is not set is
 //! missing: its column takes its DEFAULT, NULL or type default, as a missing JSON field.
@@ -433,6 +435,81 @@ fn write_message(m: &DynamicMessage, out: &mut Vec<u8>, depth: usize) -> Result<
             };
             let total = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
             return Ok(write_scaled(total, 9, out));
+        }
+        // The JSON they stand for (proto3's JSON mapping): an object, any JSON value, an
+        // array. A `Value` with no kind set is null.
+        "google.protobuf.Struct" => {
+            out.push(b'{');
+            if let Some(Value::Map(entries)) = field("fields").as_deref() {
+                let mut keys: Vec<&MapKey> = entries.keys().collect();
+                keys.sort();
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let MapKey::String(key) = k else {
+                        return Err("a Struct key that is not a string".into());
+                    };
+                    json_string(key.as_bytes(), out);
+                    out.push(b':');
+                    match entries.get(k) {
+                        Some(Value::Message(v)) => {
+                            write_message(v, out, depth + 1)?;
+                        }
+                        _ => out.extend_from_slice(b"null"),
+                    }
+                }
+            }
+            out.push(b'}');
+            return Ok(FieldKind::Obj);
+        }
+        "google.protobuf.ListValue" => {
+            out.push(b'[');
+            if let Some(Value::List(items)) = field("values").as_deref() {
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    match item {
+                        Value::Message(v) => {
+                            write_message(v, out, depth + 1)?;
+                        }
+                        _ => out.extend_from_slice(b"null"),
+                    }
+                }
+            }
+            out.push(b']');
+            return Ok(FieldKind::Arr);
+        }
+        "google.protobuf.Value" => {
+            // A JSON number is a double here; a whole one is written as the integer JSON
+            // writers print (1, not 1.0), exactly up to 2^53.
+            if let Some(Value::F64(x)) = desc
+                .get_field_by_name("number_value")
+                .filter(|f| m.has_field(f))
+                .map(|f| m.get_field(&f).into_owned())
+            {
+                if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
+                    return Ok(int(itoa::Buffer::new().format(x as i64), out));
+                }
+                return Ok(write_float(x, out));
+            }
+            for name in [
+                "number_value",
+                "string_value",
+                "bool_value",
+                "struct_value",
+                "list_value",
+            ] {
+                if let Some(f) = desc.get_field_by_name(name) {
+                    if m.has_field(&f) {
+                        return write_json(&m.get_field(&f), &f.kind(), out, depth + 1);
+                    }
+                }
+            }
+            // `null_value`, or no kind at all.
+            out.extend_from_slice(b"null");
+            return Ok(FieldKind::Null);
         }
         "google.protobuf.DoubleValue"
         | "google.protobuf.FloatValue"
@@ -1023,6 +1100,75 @@ mod tests {
         want.extend(7i64.to_le_bytes());
         want.extend(9u32.to_le_bytes());
         assert_eq!(fast.unwrap(), want);
+    }
+
+    /// `google.protobuf.Struct`, `Value` and `ListValue` become the JSON they stand for, at the
+    /// top level and nested: a String column receives the JSON text, a Nullable one NULL for
+    /// a null `Value`, an Array column the list's elements.
+    #[test]
+    fn struct_value_and_list_value_are_the_json_they_stand_for() {
+        let schema = r#"
+            syntax = "proto3";
+            import "google/protobuf/struct.proto";
+            message Doc {
+                int64 id = 1;
+                google.protobuf.Struct attrs = 2;
+                google.protobuf.Value v = 3;
+                google.protobuf.ListValue l = 4;
+                google.protobuf.Value gone = 5;
+            }
+        "#;
+        let c = Compiled::new(schema, &[]).unwrap();
+        let p = RowPlan::new(
+            vec![
+                ColumnPlan::field("id", ty("Int64")),
+                ColumnPlan::field("attrs", ty("String")),
+                ColumnPlan::field("v", ty("String")),
+                ColumnPlan::field("l", ty("Array(String)")),
+                ColumnPlan::field("gone", ty("Nullable(String)"))
+                    .on_missing(crate::decode::json::OnMissing::Null),
+            ],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let (_, desc) = c.top_level(None).unwrap();
+        // Built through prost-reflect's own proto3 JSON mapping, as a producer's would be.
+        let msg = DynamicMessage::deserialize(
+            desc,
+            &mut serde_json::Deserializer::from_str(
+                r#"{"id":"7","attrs":{"b":[1,"x",null],"a":{"n":1.5,"t":true}},"v":"plain","l":["p",2,{"k":null}],"gone":null}"#,
+            ),
+        )
+        .unwrap();
+        let bound = Bound::new(&c, &p);
+        let mut payload = vec![0, 0, 0, 0, 7, 0];
+        payload.extend(msg.encode_to_vec());
+        let mut out = Vec::new();
+        encode_protobuf_row(
+            &p,
+            &bound,
+            &payload,
+            &META,
+            &mut ProtobufScratch::default(),
+            &mut out,
+        )
+        .unwrap();
+        // The same row from the JSON a reader of the Struct would expect.
+        let mut want = Vec::new();
+        encode_json_row(
+            &p,
+            br#"{"id":7,"attrs":{"a":{"n":1.5,"t":true},"b":[1,"x",null]},"v":"plain","l":["p",2,{"k":null}],"gone":null}"#,
+            &META,
+            &mut want,
+        )
+        .unwrap();
+        assert_eq!(out, want);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains(r#"{"a":{"n":1.5,"t":true},"b":[1,"x",null]}"#),
+            "{text}"
+        );
     }
 
     #[test]
