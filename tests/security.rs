@@ -425,7 +425,22 @@ async fn mtls_with_encrypted_key_into_https_clickhouse_with_client_certificate()
     );
     produce(&topic, messages(0, 500, 2));
     produce(&topic, [Msg::json(1, "[1,2]")]);
-    let running = start(&config);
+    let cfg = sluice::config::from_str(&config, Vec::new()).expect("valid config");
+    // The own fetch path decrypts the key as librdkafka does; a wrong password is refused
+    // with the reason, and never shown.
+    assert!(sluice::kafka::secure::Security::new(&cfg.kafka).is_ok());
+    let mut wrong = cfg.kafka.clone();
+    wrong.ssl_key_password = Some(sluice::secret::Secret::new("wrong-Key-Pw-4d2c"));
+    let e = sluice::kafka::secure::Security::new(&wrong).unwrap_err();
+    assert!(
+        e.contains("cannot decrypt it with kafka.ssl_key_password"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("wrong-Key-Pw-4d2c") && !e.contains(&s.client_key_password),
+        "{e}"
+    );
+    let (running, metrics) = start_with_metrics(cfg);
     assert_rows(&table, 500).await;
     assert_eq!(
         read_topic(&format!("{topic}.dlq"), Duration::from_secs(3)).len(),
@@ -433,6 +448,20 @@ async fn mtls_with_encrypted_key_into_https_clickhouse_with_client_certificate()
     );
     let summary = running.stop().await;
     assert_eq!(summary.rows_inserted, 500);
+    assert_eq!(
+        (
+            metrics
+                .own_fetch
+                .records
+                .load(std::sync::atomic::Ordering::Relaxed),
+            metrics
+                .own_fetch
+                .handbacks
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ),
+        (501, 0),
+        "every record read by the own path over mTLS with the decrypted key"
+    );
 
     // The same with the unencrypted key, through `check` and `consume`.
     let dir = tempfile::tempdir().expect("tmp");
@@ -514,12 +543,23 @@ async fn mtls_with_a_pkcs12_keystore() {
     let table = format!("default.{topic}");
     create_table(&table).await;
     produce(&topic, messages(0, 300, 2));
-    let running = start(&format!(
+    let good = format!(
         "{}{}{}",
         kafka(password),
         s.clickhouse_https(&s.ch_https, false),
         route(&topic, &topic, "")
-    ));
+    );
+    let cfg = write(dir.path(), "good.toml", &good);
+    let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "kafka: records fetched by librdkafka (a PKCS#12 keystore is opened by librdkafka only)"
+        ),
+        "{}",
+        text(&out)
+    );
+    let running = start(&good);
     assert_rows(&table, 300).await;
     assert_eq!(running.stop().await.rows_inserted, 300);
 
@@ -595,19 +635,30 @@ async fn every_protocol_and_mechanism_connects() {
             "case {i}: {t}"
         );
     }
-    // Where the own path does not reproduce librdkafka's settings, `check` says so.
-    let cfg = write(
-        dir.path(),
-        "encrypted.toml",
-        &format!("{}{ch}{}", s.mtls("g", true), route(&topic, &topic, "")),
-    );
-    let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    assert!(
-        t.contains("kafka: records fetched by librdkafka (an encrypted client key is decrypted by librdkafka only)"),
-        "{t}"
-    );
+    // An encrypted client key (PKCS#8) is decrypted for the own path too; `fetch =
+    // "librdkafka"` is said as such.
+    for (name, kafka, says) in [
+        (
+            "encrypted.toml",
+            s.mtls("g", true),
+            "kafka: records fetched by sluice's own path (connected to",
+        ),
+        (
+            "librdkafka.toml",
+            format!("{}fetch = \"librdkafka\"\n", s.mtls("g", false)),
+            "kafka: records fetched by librdkafka (fetch = \"librdkafka\")",
+        ),
+    ] {
+        let cfg = write(
+            dir.path(),
+            name,
+            &format!("{kafka}{ch}{}", route(&topic, &topic, "")),
+        );
+        let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
+        let t = text(&out);
+        assert!(out.status.success(), "{name}: {t}");
+        assert!(t.contains(says), "{name}: {t}");
+    }
 }
 
 /// sluice's own fetch path (`kafka.fetch = "auto"`) over every secured listener: TLS with a

@@ -20,7 +20,7 @@ pub use validate::{
 
 /// Why the own fetch path does not fetch for `k`, or `None` when it does (or could).
 pub fn own_fetch_refusal(k: &KafkaConfig) -> Option<String> {
-    validate::own_fetch_refusal(&k.tls, k.ssl_key_password.is_some(), &k.properties)
+    validate::own_fetch_refusal(&k.tls, &k.properties)
 }
 
 /// Prefix of environment variables that override config keys.
@@ -650,6 +650,7 @@ format = "json"
             format!("security_protocol = \"SSL\"\nssl_ca_location = \"{pem}\"\nssl_certificate_location = \"{pem}\"\nssl_key_location = \"{pem}\""),
             format!("security_protocol = \"SASL_SSL\"\n{sasl}"),
             format!("security_protocol = \"SASL_PLAINTEXT\"\n{sasl}"),
+            format!("security_protocol = \"SSL\"\nssl_certificate_location = \"{pem}\"\nssl_key_location = \"{pem}\"\nssl_key_password = \"k\""),
         ] {
             assert_eq!(fetch(&spoken).ok(), Some(FetchPath::Sluice), "{spoken}");
             let explicit = format!("{spoken}\nfetch = \"sluice\"");
@@ -663,15 +664,12 @@ format = "json"
                 "PKCS#12",
             ),
             (
-                format!("security_protocol = \"SSL\"\nssl_certificate_location = \"{pem}\"\nssl_key_location = \"{pem}\"\nssl_key_password = \"k\""),
-                "encrypted",
-            ),
-            (
                 format!("security_protocol = \"SSL\"\nssl_ca_location = \"{dirpath}\""),
                 "CA directory",
             ),
             (
-                "security_protocol = \"SSL\"\nproperties = { \"ssl.cipher.suites\" = \"x\" }".to_string(),
+                "security_protocol = \"SSL\"\nproperties = { \"ssl.cipher.suites\" = \"x\" }"
+                    .to_string(),
                 "ssl.cipher.suites",
             ),
             (
@@ -679,7 +677,11 @@ format = "json"
                 "enable.ssl",
             ),
         ] {
-            assert_eq!(fetch(&unspoken).ok(), Some(FetchPath::Librdkafka), "{unspoken}");
+            assert_eq!(
+                fetch(&unspoken).ok(),
+                Some(FetchPath::Librdkafka),
+                "{unspoken}"
+            );
             let e = fetch(&format!("{unspoken}\nfetch = \"sluice\"")).unwrap_err();
             assert_eq!(e.field, "kafka.fetch");
             assert!(e.message.contains(why), "{unspoken}: {e}");

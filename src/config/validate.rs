@@ -345,14 +345,10 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
 /// SASL mechanisms sluice takes. What it does not reproduce stays with librdkafka.
 pub(super) fn own_fetch_refusal(
     tls: &TlsFiles,
-    encrypted_key: bool,
     properties: &BTreeMap<String, String>,
 ) -> Option<String> {
     if tls.keystore.is_some() {
         return Some("a PKCS#12 keystore is opened by librdkafka only".into());
-    }
-    if encrypted_key {
-        return Some("an encrypted client key is decrypted by librdkafka only".into());
     }
     if tls.ca.as_deref().is_some_and(std::path::Path::is_dir) {
         return Some("a CA directory is read by librdkafka only (give a PEM file)".into());
@@ -813,7 +809,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
     }
     let fetch = match (
         fetch_setting,
-        own_fetch_refusal(&tls, k.ssl_key_password.is_some(), &k.properties),
+        own_fetch_refusal(&tls, &k.properties),
     ) {
         ("auto" | "sluice", None) => FetchPath::Sluice,
         ("sluice", Some(why)) => {

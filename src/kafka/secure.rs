@@ -6,8 +6,9 @@
 //! chain against `ssl_ca_location` (a PEM file) or, without one, the system's CA store; its
 //! host name or IP address unless `ssl_endpoint_identification = false`; a client
 //! certificate presented when one is given (mTLS); and with SCRAM the server's signature, so
-//! that a broker which does not know the password cannot pass itself off. Settings this
-//! module does not reproduce exactly (a PKCS#12 keystore, an encrypted key, a CA directory,
+//! that a broker which does not know the password cannot pass itself off. An encrypted
+//! client key (PKCS#8) is decrypted with `ssl_key_password`. Settings this module does not
+//! reproduce exactly (a PKCS#12 keystore, a CA directory,
 //! `ssl.*` or `sasl.*` passthrough properties) keep the fetching with librdkafka
 //! (`config::validate::own_fetch_refusal`). A connection that fails here hands its partition
 //! back to librdkafka like any lost connection: a difference between the two TLS stacks can
@@ -184,14 +185,47 @@ fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
                 .and_then(|certs| certs.collect())
                 .map_err(|e| format!("kafka.ssl_certificate_location {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("kafka.ssl_key_location {}: {e}", key.display()))?;
+            let key = match &k.ssl_key_password {
+                Some(password) => decrypt_key(key, password)?,
+                None => PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("kafka.ssl_key_location {}: {e}", key.display()))?,
+            };
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("the client certificate and key: {e}"))
         }
         _ => Ok(builder.with_no_client_auth()),
     }
+}
+
+/// The client key at `path` with `ssl_key_password`: a PKCS#8 "ENCRYPTED PRIVATE KEY" (what
+/// OpenSSL writes: PBES2) is decrypted; a key that is not encrypted is read as it is (as
+/// librdkafka does, which then does not need the password). OpenSSL's legacy encrypted PEM
+/// (`Proc-Type: 4,ENCRYPTED`) is not read here: the error says so, and librdkafka fetches.
+/// No error carries the password.
+fn decrypt_key(
+    path: &std::path::Path,
+    password: &Secret,
+) -> Result<PrivateKeyDer<'static>, String> {
+    let at = |e: String| format!("kafka.ssl_key_location {}: {e}", path.display());
+    let pem = std::fs::read_to_string(path).map_err(|e| at(e.to_string()))?;
+    if pem.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(at(
+            "an encrypted key in OpenSSL's legacy PEM format is read by librdkafka only (`openssl pkcs8 -topk8` converts it to PKCS#8)".into(),
+        ));
+    }
+    if !pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        return PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| at(e.to_string()));
+    }
+    let (_, doc) = pkcs8::SecretDocument::from_pem(&pem).map_err(|e| at(e.to_string()))?;
+    let info =
+        pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes()).map_err(|e| at(e.to_string()))?;
+    let plain = info.decrypt(password.expose().as_bytes()).map_err(|e| {
+        at(format!(
+            "cannot decrypt it with kafka.ssl_key_password: {e}"
+        ))
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
 }
 
 /// `ssl_endpoint_identification = false`: the chain is verified as always, the name is not
@@ -498,6 +532,43 @@ mod tests {
             assert!(e.contains(why), "{msg:?}: {e}");
             assert!(!e.contains("pw-secret-123"));
         }
+    }
+
+    #[test]
+    fn a_legacy_encrypted_key_is_left_to_librdkafka_and_an_unencrypted_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join("legacy.key");
+        std::fs::write(
+            &legacy,
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let pw = Secret::new("key-Pw-77aa");
+        let e = decrypt_key(&legacy, &pw).unwrap_err();
+        assert!(
+            e.contains("legacy PEM format") && e.contains("openssl pkcs8 -topk8"),
+            "{e}"
+        );
+        // Not encrypted: read as it is, the password unused (as librdkafka does).
+        let plain = dir.path().join("plain.key");
+        std::fs::write(
+            &plain,
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIGXhZ8fNt0Hq7l5RfLxZ0b3Qm3f0b8bXc5o9W8l0hL4q\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            decrypt_key(&plain, &pw),
+            Ok(PrivateKeyDer::Pkcs8(_))
+        ));
+        // Damaged: the reason names the file, never the password.
+        let bad = dir.path().join("bad.key");
+        std::fs::write(
+            &bad,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = decrypt_key(&bad, &pw).unwrap_err();
+        assert!(e.contains("bad.key") && !e.contains("key-Pw-77aa"), "{e}");
     }
 
     #[test]
