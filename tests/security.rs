@@ -678,8 +678,24 @@ async fn the_own_fetch_path_reads_over_every_secure_protocol() {
             unique("g")
         )
     };
+    // The CA as a directory in OpenSSL's layout (`<subject hash>.0`), beside another CA's
+    // certificate under a name OpenSSL never reads: what librdkafka trusts, and no more.
+    let ca_dir = tempfile::tempdir().expect("tmp");
+    let hash = Command::new("openssl")
+        .args(["x509", "-hash", "-noout", "-in", &s.ca])
+        .output()
+        .expect("openssl runs");
+    assert!(hash.status.success(), "{}", text(&hash));
+    let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
+    std::fs::copy(&s.ca, ca_dir.path().join(format!("{hash}.0"))).expect("copy the CA");
+    std::fs::copy(&s.other_ca, ca_dir.path().join("other.pem")).expect("copy the other CA");
+    let with_ca_dir = s
+        .sasl_ssl(&unique("g"), "SCRAM-SHA-256")
+        .replace(&s.ca, &ca_dir.path().to_string_lossy());
+    assert!(with_ca_dir.contains(&*ca_dir.path().to_string_lossy()));
     let cases = [
         ("SSL", s.mtls(&unique("g"), false)),
+        ("SASL_SSL SCRAM-SHA-256 with a CA directory", with_ca_dir),
         (
             "SSL without host name check",
             format!(

@@ -341,17 +341,15 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
 
 /// Why the own fetch path (`kafka/own_fetch.rs`, secured by `kafka/secure.rs`) cannot connect
 /// exactly as librdkafka would with these settings, or `None` when it can: on PLAINTEXT,
-/// SASL_PLAINTEXT, SSL and SASL_SSL with PEM files (or the system's CA store) and any of the
-/// SASL mechanisms sluice takes. What it does not reproduce stays with librdkafka.
+/// SASL_PLAINTEXT, SSL and SASL_SSL with PEM files (a CA file or directory, or the system's
+/// CA store) and any of the SASL mechanisms sluice takes. What it does not reproduce stays
+/// with librdkafka.
 pub(super) fn own_fetch_refusal(
     tls: &TlsFiles,
     properties: &BTreeMap<String, String>,
 ) -> Option<String> {
     if tls.keystore.is_some() {
         return Some("a PKCS#12 keystore is opened by librdkafka only".into());
-    }
-    if tls.ca.as_deref().is_some_and(std::path::Path::is_dir) {
-        return Some("a CA directory is read by librdkafka only (give a PEM file)".into());
     }
     properties
         .keys()

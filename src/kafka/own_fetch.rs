@@ -13,9 +13,10 @@
 //! messages, at librdkafka's read position; the poll thread pauses it in librdkafka first.
 //! Anything this path does not read (a broker error, a lost connection, a TLS or SASL
 //! handshake that fails, an old message format, a batch inflating beyond its bound) hands the
-//! partition back: the poll thread seeks librdkafka to the exact offset this path stopped at and resumes it there for
-//! the rest of the assignment. So the offsets the lanes see are contiguous across both
-//! paths, and nothing is read twice or skipped.
+//! partition back: the poll thread seeks librdkafka to the exact offset this path stopped at
+//! and resumes it there for the rest of the assignment. So the offsets the lanes see are
+//! contiguous across both paths, and nothing is read twice or skipped. TLS and SASL are
+//! spoken with the settings librdkafka gets (`secure`).
 //!
 //! Every partition given here carries a generation; chunks and hand-backs carry it too, and
 //! the poll thread drops those of an older generation (a partition revoked and assigned

@@ -3,13 +3,13 @@
 //! given (`kafka/client.rs`), so that both paths reach the brokers the same way.
 //!
 //! What is checked is what librdkafka checks with those settings: the broker's certificate
-//! chain against `ssl_ca_location` (a PEM file) or, without one, the system's CA store; its
+//! chain against `ssl_ca_location` (a PEM file, or a directory of certificates named by
+//! subject hash as OpenSSL reads it) or, without one, the system's CA store; its
 //! host name or IP address unless `ssl_endpoint_identification = false`; a client
 //! certificate presented when one is given (mTLS); and with SCRAM the server's signature, so
 //! that a broker which does not know the password cannot pass itself off. An encrypted
 //! client key (PKCS#8) is decrypted with `ssl_key_password`. Settings this module does not
-//! reproduce exactly (a PKCS#12 keystore, a CA directory,
-//! `ssl.*` or `sasl.*` passthrough properties) keep the fetching with librdkafka
+//! reproduce exactly (a PKCS#12 keystore, `ssl.*` or `sasl.*` passthrough properties) keep the fetching with librdkafka
 //! (`config::validate::own_fetch_refusal`). A connection that fails here hands its partition
 //! back to librdkafka like any lost connection: a difference between the two TLS stacks can
 //! cost speed, never data.
@@ -136,6 +136,31 @@ fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     match &k.tls.ca {
+        Some(path) if path.is_dir() => {
+            // OpenSSL's CA directory (what librdkafka gets): it finds a certificate by its
+            // subject hash, in files named `<8 hex digits>.<n>` (`openssl rehash`), and reads
+            // no other file there; so those files, and only those, are the roots.
+            let dir = std::fs::read_dir(path)
+                .map_err(|e| format!("kafka.ssl_ca_location {}: {e}", path.display()))?;
+            for entry in dir.flatten() {
+                let name = entry.file_name();
+                if !is_hash_name(&name.to_string_lossy()) {
+                    continue;
+                }
+                // A file OpenSSL could not read either is skipped, as OpenSSL skips it.
+                if let Ok(certs) = CertificateDer::pem_file_iter(entry.path()) {
+                    for cert in certs.flatten() {
+                        let _ = roots.add(cert);
+                    }
+                }
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "kafka.ssl_ca_location {}: no certificate in files named by subject hash (openssl rehash)",
+                    path.display()
+                ));
+            }
+        }
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| format!("kafka.ssl_ca_location {}: {e}", path.display()))?;
@@ -226,6 +251,19 @@ fn decrypt_key(
         ))
     })?;
     Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
+}
+
+/// A name OpenSSL looks certificates up by in a CA directory: 8 hex digits, a dot, a number.
+fn is_hash_name(name: &str) -> bool {
+    match name.split_once('.') {
+        Some((hash, n)) => {
+            hash.len() == 8
+                && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
 }
 
 /// `ssl_endpoint_identification = false`: the chain is verified as always, the name is not
@@ -569,6 +607,23 @@ mod tests {
         .unwrap();
         let e = decrypt_key(&bad, &pw).unwrap_err();
         assert!(e.contains("bad.key") && !e.contains("key-Pw-77aa"), "{e}");
+    }
+
+    #[test]
+    fn ca_directories_hold_their_roots_in_files_named_by_subject_hash() {
+        for name in ["9d66eef0.0", "5ad8a5d6.12", "ABCDEF01.1"] {
+            assert!(is_hash_name(name), "{name}");
+        }
+        for name in [
+            "ca.pem",
+            "9d66eef0",
+            "9d66eef0.",
+            "9d66eef0.r0",
+            "9d66eef.0",
+            "9d66eeg0.0",
+        ] {
+            assert!(!is_hash_name(name), "{name}");
+        }
     }
 
     #[test]
