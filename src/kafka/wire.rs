@@ -176,11 +176,10 @@ impl Connection {
             return Err(e);
         }
         result.map_err(auth)?;
-        if lifetime_ms > 0 {
-            // Renewed at 80 % of the session, as librdkafka re-authenticates early too.
-            self.renew_at =
-                Some(Instant::now() + Duration::from_millis(lifetime_ms as u64 * 4 / 5));
-        }
+        // Renewed at 80 % of the session, as librdkafka re-authenticates early too. The
+        // lifetime is the broker's number: any value, however large, is taken without
+        // overflow (a session too long to represent is never renewed).
+        self.renew_at = renewal(Instant::now(), lifetime_ms);
         Ok(())
     }
 
@@ -306,6 +305,13 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// When to replace a connection whose SASL session lasts `lifetime_ms` from `now` (`None`:
+/// the broker set no limit, or one past what an `Instant` holds).
+fn renewal(now: Instant, lifetime_ms: i64) -> Option<Instant> {
+    let ms = u64::try_from(lifetime_ms).ok().filter(|&ms| ms > 0)?;
+    now.checked_add(Duration::from_millis(ms / 5 * 4 + ms % 5 * 4 / 5))
 }
 
 fn put_str(b: &mut Vec<u8>, s: &str) {
@@ -446,6 +452,20 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sasl_session_is_renewed_at_four_fifths_of_its_lifetime_whatever_the_broker_says() {
+        let now = Instant::now();
+        assert_eq!(renewal(now, 0), None);
+        assert_eq!(renewal(now, -5), None);
+        assert_eq!(
+            renewal(now, 10_000),
+            Some(now + Duration::from_millis(8_000))
+        );
+        assert_eq!(renewal(now, 7), Some(now + Duration::from_millis(5)));
+        // The largest lifetimes neither overflow nor panic.
+        let _ = renewal(now, i64::MAX);
+    }
 
     #[test]
     fn a_response_is_parsed_in_place_and_a_short_one_refused() {
