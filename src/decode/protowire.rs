@@ -249,16 +249,12 @@ fn value(
         if raw {
             FieldKind::Integer(x)
         } else {
-            out.extend_from_slice(itoa::Buffer::new().format(x).as_bytes());
-            FieldKind::Int
+            int(out, itoa::Buffer::new().format(x))
         }
     };
     let unsigned = |out: &mut Vec<u8>, x: u64| match i64::try_from(x) {
         Ok(x) => integer(out, x),
-        Err(_) => {
-            out.extend_from_slice(itoa::Buffer::new().format(x).as_bytes());
-            FieldKind::Int
-        }
+        Err(_) => int(out, itoa::Buffer::new().format(x)),
     };
     Ok(match f.ty {
         Scalar::Int32 => integer(out, i64::from(w.varint()? as i32)),

@@ -162,14 +162,11 @@ fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
             }
         }
         Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("kafka.ssl_ca_location {}: {e}", path.display()))?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| format!("kafka.ssl_ca_location {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("kafka.ssl_ca_location {}: {e}", path.display()))?;
+            let at = |e: &dyn std::fmt::Display| {
+                format!("kafka.ssl_ca_location {}: {e}", path.display())
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| at(&e))? {
+                roots.add(cert.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
             }
             if roots.is_empty() {
                 return Err(format!(

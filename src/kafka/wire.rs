@@ -191,27 +191,35 @@ impl Connection {
         body: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, WireError> {
-        self.correlation = self.correlation.wrapping_add(1);
-        let correlation = self.correlation;
-        let mut b = Vec::with_capacity(body.len() + 64);
-        b.extend_from_slice(&[0; 4]);
-        b.extend_from_slice(&api_key.to_be_bytes());
-        b.extend_from_slice(&version.to_be_bytes());
-        b.extend_from_slice(&correlation.to_be_bytes());
-        put_str(&mut b, &self.client_id);
-        b.extend_from_slice(body);
-        let len = (b.len() - 4) as i32;
-        b[..4].copy_from_slice(&len.to_be_bytes());
-        self.write_flushed(&b)?;
+        let correlation = self.start_request(api_key, version);
+        self.out.extend_from_slice(body);
+        self.send_request()?;
         let mut answer = Vec::new();
         self.read_response(correlation, &mut answer, timeout)?;
         Ok(answer)
     }
 
-    fn write_flushed(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+    /// Starts a request in `out`: room for its size, then the header (v1: API key, version,
+    /// a new correlation id, the client id). Returns the correlation id.
+    fn start_request(&mut self, api_key: i16, version: i16) -> i32 {
+        self.correlation = self.correlation.wrapping_add(1);
+        let b = &mut self.out;
+        b.clear();
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&api_key.to_be_bytes());
+        b.extend_from_slice(&version.to_be_bytes());
+        b.extend_from_slice(&self.correlation.to_be_bytes());
+        put_str(b, &self.client_id);
+        self.correlation
+    }
+
+    /// Writes the request in `out` (its size filled in) and flushes it.
+    fn send_request(&mut self) -> Result<(), WireError> {
+        let len = (self.out.len() - 4) as i32;
+        self.out[..4].copy_from_slice(&len.to_be_bytes());
         let addr = &self.addr;
         self.stream
-            .write_all(bytes)
+            .write_all(&self.out)
             .and_then(|()| self.stream.flush())
             .map_err(|source| WireError::Io {
                 addr: addr.clone(),
@@ -225,14 +233,8 @@ impl Connection {
         parts: &[FetchPartition],
         limits: FetchLimits,
     ) -> Result<i32, WireError> {
-        self.correlation = self.correlation.wrapping_add(1);
+        let correlation = self.start_request(FETCH, FETCH_VERSION);
         let b = &mut self.out;
-        b.clear();
-        b.extend_from_slice(&[0; 4]);
-        b.extend_from_slice(&FETCH.to_be_bytes());
-        b.extend_from_slice(&FETCH_VERSION.to_be_bytes());
-        b.extend_from_slice(&self.correlation.to_be_bytes());
-        put_str(b, &self.client_id);
         b.extend_from_slice(&(-1i32).to_be_bytes()); // replica id: a consumer
         let wait = i32::try_from(limits.max_wait.as_millis()).unwrap_or(i32::MAX);
         b.extend_from_slice(&wait.to_be_bytes());
@@ -257,13 +259,8 @@ impl Connection {
                 b.extend_from_slice(&p.max_bytes.to_be_bytes());
             }
         }
-        let len = (b.len() - 4) as i32;
-        b[..4].copy_from_slice(&len.to_be_bytes());
-        let out = std::mem::take(&mut self.out);
-        let sent = self.write_flushed(&out);
-        self.out = out;
-        sent?;
-        Ok(self.correlation)
+        self.send_request()?;
+        Ok(correlation)
     }
 
     /// Reads the response to request `correlation` into `buf` (replacing its contents),
