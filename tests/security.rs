@@ -10,6 +10,8 @@
 //!   a client without certificate against the mTLS listener, a wrong ClickHouse password: each
 //!   one readable line from `sluice check` (non-zero exit) and from `sluice run`, which exits
 //!   non-zero at once instead of retrying in a loop.
+//! - OAuth: SASL/OAUTHBEARER with tokens from a real OIDC issuer (Keycloak), renewed while the
+//!   pipeline runs, and a refused client secret.
 //! - Secrets: a real run and `check` at debug level (librdkafka's debug contexts included) and
 //!   a failing run with a wrong password: no log line and no output carries a secret; neither do
 //!   the metrics.
@@ -864,6 +866,174 @@ async fn avro_over_sasl_ssl_with_the_schema_registry_over_https() {
 
 // ---------------------------------------------------------------------------------------------
 // failures: one readable cause from `check` and from `run`
+
+/// The OIDC issuer (Keycloak) and the broker's OAUTHBEARER listener of the secure testbed.
+struct OAuth {
+    broker: String,
+    token_url: String,
+    client_id: String,
+    client_secret: String,
+    token_seconds: u64,
+}
+
+fn oauth() -> Option<OAuth> {
+    let v = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let Some(broker) = v("SLUICE_TEST_KAFKA_OAUTH") else {
+        if let Some(why) = v("SLUICE_TEST_OAUTH_UNAVAILABLE") {
+            eprintln!("skipped: the secure testbed has no OAuth issuer: {why}");
+            return None;
+        }
+        assert!(
+            v("SLUICE_TEST_REQUIRE_SECURE").as_deref() != Some("1"),
+            "SLUICE_TEST_REQUIRE_SECURE=1 but SLUICE_TEST_KAFKA_OAUTH is not set: start the secure testbed (./dev/testbed up --secure; eval \"$(./dev/testbed env)\")"
+        );
+        eprintln!("skipped: no OAuth testbed (./dev/testbed up --secure)");
+        return None;
+    };
+    let need = |k: &str| v(k).unwrap_or_else(|| panic!("{k} is not set (./dev/testbed env)"));
+    Some(OAuth {
+        broker,
+        token_url: need("SLUICE_TEST_OAUTH_TOKEN_URL"),
+        client_id: need("SLUICE_TEST_OAUTH_CLIENT_ID"),
+        client_secret: need("SLUICE_TEST_OAUTH_CLIENT_SECRET"),
+        token_seconds: need("SLUICE_TEST_OAUTH_TOKEN_SECONDS")
+            .parse()
+            .expect("SLUICE_TEST_OAUTH_TOKEN_SECONDS"),
+    })
+}
+
+impl OAuth {
+    /// `[kafka]` on the OAUTHBEARER listener, tokens from the issuer by client credentials.
+    fn kafka(&self, group: &str, secret: &str) -> String {
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout = \"10s\"\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"OAUTHBEARER\"\nsasl_oauthbearer_token_endpoint_url = \"{}\"\nsasl_oauthbearer_client_id = \"{}\"\nsasl_oauthbearer_client_secret = \"{secret}\"\n",
+            self.broker, self.token_url, self.client_id
+        )
+    }
+}
+
+/// SASL/OAUTHBEARER against a real OIDC issuer (Keycloak) and a broker that checks the tokens'
+/// signature, issuer, audience and expiry, and ends a session after 10 s unless the client
+/// authenticates again. The tokens live 20 s, the run longer than two of them: rows produced
+/// after the first token expired land only if librdkafka renewed it and authenticated its
+/// connections again. The CLI tools (topics, produce, lag) and `check` use the same config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oauthbearer_with_tokens_from_an_oidc_issuer_renewed_while_running() {
+    let Some(o) = oauth() else { return };
+    let topic = unique("sec_oauth");
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    let config = format!(
+        "{}\n[clickhouse]\nurl = \"{}\"\n{}",
+        o.kafka(&unique("g"), &o.client_secret),
+        ch_url(),
+        route(&topic, &topic, "")
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write(dir.path(), "sluice.toml", &config);
+    let cfg_s = cfg.to_string_lossy().to_string();
+
+    // The topic is created and half the messages produced through the OAuth listener.
+    let out = sluice(
+        &[
+            "topics",
+            "--config",
+            &cfg_s,
+            "create",
+            &topic,
+            "--partitions",
+            "2",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: String = (0..300u64)
+        .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n"))
+        .collect();
+    let data = write(dir.path(), "data.jsonl", &lines);
+    let out = sluice(
+        &[
+            "produce",
+            "--config",
+            &cfg_s,
+            "--topic",
+            &topic,
+            &data.to_string_lossy(),
+        ],
+        &[],
+    );
+    assert!(
+        text(&out).contains("produced 300 messages (300 acknowledged"),
+        "{}",
+        text(&out)
+    );
+
+    let out = sluice(&["check", "--config", &cfg_s], &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("(SASL_PLAINTEXT)") && t.contains("2 partition(s)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("records fetched by librdkafka") && t.contains("OAUTHBEARER"),
+        "{t}"
+    );
+    assert!(!t.contains(&o.client_secret), "{t}");
+
+    let started = Instant::now();
+    let running = start(&config);
+    let got = wait_for_count(&table, 300, Duration::from_secs(60)).await;
+    assert_eq!(got, 300);
+    // Past two token lifetimes and several forced re-authentications, then more rows.
+    let outlive = Duration::from_secs(o.token_seconds * 2 + 5);
+    tokio::time::sleep(outlive.saturating_sub(started.elapsed())).await;
+    produce(&topic, messages(300, 600, 2));
+    assert_rows(&table, 600).await;
+    let summary = running.stop().await;
+    assert_eq!(summary.rows_inserted, 600);
+    assert!(started.elapsed() > outlive);
+
+    let out = sluice(&["lag", "--config", &cfg_s], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("total lag: 0"), "{}", text(&out));
+}
+
+/// A client secret the issuer refuses: `check` and `run` name the OIDC client, the token
+/// endpoint and the issuer's answer, and neither echoes the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_oidc_client_secret_fails_check_and_run() {
+    let Some(o) = oauth() else { return };
+    let topic = failure_topic().await;
+    let kafka = o.kafka("g", "wrong-Secret-9c8d7e6f");
+    let config = format!(
+        "{kafka}\n[clickhouse]\nurl = \"{}\"\n{}",
+        ch_url(),
+        route(&topic, &topic, "")
+    );
+    assert_fails_clearly(
+        &config,
+        &[
+            "SASL OAUTHBEARER authentication failed for OIDC client",
+            &o.token_url,
+            "Invalid client",
+        ],
+        "wrong OIDC client secret",
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write(dir.path(), "bad.toml", &config);
+    let env = [("RUST_LOG", "debug")];
+    let mut all = text(&sluice(
+        &["check", "--config", &cfg.to_string_lossy()],
+        &env,
+    ));
+    all.push_str(&run_expecting_failure(&cfg, &env, Duration::from_secs(30)).0);
+    assert_no_secret(
+        "failing OAuth check/run (debug)",
+        &all,
+        &["wrong-Secret-9c8d7e6f".to_string(), o.client_secret.clone()],
+    );
+}
 
 fn ok_clickhouse(s: &Sec) -> String {
     s.clickhouse_https(&s.ch_https, false)

@@ -14,13 +14,14 @@ use std::path::Path;
 
 pub use validate::{
     BadMessages, BatchLimits, ClickHouseConfig, Compression, Config, ConfigError, Delivery,
-    FetchPath, Format, KafkaConfig, MetadataColumns, Route, SaslConfig, SchemaRegistryConfig,
-    SecurityProtocol, ServiceConfig, TlsFiles, UnknownFields,
+    FetchPath, Format, KafkaConfig, MetadataColumns, OidcClient, Route, SaslConfig,
+    SaslCredentials, SchemaRegistryConfig, SecurityProtocol, ServiceConfig, TlsFiles,
+    UnknownFields,
 };
 
 /// Why the own fetch path does not fetch for `k`, or `None` when it does (or could).
 pub fn own_fetch_refusal(k: &KafkaConfig) -> Option<String> {
-    validate::own_fetch_refusal(&k.tls, &k.properties)
+    validate::own_fetch_refusal(&k.tls, k.sasl.as_ref(), &k.properties)
 }
 
 /// Prefix of environment variables that override config keys.
@@ -758,7 +759,7 @@ format = "json"
         })
         .unwrap();
         let sasl = c.kafka.sasl.as_ref().unwrap();
-        assert_eq!(sasl.password.expose(), "from-file-pw");
+        assert_eq!(sasl.secret().expose(), "from-file-pw");
         assert_eq!(sasl.mechanism, "SCRAM-SHA-256");
         // The environment can supply the password instead of the file (not both).
         let env = vec![(
@@ -772,7 +773,7 @@ format = "json"
             env,
         )
         .unwrap();
-        assert_eq!(c.kafka.sasl.unwrap().password.expose(), "from-env-pw");
+        assert_eq!(c.kafka.sasl.unwrap().secret().expose(), "from-env-pw");
         // A missing secret file names the field, not the contents.
         let raw: raw::RawConfig = toml::from_str(&text).unwrap();
         let e = validate::validate(raw, &|_| Err(std::io::Error::other("gone"))).unwrap_err();
@@ -817,6 +818,155 @@ format = "json"
         );
         let c = from_str(&text, no_env()).unwrap();
         assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn oauthbearer_takes_an_oidc_client_and_never_prints_its_secret() {
+        let oauth = |extra: &str| {
+            MINIMAL.replace(
+                "group_id = \"g\"",
+                &format!(
+                    "group_id = \"g\"\nsecurity_protocol = \"SASL_SSL\"\nsasl_mechanism = \"oauthbearer\"\n{extra}"
+                ),
+            )
+        };
+        let full = "sasl_oauthbearer_token_endpoint_url = \"https://idp.example/realms/k/protocol/openid-connect/token\"\nsasl_oauthbearer_client_id = \"sluice\"\nsasl_oauthbearer_client_secret = \"hush-5150\"\nsasl_oauthbearer_scope = \"kafka\"\nsasl_oauthbearer_extensions = \"logicalCluster=lkc-1,identityPoolId=pool-2\"";
+        let c = from_str(&oauth(full), no_env()).unwrap();
+        let sasl = c.kafka.sasl.as_ref().unwrap();
+        assert_eq!(sasl.mechanism, "OAUTHBEARER");
+        let SaslCredentials::Oidc(o) = &sasl.credentials else {
+            panic!("{sasl:?}")
+        };
+        assert_eq!(o.client_id, "sluice");
+        assert_eq!(o.scope.as_deref(), Some("kafka"));
+        assert_eq!(sasl.secret().expose(), "hush-5150");
+        assert!(!format!("{c:?}").contains("hush-5150"));
+        assert_eq!(sasl.principal(), "OIDC client \"sluice\"");
+        // librdkafka's OIDC client fetches the tokens, so librdkafka fetches the records.
+        assert_eq!(c.kafka.fetch, FetchPath::Librdkafka);
+        assert!(own_fetch_refusal(&c.kafka).unwrap().contains("OAUTHBEARER"));
+        let e = from_str(&oauth(&format!("{full}\nfetch = \"sluice\"")), no_env()).unwrap_err();
+        assert!(e.message.contains("OAUTHBEARER"), "{e}");
+        let props = crate::kafka::client::base_config(&c.kafka);
+        assert_eq!(props.get("sasl.oauthbearer.method"), Some("oidc"));
+        assert_eq!(props.get("sasl.oauthbearer.client.id"), Some("sluice"));
+        assert_eq!(
+            props.get("sasl.oauthbearer.client.secret"),
+            Some("hush-5150")
+        );
+        assert_eq!(
+            props.get("sasl.oauthbearer.extensions"),
+            Some("logicalCluster=lkc-1,identityPoolId=pool-2")
+        );
+        assert_eq!(props.get("sasl.username"), None);
+
+        // Each required setting is named when it is missing; the secret may come from the
+        // environment or a file.
+        for (drop, field) in [
+            (
+                "sasl_oauthbearer_token_endpoint_url",
+                "kafka.sasl_oauthbearer_token_endpoint_url",
+            ),
+            (
+                "sasl_oauthbearer_client_id",
+                "kafka.sasl_oauthbearer_client_id",
+            ),
+            (
+                "sasl_oauthbearer_client_secret",
+                "kafka.sasl_oauthbearer_client_secret",
+            ),
+        ] {
+            let text: Vec<&str> = full
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{drop} ")))
+                .collect();
+            let e = from_str(&oauth(&text.join("\n")), no_env()).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+        let without_secret: Vec<&str> = full
+            .lines()
+            .filter(|l| !l.starts_with("sasl_oauthbearer_client_secret"))
+            .collect();
+        let without_secret = oauth(&without_secret.join("\n"));
+        let env = vec![(
+            "SLUICE__KAFKA__SASL_OAUTHBEARER_CLIENT_SECRET".to_string(),
+            "from-env-5150".to_string(),
+        )];
+        let c = from_str(&without_secret, env).unwrap();
+        assert_eq!(c.kafka.sasl.unwrap().secret().expose(), "from-env-5150");
+        let raw: raw::RawConfig = toml::from_str(&without_secret.replace(
+            "sasl_oauthbearer_client_id",
+            "sasl_oauthbearer_client_secret_file = \"/run/secrets/oidc\"\nsasl_oauthbearer_client_id",
+        ))
+        .unwrap();
+        let c = validate::validate(raw, &|_| Ok("from-file-5150\n".to_string())).unwrap();
+        assert_eq!(c.kafka.sasl.unwrap().secret().expose(), "from-file-5150");
+
+        // A user and password do not go with OAUTHBEARER, nor OIDC settings with another
+        // mechanism or without SASL; credentials in the URL and bad extensions are refused.
+        let e = from_str(&oauth(&format!("{full}\nsasl_username = \"u\"")), no_env()).unwrap_err();
+        assert_eq!(e.field, "kafka.sasl_username");
+        let e = from_str(
+            &oauth(full).replace("\"oauthbearer\"", "\"SCRAM-SHA-512\""),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "kafka.sasl_mechanism");
+        let e = from_str(
+            &oauth(full)
+                .replace("\"SASL_SSL\"", "\"SSL\"")
+                .replace("sasl_mechanism = \"oauthbearer\"\n", ""),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "kafka.security_protocol");
+        let e = from_str(
+            &oauth(&full.replace("https://idp", "https://u:p@idp")),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "kafka.sasl_oauthbearer_token_endpoint_url");
+        for bad in ["auth=x", "a-b=c", "novalue", "k=caf\u{e9}"] {
+            let e = from_str(
+                &oauth(&full.replace("logicalCluster=lkc-1,identityPoolId=pool-2", bad)),
+                no_env(),
+            )
+            .unwrap_err();
+            assert_eq!(e.field, "kafka.sasl_oauthbearer_extensions", "{bad}: {e}");
+            assert!(!e.to_string().contains("hush-5150"));
+        }
+        // librdkafka's own OIDC settings have these dedicated ones.
+        let e = from_str(
+            &oauth(&format!(
+                "{full}\nproperties = {{ \"sasl.oauthbearer.client.id\" = \"x\" }}"
+            )),
+            no_env(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("kafka.sasl_oauthbearer_client_id"),
+            "{e}"
+        );
+    }
+
+    /// The bundled librdkafka is built with its OIDC client (libcurl): without it, a client
+    /// with `sasl.oauthbearer.method = oidc` is refused when it is created.
+    #[test]
+    fn librdkafka_has_its_oidc_client() {
+        use rdkafka::consumer::BaseConsumer;
+        let c = from_str(
+            &MINIMAL.replace(
+                "group_id = \"g\"",
+                "group_id = \"g\"\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"OAUTHBEARER\"\nsasl_oauthbearer_token_endpoint_url = \"http://127.0.0.1:9/token\"\nsasl_oauthbearer_client_id = \"c\"\nsasl_oauthbearer_client_secret = \"s3cret\"",
+            ),
+            no_env(),
+        )
+        .unwrap();
+        let created: Result<BaseConsumer, _> =
+            crate::kafka::client::consumer_config(&c.kafka).create();
+        if let Err(e) = created {
+            panic!("{e}");
+        }
     }
 
     #[test]

@@ -74,9 +74,26 @@ pub struct RawKafka {
     /// own fetch path, `kafka/own_fetch.rs`) or "librdkafka".
     #[serde(default, deserialize_with = "scalar")]
     pub fetch: Option<String>,
-    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER.
     #[serde(default, deserialize_with = "scalar")]
     pub sasl_mechanism: Option<String>,
+    /// OAUTHBEARER: the OIDC issuer's token endpoint, where tokens are fetched with the client
+    /// credentials below (librdkafka's OIDC client, `sasl.oauthbearer.method = oidc`).
+    #[serde(default, deserialize_with = "scalar")]
+    pub sasl_oauthbearer_token_endpoint_url: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub sasl_oauthbearer_client_id: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub sasl_oauthbearer_client_secret: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub sasl_oauthbearer_client_secret_file: Option<String>,
+    /// OAUTHBEARER: the scope asked for (space-separated), if the issuer wants one.
+    #[serde(default, deserialize_with = "scalar")]
+    pub sasl_oauthbearer_scope: Option<String>,
+    /// OAUTHBEARER: SASL extensions sent with the token, "key=value,key=value" (Confluent
+    /// Cloud: "logicalCluster=lkc-...,identityPoolId=pool-...").
+    #[serde(default, deserialize_with = "scalar")]
+    pub sasl_oauthbearer_extensions: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub sasl_username: Option<String>,
     #[serde(default, deserialize_with = "scalar")]

@@ -128,9 +128,48 @@ impl KafkaConfig {
 
 #[derive(Debug, Clone)]
 pub struct SaslConfig {
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
     pub mechanism: String,
-    pub username: String,
-    pub password: Secret,
+    pub credentials: SaslCredentials,
+}
+
+/// Who sluice is to the broker.
+#[derive(Debug, Clone)]
+pub enum SaslCredentials {
+    /// PLAIN and SCRAM: a user and its password.
+    Password { username: String, password: Secret },
+    /// OAUTHBEARER: tokens from an OIDC issuer, fetched with client credentials.
+    Oidc(OidcClient),
+}
+
+/// An OIDC client (the client-credentials grant, RFC 6749 4.4): librdkafka fetches a token from
+/// the issuer before it connects and again before the token expires, and authenticates again
+/// on its open connections with each new one (KIP-368).
+#[derive(Debug, Clone)]
+pub struct OidcClient {
+    pub token_endpoint_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scope: Option<String>,
+    pub extensions: Option<String>,
+}
+
+impl SaslConfig {
+    /// The secret that authenticates: the password or the client secret.
+    pub fn secret(&self) -> &Secret {
+        match &self.credentials {
+            SaslCredentials::Password { password, .. } => password,
+            SaslCredentials::Oidc(o) => &o.client_secret,
+        }
+    }
+
+    /// Who authenticates, for messages: `user "u"` or `OIDC client "c"`.
+    pub fn principal(&self) -> String {
+        match &self.credentials {
+            SaslCredentials::Password { username, .. } => format!("user {username:?}"),
+            SaslCredentials::Oidc(o) => format!("OIDC client {:?}", o.client_id),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -327,6 +366,12 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
     "sasl.mechanisms",
     "sasl.username",
     "sasl.password",
+    "sasl.oauthbearer.method",
+    "sasl.oauthbearer.client.id",
+    "sasl.oauthbearer.client.credentials.client.id",
+    "sasl.oauthbearer.token.endpoint.url",
+    "sasl.oauthbearer.scope",
+    "sasl.oauthbearer.extensions",
     "ssl.key.password",
     // The TLS files and checks have dedicated settings; a passthrough copy would silently win.
     "ssl.ca.location",
@@ -346,8 +391,12 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
 /// with librdkafka.
 pub(super) fn own_fetch_refusal(
     tls: &TlsFiles,
+    sasl: Option<&SaslConfig>,
     properties: &BTreeMap<String, String>,
 ) -> Option<String> {
+    if let Some(SaslCredentials::Oidc(_)) = sasl.map(|s| &s.credentials) {
+        return Some("SASL OAUTHBEARER is spoken by librdkafka only (its OIDC client fetches and renews the tokens)".into());
+    }
     if tls.keystore.is_some() {
         return Some("a PKCS#12 keystore is opened by librdkafka only".into());
     }
@@ -373,6 +422,11 @@ fn protected_property_reason(key: &str) -> String {
         "sasl.mechanism" | "sasl.mechanisms" => "kafka.sasl_mechanism",
         "sasl.username" => "kafka.sasl_username",
         "sasl.password" => "kafka.sasl_password (or sasl_password_file, or the environment variable SLUICE__KAFKA__SASL_PASSWORD)",
+        "sasl.oauthbearer.method" => "kafka.sasl_mechanism = \"OAUTHBEARER\" (with kafka.sasl_oauthbearer_token_endpoint_url: the OIDC method)",
+        "sasl.oauthbearer.client.id" | "sasl.oauthbearer.client.credentials.client.id" => "kafka.sasl_oauthbearer_client_id",
+        "sasl.oauthbearer.token.endpoint.url" => "kafka.sasl_oauthbearer_token_endpoint_url",
+        "sasl.oauthbearer.scope" => "kafka.sasl_oauthbearer_scope",
+        "sasl.oauthbearer.extensions" => "kafka.sasl_oauthbearer_extensions",
         "ssl.key.password" => "kafka.ssl_key_password (or SLUICE__KAFKA__SSL_KEY_PASSWORD)",
         "ssl.ca.location" | "ssl.ca.pem" => "kafka.ssl_ca_location",
         "ssl.certificate.location" | "ssl.certificate.pem" => "kafka.ssl_certificate_location",
@@ -579,6 +633,30 @@ fn kafka_strings_have_no_nul(k: &RawKafka) -> Result<(), ConfigError> {
             k.ssl_keystore_password.as_ref(),
         ),
         ("kafka.sasl_password_file", k.sasl_password_file.as_ref()),
+        (
+            "kafka.sasl_oauthbearer_token_endpoint_url",
+            k.sasl_oauthbearer_token_endpoint_url.as_ref(),
+        ),
+        (
+            "kafka.sasl_oauthbearer_client_id",
+            k.sasl_oauthbearer_client_id.as_ref(),
+        ),
+        (
+            "kafka.sasl_oauthbearer_client_secret",
+            k.sasl_oauthbearer_client_secret.as_ref(),
+        ),
+        (
+            "kafka.sasl_oauthbearer_client_secret_file",
+            k.sasl_oauthbearer_client_secret_file.as_ref(),
+        ),
+        (
+            "kafka.sasl_oauthbearer_scope",
+            k.sasl_oauthbearer_scope.as_ref(),
+        ),
+        (
+            "kafka.sasl_oauthbearer_extensions",
+            k.sasl_oauthbearer_extensions.as_ref(),
+        ),
     ];
     for (field, v) in fields {
         if let Some(v) = v {
@@ -653,6 +731,113 @@ fn secret(
     }
 }
 
+/// PLAIN and SCRAM: a user name and a password, both required.
+fn password_sasl(
+    k: &RawKafka,
+    mechanism: String,
+    password: Option<Secret>,
+) -> Result<SaslConfig, ConfigError> {
+    let username = k.sasl_username.as_deref().ok_or_else(|| {
+        err(
+            "kafka.sasl_username",
+            "required when security_protocol uses SASL",
+        )
+    })?;
+    let password = password.ok_or_else(|| {
+        err(
+            "kafka.sasl_password",
+            "required when security_protocol uses SASL (or sasl_password_file)",
+        )
+    })?;
+    Ok(SaslConfig {
+        mechanism,
+        credentials: SaslCredentials::Password {
+            username: non_empty("kafka.sasl_username", username)?,
+            password,
+        },
+    })
+}
+
+/// OAUTHBEARER: the issuer's token endpoint, the client id and its secret are required; the
+/// extensions are checked as librdkafka reads them (it would refuse them only when it first
+/// asks for a token, after sluice had started).
+fn oidc_client(k: &RawKafka, client_secret: Option<Secret>) -> Result<OidcClient, ConfigError> {
+    let required = |field: &str, v: &Option<String>| -> Result<String, ConfigError> {
+        let v = v.as_deref().ok_or_else(|| {
+            err(
+                format!("kafka.{field}"),
+                "required with sasl_mechanism = \"OAUTHBEARER\"",
+            )
+        })?;
+        non_empty(&format!("kafka.{field}"), v)
+    };
+    let url = required(
+        "sasl_oauthbearer_token_endpoint_url",
+        &k.sasl_oauthbearer_token_endpoint_url,
+    )?;
+    let token_endpoint_url = http_url(
+        "kafka.sasl_oauthbearer_token_endpoint_url",
+        &url,
+        "kafka.sasl_oauthbearer_client_id and kafka.sasl_oauthbearer_client_secret",
+    )?;
+    let client_id = required("sasl_oauthbearer_client_id", &k.sasl_oauthbearer_client_id)?;
+    let client_secret = client_secret.filter(|s| !s.is_empty()).ok_or_else(|| {
+        err(
+            "kafka.sasl_oauthbearer_client_secret",
+            "required with sasl_mechanism = \"OAUTHBEARER\" (or sasl_oauthbearer_client_secret_file, or the environment variable SLUICE__KAFKA__SASL_OAUTHBEARER_CLIENT_SECRET)",
+        )
+    })?;
+    let scope = match &k.sasl_oauthbearer_scope {
+        Some(s) => Some(non_empty("kafka.sasl_oauthbearer_scope", s)?),
+        None => None,
+    };
+    let extensions = match &k.sasl_oauthbearer_extensions {
+        Some(e) => Some(sasl_extensions(e)?),
+        None => None,
+    };
+    Ok(OidcClient {
+        token_endpoint_url,
+        client_id,
+        client_secret,
+        scope,
+        extensions,
+    })
+}
+
+/// "key=value,key=value", as RFC 7628 3.1 allows them: keys of letters only, not "auth"
+/// (the token's own key), values of printable ASCII without the separator.
+fn sasl_extensions(text: &str) -> Result<String, ConfigError> {
+    const FIELD: &str = "kafka.sasl_oauthbearer_extensions";
+    let text = non_empty(FIELD, text)?;
+    for pair in text.split(',') {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| err(FIELD, format!("{pair:?} is not key=value")))?;
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(err(
+                FIELD,
+                format!("key {key:?}: an extension key is letters only"),
+            ));
+        }
+        if key == "auth" {
+            return Err(err(
+                FIELD,
+                "\"auth\" is the token's own key, not an extension",
+            ));
+        }
+        if !value
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) || b == b' ')
+        {
+            return Err(err(
+                FIELD,
+                format!("the value of {key:?} has a character outside printable ASCII"),
+            ));
+        }
+    }
+    Ok(text)
+}
+
 fn path(v: &Option<String>) -> Option<PathBuf> {
     v.as_ref()
         .filter(|s| !s.trim().is_empty())
@@ -710,6 +895,17 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         &k.sasl_password_file,
         read_file,
     )?;
+    let client_secret = secret(
+        "kafka.sasl_oauthbearer_client_secret",
+        &k.sasl_oauthbearer_client_secret,
+        &k.sasl_oauthbearer_client_secret_file,
+        read_file,
+    )?;
+    let oauth_given = k.sasl_oauthbearer_token_endpoint_url.is_some()
+        || k.sasl_oauthbearer_client_id.is_some()
+        || client_secret.is_some()
+        || k.sasl_oauthbearer_scope.is_some()
+        || k.sasl_oauthbearer_extensions.is_some();
     let sasl = if security_protocol.uses_sasl() {
         let mechanism = k
             .sasl_mechanism
@@ -718,32 +914,41 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
             .to_ascii_uppercase();
         if !matches!(
             mechanism.as_str(),
-            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" | "OAUTHBEARER"
         ) {
             return Err(err(
                 "kafka.sasl_mechanism",
-                format!("{mechanism:?} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+                format!(
+                    "{mechanism:?} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER"
+                ),
             ));
         }
-        let username = k.sasl_username.as_deref().ok_or_else(|| {
-            err(
-                "kafka.sasl_username",
-                "required when security_protocol uses SASL",
-            )
-        })?;
-        let password = sasl_password.ok_or_else(|| {
-            err(
-                "kafka.sasl_password",
-                "required when security_protocol uses SASL (or sasl_password_file)",
-            )
-        })?;
-        Some(SaslConfig {
-            mechanism,
-            username: non_empty("kafka.sasl_username", username)?,
-            password,
-        })
+        if mechanism == "OAUTHBEARER" {
+            if k.sasl_username.is_some() || sasl_password.is_some() {
+                return Err(err(
+                    "kafka.sasl_username",
+                    "OAUTHBEARER authenticates with a token from the OIDC issuer (kafka.sasl_oauthbearer_client_id and its secret), not with a user name and password",
+                ));
+            }
+            Some(SaslConfig {
+                mechanism,
+                credentials: SaslCredentials::Oidc(oidc_client(k, client_secret)?),
+            })
+        } else {
+            if oauth_given {
+                return Err(err(
+                    "kafka.sasl_mechanism",
+                    format!("sasl_oauthbearer_* settings are given, but sasl_mechanism is {mechanism:?}, not \"OAUTHBEARER\""),
+                ));
+            }
+            Some(password_sasl(k, mechanism, sasl_password)?)
+        }
     } else {
-        if k.sasl_mechanism.is_some() || k.sasl_username.is_some() || sasl_password.is_some() {
+        if k.sasl_mechanism.is_some()
+            || k.sasl_username.is_some()
+            || sasl_password.is_some()
+            || oauth_given
+        {
             return Err(err(
                 "kafka.security_protocol",
                 "SASL settings are given but security_protocol is not SASL_PLAINTEXT or SASL_SSL",
@@ -807,7 +1012,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
     }
     let fetch = match (
         fetch_setting,
-        own_fetch_refusal(&tls, &k.properties),
+        own_fetch_refusal(&tls, sasl.as_ref(), &k.properties),
     ) {
         ("auto" | "sluice", None) => FetchPath::Sluice,
         ("sluice", Some(why)) => {

@@ -5,7 +5,7 @@
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, SaslCredentials};
 
 /// Properties shared by every client: brokers, identity, security, and the user's passthrough.
 pub fn base_config(k: &KafkaConfig) -> ClientConfig {
@@ -15,8 +15,28 @@ pub fn base_config(k: &KafkaConfig) -> ClientConfig {
     c.set("security.protocol", k.security_protocol.as_librdkafka());
     if let Some(sasl) = &k.sasl {
         c.set("sasl.mechanism", &sasl.mechanism);
-        c.set("sasl.username", &sasl.username);
-        c.set("sasl.password", sasl.password.expose());
+        match &sasl.credentials {
+            SaslCredentials::Password { username, password } => {
+                c.set("sasl.username", username);
+                c.set("sasl.password", password.expose());
+            }
+            SaslCredentials::Oidc(o) => {
+                // librdkafka's own OIDC client (built with libcurl, Cargo.toml) fetches the
+                // token before the first connection and again at 80 % of its lifetime, on its
+                // background thread, for every client alike; with each new token it
+                // authenticates its open connections again (KIP-368).
+                c.set("sasl.oauthbearer.method", "oidc");
+                c.set("sasl.oauthbearer.token.endpoint.url", &o.token_endpoint_url);
+                c.set("sasl.oauthbearer.client.id", &o.client_id);
+                c.set("sasl.oauthbearer.client.secret", o.client_secret.expose());
+                if let Some(scope) = &o.scope {
+                    c.set("sasl.oauthbearer.scope", scope);
+                }
+                if let Some(ext) = &o.extensions {
+                    c.set("sasl.oauthbearer.extensions", ext);
+                }
+            }
+        }
     }
     if k.security_protocol.uses_tls() {
         if let Some(ca) = &k.tls.ca {

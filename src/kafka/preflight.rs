@@ -21,7 +21,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::ClientContext;
 
 use super::client::base_config;
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, SaslCredentials};
 use crate::secret::Secret;
 
 /// What went wrong, coarsely: decides the headline of the message.
@@ -61,7 +61,7 @@ impl ErrorRecorder {
     pub fn new(k: &KafkaConfig) -> Self {
         let mut secrets = Vec::new();
         if let Some(s) = &k.sasl {
-            secrets.push(s.password.clone());
+            secrets.push(s.secret().clone());
         }
         if let Some(p) = &k.ssl_key_password {
             secrets.push(p.clone());
@@ -153,6 +153,8 @@ pub fn classify(report: &str) -> Failure {
         "unsupported sasl mechanism",
         "mechanism handshake failed",
         "sasl scram",
+        "oauthbearer token",
+        "oidc",
     ]) {
         Failure::Authentication
     } else if has(&[
@@ -193,10 +195,14 @@ fn best(reports: &[String]) -> Option<(Failure, &str)> {
 fn explain(k: &KafkaConfig, failure: Failure, report: Option<&str>, fallback: &str) -> String {
     let protocol = k.security_protocol.as_librdkafka().to_ascii_uppercase();
     let headline = match failure {
-        Failure::Authentication => match &k.sasl {
-            Some(s) => format!(
-                "SASL authentication failed for user {:?} with mechanism {}: check kafka.sasl_username, kafka.sasl_password and kafka.sasl_mechanism",
-                s.username, s.mechanism
+        Failure::Authentication => match k.sasl.as_ref().map(|s| (s, &s.credentials)) {
+            Some((s, SaslCredentials::Password { username, .. })) => format!(
+                "SASL authentication failed for user {username:?} with mechanism {}: check kafka.sasl_username, kafka.sasl_password and kafka.sasl_mechanism",
+                s.mechanism
+            ),
+            Some((_, SaslCredentials::Oidc(o))) => format!(
+                "SASL OAUTHBEARER authentication failed for OIDC client {:?} (token endpoint {}): check kafka.sasl_oauthbearer_client_id, kafka.sasl_oauthbearer_client_secret, kafka.sasl_oauthbearer_scope and that the broker accepts this issuer's tokens",
+                o.client_id, o.token_endpoint_url
             ),
             None => "SASL authentication failed".to_string(),
         },

@@ -29,7 +29,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, SaslCredentials};
 use crate::secret::Secret;
 
 /// Kafka caps SCRAM iterations at this many (`ScramMechanism.maxIterations`); a broker asking
@@ -82,18 +82,21 @@ impl Security {
     /// Reads the TLS files the config names. The caller has made sure the config is one this
     /// module speaks (`own_fetch_refusal`); the error says which file could not be used.
     pub fn new(k: &KafkaConfig) -> Result<Security, String> {
-        let sasl = match &k.sasl {
+        let sasl = match k.sasl.as_ref().map(|s| (s, &s.credentials)) {
             None => None,
-            Some(s) => Some(Sasl {
+            Some((s, SaslCredentials::Password { username, password })) => Some(Sasl {
                 mechanism: match s.mechanism.as_str() {
                     "PLAIN" => Mechanism::Plain,
                     "SCRAM-SHA-256" => Mechanism::ScramSha256,
                     "SCRAM-SHA-512" => Mechanism::ScramSha512,
                     other => return Err(format!("SASL mechanism {other} is not spoken")),
                 },
-                username: s.username.clone(),
-                password: s.password.clone(),
+                username: username.clone(),
+                password: password.clone(),
             }),
+            Some((s, SaslCredentials::Oidc(_))) => {
+                return Err(format!("SASL mechanism {} is not spoken", s.mechanism))
+            }
         };
         let tls = if k.security_protocol.uses_tls() {
             Some(Arc::new(tls_config(k)?))
