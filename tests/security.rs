@@ -914,89 +914,117 @@ impl OAuth {
 
 /// SASL/OAUTHBEARER against a real OIDC issuer (Keycloak) and a broker that checks the tokens'
 /// signature, issuer, audience and expiry, and ends a session after 10 s unless the client
-/// authenticates again. The tokens live 20 s, the run longer than two of them: rows produced
-/// after the first token expired land only if librdkafka renewed it and authenticated its
-/// connections again. The CLI tools (topics, produce, lag) and `check` use the same config.
+/// authenticates again. The tokens live 20 s, the runs longer than two of them: rows produced
+/// after the first token expired land only if the tokens were renewed and the connections
+/// authenticated again. Two pipelines side by side: one whose records sluice's own fetch path
+/// reads (its own token fetches, `kafka/oidc.rs`; a new connection before each session ends),
+/// one with `fetch = "librdkafka"` (librdkafka's OIDC client and KIP-368 re-authentication).
+/// The CLI tools (topics, produce, lag) and `check` use the same settings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oauthbearer_with_tokens_from_an_oidc_issuer_renewed_while_running() {
     let Some(o) = oauth() else { return };
-    let topic = unique("sec_oauth");
-    let table = format!("default.{topic}");
-    create_table(&table).await;
-    let config = format!(
-        "{}\n[clickhouse]\nurl = \"{}\"\n{}",
-        o.kafka(&unique("g"), &o.client_secret),
-        ch_url(),
-        route(&topic, &topic, "")
-    );
     let dir = tempfile::tempdir().expect("tmp");
-    let cfg = write(dir.path(), "sluice.toml", &config);
-    let cfg_s = cfg.to_string_lossy().to_string();
+    let mut runs = Vec::new();
+    for (case, extra) in [("own", ""), ("librdkafka", "fetch = \"librdkafka\"\n")] {
+        let topic = unique(&format!("sec_oauth_{case}"));
+        let table = format!("default.{topic}");
+        create_table(&table).await;
+        let config = format!(
+            "{}{extra}\n[clickhouse]\nurl = \"{}\"\n{}",
+            o.kafka(&unique("g"), &o.client_secret),
+            ch_url(),
+            route(&topic, &topic, "")
+        );
+        let cfg = write(dir.path(), &format!("{case}.toml"), &config);
+        let cfg_s = cfg.to_string_lossy().to_string();
 
-    // The topic is created and half the messages produced through the OAuth listener.
-    let out = sluice(
-        &[
-            "topics",
-            "--config",
-            &cfg_s,
-            "create",
-            &topic,
-            "--partitions",
-            "2",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let lines: String = (0..300u64)
-        .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n"))
-        .collect();
-    let data = write(dir.path(), "data.jsonl", &lines);
-    let out = sluice(
-        &[
-            "produce",
-            "--config",
-            &cfg_s,
-            "--topic",
-            &topic,
-            &data.to_string_lossy(),
-        ],
-        &[],
-    );
-    assert!(
-        text(&out).contains("produced 300 messages (300 acknowledged"),
-        "{}",
-        text(&out)
-    );
+        // The topic is created and half the messages produced through the OAuth listener.
+        let out = sluice(
+            &[
+                "topics",
+                "--config",
+                &cfg_s,
+                "create",
+                &topic,
+                "--partitions",
+                "2",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let lines: String = (0..300u64)
+            .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n"))
+            .collect();
+        let data = write(dir.path(), "data.jsonl", &lines);
+        let out = sluice(
+            &[
+                "produce",
+                "--config",
+                &cfg_s,
+                "--topic",
+                &topic,
+                &data.to_string_lossy(),
+            ],
+            &[],
+        );
+        assert!(
+            text(&out).contains("produced 300 messages (300 acknowledged"),
+            "{}",
+            text(&out)
+        );
 
-    let out = sluice(&["check", "--config", &cfg_s], &[]);
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    assert!(
-        t.contains("(SASL_PLAINTEXT)") && t.contains("2 partition(s)"),
-        "{t}"
-    );
-    assert!(
-        t.contains("records fetched by librdkafka") && t.contains("OAUTHBEARER"),
-        "{t}"
-    );
-    assert!(!t.contains(&o.client_secret), "{t}");
+        let out = sluice(&["check", "--config", &cfg_s], &[]);
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert!(
+            t.contains("(SASL_PLAINTEXT)") && t.contains("2 partition(s)"),
+            "[{case}] {t}"
+        );
+        let fetcher = if case == "own" {
+            format!(
+                "records fetched by sluice's own path (connected to {} with SASL OAUTHBEARER)",
+                o.broker
+            )
+        } else {
+            "records fetched by librdkafka (fetch = \"librdkafka\")".to_string()
+        };
+        assert!(t.contains(&fetcher), "[{case}] {t}");
+        assert!(!t.contains(&o.client_secret), "{t}");
+        let cfg = sluice::config::from_str(&config, Vec::new()).expect("valid config");
+        runs.push((case, topic, table, cfg_s, start_with_metrics(cfg)));
+    }
 
     let started = Instant::now();
-    let running = start(&config);
-    let got = wait_for_count(&table, 300, Duration::from_secs(60)).await;
-    assert_eq!(got, 300);
-    // Past two token lifetimes and several forced re-authentications, then more rows.
+    for (_, _, table, _, _) in &runs {
+        assert_eq!(
+            wait_for_count(table, 300, Duration::from_secs(60)).await,
+            300
+        );
+    }
+    // Past two token lifetimes and several sessions' ends, then more rows.
     let outlive = Duration::from_secs(o.token_seconds * 2 + 5);
     tokio::time::sleep(outlive.saturating_sub(started.elapsed())).await;
-    produce(&topic, messages(300, 600, 2));
-    assert_rows(&table, 600).await;
-    let summary = running.stop().await;
-    assert_eq!(summary.rows_inserted, 600);
+    for (_, topic, _, _, _) in &runs {
+        produce(topic, messages(300, 600, 2));
+    }
+    for (case, _, table, cfg_s, (running, metrics)) in runs {
+        assert_rows(&table, 600).await;
+        assert_eq!(running.stop().await.rows_inserted, 600, "{case}");
+        let own = &metrics.own_fetch;
+        let read = (
+            own.records.load(std::sync::atomic::Ordering::Relaxed),
+            own.handbacks.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let expected = if case == "own" { (600, 0) } else { (0, 0) };
+        assert_eq!(
+            read, expected,
+            "[{case}] records read by the own path, handed back"
+        );
+        let out = sluice(&["lag", "--config", &cfg_s], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("total lag: 0"), "{}", text(&out));
+    }
     assert!(started.elapsed() > outlive);
-
-    let out = sluice(&["lag", "--config", &cfg_s], &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("total lag: 0"), "{}", text(&out));
 }
 
 /// A client secret the issuer refuses: `check` and `run` name the OIDC client, the token

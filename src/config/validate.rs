@@ -391,20 +391,18 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
 /// with librdkafka.
 pub(super) fn own_fetch_refusal(
     tls: &TlsFiles,
-    sasl: Option<&SaslConfig>,
     properties: &BTreeMap<String, String>,
 ) -> Option<String> {
-    if let Some(SaslCredentials::Oidc(_)) = sasl.map(|s| &s.credentials) {
-        return Some("SASL OAUTHBEARER is spoken by librdkafka only (its OIDC client fetches and renews the tokens)".into());
-    }
     if tls.keystore.is_some() {
         return Some("a PKCS#12 keystore is opened by librdkafka only".into());
     }
     properties
         .keys()
         .find(|key| {
+            // `https.*`: how librdkafka's OIDC client checks the token endpoint.
             key.starts_with("ssl.")
                 || key.starts_with("sasl.")
+                || key.starts_with("https.")
                 || key.starts_with("enable.ssl.")
                 || key.as_str() == "ssl_engine_location"
         })
@@ -1012,7 +1010,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
     }
     let fetch = match (
         fetch_setting,
-        own_fetch_refusal(&tls, sasl.as_ref(), &k.properties),
+        own_fetch_refusal(&tls, &k.properties),
     ) {
         ("auto" | "sluice", None) => FetchPath::Sluice,
         ("sluice", Some(why)) => {

@@ -30,6 +30,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
 
 use crate::config::{KafkaConfig, SaslCredentials};
+use crate::kafka::oidc::{self, Tokens};
 use crate::secret::Secret;
 
 /// Kafka caps SCRAM iterations at this many (`ScramMechanism.maxIterations`); a broker asking
@@ -57,8 +58,20 @@ impl std::fmt::Debug for Security {
 #[derive(Clone)]
 pub struct Sasl {
     mechanism: Mechanism,
-    username: String,
-    password: Secret,
+    credentials: Credentials,
+}
+
+#[derive(Clone)]
+enum Credentials {
+    Password {
+        username: String,
+        password: Secret,
+    },
+    /// OAUTHBEARER: a token from the OIDC issuer for each new connection.
+    Tokens {
+        tokens: Tokens,
+        extensions: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +79,7 @@ enum Mechanism {
     Plain,
     ScramSha256,
     ScramSha512,
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -74,13 +88,16 @@ impl Mechanism {
             Mechanism::Plain => "PLAIN",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
 
 impl Security {
     /// Reads the TLS files the config names. The caller has made sure the config is one this
-    /// module speaks (`own_fetch_refusal`); the error says which file could not be used.
+    /// module speaks (`own_fetch_refusal`); the error says which file could not be used. With
+    /// OAUTHBEARER the tokens are fetched on the current Tokio runtime, so this is called
+    /// within one.
     pub fn new(k: &KafkaConfig) -> Result<Security, String> {
         let sasl = match k.sasl.as_ref().map(|s| (s, &s.credentials)) {
             None => None,
@@ -91,11 +108,28 @@ impl Security {
                     "SCRAM-SHA-512" => Mechanism::ScramSha512,
                     other => return Err(format!("SASL mechanism {other} is not spoken")),
                 },
-                username: username.clone(),
-                password: password.clone(),
+                credentials: Credentials::Password {
+                    username: username.clone(),
+                    password: password.clone(),
+                },
             }),
-            Some((s, SaslCredentials::Oidc(_))) => {
-                return Err(format!("SASL mechanism {} is not spoken", s.mechanism))
+            Some((_, SaslCredentials::Oidc(o))) => {
+                let runtime = tokio::runtime::Handle::try_current()
+                    .map_err(|_| "OAUTHBEARER tokens need a Tokio runtime".to_string())?;
+                let tls = ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(system_roots()?)
+                .with_no_client_auth();
+                Some(Sasl {
+                    mechanism: Mechanism::OAuthBearer,
+                    credentials: Credentials::Tokens {
+                        tokens: Tokens::new(o, tls, runtime)?,
+                        extensions: o.extensions.clone(),
+                    },
+                })
             }
         };
         let tls = if k.security_protocol.uses_tls() {
@@ -178,18 +212,8 @@ fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
                 ));
             }
         }
-        None => {
-            // librdkafka without ssl.ca.location reads OpenSSL's default store; this is the
-            // same store (SSL_CERT_FILE / SSL_CERT_DIR, else the system's).
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                // One unreadable system certificate does not make the others useless.
-                let _ = roots.add(cert);
-            }
-            if roots.is_empty() {
-                return Err("no CA certificate in the system store".into());
-            }
-        }
+        // librdkafka without ssl.ca.location reads OpenSSL's default store.
+        None => roots = system_roots()?,
     }
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -221,6 +245,20 @@ fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
         }
         _ => Ok(builder.with_no_client_auth()),
     }
+}
+
+/// OpenSSL's default CA store (SSL_CERT_FILE / SSL_CERT_DIR, else the system's): what
+/// librdkafka reads without ssl.ca.location, and its libcurl for the OIDC token endpoint.
+fn system_roots() -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // One unreadable system certificate does not make the others useless.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate in the system store".into());
+    }
+    Ok(roots)
 }
 
 /// The client key at `path` with `ssl_key_password`: a PKCS#8 "ENCRYPTED PRIVATE KEY" (what
@@ -361,19 +399,42 @@ impl Sasl {
     }
 
     /// Authenticates over `round`, which sends one SaslAuthenticate token and returns the
-    /// broker's answer (or its error). The error never holds the password.
+    /// broker's answer (or its error); an OAUTHBEARER token is fetched within `timeout` if the
+    /// cached one is due. The error never holds the password or a token.
     pub fn authenticate(
         &self,
+        timeout: Duration,
         mut round: impl FnMut(&[u8]) -> Result<Vec<u8>, String>,
     ) -> Result<(), String> {
-        let scrub = |e: String| self.password.scrub(&e);
+        let (username, password) = match &self.credentials {
+            Credentials::Password { username, password } => (username, password),
+            Credentials::Tokens { tokens, extensions } => {
+                let token = tokens.current(timeout)?;
+                let scrub = |e: String| token.scrub(&e);
+                let answer =
+                    round(&oidc::initial_response(&token, extensions.as_deref())).map_err(scrub)?;
+                if answer.is_empty() {
+                    return Ok(());
+                }
+                // The broker refused the token: its answer is the reason (RFC 7628 3.2.2),
+                // and the exchange ends with the client's 0x01, which it answers with an error.
+                let reason = String::from_utf8_lossy(&answer).to_string();
+                let last = round(b"\x01").map_err(scrub).err();
+                return Err(scrub(format!(
+                    "the broker refused the OIDC token: {reason}{}",
+                    last.map(|e| format!(" ({e})")).unwrap_or_default()
+                )));
+            }
+        };
+        let scrub = |e: String| password.scrub(&e);
         match self.mechanism {
+            Mechanism::OAuthBearer => Err("OAUTHBEARER without a token source".into()),
             Mechanism::Plain => {
-                let mut token = Vec::with_capacity(2 + self.username.len() + 16);
+                let mut token = Vec::with_capacity(2 + username.len() + 16);
                 token.push(0);
-                token.extend_from_slice(self.username.as_bytes());
+                token.extend_from_slice(username.as_bytes());
                 token.push(0);
-                token.extend_from_slice(self.password.expose().as_bytes());
+                token.extend_from_slice(password.expose().as_bytes());
                 round(&token).map_err(scrub)?;
                 Ok(())
             }
@@ -382,10 +443,10 @@ impl Sasl {
                 ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
                     .map_err(|_| "no random bytes for the SCRAM nonce".to_string())?;
                 let nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
-                let mut scram = Scram::new(self.mechanism, &self.username, &nonce);
+                let mut scram = Scram::new(self.mechanism, username, &nonce);
                 let server_first = round(scram.client_first().as_bytes()).map_err(scrub)?;
                 let client_final = scram
-                    .client_final(self.password.expose(), &server_first)
+                    .client_final(password.expose(), &server_first)
                     .map_err(scrub)?;
                 let server_final = round(client_final.as_bytes()).map_err(scrub)?;
                 scram.check_server_final(&server_final).map_err(scrub)
@@ -627,21 +688,69 @@ mod tests {
     }
 
     #[test]
+    fn oauthbearer_sends_the_token_and_reports_a_refusal_without_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sasl = Sasl {
+            mechanism: Mechanism::OAuthBearer,
+            credentials: Credentials::Tokens {
+                tokens: Tokens::fixed("tok-secret-42", rt.handle().clone()),
+                extensions: Some("a=b".into()),
+            },
+        };
+        let mut sent = Vec::new();
+        sasl.authenticate(Duration::from_secs(1), |t| {
+            sent.push(t.to_vec());
+            Ok(Vec::new())
+        })
+        .unwrap();
+        assert_eq!(
+            sent,
+            vec![b"n,,\x01auth=Bearer tok-secret-42\x01a=b\x01\x01".to_vec()]
+        );
+        // Refused: the broker's reason, then the client's 0x01, answered with an error.
+        let mut rounds = Vec::new();
+        let e = sasl
+            .authenticate(Duration::from_secs(1), |t| {
+                rounds.push(t.to_vec());
+                if rounds.len() == 1 {
+                    Ok(br#"{"status":"invalid_token"}"#.to_vec())
+                } else {
+                    Err("error code 58: failed for tok-secret-42".into())
+                }
+            })
+            .unwrap_err();
+        assert_eq!(rounds.len(), 2);
+        assert_eq!(rounds[1], b"\x01".to_vec());
+        assert!(
+            e.contains("invalid_token") && e.contains("error code 58"),
+            "{e}"
+        );
+        assert!(!e.contains("tok-secret-42"), "{e}");
+    }
+
+    #[test]
     fn plain_sends_one_token_and_scrubs_the_broker_error() {
         let sasl = Sasl {
             mechanism: Mechanism::Plain,
-            username: "u".into(),
-            password: Secret::new("pw-secret-123"),
+            credentials: Credentials::Password {
+                username: "u".into(),
+                password: Secret::new("pw-secret-123"),
+            },
         };
         let mut sent = Vec::new();
-        sasl.authenticate(|t| {
+        sasl.authenticate(Duration::from_secs(1), |t| {
             sent.push(t.to_vec());
             Ok(Vec::new())
         })
         .unwrap();
         assert_eq!(sent, vec![b"\0u\0pw-secret-123".to_vec()]);
         let e = sasl
-            .authenticate(|_| Err("refused pw-secret-123".into()))
+            .authenticate(Duration::from_secs(1), |_| {
+                Err("refused pw-secret-123".into())
+            })
             .unwrap_err();
         assert_eq!(e, "refused ***");
     }

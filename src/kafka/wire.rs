@@ -145,7 +145,7 @@ impl Connection {
         }
         let mut lifetime_ms = 0i64;
         let mut failure: Option<WireError> = None;
-        let result = sasl.authenticate(|token| {
+        let result = sasl.authenticate(timeout, |token| {
             let mut body = Vec::with_capacity(token.len() + 4);
             body.extend_from_slice(&(token.len() as i32).to_be_bytes());
             body.extend_from_slice(token);
