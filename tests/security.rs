@@ -1027,6 +1027,107 @@ async fn oauthbearer_with_tokens_from_an_oidc_issuer_renewed_while_running() {
     assert!(started.elapsed() > outlive);
 }
 
+/// A schema registry that demands credentials (Apicurio with OIDC authentication, HTTP basic
+/// taken as an OIDC client's id and secret and exchanged for a token at the testbed issuer),
+/// beside Kafka over OAUTHBEARER with the same client: `produce --value-schema` registers the
+/// schema and writes Avro through it, `check` and an Avro route read the schema with the
+/// credentials; a wrong password stops `check` and `run` with the registry's refusal, and no
+/// output shows either secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn avro_through_a_schema_registry_that_demands_credentials() {
+    let Some(o) = oauth() else { return };
+    let url = std::env::var("SLUICE_TEST_REGISTRY_AUTH_URL")
+        .expect("SLUICE_TEST_REGISTRY_AUTH_URL is not set (./dev/testbed env)");
+    let topic = unique("sec_reg_auth");
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    let registry = |password: &str| {
+        format!(
+            "\n[schema_registry]\nurl = \"{url}\"\nusername = \"{}\"\npassword = \"{password}\"\n",
+            o.client_id
+        )
+    };
+    let config = format!(
+        "{}\n[clickhouse]\nurl = \"{}\"\n{}{}",
+        o.kafka(&unique("g"), &o.client_secret),
+        ch_url(),
+        route(&topic, &topic, "format = \"avro\""),
+        registry(&o.client_secret)
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write(dir.path(), "sluice.toml", &config);
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let out = sluice(
+        &[
+            "topics",
+            "--config",
+            &cfg_s,
+            "create",
+            &topic,
+            "--partitions",
+            "2",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let schema = write(
+        dir.path(),
+        "r.avsc",
+        r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"}]}"#,
+    );
+    let lines: String = (0..200u64)
+        .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n"))
+        .collect();
+    let data = write(dir.path(), "data.jsonl", &lines);
+    let out = sluice(
+        &[
+            "produce",
+            "--config",
+            &cfg_s,
+            "--topic",
+            &topic,
+            "--value-schema",
+            &schema.to_string_lossy(),
+            &data.to_string_lossy(),
+        ],
+        &[],
+    );
+    assert!(
+        text(&out).contains("produced 200 messages (200 acknowledged"),
+        "{}",
+        text(&out)
+    );
+
+    let out = sluice(&["check", "--config", &cfg_s], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let running = start(&config);
+    assert_rows(&table, 200).await;
+    assert_eq!(running.stop().await.rows_inserted, 200);
+
+    let wrong = config.replace(
+        &registry(&o.client_secret),
+        &registry("wrong-Secret-4d5e6f70"),
+    );
+    assert_ne!(wrong, config);
+    assert_fails_clearly(
+        &wrong,
+        &["schema registry", "refused the credentials"],
+        "registry credentials refused",
+    );
+    let bad = write(dir.path(), "bad.toml", &wrong);
+    let env = [("RUST_LOG", "debug")];
+    let mut all = text(&sluice(
+        &["check", "--config", &bad.to_string_lossy()],
+        &env,
+    ));
+    all.push_str(&run_expecting_failure(&bad, &env, Duration::from_secs(30)).0);
+    assert_no_secret(
+        "failing registry check/run (debug)",
+        &all,
+        &["wrong-Secret-4d5e6f70".to_string(), o.client_secret.clone()],
+    );
+}
+
 /// A client secret the issuer refuses: `check` and `run` name the OIDC client, the token
 /// endpoint and the issuer's answer, and neither echoes the secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
