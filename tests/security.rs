@@ -912,6 +912,47 @@ impl OAuth {
     }
 }
 
+/// Creates `topic` (2 partitions) and produces `n` JSON messages `{"id":i,"name":"ni"}` with
+/// the CLI tools through the config at `cfg` (as Avro of `value_schema` if given).
+fn create_and_produce_with(
+    cfg: &str,
+    dir: &Path,
+    topic: &str,
+    n: u64,
+    value_schema: Option<&Path>,
+) {
+    let out = sluice(
+        &[
+            "topics",
+            "--config",
+            cfg,
+            "create",
+            topic,
+            "--partitions",
+            "2",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: String = (0..n)
+        .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n"))
+        .collect();
+    let data = write(dir, &format!("{topic}.jsonl"), &lines);
+    let schema = value_schema.map(|p| p.to_string_lossy().to_string());
+    let mut args = vec!["produce", "--config", cfg, "--topic", topic];
+    if let Some(schema) = &schema {
+        args.extend(["--value-schema", schema.as_str()]);
+    }
+    let data = data.to_string_lossy().to_string();
+    args.push(&data);
+    let out = sluice(&args, &[]);
+    assert!(
+        text(&out).contains(&format!("produced {n} messages ({n} acknowledged")),
+        "{}",
+        text(&out)
+    );
+}
+
 /// SASL/OAUTHBEARER against a real OIDC issuer (Keycloak) and a broker that checks the tokens'
 /// signature, issuer, audience and expiry, and ends a session after 10 s unless the client
 /// authenticates again. The tokens live 20 s, the runs longer than two of them: rows produced
@@ -939,39 +980,7 @@ async fn oauthbearer_with_tokens_from_an_oidc_issuer_renewed_while_running() {
         let cfg_s = cfg.to_string_lossy().to_string();
 
         // The topic is created and half the messages produced through the OAuth listener.
-        let out = sluice(
-            &[
-                "topics",
-                "--config",
-                &cfg_s,
-                "create",
-                &topic,
-                "--partitions",
-                "2",
-            ],
-            &[],
-        );
-        assert!(out.status.success(), "{}", text(&out));
-        let lines: String = (0..300u64)
-            .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n"))
-            .collect();
-        let data = write(dir.path(), "data.jsonl", &lines);
-        let out = sluice(
-            &[
-                "produce",
-                "--config",
-                &cfg_s,
-                "--topic",
-                &topic,
-                &data.to_string_lossy(),
-            ],
-            &[],
-        );
-        assert!(
-            text(&out).contains("produced 300 messages (300 acknowledged"),
-            "{}",
-            text(&out)
-        );
+        create_and_produce_with(&cfg_s, dir.path(), &topic, 300, None);
 
         let out = sluice(&["check", "--config", &cfg_s], &[]);
         let t = text(&out);
@@ -1057,46 +1066,12 @@ async fn avro_through_a_schema_registry_that_demands_credentials() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = write(dir.path(), "sluice.toml", &config);
     let cfg_s = cfg.to_string_lossy().to_string();
-    let out = sluice(
-        &[
-            "topics",
-            "--config",
-            &cfg_s,
-            "create",
-            &topic,
-            "--partitions",
-            "2",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
     let schema = write(
         dir.path(),
         "r.avsc",
         r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"}]}"#,
     );
-    let lines: String = (0..200u64)
-        .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n"))
-        .collect();
-    let data = write(dir.path(), "data.jsonl", &lines);
-    let out = sluice(
-        &[
-            "produce",
-            "--config",
-            &cfg_s,
-            "--topic",
-            &topic,
-            "--value-schema",
-            &schema.to_string_lossy(),
-            &data.to_string_lossy(),
-        ],
-        &[],
-    );
-    assert!(
-        text(&out).contains("produced 200 messages (200 acknowledged"),
-        "{}",
-        text(&out)
-    );
+    create_and_produce_with(&cfg_s, dir.path(), &topic, 200, Some(&schema));
 
     let out = sluice(&["check", "--config", &cfg_s], &[]);
     assert!(out.status.success(), "{}", text(&out));
