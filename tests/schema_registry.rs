@@ -448,6 +448,7 @@ package shop;
 import "common/money.proto";
 import "google/protobuf/timestamp.proto";
 import "google/protobuf/struct.proto";
+import "google/protobuf/any.proto";
 message Envelope { string unused = 1; }
 message Order {
   int64 id = 1;
@@ -460,6 +461,7 @@ message Order {
   Kind kind = 8;
   bytes blob = 9;
   google.protobuf.Struct attrs = 10;
+  google.protobuf.Any detail = 11;
   enum Kind { A = 0; B = 1; }
 }
 "#;
@@ -499,7 +501,7 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
         "CREATE TABLE default.{topic} (id Int64, name String, note Nullable(String), \
          price Tuple(currency String, cents Int64), at DateTime64(9, 'UTC'), \
          tags Array(String), counts Map(String, Int32), kind Enum8('A' = 0, 'B' = 1), \
-         blob String, attrs String, _partition Int32) \
+         blob String, attrs String, detail String, _partition Int32) \
          ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
     ))
     .await;
@@ -520,6 +522,7 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
         _ => panic!("{name} is not a message field"),
     };
     let (money, ts, attrs) = (field_desc("price"), field_desc("at"), field_desc("attrs"));
+    let any = field_desc("detail");
     let n = 600i64;
     let bad = |i: i64| i % 89 == 7;
     let payload = |i: i64| -> Vec<u8> {
@@ -558,6 +561,17 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
         )
         .expect("a Struct from JSON");
         m.set_field_by_name("attrs", P::Message(a));
+        // An Any wrapping a type of the imported file.
+        let mut inner = DynamicMessage::new(money.clone());
+        inner.set_field_by_name("currency", P::String("USD".into()));
+        inner.set_field_by_name("cents", P::I64(i));
+        let mut d = DynamicMessage::new(any.clone());
+        d.set_field_by_name(
+            "type_url",
+            P::String("type.googleapis.com/common.Money".into()),
+        );
+        d.set_field_by_name("value", P::Bytes(inner.encode_to_vec().into()));
+        m.set_field_by_name("detail", P::Message(d));
         // Message indexes: Order is the file's second message, [1] (written: count 1, 1).
         let mut out = framed(id, vec![2, 2]);
         if bad(i) {
@@ -587,6 +601,7 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
             AND kind = if(id % 2 = 0, 'A', 'B')
             AND hex(blob) = concat('FE', hex(toUInt8(id % 256)))
             AND attrs = concat('{{\"i\":', toString(id), ',\"ok\":', if(id % 2 = 0, 'true', 'false'), ',\"tags\":[\"x\",null]}}')
+            AND detail = concat('{{\"@type\":\"type.googleapis.com/common.Money\",\"currency\":\"USD\",\"cents\":', toString(id), '}}')
             AND _partition = id % 2) FROM default.{topic}"
     ))
     .await;

@@ -19,7 +19,8 @@
 //! - `google.protobuf.Timestamp` and `Duration` -> seconds with the exact fraction (up to
 //!   nanoseconds); the wrapper types (`Int64Value`, `StringValue`, ...) -> their value;
 //!   `Struct`, `Value`, `ListValue` -> the JSON they stand for (an object with sorted keys,
-//!   any value, an array; whole numbers as integers).
+//!   any value, an array; whole numbers as integers); `Any` -> the message it wraps, with
+//!   `"@type"` first (a type the schema does not define refuses the message).
 //!
 //! A field that has presence (`optional`, a message, a `oneof` member) and is not set is
 //! missing: its column takes its DEFAULT, NULL or type default, as a missing JSON field.
@@ -414,6 +415,73 @@ fn write_json(
     })
 }
 
+/// Well-known types whose JSON form is not an object of their fields: inside an `Any` they go
+/// under `"value"` (proto3's JSON mapping).
+const JSON_FORM_OF_THEIR_OWN: &[&str] = &[
+    "google.protobuf.Any",
+    "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+    "google.protobuf.Struct",
+    "google.protobuf.Value",
+    "google.protobuf.ListValue",
+    "google.protobuf.DoubleValue",
+    "google.protobuf.FloatValue",
+    "google.protobuf.Int64Value",
+    "google.protobuf.UInt64Value",
+    "google.protobuf.Int32Value",
+    "google.protobuf.UInt32Value",
+    "google.protobuf.BoolValue",
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
+];
+
+/// `google.protobuf.Any` as proto3's JSON mapping writes it: the message it wraps, decoded by
+/// the type its URL names, as an object with `"@type"` first and then its fields, or
+/// `{"@type": ..., "value": ...}` for a well-known type with a JSON form of its own; an Any
+/// with no type set is `{}`. The type must be one the schema, its imports or Google's
+/// well-known types define: otherwise (or if its bytes do not decode as that type) the
+/// message is refused with the type URL, as a JSON writer of Protobuf refuses it.
+fn write_any(m: &DynamicMessage, out: &mut Vec<u8>, depth: usize) -> Result<FieldKind, String> {
+    let url = match m.get_field_by_name("type_url").as_deref() {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    if url.is_empty() {
+        out.extend_from_slice(b"{}");
+        return Ok(FieldKind::Obj);
+    }
+    let bytes = match m.get_field_by_name("value").as_deref() {
+        Some(Value::Bytes(b)) => b.clone(),
+        _ => Default::default(),
+    };
+    let name = url.rsplit('/').next().unwrap_or(&url);
+    let desc = m
+        .descriptor()
+        .parent_pool()
+        .get_message_by_name(name)
+        .ok_or_else(|| {
+            format!("google.protobuf.Any holds {url:?}, a type the schema does not define")
+        })?;
+    let inner = DynamicMessage::decode(desc, bytes).map_err(|e| {
+        format!("google.protobuf.Any of type {url:?} does not decode as that type: {e}")
+    })?;
+    let mut body = Vec::new();
+    write_message(&inner, &mut body, depth + 1)?;
+    out.extend_from_slice(b"{\"@type\":");
+    json_string(url.as_bytes(), out);
+    if JSON_FORM_OF_THEIR_OWN.contains(&inner.descriptor().full_name()) || !body.starts_with(b"{") {
+        out.extend_from_slice(b",\"value\":");
+        out.extend_from_slice(&body);
+        out.push(b'}');
+    } else if body.len() > 2 {
+        out.push(b',');
+        out.extend_from_slice(&body[1..]);
+    } else {
+        out.push(b'}');
+    }
+    Ok(FieldKind::Obj)
+}
+
 fn int(text: &str, out: &mut Vec<u8>) -> FieldKind {
     out.extend_from_slice(text.as_bytes());
     FieldKind::Int
@@ -424,6 +492,7 @@ fn write_message(m: &DynamicMessage, out: &mut Vec<u8>, depth: usize) -> Result<
     let desc = m.descriptor();
     let field = |name: &str| m.get_field_by_name(name);
     match desc.full_name() {
+        "google.protobuf.Any" => return write_any(m, out, depth),
         "google.protobuf.Timestamp" | "google.protobuf.Duration" => {
             let secs = match field("seconds").as_deref() {
                 Some(Value::I64(s)) => *s,
@@ -1169,6 +1238,115 @@ mod tests {
             text.contains(r#"{"a":{"n":1.5,"t":true},"b":[1,"x",null]}"#),
             "{text}"
         );
+    }
+
+    /// `google.protobuf.Any` is the message it wraps, as proto3's JSON mapping writes it: the
+    /// wrapped message's fields after `"@type"`, a well-known type under `"value"`; a type the
+    /// schema does not define refuses the message, naming the type URL.
+    #[test]
+    fn any_is_the_message_it_wraps() {
+        let schema = r#"
+            syntax = "proto3";
+            package shop;
+            import "google/protobuf/any.proto";
+            import "google/protobuf/timestamp.proto";
+            message Item { int64 sku = 1; string name = 2; }
+            message Order {
+                int64 id = 1;
+                google.protobuf.Any detail = 2;
+                google.protobuf.Any at = 3;
+                google.protobuf.Any none = 4;
+                google.protobuf.Any empty = 5;
+            }
+        "#;
+        let c = Compiled::new(schema, &[]).unwrap();
+        let p = RowPlan::new(
+            vec![
+                ColumnPlan::field("id", ty("Int64")),
+                ColumnPlan::field("detail", ty("String")),
+                ColumnPlan::field("at", ty("String")),
+                ColumnPlan::field("none", ty("Nullable(String)"))
+                    .on_missing(crate::decode::json::OnMissing::Null),
+                ColumnPlan::field("empty", ty("String")),
+            ],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let (_, desc) = c.top_level(Some("shop.Order")).unwrap();
+        assert_eq!(desc.full_name(), "shop.Order");
+        // Built through prost-reflect's own proto3 JSON mapping, as a producer's would be.
+        let msg = DynamicMessage::deserialize(
+            desc.clone(),
+            &mut serde_json::Deserializer::from_str(
+                r#"{"id":"7","detail":{"@type":"type.googleapis.com/shop.Item","sku":"5","name":"x"},
+                   "at":{"@type":"type.googleapis.com/google.protobuf.Timestamp","value":"2024-01-01T00:00:01.5Z"}}"#,
+            ),
+        )
+        .unwrap();
+        // An Any that is set but holds no type (JSON readers refuse to write one).
+        let any_desc = desc
+            .get_field_by_name("detail")
+            .and_then(|f| f.kind().as_message().cloned())
+            .unwrap();
+        let mut msg = msg;
+        msg.set_field_by_name(
+            "empty",
+            Value::Message(DynamicMessage::new(any_desc.clone())),
+        );
+        let bound = Bound::new(&c, &p);
+        let row = |msg: &DynamicMessage| {
+            let mut payload = vec![0, 0, 0, 0, 7, 2, 2];
+            payload.extend(msg.encode_to_vec());
+            let mut out = Vec::new();
+            encode_protobuf_row(
+                &p,
+                &bound,
+                &payload,
+                &META,
+                &mut ProtobufScratch::default(),
+                &mut out,
+            )
+            .map(|()| out)
+        };
+        let out = row(&msg).unwrap();
+        let mut want = Vec::new();
+        encode_json_row(
+            &p,
+            br#"{"id":7,"detail":{"@type":"type.googleapis.com/shop.Item","sku":5,"name":"x"},"at":{"@type":"type.googleapis.com/google.protobuf.Timestamp","value":1704067201.5},"none":null,"empty":{}}"#,
+            &META,
+            &mut want,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want)
+        );
+
+        // A type the schema does not define, and bytes that are not the type they claim.
+        for (url, bytes, why) in [
+            (
+                "type.googleapis.com/shop.Nope",
+                vec![8, 1],
+                "a type the schema does not define",
+            ),
+            (
+                "type.googleapis.com/shop.Item",
+                vec![0xff, 0xff],
+                "does not decode as that type",
+            ),
+        ] {
+            let mut m = msg.clone();
+            let mut any = DynamicMessage::new(any_desc.clone());
+            any.set_field_by_name("type_url", Value::String(url.into()));
+            any.set_field_by_name("value", Value::Bytes(bytes.into()));
+            m.set_field_by_name("detail", Value::Message(any));
+            let e = row(&m).unwrap_err().to_string();
+            assert!(
+                e.contains(url) && e.contains(why) && e.contains("\"detail\""),
+                "{e}"
+            );
+        }
     }
 
     #[test]
