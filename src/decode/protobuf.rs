@@ -665,8 +665,12 @@ mod tests {
     }
 
     fn row(plan: &RowPlan, payload: &[u8]) -> Result<Vec<u8>, RowError> {
-        let c = Compiled::new(PROTO, &[]).unwrap();
-        let bound = Bound::new(&c, plan);
+        row_of(&Compiled::new(PROTO, &[]).unwrap(), plan, payload)
+    }
+
+    /// The row `payload` (a framed message of `c`'s schema) makes under `plan`.
+    fn row_of(c: &Compiled, plan: &RowPlan, payload: &[u8]) -> Result<Vec<u8>, RowError> {
+        let bound = Bound::new(c, plan);
         let mut out = vec![0xAA];
         encode_protobuf_row(
             plan,
@@ -1210,19 +1214,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let bound = Bound::new(&c, &p);
-        let mut payload = vec![0, 0, 0, 0, 7, 0];
-        payload.extend(msg.encode_to_vec());
-        let mut out = Vec::new();
-        encode_protobuf_row(
-            &p,
-            &bound,
-            &payload,
-            &META,
-            &mut ProtobufScratch::default(),
-            &mut out,
-        )
-        .unwrap();
+        let out = row_of(&c, &p, &framed(&[0], &msg)).unwrap();
         // The same row from the JSON a reader of the Struct would expect.
         let mut want = Vec::new();
         encode_json_row(
@@ -1294,21 +1286,8 @@ mod tests {
             "empty",
             Value::Message(DynamicMessage::new(any_desc.clone())),
         );
-        let bound = Bound::new(&c, &p);
-        let row = |msg: &DynamicMessage| {
-            let mut payload = vec![0, 0, 0, 0, 7, 2, 2];
-            payload.extend(msg.encode_to_vec());
-            let mut out = Vec::new();
-            encode_protobuf_row(
-                &p,
-                &bound,
-                &payload,
-                &META,
-                &mut ProtobufScratch::default(),
-                &mut out,
-            )
-            .map(|()| out)
-        };
+        // Order is the file's second message: indexes [1] (count 1, then 1, zigzag).
+        let row = |msg: &DynamicMessage| row_of(&c, &p, &framed(&[2, 2], msg));
         let out = row(&msg).unwrap();
         let mut want = Vec::new();
         encode_json_row(
