@@ -161,11 +161,11 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
     for r in &cfg.routes {
         let _ = writeln!(
             out,
-            "\nroute {} -> {}.{} ({:?}, {}, max_rows={}, max_bytes={}, max_age={:?})",
+            "\nroute {} -> {}.{} ({}, {}, max_rows={}, max_bytes={}, max_age={:?})",
             r.topic,
             r.database,
             r.table,
-            r.format,
+            r.format.as_str(),
             r.delivery.as_str(),
             r.batch.max_rows,
             r.batch.max_bytes,

@@ -191,8 +191,8 @@ pub struct Lane {
     fresh: bool,
     /// CSV/TSV: the fields of the message being encoded (its buffers reused).
     line: Line,
-    /// Avro/Protobuf: each schema id seen, bound to the route's plan, or why its messages
-    /// cannot be read; and the buffers of the message being encoded.
+    /// Avro/Protobuf/JSON Schema: each schema id seen, bound to the route's plan, or why its
+    /// messages cannot be read; and the buffers of the message being encoded.
     schemas: HashMap<u32, Result<Bound, String>>,
     registered: registered::Scratch,
 }
@@ -369,7 +369,7 @@ impl Lane {
         }
     }
 
-    /// Avro/Protobuf: makes sure every schema id in `chunk` is known before its messages are
+    /// Avro/Protobuf/JSON Schema: makes sure every schema id in `chunk` is known before its messages are
     /// encoded. A registry that cannot answer is waited for (with backoff), because a
     /// message must not be dead-lettered for the registry's outage; an id it does not know
     /// is asked about a few more times (a replica may lag behind a registration) before its
@@ -537,7 +537,7 @@ impl Lane {
         let row = match self.rt.route.format {
             Format::Json => encode_json_row(&self.rt.plan, payload, &meta, out),
             Format::Raw => encode_meta_row(&self.rt.plan, &meta, out),
-            Format::Avro | Format::Protobuf => match schema_id(payload) {
+            Format::Avro | Format::Protobuf | Format::JsonSchema => match schema_id(payload) {
                 Err(e) => Err(e),
                 Ok(id) => match self.schemas.get(&id) {
                     Some(Ok(bound)) => encode_registered_row(

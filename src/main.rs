@@ -86,8 +86,9 @@ enum Command {
         /// Show a progress bar (on by default when reading files on a terminal).
         #[arg(long)]
         progress: bool,
-        /// Write each JSON line as Avro (.avsc) or Protobuf (.proto) of this schema, registered
-        /// under <topic>-value, in the schema registry's wire format.
+        /// Write each JSON line as Avro (.avsc), Protobuf (.proto) or JSON Schema (a .json
+        /// file that describes an object; a .json Avro schema is Avro) of this schema,
+        /// registered under <topic>-value, in the schema registry's wire format.
         #[arg(long)]
         value_schema: Option<PathBuf>,
         /// Protobuf: the message type of each line (default: the file's first message).
@@ -270,9 +271,9 @@ async fn value_encoder(
     registry: Option<String>,
 ) -> Result<sluice::tools::registry_encode::ValueEncoder> {
     use sluice::tools::registry_encode::{SchemaKind, ValueEncoder};
-    let kind = SchemaKind::of(path)?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let kind = SchemaKind::of(path, &text)?;
     let settings = match (registry, &target.config) {
         (Some(url), _) => sluice::config::SchemaRegistryConfig {
             url: url.trim_end_matches('/').to_string(),

@@ -129,7 +129,7 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
     Ok((client, routes))
 }
 
-/// The schema registry of the Avro and Protobuf routes, if any: built from the config.
+/// The schema registry of the Avro, Protobuf and JSON Schema routes, if any: built from the config.
 pub fn schema_registry(cfg: &Config) -> Result<Option<Arc<Registry>>> {
     let used = cfg.routes.iter().any(|r| r.format.uses_registry());
     match &cfg.schema_registry {

@@ -1,4 +1,4 @@
-//! The schema registry client: writer schemas (Avro, Protobuf) by id, from any
+//! The schema registry client: writer schemas (Avro, Protobuf, JSON Schema) by id, from any
 //! Confluent-compatible registry (Confluent, Karapace, Redpanda, Apicurio's `ccompat` API).
 //!
 //! A schema id names one schema forever, so each id is fetched once per process and kept,

@@ -143,7 +143,7 @@ pub fn plan_table(
             None => (
                 ColumnSource::Field(c.name.clone()),
                 match route.format {
-                    Format::Json => format!("json field {:?}", c.name),
+                    Format::Json | Format::JsonSchema => format!("json field {:?}", c.name),
                     Format::Avro => format!("avro field {:?}", c.name),
                     Format::Protobuf => format!("protobuf field {:?}", c.name),
                     Format::Raw => "none (a raw message has no fields)".to_string(),

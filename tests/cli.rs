@@ -444,10 +444,11 @@ async fn check_refuses_a_view_as_the_target() {
     );
 }
 
-/// `produce --value-schema` writes JSON lines as Avro and as Protobuf of a schema it
-/// registers; the pipeline reads both back into tables, value for value.
+/// `produce --value-schema` writes JSON lines as Avro, as Protobuf and as JSON Schema
+/// messages of a schema it registers; the pipeline reads all three back into tables, value
+/// for value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn produce_writes_avro_and_protobuf_that_the_pipeline_reads() {
+async fn produce_writes_avro_protobuf_and_json_schema_that_the_pipeline_reads() {
     init_logs();
     let dir = tempfile::tempdir().expect("tmp");
     let avsc = dir.path().join("order.avsc");
@@ -466,9 +467,18 @@ async fn produce_writes_avro_and_protobuf_that_the_pipeline_reads() {
          enum Kind { A = 0; B = 1; } }\n",
     )
     .expect("write proto");
+    let json_schema = dir.path().join("order.json");
+    std::fs::write(
+        &json_schema,
+        r#"{"$schema":"http://json-schema.org/draft-07/schema#","type":"object",
+            "properties":{"id":{"type":"integer"},"name":{"type":"string"},
+            "note":{"type":["string","null"]},"kind":{"enum":["A","B"]}}}"#,
+    )
+    .expect("write json schema");
     let avro_topic = unique("cli_avro");
     let proto_topic = unique("cli_proto");
-    for t in [&avro_topic, &proto_topic] {
+    let json_topic = unique("cli_json_schema");
+    for t in [&avro_topic, &proto_topic, &json_topic] {
         create_topic(t, 1).await;
         ch(&format!(
             "CREATE TABLE default.{t} (id Int64, name String, note Nullable(String), \
@@ -493,9 +503,25 @@ async fn produce_writes_avro_and_protobuf_that_the_pipeline_reads() {
     let registry = registry_url();
     let avsc_s = avsc.to_string_lossy().to_string();
     let proto_s = proto.to_string_lossy().to_string();
-    for (topic, schema, extra) in [
-        (&avro_topic, &avsc_s, None),
-        (&proto_topic, &proto_s, Some("Order")),
+    let json_s = json_schema.to_string_lossy().to_string();
+    for (topic, schema, extra, bad_line, why) in [
+        (
+            &avro_topic,
+            &avsc_s,
+            None,
+            "{\"id\": \"seven\"}",
+            "does not fit",
+        ),
+        (
+            &proto_topic,
+            &proto_s,
+            Some("Order"),
+            "{\"id\": \"seven\"}",
+            "does not fit",
+        ),
+        // JSON Schema lines are not validated (as Confluent's serializer by default), but
+        // each must be a JSON object.
+        (&json_topic, &json_s, None, "[7]", "is not a JSON object"),
     ] {
         let mut args = vec![
             "produce",
@@ -518,10 +544,10 @@ async fn produce_writes_avro_and_protobuf_that_the_pipeline_reads() {
         );
         assert!(t.contains(&format!("produced {n} messages")), "{t}");
         // A line that does not fit stops the tool and says which line and why.
-        let bad = sluice(&args, Some("{\"id\": \"seven\"}\n"));
+        let bad = sluice(&args, Some(&format!("{bad_line}\n")));
         let t = text(&bad);
         assert!(!bad.status.success(), "{t}");
-        assert!(t.contains("line 1 of stdin does not fit"), "{t}");
+        assert!(t.contains(&format!("line 1 of stdin {why}")), "{t}");
     }
     let mut cfg = config(
         &unique("g"),
@@ -530,15 +556,17 @@ async fn produce_writes_avro_and_protobuf_that_the_pipeline_reads() {
     );
     cfg.push_str(&format!(
         "\n[[route]]\ntopic = \"{proto_topic}\"\ntable = \"{proto_topic}\"\nmax_age = \"200ms\"\n\
-         delivery = \"at-least-once\"\nformat = \"protobuf\"\n\n[schema_registry]\nurl = \"{registry}\"\n"
+         delivery = \"at-least-once\"\nformat = \"protobuf\"\n\n\
+         [[route]]\ntopic = \"{json_topic}\"\ntable = \"{json_topic}\"\nmax_age = \"200ms\"\n\
+         delivery = \"at-least-once\"\nformat = \"json-schema\"\n\n[schema_registry]\nurl = \"{registry}\"\n"
     ));
     let run = start(&cfg);
-    for t in [&avro_topic, &proto_topic] {
+    for t in [&avro_topic, &proto_topic, &json_topic] {
         let got = wait_for_count(&format!("default.{t}"), n as u64, Duration::from_secs(60)).await;
         assert_eq!(got, n as u64, "{t}");
     }
     run.stop().await;
-    for t in [&avro_topic, &proto_topic] {
+    for t in [&avro_topic, &proto_topic, &json_topic] {
         let ok = ch_u64(&format!(
             "SELECT countIf(name = concat('o', toString(id))
                 AND if(id % 2 = 0, isNull(note), note = concat('n', toString(id)))

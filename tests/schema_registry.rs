@@ -1,4 +1,4 @@
-//! Avro and Protobuf messages in the schema registry's wire format, against the real Kafka,
+//! Avro, Protobuf and JSON Schema messages in the schema registry's wire format, against the real Kafka,
 //! ClickHouse and schema registry (Apicurio's Confluent-compatible API) of the testbed.
 
 mod common;
@@ -623,6 +623,122 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
         count("message index [4] names no message"),
         kind(2),
         "{r:?}"
+    );
+    assert_eq!(summary.dead_lettered, bad_ids.len() as u64);
+}
+
+/// A JSON Schema as Confluent's serializer registers one (draft 7, an object of typed
+/// properties); sluice checks the id names a JSON Schema and reads the document by name.
+const ORDER_JSON_SCHEMA: &str = r#"{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "Order",
+  "type": "object",
+  "properties": {
+    "id": {"type": "integer"},
+    "name": {"type": "string"},
+    "price": {"type": "number"},
+    "at": {"type": "string", "format": "date-time"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "note": {"type": ["string", "null"]},
+    "paid": {"type": "boolean"},
+    "shipping": {"type": "object"}
+  },
+  "required": ["id", "name"]
+}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_schema_messages_land_exactly_once_and_bad_ones_are_dead_lettered() {
+    init_logs();
+    let topic = unique("jsonschema");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id UInt64, name String, price Decimal(18, 2), \
+         at DateTime64(3, 'UTC'), tags Array(String), note Nullable(String), paid Bool, \
+         shipping String, _offset UInt64) \
+         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let id = register_schema(&format!("{topic}-value"), Some("JSON"), ORDER_JSON_SCHEMA).await;
+    let avro_id = register_schema(&format!("{topic}-avro"), None, V1).await;
+
+    let n = 600i64;
+    let bad = |i: i64| i % 71 == 5;
+    let doc = |i: i64| {
+        let note = if i % 3 == 0 {
+            "null".to_string()
+        } else {
+            format!("\"n{i}\"")
+        };
+        format!(
+            r#"{{"id": {i}, "name": "order \"{i}\"\n", "price": {i}.25, "at": "2026-12-05T10:00:{:02}.{:03}Z", "tags": ["t{i}", "x"], "note": {note}, "paid": {}, "shipping": {{"city": "C{i}", "zip": {i}}}}}"#,
+            i % 60,
+            i % 1000,
+            i % 2 == 0
+        )
+    };
+    let payload = |i: i64| -> Vec<u8> {
+        if bad(i) {
+            return match (i / 71) % 4 {
+                // The id of an Avro schema.
+                0 => framed(avro_id, doc(i).into_bytes()),
+                // Plain JSON, written without the registry's serializer.
+                1 => doc(i).into_bytes(),
+                // Cut off.
+                2 => framed(id, doc(i).as_bytes()[..20].to_vec()),
+                // A value the column cannot hold.
+                _ => framed(
+                    id,
+                    doc(i).replace(&format!("{i}.25"), "\"cheap\"").into_bytes(),
+                ),
+            };
+        }
+        framed(id, doc(i).into_bytes())
+    };
+    produce(&topic, (0..n).map(|i| msg((i % 2) as i32, payload(i))));
+
+    let good = (0..n).filter(|&i| !bad(i)).count() as u64;
+    let (summary, _) = run_until_stored(&topic, "json-schema", &registry_url(), good, n).await;
+    let ok = ch_u64(&format!(
+        "SELECT countIf(name = concat('order \"', toString(id), '\"\\n')
+            AND price = toDecimal64(id, 2) + toDecimal64(0.25, 2)
+            AND toUnixTimestamp64Milli(at) = toUnixTimestamp64Milli(toDateTime64('2026-12-05 10:00:00', 3, 'UTC')) + (id % 60) * 1000 + id % 1000
+            AND tags = [concat('t', toString(id)), 'x']
+            AND if(id % 3 = 0, isNull(note), note = concat('n', toString(id)))
+            AND paid = (id % 2 = 0)
+            AND shipping = concat('{{\"city\": \"C', toString(id), '\", \"zip\": ', toString(id), '}}')
+            AND _offset = intDiv(id, 2)) FROM default.{topic}"
+    ))
+    .await;
+    assert_eq!(ok, good, "rows differ from the messages produced");
+
+    let bad_ids: Vec<i64> = (0..n).filter(|&i| bad(i)).collect();
+    let kind = |k: i64| bad_ids.iter().filter(|i| (*i / 71) % 4 == k).count();
+    let r = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(r.len(), bad_ids.len(), "{r:?}");
+    let count = |needle: &str| r.iter().filter(|x| x.contains(needle)).count();
+    assert_eq!(
+        count(&format!(
+            "schema id {avro_id}: schema type AVRO; the route reads JSON"
+        )),
+        kind(0),
+        "{r:?}"
+    );
+    assert_eq!(
+        count("not in the schema registry's wire format: first byte 0x7b"),
+        kind(1),
+        "{r:?}"
+    );
+    assert_eq!(count("invalid JSON at byte 25"), kind(2), "{r:?}");
+    assert_eq!(
+        count("field \"price\" -> column price Decimal(18, 2)"),
+        kind(3),
+        "{r:?}"
+    );
+    assert!(bad_ids.iter().all(|&i| (0..4).contains(&((i / 71) % 4))));
+    assert!(
+        (0..4).all(|k| kind(k) > 0),
+        "every kind of bad message is produced"
     );
     assert_eq!(summary.dead_lettered, bad_ids.len() as u64);
 }

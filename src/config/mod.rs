@@ -371,14 +371,14 @@ format = "json"
         assert_eq!(e.field, "route[0].format");
         assert!(
             e.message
-                .contains("unknown format \"xml\"; supported: json, avro, protobuf, raw, csv, tsv"),
+                .contains("unknown format \"xml\"; supported: json, json-schema, avro, protobuf, raw, csv, tsv"),
             "{e}"
         );
     }
 
     #[test]
     fn avro_and_protobuf_routes_need_a_schema_registry() {
-        for f in ["avro", "protobuf"] {
+        for f in ["avro", "protobuf", "json-schema"] {
             let e = from_str(&route_with(&format!("format = \"{f}\"")), no_env()).unwrap_err();
             assert_eq!(e.field, "route[0].format");
             assert!(e.message.contains("add [schema_registry]"), "{e}");

@@ -220,16 +220,34 @@ pub enum Format {
     /// A Protobuf message in the schema registry's wire format (magic byte 0, a 4-byte
     /// schema id, the message indexes, the encoded message), its fields mapped by name.
     Protobuf,
+    /// A JSON object in the schema registry's wire format (magic byte 0, a 4-byte schema id,
+    /// the JSON document), as Confluent's JSON Schema serializer writes it: the id must name
+    /// a JSON Schema, and the document is then read as [`Format::Json`] reads a message.
+    JsonSchema,
 }
 
 impl Format {
-    /// Avro or Protobuf: the schema of each message comes from the schema registry.
+    /// Avro, Protobuf or JSON Schema: the schema of each message comes from the schema
+    /// registry.
     pub fn uses_registry(self) -> bool {
-        matches!(self, Format::Avro | Format::Protobuf)
+        matches!(self, Format::Avro | Format::Protobuf | Format::JsonSchema)
     }
 }
 
 impl Format {
+    /// The name a config gives it (`format = "..."`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Raw => "raw",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Avro => "avro",
+            Format::Protobuf => "protobuf",
+            Format::JsonSchema => "json-schema",
+        }
+    }
+
     /// CSV or TSV: fields by position, not by name.
     pub fn is_delimited(self) -> bool {
         matches!(self, Format::Csv | Format::Tsv)
@@ -476,7 +494,7 @@ pub fn validate(raw: RawConfig, read_file: FileReader<'_>) -> Result<Config, Con
         if let Some(i) = routes.iter().position(|r| r.format.uses_registry()) {
             return Err(err(
                 format!("route[{i}].format"),
-                "an avro or protobuf route reads its schemas from a registry: add [schema_registry] url = \"http://...\"",
+                "an avro, protobuf or json-schema route reads its schemas from a registry: add [schema_registry] url = \"http://...\"",
             ));
         }
     }
@@ -1148,19 +1166,22 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
         Some(d) => non_empty(&f("database"), d)?,
         None => default_db.to_string(),
     };
-    let format = match r.format.as_deref().unwrap_or("json") {
-        "json" => Format::Json,
-        "raw" => Format::Raw,
-        "csv" => Format::Csv,
-        "tsv" => Format::Tsv,
-        "avro" => Format::Avro,
-        "protobuf" => Format::Protobuf,
-        other => {
-            return Err(err(
-                f("format"),
-                format!("unknown format {other:?}; supported: json, avro, protobuf, raw, csv, tsv"),
-            ))
-        }
+    const FORMATS: [Format; 7] = [
+        Format::Json,
+        Format::JsonSchema,
+        Format::Avro,
+        Format::Protobuf,
+        Format::Raw,
+        Format::Csv,
+        Format::Tsv,
+    ];
+    let name = r.format.as_deref().unwrap_or("json");
+    let Some(format) = FORMATS.into_iter().find(|k| k.as_str() == name) else {
+        let names: Vec<&str> = FORMATS.iter().map(|k| k.as_str()).collect();
+        return Err(err(
+            f("format"),
+            format!("unknown format {name:?}; supported: {}", names.join(", ")),
+        ));
     };
     let delivery = match r.delivery.as_deref().unwrap_or("exactly-once") {
         "exactly-once" => Delivery::ExactlyOnce,
@@ -1300,7 +1321,7 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
             "a raw route stores each message value in this column; it cannot be switched off",
         ));
     }
-    if format != Format::Json && r.unknown_fields.is_some() {
+    if !matches!(format, Format::Json | Format::JsonSchema) && r.unknown_fields.is_some() {
         return Err(err(
             f("unknown_fields"),
             "applies to JSON fields by name; a raw route parses no fields, and a csv or tsv line must have exactly one field per column",

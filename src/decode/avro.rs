@@ -38,6 +38,7 @@ use apache_avro::schema::{Name, Schema};
 use super::cursor::Cursor;
 use super::json::{encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan};
 use super::jsontext::{json_string, write_float, write_scaled};
+use super::registered::HEADER_LEN;
 use super::registered::MAX_DEPTH;
 
 /// One node of a compiled schema; children are indexes into [`Compiled::nodes`] (named
@@ -328,7 +329,7 @@ pub fn encode_avro_row(
         }
     }
     super::registered::schema_id(payload)?;
-    let datum = payload.get(5..).unwrap_or_default();
+    let datum = payload.get(HEADER_LEN..).unwrap_or_default();
     scratch.text.clear();
     scratch.fields.clear();
     scratch.fields.resize(plan.field_count(), None);
@@ -350,14 +351,14 @@ pub fn encode_avro_row(
             None => skip(&bound.compiled.nodes, *node, &mut r, 0),
         };
         read.map_err(|reason| RowError::InvalidAvro {
-            offset: r.pos.max(at) + 5,
+            offset: r.pos.max(at) + HEADER_LEN,
             field: format!("{name:?}"),
             reason,
         })?;
     }
     if r.pos != datum.len() {
         return Err(RowError::InvalidAvro {
-            offset: r.pos + 5,
+            offset: r.pos + HEADER_LEN,
             field: "(after the record)".into(),
             reason: format!(
                 "{} bytes left over: the message was not written with schema this id names",

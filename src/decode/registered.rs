@@ -1,15 +1,21 @@
-//! Messages whose schema comes from the registry (Avro, Protobuf): the wire format's header,
-//! and a schema bound to a route's plan in whichever format the route reads.
+//! Messages whose schema comes from the registry (Avro, Protobuf, JSON Schema): the wire
+//! format's header, and a schema bound to a route's plan in whichever format the route reads.
 //!
-//! Both formats start with the magic byte 0 and the schema's id (4 bytes, big-endian). A
+//! All three start with the magic byte 0 and the schema's id (4 bytes, big-endian). A
 //! route binds each id it meets once ([`bind`]); the schema's type must be the route's
 //! format, so a Protobuf schema id on an Avro topic is that message's error, not a guess.
+//!
+//! A JSON Schema message is the JSON document after the header, read as a `json` route reads
+//! a message (fields to columns by name, the columns' types decide). The document is not
+//! validated against the schema: Confluent's deserializer does not either unless told to
+//! (`json.fail.invalid.schema`), and the table's types already refuse a value they cannot
+//! hold, which dead-letters the message with the field and the reason.
 
 use crate::config::Format;
 use crate::registry::RawSchema;
 
 use super::avro::{self, AvroScratch};
-use super::json::{MessageMeta, RowError, RowPlan};
+use super::json::{encode_json_row, MessageMeta, RowError, RowPlan};
 use super::protobuf::{self, ProtobufScratch};
 
 /// Deeper values are refused: a recursive schema lets a small message nest without end, and
@@ -18,6 +24,9 @@ pub const MAX_DEPTH: usize = 64;
 
 /// The first byte of every message in the registry's wire format.
 pub const MAGIC: u8 = 0;
+
+/// The magic byte and the schema id, before the datum in every format.
+pub const HEADER_LEN: usize = 5;
 
 /// The schema id of a message in the registry's wire format.
 pub fn schema_id(payload: &[u8]) -> Result<u32, RowError> {
@@ -44,14 +53,17 @@ pub fn schema_id(payload: &[u8]) -> Result<u32, RowError> {
 pub enum Bound {
     Avro(avro::Bound),
     Protobuf(protobuf::Bound),
+    /// A JSON Schema: its document is read by the route's JSON plan.
+    Json,
 }
 
-/// Compiles `schema` for `format` (avro or protobuf) and binds it to `plan`; the error is
-/// why messages with this schema cannot be read.
+/// Compiles `schema` for `format` (avro, protobuf or json-schema) and binds it to `plan`;
+/// the error is why messages with this schema cannot be read.
 pub fn bind(format: Format, schema: &RawSchema, plan: &RowPlan) -> Result<Bound, String> {
     let expected = match format {
         Format::Avro => "AVRO",
         Format::Protobuf => "PROTOBUF",
+        Format::JsonSchema => "JSON",
         other => return Err(format!("a {other:?} route reads no registry schemas")),
     };
     if schema.schema_type != expected {
@@ -66,6 +78,12 @@ pub fn bind(format: Format, schema: &RawSchema, plan: &RowPlan) -> Result<Bound,
             let compiled = std::sync::Arc::new(avro::Compiled::new(&schema.text, &texts)?);
             Ok(Bound::Avro(avro::Bound::new(&compiled, plan)))
         }
+        Format::JsonSchema => match serde_json::from_str::<serde_json::Value>(&schema.text) {
+            // `true` and `false` are schemas too (anything, nothing); anything else is not.
+            Ok(serde_json::Value::Object(_) | serde_json::Value::Bool(_)) => Ok(Bound::Json),
+            Ok(_) => Err("not a JSON Schema: neither an object nor a boolean".into()),
+            Err(e) => Err(format!("not a JSON Schema: {e}")),
+        },
         _ => {
             let compiled = protobuf::Compiled::new(&schema.text, &schema.references)?;
             Ok(Bound::Protobuf(protobuf::Bound::new(&compiled, plan)))
@@ -94,5 +112,110 @@ pub fn encode_registered_row(
         Bound::Protobuf(b) => {
             protobuf::encode_protobuf_row(plan, b, payload, meta, &mut scratch.protobuf, out)
         }
+        Bound::Json => {
+            let doc = payload.get(HEADER_LEN..).unwrap_or_default();
+            encode_json_row(plan, doc, meta, out).map_err(|e| match e {
+                // The offset of the message, as every other format's errors give it.
+                RowError::InvalidJson { offset, reason } => RowError::InvalidJson {
+                    offset: offset.saturating_add(HEADER_LEN),
+                    reason,
+                },
+                other => other,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::json::tests::{named_plan, META};
+    use crate::decode::json::UnknownFields;
+
+    fn json_schema(text: &str) -> RawSchema {
+        RawSchema {
+            schema_type: "JSON".into(),
+            text: text.into(),
+            references: Vec::new(),
+        }
+    }
+
+    /// The message `doc` written with schema id 9.
+    fn framed(doc: &str) -> Vec<u8> {
+        let mut m = vec![MAGIC, 0, 0, 0, 9];
+        m.extend_from_slice(doc.as_bytes());
+        m
+    }
+
+    #[test]
+    fn a_json_schema_message_is_its_document_read_as_json() {
+        let plan = named_plan(
+            &[("id", "UInt64"), ("name", "String")],
+            UnknownFields::Ignore,
+        );
+        let schema = r#"{"type":"object","properties":{"id":{"type":"integer"}}}"#;
+        let bound = bind(Format::JsonSchema, &json_schema(schema), &plan).unwrap();
+        let mut scratch = Scratch::default();
+        let mut row = Vec::new();
+        let msg = framed(r#"{"id": 7, "name": "ab", "extra": 1}"#);
+        encode_registered_row(&plan, &bound, &msg, &META, &mut scratch, &mut row).unwrap();
+        let mut plain = Vec::new();
+        encode_json_row(&plan, &msg[HEADER_LEN..], &META, &mut plain).unwrap();
+        assert_eq!(row, plain);
+        assert_eq!(row, [7, 0, 0, 0, 0, 0, 0, 0, 2, b'a', b'b']);
+
+        // Errors point into the message, header included, as Avro's do.
+        let e = encode_registered_row(
+            &plan,
+            &bound,
+            &framed(r#"{"id": }"#),
+            &META,
+            &mut scratch,
+            &mut row,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid JSON at byte 12: expected a JSON value"
+        );
+        let e = encode_registered_row(
+            &plan,
+            &bound,
+            &framed(r#"{"id": -1}"#),
+            &META,
+            &mut scratch,
+            &mut row,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("field \"id\" -> column id UInt64"),
+            "{e}"
+        );
+        assert_eq!(
+            row,
+            [7, 0, 0, 0, 0, 0, 0, 0, 2, b'a', b'b'],
+            "left as it was"
+        );
+    }
+
+    #[test]
+    fn a_json_schema_route_reads_only_json_schemas() {
+        let plan = named_plan(&[("id", "UInt64")], UnknownFields::Ignore);
+        let avro = RawSchema {
+            schema_type: "AVRO".into(),
+            text: r#"{"type":"record","name":"R","fields":[]}"#.into(),
+            references: Vec::new(),
+        };
+        let e = bind(Format::JsonSchema, &avro, &plan).unwrap_err();
+        assert_eq!(e, "schema type AVRO; the route reads JSON");
+        let e = bind(Format::JsonSchema, &json_schema("{"), &plan).unwrap_err();
+        assert!(e.starts_with("not a JSON Schema: "), "{e}");
+        let e = bind(Format::JsonSchema, &json_schema("[]"), &plan).unwrap_err();
+        assert_eq!(e, "not a JSON Schema: neither an object nor a boolean");
+        assert!(bind(Format::JsonSchema, &json_schema("true"), &plan).is_ok());
+        // And an Avro route refuses a JSON Schema's id.
+        let e = bind(Format::Avro, &json_schema("{}"), &plan).unwrap_err();
+        assert_eq!(e, "schema type JSON; the route reads AVRO");
     }
 }

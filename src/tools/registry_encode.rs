@@ -1,13 +1,16 @@
-//! `sluice produce --value-schema`: JSON lines turned into Avro or Protobuf messages in the
-//! schema registry's wire format, as Confluent's console producers
-//! (`kafka-avro-console-producer`, `kafka-protobuf-console-producer`) write them.
+//! `sluice produce --value-schema`: JSON lines turned into Avro, Protobuf or JSON Schema
+//! messages in the schema registry's wire format, as Confluent's console producers
+//! (`kafka-avro-console-producer`, `kafka-protobuf-console-producer`,
+//! `kafka-json-schema-console-producer`) write them.
 //!
 //! The schema is registered under the topic's value subject (`<topic>-value`, the default
 //! TopicNameStrategy) and its id goes into every message. Avro: each JSON object is read
 //! into Avro values and resolved against the schema by apache-avro (numbers into int, long,
 //! float, double; strings into enums, bytes, fixed; `null` or a value into a union's
 //! matching branch). Protobuf: each line is read with Protobuf's JSON mapping
-//! (prost-reflect), so 64-bit integers may be strings, enums names, bytes base64.
+//! (prost-reflect), so 64-bit integers may be strings, enums names, bytes base64. JSON
+//! Schema: each line must be a JSON object and is written as it is, after the header; it is
+//! not validated against the schema (Confluent's serializer does so only when told to).
 
 use std::path::Path;
 
@@ -22,16 +25,34 @@ use crate::decode::registered::MAGIC;
 pub enum SchemaKind {
     Avro,
     Protobuf,
+    JsonSchema,
 }
 
 impl SchemaKind {
-    /// From the file's extension: `.avsc` (or `.json`) is Avro, `.proto` Protobuf.
-    pub fn of(path: &Path) -> Result<SchemaKind> {
+    /// From the file's extension and, for `.json`, its content: `.avsc` is Avro, `.proto`
+    /// Protobuf; a `.json` file is a JSON Schema when it names its `$schema`, describes an
+    /// `object` or lists `properties`, and an Avro schema otherwise (Avro's types are
+    /// `record`, `enum`, ... and a union is an array).
+    pub fn of(path: &Path, text: &str) -> Result<SchemaKind> {
         match path.extension().and_then(|e| e.to_str()) {
-            Some("avsc" | "json") => Ok(SchemaKind::Avro),
+            Some("avsc") => Ok(SchemaKind::Avro),
             Some("proto") => Ok(SchemaKind::Protobuf),
+            Some("json") => {
+                let doc: serde_json::Value = serde_json::from_str(text)
+                    .with_context(|| format!("{}: not JSON", path.display()))?;
+                let json_schema = doc.as_object().is_some_and(|o| {
+                    o.contains_key("$schema")
+                        || o.contains_key("properties")
+                        || o.get("type").and_then(|t| t.as_str()) == Some("object")
+                });
+                Ok(if json_schema {
+                    SchemaKind::JsonSchema
+                } else {
+                    SchemaKind::Avro
+                })
+            }
             _ => bail!(
-                "{}: a value schema is an Avro .avsc or a Protobuf .proto file",
+                "{}: a value schema is an Avro .avsc, a Protobuf .proto or a .json file (Avro or JSON Schema)",
                 path.display()
             ),
         }
@@ -42,6 +63,7 @@ impl SchemaKind {
         match self {
             SchemaKind::Avro => "AVRO",
             SchemaKind::Protobuf => "PROTOBUF",
+            SchemaKind::JsonSchema => "JSON",
         }
     }
 }
@@ -54,6 +76,9 @@ pub enum ValueEncoder {
     },
     Protobuf {
         message: MessageDescriptor,
+        header: Vec<u8>,
+    },
+    JsonSchema {
         header: Vec<u8>,
     },
 }
@@ -98,6 +123,13 @@ impl ValueEncoder {
                 }
                 Ok(ValueEncoder::Protobuf { message, header })
             }
+            SchemaKind::JsonSchema => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(_) | serde_json::Value::Bool(_)) => {
+                    Ok(ValueEncoder::JsonSchema { header: header(id) })
+                }
+                Ok(_) => bail!("not a JSON Schema: neither an object nor a boolean"),
+                Err(e) => bail!("not a JSON Schema: {e}"),
+            },
         }
     }
 
@@ -107,7 +139,7 @@ impl ValueEncoder {
         match self {
             ValueEncoder::Avro { schema, header } => {
                 let json: serde_json::Value =
-                    serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+                    serde_json::from_slice(line).map_err(|e| format!("is not JSON: {e}"))?;
                 let value = apache_avro::types::Value::from(json)
                     .resolve(schema)
                     .map_err(|e| format!("does not fit the Avro schema: {e}"))?;
@@ -125,6 +157,17 @@ impl ValueEncoder {
                 out.extend_from_slice(header);
                 msg.encode(out)
                     .map_err(|e| format!("cannot be written as Protobuf: {e}"))?;
+            }
+            ValueEncoder::JsonSchema { header } => {
+                // Parsed only to refuse what no JSON Schema consumer could read; the line's
+                // own bytes are what goes out.
+                match serde_json::from_slice::<serde_json::Value>(line) {
+                    Ok(serde_json::Value::Object(_)) => {}
+                    Ok(_) => return Err("is not a JSON object".into()),
+                    Err(e) => return Err(format!("is not JSON: {e}")),
+                }
+                out.extend_from_slice(header);
+                out.extend_from_slice(line);
             }
         }
         Ok(())
@@ -164,7 +207,7 @@ mod tests {
         assert!(e
             .encode(b"{", &mut out)
             .unwrap_err()
-            .starts_with("not JSON"));
+            .starts_with("is not JSON"));
     }
 
     #[test]
@@ -183,15 +226,43 @@ mod tests {
     }
 
     #[test]
-    fn schema_kinds_come_from_the_extension() {
+    fn json_schema_lines_go_out_as_they_are_behind_the_header() {
+        let schema = r#"{"type":"object","properties":{"id":{"type":"integer"}}}"#;
+        let e = ValueEncoder::new(SchemaKind::JsonSchema, schema, 258, None).unwrap();
+        let mut out = Vec::new();
+        e.encode(br#"{"id": 3}"#, &mut out).unwrap();
+        assert_eq!(out, b"\x00\x00\x00\x01\x02{\"id\": 3}");
         assert_eq!(
-            SchemaKind::of(Path::new("a/o.avsc")).unwrap(),
+            e.encode(b"[1]", &mut out).unwrap_err(),
+            "is not a JSON object"
+        );
+        assert!(e
+            .encode(b"{", &mut out)
+            .unwrap_err()
+            .starts_with("is not JSON"));
+        assert!(ValueEncoder::new(SchemaKind::JsonSchema, "[1]", 1, None).is_err());
+        assert!(ValueEncoder::new(SchemaKind::JsonSchema, "true", 1, None).is_ok());
+    }
+
+    #[test]
+    fn schema_kinds_come_from_the_extension_and_a_json_file_s_content() {
+        let of = |path: &str, text: &str| SchemaKind::of(Path::new(path), text);
+        assert_eq!(of("a/o.avsc", "").unwrap(), SchemaKind::Avro);
+        assert_eq!(of("o.proto", "").unwrap(), SchemaKind::Protobuf);
+        assert!(of("o.txt", "").is_err());
+        let avro = r#"{"type":"record","name":"R","fields":[]}"#;
+        assert_eq!(of("o.json", avro).unwrap(), SchemaKind::Avro);
+        assert_eq!(
+            of("o.json", r#"["null","long"]"#).unwrap(),
             SchemaKind::Avro
         );
-        assert_eq!(
-            SchemaKind::of(Path::new("o.proto")).unwrap(),
-            SchemaKind::Protobuf
-        );
-        assert!(SchemaKind::of(Path::new("o.txt")).is_err());
+        for json_schema in [
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema"}"#,
+            r#"{"type":"object"}"#,
+            r#"{"title":"T","properties":{"id":{"type":"integer"}}}"#,
+        ] {
+            assert_eq!(of("o.json", json_schema).unwrap(), SchemaKind::JsonSchema);
+        }
+        assert!(of("o.json", "{").is_err());
     }
 }
