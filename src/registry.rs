@@ -7,7 +7,7 @@
 //! found) is kept too: every message written with that id is dead-lettered with that
 //! reason, without asking again. A registry that cannot
 //! be reached, or answers 5xx, is not the message's fault: the lane waits and asks again
-//! (see `Lane::load_schemas`), and nothing after that message is stored or committed
+//! (see `Lane::ensure_schema`), and nothing after that message is stored or committed
 //! meanwhile.
 //!
 //! Credentials go in a Basic `Authorization` header that reqwest marks sensitive; they
