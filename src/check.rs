@@ -52,7 +52,7 @@ async fn fetch_path(cfg: &Config) -> String {
         Ok(broker) => format!("records fetched by sluice's own path (connected to {broker}{how})"),
         Err(e) => format!(
             "WARNING: sluice's own fetch path cannot connect{how} ({}): librdkafka will fetch instead, more slowly",
-            cfg.kafka.sasl.as_ref().map_or(e.clone(), |s| s.secret().scrub(&e))
+            cfg.kafka.sasl.as_ref().map_or(e.clone(), |s| s.scrub(&e))
         ),
     }
 }

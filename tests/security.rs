@@ -12,6 +12,8 @@
 //!   non-zero at once instead of retrying in a loop.
 //! - OAuth: SASL/OAUTHBEARER with tokens from a real OIDC issuer (Keycloak), renewed while the
 //!   pipeline runs, and a refused client secret.
+//! - Kerberos: SASL/GSSAPI against a real KDC (MIT Kerberos), with a keytab and with a ticket
+//!   cache, and a principal the keytab does not hold.
 //! - Secrets: a real run and `check` at debug level (librdkafka's debug contexts included) and
 //!   a failing run with a wrong password: no log line and no output carries a secret; neither do
 //!   the metrics.
@@ -217,11 +219,16 @@ fn run_expecting_failure(
 /// The failure must be named by `check` (non-zero exit, `expect` in its output) and end
 /// `sluice run` quickly with the same cause, in a handful of log lines (no retry loop).
 fn assert_fails_clearly(config_text: &str, expect: &[&str], tag: &str) {
+    assert_fails_clearly_env(config_text, &[], expect, tag)
+}
+
+/// [`assert_fails_clearly`] with extra environment variables for `check` and `run`.
+fn assert_fails_clearly_env(config_text: &str, env: &[(&str, &str)], expect: &[&str], tag: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = write(dir.path(), "sluice.toml", config_text);
     let cfg_s = cfg.to_string_lossy().to_string();
 
-    let out = sluice(&["check", "--config", &cfg_s], &[]);
+    let out = sluice(&["check", "--config", &cfg_s], env);
     let t = text(&out);
     assert!(!out.status.success(), "[{tag}] check passed:\n{t}");
     assert!(t.contains("check FAILED"), "[{tag}] {t}");
@@ -229,7 +236,7 @@ fn assert_fails_clearly(config_text: &str, expect: &[&str], tag: &str) {
         assert!(t.contains(e), "[{tag}] check output lacks {e:?}:\n{t}");
     }
 
-    let (t, took) = run_expecting_failure(&cfg, &[], Duration::from_secs(30));
+    let (t, took) = run_expecting_failure(&cfg, env, Duration::from_secs(30));
     for e in expect {
         assert!(t.contains(e), "[{tag}] run output lacks {e:?}:\n{t}");
     }
@@ -920,6 +927,7 @@ fn create_and_produce_with(
     topic: &str,
     n: u64,
     value_schema: Option<&Path>,
+    env: &[(&str, &str)],
 ) {
     let out = sluice(
         &[
@@ -931,7 +939,7 @@ fn create_and_produce_with(
             "--partitions",
             "2",
         ],
-        &[],
+        env,
     );
     assert!(out.status.success(), "{}", text(&out));
     let lines: String = (0..n)
@@ -945,7 +953,7 @@ fn create_and_produce_with(
     }
     let data = data.to_string_lossy().to_string();
     args.push(&data);
-    let out = sluice(&args, &[]);
+    let out = sluice(&args, env);
     assert!(
         text(&out).contains(&format!("produced {n} messages ({n} acknowledged")),
         "{}",
@@ -980,7 +988,7 @@ async fn oauthbearer_with_tokens_from_an_oidc_issuer_renewed_while_running() {
         let cfg_s = cfg.to_string_lossy().to_string();
 
         // The topic is created and half the messages produced through the OAuth listener.
-        create_and_produce_with(&cfg_s, dir.path(), &topic, 300, None);
+        create_and_produce_with(&cfg_s, dir.path(), &topic, 300, None, &[]);
 
         let out = sluice(&["check", "--config", &cfg_s], &[]);
         let t = text(&out);
@@ -1071,7 +1079,7 @@ async fn avro_through_a_schema_registry_that_demands_credentials() {
         "r.avsc",
         r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"}]}"#,
     );
-    create_and_produce_with(&cfg_s, dir.path(), &topic, 200, Some(&schema));
+    create_and_produce_with(&cfg_s, dir.path(), &topic, 200, Some(&schema), &[]);
 
     let out = sluice(&["check", "--config", &cfg_s], &[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -1136,6 +1144,174 @@ async fn wrong_oidc_client_secret_fails_check_and_run() {
         "failing OAuth check/run (debug)",
         &all,
         &["wrong-Secret-9c8d7e6f".to_string(), o.client_secret.clone()],
+    );
+}
+
+/// The Kerberos realm (an MIT KDC) and the broker's GSSAPI listener of the secure testbed.
+struct Krb {
+    broker: String,
+    krb5_config: String,
+    principal: String,
+    keytab: String,
+    other_principal: String,
+}
+
+fn kerberos() -> Option<Krb> {
+    let v = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let Some(broker) = v("SLUICE_TEST_KAFKA_GSSAPI") else {
+        if let Some(why) = v("SLUICE_TEST_KERBEROS_UNAVAILABLE") {
+            eprintln!("skipped: the secure testbed has no Kerberos realm: {why}");
+            return None;
+        }
+        assert!(
+            v("SLUICE_TEST_REQUIRE_SECURE").as_deref() != Some("1"),
+            "SLUICE_TEST_REQUIRE_SECURE=1 but SLUICE_TEST_KAFKA_GSSAPI is not set: start the secure testbed (./dev/testbed up --secure; eval \"$(./dev/testbed env)\")"
+        );
+        eprintln!("skipped: no Kerberos testbed (./dev/testbed up --secure)");
+        return None;
+    };
+    let need = |k: &str| v(k).unwrap_or_else(|| panic!("{k} is not set (./dev/testbed env)"));
+    Some(Krb {
+        broker,
+        krb5_config: need("SLUICE_TEST_KRB5_CONFIG"),
+        principal: need("SLUICE_TEST_KERBEROS_PRINCIPAL"),
+        keytab: need("SLUICE_TEST_KERBEROS_KEYTAB"),
+        other_principal: need("SLUICE_TEST_KERBEROS_OTHER_PRINCIPAL"),
+    })
+}
+
+impl Krb {
+    /// `[kafka]` on the GSSAPI listener: as `principal` from the client keytab, or (`None`)
+    /// from whatever ticket cache the process has.
+    fn kafka(&self, group: &str, principal: Option<&str>) -> String {
+        let login = match principal {
+            Some(p) => format!(
+                "sasl_kerberos_principal = \"{p}\"\nsasl_kerberos_keytab = \"{}\"\n",
+                self.keytab
+            ),
+            None => String::new(),
+        };
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout = \"10s\"\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"GSSAPI\"\n{login}",
+            self.broker
+        )
+    }
+
+    /// A process's Kerberos environment: the realm's krb5.conf, and a ticket cache of its own
+    /// (librdkafka's kinit writes the default cache, which tests must not share).
+    fn env<'a>(&'a self, ccache: &'a str) -> [(&'a str, &'a str); 2] {
+        [("KRB5_CONFIG", &self.krb5_config), ("KRB5CCNAME", ccache)]
+    }
+}
+
+/// SASL/GSSAPI against a real KDC (MIT Kerberos) and a broker that takes only Kerberos on
+/// that listener: with a keytab (librdkafka's kinit logs in) the CLI tools create the topic and
+/// produce, `check` names the path, and a `sluice run` process stores every row once; without
+/// a keytab, a ticket cache made by `kinit` beforehand is used as it is, and with an empty one
+/// `check` fails with the Kerberos headline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gssapi_with_a_keytab_and_with_a_ticket_cache() {
+    let Some(k) = kerberos() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let ccache = format!("FILE:{}", dir.path().join("keytab.cc").display());
+    let env = k.env(&ccache);
+    let topic = unique("sec_gssapi");
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    let config = format!(
+        "{}\n[clickhouse]\nurl = \"{}\"\n{}",
+        k.kafka(&unique("g"), Some(&k.principal)),
+        ch_url(),
+        route(&topic, &topic, "")
+    );
+    let cfg = write(dir.path(), "keytab.toml", &config);
+    let cfg_s = cfg.to_string_lossy().to_string();
+    create_and_produce_with(&cfg_s, dir.path(), &topic, 300, None, &env);
+
+    let out = sluice(&["check", "--config", &cfg_s], &env);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("(SASL_PLAINTEXT)") && t.contains("2 partition(s)"),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "records fetched by librdkafka (SASL GSSAPI (Kerberos) is spoken by librdkafka only)"
+        ),
+        "{t}"
+    );
+
+    let log = dir.path().join("run.log");
+    let mut run = Sluice::spawn_env(&cfg, &log, &env);
+    assert_eq!(
+        wait_for_count(&table, 300, Duration::from_secs(60)).await,
+        300
+    );
+    produce(&topic, messages(300, 600, 2));
+    assert_eq!(
+        wait_for_count(&table, 600, Duration::from_secs(60)).await,
+        600
+    );
+    assert!(run.is_running());
+    run.signal("-TERM");
+    assert!(run.wait(Duration::from_secs(30)).success());
+    assert_rows(&table, 600).await;
+    let out = sluice(&["lag", "--config", &cfg_s], &env);
+    assert!(text(&out).contains("total lag: 0"), "{}", text(&out));
+
+    // No keytab: the process's ticket cache. Empty, nothing authenticates...
+    let cached = format!("FILE:{}", dir.path().join("user.cc").display());
+    let env = k.env(&cached);
+    let no_keytab = format!(
+        "{}\n[clickhouse]\nurl = \"{}\"\n{}",
+        k.kafka(&unique("g"), None),
+        ch_url(),
+        route(&topic, &topic, "")
+    );
+    let cfg = write(dir.path(), "cache.toml", &no_keytab);
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let out = sluice(&["check", "--config", &cfg_s], &env);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("SASL GSSAPI (Kerberos) authentication failed for the Kerberos ticket cache's principal with service name \"kafka\""),
+        "{t}"
+    );
+    // ... and after a kinit of its own, the same config reads the topic.
+    let kinit = Command::new("kinit")
+        .args(["-k", "-t", &k.keytab, &k.principal])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run kinit");
+    assert!(kinit.status.success(), "{}", text(&kinit));
+    let out = sluice(&["topics", "--config", &cfg_s, "list"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&topic), "{}", text(&out));
+}
+
+/// A principal whose keys the keytab does not hold: librdkafka's kinit fails, and `check` and
+/// `run` say so in one line each, naming the principal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gssapi_with_a_principal_the_keytab_does_not_hold_fails_check_and_run() {
+    let Some(k) = kerberos() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let ccache = format!("FILE:{}", dir.path().join("other.cc").display());
+    let topic = failure_topic().await;
+    let config = format!(
+        "{}\n[clickhouse]\nurl = \"{}\"\n{}",
+        k.kafka("g", Some(&k.other_principal)),
+        ch_url(),
+        route(&topic, &topic, "")
+    );
+    assert_fails_clearly_env(
+        &config,
+        &k.env(&ccache),
+        &[&format!(
+            "SASL GSSAPI (Kerberos) authentication failed for Kerberos principal {:?}",
+            k.other_principal
+        )],
+        "principal not in the keytab",
     );
 }
 

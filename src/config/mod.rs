@@ -14,14 +14,14 @@ use std::path::Path;
 
 pub use validate::{
     BadMessages, BatchLimits, ClickHouseConfig, Compression, Config, ConfigError, Delivery,
-    FetchPath, Format, KafkaConfig, MetadataColumns, OidcClient, Route, SaslConfig,
+    FetchPath, Format, KafkaConfig, Kerberos, MetadataColumns, OidcClient, Route, SaslConfig,
     SaslCredentials, SchemaRegistryConfig, SecurityProtocol, ServiceConfig, TlsFiles,
     UnknownFields,
 };
 
 /// Why the own fetch path does not fetch for `k`, or `None` when it does (or could).
 pub fn own_fetch_refusal(k: &KafkaConfig) -> Option<String> {
-    validate::own_fetch_refusal(&k.tls, &k.properties)
+    validate::own_fetch_refusal(&k.tls, k.sasl.as_ref(), &k.properties)
 }
 
 /// Prefix of environment variables that override config keys.
@@ -759,7 +759,7 @@ format = "json"
         })
         .unwrap();
         let sasl = c.kafka.sasl.as_ref().unwrap();
-        assert_eq!(sasl.secret().expose(), "from-file-pw");
+        assert_eq!(sasl.secret().unwrap().expose(), "from-file-pw");
         assert_eq!(sasl.mechanism, "SCRAM-SHA-256");
         // The environment can supply the password instead of the file (not both).
         let env = vec![(
@@ -773,7 +773,10 @@ format = "json"
             env,
         )
         .unwrap();
-        assert_eq!(c.kafka.sasl.unwrap().secret().expose(), "from-env-pw");
+        assert_eq!(
+            c.kafka.sasl.unwrap().secret().unwrap().expose(),
+            "from-env-pw"
+        );
         // A missing secret file names the field, not the contents.
         let raw: raw::RawConfig = toml::from_str(&text).unwrap();
         let e = validate::validate(raw, &|_| Err(std::io::Error::other("gone"))).unwrap_err();
@@ -839,7 +842,7 @@ format = "json"
         };
         assert_eq!(o.client_id, "sluice");
         assert_eq!(o.scope.as_deref(), Some("kafka"));
-        assert_eq!(sasl.secret().expose(), "hush-5150");
+        assert_eq!(sasl.secret().unwrap().expose(), "hush-5150");
         assert!(!format!("{c:?}").contains("hush-5150"));
         assert_eq!(sasl.principal(), "OIDC client \"sluice\"");
         // The own fetch path speaks OAUTHBEARER too (kafka/oidc.rs), unless librdkafka's
@@ -897,14 +900,20 @@ format = "json"
             "from-env-5150".to_string(),
         )];
         let c = from_str(&without_secret, env).unwrap();
-        assert_eq!(c.kafka.sasl.unwrap().secret().expose(), "from-env-5150");
+        assert_eq!(
+            c.kafka.sasl.unwrap().secret().unwrap().expose(),
+            "from-env-5150"
+        );
         let raw: raw::RawConfig = toml::from_str(&without_secret.replace(
             "sasl_oauthbearer_client_id",
             "sasl_oauthbearer_client_secret_file = \"/run/secrets/oidc\"\nsasl_oauthbearer_client_id",
         ))
         .unwrap();
         let c = validate::validate(raw, &|_| Ok("from-file-5150\n".to_string())).unwrap();
-        assert_eq!(c.kafka.sasl.unwrap().secret().expose(), "from-file-5150");
+        assert_eq!(
+            c.kafka.sasl.unwrap().secret().unwrap().expose(),
+            "from-file-5150"
+        );
 
         // A user and password do not go with OAUTHBEARER, nor OIDC settings with another
         // mechanism or without SASL; credentials in the URL and bad extensions are refused.
@@ -966,6 +975,113 @@ format = "json"
             no_env(),
         )
         .unwrap();
+        let created: Result<BaseConsumer, _> =
+            crate::kafka::client::consumer_config(&c.kafka).create();
+        if let Err(e) = created {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn gssapi_takes_a_kerberos_principal_and_its_keytab() {
+        let keytab = tempfile::NamedTempFile::new().unwrap();
+        let keytab_path = keytab.path().to_string_lossy().to_string();
+        let gssapi = |extra: &str| {
+            MINIMAL.replace(
+                "group_id = \"g\"",
+                &format!(
+                    "group_id = \"g\"\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"gssapi\"\n{extra}"
+                ),
+            )
+        };
+        let full = format!(
+            "sasl_kerberos_principal = \"sluice/ingest.example.com@EXAMPLE.COM\"\nsasl_kerberos_keytab = \"{keytab_path}\""
+        );
+        let c = from_str(&gssapi(&full), no_env()).unwrap();
+        let sasl = c.kafka.sasl.as_ref().unwrap();
+        assert_eq!(sasl.mechanism, "GSSAPI");
+        assert!(sasl.secret().is_none());
+        assert_eq!(
+            sasl.principal(),
+            "Kerberos principal \"sluice/ingest.example.com@EXAMPLE.COM\""
+        );
+        // librdkafka speaks GSSAPI; the own fetch path does not.
+        assert_eq!(c.kafka.fetch, FetchPath::Librdkafka);
+        assert!(own_fetch_refusal(&c.kafka).unwrap().contains("GSSAPI"));
+        let props = crate::kafka::client::base_config(&c.kafka);
+        assert_eq!(props.get("sasl.mechanism"), Some("GSSAPI"));
+        assert_eq!(props.get("sasl.kerberos.service.name"), Some("kafka"));
+        assert_eq!(
+            props.get("sasl.kerberos.principal"),
+            Some("sluice/ingest.example.com@EXAMPLE.COM")
+        );
+        assert_eq!(
+            props.get("sasl.kerberos.keytab"),
+            Some(keytab_path.as_str())
+        );
+        assert_eq!(props.get("sasl.kerberos.min.time.before.relogin"), None);
+
+        // Without a keytab: the ticket cache as it is, no kinit.
+        let c = from_str(
+            &gssapi("sasl_kerberos_service_name = \"kafka-prod\""),
+            no_env(),
+        )
+        .unwrap();
+        let props = crate::kafka::client::base_config(&c.kafka);
+        assert_eq!(props.get("sasl.kerberos.service.name"), Some("kafka-prod"));
+        assert_eq!(
+            props.get("sasl.kerberos.min.time.before.relogin"),
+            Some("0")
+        );
+        assert_eq!(props.get("sasl.kerberos.keytab"), None);
+        assert_eq!(
+            c.kafka.sasl.unwrap().principal(),
+            "the Kerberos ticket cache's principal"
+        );
+
+        // What is refused before anything connects, and where.
+        let refused = |extra: &str| from_str(&gssapi(extra), no_env()).unwrap_err();
+        let e = refused(&format!("sasl_kerberos_keytab = \"{keytab_path}\""));
+        assert_eq!(e.field, "kafka.sasl_kerberos_principal");
+        let e = refused(
+            "sasl_kerberos_principal = \"s@R\"\nsasl_kerberos_keytab = \"/nonexistent/k.keytab\"",
+        );
+        assert_eq!(e.field, "kafka.sasl_kerberos_keytab");
+        assert!(
+            e.message.contains("cannot read /nonexistent/k.keytab"),
+            "{e}"
+        );
+        let e =
+            refused("sasl_kerberos_principal = \"s@R\"\nsasl_kerberos_keytab = \"/tmp/$(reboot)\"");
+        assert_eq!(e.field, "kafka.sasl_kerberos_keytab");
+        let e = refused("sasl_kerberos_principal = \"s; reboot@R\"");
+        assert_eq!(e.field, "kafka.sasl_kerberos_principal");
+        let e = refused("sasl_username = \"u\"\nsasl_password = \"p\"");
+        assert_eq!(e.field, "kafka.sasl_username");
+        let plain = MINIMAL.replace(
+            "group_id = \"g\"",
+            "group_id = \"g\"\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_username = \"u\"\nsasl_password = \"p\"\nsasl_kerberos_principal = \"s@R\"",
+        );
+        let e = from_str(&plain, no_env()).unwrap_err();
+        assert_eq!(e.field, "kafka.sasl_mechanism");
+        assert!(e.message.contains("not \"GSSAPI\""), "{e}");
+        let props = "properties = { \"sasl.kerberos.keytab\" = \"/x\" }";
+        let e = refused(&format!("{full}\n{props}"));
+        assert!(e.message.contains("kafka.sasl_kerberos_keytab"), "{e}");
+    }
+
+    #[test]
+    fn librdkafka_has_gssapi() {
+        use rdkafka::consumer::BaseConsumer;
+        let c = from_str(
+            &MINIMAL.replace(
+                "group_id = \"g\"",
+                "group_id = \"g\"\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"GSSAPI\"",
+            ),
+            no_env(),
+        )
+        .unwrap();
+        // A librdkafka built without Cyrus SASL refuses the mechanism when the client is made.
         let created: Result<BaseConsumer, _> =
             crate::kafka::client::consumer_config(&c.kafka).create();
         if let Err(e) = created {

@@ -74,9 +74,21 @@ pub struct RawKafka {
     /// own fetch path, `kafka/own_fetch.rs`) or "librdkafka".
     #[serde(default, deserialize_with = "scalar")]
     pub fetch: Option<String>,
-    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER, GSSAPI.
     #[serde(default, deserialize_with = "scalar")]
     pub sasl_mechanism: Option<String>,
+    /// GSSAPI: the Kerberos principal sluice logs in as (`sluice@EXAMPLE.COM`); with a keytab,
+    /// required (librdkafka's `kinit` logs in with it and renews the ticket).
+    #[serde(default, deserialize_with = "scalar")]
+    pub sasl_kerberos_principal: Option<String>,
+    /// GSSAPI: the keytab holding the principal's keys. Without one, the ticket cache a `kinit`
+    /// left (`KRB5CCNAME`) is used as it is, and renewing it is up to whoever made it.
+    #[serde(default, deserialize_with = "scalar")]
+    pub sasl_kerberos_keytab: Option<String>,
+    /// GSSAPI: the brokers' Kerberos service name (their principals are
+    /// `<service>/<broker host>@REALM`); "kafka" unless set.
+    #[serde(default, deserialize_with = "scalar")]
+    pub sasl_kerberos_service_name: Option<String>,
     /// OAUTHBEARER: the OIDC issuer's token endpoint, where tokens are fetched with the client
     /// credentials below (librdkafka's OIDC client, `sasl.oauthbearer.method = oidc`).
     #[serde(default, deserialize_with = "scalar")]

@@ -128,7 +128,7 @@ impl KafkaConfig {
 
 #[derive(Debug, Clone)]
 pub struct SaslConfig {
-    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or GSSAPI.
     pub mechanism: String,
     pub credentials: SaslCredentials,
 }
@@ -140,6 +140,23 @@ pub enum SaslCredentials {
     Password { username: String, password: Secret },
     /// OAUTHBEARER: tokens from an OIDC issuer, fetched with client credentials.
     Oidc(OidcClient),
+    /// GSSAPI: a Kerberos principal, by a keytab or an existing ticket cache.
+    Kerberos(Kerberos),
+}
+
+/// A Kerberos identity for SASL/GSSAPI (librdkafka through Cyrus SASL and the system's
+/// Kerberos library, which reads `/etc/krb5.conf` or `KRB5_CONFIG` for the realm's KDC).
+#[derive(Debug, Clone)]
+pub struct Kerberos {
+    /// Who sluice is (`sluice@EXAMPLE.COM`); `None` only without a keytab (the ticket
+    /// cache's own principal).
+    pub principal: Option<String>,
+    /// With a keytab, librdkafka runs `kinit` with it before it connects and again every
+    /// `sasl.kerberos.min.time.before.relogin` (1 minute); without one, the ticket cache is
+    /// used as it is and librdkafka runs no `kinit`.
+    pub keytab: Option<std::path::PathBuf>,
+    /// The brokers' service name: their principals are `<service_name>/<host>@REALM`.
+    pub service_name: String,
 }
 
 /// An OIDC client (the client-credentials grant, RFC 6749 4.4): librdkafka fetches a token from
@@ -155,19 +172,34 @@ pub struct OidcClient {
 }
 
 impl SaslConfig {
-    /// The secret that authenticates: the password or the client secret.
-    pub fn secret(&self) -> &Secret {
+    /// The secret that authenticates: the password or the client secret; none for GSSAPI,
+    /// whose keys stay in the keytab file or the ticket cache.
+    pub fn secret(&self) -> Option<&Secret> {
         match &self.credentials {
-            SaslCredentials::Password { password, .. } => password,
-            SaslCredentials::Oidc(o) => &o.client_secret,
+            SaslCredentials::Password { password, .. } => Some(password),
+            SaslCredentials::Oidc(o) => Some(&o.client_secret),
+            SaslCredentials::Kerberos(_) => None,
         }
     }
 
-    /// Who authenticates, for messages: `user "u"` or `OIDC client "c"`.
+    /// `text` with the secret (if any) replaced, for messages that may quote it.
+    pub fn scrub(&self, text: &str) -> String {
+        match self.secret() {
+            Some(s) => s.scrub(text),
+            None => text.to_string(),
+        }
+    }
+
+    /// Who authenticates, for messages: `user "u"`, `OIDC client "c"` or `Kerberos principal
+    /// "p"`.
     pub fn principal(&self) -> String {
         match &self.credentials {
             SaslCredentials::Password { username, .. } => format!("user {username:?}"),
             SaslCredentials::Oidc(o) => format!("OIDC client {:?}", o.client_id),
+            SaslCredentials::Kerberos(k) => match &k.principal {
+                Some(p) => format!("Kerberos principal {p:?}"),
+                None => "the Kerberos ticket cache's principal".to_string(),
+            },
         }
     }
 }
@@ -390,6 +422,9 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
     "sasl.oauthbearer.token.endpoint.url",
     "sasl.oauthbearer.scope",
     "sasl.oauthbearer.extensions",
+    "sasl.kerberos.principal",
+    "sasl.kerberos.keytab",
+    "sasl.kerberos.service.name",
     "ssl.key.password",
     // The TLS files and checks have dedicated settings; a passthrough copy would silently win.
     "ssl.ca.location",
@@ -409,8 +444,12 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
 /// with librdkafka.
 pub(super) fn own_fetch_refusal(
     tls: &TlsFiles,
+    sasl: Option<&SaslConfig>,
     properties: &BTreeMap<String, String>,
 ) -> Option<String> {
+    if sasl.is_some_and(|s| matches!(s.credentials, SaslCredentials::Kerberos(_))) {
+        return Some("SASL GSSAPI (Kerberos) is spoken by librdkafka only".into());
+    }
     if tls.keystore.is_some() {
         return Some("a PKCS#12 keystore is opened by librdkafka only".into());
     }
@@ -443,6 +482,9 @@ fn protected_property_reason(key: &str) -> String {
         "sasl.oauthbearer.token.endpoint.url" => "kafka.sasl_oauthbearer_token_endpoint_url",
         "sasl.oauthbearer.scope" => "kafka.sasl_oauthbearer_scope",
         "sasl.oauthbearer.extensions" => "kafka.sasl_oauthbearer_extensions",
+        "sasl.kerberos.principal" => "kafka.sasl_kerberos_principal",
+        "sasl.kerberos.keytab" => "kafka.sasl_kerberos_keytab",
+        "sasl.kerberos.service.name" => "kafka.sasl_kerberos_service_name",
         "ssl.key.password" => "kafka.ssl_key_password (or SLUICE__KAFKA__SSL_KEY_PASSWORD)",
         "ssl.ca.location" | "ssl.ca.pem" => "kafka.ssl_ca_location",
         "ssl.certificate.location" | "ssl.certificate.pem" => "kafka.ssl_certificate_location",
@@ -774,6 +816,64 @@ fn password_sasl(
     })
 }
 
+/// GSSAPI: a keytab must be a readable file and comes with its principal; without one the
+/// ticket cache is used, its principal by default. Checked here, not when librdkafka's
+/// `kinit` first fails after sluice has started.
+fn kerberos(k: &RawKafka) -> Result<Kerberos, ConfigError> {
+    let principal = match &k.sasl_kerberos_principal {
+        Some(p) => {
+            let p = non_empty("kafka.sasl_kerberos_principal", p)?;
+            // librdkafka pastes it into a shell command line (its kinit command).
+            if !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "@/._-".contains(c))
+            {
+                return Err(err(
+                    "kafka.sasl_kerberos_principal",
+                    format!("{p:?}: a principal is name[/instance]@REALM, of letters, digits and . _ - only"),
+                ));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let keytab = match &k.sasl_kerberos_keytab {
+        Some(path) => {
+            let path = non_empty("kafka.sasl_kerberos_keytab", path)?;
+            // librdkafka pastes it into its kinit command line, in double quotes.
+            if path.contains(['"', '$', '`', '\\']) {
+                return Err(err(
+                    "kafka.sasl_kerberos_keytab",
+                    format!("{path:?}: a keytab path must not contain \" $ ` or \\ (it goes into librdkafka's kinit command line)"),
+                ));
+            }
+            if let Err(e) = std::fs::File::open(&path) {
+                return Err(err(
+                    "kafka.sasl_kerberos_keytab",
+                    format!("cannot read {path}: {e}"),
+                ));
+            }
+            if principal.is_none() {
+                return Err(err(
+                    "kafka.sasl_kerberos_principal",
+                    "required with kafka.sasl_kerberos_keytab: the principal whose keys the keytab holds",
+                ));
+            }
+            Some(std::path::PathBuf::from(path))
+        }
+        None => None,
+    };
+    let service_name = match &k.sasl_kerberos_service_name {
+        Some(s) => non_empty("kafka.sasl_kerberos_service_name", s)?,
+        None => "kafka".to_string(),
+    };
+    Ok(Kerberos {
+        principal,
+        keytab,
+        service_name,
+    })
+}
+
 /// OAUTHBEARER: the issuer's token endpoint, the client id and its secret are required; the
 /// extensions are checked as librdkafka reads them (it would refuse them only when it first
 /// asks for a token, after sluice had started).
@@ -922,6 +1022,9 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         || client_secret.is_some()
         || k.sasl_oauthbearer_scope.is_some()
         || k.sasl_oauthbearer_extensions.is_some();
+    let kerberos_given = k.sasl_kerberos_principal.is_some()
+        || k.sasl_kerberos_keytab.is_some()
+        || k.sasl_kerberos_service_name.is_some();
     let sasl = if security_protocol.uses_sasl() {
         let mechanism = k
             .sasl_mechanism
@@ -930,16 +1033,33 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
             .to_ascii_uppercase();
         if !matches!(
             mechanism.as_str(),
-            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" | "OAUTHBEARER"
+            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" | "OAUTHBEARER" | "GSSAPI"
         ) {
             return Err(err(
                 "kafka.sasl_mechanism",
                 format!(
-                    "{mechanism:?} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER"
+                    "{mechanism:?} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER, GSSAPI"
                 ),
             ));
         }
-        if mechanism == "OAUTHBEARER" {
+        if kerberos_given && mechanism != "GSSAPI" {
+            return Err(err(
+                "kafka.sasl_mechanism",
+                format!("sasl_kerberos_* settings are given, but sasl_mechanism is {mechanism:?}, not \"GSSAPI\""),
+            ));
+        }
+        if mechanism == "GSSAPI" {
+            if k.sasl_username.is_some() || sasl_password.is_some() || oauth_given {
+                return Err(err(
+                    "kafka.sasl_username",
+                    "GSSAPI authenticates as a Kerberos principal (kafka.sasl_kerberos_principal and kafka.sasl_kerberos_keytab), not with a user name and password or an OIDC client",
+                ));
+            }
+            Some(SaslConfig {
+                mechanism,
+                credentials: SaslCredentials::Kerberos(kerberos(k)?),
+            })
+        } else if mechanism == "OAUTHBEARER" {
             if k.sasl_username.is_some() || sasl_password.is_some() {
                 return Err(err(
                     "kafka.sasl_username",
@@ -964,6 +1084,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
             || k.sasl_username.is_some()
             || sasl_password.is_some()
             || oauth_given
+            || kerberos_given
         {
             return Err(err(
                 "kafka.security_protocol",
@@ -1028,7 +1149,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
     }
     let fetch = match (
         fetch_setting,
-        own_fetch_refusal(&tls, &k.properties),
+        own_fetch_refusal(&tls, sasl.as_ref(), &k.properties),
     ) {
         ("auto" | "sluice", None) => FetchPath::Sluice,
         ("sluice", Some(why)) => {

@@ -36,6 +36,26 @@ pub fn base_config(k: &KafkaConfig) -> ClientConfig {
                     c.set("sasl.oauthbearer.extensions", ext);
                 }
             }
+            SaslCredentials::Kerberos(krb) => {
+                // Cyrus SASL's GSSAPI plugin (librdkafka built with the system's libsasl2,
+                // Cargo.toml) asks the Kerberos library for a ticket to
+                // `<service_name>/<broker host>`; with a keytab librdkafka's kinit command
+                // logs in before the first connection and again every minute.
+                c.set("sasl.kerberos.service.name", &krb.service_name);
+                if let Some(p) = &krb.principal {
+                    c.set("sasl.kerberos.principal", p);
+                }
+                match &krb.keytab {
+                    Some(keytab) => {
+                        c.set("sasl.kerberos.keytab", keytab.to_string_lossy());
+                    }
+                    // No keytab: the ticket cache is used as it is; librdkafka's kinit, which
+                    // needs a keytab, is not run.
+                    None => {
+                        c.set("sasl.kerberos.min.time.before.relogin", "0");
+                    }
+                }
+            }
         }
     }
     if k.security_protocol.uses_tls() {

@@ -60,8 +60,8 @@ const MAX_REPORTS: usize = 32;
 impl ErrorRecorder {
     pub fn new(k: &KafkaConfig) -> Self {
         let mut secrets = Vec::new();
-        if let Some(s) = &k.sasl {
-            secrets.push(s.secret().clone());
+        if let Some(s) = k.sasl.as_ref().and_then(|s| s.secret()) {
+            secrets.push(s.clone());
         }
         if let Some(p) = &k.ssl_key_password {
             secrets.push(p.clone());
@@ -155,6 +155,9 @@ pub fn classify(report: &str) -> Failure {
         "sasl scram",
         "oauthbearer token",
         "oidc",
+        "gssapi",
+        "kerberos",
+        "kinit",
     ]) {
         Failure::Authentication
     } else if has(&[
@@ -203,6 +206,12 @@ fn explain(k: &KafkaConfig, failure: Failure, report: Option<&str>, fallback: &s
             Some((_, SaslCredentials::Oidc(o))) => format!(
                 "SASL OAUTHBEARER authentication failed for OIDC client {:?} (token endpoint {}): check kafka.sasl_oauthbearer_client_id, kafka.sasl_oauthbearer_client_secret, kafka.sasl_oauthbearer_scope and that the broker accepts this issuer's tokens",
                 o.client_id, o.token_endpoint_url
+            ),
+            Some((_, SaslCredentials::Kerberos(krb))) => format!(
+                "SASL GSSAPI (Kerberos) authentication failed for {} with service name {:?}: check kafka.sasl_kerberos_principal and kafka.sasl_kerberos_keytab (or the ticket cache, KRB5CCNAME), the realm's KDC in krb5.conf (KRB5_CONFIG), and that the brokers' principals are {}/<broker host>@REALM",
+                k.sasl.as_ref().map_or(String::new(), |s| s.principal()),
+                krb.service_name,
+                krb.service_name
             ),
             None => "SASL authentication failed".to_string(),
         },

@@ -131,6 +131,9 @@ impl Security {
                     },
                 })
             }
+            Some((_, SaslCredentials::Kerberos(_))) => {
+                return Err("SASL GSSAPI is spoken by librdkafka only".into())
+            }
         };
         let tls = if k.security_protocol.uses_tls() {
             Some(Arc::new(tls_config(k)?))
