@@ -279,6 +279,7 @@ async fn value_encoder(
             url: url.trim_end_matches('/').to_string(),
             username: None,
             password: None,
+            bearer: None,
             ca_file: None,
             request_timeout: Duration::from_secs(10),
         },

@@ -10,8 +10,11 @@
 //! (see `Lane::ensure_schema`), and nothing after that message is stored or committed
 //! meanwhile.
 //!
-//! Credentials go in a Basic `Authorization` header that reqwest marks sensitive; they
-//! never reach a log line or an error message.
+//! Credentials go in a Basic `Authorization` header, or a Bearer one with a token from an OIDC
+//! issuer (client credentials, `kafka/oidc.rs`: fetched before the first request, reused until
+//! 80 % of its lifetime, the token endpoint checked with the registry's own TLS roots);
+//! reqwest marks either header sensitive, and neither credentials nor a token reach a log
+//! line or an error message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use serde::Deserialize;
 
 use crate::config::SchemaRegistryConfig;
+use crate::kafka::oidc::Tokens;
 use crate::secret::Secret;
 
 /// References nest at most this deep (a registry answering in a loop cannot hold us).
@@ -47,9 +51,21 @@ pub const NOT_FOUND_RETRIES: u32 = 5;
 pub struct Registry {
     http: reqwest::Client,
     url: String,
-    /// HTTP basic credentials (reqwest marks the header sensitive).
-    credentials: Option<(String, Secret)>,
+    auth: Auth,
+    /// How long a token may take to come (the registry's request timeout).
+    timeout: std::time::Duration,
     cache: Mutex<HashMap<u32, Result<Arc<RawSchema>, String>>>,
+}
+
+/// How each request authenticates (reqwest marks both headers sensitive).
+enum Auth {
+    None,
+    Basic(String, Secret),
+    /// A token from the OIDC issuer; Confluent Cloud's routing headers beside it.
+    Bearer {
+        tokens: Tokens,
+        headers: Vec<(&'static str, String)>,
+    },
 }
 
 /// A schema as the registry keeps it.
@@ -104,14 +120,50 @@ impl Registry {
         let http = b
             .build()
             .map_err(|e| format!("cannot build the schema registry client: {e}"))?;
+        let auth = match (&c.bearer, &c.username) {
+            (Some(bearer), _) => {
+                let mut headers = Vec::new();
+                if let Some(v) = &bearer.logical_cluster {
+                    headers.push(("target-sr-cluster", v.clone()));
+                }
+                if let Some(v) = &bearer.identity_pool_id {
+                    headers.push(("Confluent-Identity-Pool-Id", v.clone()));
+                }
+                Auth::Bearer {
+                    // The same client: the token endpoint is trusted as the registry is.
+                    tokens: Tokens::over(&bearer.oidc, http.clone()),
+                    headers,
+                }
+            }
+            (None, Some(user)) => Auth::Basic(user.clone(), c.password.clone().unwrap_or_default()),
+            (None, None) => Auth::None,
+        };
         Ok(Registry {
             http,
             url: c.url.clone(),
-            credentials: c
-                .username
-                .clone()
-                .map(|u| (u, c.password.clone().unwrap_or_default())),
+            auth,
+            timeout: c.request_timeout,
             cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `req` with this registry's credentials. A token the issuer does not give is the
+    /// registry's unavailability, not the message's fault (the lane waits and asks again).
+    async fn authorized(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        Ok(match &self.auth {
+            Auth::None => req,
+            Auth::Basic(user, pw) => req.basic_auth(user, Some(pw.expose())),
+            Auth::Bearer { tokens, headers } => {
+                let token = tokens.token(self.timeout).await?;
+                let mut req = req.bearer_auth(token.expose());
+                for (name, value) in headers {
+                    req = req.header(*name, value);
+                }
+                req
+            }
         })
     }
 
@@ -140,15 +192,14 @@ impl Registry {
     ) -> Result<u32, String> {
         let url = format!("{}/subjects/{}/versions", self.url, encode_path(subject));
         let body = serde_json::json!({ "schemaType": schema_type, "schema": schema });
-        let mut req = self
+        let req = self
             .http
             .post(&url)
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
             .body(body.to_string());
-        if let Some((user, pw)) = &self.credentials {
-            req = req.basic_auth(user, Some(pw.expose()));
-        }
-        let resp = req
+        let resp = self
+            .authorized(req)
+            .await?
             .send()
             .await
             .map_err(|e| format!("{url}: {}", without_url(&e)))?;
@@ -250,10 +301,10 @@ impl Registry {
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
-        let mut req = self.http.get(url);
-        if let Some((user, pw)) = &self.credentials {
-            req = req.basic_auth(user, Some(pw.expose()));
-        }
+        let req = self
+            .authorized(self.http.get(url))
+            .await
+            .map_err(FetchError::Unavailable)?;
         let resp = req
             .send()
             .await

@@ -1055,59 +1055,95 @@ async fn avro_through_a_schema_registry_that_demands_credentials() {
     let Some(o) = oauth() else { return };
     let url = std::env::var("SLUICE_TEST_REGISTRY_AUTH_URL")
         .expect("SLUICE_TEST_REGISTRY_AUTH_URL is not set (./dev/testbed env)");
-    let topic = unique("sec_reg_auth");
-    let table = format!("default.{topic}");
-    create_table(&table).await;
-    let registry = |password: &str| {
+    // HTTP basic (the registry exchanges the client's id and secret for a token itself), and
+    // bearer (sluice fetches the token from the issuer and sends it).
+    let basic = |secret: &str| {
         format!(
-            "\n[schema_registry]\nurl = \"{url}\"\nusername = \"{}\"\npassword = \"{password}\"\n",
+            "\n[schema_registry]\nurl = \"{url}\"\nusername = \"{}\"\npassword = \"{secret}\"\n",
             o.client_id
         )
     };
-    let config = format!(
-        "{}\n[clickhouse]\nurl = \"{}\"\n{}{}",
-        o.kafka(&unique("g"), &o.client_secret),
+    let bearer = |secret: &str| {
+        format!(
+            "\n[schema_registry]\nurl = \"{url}\"\nbearer_auth_issuer_endpoint_url = \"{}\"\nbearer_auth_client_id = \"{}\"\nbearer_auth_client_secret = \"{secret}\"\n",
+            o.token_url, o.client_id
+        )
+    };
+    type Registry<'a> = &'a dyn Fn(&str) -> String;
+    let cases: [(&str, Registry, &[&str]); 2] = [
+        (
+            "basic",
+            &basic,
+            &["schema registry", "refused the credentials"],
+        ),
+        (
+            "bearer",
+            &bearer,
+            &["schema registry", &o.token_url, "Invalid client"],
+        ),
+    ];
+    for (case, registry, refusal) in cases {
+        let topic = unique(&format!("sec_reg_{case}"));
+        let table = format!("default.{topic}");
+        create_table(&table).await;
+        let config = format!(
+            "{}\n[clickhouse]\nurl = \"{}\"\n{}{}",
+            o.kafka(&unique("g"), &o.client_secret),
+            ch_url(),
+            route(&topic, &topic, "format = \"avro\""),
+            registry(&o.client_secret)
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = write(dir.path(), "sluice.toml", &config);
+        let cfg_s = cfg.to_string_lossy().to_string();
+        let schema = write(
+            dir.path(),
+            "r.avsc",
+            r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"}]}"#,
+        );
+        create_and_produce_with(&cfg_s, dir.path(), &topic, 200, Some(&schema), &[]);
+
+        let out = sluice(&["check", "--config", &cfg_s], &[]);
+        assert!(out.status.success(), "[{case}] {}", text(&out));
+        let running = start(&config);
+        assert_rows(&table, 200).await;
+        assert_eq!(running.stop().await.rows_inserted, 200, "{case}");
+
+        let wrong = config.replace(
+            &registry(&o.client_secret),
+            &registry("wrong-Secret-4d5e6f70"),
+        );
+        assert_ne!(wrong, config);
+        assert_fails_clearly(
+            &wrong,
+            refusal,
+            &format!("registry credentials refused ({case})"),
+        );
+        let bad = write(dir.path(), "bad.toml", &wrong);
+        let env = [("RUST_LOG", "debug")];
+        let mut all = text(&sluice(
+            &["check", "--config", &bad.to_string_lossy()],
+            &env,
+        ));
+        all.push_str(&run_expecting_failure(&bad, &env, Duration::from_secs(30)).0);
+        assert_no_secret(
+            &format!("failing registry check/run (debug, {case})"),
+            &all,
+            &["wrong-Secret-4d5e6f70".to_string(), o.client_secret.clone()],
+        );
+    }
+    // Without credentials the registry refuses: the two cases above are not passing by default.
+    let topic = failure_topic().await;
+    let open = format!(
+        "{}\n[clickhouse]\nurl = \"{}\"\n{}\n[schema_registry]\nurl = \"{url}\"\n",
+        o.kafka("g", &o.client_secret),
         ch_url(),
         route(&topic, &topic, "format = \"avro\""),
-        registry(&o.client_secret)
     );
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = write(dir.path(), "sluice.toml", &config);
-    let cfg_s = cfg.to_string_lossy().to_string();
-    let schema = write(
-        dir.path(),
-        "r.avsc",
-        r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"}]}"#,
-    );
-    create_and_produce_with(&cfg_s, dir.path(), &topic, 200, Some(&schema), &[]);
-
-    let out = sluice(&["check", "--config", &cfg_s], &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    let running = start(&config);
-    assert_rows(&table, 200).await;
-    assert_eq!(running.stop().await.rows_inserted, 200);
-
-    let wrong = config.replace(
-        &registry(&o.client_secret),
-        &registry("wrong-Secret-4d5e6f70"),
-    );
-    assert_ne!(wrong, config);
     assert_fails_clearly(
-        &wrong,
-        &["schema registry", "refused the credentials"],
-        "registry credentials refused",
-    );
-    let bad = write(dir.path(), "bad.toml", &wrong);
-    let env = [("RUST_LOG", "debug")];
-    let mut all = text(&sluice(
-        &["check", "--config", &bad.to_string_lossy()],
-        &env,
-    ));
-    all.push_str(&run_expecting_failure(&bad, &env, Duration::from_secs(30)).0);
-    assert_no_secret(
-        "failing registry check/run (debug)",
-        &all,
-        &["wrong-Secret-4d5e6f70".to_string(), o.client_secret.clone()],
+        &open,
+        &["schema registry", "401"],
+        "no registry credentials",
     );
 }
 

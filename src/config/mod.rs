@@ -14,8 +14,8 @@ use std::path::Path;
 
 pub use validate::{
     BadMessages, BatchLimits, ClickHouseConfig, Compression, Config, ConfigError, Delivery,
-    FetchPath, Format, KafkaConfig, Kerberos, MetadataColumns, OidcClient, Route, SaslConfig,
-    SaslCredentials, SchemaRegistryConfig, SecurityProtocol, ServiceConfig, TlsFiles,
+    FetchPath, Format, KafkaConfig, Kerberos, MetadataColumns, OidcClient, RegistryBearer, Route,
+    SaslConfig, SaslCredentials, SchemaRegistryConfig, SecurityProtocol, ServiceConfig, TlsFiles,
     UnknownFields,
 };
 
@@ -1068,6 +1068,56 @@ format = "json"
         let props = "properties = { \"sasl.kerberos.keytab\" = \"/x\" }";
         let e = refused(&format!("{full}\n{props}"));
         assert!(e.message.contains("kafka.sasl_kerberos_keytab"), "{e}");
+    }
+
+    #[test]
+    fn registry_bearer_auth_takes_an_oidc_client_instead_of_basic_credentials() {
+        let with = |extra: &str| {
+            format!(
+                "{}\n[schema_registry]\nurl = \"https://sr.example.com\"\n{extra}",
+                route_with("format = \"avro\"")
+            )
+        };
+        let full = "bearer_auth_issuer_endpoint_url = \"https://idp.example.com/oauth2/token\"\nbearer_auth_client_id = \"sr-client\"\nbearer_auth_client_secret = \"sr-hush-77\"\nbearer_auth_scope = \"registry\"\nbearer_auth_logical_cluster = \"lsrc-123\"\nbearer_auth_identity_pool_id = \"pool-9\"";
+        let c = from_str(&with(full), no_env()).unwrap();
+        let r = c.schema_registry.as_ref().unwrap();
+        let b = r.bearer.as_ref().unwrap();
+        assert_eq!(
+            b.oidc.token_endpoint_url,
+            "https://idp.example.com/oauth2/token"
+        );
+        assert_eq!(b.oidc.client_id, "sr-client");
+        assert_eq!(b.oidc.client_secret.expose(), "sr-hush-77");
+        assert_eq!(b.oidc.scope.as_deref(), Some("registry"));
+        assert_eq!(b.logical_cluster.as_deref(), Some("lsrc-123"));
+        assert_eq!(b.identity_pool_id.as_deref(), Some("pool-9"));
+        assert!(r.username.is_none() && r.password.is_none());
+        assert!(!format!("{c:?}").contains("sr-hush-77"));
+        // The secret from the environment.
+        let c = from_str(
+            &with("bearer_auth_issuer_endpoint_url = \"https://idp.example.com/t\"\nbearer_auth_client_id = \"c\""),
+            vec![(
+                "SLUICE__SCHEMA_REGISTRY__BEARER_AUTH_CLIENT_SECRET".to_string(),
+                "from-env-77".to_string(),
+            )],
+        )
+        .unwrap();
+        let b = c.schema_registry.unwrap().bearer.unwrap();
+        assert_eq!(b.oidc.client_secret.expose(), "from-env-77");
+        // What is refused, and where.
+        let refused = |extra: &str| from_str(&with(extra), no_env()).unwrap_err();
+        let e = refused("bearer_auth_client_id = \"c\"\nbearer_auth_client_secret = \"s\"");
+        assert_eq!(e.field, "schema_registry.bearer_auth_issuer_endpoint_url");
+        let e = refused(
+            "bearer_auth_issuer_endpoint_url = \"https://idp/t\"\nbearer_auth_client_id = \"c\"",
+        );
+        assert_eq!(e.field, "schema_registry.bearer_auth_client_secret");
+        let e = refused("bearer_auth_issuer_endpoint_url = \"ftp://idp/t\"\nbearer_auth_client_id = \"c\"\nbearer_auth_client_secret = \"s\"");
+        assert_eq!(e.field, "schema_registry.bearer_auth_issuer_endpoint_url");
+        let e = refused(&format!("{full}\nusername = \"u\"\npassword = \"p\""));
+        assert_eq!(e.field, "schema_registry.username");
+        assert!(e.message.contains("exclude each other"), "{e}");
+        assert!(!e.to_string().contains("sr-hush-77"));
     }
 
     #[test]

@@ -42,6 +42,24 @@ pub struct RawSchemaRegistry {
     pub password: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub password_file: Option<String>,
+    /// Bearer authentication with tokens from an OIDC issuer by client credentials
+    /// (Confluent's `bearer.auth.credentials.source = OAUTHBEARER`): the token endpoint.
+    #[serde(default, deserialize_with = "scalar")]
+    pub bearer_auth_issuer_endpoint_url: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub bearer_auth_client_id: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub bearer_auth_client_secret: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub bearer_auth_client_secret_file: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub bearer_auth_scope: Option<String>,
+    /// Confluent Cloud: the registry's logical cluster (`target-sr-cluster` header) and the
+    /// identity pool (`Confluent-Identity-Pool-Id`) the token is mapped by.
+    #[serde(default, deserialize_with = "scalar")]
+    pub bearer_auth_logical_cluster: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub bearer_auth_identity_pool_id: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub ca_file: Option<String>,
     #[serde(default, deserialize_with = "scalar")]

@@ -43,8 +43,19 @@ pub struct SchemaRegistryConfig {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Bearer tokens from an OIDC issuer instead of basic credentials.
+    pub bearer: Option<RegistryBearer>,
     pub ca_file: Option<PathBuf>,
     pub request_timeout: Duration,
+}
+
+/// The schema registry's bearer authentication: a token from `oidc` (client credentials) in
+/// each request's `Authorization`, and Confluent Cloud's two routing headers if given.
+#[derive(Debug, Clone)]
+pub struct RegistryBearer {
+    pub oidc: OidcClient,
+    pub logical_cluster: Option<String>,
+    pub identity_pool_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,16 +589,94 @@ fn validate_schema_registry(
             "required when schema_registry.password is set",
         ));
     }
+    let bearer = registry_bearer(r, read_file)?;
+    if bearer.is_some() && (username.is_some() || password.is_some()) {
+        return Err(err(
+            "schema_registry.username",
+            "basic credentials (username, password) and bearer_auth_* settings exclude each other: the registry gets one Authorization header",
+        ));
+    }
     Ok(SchemaRegistryConfig {
         url: url.trim_end_matches('/').to_string(),
         username,
         password,
+        bearer,
         ca_file,
         request_timeout: match &r.request_timeout {
             Some(s) => parse_duration("schema_registry.request_timeout", s)?,
             None => Duration::from_secs(10),
         },
     })
+}
+
+/// The registry's bearer authentication, if any `bearer_auth_*` setting is given: then the
+/// token endpoint, the client id and its secret are required.
+fn registry_bearer(
+    r: &RawSchemaRegistry,
+    read_file: FileReader<'_>,
+) -> Result<Option<RegistryBearer>, ConfigError> {
+    let secret = secret(
+        "schema_registry.bearer_auth_client_secret",
+        &r.bearer_auth_client_secret,
+        &r.bearer_auth_client_secret_file,
+        read_file,
+    )?;
+    let given = r.bearer_auth_issuer_endpoint_url.is_some()
+        || r.bearer_auth_client_id.is_some()
+        || secret.is_some()
+        || r.bearer_auth_scope.is_some()
+        || r.bearer_auth_logical_cluster.is_some()
+        || r.bearer_auth_identity_pool_id.is_some();
+    if !given {
+        return Ok(None);
+    }
+    let required = |field: &str, v: &Option<String>| -> Result<String, ConfigError> {
+        let v = v.as_deref().ok_or_else(|| {
+            err(
+                format!("schema_registry.{field}"),
+                "required with bearer authentication (any schema_registry.bearer_auth_* setting)",
+            )
+        })?;
+        non_empty(&format!("schema_registry.{field}"), v)
+    };
+    let url = required(
+        "bearer_auth_issuer_endpoint_url",
+        &r.bearer_auth_issuer_endpoint_url,
+    )?;
+    let token_endpoint_url = http_url(
+        "schema_registry.bearer_auth_issuer_endpoint_url",
+        &url,
+        "schema_registry.bearer_auth_client_id and schema_registry.bearer_auth_client_secret",
+    )?;
+    let client_id = required("bearer_auth_client_id", &r.bearer_auth_client_id)?;
+    let client_secret = secret.filter(|s| !s.is_empty()).ok_or_else(|| {
+        err(
+            "schema_registry.bearer_auth_client_secret",
+            "required with bearer authentication (or bearer_auth_client_secret_file, or the environment variable SLUICE__SCHEMA_REGISTRY__BEARER_AUTH_CLIENT_SECRET)",
+        )
+    })?;
+    let optional = |field: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
+        v.as_deref()
+            .map(|v| non_empty(&format!("schema_registry.{field}"), v))
+            .transpose()
+    };
+    Ok(Some(RegistryBearer {
+        oidc: OidcClient {
+            token_endpoint_url,
+            client_id,
+            client_secret,
+            scope: optional("bearer_auth_scope", &r.bearer_auth_scope)?,
+            extensions: None,
+        },
+        logical_cluster: optional(
+            "bearer_auth_logical_cluster",
+            &r.bearer_auth_logical_cluster,
+        )?,
+        identity_pool_id: optional(
+            "bearer_auth_identity_pool_id",
+            &r.bearer_auth_identity_pool_id,
+        )?,
+    }))
 }
 
 fn topic_name(field: &str, v: &str) -> Result<String, ConfigError> {

@@ -1,5 +1,6 @@
-//! OIDC tokens for the own fetch path's SASL/OAUTHBEARER (`kafka/secure.rs`), fetched as
-//! librdkafka's OIDC client fetches them for the consumer: the client-credentials grant
+//! OIDC tokens for the own fetch path's SASL/OAUTHBEARER (`kafka/secure.rs`) and for the schema
+//! registry's bearer authentication (`registry.rs`), fetched as librdkafka's OIDC client
+//! fetches them for the consumer: the client-credentials grant
 //! (RFC 6749 4.4) at the issuer's token endpoint, the client id and secret in HTTP Basic
 //! authentication, the `scope` if one is configured; the token's lifetime from its `exp`
 //! claim (from `expires_in` when it is not a JWT).
@@ -27,7 +28,8 @@ const MAX_ANSWER: usize = 1 << 20;
 pub struct Tokens {
     client: OidcClient,
     http: reqwest::Client,
-    runtime: tokio::runtime::Handle,
+    /// Where [`Tokens::current`] fetches from a thread that is not async (the fetch thread).
+    runtime: Option<tokio::runtime::Handle>,
     cached: Arc<Mutex<Option<Token>>>,
 }
 
@@ -61,22 +63,48 @@ impl Tokens {
         Ok(Tokens {
             client: client.clone(),
             http,
-            runtime,
+            runtime: Some(runtime),
             cached: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Tokens fetched through `http` (its TLS roots check the token endpoint), from async
+    /// code only ([`Tokens::token`]).
+    pub fn over(client: &OidcClient, http: reqwest::Client) -> Tokens {
+        Tokens {
+            client: client.clone(),
+            http,
+            runtime: None,
+            cached: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// A token for a new connection: the cached one until 80 % of its lifetime has passed,
     /// else a new one from the issuer (blocking, at most `timeout`). Called from the fetch
     /// thread (or a blocking task), never from an async task.
     pub fn current(&self, timeout: Duration) -> Result<Secret, String> {
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = cached.as_ref().filter(|t| Instant::now() < t.renew_at) {
-            return Ok(t.value.clone());
-        }
-        let fetched = self
+        let runtime = self
             .runtime
-            .block_on(async { tokio::time::timeout(timeout, self.fetch()).await })
+            .as_ref()
+            .ok_or("OIDC tokens fetched from a blocking thread need a Tokio runtime")?;
+        runtime.block_on(self.token(timeout))
+    }
+
+    /// [`Tokens::current`] for async callers. Two callers that find no fresh token at once
+    /// may both ask the issuer; the later answer is kept.
+    pub async fn token(&self, timeout: Duration) -> Result<Secret, String> {
+        let fresh = self
+            .cached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|t| Instant::now() < t.renew_at)
+            .map(|t| t.value.clone());
+        if let Some(value) = fresh {
+            return Ok(value);
+        }
+        let fetched = tokio::time::timeout(timeout, self.fetch())
+            .await
             .map_err(|_| {
                 format!(
                     "no answer from the OIDC token endpoint {} within {timeout:?}",
@@ -84,7 +112,7 @@ impl Tokens {
                 )
             })??;
         let value = fetched.value.clone();
-        *cached = Some(fetched);
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(fetched);
         Ok(value)
     }
 
@@ -100,7 +128,7 @@ impl Tokens {
                 extensions: None,
             },
             http: reqwest::Client::new(),
-            runtime,
+            runtime: Some(runtime),
             cached: Arc::new(Mutex::new(Some(Token {
                 value: Secret::new(token),
                 renew_at: Instant::now() + Duration::from_secs(3600),
