@@ -510,8 +510,10 @@ async fn mtls_with_encrypted_key_into_https_clickhouse_with_client_certificate()
 }
 
 /// mTLS with the client certificate and key in a PKCS#12 keystore (what Java clients are
-/// given), made from the testbed's PEM files by `openssl pkcs12 -export`: rows land. A wrong
-/// keystore password stops `check` and `run` with the cause, and never shows the password.
+/// given), made from the testbed's PEM files by `openssl pkcs12 -export`: rows land, every
+/// record read by the own fetch path (which opens the keystore with OpenSSL, as librdkafka
+/// does). A wrong keystore password stops `check` and `run` with the cause, and never shows
+/// the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_with_a_pkcs12_keystore() {
     let Some(s) = sec() else { return };
@@ -562,15 +564,26 @@ async fn mtls_with_a_pkcs12_keystore() {
     let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains(
-            "kafka: records fetched by librdkafka (a PKCS#12 keystore is opened by librdkafka only)"
-        ),
+        text(&out).contains(&format!(
+            "kafka: records fetched by sluice's own path (connected to {} over TLS)",
+            s.ssl
+        )),
         "{}",
         text(&out)
     );
-    let running = start(&good);
+    let (running, metrics) =
+        start_with_metrics(sluice::config::from_str(&good, Vec::new()).expect("config"));
     assert_rows(&table, 300).await;
     assert_eq!(running.stop().await.rows_inserted, 300);
+    let own = &metrics.own_fetch;
+    assert_eq!(
+        (
+            own.records.load(std::sync::atomic::Ordering::Relaxed),
+            own.handbacks.load(std::sync::atomic::Ordering::Relaxed)
+        ),
+        (300, 0),
+        "records read by the own path, handed back"
+    );
 
     let wrong = "wrong-P12-0c4d";
     let config = format!(
@@ -674,8 +687,9 @@ async fn every_protocol_and_mechanism_connects() {
 /// client certificate, with and without host name checking, and SASL PLAIN, SCRAM-SHA-256
 /// and SCRAM-SHA-512 over TLS and over plain TCP. Each run reads every record itself (none
 /// through librdkafka, none handed back) and stores every row once. Where the own path does
-/// not reproduce librdkafka's settings (an encrypted key, a PKCS#12 keystore), librdkafka
-/// fetches: `mtls_with_encrypted_key_...` and `mtls_with_a_pkcs12_keystore` run that way.
+/// not reproduce librdkafka's settings (a key in OpenSSL's legacy encrypted PEM, GSSAPI),
+/// librdkafka fetches; a PKCS#12 keystore is read by the own path
+/// (`mtls_with_a_pkcs12_keystore`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_own_fetch_path_reads_over_every_secure_protocol() {
     let Some(s) = sec() else { return };

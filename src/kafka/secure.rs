@@ -8,8 +8,10 @@
 //! host name or IP address unless `ssl_endpoint_identification = false`; a client
 //! certificate presented when one is given (mTLS); and with SCRAM the server's signature, so
 //! that a broker which does not know the password cannot pass itself off. An encrypted
-//! client key (PKCS#8) is decrypted with `ssl_key_password`. Settings this module does not
-//! reproduce exactly (a PKCS#12 keystore, `ssl.*` or `sasl.*` passthrough properties) keep the fetching with librdkafka
+//! client key (PKCS#8) is decrypted with `ssl_key_password`; a PKCS#12 keystore is opened
+//! with `ssl_keystore_password` by OpenSSL, the library librdkafka opens it with. Settings
+//! this module does not reproduce exactly (SASL GSSAPI, `ssl.*` or `sasl.*` passthrough
+//! properties) keep the fetching with librdkafka
 //! (`config::validate::own_fetch_refusal`). A connection that fails here hands its partition
 //! back to librdkafka like any lost connection: a difference between the two TLS stacks can
 //! cost speed, never data.
@@ -232,6 +234,12 @@ fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
     };
+    if let Some(store) = &k.tls.keystore {
+        let (chain, key) = keystore(store, k.ssl_keystore_password.as_ref())?;
+        return builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the client certificate and key of the keystore: {e}"));
+    }
     match (&k.tls.cert, &k.tls.key) {
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -262,6 +270,34 @@ fn system_roots() -> Result<rustls::RootCertStore, String> {
         return Err("no CA certificate in the system store".into());
     }
     Ok(roots)
+}
+
+/// The client certificate (followed by the CA certificates the keystore carries, as librdkafka
+/// sends them) and the private key of the PKCS#12 keystore at `path`, opened by OpenSSL with
+/// `password` as librdkafka opens it. No error carries the password.
+fn keystore(
+    path: &std::path::Path,
+    password: Option<&Secret>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let at =
+        |e: &dyn std::fmt::Display| format!("kafka.ssl_keystore_location {}: {e}", path.display());
+    let der = std::fs::read(path).map_err(|e| at(&e))?;
+    let store = openssl::pkcs12::Pkcs12::from_der(&der).map_err(|e| at(&e))?;
+    let parsed = store
+        .parse2(password.map_or("", |p| p.expose()))
+        .map_err(|e| {
+            at(&format!(
+                "cannot open it with kafka.ssl_keystore_password ({e})"
+            ))
+        })?;
+    let cert = parsed.cert.ok_or_else(|| at(&"it holds no certificate"))?;
+    let pkey = parsed.pkey.ok_or_else(|| at(&"it holds no private key"))?;
+    let mut chain = vec![CertificateDer::from(cert.to_der().map_err(|e| at(&e))?)];
+    for ca in parsed.ca.iter().flatten() {
+        chain.push(CertificateDer::from(ca.to_der().map_err(|e| at(&e))?));
+    }
+    let key = pkey.private_key_to_pkcs8().map_err(|e| at(&e))?;
+    Ok((chain, PrivateKeyDer::Pkcs8(key.into())))
 }
 
 /// The client key at `path` with `ssl_key_password`: a PKCS#8 "ENCRYPTED PRIVATE KEY" (what
@@ -589,6 +625,72 @@ impl Scram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A keystore as `openssl pkcs12 -export` makes one (PBES2, AES-256, HMAC-SHA256): its
+    /// certificate and key come out as rustls takes them; a wrong password is refused
+    /// without being quoted.
+    #[test]
+    fn a_pkcs12_keystore_gives_its_certificate_and_key() {
+        use openssl::{asn1::Asn1Time, ec, hash::MessageDigest, nid::Nid, pkey::PKey, x509};
+        let group = ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(ec::EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "sluice-client").unwrap();
+        let name = name.build();
+        let mut b = x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let cert = b.build();
+        let der = openssl::pkcs12::Pkcs12::builder()
+            .name("sluice-client")
+            .pkey(&key)
+            .cert(&cert)
+            .build2("p12-Pw-31")
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.p12");
+        std::fs::write(&path, der).unwrap();
+
+        let (chain, got) = keystore(&path, Some(&Secret::new("p12-Pw-31"))).unwrap();
+        assert_eq!(chain.len(), 1);
+        assert_eq!(chain[0].as_ref(), cert.to_der().unwrap().as_slice());
+        let PrivateKeyDer::Pkcs8(pkcs8) = &got else {
+            panic!("not PKCS#8")
+        };
+        assert_eq!(
+            pkcs8.secret_pkcs8_der(),
+            key.private_key_to_pkcs8().unwrap().as_slice()
+        );
+        // rustls takes them as a client certificate.
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_client_auth_cert(chain, got);
+        assert!(config.is_ok());
+
+        let e = keystore(&path, Some(&Secret::new("wrong-Pw-77"))).unwrap_err();
+        assert!(
+            e.contains("cannot open it with kafka.ssl_keystore_password"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("wrong-Pw-77") && !e.contains("p12-Pw-31"),
+            "{e}"
+        );
+        let e = keystore(&dir.path().join("missing.p12"), None).unwrap_err();
+        assert!(e.contains("kafka.ssl_keystore_location"), "{e}");
+    }
 
     /// RFC 7677's SCRAM-SHA-256 example (user "user", password "pencil"), which fixes every
     /// derived value.
