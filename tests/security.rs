@@ -575,12 +575,8 @@ async fn mtls_with_a_pkcs12_keystore() {
         start_with_metrics(sluice::config::from_str(&good, Vec::new()).expect("config"));
     assert_rows(&table, 300).await;
     assert_eq!(running.stop().await.rows_inserted, 300);
-    let own = &metrics.own_fetch;
     assert_eq!(
-        (
-            own.records.load(std::sync::atomic::Ordering::Relaxed),
-            own.handbacks.load(std::sync::atomic::Ordering::Relaxed)
-        ),
+        own_path_reads(&metrics),
         (300, 0),
         "records read by the own path, handed back"
     );
@@ -767,12 +763,8 @@ async fn the_own_fetch_path_reads_over_every_secure_protocol() {
         produce(&topic, messages(300, 400, 2));
         assert_rows(&table, 400).await;
         assert_eq!(running.stop().await.rows_inserted, 400, "{case}");
-        let own = &metrics.own_fetch;
         assert_eq!(
-            (
-                own.records.load(std::sync::atomic::Ordering::Relaxed),
-                own.handbacks.load(std::sync::atomic::Ordering::Relaxed)
-            ),
+            own_path_reads(&metrics),
             (400, 0),
             "{case}: every record read by the own path, none handed back to librdkafka"
         );
@@ -897,21 +889,41 @@ struct OAuth {
     token_seconds: u64,
 }
 
-fn oauth() -> Option<OAuth> {
-    let v = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
-    let Some(broker) = v("SLUICE_TEST_KAFKA_OAUTH") else {
-        if let Some(why) = v("SLUICE_TEST_OAUTH_UNAVAILABLE") {
-            eprintln!("skipped: the secure testbed has no OAuth issuer: {why}");
-            return None;
-        }
-        assert!(
-            v("SLUICE_TEST_REQUIRE_SECURE").as_deref() != Some("1"),
-            "SLUICE_TEST_REQUIRE_SECURE=1 but SLUICE_TEST_KAFKA_OAUTH is not set: start the secure testbed (./dev/testbed up --secure; eval \"$(./dev/testbed env)\")"
-        );
-        eprintln!("skipped: no OAuth testbed (./dev/testbed up --secure)");
+/// A variable of the testbed's environment, if set and not empty.
+fn env_var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|s| !s.is_empty())
+}
+
+/// [`env_var`] that the running testbed must have exported.
+fn need(k: &str) -> String {
+    env_var(k).unwrap_or_else(|| panic!("{k} is not set (./dev/testbed env)"))
+}
+
+/// The broker address of an optional part of the secure testbed (its `var`), or `None` and
+/// why the test skips: the part needs software this machine lacks (`unavailable` says which),
+/// or no secure testbed runs, which fails under SLUICE_TEST_REQUIRE_SECURE=1.
+fn secure_part(var: &str, unavailable: &str, part: &str) -> Option<String> {
+    if let Some(broker) = env_var(var) {
+        return Some(broker);
+    }
+    if let Some(why) = env_var(unavailable) {
+        eprintln!("skipped: the secure testbed has no {part}: {why}");
         return None;
-    };
-    let need = |k: &str| v(k).unwrap_or_else(|| panic!("{k} is not set (./dev/testbed env)"));
+    }
+    assert!(
+        env_var("SLUICE_TEST_REQUIRE_SECURE").as_deref() != Some("1"),
+        "SLUICE_TEST_REQUIRE_SECURE=1 but {var} is not set: start the secure testbed (./dev/testbed up --secure; eval \"$(./dev/testbed env)\")"
+    );
+    eprintln!("skipped: no {part} testbed (./dev/testbed up --secure)");
+    None
+}
+
+fn oauth() -> Option<OAuth> {
+    let broker = secure_part(
+        "SLUICE_TEST_KAFKA_OAUTH",
+        "SLUICE_TEST_OAUTH_UNAVAILABLE",
+        "OAuth issuer",
+    )?;
     Some(OAuth {
         broker,
         token_url: need("SLUICE_TEST_OAUTH_TOKEN_URL"),
@@ -1041,11 +1053,7 @@ async fn oauthbearer_with_tokens_from_an_oidc_issuer_renewed_while_running() {
     for (case, _, table, cfg_s, (running, metrics)) in runs {
         assert_rows(&table, 600).await;
         assert_eq!(running.stop().await.rows_inserted, 600, "{case}");
-        let own = &metrics.own_fetch;
-        let read = (
-            own.records.load(std::sync::atomic::Ordering::Relaxed),
-            own.handbacks.load(std::sync::atomic::Ordering::Relaxed),
-        );
+        let read = own_path_reads(&metrics);
         let expected = if case == "own" { (600, 0) } else { (0, 0) };
         assert_eq!(
             read, expected,
@@ -1207,20 +1215,11 @@ struct Krb {
 }
 
 fn kerberos() -> Option<Krb> {
-    let v = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
-    let Some(broker) = v("SLUICE_TEST_KAFKA_GSSAPI") else {
-        if let Some(why) = v("SLUICE_TEST_KERBEROS_UNAVAILABLE") {
-            eprintln!("skipped: the secure testbed has no Kerberos realm: {why}");
-            return None;
-        }
-        assert!(
-            v("SLUICE_TEST_REQUIRE_SECURE").as_deref() != Some("1"),
-            "SLUICE_TEST_REQUIRE_SECURE=1 but SLUICE_TEST_KAFKA_GSSAPI is not set: start the secure testbed (./dev/testbed up --secure; eval \"$(./dev/testbed env)\")"
-        );
-        eprintln!("skipped: no Kerberos testbed (./dev/testbed up --secure)");
-        return None;
-    };
-    let need = |k: &str| v(k).unwrap_or_else(|| panic!("{k} is not set (./dev/testbed env)"));
+    let broker = secure_part(
+        "SLUICE_TEST_KAFKA_GSSAPI",
+        "SLUICE_TEST_KERBEROS_UNAVAILABLE",
+        "Kerberos realm",
+    )?;
     Some(Krb {
         broker,
         krb5_config: need("SLUICE_TEST_KRB5_CONFIG"),
@@ -1363,6 +1362,15 @@ async fn gssapi_with_a_principal_the_keytab_does_not_hold_fails_check_and_run() 
         )],
         "principal not in the keytab",
     );
+}
+
+/// The records the own fetch path read, and the partitions it handed back to librdkafka.
+fn own_path_reads(metrics: &sluice::telemetry::Metrics) -> (u64, u64) {
+    let own = &metrics.own_fetch;
+    (
+        own.records.load(std::sync::atomic::Ordering::Relaxed),
+        own.handbacks.load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 fn ok_clickhouse(s: &Sec) -> String {

@@ -626,44 +626,25 @@ fn registry_bearer(
     if !given {
         return Ok(None);
     }
-    let required = |field: &str, v: &Option<String>| -> Result<String, ConfigError> {
-        let v = v.as_deref().ok_or_else(|| {
-            err(
-                format!("schema_registry.{field}"),
+    let oidc = client_credentials(
+        OidcFields {
+            prefix: "schema_registry.bearer_auth_",
+            url_name: "issuer_endpoint_url",
+            url: &r.bearer_auth_issuer_endpoint_url,
+            client_id: &r.bearer_auth_client_id,
+            scope: &r.bearer_auth_scope,
+            required_with:
                 "required with bearer authentication (any schema_registry.bearer_auth_* setting)",
-            )
-        })?;
-        non_empty(&format!("schema_registry.{field}"), v)
-    };
-    let url = required(
-        "bearer_auth_issuer_endpoint_url",
-        &r.bearer_auth_issuer_endpoint_url,
+        },
+        secret,
     )?;
-    let token_endpoint_url = http_url(
-        "schema_registry.bearer_auth_issuer_endpoint_url",
-        &url,
-        "schema_registry.bearer_auth_client_id and schema_registry.bearer_auth_client_secret",
-    )?;
-    let client_id = required("bearer_auth_client_id", &r.bearer_auth_client_id)?;
-    let client_secret = secret.filter(|s| !s.is_empty()).ok_or_else(|| {
-        err(
-            "schema_registry.bearer_auth_client_secret",
-            "required with bearer authentication (or bearer_auth_client_secret_file, or the environment variable SLUICE__SCHEMA_REGISTRY__BEARER_AUTH_CLIENT_SECRET)",
-        )
-    })?;
     let optional = |field: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
         v.as_deref()
             .map(|v| non_empty(&format!("schema_registry.{field}"), v))
             .transpose()
     };
     Ok(Some(RegistryBearer {
-        oidc: OidcClient {
-            token_endpoint_url,
-            client_id,
-            client_secret,
-            scope: optional("bearer_auth_scope", &r.bearer_auth_scope)?,
-            extensions: None,
-        },
+        oidc,
         logical_cluster: optional(
             "bearer_auth_logical_cluster",
             &r.bearer_auth_logical_cluster,
@@ -963,37 +944,74 @@ fn kerberos(k: &RawKafka) -> Result<Kerberos, ConfigError> {
 /// extensions are checked as librdkafka reads them (it would refuse them only when it first
 /// asks for a token, after sluice had started).
 fn oidc_client(k: &RawKafka, client_secret: Option<Secret>) -> Result<OidcClient, ConfigError> {
-    let required = |field: &str, v: &Option<String>| -> Result<String, ConfigError> {
-        let v = v.as_deref().ok_or_else(|| {
-            err(
-                format!("kafka.{field}"),
-                "required with sasl_mechanism = \"OAUTHBEARER\"",
-            )
-        })?;
-        non_empty(&format!("kafka.{field}"), v)
-    };
-    let url = required(
-        "sasl_oauthbearer_token_endpoint_url",
-        &k.sasl_oauthbearer_token_endpoint_url,
-    )?;
-    let token_endpoint_url = http_url(
-        "kafka.sasl_oauthbearer_token_endpoint_url",
-        &url,
-        "kafka.sasl_oauthbearer_client_id and kafka.sasl_oauthbearer_client_secret",
-    )?;
-    let client_id = required("sasl_oauthbearer_client_id", &k.sasl_oauthbearer_client_id)?;
-    let client_secret = client_secret.filter(|s| !s.is_empty()).ok_or_else(|| {
-        err(
-            "kafka.sasl_oauthbearer_client_secret",
-            "required with sasl_mechanism = \"OAUTHBEARER\" (or sasl_oauthbearer_client_secret_file, or the environment variable SLUICE__KAFKA__SASL_OAUTHBEARER_CLIENT_SECRET)",
-        )
-    })?;
-    let scope = match &k.sasl_oauthbearer_scope {
-        Some(s) => Some(non_empty("kafka.sasl_oauthbearer_scope", s)?),
-        None => None,
-    };
     let extensions = match &k.sasl_oauthbearer_extensions {
         Some(e) => Some(sasl_extensions(e)?),
+        None => None,
+    };
+    Ok(OidcClient {
+        extensions,
+        ..client_credentials(
+            OidcFields {
+                prefix: "kafka.sasl_oauthbearer_",
+                url_name: "token_endpoint_url",
+                url: &k.sasl_oauthbearer_token_endpoint_url,
+                client_id: &k.sasl_oauthbearer_client_id,
+                scope: &k.sasl_oauthbearer_scope,
+                required_with: "required with sasl_mechanism = \"OAUTHBEARER\"",
+            },
+            client_secret,
+        )?
+    })
+}
+
+/// Where an OIDC client's settings stand: `<prefix><url_name>`, `<prefix>client_id`,
+/// `<prefix>client_secret`, `<prefix>scope`.
+struct OidcFields<'a> {
+    prefix: &'a str,
+    url_name: &'a str,
+    url: &'a Option<String>,
+    client_id: &'a Option<String>,
+    scope: &'a Option<String>,
+    /// Why a missing one is required.
+    required_with: &'a str,
+}
+
+/// An OIDC client for the client-credentials grant, its token endpoint, id and secret
+/// required (no extensions), wherever its settings stand.
+fn client_credentials(
+    f: OidcFields<'_>,
+    client_secret: Option<Secret>,
+) -> Result<OidcClient, ConfigError> {
+    let field = |name: &str| format!("{}{name}", f.prefix);
+    let required = |name: &str, v: &Option<String>| -> Result<String, ConfigError> {
+        let v = v
+            .as_deref()
+            .ok_or_else(|| err(field(name), f.required_with))?;
+        non_empty(&field(name), v)
+    };
+    let url = required(f.url_name, f.url)?;
+    let token_endpoint_url = http_url(
+        &field(f.url_name),
+        &url,
+        &format!("{} and {}", field("client_id"), field("client_secret")),
+    )?;
+    let client_id = required("client_id", f.client_id)?;
+    let (section, setting) = field("client_secret")
+        .split_once('.')
+        .map(|(s, n)| (s.to_ascii_uppercase(), n.to_string()))
+        .unwrap_or_default();
+    let client_secret = client_secret.filter(|s| !s.is_empty()).ok_or_else(|| {
+        err(
+            field("client_secret"),
+            format!(
+                "{} (or {setting}_file, or the environment variable SLUICE__{section}__{})",
+                f.required_with,
+                setting.to_ascii_uppercase()
+            ),
+        )
+    })?;
+    let scope = match f.scope {
+        Some(s) => Some(non_empty(&field("scope"), s)?),
         None => None,
     };
     Ok(OidcClient {
@@ -1001,7 +1019,7 @@ fn oidc_client(k: &RawKafka, client_secret: Option<Secret>) -> Result<OidcClient
         client_id,
         client_secret,
         scope,
-        extensions,
+        extensions: None,
     })
 }
 
