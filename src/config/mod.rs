@@ -324,6 +324,13 @@ format = "json"
         let e = from_str(&kafka("sasl_password = \"pw\\u0000secret\""), no_env()).unwrap_err();
         assert_eq!(e.field, "kafka.sasl_password");
         assert!(!e.to_string().contains("secret"), "{e}");
+        let e = from_str(
+            &kafka("security_protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"GSSAPI\"\nsasl_kerberos_service_name = \"kafka\\u0000x\""),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "kafka.sasl_kerberos_service_name");
+        assert!(e.message.contains("NUL"), "{e}");
     }
 
     #[test]
@@ -1118,6 +1125,8 @@ format = "json"
         let e = refused(&format!("{full}\nusername = \"u\"\npassword = \"p\""));
         assert_eq!(e.field, "schema_registry.username");
         assert!(e.message.contains("exclude each other"), "{e}");
+        let e = refused(&full.replace("lsrc-123", "lsrc\\n123"));
+        assert_eq!(e.field, "schema_registry.bearer_auth_logical_cluster");
         assert!(!e.to_string().contains("sr-hush-77"));
     }
 

@@ -638,10 +638,17 @@ fn registry_bearer(
         },
         secret,
     )?;
+    // HTTP header values: a control character would make every request fail at run time.
     let optional = |field: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
-        v.as_deref()
-            .map(|v| non_empty(&format!("schema_registry.{field}"), v))
-            .transpose()
+        let field = format!("schema_registry.{field}");
+        let Some(v) = v.as_deref() else {
+            return Ok(None);
+        };
+        let v = non_empty(&field, v)?;
+        if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(err(field, "goes into an HTTP header: printable ASCII only"));
+        }
+        Ok(Some(v))
     };
     Ok(Some(RegistryBearer {
         oidc,
@@ -780,6 +787,18 @@ fn kafka_strings_have_no_nul(k: &RawKafka) -> Result<(), ConfigError> {
         (
             "kafka.sasl_oauthbearer_extensions",
             k.sasl_oauthbearer_extensions.as_ref(),
+        ),
+        (
+            "kafka.sasl_kerberos_principal",
+            k.sasl_kerberos_principal.as_ref(),
+        ),
+        (
+            "kafka.sasl_kerberos_keytab",
+            k.sasl_kerberos_keytab.as_ref(),
+        ),
+        (
+            "kafka.sasl_kerberos_service_name",
+            k.sasl_kerberos_service_name.as_ref(),
         ),
     ];
     for (field, v) in fields {
