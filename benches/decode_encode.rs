@@ -12,12 +12,15 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sluice::chtype::ChType;
+use sluice::config::Format;
 use sluice::decode::avro::{encode_avro_row, AvroScratch, Bound, Compiled};
 use sluice::decode::json::{
     encode_json_row, encode_text_row, ColumnPlan, MessageMeta, RowPlan, UnknownFields,
 };
 use sluice::decode::protobuf::{self, encode_protobuf_row, ProtobufScratch};
+use sluice::decode::registered;
 use sluice::decode::text::{Delimited, Line};
+use sluice::registry::RawSchema;
 
 const BATCH: usize = 1024;
 
@@ -36,6 +39,27 @@ const NARROW: [(&str, &str); 12] = [
     ("tags", "Array(String)"),
     ("amount", "Decimal(18, 4)"),
 ];
+
+/// The 12 fields as a producer's JSON Schema would describe them.
+const NARROW_JSON_SCHEMA: &str = r#"{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "properties": {
+    "id": {"type": "integer", "minimum": 0},
+    "ts": {"type": "string"},
+    "user": {"type": "string", "maxLength": 64},
+    "url": {"type": "string"},
+    "agent": {"type": "string"},
+    "status": {"type": "integer", "minimum": 100, "maximum": 599},
+    "latency": {"type": "number"},
+    "ok": {"type": "boolean"},
+    "region": {"type": "string"},
+    "parent": {"type": ["integer", "null"]},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "amount": {"type": "string"}
+  },
+  "required": ["id", "ts", "user", "status"]
+}"#;
 
 fn columns(cols: &[(&str, &str)]) -> Vec<ColumnPlan> {
     cols.iter()
@@ -416,6 +440,45 @@ fn bench(c: &mut Criterion) {
                 for m in &proto {
                     encode_protobuf_row(
                         &proto_plan,
+                        &bound,
+                        black_box(m),
+                        &meta,
+                        &mut scratch,
+                        &mut out,
+                    )
+                    .expect("bench row");
+                }
+                black_box(out.len())
+            })
+        });
+    }
+    // JSON Schema messages checked against a schema of the 12 fields (`validate = true`): the
+    // same rows as json_to_rowbinary, after a parse and a check of each document.
+    let schema = RawSchema {
+        schema_type: "JSON".into(),
+        text: NARROW_JSON_SCHEMA.into(),
+        references: Vec::new(),
+    };
+    let framed: Vec<Vec<u8>> = msgs
+        .iter()
+        .map(|m| [&[0u8, 0, 0, 0, 1][..], m].concat())
+        .collect();
+    for (name, validate) in [
+        (format!("json_schema_to_rowbinary_12col_{avg}B"), false),
+        (
+            format!("json_schema_validated_to_rowbinary_12col_{avg}B"),
+            true,
+        ),
+    ] {
+        let bound =
+            registered::bind(Format::JsonSchema, &schema, &plan, validate).expect("bench schema");
+        let mut scratch = registered::Scratch::default();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                for m in &framed {
+                    registered::encode_registered_row(
+                        &plan,
                         &bound,
                         black_box(m),
                         &meta,

@@ -165,7 +165,11 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
             r.topic,
             r.database,
             r.table,
-            r.format.as_str(),
+            if r.validate {
+                "json-schema, validated"
+            } else {
+                r.format.as_str()
+            },
             r.delivery.as_str(),
             r.batch.max_rows,
             r.batch.max_bytes,

@@ -392,7 +392,14 @@ impl Lane {
         let mut not_found = 0;
         let got = loop {
             let retry = match registry.schema(id).await {
-                Ok(raw) => break registered::bind(self.rt.route.format, &raw, &self.rt.plan),
+                Ok(raw) => {
+                    break registered::bind(
+                        self.rt.route.format,
+                        &raw,
+                        &self.rt.plan,
+                        self.rt.route.validate,
+                    )
+                }
                 Err(FetchError::Unusable(why)) => break Err(why),
                 Err(FetchError::NotFound(why)) => {
                     not_found += 1;

@@ -558,7 +558,7 @@ async fn produce_writes_avro_protobuf_and_json_schema_that_the_pipeline_reads() 
         "\n[[route]]\ntopic = \"{proto_topic}\"\ntable = \"{proto_topic}\"\nmax_age = \"200ms\"\n\
          delivery = \"at-least-once\"\nformat = \"protobuf\"\n\n\
          [[route]]\ntopic = \"{json_topic}\"\ntable = \"{json_topic}\"\nmax_age = \"200ms\"\n\
-         delivery = \"at-least-once\"\nformat = \"json-schema\"\n\n[schema_registry]\nurl = \"{registry}\"\n"
+         delivery = \"at-least-once\"\nformat = \"json-schema\"\nvalidate = true\n\n[schema_registry]\nurl = \"{registry}\"\n"
     ));
     let run = start(&cfg);
     for t in [&avro_topic, &proto_topic, &json_topic] {

@@ -79,21 +79,37 @@ async fn run_until_stored(
     sluice::pipeline::RunSummary,
     std::sync::Arc<sluice::telemetry::Metrics>,
 ) {
+    let route = format!("format = \"{format}\"");
+    run_route_until_stored(topic, topic, &route, registry, good, n).await
+}
+
+/// [`run_until_stored`] into `table`, with the route's `lines` (its format among them).
+async fn run_route_until_stored(
+    topic: &str,
+    table: &str,
+    lines: &str,
+    registry: &str,
+    good: u64,
+    n: i64,
+) -> (
+    sluice::pipeline::RunSummary,
+    std::sync::Arc<sluice::telemetry::Metrics>,
+) {
     let group = unique("g");
     let mut text = config(
         &group,
-        &[(topic, topic)],
-        &format!("delivery = \"exactly-once\"\nformat = \"{format}\""),
+        &[(topic, table)],
+        &format!("delivery = \"exactly-once\"\n{lines}"),
     );
     text.push_str(&format!("\n[schema_registry]\nurl = \"{registry}\"\n"));
     let (run, metrics) = start_with_metrics(sluice::config::from_str(&text, Vec::new()).unwrap());
-    let got = wait_for_count(&format!("default.{topic}"), good, Duration::from_secs(60)).await;
+    let got = wait_for_count(&format!("default.{table}"), good, Duration::from_secs(60)).await;
     wait_for_commit(&group, topic, 2, n).await;
     let summary = run.stop().await;
     assert_eq!(got, good);
     assert_eq!(
         ch_u64(&format!(
-            "SELECT count() - uniqExact(id) FROM default.{topic}"
+            "SELECT count() - uniqExact(id) FROM default.{table}"
         ))
         .await,
         0,
@@ -741,4 +757,118 @@ async fn json_schema_messages_land_exactly_once_and_bad_ones_are_dead_lettered()
         "every kind of bad message is produced"
     );
     assert_eq!(summary.dead_lettered, bad_ids.len() as u64);
+}
+
+/// The address a `$ref` of [`VALIDATED_ORDER`] names, registered as its own subject.
+const ADDRESS_JSON_SCHEMA: &str = r#"{
+  "type": "object",
+  "properties": {"city": {"type": "string"}, "zip": {"type": "string", "pattern": "^[0-9]{5}$"}},
+  "required": ["city", "zip"]
+}"#;
+
+/// Constraints every column below would take a value outside of.
+const VALIDATED_ORDER: &str = r#"{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "properties": {
+    "id": {"type": "integer", "minimum": 0},
+    "name": {"type": "string", "maxLength": 12},
+    "at": {"type": "string", "format": "date-time"},
+    "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+    "shipping": {"$ref": "address.json"}
+  },
+  "required": ["id", "name", "shipping"]
+}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_schema_validation_dead_letters_what_the_schema_refuses() {
+    init_logs();
+    let topic = unique("jsonvalid");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    let lax = format!("{topic}_lax");
+    for table in [topic.as_str(), lax.as_str()] {
+        ch(&format!(
+            "CREATE TABLE default.{table} (id UInt64, name String, at DateTime64(3, 'UTC'), \
+             tags Array(String), shipping String) \
+             ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+        ))
+        .await;
+    }
+    let address = format!("{topic}-address");
+    register_schema(&address, Some("JSON"), ADDRESS_JSON_SCHEMA).await;
+    let id = register_schema_with(
+        &format!("{topic}-value"),
+        Some("JSON"),
+        VALIDATED_ORDER,
+        &[("address.json", &address, 1)],
+    )
+    .await;
+
+    let n = 500i64;
+    let bad = |i: i64| i % 37 == 3;
+    let doc = |i: i64| {
+        let (mut name, mut at, mut tags, mut zip) = (
+            format!("order {i}"),
+            format!("2026-12-05T10:00:{:02}Z", i % 60),
+            r#"["a", "b"]"#.to_string(),
+            format!("{:05}", i),
+        );
+        if bad(i) {
+            // Each breaks one rule of the schema; every column would store it as it is.
+            match (i / 37) % 4 {
+                0 => name = format!("order number {i}"),
+                1 => at = format!("2026-12-05 10:00:{:02}", i % 60),
+                2 => tags = r#"["a", "b", "c", "d"]"#.to_string(),
+                _ => zip = "ABCDE".to_string(),
+            }
+        }
+        format!(
+            r#"{{"id": {i}, "name": "{name}", "at": "{at}", "tags": {tags}, "shipping": {{"city": "C", "zip": "{zip}"}}}}"#
+        )
+    };
+    produce(
+        &topic,
+        (0..n).map(|i| msg((i % 2) as i32, framed(id, doc(i).into_bytes()))),
+    );
+
+    let good = (0..n).filter(|&i| !bad(i)).count() as u64;
+    let reg = registry_url();
+    let validated = "format = \"json-schema\"\nvalidate = true";
+    let (summary, _) = run_route_until_stored(&topic, &topic, validated, &reg, good, n).await;
+    assert_eq!(
+        ch_u64(&format!(
+            "SELECT countIf(name = concat('order ', toString(id)) AND length(tags) = 2 \
+             AND shipping = concat('{{\"city\": \"C\", \"zip\": \"', leftPad(toString(id), 5, '0'), '\"}}')) \
+             FROM default.{topic}"
+        ))
+        .await,
+        good,
+        "rows differ from the messages produced"
+    );
+
+    let bad_ids: Vec<i64> = (0..n).filter(|&i| bad(i)).collect();
+    let kind = |k: i64| bad_ids.iter().filter(|i| (*i / 37) % 4 == k).count();
+    assert!((0..4).all(|k| kind(k) > 0), "every kind is produced");
+    let r = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(r.len(), bad_ids.len(), "{r:?}");
+    let count = |needle: &str| r.iter().filter(|x| x.contains(needle)).count();
+    for (k, needle) in [
+        (0, "fails its JSON Schema at \"/name\": "),
+        (1, "fails its JSON Schema at \"/at\": "),
+        (2, "fails its JSON Schema at \"/tags\": "),
+        (
+            3,
+            "fails its JSON Schema at \"/shipping/zip\": \"ABCDE\" does not match",
+        ),
+    ] {
+        assert_eq!(count(needle), kind(k), "{needle}: {r:?}");
+    }
+    assert_eq!(summary.dead_lettered, bad_ids.len() as u64);
+
+    // Without `validate` every message fits its columns and lands: the check is what
+    // refused them above.
+    let (summary, _) =
+        run_route_until_stored(&topic, &lax, "format = \"json-schema\"", &reg, n as u64, n).await;
+    assert_eq!(summary.dead_lettered, 0);
 }

@@ -384,6 +384,36 @@ format = "json"
     }
 
     #[test]
+    fn only_json_schema_routes_validate() {
+        let registry = "\n[schema_registry]\nurl = \"http://127.0.0.1:18081\"\n";
+        let c = from_str(&route_with("format = \"json-schema\""), no_env());
+        assert!(c.is_err(), "needs the registry");
+        for (lines, validate) in [
+            ("format = \"json-schema\"", false),
+            ("format = \"json-schema\"\nvalidate = false", false),
+            ("format = \"json-schema\"\nvalidate = true", true),
+        ] {
+            let c = from_str(&(route_with(lines) + registry), no_env()).unwrap();
+            assert_eq!(c.routes[0].validate, validate, "{lines}");
+        }
+        for f in ["json", "avro", "protobuf", "csv", "raw"] {
+            let text = route_with(&format!("format = \"{f}\"\nvalidate = true")) + registry;
+            let e = from_str(&text, no_env()).unwrap_err();
+            assert_eq!(e.field, "route[0].validate", "{f}");
+            assert!(
+                e.message.contains("format = \"json-schema\" routes only"),
+                "{e}"
+            );
+        }
+        let e = from_str(
+            &(route_with("format = \"json-schema\"\nvalidate = \"yes\"") + registry),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "route[0].validate");
+    }
+
+    #[test]
     fn avro_and_protobuf_routes_need_a_schema_registry() {
         for f in ["avro", "protobuf", "json-schema"] {
             let e = from_str(&route_with(&format!("format = \"{f}\"")), no_env()).unwrap_err();

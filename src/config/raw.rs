@@ -204,6 +204,9 @@ pub struct RawRoute {
     /// "ignore" (default) or "error".
     #[serde(default, deserialize_with = "scalar")]
     pub unknown_fields: Option<String>,
+    /// json-schema routes: check each document against its schema (default false).
+    #[serde(default, deserialize_with = "scalar")]
+    pub validate: Option<bool>,
     /// "dead-letter" (default: a topic), "dead-letter-table" or "drop" (still counted and
     /// logged).
     #[serde(default, deserialize_with = "scalar")]

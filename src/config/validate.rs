@@ -361,6 +361,9 @@ pub struct Route {
     pub delivery: Delivery,
     pub batch: BatchLimits,
     pub unknown_fields: UnknownFields,
+    /// json-schema routes: each document is checked against its schema before its row is
+    /// built, and one that fails is dead-lettered with the first violation.
+    pub validate: bool,
     pub bad_messages: BadMessages,
     /// None: retry forever.
     pub max_insert_retries: Option<u32>,
@@ -1570,6 +1573,12 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
             "applies to JSON fields by name; a raw route parses no fields, and a csv or tsv line must have exactly one field per column",
         ));
     }
+    if format != Format::JsonSchema && r.validate.is_some() {
+        return Err(err(
+            f("validate"),
+            "checks documents against their JSON Schema: it applies to format = \"json-schema\" routes only",
+        ));
+    }
     let columns = match &r.columns {
         None => None,
         Some(_) if !format.is_delimited() => return Err(err(
@@ -1603,6 +1612,7 @@ fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, Con
             max_age,
         },
         unknown_fields,
+        validate: r.validate.unwrap_or(false),
         bad_messages,
         max_insert_retries: r.max_insert_retries.filter(|n| *n > 0),
         metadata,

@@ -733,6 +733,18 @@ pub enum RowError {
     /// The registry has no usable schema under the message's id (not found, not Avro...).
     #[error("schema id {id}: {reason}")]
     Schema { id: u32, reason: String },
+    /// A JSON Schema message whose document its schema refuses (`validate = true`): where
+    /// (`"/tags/1"` or `the document`), the first violation, and how many more there are.
+    #[error("fails its JSON Schema at {at}: {reason}{}", match more {
+        0 => String::new(),
+        1 => " (and 1 more violation)".to_string(),
+        n => format!(" (and {n} more violations)"),
+    })]
+    SchemaViolation {
+        at: String,
+        reason: String,
+        more: usize,
+    },
     #[error("invalid Protobuf message: {reason}")]
     InvalidProtobuf { reason: String },
     #[error("invalid Avro datum at byte {offset}, field {field}: {reason}")]

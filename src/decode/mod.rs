@@ -9,6 +9,7 @@
 pub mod avro;
 mod cursor;
 pub mod json;
+pub mod json_schema;
 pub mod jsontext;
 pub mod protobuf;
 mod protowire;

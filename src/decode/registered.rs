@@ -6,16 +6,18 @@
 //! format, so a Protobuf schema id on an Avro topic is that message's error, not a guess.
 //!
 //! A JSON Schema message is the JSON document after the header, read as a `json` route reads
-//! a message (fields to columns by name, the columns' types decide). The document is not
-//! validated against the schema: Confluent's deserializer does not either unless told to
-//! (`json.fail.invalid.schema`), and the table's types already refuse a value they cannot
-//! hold, which dead-letters the message with the field and the reason.
+//! a message (fields to columns by name, the columns' types decide). The document is checked
+//! against the schema only where the route says `validate = true` ([`super::json_schema`]),
+//! as Confluent's deserializer checks only with `json.fail.invalid.schema`: the table's types
+//! already refuse a value they cannot hold, which dead-letters the message with the field and
+//! the reason, and a check costs a parse of its own.
 
 use crate::config::Format;
 use crate::registry::RawSchema;
 
 use super::avro::{self, AvroScratch};
 use super::json::{encode_json_row, MessageMeta, RowError, RowPlan};
+use super::json_schema::Checker;
 use super::protobuf::{self, ProtobufScratch};
 
 /// Deeper values are refused: a recursive schema lets a small message nest without end, and
@@ -53,13 +55,20 @@ pub fn schema_id(payload: &[u8]) -> Result<u32, RowError> {
 pub enum Bound {
     Avro(avro::Bound),
     Protobuf(protobuf::Bound),
-    /// A JSON Schema: its document is read by the route's JSON plan.
-    Json,
+    /// A JSON Schema: its document is read by the route's JSON plan, after its check if the
+    /// route validates.
+    Json(Option<Checker>),
 }
 
-/// Compiles `schema` for `format` (avro, protobuf or json-schema) and binds it to `plan`;
-/// the error is why messages with this schema cannot be read.
-pub fn bind(format: Format, schema: &RawSchema, plan: &RowPlan) -> Result<Bound, String> {
+/// Compiles `schema` for `format` (avro, protobuf or json-schema) and binds it to `plan`,
+/// a JSON Schema compiled for checks if `validate`; the error is why messages with this
+/// schema cannot be read.
+pub fn bind(
+    format: Format,
+    schema: &RawSchema,
+    plan: &RowPlan,
+    validate: bool,
+) -> Result<Bound, String> {
     let expected = match format {
         Format::Avro => "AVRO",
         Format::Protobuf => "PROTOBUF",
@@ -80,7 +89,13 @@ pub fn bind(format: Format, schema: &RawSchema, plan: &RowPlan) -> Result<Bound,
         }
         Format::JsonSchema => match serde_json::from_str::<serde_json::Value>(&schema.text) {
             // `true` and `false` are schemas too (anything, nothing); anything else is not.
-            Ok(serde_json::Value::Object(_) | serde_json::Value::Bool(_)) => Ok(Bound::Json),
+            Ok(doc @ (serde_json::Value::Object(_) | serde_json::Value::Bool(_))) => {
+                Ok(Bound::Json(if validate {
+                    Some(Checker::new(&doc, &schema.references)?)
+                } else {
+                    None
+                }))
+            }
             Ok(_) => Err("not a JSON Schema: neither an object nor a boolean".into()),
             Err(e) => Err(format!("not a JSON Schema: {e}")),
         },
@@ -112,8 +127,11 @@ pub fn encode_registered_row(
         Bound::Protobuf(b) => {
             protobuf::encode_protobuf_row(plan, b, payload, meta, &mut scratch.protobuf, out)
         }
-        Bound::Json => {
+        Bound::Json(checker) => {
             let doc = payload.get(HEADER_LEN..).unwrap_or_default();
+            if let Some(c) = checker {
+                c.check(doc)?;
+            }
             encode_json_row(plan, doc, meta, out).map_err(|e| match e {
                 // The offset of the message, as every other format's errors give it.
                 RowError::InvalidJson { offset, reason } => RowError::InvalidJson {
@@ -154,7 +172,7 @@ mod tests {
             UnknownFields::Ignore,
         );
         let schema = r#"{"type":"object","properties":{"id":{"type":"integer"}}}"#;
-        let bound = bind(Format::JsonSchema, &json_schema(schema), &plan).unwrap();
+        let bound = bind(Format::JsonSchema, &json_schema(schema), &plan, false).unwrap();
         let mut scratch = Scratch::default();
         let mut row = Vec::new();
         let msg = framed(r#"{"id": 7, "name": "ab", "extra": 1}"#);
@@ -207,15 +225,78 @@ mod tests {
             text: r#"{"type":"record","name":"R","fields":[]}"#.into(),
             references: Vec::new(),
         };
-        let e = bind(Format::JsonSchema, &avro, &plan).unwrap_err();
+        let e = bind(Format::JsonSchema, &avro, &plan, false).unwrap_err();
         assert_eq!(e, "schema type AVRO; the route reads JSON");
-        let e = bind(Format::JsonSchema, &json_schema("{"), &plan).unwrap_err();
+        let e = bind(Format::JsonSchema, &json_schema("{"), &plan, false).unwrap_err();
         assert!(e.starts_with("not a JSON Schema: "), "{e}");
-        let e = bind(Format::JsonSchema, &json_schema("[]"), &plan).unwrap_err();
+        let e = bind(Format::JsonSchema, &json_schema("[]"), &plan, false).unwrap_err();
         assert_eq!(e, "not a JSON Schema: neither an object nor a boolean");
-        assert!(bind(Format::JsonSchema, &json_schema("true"), &plan).is_ok());
+        assert!(bind(Format::JsonSchema, &json_schema("true"), &plan, false).is_ok());
         // And an Avro route refuses a JSON Schema's id.
-        let e = bind(Format::Avro, &json_schema("{}"), &plan).unwrap_err();
+        let e = bind(Format::Avro, &json_schema("{}"), &plan, false).unwrap_err();
         assert_eq!(e, "schema type JSON; the route reads AVRO");
+    }
+
+    #[test]
+    fn a_validating_route_refuses_documents_its_schema_refuses() {
+        let plan = named_plan(
+            &[("id", "UInt64"), ("name", "String")],
+            UnknownFields::Ignore,
+        );
+        let schema = json_schema(
+            r#"{"type":"object","properties":{"id":{"type":"integer","maximum":100},"name":{"maxLength":3}}}"#,
+        );
+        let mut scratch = Scratch::default();
+        let mut row = Vec::new();
+        // Both documents fit the columns; only the schema refuses them.
+        let over = framed(r#"{"id": 101, "name": "a"}"#);
+        let long = framed(r#"{"id": 1, "name": "abcd"}"#);
+        let lax = bind(Format::JsonSchema, &schema, &plan, false).unwrap();
+        for msg in [&over, &long] {
+            encode_registered_row(&plan, &lax, msg, &META, &mut scratch, &mut row).unwrap();
+        }
+        let strict = bind(Format::JsonSchema, &schema, &plan, true).unwrap();
+        row.clear();
+        let e = encode_registered_row(&plan, &strict, &over, &META, &mut scratch, &mut row)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "fails its JSON Schema at \"/id\": 101 is greater than the maximum of 100"
+        );
+        let e = encode_registered_row(&plan, &strict, &long, &META, &mut scratch, &mut row)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "fails its JSON Schema at \"/name\": \"abcd\" is longer than 3 characters"
+        );
+        assert!(row.is_empty(), "nothing written for a refused document");
+        let ok = framed(r#"{"id": 100, "name": "a"}"#);
+        encode_registered_row(&plan, &strict, &ok, &META, &mut scratch, &mut row).unwrap();
+        // A cut-off document is still the row reader's error, at its byte.
+        let e = encode_registered_row(
+            &plan,
+            &strict,
+            &framed(r#"{"id": }"#),
+            &META,
+            &mut scratch,
+            &mut row,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid JSON at byte 12: expected a JSON value"
+        );
+        // `false` refuses every document; a reference the registry did not list is the
+        // schema's error.
+        let none = bind(Format::JsonSchema, &json_schema("false"), &plan, true).unwrap();
+        assert!(encode_registered_row(&plan, &none, &ok, &META, &mut scratch, &mut row).is_err());
+        let e = bind(
+            Format::JsonSchema,
+            &json_schema(r#"{"$ref": "https://example.com/elsewhere.json"}"#),
+            &plan,
+            true,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("cannot compile the JSON Schema: "), "{e}");
     }
 }
