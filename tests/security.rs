@@ -1267,11 +1267,18 @@ async fn gssapi_with_a_keytab_and_with_a_ticket_cache() {
     let topic = unique("sec_gssapi");
     let table = format!("default.{topic}");
     create_table(&table).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
     let config = format!(
         "{}\n[clickhouse]\nurl = \"{}\"\n{}",
         k.kafka(&unique("g"), Some(&k.principal)),
         ch_url(),
-        route(&topic, &topic, "")
+        route(&topic, &topic, "").replace(
+            "[service]\n",
+            &format!("[service]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
+        )
     );
     let cfg = write(dir.path(), "keytab.toml", &config);
     let cfg_s = cfg.to_string_lossy().to_string();
@@ -1284,10 +1291,12 @@ async fn gssapi_with_a_keytab_and_with_a_ticket_cache() {
         t.contains("(SASL_PLAINTEXT)") && t.contains("2 partition(s)"),
         "{t}"
     );
+    // The own fetch path logs in with the ticket librdkafka's kinit put in the cache.
     assert!(
-        t.contains(
-            "records fetched by librdkafka (SASL GSSAPI (Kerberos) is spoken by librdkafka only)"
-        ),
+        t.contains(&format!(
+            "records fetched by sluice's own path (connected to {} with SASL GSSAPI)",
+            k.broker
+        )),
         "{t}"
     );
 
@@ -1303,6 +1312,29 @@ async fn gssapi_with_a_keytab_and_with_a_ticket_cache() {
         600
     );
     assert!(run.is_running());
+    // Every record came through the own path's GSSAPI connections, none handed back.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics endpoint")
+        .text()
+        .await
+        .unwrap_or_default();
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    assert_eq!(
+        counter("sluice_own_fetch_records_total"),
+        Some(600),
+        "{metrics}"
+    );
+    assert_eq!(
+        counter("sluice_own_fetch_handbacks_total"),
+        Some(0),
+        "{metrics}"
+    );
     run.signal("-TERM");
     assert!(run.wait(Duration::from_secs(30)).success());
     assert_rows(&table, 600).await;
@@ -1337,6 +1369,17 @@ async fn gssapi_with_a_keytab_and_with_a_ticket_cache() {
     let out = sluice(&["topics", "--config", &cfg_s, "list"], &env);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains(&topic), "{}", text(&out));
+    // The own fetch path logs in with that cache's ticket too.
+    let out = sluice(&["check", "--config", &cfg_s], &env);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!(
+            "records fetched by sluice's own path (connected to {} with SASL GSSAPI)",
+            k.broker
+        )),
+        "{t}"
+    );
 }
 
 /// A principal whose keys the keytab does not hold: librdkafka's kinit fails, and `check` and

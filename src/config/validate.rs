@@ -454,15 +454,9 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
 /// Why the own fetch path (`kafka/own_fetch.rs`, secured by `kafka/secure.rs`) cannot connect
 /// exactly as librdkafka would with these settings, or `None` when it can: on PLAINTEXT,
 /// SASL_PLAINTEXT, SSL and SASL_SSL with PEM files or a PKCS#12 keystore (a CA file or
-/// directory, or the system's CA store) and the SASL mechanisms sluice takes but GSSAPI.
-/// What it does not reproduce stays with librdkafka.
-pub(super) fn own_fetch_refusal(
-    sasl: Option<&SaslConfig>,
-    properties: &BTreeMap<String, String>,
-) -> Option<String> {
-    if sasl.is_some_and(|s| matches!(s.credentials, SaslCredentials::Kerberos(_))) {
-        return Some("SASL GSSAPI (Kerberos) is spoken by librdkafka only".into());
-    }
+/// directory, or the system's CA store) and every SASL mechanism sluice takes. What it does
+/// not reproduce (passthrough properties that only librdkafka applies) stays with librdkafka.
+pub(super) fn own_fetch_refusal(properties: &BTreeMap<String, String>) -> Option<String> {
     properties
         .keys()
         .find(|key| {
@@ -1274,7 +1268,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
     }
     let fetch = match (
         fetch_setting,
-        own_fetch_refusal(sasl.as_ref(), &k.properties),
+        own_fetch_refusal(&k.properties),
     ) {
         ("auto" | "sluice", None) => FetchPath::Sluice,
         ("sluice", Some(why)) => {

@@ -5,6 +5,7 @@ pub mod batches;
 pub mod client;
 pub mod consumer;
 pub mod fetch_queue;
+pub mod gssapi;
 pub mod oidc;
 pub mod own_fetch;
 pub mod preflight;

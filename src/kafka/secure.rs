@@ -1,5 +1,6 @@
 //! How the own fetch path secures its broker connections: TLS through rustls, and SASL
-//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) spoken here, from the same settings librdkafka is
+//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER) spoken here, GSSAPI through the Cyrus
+//! SASL library librdkafka uses (`kafka/gssapi.rs`), from the same settings librdkafka is
 //! given (`kafka/client.rs`), so that both paths reach the brokers the same way.
 //!
 //! What is checked is what librdkafka checks with those settings: the broker's certificate
@@ -10,8 +11,8 @@
 //! that a broker which does not know the password cannot pass itself off. An encrypted
 //! client key (PKCS#8) is decrypted with `ssl_key_password`; a PKCS#12 keystore is opened
 //! with `ssl_keystore_password` by OpenSSL, the library librdkafka opens it with. Settings
-//! this module does not reproduce exactly (SASL GSSAPI, `ssl.*` or `sasl.*` passthrough
-//! properties) keep the fetching with librdkafka
+//! this module does not reproduce exactly (`ssl.*` or `sasl.*` passthrough properties) keep
+//! the fetching with librdkafka
 //! (`config::validate::own_fetch_refusal`). A connection that fails here hands its partition
 //! back to librdkafka like any lost connection: a difference between the two TLS stacks can
 //! cost speed, never data.
@@ -74,6 +75,10 @@ enum Credentials {
         tokens: Tokens,
         extensions: Option<String>,
     },
+    /// GSSAPI: the process's Kerberos ticket, for the brokers' `service_name`.
+    Kerberos {
+        service_name: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +87,7 @@ enum Mechanism {
     ScramSha256,
     ScramSha512,
     OAuthBearer,
+    Gssapi,
 }
 
 impl Mechanism {
@@ -91,6 +97,7 @@ impl Mechanism {
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha512 => "SCRAM-SHA-512",
             Mechanism::OAuthBearer => "OAUTHBEARER",
+            Mechanism::Gssapi => "GSSAPI",
         }
     }
 }
@@ -133,9 +140,12 @@ impl Security {
                     },
                 })
             }
-            Some((_, SaslCredentials::Kerberos(_))) => {
-                return Err("SASL GSSAPI is spoken by librdkafka only".into())
-            }
+            Some((_, SaslCredentials::Kerberos(k))) => Some(Sasl {
+                mechanism: Mechanism::Gssapi,
+                credentials: Credentials::Kerberos {
+                    service_name: k.service_name.clone(),
+                },
+            }),
         };
         let tls = if k.security_protocol.uses_tls() {
             Some(Arc::new(tls_config(k)?))
@@ -437,15 +447,21 @@ impl Sasl {
         self.mechanism.name()
     }
 
-    /// Authenticates over `round`, which sends one SaslAuthenticate token and returns the
-    /// broker's answer (or its error); an OAUTHBEARER token is fetched within `timeout` if the
-    /// cached one is due. The error never holds the password or a token.
+    /// Authenticates to the broker at `host` over `round`, which sends one SaslAuthenticate
+    /// token and returns the broker's answer (or its error); an OAUTHBEARER token is fetched
+    /// within `timeout` if the cached one is due. The error never holds the password or a
+    /// token.
     pub fn authenticate(
         &self,
+        host: &str,
         timeout: Duration,
         mut round: impl FnMut(&[u8]) -> Result<Vec<u8>, String>,
     ) -> Result<(), String> {
         let (username, password) = match &self.credentials {
+            Credentials::Kerberos { service_name } => {
+                return super::gssapi::authenticate(service_name, host, round)
+                    .map_err(|e| format!("GSSAPI as {service_name}@{host}: {e}"))
+            }
             Credentials::Password { username, password } => (username, password),
             Credentials::Tokens { tokens, extensions } => {
                 let token = tokens.current(timeout)?;
@@ -467,7 +483,9 @@ impl Sasl {
         };
         let scrub = |e: String| password.scrub(&e);
         match self.mechanism {
-            Mechanism::OAuthBearer => Err("OAUTHBEARER without a token source".into()),
+            Mechanism::OAuthBearer | Mechanism::Gssapi => {
+                Err(format!("{} without its credentials", self.mechanism.name()))
+            }
             Mechanism::Plain => {
                 let mut token = Vec::with_capacity(2 + username.len() + 16);
                 token.push(0);
@@ -806,7 +824,7 @@ mod tests {
             },
         };
         let mut sent = Vec::new();
-        sasl.authenticate(Duration::from_secs(1), |t| {
+        sasl.authenticate("127.0.0.1", Duration::from_secs(1), |t| {
             sent.push(t.to_vec());
             Ok(Vec::new())
         })
@@ -818,7 +836,7 @@ mod tests {
         // Refused: the broker's reason, then the client's 0x01, answered with an error.
         let mut rounds = Vec::new();
         let e = sasl
-            .authenticate(Duration::from_secs(1), |t| {
+            .authenticate("127.0.0.1", Duration::from_secs(1), |t| {
                 rounds.push(t.to_vec());
                 if rounds.len() == 1 {
                     Ok(br#"{"status":"invalid_token"}"#.to_vec())
@@ -846,14 +864,14 @@ mod tests {
             },
         };
         let mut sent = Vec::new();
-        sasl.authenticate(Duration::from_secs(1), |t| {
+        sasl.authenticate("127.0.0.1", Duration::from_secs(1), |t| {
             sent.push(t.to_vec());
             Ok(Vec::new())
         })
         .unwrap();
         assert_eq!(sent, vec![b"\0u\0pw-secret-123".to_vec()]);
         let e = sasl
-            .authenticate(Duration::from_secs(1), |_| {
+            .authenticate("127.0.0.1", Duration::from_secs(1), |_| {
                 Err("refused pw-secret-123".into())
             })
             .unwrap_err();

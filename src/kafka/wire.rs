@@ -96,7 +96,7 @@ impl Connection {
                         renew_at: None,
                     };
                     if let Some(sasl) = security.sasl() {
-                        c.authenticate(sasl, timeout)?;
+                        c.authenticate(sasl, host, timeout)?;
                     }
                     return Ok(c);
                 }
@@ -120,6 +120,7 @@ impl Connection {
     fn authenticate(
         &mut self,
         sasl: &super::secure::Sasl,
+        host: &str,
         timeout: Duration,
     ) -> Result<(), WireError> {
         let addr = self.addr.clone();
@@ -145,7 +146,7 @@ impl Connection {
         }
         let mut lifetime_ms = 0i64;
         let mut failure: Option<WireError> = None;
-        let result = sasl.authenticate(timeout, |token| {
+        let result = sasl.authenticate(host, timeout, |token| {
             let mut body = Vec::with_capacity(token.len() + 4);
             body.extend_from_slice(&(token.len() as i32).to_be_bytes());
             body.extend_from_slice(token);
