@@ -14,7 +14,9 @@
 //! issuer (client credentials, `kafka/oidc.rs`: fetched before the first request, reused until
 //! 80 % of its lifetime, the token endpoint checked with the registry's own TLS roots);
 //! reqwest marks either header sensitive, and neither credentials nor a token reach a log
-//! line or an error message.
+//! line or an error message. A token the registry refuses (401) before its time is up
+//! (revoked, or the registry's keys rotated) is dropped and the request sent once more with
+//! a new one, so a refusal outlives one request only if the issuer's new token is refused too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -192,22 +194,14 @@ impl Registry {
     ) -> Result<u32, String> {
         let url = format!("{}/subjects/{}/versions", self.url, encode_path(subject));
         let body = serde_json::json!({ "schemaType": schema_type, "schema": schema });
-        let req = self
-            .http
-            .post(&url)
-            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .body(body.to_string());
-        let resp = self
-            .authorized(req)
-            .await?
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {}", without_url(&e)))?;
-        let status = resp.status();
-        let text = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("{url}: {}", without_url(&e)))?;
+        let (status, text) = self
+            .send(&url, || {
+                self.http
+                    .post(&url)
+                    .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                    .body(body.to_string())
+            })
+            .await?;
         if !status.is_success() {
             return Err(format!("{url}: HTTP {status}: {}", registry_message(&text)));
         }
@@ -301,19 +295,10 @@ impl Registry {
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
-        let req = self
-            .authorized(self.http.get(url))
+        let (status, body) = self
+            .send(url, || self.http.get(url))
             .await
             .map_err(FetchError::Unavailable)?;
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| FetchError::Unavailable(format!("{url}: {}", without_url(&e))))?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| FetchError::Unavailable(format!("{url}: {}", without_url(&e))))?;
         if status.is_success() {
             return Ok(body.to_vec());
         }
@@ -331,6 +316,41 @@ impl Registry {
             _ => Err(FetchError::Unavailable(format!(
                 "{url}: HTTP {status} ({detail})"
             ))),
+        }
+    }
+}
+
+impl Registry {
+    /// The request `build` makes (to `url`), with the credentials: the status and the body.
+    /// A bearer token refused with 401 is dropped and the request sent once more with a new
+    /// one; the error is why no answer came.
+    async fn send(
+        &self,
+        url: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), String> {
+        let once = || async {
+            let resp = self
+                .authorized(build())
+                .await?
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {}", without_url(&e)))?;
+            let status = resp.status();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| format!("{url}: {}", without_url(&e)))?;
+            Ok::<_, String>((status, body))
+        };
+        let answer = once().await?;
+        match &self.auth {
+            Auth::Bearer { tokens, .. } if answer.0 == reqwest::StatusCode::UNAUTHORIZED => {
+                tracing::warn!(registry = %self.url, "the registry refused the bearer token before its time; asking the issuer for a new one");
+                tokens.forget();
+                once().await
+            }
+            _ => Ok(answer),
         }
     }
 }

@@ -1169,6 +1169,141 @@ async fn avro_through_a_schema_registry_that_demands_credentials() {
     );
 }
 
+/// A bearer token the registry refuses before its time (revoked, or the registry's keys
+/// rotated): here a proxy in front of the testbed's registry refuses the first token it is
+/// shown, for good. sluice drops it and sends the same request again with a new token from
+/// the issuer, so the run starts and stores every row; it would fail at its start if it
+/// offered the refused token again until 80 % of its lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_token_refused_before_its_time_is_replaced() {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    use std::sync::{Arc, Mutex};
+
+    let Some(o) = oauth() else { return };
+    let url = std::env::var("SLUICE_TEST_REGISTRY_AUTH_URL")
+        .expect("SLUICE_TEST_REGISTRY_AUTH_URL is not set (./dev/testbed env)");
+    let at = url.find("/apis/").expect("the registry's ccompat path");
+    let (upstream, api) = (url[..at].to_string(), url[at..].to_string());
+    // Every request the proxy saw: its token and the status it answered.
+    let seen: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
+                        async move {
+                            let auth = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_string();
+                            let token =
+                                auth.strip_prefix("Bearer ").unwrap_or_default().to_string();
+                            let revoked = log
+                                .lock()
+                                .unwrap()
+                                .first()
+                                .is_none_or(|(first, _)| *first == token);
+                            let target = format!("{upstream}{}", req.uri());
+                            let method = req.method().clone();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let (status, body) = if revoked {
+                                (
+                                    401,
+                                    br#"{"error_code":40101,"message":"token revoked"}"#.to_vec(),
+                                )
+                            } else {
+                                let r = http
+                                    .request(method, target)
+                                    .header("authorization", auth)
+                                    .header(
+                                        "content-type",
+                                        "application/vnd.schemaregistry.v1+json",
+                                    )
+                                    .body(body)
+                                    .send()
+                                    .await
+                                    .unwrap();
+                                (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+                            };
+                            log.lock().unwrap().push((token, status));
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .header("Content-Type", "application/json")
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+
+    let topic = unique("sec_reg_revoked");
+    let table = format!("default.{topic}");
+    create_table(&table).await;
+    let registry = |url: &str| {
+        format!(
+            "\n[schema_registry]\nurl = \"{url}\"\nbearer_auth_issuer_endpoint_url = \"{}\"\nbearer_auth_client_id = \"{}\"\nbearer_auth_client_secret = \"{}\"\n",
+            o.token_url, o.client_id, o.client_secret
+        )
+    };
+    let base = format!(
+        "{}\n[clickhouse]\nurl = \"{}\"\n{}",
+        o.kafka(&unique("g"), &o.client_secret),
+        ch_url(),
+        route(&topic, &topic, "format = \"avro\""),
+    );
+    // Produced straight to the registry; run through the proxy.
+    let dir = tempfile::tempdir().expect("tmp");
+    let direct = write(dir.path(), "direct.toml", &(base.clone() + &registry(&url)));
+    let schema = write(
+        dir.path(),
+        "r.avsc",
+        r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"}]}"#,
+    );
+    create_and_produce_with(
+        &direct.to_string_lossy(),
+        dir.path(),
+        &topic,
+        200,
+        Some(&schema),
+        &[],
+    );
+
+    let running = start(&(base + &registry(&format!("http://127.0.0.1:{port}{api}"))));
+    assert_rows(&table, 200).await;
+    assert_eq!(running.stop().await.rows_inserted, 200);
+    let seen = seen.lock().unwrap().clone();
+    let (first, status) = seen.first().cloned().expect("the run asked the registry");
+    assert_eq!(status, 401);
+    assert!(!first.is_empty(), "a bearer token was sent");
+    assert_eq!(
+        seen.iter().filter(|(t, _)| *t == first).count(),
+        1,
+        "the refused token was offered again: {:?}",
+        seen.iter().map(|(_, s)| s).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seen[1].1, 200,
+        "the next request, with a new token, is answered"
+    );
+}
+
 /// A client secret the issuer refuses: `check` and `run` name the OIDC client, the token
 /// endpoint and the issuer's answer, and neither echoes the secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,6 +116,12 @@ impl Tokens {
         Ok(value)
     }
 
+    /// Drops the cached token: the next caller fetches a new one (the one cached was refused
+    /// before its time).
+    pub fn forget(&self) {
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// Tokens that hand out `token` for an hour, fetching nothing (unit tests).
     #[cfg(test)]
     pub(crate) fn fixed(token: &str, runtime: tokio::runtime::Handle) -> Tokens {

@@ -473,6 +473,9 @@ impl Sasl {
                 }
                 // The broker refused the token: its answer is the reason (RFC 7628 3.2.2),
                 // and the exchange ends with the client's 0x01, which it answers with an error.
+                // The next connection asks the issuer for a new token rather than offer this
+                // one again (it may have been revoked before its time).
+                tokens.forget();
                 let reason = String::from_utf8_lossy(&answer).to_string();
                 let last = round(b"\x01").map_err(scrub).err();
                 return Err(scrub(format!(
@@ -812,7 +815,9 @@ mod tests {
 
     #[test]
     fn oauthbearer_sends_the_token_and_reports_a_refusal_without_it() {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // A worker thread drives the token fetch that `authenticate` blocks on.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
@@ -852,6 +857,17 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("tok-secret-42"), "{e}");
+        // The refused token is not offered again: the next connection asks the issuer (here
+        // an address where none listens) for a new one.
+        let mut offered = 0;
+        let e = sasl
+            .authenticate("127.0.0.1", Duration::from_secs(1), |_| {
+                offered += 1;
+                Ok(Vec::new())
+            })
+            .unwrap_err();
+        assert_eq!(offered, 0, "the refused token was sent again");
+        assert!(e.contains("127.0.0.1:9/token"), "{e}");
     }
 
     #[test]
