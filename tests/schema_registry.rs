@@ -288,63 +288,34 @@ struct Faults {
 /// `faults` asks for (ones the real server cannot be asked to have); everything else, and
 /// every lookup once no fault is left, is forwarded.
 async fn flaky_registry(faults: std::sync::Arc<Faults>) -> String {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    use hyper_util::rt::TokioIo;
     use std::sync::atomic::Ordering;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let upstream = registry_url();
-    tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (faults, upstream, http) = (faults.clone(), upstream.clone(), http.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                    let (faults, upstream, http) = (faults.clone(), upstream.clone(), http.clone());
-                    async move {
-                        let path = req.uri().path().to_string();
-                        let lookup = path.contains("/schemas/ids/");
-                        let down = lookup && faults.down.load(Ordering::SeqCst);
-                        let unknown = lookup
-                            && !down
-                            && faults
-                                .not_found
-                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                                    n.checked_sub(1)
-                                })
-                                .is_ok();
-                        let (status, body) = if down {
-                            (503, b"{\"error_code\":50301,\"message\":\"down\"}".to_vec())
-                        } else if unknown {
-                            (
-                                404,
-                                b"{\"error_code\":40403,\"message\":\"Schema not found\"}".to_vec(),
-                            )
-                        } else {
-                            let r = http.get(format!("{upstream}{path}")).send().await.unwrap();
-                            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(status)
-                                .header("Content-Type", "application/json")
-                                .body(Full::new(Bytes::from(body)))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let http = reqwest::Client::new();
+    registry_proxy(move |req: ProxyRequest| {
+        let (faults, upstream, http) = (faults.clone(), upstream.clone(), http.clone());
+        async move {
+            let lookup = req.target.contains("/schemas/ids/");
+            let down = lookup && faults.down.load(Ordering::SeqCst);
+            let unknown = lookup
+                && !down
+                && faults
+                    .not_found
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            if down {
+                (503, b"{\"error_code\":50301,\"message\":\"down\"}".to_vec())
+            } else if unknown {
+                (
+                    404,
+                    b"{\"error_code\":40403,\"message\":\"Schema not found\"}".to_vec(),
+                )
+            } else {
+                req.forward(&http, &upstream).await
+            }
         }
-    });
-    format!("http://{addr}")
+    })
+    .await
 }
 
 /// A fresh topic and table with `n` Avro records of a registered schema; returns the topic.

@@ -1176,9 +1176,6 @@ async fn avro_through_a_schema_registry_that_demands_credentials() {
 /// offered the refused token again until 80 % of its lifetime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_token_refused_before_its_time_is_replaced() {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
-    use hyper_util::rt::TokioIo;
     use std::sync::{Arc, Mutex};
 
     let Some(o) = oauth() else { return };
@@ -1188,70 +1185,34 @@ async fn a_registry_token_refused_before_its_time_is_replaced() {
     let (upstream, api) = (url[..at].to_string(), url[at..].to_string());
     // Every request the proxy saw: its token and the status it answered.
     let seen: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let log = seen.clone();
-    tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
-                        async move {
-                            let auth = req
-                                .headers()
-                                .get("authorization")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default()
-                                .to_string();
-                            let token =
-                                auth.strip_prefix("Bearer ").unwrap_or_default().to_string();
-                            let revoked = log
-                                .lock()
-                                .unwrap()
-                                .first()
-                                .is_none_or(|(first, _)| *first == token);
-                            let target = format!("{upstream}{}", req.uri());
-                            let method = req.method().clone();
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let (status, body) = if revoked {
-                                (
-                                    401,
-                                    br#"{"error_code":40101,"message":"token revoked"}"#.to_vec(),
-                                )
-                            } else {
-                                let r = http
-                                    .request(method, target)
-                                    .header("authorization", auth)
-                                    .header(
-                                        "content-type",
-                                        "application/vnd.schemaregistry.v1+json",
-                                    )
-                                    .body(body)
-                                    .send()
-                                    .await
-                                    .unwrap();
-                                (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-                            };
-                            log.lock().unwrap().push((token, status));
-                            Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .status(status)
-                                    .header("Content-Type", "application/json")
-                                    .body(Full::new(Bytes::from(body)))
-                                    .unwrap(),
-                            )
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let http = reqwest::Client::new();
+    let proxy = registry_proxy(move |req: ProxyRequest| {
+        let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
+        async move {
+            let token = req
+                .authorization
+                .strip_prefix("Bearer ")
+                .unwrap_or_default()
+                .to_string();
+            let revoked = log
+                .lock()
+                .unwrap()
+                .first()
+                .is_none_or(|(first, _)| *first == token);
+            let (status, body) = if revoked {
+                (
+                    401,
+                    br#"{"error_code":40101,"message":"token revoked"}"#.to_vec(),
+                )
+            } else {
+                req.forward(&http, &upstream).await
+            };
+            log.lock().unwrap().push((token, status));
+            (status, body)
         }
-    });
+    })
+    .await;
 
     let topic = unique("sec_reg_revoked");
     let table = format!("default.{topic}");
@@ -1285,7 +1246,7 @@ async fn a_registry_token_refused_before_its_time_is_replaced() {
         &[],
     );
 
-    let running = start(&(base + &registry(&format!("http://127.0.0.1:{port}{api}"))));
+    let running = start(&(base + &registry(&format!("{proxy}{api}"))));
     assert_rows(&table, 200).await;
     assert_eq!(running.stop().await.rows_inserted, 200);
     let seen = seen.lock().unwrap().clone();

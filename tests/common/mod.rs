@@ -586,3 +586,94 @@ pub fn dead_letter_reasons(dlq: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// One request a [`registry_proxy`] received.
+pub struct ProxyRequest {
+    pub method: reqwest::Method,
+    /// Path and query, as the client sent them.
+    pub target: String,
+    /// The `Authorization` header ("" without one).
+    pub authorization: String,
+    pub body: Vec<u8>,
+}
+
+impl ProxyRequest {
+    /// Sends the request on to `upstream` (a base URL), credentials and body included: its
+    /// status and body.
+    pub async fn forward(&self, http: &reqwest::Client, upstream: &str) -> (u16, Vec<u8>) {
+        let mut req = http
+            .request(self.method.clone(), format!("{upstream}{}", self.target))
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .body(self.body.clone());
+        if !self.authorization.is_empty() {
+            req = req.header("authorization", &self.authorization);
+        }
+        let r = req.send().await.expect("the upstream registry answers");
+        let status = r.status().as_u16();
+        (
+            status,
+            r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+        )
+    }
+}
+
+/// An HTTP server on a free local port in front of a registry, for the failures a real one
+/// cannot be asked to have: `answer` gives each request's status and JSON body (forwarding
+/// it with [`ProxyRequest::forward`] or not). Returns its base URL.
+pub async fn registry_proxy<F, Fut>(answer: F) -> String
+where
+    F: Fn(ProxyRequest) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (u16, Vec<u8>)> + Send + 'static,
+{
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("the proxy's address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let answer = answer.clone();
+                        async move {
+                            let authorization = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_string();
+                            let method = req.method().clone();
+                            let target = req.uri().to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            let (status, body) = answer(ProxyRequest {
+                                method,
+                                target,
+                                authorization,
+                                body,
+                            })
+                            .await;
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("Content-Type", "application/json")
+                                .body(Full::new(Bytes::from(body)))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
