@@ -237,6 +237,108 @@ async fn avro_records_land_exactly_once_across_schema_versions() {
     assert_eq!(summary.dead_lettered, bad_ids.len() as u64);
 }
 
+/// A decimal's text as ClickHouse prints it: no trailing fractional zeros.
+fn trimmed(t: &str) -> String {
+    match t.split_once('.') {
+        Some((int, frac)) if frac.trim_end_matches('0').is_empty() => int.to_string(),
+        Some((int, frac)) => format!("{int}.{}", frac.trim_end_matches('0')),
+        None => t.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn avro_decimals_wider_than_128_bits_and_big_decimals_keep_every_digit() {
+    init_logs();
+    let topic = unique("avrodec");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id Int64, wide Decimal(60, 10), big Decimal(50, 8), \
+         big_text String) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let schema = r#"{"type":"record","name":"Amounts","fields":[
+        {"name":"id","type":"long"},
+        {"name":"wide","type":{"type":"bytes","logicalType":"decimal","precision":60,"scale":10}},
+        {"name":"big","type":{"type":"bytes","logicalType":"big-decimal"}},
+        {"name":"big_text","type":{"type":"bytes","logicalType":"big-decimal"}}]}"#;
+    let id = register_schema(&format!("{topic}-value"), None, schema).await;
+    let s = Schema::parse_str(schema).unwrap();
+    let big = |t: &str| t.parse::<apache_avro::BigDecimal>().unwrap();
+    // 56 digits: wider than 128 bits (39 digits), negative.
+    let wide = |i: i64| format!("-{}{i:06}.{:010}", "8".repeat(40), i * 37 + 1);
+    // Each value with its own scale, some of them negative (an integer with zeros to come).
+    let big_value = |i: i64| match i % 3 {
+        0 => format!("{}E+20", i + 1),
+        1 => format!("{i}{}.{i}5", "7".repeat(25)),
+        _ => format!("-0.{i:03}{}", "1".repeat(5)),
+    };
+    // Past any Decimal's scale: a String column keeps every digit.
+    let text_value = |i: i64| format!("-0.{i:03}{}3", "1".repeat(60));
+    let bad = |i: i64| i % 50 == 7 || i % 50 == 21;
+    let n = 300i64;
+    produce(
+        &topic,
+        (0..n).map(|i| {
+            let big_field = match i % 50 {
+                7 => format!("1{}", "0".repeat(45)), // 46 integer digits: Decimal(50, 8) holds 42
+                21 => "1E-5000".to_string(),         // a scale past what sluice reads
+                _ => big_value(i),
+            };
+            let v = apache_avro::types::Value::Record(vec![
+                ("id".into(), V::Long(i)),
+                (
+                    "wide".into(),
+                    V::Decimal(apache_avro::Decimal::from(
+                        big(&wide(i))
+                            .as_bigint_and_exponent()
+                            .0
+                            .to_signed_bytes_be(),
+                    )),
+                ),
+                ("big".into(), V::BigDecimal(big(&big_field))),
+                ("big_text".into(), V::BigDecimal(big(&text_value(i)))),
+            ]);
+            msg(
+                (i % 2) as i32,
+                framed(id, apache_avro::to_avro_datum(&s, v).unwrap()),
+            )
+        }),
+    );
+    let good: Vec<i64> = (0..n).filter(|&i| !bad(i)).collect();
+    let (summary, _) =
+        run_until_stored(&topic, "avro", &registry_url(), good.len() as u64, n).await;
+
+    let stored = ch(&format!(
+        "SELECT id, toString(wide), toString(big), big_text FROM default.{topic} ORDER BY id FORMAT TSV"
+    ))
+    .await;
+    let want: String = good
+        .iter()
+        .map(|&i| {
+            let big = match i % 3 {
+                0 => format!("{}{}", i + 1, "0".repeat(20)),
+                _ => trimmed(&big_value(i)),
+            };
+            format!("{i}\t{}\t{big}\t{}\n", trimmed(&wide(i)), text_value(i))
+        })
+        .collect();
+    assert_eq!(stored, want, "rows differ from the records produced");
+
+    let r = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(r.len(), (n as usize) - good.len(), "{r:?}");
+    let count = |needle: &str| r.iter().filter(|x| x.contains(needle)).count();
+    assert_eq!(count("column big Decimal(50, 8)"), 6, "{r:?}");
+    assert_eq!(count("field \"big\""), 12, "{r:?}");
+    assert_eq!(
+        count("a big-decimal of scale 5000, beyond the +-1000"),
+        6,
+        "{r:?}"
+    );
+    assert_eq!(summary.dead_lettered, 12);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn check_reports_the_registry_and_the_avro_plan() {
     let topic = unique("avro_check");

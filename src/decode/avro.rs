@@ -18,7 +18,9 @@
 //! - a union -> its branch (`null` for the null branch);
 //! - `array` -> a JSON array, `map` -> an object in the datum's own order, `record` -> an
 //!   object (so Array, Map, Tuple and named Tuple columns take them);
-//! - `decimal` (bytes or fixed) -> its exact decimal text (up to 38 digits);
+//! - `decimal` (bytes or fixed) and `big-decimal` (each value with its own scale) -> the
+//!   exact decimal text (unscaled values up to [`MAX_DECIMAL_BYTES`], 308 digits; those of
+//!   up to 128 bits handed over typed or formatted without big arithmetic);
 //! - `date` -> days since 1970-01-01; `time-millis`/`time-micros` -> the integer;
 //!   `timestamp-*` and `local-timestamp-*` -> epoch seconds with the exact fraction (a
 //!   DateTime64 takes every digit its precision holds; a fraction it cannot hold fails
@@ -37,7 +39,7 @@ use apache_avro::schema::{Name, Schema};
 
 use super::cursor::Cursor;
 use super::json::{encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan};
-use super::jsontext::{json_string, write_float, write_scaled};
+use super::jsontext::{json_string, write_decimal, write_float, write_scaled};
 use super::registered::HEADER_LEN;
 use super::registered::MAX_DEPTH;
 
@@ -64,6 +66,9 @@ enum Node {
         scale: u32,
         fixed: Option<usize>,
     },
+    /// `big-decimal` (Avro 1.12): `bytes` holding the unscaled value's own `bytes` (two's
+    /// complement, big-endian) and then its scale as an `int`, each value with its own scale.
+    BigDecimal,
     /// An integer number of `1/10^scale` seconds since the epoch (int or long).
     Scaled {
         scale: u32,
@@ -186,9 +191,7 @@ impl Compiler {
                 int: false,
             },
             Schema::Duration => Node::Duration,
-            Schema::BigDecimal => {
-                return Err("the big-decimal logical type is not supported".into());
-            }
+            Schema::BigDecimal => Node::BigDecimal,
             Schema::Decimal(d) => {
                 let scale = u32::try_from(d.scale).map_err(|_| "decimal scale too large")?;
                 if scale > 76 {
@@ -488,11 +491,11 @@ fn write_top(
                 Some(n) => r.take(*n)?,
                 None => r.bytes()?,
             };
-            let v = twos_complement(b)?;
-            match (i64::try_from(v), u8::try_from(*scale)) {
-                (Ok(value), Ok(scale)) => FieldKind::Scaled { value, scale },
-                _ => write_scaled(v, *scale, text),
-            }
+            top_decimal(b, i64::from(*scale), text)?
+        }
+        Some(Node::BigDecimal) => {
+            let (unscaled, scale) = big_decimal(r.bytes()?)?;
+            top_decimal(unscaled, scale, text)?
         }
         Some(Node::Scaled { scale, int }) => FieldKind::Scaled {
             value: if *int { i64::from(r.int()?) } else { r.long()? },
@@ -628,8 +631,11 @@ fn write_json(
                 Some(n) => r.take(*n)?,
                 None => r.bytes()?,
             };
-            let v = twos_complement(b)?;
-            write_scaled(v, *scale, out)
+            decimal_text(b, i64::from(*scale), out)?
+        }
+        Node::BigDecimal => {
+            let (unscaled, scale) = big_decimal(r.bytes()?)?;
+            decimal_text(unscaled, scale, out)?
         }
         Node::Scaled { scale, int } => {
             let v = if *int {
@@ -674,7 +680,7 @@ fn skip(nodes: &[Node], node: usize, r: &mut Reader<'_>, depth: usize) -> Read<(
         Some(Node::Fixed(n) | Node::Decimal { fixed: Some(n), .. }) => {
             r.take(*n)?;
         }
-        Some(Node::Bytes | Node::Decimal { fixed: None, .. }) => {
+        Some(Node::Bytes | Node::Decimal { fixed: None, .. } | Node::BigDecimal) => {
             r.bytes()?;
         }
         Some(Node::Array(items)) => r.items(empty(nodes, *items, 0), |r, _| {
@@ -697,28 +703,137 @@ fn skip(nodes: &[Node], node: usize, r: &mut Reader<'_>, depth: usize) -> Read<(
     Ok(())
 }
 
-/// A two's-complement big-endian integer of up to 16 bytes.
-fn twos_complement(b: &[u8]) -> Read<i128> {
+/// The widest unscaled decimal read, in bytes: 308 digits, as far as a Float64 reaches
+/// (a Decimal256 holds 76). A wider one is an error, not a slow conversion of a huge number.
+const MAX_DECIMAL_BYTES: usize = 128;
+
+/// The largest scale, either way, a `big-decimal` may carry: enough for any column, while its
+/// text stays small whatever the writer put there.
+const MAX_BIG_DECIMAL_SCALE: i64 = 1000;
+
+/// A top-level decimal: handed over typed ([`FieldKind::Scaled`]) where it fits, written as
+/// its exact text otherwise.
+fn top_decimal(unscaled: &[u8], scale: i64, text: &mut Vec<u8>) -> Read<FieldKind> {
+    if let (Some(v), Ok(scale)) = (twos_complement(unscaled), u8::try_from(scale)) {
+        if let Ok(value) = i64::try_from(v) {
+            return Ok(FieldKind::Scaled { value, scale });
+        }
+    }
+    decimal_text(unscaled, scale, text)
+}
+
+/// `unscaled` (two's complement, big-endian, up to [`MAX_DECIMAL_BYTES`]) times `10^-scale`
+/// as exact decimal text.
+fn decimal_text(unscaled: &[u8], scale: i64, out: &mut Vec<u8>) -> Read<FieldKind> {
+    if let Some(v) = twos_complement(unscaled) {
+        if let Ok(s) = u32::try_from(scale) {
+            return Ok(write_scaled(v, s, out));
+        }
+    }
+    if unscaled.len() > MAX_DECIMAL_BYTES {
+        return Err(format!(
+            "a decimal of {} bytes is wider than the {MAX_DECIMAL_BYTES} bytes (308 digits) sluice reads",
+            unscaled.len()
+        ));
+    }
+    let (negative, digits) = wide_digits(unscaled);
+    Ok(write_decimal(negative, &digits, scale, out))
+}
+
+/// A `big-decimal`'s unscaled bytes and scale, from the value's `bytes`.
+fn big_decimal(b: &[u8]) -> Read<(&[u8], i64)> {
+    let mut r = Reader::new(b);
+    let unscaled = r
+        .len()
+        .and_then(|n| r.take(n))
+        .map_err(|e| format!("a big-decimal's unscaled value: {e}"))?;
+    if unscaled.is_empty() {
+        return Err("a big-decimal without digits (its unscaled value has no bytes)".into());
+    }
+    let scale = r
+        .long()
+        .map_err(|e| format!("a big-decimal's scale: {e}"))?;
+    if r.left() != 0 {
+        return Err(format!(
+            "a big-decimal with {} bytes after its scale",
+            r.left()
+        ));
+    }
+    if scale.abs() > MAX_BIG_DECIMAL_SCALE {
+        return Err(format!(
+            "a big-decimal of scale {scale}, beyond the +-{MAX_BIG_DECIMAL_SCALE} sluice reads"
+        ));
+    }
+    Ok((unscaled, scale))
+}
+
+/// A two's-complement big-endian integer, if it fits 128 bits.
+fn twos_complement(b: &[u8]) -> Option<i128> {
     // Sign-extension bytes beyond 16 are allowed (writers pad fixed decimals).
     let (pad, rest) = b.split_at(b.len().saturating_sub(16));
     let negative = b.first().is_some_and(|&c| c & 0x80 != 0);
     let fill = if negative { 0xff } else { 0x00 };
     if pad.iter().any(|&c| c != fill) {
-        return Err(format!(
-            "a decimal of {} bytes does not fit 128 bits",
-            b.len()
-        ));
+        return None;
     }
     let mut a = [fill; 16];
     a[16 - rest.len()..].copy_from_slice(rest);
     let v = i128::from_be_bytes(a);
     if !pad.is_empty() && (v < 0) != negative {
-        return Err(format!(
-            "a decimal of {} bytes does not fit 128 bits",
-            b.len()
-        ));
+        return None;
     }
-    Ok(v)
+    Some(v)
+}
+
+/// A two's-complement big-endian integer of any width: its sign and its magnitude's decimal
+/// digits (schoolbook division by 10^9; only values wider than 128 bits come here).
+fn wide_digits(b: &[u8]) -> (bool, Vec<u8>) {
+    let negative = b.first().is_some_and(|&c| c & 0x80 != 0);
+    let mut mag = b.to_vec();
+    if negative {
+        // Negated: inverted, plus one. The most negative value's magnitude comes out right
+        // too, read as unsigned.
+        mag.iter_mut().for_each(|c| *c = !*c);
+        for c in mag.iter_mut().rev() {
+            let (sum, carry) = c.overflowing_add(1);
+            *c = sum;
+            if !carry {
+                break;
+            }
+        }
+    }
+    let pad = (4 - mag.len() % 4) % 4;
+    let mut words: Vec<u32> = std::iter::repeat_n(0u8, pad)
+        .chain(mag)
+        .collect::<Vec<u8>>()
+        .chunks_exact(4)
+        .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+        .skip_while(|&w| w == 0)
+        .collect();
+    const BILLION: u64 = 1_000_000_000;
+    let mut groups = Vec::new();
+    while !words.is_empty() {
+        let mut rem = 0u64;
+        for w in words.iter_mut() {
+            let cur = (rem << 32) | u64::from(*w);
+            *w = (cur / BILLION) as u32;
+            rem = cur % BILLION;
+        }
+        groups.push(rem as u32);
+        let zeros = words.iter().take_while(|&&w| w == 0).count();
+        words.drain(..zeros);
+    }
+    let mut digits = Vec::with_capacity(groups.len() * 9);
+    match groups.split_last() {
+        None => digits.push(b'0'),
+        Some((top, rest)) => {
+            digits.extend_from_slice(itoa::Buffer::new().format(*top).as_bytes());
+            for g in rest.iter().rev() {
+                let _ = write!(digits, "{g:09}");
+            }
+        }
+    }
+    (negative, digits)
 }
 
 #[cfg(test)]
@@ -1061,7 +1176,144 @@ mod tests {
         wide[19] = 1;
         assert_eq!(twos_complement(&wide).unwrap(), 1);
         wide[3] = 1;
-        assert!(twos_complement(&wide).is_err());
+        assert_eq!(twos_complement(&wide), None);
+        let digits = |b: &[u8]| {
+            let (neg, d) = wide_digits(b);
+            format!(
+                "{}{}",
+                if neg { "-" } else { "" },
+                String::from_utf8(d).unwrap()
+            )
+        };
+        assert_eq!(digits(&wide), "340282366920938463463374607431768211457");
+        let mut min = vec![0u8; 17];
+        min[0] = 0x80;
+        assert_eq!(digits(&min), "-43556142965880123323311949751266331066368");
+        assert_eq!(digits(&[0xff; 20]), "-1");
+        assert_eq!(digits(&[0; 20]), "0");
+    }
+
+    /// Zigzag varint, as Avro writes an int or long.
+    fn zigzag(v: i64) -> Vec<u8> {
+        let mut n = ((v << 1) ^ (v >> 63)) as u64;
+        let mut out = Vec::new();
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out
+    }
+
+    /// A `big-decimal` datum by hand: the value's bytes, holding the unscaled bytes and the
+    /// scale.
+    fn big_decimal_datum(unscaled: &[u8], scale: i64, trailing: &[u8]) -> Vec<u8> {
+        let mut inner = zigzag(unscaled.len() as i64);
+        inner.extend_from_slice(unscaled);
+        inner.extend(zigzag(scale));
+        inner.extend_from_slice(trailing);
+        let mut m = vec![0, 0, 0, 0, 7];
+        m.extend(zigzag(inner.len() as i64));
+        m.extend(inner);
+        m
+    }
+
+    #[test]
+    fn decimals_wider_than_128_bits_and_big_decimals_keep_every_digit() {
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":60,"scale":10}},
+            {"name":"f","type":{"type":"fixed","name":"F32","size":32,"logicalType":"decimal","precision":76,"scale":4}},
+            {"name":"b","type":{"type":"bytes","logicalType":"big-decimal"}},
+            {"name":"s","type":{"type":"bytes","logicalType":"big-decimal"}},
+            {"name":"e","type":{"type":"bytes","logicalType":"big-decimal"}},
+            {"name":"a","type":{"type":"array","items":{"type":"bytes","logicalType":"big-decimal"}}}]}"#;
+        let p = plan(
+            &[
+                ("d", "Decimal(60, 10)"),
+                ("f", "Decimal(76, 4)"),
+                ("b", "Decimal(40, 6)"),
+                ("s", "String"),
+                ("e", "Decimal(76, 0)"),
+                ("a", "Array(Decimal(50, 5))"),
+            ],
+            UnknownFields::Error,
+        );
+        let big = |t: &str| t.parse::<apache_avro::BigDecimal>().unwrap();
+        let unscaled = |t: &str, width: usize| {
+            let b = big(t).as_bigint_and_exponent().0.to_signed_bytes_be();
+            let fill = if b[0] & 0x80 != 0 { 0xff } else { 0 };
+            let mut w = vec![fill; width.saturating_sub(b.len())];
+            w.extend(b);
+            w
+        };
+        let d = "-123456789012345678901234567890123456789012345.6789012345";
+        let f = format!("{}.9999", "9".repeat(71));
+        let e = "-170141183460469231731687303715884105729"; // i128::MIN - 1
+        let value = V::Record(vec![
+            (
+                "d".into(),
+                V::Decimal(apache_avro::Decimal::from(unscaled(d, 0))),
+            ),
+            (
+                "f".into(),
+                V::Decimal(apache_avro::Decimal::from(unscaled(&f, 32))),
+            ),
+            // Scale 6, trailing zeros: 38 digits, within 128 bits.
+            (
+                "b".into(),
+                V::BigDecimal(big("12345678901234567890123456789012.345600")),
+            ),
+            // A negative scale: 42 * 10^30.
+            ("s".into(), V::BigDecimal(big("4.2E+31"))),
+            ("e".into(), V::BigDecimal(big(e))),
+            (
+                "a".into(),
+                V::Array(vec![
+                    V::BigDecimal(big("1.5")),
+                    V::BigDecimal(big("-0.00001")),
+                    V::BigDecimal(big("1E+3")),
+                ]),
+            ),
+        ]);
+        let got = row(&p, schema, &message(schema, value)).unwrap();
+        let want = json_row(
+            &p,
+            &format!(
+                r#"{{"d":{d},"f":{f},"b":12345678901234567890123456789012.3456,
+                "s":"42000000000000000000000000000000","e":{e},"a":[1.5,-0.00001,1000]}}"#
+            ),
+        );
+        assert_eq!(got, want);
+
+        // What cannot be read says why, naming the field.
+        let one = r#"{"type":"record","name":"R","fields":[
+            {"name":"b","type":{"type":"bytes","logicalType":"big-decimal"}}]}"#;
+        let p = plan(&[("b", "String")], UnknownFields::Error);
+        let err = |m: Vec<u8>| row(&p, one, &m).unwrap_err().to_string();
+        let e = err(big_decimal_datum(&[1; 129], 0, &[]));
+        assert!(
+            e.contains("field \"b\"")
+                && e.contains("a decimal of 129 bytes is wider than the 128 bytes"),
+            "{e}"
+        );
+        let e = err(big_decimal_datum(&[1], 5000, &[]));
+        assert!(
+            e.contains("a big-decimal of scale 5000, beyond the +-1000"),
+            "{e}"
+        );
+        let e = err(big_decimal_datum(&[1], 2, &[7]));
+        assert!(
+            e.contains("a big-decimal with 1 bytes after its scale"),
+            "{e}"
+        );
+        let e = err(big_decimal_datum(&[], 2, &[]));
+        assert!(e.contains("a big-decimal without digits"), "{e}");
+        // More digits than the column holds: the column's own error, not a cut value.
+        let p = plan(&[("b", "Decimal(38, 2)")], UnknownFields::Error);
+        let e = row(&p, one, &big_decimal_datum(&[0x7f; 20], 0, &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("column b Decimal(38, 2)"), "{e}");
     }
 
     #[test]

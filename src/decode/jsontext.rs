@@ -29,32 +29,47 @@ pub(crate) fn write_scaled(v: i128, scale: u32, out: &mut Vec<u8>) -> FieldKind 
     // time in perf with its u128 formatting).
     let mut buf = itoa::Buffer::new();
     let digits = buf.format(v.unsigned_abs());
-    let scale = scale as usize;
-    if v < 0 {
+    write_decimal(v < 0, digits.as_bytes(), i64::from(scale), out)
+}
+
+/// `digits` (a magnitude in ASCII, no sign, no leading zeros) times `10^-scale` as exact
+/// decimal text, negative when `negative`: trailing fractional zeros dropped, a negative
+/// scale written as that many zeros after the digits.
+pub(crate) fn write_decimal(
+    negative: bool,
+    digits: &[u8],
+    scale: i64,
+    out: &mut Vec<u8>,
+) -> FieldKind {
+    if negative {
         out.push(b'-');
     }
-    if scale == 0 {
-        out.extend_from_slice(digits.as_bytes());
+    if scale <= 0 {
+        out.extend_from_slice(digits);
+        if digits != b"0" {
+            out.extend(std::iter::repeat_n(b'0', scale.unsigned_abs() as usize));
+        }
         return FieldKind::Int;
     }
+    let scale = scale.unsigned_abs() as usize;
     let (int, frac) = if digits.len() > scale {
         digits.split_at(digits.len() - scale)
     } else {
-        ("", digits)
+        (&b""[..], digits)
     };
     if int.is_empty() {
         out.push(b'0');
     } else {
-        out.extend_from_slice(int.as_bytes());
+        out.extend_from_slice(int);
     }
     let lead = scale - frac.len();
-    let frac_trim = frac.trim_end_matches('0');
-    if frac_trim.is_empty() {
+    let kept = frac.len() - frac.iter().rev().take_while(|&&c| c == b'0').count();
+    if kept == 0 {
         return FieldKind::Int;
     }
     out.push(b'.');
     out.extend(std::iter::repeat_n(b'0', lead));
-    out.extend_from_slice(frac_trim.as_bytes());
+    out.extend_from_slice(&frac[..kept]);
     FieldKind::Num
 }
 
