@@ -7,7 +7,9 @@
 //!   explicit `= n`, and `SimpleAggregateFunction(f, T)`, which is read as `T` because that is
 //!   its storage and wire format).
 //! - It never panics and never recurses deeper than [`MAX_TYPE_DEPTH`], whatever the input.
-//! - Types sluice cannot encode (JSON, Object, Variant, Dynamic, AggregateFunction, Nothing,
+//! - `JSON` (with or without parameters) is kept with its parameters as written: its values
+//!   are sent as JSON text, which the server parses (see [`ChType::Json`]).
+//! - Types sluice cannot encode (Object, Variant, Dynamic, AggregateFunction, Nothing,
 //!   Interval*, Nested, geo types, ...) and unknown names give [`TypeError::Unsupported`];
 //!   malformed text gives [`TypeError::Syntax`] with the byte offset of the problem.
 //! - `Display` prints the canonical ClickHouse spelling, and `ChType::parse(&t.to_string())`
@@ -73,6 +75,11 @@ pub enum ChType {
     Map(Box<ChType>, Box<ChType>),
     /// Elements with their optional names (`Tuple(a UInt8, b String)` or `Tuple(UInt8, String)`).
     Tuple(Vec<(Option<String>, ChType)>),
+    /// `JSON` and its parameters exactly as the server prints them (`""` or
+    /// `"(max_dynamic_paths = 10, a.b UInt32)"`): sluice does not read them. A value is sent
+    /// as the text of a JSON object (`input_format_binary_read_json_as_string`), and the
+    /// server applies the parameters (typed paths, SKIP) as it parses it.
+    Json(String),
 }
 
 /// Why a type string was refused.
@@ -97,7 +104,7 @@ pub enum TypeError {
 fn unsupported_reason(ty: &str) -> &'static str {
     let name = ty.split('(').next().unwrap_or(ty).trim();
     match name {
-        "JSON" | "Object" => "semi-structured JSON columns are not supported; store the raw JSON in a String column instead",
+        "Object" => "the deprecated Object('json') type is not supported; use a JSON column (or store the raw JSON in a String column)",
         "Variant" | "Dynamic" => "Variant/Dynamic columns are not supported; use a concrete type",
         "AggregateFunction" => "aggregate states cannot be produced from messages; insert into the source table of the materialized view instead",
         "Nothing" => "Nothing holds no values (it is the type of a bare NULL literal)",
@@ -124,6 +131,17 @@ impl ChType {
             return Err(p.syntax(p.pos, "unexpected text after the type"));
         }
         Ok(ty)
+    }
+
+    /// True when the type is or holds a `JSON` (sent as text: see [`ChType::Json`]).
+    pub fn contains_json(&self) -> bool {
+        match self {
+            ChType::Json(_) => true,
+            ChType::Nullable(t) | ChType::LowCardinality(t) | ChType::Array(t) => t.contains_json(),
+            ChType::Map(k, v) => k.contains_json() || v.contains_json(),
+            ChType::Tuple(elems) => elems.iter().any(|(_, t)| t.contains_json()),
+            _ => false,
+        }
     }
 
     /// True when the column accepts NULL: `Nullable(T)` or `LowCardinality(Nullable(T))`.
@@ -482,6 +500,11 @@ impl<'a> Parser<'a> {
                 Ok(ChType::Map(Box::new(k), Box::new(v)))
             }
             "Tuple" => self.tuple(),
+            "JSON" => {
+                let at = self.pos;
+                self.skip_args()?;
+                Ok(ChType::Json(self.s[at..self.pos].trim().to_owned()))
+            }
             "SimpleAggregateFunction" => {
                 // Stored and sent exactly like its argument type; the function (which may
                 // itself have parameters) only matters to merges.
@@ -661,6 +684,7 @@ impl fmt::Display for ChType {
             ChType::LowCardinality(t) => write!(f, "LowCardinality({t})"),
             ChType::Array(t) => write!(f, "Array({t})"),
             ChType::Map(k, v) => write!(f, "Map({k}, {v})"),
+            ChType::Json(params) => write!(f, "JSON{params}"),
             ChType::Tuple(elems) => {
                 f.write_str("Tuple(")?;
                 for (i, (name, t)) in elems.iter().enumerate() {
@@ -733,6 +757,10 @@ mod tests {
             "Map(String, Array(Nullable(UInt8)))",
             "Tuple(a UInt8, b String)",
             "Tuple(UInt8, String)",
+            "JSON",
+            "JSON(max_dynamic_paths = 10, a.b UInt32, SKIP a.c, SKIP REGEXP 'x(y')",
+            "Array(JSON)",
+            "Map(String, JSON(a Array(String)))",
             "Array(Nullable(Map(String, Array(Int8))))",
             "Enum8('a' = 1, 'b\\'c' = -2)",
             "Enum16('x' = -32768, 'y' = 32767)",
@@ -856,11 +884,6 @@ mod tests {
     fn unsupported() {
         for (s, ty) in [
             ("Object('json')", "Object('json')"),
-            ("JSON", "JSON"),
-            (
-                "JSON(max_dynamic_paths = 10, a.b UInt32)",
-                "JSON(max_dynamic_paths = 10, a.b UInt32)",
-            ),
             ("Variant(String, UInt8)", "Variant(String, UInt8)"),
             ("Dynamic", "Dynamic"),
             (
@@ -882,7 +905,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            msg.contains("Object('json')") && msg.contains("String column"),
+            msg.contains("Object('json')") && msg.contains("use a JSON column"),
             "{msg}"
         );
     }

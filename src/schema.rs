@@ -44,6 +44,13 @@ pub enum SchemaError {
         table: String,
         cause: crate::decode::json::PlanError,
     },
+    #[error("table {table}: column {column} {ty}: this ClickHouse ({version}) cannot read JSON values as text in RowBinary (input_format_binary_read_json_as_string, ClickHouse 24.10 and later)")]
+    JsonAsText {
+        table: String,
+        column: String,
+        ty: String,
+        version: String,
+    },
     #[error("table {table} has no column sluice can insert into")]
     NoColumns { table: String },
     #[error("table {table} has no column that a csv or tsv field could fill (only metadata and computed columns)")]
@@ -138,6 +145,14 @@ pub fn plan_table(
             column: c.name.clone(),
             cause,
         })?;
+        if ty.contains_json() && !server.knows_setting(crate::clickhouse::JSON_AS_TEXT) {
+            return Err(SchemaError::JsonAsText {
+                table,
+                column: c.name.clone(),
+                ty: c.type_name.clone(),
+                version: server.version_string.clone(),
+            });
+        }
         let (source, source_text) = match meta_for(&c.name, &route.metadata) {
             Some(m) => (ColumnSource::Meta(m), format!("kafka {m:?}").to_lowercase()),
             None => (
@@ -288,6 +303,8 @@ fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
             },
         ),
         ChType::String | ChType::Array(_) | ChType::Map(_, _) => out.push(0),
+        // Sent as text (see `ChType::Json`): the empty object, what ClickHouse stores.
+        ChType::Json(_) => out.extend_from_slice(b"\x02{}"),
         ChType::FixedString(n) => zeros(out, *n),
         // An Enum's default is its smallest value, as ClickHouse's (`defaultValueOfTypeName`
         // of Enum8('x' = 5, 'y' = -3) is 'y').
@@ -524,6 +541,65 @@ mod tests {
         let e = row(&p, Delimited::Csv, "[a],{},\"(1,'x')\"").unwrap_err();
         assert!(
             e.contains("not a number (quote strings") && e.contains("at byte 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn json_columns_need_a_server_that_reads_them_as_text() {
+        let cols = [
+            column("id", "UInt64", DefaultKind::None, None),
+            column("j", "JSON(a UInt32)", DefaultKind::None, None),
+        ];
+        let modern = ServerInfo::from_version(Version::new(26, 9, 2), "26.9.2.1");
+        let p = plan_table(&route(), &cols, &modern, &HashMap::new()).expect("plan");
+        // The header names the type as the server prints it.
+        assert_eq!(
+            &p.header[..],
+            b"\x02\x02id\x01j\x06UInt64\x0eJSON(a UInt32)"
+        );
+        // A missing field: the empty object.
+        let mut row = Vec::new();
+        crate::decode::json::encode_json_row(&p.plan, b"{}", &META, &mut row).expect("row");
+        assert_eq!(row, b"\0\0\0\0\0\0\0\0\x02{}");
+        // A CSV field holding an object (CSV-quoted) is its text.
+        let mut csv = route();
+        csv.format = Format::Csv;
+        let p = plan_table(&csv, &cols, &modern, &HashMap::new()).expect("plan");
+        use crate::decode::text::{Delimited, Line};
+        let row_of = |p: &TablePlan, d: Delimited, msg: &str| {
+            let mut line = Line::new();
+            line.split(d, msg.as_bytes())
+                .map_err(|e| e.reason.to_string())?;
+            let mut out = Vec::new();
+            crate::decode::json::encode_text_row(&p.plan, &line, &META, &mut out)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(out)
+        };
+        let got = row_of(&p, Delimited::Csv, "7,\"{\"\"a\"\": 1}\"").unwrap();
+        assert_eq!(got, b"\x07\0\0\0\0\0\0\0\x08{\"a\": 1}");
+        let e = row_of(&p, Delimited::Csv, "7,[1]").unwrap_err();
+        assert!(
+            e.contains("column j JSON(a UInt32)") && e.contains("is not a JSON object"),
+            "{e}"
+        );
+        // 24.8 and 24.9 have the type, not the setting.
+        let known = crate::clickhouse::version::SETTINGS_WE_SEND
+            .iter()
+            .filter(|s| **s != crate::clickhouse::JSON_AS_TEXT)
+            .map(|s| s.to_string())
+            .collect();
+        let old = ServerInfo::from_version(Version::new(24, 9, 1), "24.9.1.1").refine(
+            Some(known),
+            None,
+            None,
+        );
+        let e = plan_table(&route(), &cols, &old, &HashMap::new())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("column j JSON(a UInt32): this ClickHouse (24.9.1.1) cannot read JSON values as text"),
             "{e}"
         );
     }

@@ -2322,6 +2322,91 @@ async fn a_json_routes_value_column_keeps_the_message_unparsed() {
     assert_eq!(rows, want);
 }
 
+/// JSON columns, exactly-once into 26.9: an object (or a string holding one) is sent as its
+/// text and parsed by the server, typed paths and SKIPs included; the whole message can land
+/// in one through the value column. A value that is no object is dead-lettered by sluice, an
+/// object a typed path refuses by the server's row number; the rest is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_columns_hold_objects_as_the_server_parses_them() {
+    init_logs();
+    let topic = unique("jsoncol");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id UInt64, payload JSON, typed JSON(a UInt32, SKIP secret), \
+         _value JSON) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let n = 400u64;
+    let not_object = |i: u64| i % 50 == 3;
+    let refused_by_server = |i: u64| i % 50 == 29;
+    let message = |i: u64| -> String {
+        let payload = if not_object(i) {
+            "7".to_string()
+        } else if i % 4 == 1 {
+            // JSON sent as a string, as some producers do.
+            format!(r#""{{\"user\":{{\"name\":\"u{i}\",\"tags\":[\"a\",\"b{i}\"]}},\"n\":{i}}}""#)
+        } else {
+            format!(r#"{{"user":{{"name":"u{i}","tags":["a","b{i}"]}},"n":{i}}}"#)
+        };
+        let a = if refused_by_server(i) {
+            format!(r#""zz{i}""#)
+        } else {
+            i.to_string()
+        };
+        format!(
+            r#"{{"id":{i},"payload":{payload},"typed":{{"a":{a},"secret":"s{i}","extra":{}}}}}"#,
+            i * 2
+        )
+    };
+    produce(
+        &topic,
+        (0..n).map(|i| Msg::json((i % 2) as i32, message(i))),
+    );
+    let good = (0..n)
+        .filter(|&i| !not_object(i) && !refused_by_server(i))
+        .count() as u64;
+    let group = unique("g");
+    let run = start(&config(
+        &group,
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"",
+    ));
+    let got = wait_for_count(&format!("default.{topic}"), good, Duration::from_secs(60)).await;
+    wait_for_commit(&group, &topic, 2, n as i64).await;
+    let summary = run.stop().await;
+    assert_eq!(got, good);
+    let ok = ch_u64(&format!(
+        "SELECT countIf(payload.user.name::String = concat('u', toString(id)) \
+            AND payload.user.tags::Array(String) = ['a', concat('b', toString(id))] \
+            AND payload.n::Int64 = id AND typed.a = id AND typed.extra::Int64 = id * 2 \
+            AND position(toString(typed), 'secret') = 0 AND _value.id::Int64 = id \
+            AND _value.typed.secret::String = concat('s', toString(id))) \
+         - count() + uniqExact(id) FROM default.{topic}"
+    ))
+    .await;
+    assert_eq!(
+        ok, good,
+        "rows differ from the messages, or are stored twice"
+    );
+    let r = dead_letter_reasons(&format!("{topic}.dlq"));
+    let count = |needle: &str| r.iter().filter(|x| x.contains(needle)).count();
+    let bad = |f: &dyn Fn(u64) -> bool| (0..n).filter(|&i| f(i)).count();
+    assert_eq!(
+        count("column payload JSON: expected a JSON object, found a number 7"),
+        bad(&not_object),
+        "{r:?}"
+    );
+    assert_eq!(
+        count("cannot parse UInt32 value"),
+        bad(&refused_by_server),
+        "{r:?}"
+    );
+    assert_eq!(r.len(), (n - good) as usize, "{r:?}");
+    assert_eq!(summary.dead_lettered, n - good);
+}
+
 /// CSV and TSV, exactly-once: the fields of a line fill the columns by position (the table's
 /// order, or the route's `columns`), read as each column's type reads text: quoted CSV fields
 /// holding commas, quotes and line breaks, TSV escapes, `\N` as NULL, an empty field as the

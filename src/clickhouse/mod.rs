@@ -80,7 +80,7 @@ pub use error::{ChError, InsertError};
 pub use retry::{classify, Backoff, Class};
 pub use secret::Secret;
 pub use stream::{InsertStream, Streaming};
-pub use version::{ServerInfo, Version};
+pub use version::{ServerInfo, Version, JSON_AS_TEXT};
 
 /// How to reach ClickHouse.
 #[derive(Debug, Clone)]

@@ -117,7 +117,12 @@ pub const SETTINGS_WE_SEND: &[&str] = &[
     "deduplicate_blocks_in_dependent_materialized_views",
     "input_format_with_names_use_header",
     "input_format_with_types_use_header",
+    JSON_AS_TEXT,
 ];
+
+/// JSON column values in RowBinary read as the text of a JSON object, which is how sluice
+/// sends them (ClickHouse 24.10 and later; the JSON type came in 24.8).
+pub const JSON_AS_TEXT: &str = "input_format_binary_read_json_as_string";
 
 impl ServerInfo {
     /// Capabilities from the version number alone.
@@ -175,6 +180,7 @@ impl ServerInfo {
                 "input_format_with_names_use_header" | "input_format_with_types_use_header" => {
                     self.supports_typed_header
                 }
+                JSON_AS_TEXT => self.version.at_least(24, 10),
                 // Not in 18.16's system.settings (checked); present in 19.x and later.
                 "deduplicate_blocks_in_dependent_materialized_views" => {
                     self.version.at_least(19, 1)
@@ -196,6 +202,7 @@ impl ServerInfo {
 /// - `input_format_allow_errors_num=0`, `input_format_allow_errors_ratio=0`: never skip a bad
 ///   row silently; reject the batch so it can be dead-lettered whole.
 /// - `send_progress_in_http_headers=0`: no progress headers, so the status line is final.
+/// - `input_format_binary_read_json_as_string=1`: JSON columns' values are JSON text.
 pub fn insert_settings(
     server: &ServerInfo,
     dedup_token: Option<&str>,
@@ -224,6 +231,8 @@ pub fn insert_settings(
         "deduplicate_blocks_in_dependent_materialized_views",
         "1".into(),
     );
+    // Only JSON columns read it; sent to every insert so that a table's plan need not say.
+    push(JSON_AS_TEXT, "1".into());
     out
 }
 

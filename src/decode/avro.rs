@@ -1219,6 +1219,46 @@ mod tests {
     }
 
     #[test]
+    fn records_and_maps_go_into_json_columns_as_their_json_text() {
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"inner","type":{"type":"record","name":"I","fields":[
+                {"name":"x","type":"int"},{"name":"s","type":["null","string"]}]}},
+            {"name":"m","type":{"type":"map","values":"long"}},
+            {"name":"n","type":"int"}]}"#;
+        let p = plan(
+            &[("inner", "JSON"), ("m", "JSON"), ("n", "JSON")],
+            UnknownFields::Error,
+        );
+        let value = |n: i32| {
+            V::Record(vec![
+                (
+                    "inner".into(),
+                    V::Record(vec![
+                        ("x".into(), V::Int(5)),
+                        ("s".into(), V::Union(1, Box::new(V::String("a\"b".into())))),
+                    ]),
+                ),
+                ("m".into(), V::Map([("k".to_string(), V::Long(-1))].into())),
+                ("n".into(), V::Int(n)),
+            ])
+        };
+        let p2 = plan(&[("inner", "JSON"), ("m", "JSON")], UnknownFields::Ignore);
+        let got = row(&p2, schema, &message(schema, value(1))).unwrap();
+        let mut want = Vec::new();
+        crate::encode::rowbinary::put_str(&mut want, br#"{"x":5,"s":"a\"b"}"#);
+        crate::encode::rowbinary::put_str(&mut want, br#"{"k":-1}"#);
+        assert_eq!(got, want);
+        // An int is no object.
+        let e = row(&p, schema, &message(schema, value(1)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("column n JSON: expected a JSON object, found a number 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn decimals_wider_than_128_bits_and_big_decimals_keep_every_digit() {
         let schema = r#"{"type":"record","name":"R","fields":[
             {"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":60,"scale":10}},

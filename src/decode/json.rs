@@ -2466,6 +2466,29 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             Ok(())
         }
         ChType::Tuple(elems) => write_tuple(elems, v, tmp, out),
+        ChType::Json(_) => {
+            // The object's text, which the server parses (typed paths and SKIPs included); a
+            // string is taken when it holds an object (JSON sent as a string, or a CSV field).
+            let text = match v.kind {
+                Kind::Obj => v.raw,
+                Kind::Str | Kind::StrEsc => {
+                    let s = v.str_bytes(tmp)?;
+                    json_object(s).map_err(|why| {
+                        fail(format!("{} is not a JSON object: {why}", show(v.raw)))
+                    })?;
+                    s
+                }
+                k => {
+                    return Err(fail(format!(
+                        "expected a JSON object, found {} {}",
+                        k.describe(),
+                        show(v.raw)
+                    )))
+                }
+            };
+            rb::put_str(out, text);
+            Ok(())
+        }
         // Nullable and LowCardinality are handled above.
         ChType::Nullable(_) | ChType::LowCardinality(_) => {
             Err(fail(format!("unexpected nesting in {ty}")))
@@ -2597,6 +2620,26 @@ fn composite(ty: &ChType) -> bool {
     }
 }
 
+/// Checks that `s` is one JSON object and nothing else (whitespace around it aside).
+fn json_object(s: &[u8]) -> Result<(), String> {
+    let mut scan = Scan::new(s);
+    scan.ws();
+    if scan.peek() != Some(b'{') {
+        return Err("it does not start with {".into());
+    }
+    scan.value()
+        .map_err(|e| format!("{} at byte {}", e.reason, e.pos))?;
+    scan.ws();
+    if scan.pos != s.len() {
+        return Err(format!("text after the object at byte {}", scan.pos));
+    }
+    Ok(())
+}
+
+fn json_like(ty: &ChType) -> bool {
+    matches!(ty, ChType::Json(_))
+}
+
 fn string_like(ty: &ChType) -> bool {
     match ty {
         ChType::String | ChType::FixedString(_) => true,
@@ -2614,7 +2657,8 @@ fn int_like(ty: &ChType) -> bool {
 
 fn meta_type_ok(m: MetaField, ty: &ChType) -> bool {
     match m {
-        MetaField::Topic | MetaField::Key | MetaField::Value => string_like(ty),
+        MetaField::Topic => string_like(ty),
+        MetaField::Key | MetaField::Value => string_like(ty) || json_like(ty),
         MetaField::Partition | MetaField::Offset => int_like(ty),
         MetaField::Timestamp => match ty {
             ChType::Nullable(t) | ChType::LowCardinality(t) => meta_type_ok(m, t),
@@ -2650,6 +2694,13 @@ fn put_bytes_as(ty: &ChType, b: Option<&[u8]>, out: &mut Vec<u8>) -> Conv {
         ChType::FixedString(n) => {
             let b = b.unwrap_or_default();
             rb::put_fixed_string(out, b, *n).map_err(|e| fail(format!("{}: {e}", show(b))))
+        }
+        ChType::Json(_) => {
+            let b = b.ok_or_else(|| fail("no bytes for a JSON column".into()))?;
+            json_object(b)
+                .map_err(|why| fail(format!("{} is not a JSON object: {why}", show(b))))?;
+            rb::put_str(out, b);
+            Ok(())
         }
         _ => Err(fail(format!("cannot store bytes in {ty}"))),
     }
@@ -4936,6 +4987,93 @@ pub(crate) mod tests {
         let e = encode_json_row(p, payload.as_bytes(), &META, &mut out).unwrap_err();
         assert_eq!(out, [9, 9], "output not rolled back for {payload}");
         e.to_string()
+    }
+
+    #[test]
+    fn json_columns_take_objects_as_their_text() {
+        let p = named_plan(
+            &[
+                ("j", "JSON"),
+                ("s", "JSON(a UInt32, SKIP b)"),
+                ("arr", "Array(JSON)"),
+                ("m", "Map(String, JSON)"),
+            ],
+            UnknownFields::Error,
+        );
+        let mut out = Vec::new();
+        encode_json_row(
+            &p,
+            br#"{"j":{ "a": 1, "b": [1, {"c": "\u00e9"}] },"s":"{\"a\": 5}","arr":[{"x":1},{}],"m":{"k":{"z":null}}}"#,
+            &META,
+            &mut out,
+        )
+        .unwrap();
+        let mut want = Vec::new();
+        // Objects as written, whitespace and escapes kept; a string's object unescaped.
+        rb::put_str(&mut want, br#"{ "a": 1, "b": [1, {"c": "\u00e9"}] }"#);
+        rb::put_str(&mut want, br#"{"a": 5}"#);
+        want.push(2);
+        rb::put_str(&mut want, br#"{"x":1}"#);
+        rb::put_str(&mut want, b"{}");
+        want.push(1);
+        rb::put_str(&mut want, b"k");
+        rb::put_str(&mut want, br#"{"z":null}"#);
+        assert_eq!(out, want);
+
+        let p = named_plan(&[("j", "JSON")], UnknownFields::Error);
+        for (doc, why) in [
+            (r#"{"j":5}"#, "expected a JSON object, found a number 5"),
+            (
+                r#"{"j":[{"a":1}]}"#,
+                "expected a JSON object, found an array",
+            ),
+            (r#"{"j":null}"#, "null for non-Nullable column"),
+            (
+                r#"{"j":"[1]"}"#,
+                "is not a JSON object: it does not start with {",
+            ),
+            (r#"{"j":"{\"a\":"}"#, "is not a JSON object: "),
+            (
+                r#"{"j":"{} {}"}"#,
+                "is not a JSON object: text after the object at byte 3",
+            ),
+        ] {
+            let e = row_err(&p, doc);
+            assert!(e.contains("column j JSON") && e.contains(why), "{doc}: {e}");
+        }
+
+        // The message itself into a JSON column: only when it is one object.
+        let p = RowPlan::new(
+            vec![ColumnPlan::meta("v", ty("JSON"), MetaField::Value)],
+            UnknownFields::Ignore,
+            false,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let meta = MessageMeta {
+            value: Some(br#" {"a":1} "#),
+            ..META
+        };
+        encode_meta_row(&p, &meta, &mut out).unwrap();
+        let mut want = Vec::new();
+        rb::put_str(&mut want, br#" {"a":1} "#);
+        assert_eq!(out, want);
+        let meta = MessageMeta {
+            value: Some(b"{\"a\":1"),
+            ..META
+        };
+        let e = encode_meta_row(&p, &meta, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a JSON object"), "{e}");
+        assert!(matches!(
+            RowPlan::new(
+                vec![ColumnPlan::meta("t", ty("JSON"), MetaField::Topic)],
+                UnknownFields::Ignore,
+                false,
+            ),
+            Err(PlanError::MetaType { .. })
+        ));
     }
 
     #[test]
