@@ -9,8 +9,10 @@
 //! - It never panics and never recurses deeper than [`MAX_TYPE_DEPTH`], whatever the input.
 //! - `JSON` (with or without parameters) is kept with its parameters as written: its values
 //!   are sent as JSON text, which the server parses (see [`ChType::Json`]).
-//! - Types sluice cannot encode (Object, Variant, Dynamic, AggregateFunction, Nothing,
-//!   Interval*, Nested, geo types, ...) and unknown names give [`TypeError::Unsupported`];
+//! - The geo types (`Point` ... `MultiPolygon`) are the tuples and arrays they are stored as,
+//!   printed by their names ([`ChType::Geo`]).
+//! - Types sluice cannot encode (Object, Variant, Dynamic, Geometry, AggregateFunction,
+//!   Nothing, Interval*, Nested, ...) and unknown names give [`TypeError::Unsupported`];
 //!   malformed text gives [`TypeError::Syntax`] with the byte offset of the problem.
 //! - `Display` prints the canonical ClickHouse spelling, and `ChType::parse(&t.to_string())`
 //!   gives back `t` for every value the parser can produce.
@@ -80,6 +82,59 @@ pub enum ChType {
     /// as the text of a JSON object (`input_format_binary_read_json_as_string`), and the
     /// server applies the parameters (typed paths, SKIP) as it parses it.
     Json(String),
+    /// A geo type, printed by its name and stored and sent as the tuples and arrays it stands
+    /// for (the second field): `Point` is `Tuple(Float64, Float64)` (x, y), `Ring` and
+    /// `LineString` `Array(Point)`, `MultiLineString` `Array(LineString)`, `Polygon`
+    /// `Array(Ring)` (the outer ring, then holes), `MultiPolygon` `Array(Polygon)`.
+    Geo(Geo, Box<ChType>),
+}
+
+/// The geo types ClickHouse stores as tuples and arrays of points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Geo {
+    Point,
+    Ring,
+    LineString,
+    MultiLineString,
+    Polygon,
+    MultiPolygon,
+}
+
+impl Geo {
+    fn of(name: &str) -> Option<Geo> {
+        Some(match name {
+            "Point" => Geo::Point,
+            "Ring" => Geo::Ring,
+            "LineString" => Geo::LineString,
+            "MultiLineString" => Geo::MultiLineString,
+            "Polygon" => Geo::Polygon,
+            "MultiPolygon" => Geo::MultiPolygon,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Geo::Point => "Point",
+            Geo::Ring => "Ring",
+            Geo::LineString => "LineString",
+            Geo::MultiLineString => "MultiLineString",
+            Geo::Polygon => "Polygon",
+            Geo::MultiPolygon => "MultiPolygon",
+        }
+    }
+
+    /// The type it is stored as.
+    fn storage(self) -> ChType {
+        let array = |t: ChType| ChType::Array(Box::new(t));
+        match self {
+            Geo::Point => ChType::Tuple(vec![(None, ChType::Float64), (None, ChType::Float64)]),
+            Geo::Ring | Geo::LineString => array(Geo::Point.storage()),
+            Geo::MultiLineString => array(Geo::LineString.storage()),
+            Geo::Polygon => array(Geo::Ring.storage()),
+            Geo::MultiPolygon => array(Geo::Polygon.storage()),
+        }
+    }
 }
 
 /// Why a type string was refused.
@@ -110,9 +165,7 @@ fn unsupported_reason(ty: &str) -> &'static str {
         "Nothing" => "Nothing holds no values (it is the type of a bare NULL literal)",
         "Nested" => "insert the flattened `n.x Array(T)` columns instead of the Nested column as a whole",
         n if n.starts_with("Interval") => "Interval types cannot be stored in tables",
-        "Point" | "Ring" | "Polygon" | "MultiPolygon" | "LineString" | "MultiLineString" | "Geometry" => {
-            "geo types are not supported yet"
-        }
+        "Geometry" => "Geometry (a Variant of the geo types) is not supported; use the one geo type the column holds (Point, Ring, LineString, MultiLineString, Polygon, MultiPolygon)",
         _ => "not a type sluice knows how to encode",
     }
 }
@@ -414,6 +467,10 @@ impl<'a> Parser<'a> {
             self.no_args(name)?;
             return Ok(t);
         }
+        if let Some(g) = Geo::of(name) {
+            self.no_args(name)?;
+            return Ok(ChType::Geo(g, Box::new(g.storage())));
+        }
         match name {
             "Decimal" => {
                 self.expect(b'(')?;
@@ -685,6 +742,7 @@ impl fmt::Display for ChType {
             ChType::Array(t) => write!(f, "Array({t})"),
             ChType::Map(k, v) => write!(f, "Map({k}, {v})"),
             ChType::Json(params) => write!(f, "JSON{params}"),
+            ChType::Geo(g, _) => f.write_str(g.name()),
             ChType::Tuple(elems) => {
                 f.write_str("Tuple(")?;
                 for (i, (name, t)) in elems.iter().enumerate() {
@@ -760,6 +818,13 @@ mod tests {
             "JSON",
             "JSON(max_dynamic_paths = 10, a.b UInt32, SKIP a.c, SKIP REGEXP 'x(y')",
             "Array(JSON)",
+            "Point",
+            "Ring",
+            "LineString",
+            "MultiLineString",
+            "Polygon",
+            "MultiPolygon",
+            "Array(Point)",
             "Map(String, JSON(a Array(String)))",
             "Array(Nullable(Map(String, Array(Int8))))",
             "Enum8('a' = 1, 'b\\'c' = -2)",

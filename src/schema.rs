@@ -305,6 +305,7 @@ fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
         ChType::String | ChType::Array(_) | ChType::Map(_, _) => out.push(0),
         // Sent as text (see `ChType::Json`): the empty object, what ClickHouse stores.
         ChType::Json(_) => out.extend_from_slice(b"\x02{}"),
+        ChType::Geo(_, storage) => write_zero(storage, out),
         ChType::FixedString(n) => zeros(out, *n),
         // An Enum's default is its smallest value, as ClickHouse's (`defaultValueOfTypeName`
         // of Enum8('x' = 5, 'y' = -3) is 'y').

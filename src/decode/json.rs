@@ -2466,6 +2466,7 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             Ok(())
         }
         ChType::Tuple(elems) => write_tuple(elems, v, tmp, out),
+        ChType::Geo(_, storage) => write_value(storage, v, tmp, out),
         ChType::Json(_) => {
             // The object's text, which the server parses (typed paths and SKIPs included); a
             // string is taken when it holds an object (JSON sent as a string, or a CSV field).
@@ -2615,7 +2616,7 @@ fn write_tuple(
 fn composite(ty: &ChType) -> bool {
     match ty {
         ChType::Nullable(t) | ChType::LowCardinality(t) => composite(t),
-        ChType::Array(_) | ChType::Map(..) | ChType::Tuple(_) => true,
+        ChType::Array(_) | ChType::Map(..) | ChType::Tuple(_) | ChType::Geo(..) => true,
         _ => false,
     }
 }
