@@ -46,6 +46,8 @@ pub enum ChType {
     Int256,
     Float32,
     Float64,
+    /// The upper 16 bits of a Float32 (ClickHouse 24.11+).
+    BFloat16,
     Bool,
     /// `Decimal(P, S)`: 1 <= P <= 76, 0 <= S <= P. `Decimal32(S)` is `Decimal(9, S)`,
     /// `Decimal64(S)` is P = 18, `Decimal128(S)` is P = 38 and `Decimal256(S)` is P = 76.
@@ -63,6 +65,12 @@ pub enum ChType {
     Date32,
     DateTime {
         tz: Option<Tz>,
+    },
+    /// A signed time of day or duration in seconds, -999:59:59 to 999:59:59 (ClickHouse 25.6+).
+    Time,
+    /// `Time64(P)`, 0 <= P <= 9: [`ChType::Time`] in ticks of 10^-P seconds.
+    Time64 {
+        precision: u8,
     },
     /// `DateTime64(P[, 'tz'])`, 0 <= P <= 9.
     DateTime64 {
@@ -93,6 +101,7 @@ pub enum ChType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Geo {
     Point,
+    MultiPoint,
     Ring,
     LineString,
     MultiLineString,
@@ -104,6 +113,7 @@ impl Geo {
     fn of(name: &str) -> Option<Geo> {
         Some(match name {
             "Point" => Geo::Point,
+            "MultiPoint" => Geo::MultiPoint,
             "Ring" => Geo::Ring,
             "LineString" => Geo::LineString,
             "MultiLineString" => Geo::MultiLineString,
@@ -116,6 +126,7 @@ impl Geo {
     pub fn name(self) -> &'static str {
         match self {
             Geo::Point => "Point",
+            Geo::MultiPoint => "MultiPoint",
             Geo::Ring => "Ring",
             Geo::LineString => "LineString",
             Geo::MultiLineString => "MultiLineString",
@@ -129,7 +140,7 @@ impl Geo {
         let array = |t: ChType| ChType::Array(Box::new(t));
         match self {
             Geo::Point => ChType::Tuple(vec![(None, ChType::Float64), (None, ChType::Float64)]),
-            Geo::Ring | Geo::LineString => array(Geo::Point.storage()),
+            Geo::MultiPoint | Geo::Ring | Geo::LineString => array(Geo::Point.storage()),
             Geo::MultiLineString => array(Geo::LineString.storage()),
             Geo::Polygon => array(Geo::Ring.storage()),
             Geo::MultiPolygon => array(Geo::Polygon.storage()),
@@ -453,6 +464,8 @@ impl<'a> Parser<'a> {
             "Int128" => Some(ChType::Int128),
             "Int256" => Some(ChType::Int256),
             "Float32" => Some(ChType::Float32),
+            "BFloat16" => Some(ChType::BFloat16),
+            "Time" => Some(ChType::Time),
             "Float64" => Some(ChType::Float64),
             "Bool" | "Boolean" => Some(ChType::Bool),
             "String" => Some(ChType::String),
@@ -524,6 +537,12 @@ impl<'a> Parser<'a> {
                     None
                 };
                 Ok(ChType::DateTime { tz })
+            }
+            "Time64" => {
+                self.expect(b'(')?;
+                let p = self.arg("Time64 precision", 0, 9)? as u8;
+                self.expect(b')')?;
+                Ok(ChType::Time64 { precision: p })
             }
             "DateTime64" => {
                 self.expect(b'(')?;
@@ -712,6 +731,9 @@ impl fmt::Display for ChType {
             ChType::Int256 => f.write_str("Int256"),
             ChType::Float32 => f.write_str("Float32"),
             ChType::Float64 => f.write_str("Float64"),
+            ChType::BFloat16 => f.write_str("BFloat16"),
+            ChType::Time => f.write_str("Time"),
+            ChType::Time64 { precision } => write!(f, "Time64({precision})"),
             ChType::Bool => f.write_str("Bool"),
             ChType::Decimal { precision, scale } => write!(f, "Decimal({precision}, {scale})"),
             ChType::String => f.write_str("String"),
@@ -819,6 +841,12 @@ mod tests {
             "JSON(max_dynamic_paths = 10, a.b UInt32, SKIP a.c, SKIP REGEXP 'x(y')",
             "Array(JSON)",
             "Point",
+            "MultiPoint",
+            "BFloat16",
+            "Array(BFloat16)",
+            "Time",
+            "Time64(0)",
+            "Time64(9)",
             "Ring",
             "LineString",
             "MultiLineString",

@@ -283,14 +283,18 @@ fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
     let zeros = |out: &mut Vec<u8>, n: usize| out.extend(std::iter::repeat_n(0u8, n));
     match ty {
         ChType::UInt8 | ChType::Int8 | ChType::Bool => zeros(out, 1),
-        ChType::UInt16 | ChType::Int16 | ChType::Date => zeros(out, 2),
-        ChType::UInt32 | ChType::Int32 | ChType::Float32 | ChType::IPv4 => zeros(out, 4),
+        ChType::UInt16 | ChType::Int16 | ChType::Date | ChType::BFloat16 => zeros(out, 2),
+        ChType::UInt32 | ChType::Int32 | ChType::Float32 | ChType::IPv4 | ChType::Time => {
+            zeros(out, 4)
+        }
         // ClickHouse's default Date32 is its first day, 1900-01-01, not 1970-01-01.
         ChType::Date32 => out.extend_from_slice(&DATE32_DEFAULT_DAYS.to_le_bytes()),
         ChType::DateTime { .. } => zeros(out, 4),
-        ChType::UInt64 | ChType::Int64 | ChType::Float64 | ChType::DateTime64 { .. } => {
-            zeros(out, 8)
-        }
+        ChType::UInt64
+        | ChType::Int64
+        | ChType::Float64
+        | ChType::DateTime64 { .. }
+        | ChType::Time64 { .. } => zeros(out, 8),
         ChType::UInt128 | ChType::Int128 | ChType::Uuid | ChType::IPv6 => zeros(out, 16),
         ChType::UInt256 | ChType::Int256 => zeros(out, 32),
         ChType::Decimal { precision, .. } => zeros(

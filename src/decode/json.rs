@@ -2131,6 +2131,108 @@ fn read_ticks(v: Val<'_>, tmp: &mut Vec<u8>, tz: Option<Tz>, precision: u32) -> 
         .ok_or_else(|| fail(format!("{} is out of range", show(v.raw))))
 }
 
+/// The largest time a Time or Time64 holds: 999:59:59 (and any fraction of that second).
+const MAX_TIME_SECONDS: i128 = 999 * 3600 + 59 * 60 + 59;
+
+/// A Time or Time64 value in ticks of 10^-precision s: `[-]h:mm:ss[.fraction]` (1 to 3 hour
+/// digits), or seconds as a number or a numeric string, with an exact fraction. Out of range
+/// or more fractional digits than the precision: an error, never a cut.
+fn read_time(v: Val<'_>, tmp: &mut Vec<u8>, precision: u32) -> Conv<i128> {
+    let text: &[u8] = match v.kind {
+        Kind::Int | Kind::Num => v.raw,
+        Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
+        k => {
+            return Err(fail(format!(
+                "expected a time, found {} {}",
+                k.describe(),
+                show(v.raw)
+            )))
+        }
+    };
+    let scale = pow10(precision) as i128;
+    let ticks = if text.contains(&b':') {
+        parse_time(text, precision)
+            .map_err(|why| fail(format!("{} is not a time: {why}", show(v.raw))))?
+    } else {
+        parse_scaled(text, precision)
+            .map_err(|e| {
+                fail(match e {
+                    NumErr::Syntax => {
+                        format!("{} is not a time (hh:mm:ss) or seconds", show(v.raw))
+                    }
+                    NumErr::Inexact => format!(
+                        "{} has more fractional digits than the column's precision",
+                        show(v.raw)
+                    ),
+                    NumErr::Overflow => format!("{} is out of range", show(v.raw)),
+                })
+            })?
+            .to_i128()
+            .ok_or_else(|| fail(format!("{} is out of range", show(v.raw))))?
+    };
+    let max = MAX_TIME_SECONDS * scale + (scale - 1);
+    if ticks.abs() > max {
+        return Err(fail(format!(
+            "{} is out of range -999:59:59..=999:59:59",
+            show(v.raw)
+        )));
+    }
+    Ok(ticks)
+}
+
+/// `[-]h:mm:ss[.fraction]` in ticks of 10^-precision s.
+fn parse_time(s: &[u8], precision: u32) -> Result<i128, &'static str> {
+    let (negative, s) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let colon = s.iter().position(|&c| c == b':').ok_or("no hours")?;
+    let (hours, rest) = s.split_at(colon);
+    if hours.is_empty() || hours.len() > 3 || !hours.iter().all(u8::is_ascii_digit) {
+        return Err("hours are 1 to 3 digits");
+    }
+    let h = hours
+        .iter()
+        .fold(0i128, |a, &c| a * 10 + i128::from(c - b'0'));
+    let two = |at: usize| -> Option<i128> {
+        match rest.get(at..at + 2) {
+            Some([a, b]) if a.is_ascii_digit() && b.is_ascii_digit() => {
+                Some(i128::from((a - b'0') * 10 + (b - b'0')))
+            }
+            _ => None,
+        }
+    };
+    // rest is ":mm:ss[.f]"
+    let (m, sec) = match (rest.get(3), two(1), two(4)) {
+        (Some(b':'), Some(m), Some(sec)) => (m, sec),
+        _ => return Err("expected hh:mm:ss"),
+    };
+    if m > 59 || sec > 59 {
+        return Err("minutes and seconds are 00 to 59");
+    }
+    let scale = pow10(precision) as i128;
+    let frac = match rest.get(6..) {
+        None | Some([]) => 0,
+        Some([b'.', digits @ ..])
+            if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) =>
+        {
+            let kept = digits.len() - digits.iter().rev().take_while(|&&c| c == b'0').count();
+            if kept > precision as usize {
+                return Err("more fractional digits than the column's precision");
+            }
+            digits
+                .iter()
+                .take(precision as usize)
+                .fold(0i128, |a, &c| a * 10 + i128::from(c - b'0'))
+                * pow10(precision.saturating_sub(digits.len().min(precision as usize) as u32))
+                    as i128
+        }
+        _ => return Err("expected hh:mm:ss[.fraction]"),
+    };
+    let ticks = ((h * 3600 + m * 60 + sec) * scale) + frac;
+    Ok(if negative { -ticks } else { ticks })
+}
+
 fn dt64_range(precision: u32) -> (i128, i128) {
     let p = pow10(precision) as i128;
     let lo = (DT64_MIN_SECS as i128 * p).max(i64::MIN as i128);
@@ -2235,6 +2337,23 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
         ChType::Float32 => {
             let f: f32 = read_float(v, tmp, "Float32")?;
             rb::put_f32(out, f);
+            Ok(())
+        }
+        ChType::BFloat16 => {
+            // The Float32's upper half, cut rather than rounded, as ClickHouse's own parser
+            // does (1.1 is 0x3F8C, 1.09375; 65504.7 is 65280).
+            let f: f32 = read_float(v, tmp, "BFloat16")?;
+            out.extend_from_slice(&((f.to_bits() >> 16) as u16).to_le_bytes());
+            Ok(())
+        }
+        ChType::Time => {
+            let secs = read_time(v, tmp, 0)?;
+            rb::put_i32(out, secs as i32);
+            Ok(())
+        }
+        ChType::Time64 { precision } => {
+            let ticks = read_time(v, tmp, u32::from((*precision).min(9)))?;
+            rb::put_i64(out, ticks as i64);
             Ok(())
         }
         ChType::Bool => {
@@ -4988,6 +5107,66 @@ pub(crate) mod tests {
         let e = encode_json_row(p, payload.as_bytes(), &META, &mut out).unwrap_err();
         assert_eq!(out, [9, 9], "output not rolled back for {payload}");
         e.to_string()
+    }
+
+    #[test]
+    fn times_and_bfloat16_read_exactly_or_fail() {
+        let p = named_plan(
+            &[("t", "Time"), ("t3", "Time64(3)"), ("b", "BFloat16")],
+            UnknownFields::Error,
+        );
+        let row = |t: &str, t3: &str, b: &str| {
+            let mut out = Vec::new();
+            encode_json_row(
+                &p,
+                format!(r#"{{"t":{t},"t3":{t3},"b":{b}}}"#).as_bytes(),
+                &META,
+                &mut out,
+            )
+            .map(|()| out)
+            .map_err(|e| e.to_string())
+        };
+        let mut want = (-(3600 + 2 * 60 + 3i32)).to_le_bytes().to_vec();
+        want.extend_from_slice(&(45_296_100i64).to_le_bytes());
+        want.extend_from_slice(&0xBF80u16.to_le_bytes()); // -1.0
+        assert_eq!(row(r#""-1:02:03""#, r#""12:34:56.1""#, "-1").unwrap(), want);
+        let mut want = 3_599_999i32.to_le_bytes().to_vec();
+        want.extend_from_slice(&(-1500i64).to_le_bytes());
+        want.extend_from_slice(&0x3F8Cu16.to_le_bytes()); // 1.1, cut to 1.09375
+        assert_eq!(row(r#""999:59:59""#, "-1.5", r#""1.1""#).unwrap(), want);
+        for (t, t3, why) in [
+            (
+                r#""1000:00:00""#,
+                "0",
+                "hours are 1 to 3 digits",
+            ),
+            ("3600000", "0", "out of range -999:59:59..=999:59:59"),
+            (r#""12:60:00""#, "0", "minutes and seconds are 00 to 59"),
+            (r#""1:2:3""#, "0", "expected hh:mm:ss"),
+            (
+                r#""12:00:00.5""#,
+                "0",
+                "more fractional digits than the column's precision",
+            ),
+            (
+                "0",
+                r#""00:00:00.0001""#,
+                "more fractional digits than the column's precision",
+            ),
+            (
+                "0",
+                "0.0001",
+                "more fractional digits than the column's precision",
+            ),
+            ("true", "0", "expected a time, found a boolean"),
+            (r#""noon""#, "0", "is not a time (hh:mm:ss) or seconds"),
+        ] {
+            let e = row(t, t3, "0").unwrap_err();
+            assert!(e.contains(why), "{t} {t3}: {e}");
+        }
+        assert!(row("0", "0", r#""x""#)
+            .unwrap_err()
+            .contains("column b BFloat16"));
     }
 
     #[test]
