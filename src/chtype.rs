@@ -11,7 +11,9 @@
 //!   are sent as JSON text, which the server parses (see [`ChType::Json`]).
 //! - The geo types (`Point` ... `MultiPolygon`) are the tuples and arrays they are stored as,
 //!   printed by their names ([`ChType::Geo`]).
-//! - Types sluice cannot encode (Object, Variant, Dynamic, Geometry, AggregateFunction,
+//! - `Variant(...)` keeps its types in ClickHouse's numbering and the order ClickHouse tries
+//!   them in when it reads text ([`ChType::Variant`]).
+//! - Types sluice cannot encode (Object, Dynamic, Geometry, AggregateFunction,
 //!   Nothing, Interval*, Nested, ...) and unknown names give [`TypeError::Unsupported`];
 //!   malformed text gives [`TypeError::Syntax`] with the byte offset of the problem.
 //! - `Display` prints the canonical ClickHouse spelling, and `ChType::parse(&t.to_string())`
@@ -95,6 +97,101 @@ pub enum ChType {
     /// `LineString` `Array(Point)`, `MultiLineString` `Array(LineString)`, `Polygon`
     /// `Array(Ring)` (the outer ring, then holes), `MultiPolygon` `Array(Polygon)`.
     Geo(Geo, Box<ChType>),
+    /// `Variant(T1, ..., Tn)`: `variants` in the order ClickHouse numbers them (sorted by
+    /// name, as it prints them), a value's RowBinary being that number and the value, 255 for
+    /// NULL. `order` is the order in which a value is tried against them: ClickHouse's own
+    /// for text input ([`variant_try_order`]), so that a value lands in the variant its
+    /// JSONEachRow would choose.
+    Variant {
+        variants: Vec<ChType>,
+        order: Vec<u8>,
+    },
+}
+
+/// The order in which ClickHouse tries a Variant's types when it reads a value from text
+/// (`SerializationVariant::getVariantsDeserializeTextOrder`): the most deeply nested types
+/// first, then by a priority per type (containers, enums, UUID and IPs, integers small to
+/// large, decimals, floats, dates, strings last), then Nullable/LowCardinality first. Ties
+/// keep the variants' order.
+pub fn variant_try_order(variants: &[ChType]) -> Vec<u8> {
+    let mut order: Vec<(usize, (usize, usize, usize))> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i, text_priority(t, 0, 0)))
+        .collect();
+    order.sort_by_key(|b| std::cmp::Reverse(b.1));
+    order.into_iter().map(|(i, _)| i as u8).collect()
+}
+
+/// ClickHouse's text-deserialization priority of a type: (nesting depth, priority, depth of
+/// Nullable and LowCardinality).
+fn text_priority(ty: &ChType, depth: usize, simple: usize) -> (usize, usize, usize) {
+    // ClickHouse's list, highest first; a type's priority is the list's length minus its place.
+    const LIST: usize = 33;
+    let rank = |place: usize| LIST - place;
+    let leaf = |place: usize| (depth, rank(place), simple);
+    match ty {
+        ChType::Nullable(t) | ChType::LowCardinality(t) => text_priority(t, depth, simple + 1),
+        ChType::Array(t) => {
+            let (d, p, s) = text_priority(t, depth + 1, simple);
+            (d, p + rank(0), s)
+        }
+        ChType::Tuple(elems) => {
+            let mut out = (0, rank(1), 0);
+            for (_, t) in elems {
+                let (d, p, s) = text_priority(t, depth + 1, simple);
+                out = (out.0.max(d), out.1 + p, out.2.max(s));
+            }
+            out
+        }
+        ChType::Map(k, v) => {
+            let (kd, kp, ks) = text_priority(k, depth + 1, simple);
+            let (vd, vp, vs) = text_priority(v, depth + 1, simple);
+            (kd.max(vd), kp + vp + rank(2), ks.max(vs))
+        }
+        // Point is a Tuple to ClickHouse, the others Arrays.
+        ChType::Geo(_, storage) => text_priority(storage, depth, simple),
+        ChType::Variant { variants, .. } => variants
+            .iter()
+            .map(|t| text_priority(t, depth, simple))
+            .fold((0, 0, 0), |a, b| (a.0.max(b.0), a.1.max(b.1), a.2.max(b.2))),
+        ChType::Bool => (depth, rank(9) + 1, simple),
+        ChType::Enum8(_) => leaf(4),
+        ChType::Enum16(_) => leaf(5),
+        ChType::Uuid => leaf(6),
+        ChType::IPv4 => leaf(7),
+        ChType::IPv6 => leaf(8),
+        ChType::Int8 => leaf(9),
+        ChType::UInt8 => leaf(10),
+        ChType::Int16 => leaf(11),
+        ChType::UInt16 => leaf(12),
+        ChType::Int32 => leaf(13),
+        ChType::UInt32 => leaf(14),
+        ChType::Int64 => leaf(15),
+        ChType::UInt64 => leaf(16),
+        ChType::Int128 => leaf(17),
+        ChType::UInt128 => leaf(18),
+        ChType::Int256 => leaf(19),
+        ChType::UInt256 => leaf(20),
+        ChType::Decimal { precision, .. } => leaf(match precision {
+            0..=9 => 21,
+            10..=18 => 22,
+            19..=38 => 23,
+            _ => 24,
+        }),
+        ChType::Float32 => leaf(25),
+        ChType::Float64 => leaf(26),
+        ChType::Date => leaf(27),
+        ChType::Date32 => leaf(28),
+        ChType::DateTime { .. } => leaf(29),
+        ChType::DateTime64 { .. } => leaf(30),
+        ChType::FixedString(_) => leaf(31),
+        ChType::String => leaf(32),
+        // Not in ClickHouse's list: tried last.
+        ChType::BFloat16 | ChType::Time | ChType::Time64 { .. } | ChType::Json(_) => {
+            (depth, 0, simple)
+        }
+    }
 }
 
 /// The geo types ClickHouse stores as tuples and arrays of points.
@@ -171,7 +268,7 @@ fn unsupported_reason(ty: &str) -> &'static str {
     let name = ty.split('(').next().unwrap_or(ty).trim();
     match name {
         "Object" => "the deprecated Object('json') type is not supported; use a JSON column (or store the raw JSON in a String column)",
-        "Variant" | "Dynamic" => "Variant/Dynamic columns are not supported; use a concrete type",
+        "Dynamic" => "Dynamic columns are not supported; use a concrete type, a Variant of the types the values have, or a JSON column",
         "AggregateFunction" => "aggregate states cannot be produced from messages; insert into the source table of the materialized view instead",
         "Nothing" => "Nothing holds no values (it is the type of a bare NULL literal)",
         "Nested" => "insert the flattened `n.x Array(T)` columns instead of the Nested column as a whole",
@@ -211,7 +308,7 @@ impl ChType {
     /// True when the column accepts NULL: `Nullable(T)` or `LowCardinality(Nullable(T))`.
     pub fn is_nullable(&self) -> bool {
         match self {
-            ChType::Nullable(_) => true,
+            ChType::Nullable(_) | ChType::Variant { .. } => true,
             ChType::LowCardinality(inner) => inner.is_nullable(),
             _ => false,
         }
@@ -576,6 +673,26 @@ impl<'a> Parser<'a> {
                 Ok(ChType::Map(Box::new(k), Box::new(v)))
             }
             "Tuple" => self.tuple(),
+            "Variant" => {
+                self.expect(b'(')?;
+                let at = self.pos;
+                let mut variants = vec![self.ty()?];
+                while self.eat(b',') {
+                    variants.push(self.ty()?);
+                }
+                self.expect(b')')?;
+                if variants.len() > 255 {
+                    return Err(self.syntax(at, "a Variant holds at most 255 types"));
+                }
+                // NULL is the Variant's own: no variant may hold it (ClickHouse refuses them too).
+                if let Some(t) = variants.iter().find(|t| t.is_nullable()) {
+                    return Err(self.syntax(at, format!("{t} cannot be inside a Variant")));
+                }
+                // ClickHouse numbers the variants in the order of their names.
+                variants.sort_by_cached_key(|t| t.to_string());
+                let order = variant_try_order(&variants);
+                Ok(ChType::Variant { variants, order })
+            }
             "JSON" => {
                 let at = self.pos;
                 self.skip_args()?;
@@ -765,6 +882,16 @@ impl fmt::Display for ChType {
             ChType::Map(k, v) => write!(f, "Map({k}, {v})"),
             ChType::Json(params) => write!(f, "JSON{params}"),
             ChType::Geo(g, _) => f.write_str(g.name()),
+            ChType::Variant { variants, .. } => {
+                f.write_str("Variant(")?;
+                for (i, t) in variants.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{t}")?;
+                }
+                f.write_str(")")
+            }
             ChType::Tuple(elems) => {
                 f.write_str("Tuple(")?;
                 for (i, (name, t)) in elems.iter().enumerate() {
@@ -974,10 +1101,44 @@ mod tests {
     }
 
     #[test]
+    fn variants_are_numbered_by_name_and_tried_in_clickhouses_order() {
+        let t = rt("Variant(Array(UInt64), String, UInt64)");
+        let ChType::Variant { variants, order } = &t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(variants.len(), 3);
+        // Arrays first, then the integer, the string last.
+        assert_eq!(order, &[0, 2, 1]);
+        // Written in any order, numbered as ClickHouse numbers them: by name.
+        assert_eq!(
+            ChType::parse("Variant(UInt64, String, Array(UInt64))").unwrap(),
+            t
+        );
+        let ChType::Variant { order, .. } =
+            ChType::parse("Variant(Bool, Date, IPv4, String, DateTime64(3), Decimal(10, 2))")
+                .unwrap()
+        else {
+            panic!()
+        };
+        // Sorted by name: Bool, Date, DateTime64(3), Decimal(10, 2), IPv4, String. Tried:
+        // IPv4, Bool (above every integer), Decimal, Date, DateTime64, String.
+        assert_eq!(order, [4, 0, 3, 1, 2, 5]);
+        for bad in [
+            "Variant(Nullable(String), UInt8)",
+            "Variant(LowCardinality(Nullable(String)))",
+        ] {
+            assert!(
+                matches!(ChType::parse(bad), Err(TypeError::Syntax { .. })),
+                "{bad}"
+            );
+        }
+        assert!(t.is_nullable());
+    }
+
+    #[test]
     fn unsupported() {
         for (s, ty) in [
             ("Object('json')", "Object('json')"),
-            ("Variant(String, UInt8)", "Variant(String, UInt8)"),
             ("Dynamic", "Dynamic"),
             (
                 "AggregateFunction(uniq, UInt64)",

@@ -310,6 +310,8 @@ fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
         // Sent as text (see `ChType::Json`): the empty object, what ClickHouse stores.
         ChType::Json(_) => out.extend_from_slice(b"\x02{}"),
         ChType::Geo(_, storage) => write_zero(storage, out),
+        // NULL, the Variant's default.
+        ChType::Variant { .. } => out.push(crate::encode::rowbinary::VARIANT_NULL),
         ChType::FixedString(n) => zeros(out, *n),
         // An Enum's default is its smallest value, as ClickHouse's (`defaultValueOfTypeName`
         // of Enum8('x' = 5, 'y' = -3) is 'y').

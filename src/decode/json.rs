@@ -775,6 +775,9 @@ pub enum RowError {
 #[derive(Debug)]
 struct ConvErr {
     reason: String,
+    /// The value has more fractional digits than the type holds: ClickHouse would round or
+    /// cut it, sluice refuses it (see the Variant arm of [`write_value`]).
+    inexact: bool,
     /// Innermost last; rendered outermost first.
     path: Vec<PathSeg>,
 }
@@ -791,8 +794,17 @@ type Conv<T = ()> = Result<T, Box<ConvErr>>;
 fn fail(reason: String) -> Box<ConvErr> {
     Box::new(ConvErr {
         reason,
+        inexact: false,
         path: Vec::new(),
     })
+}
+
+/// [`fail`] for a value with more fractional digits than its type holds.
+#[cold]
+fn fail_inexact(reason: String) -> Box<ConvErr> {
+    let mut e = fail(reason);
+    e.inexact = true;
+    e
 }
 
 fn at_index(i: usize) -> impl FnOnce(Box<ConvErr>) -> Box<ConvErr> {
@@ -2104,8 +2116,14 @@ fn read_ticks(v: Val<'_>, tmp: &mut Vec<u8>, tz: Option<Tz>, precision: u32) -> 
         Kind::Str | Kind::StrEsc => {
             let s = v.str_bytes(tmp)?;
             if looks_like_date(s) {
-                return parse_datetime(s, tz, precision)
-                    .map_err(|why| fail(format!("{} {why}", show(v.raw))));
+                return parse_datetime(s, tz, precision).map_err(|why| {
+                    let reason = format!("{} {why}", show(v.raw));
+                    if why.contains("fractional digits") {
+                        fail_inexact(reason)
+                    } else {
+                        fail(reason)
+                    }
+                });
             }
             s
         }
@@ -2117,15 +2135,16 @@ fn read_ticks(v: Val<'_>, tmp: &mut Vec<u8>, tz: Option<Tz>, precision: u32) -> 
             )))
         }
     };
-    let n = parse_scaled(text, precision).map_err(|e| {
-        fail(match e {
-            NumErr::Syntax => format!("{} is not a date-time or epoch seconds", show(v.raw)),
-            NumErr::Inexact => format!(
-                "{} has more fractional digits than the column's precision",
-                show(v.raw)
-            ),
-            NumErr::Overflow => format!("{} is out of range", show(v.raw)),
-        })
+    let n = parse_scaled(text, precision).map_err(|e| match e {
+        NumErr::Syntax => fail(format!(
+            "{} is not a date-time or epoch seconds",
+            show(v.raw)
+        )),
+        NumErr::Inexact => fail_inexact(format!(
+            "{} has more fractional digits than the column's precision",
+            show(v.raw)
+        )),
+        NumErr::Overflow => fail(format!("{} is out of range", show(v.raw))),
     })?;
     n.to_i128()
         .ok_or_else(|| fail(format!("{} is out of range", show(v.raw))))
@@ -2279,6 +2298,10 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             return write_value(inner, v, tmp, out);
         }
         ChType::LowCardinality(inner) => return write_value(inner, v, tmp, out),
+        ChType::Variant { .. } if v.kind == Kind::Null => {
+            out.push(rb::VARIANT_NULL);
+            return Ok(());
+        }
         _ => {}
     }
     if v.kind == Kind::Null {
@@ -2412,7 +2435,7 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
                     )))
                 }
                 Err(NumErr::Inexact) => {
-                    return Err(fail(format!(
+                    return Err(fail_inexact(format!(
                         "{} has more than {scale} fractional digits (no rounding)",
                         show(v.raw)
                     )))
@@ -2586,6 +2609,32 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
         }
         ChType::Tuple(elems) => write_tuple(elems, v, tmp, out),
         ChType::Geo(_, storage) => write_value(storage, v, tmp, out),
+        ChType::Variant { variants, order } => {
+            // The first variant, in ClickHouse's order for text, that takes the value: the
+            // one ClickHouse's JSONEachRow would choose (see `variant_candidate`).
+            let start = out.len();
+            for &i in order {
+                let Some(t) = variants.get(usize::from(i)) else {
+                    continue;
+                };
+                let Some(candidate) = variant_candidate(t, v, tmp)? else {
+                    continue;
+                };
+                out.push(i);
+                match write_value(t, candidate, tmp, out) {
+                    Ok(()) => return Ok(()),
+                    // ClickHouse would store this number in this variant, rounded or cut;
+                    // sluice does not round, and storing it as another variant instead
+                    // would be a different value: the message fails.
+                    Err(e) if e.inexact => return Err(e),
+                    Err(_) => out.truncate(start),
+                }
+            }
+            Err(fail(format!(
+                "{} is none of the types of {ty}",
+                show(v.raw)
+            )))
+        }
         ChType::Json(_) => {
             // The object's text, which the server parses (typed paths and SKIPs included); a
             // string is taken when it holds an object (JSON sent as a string, or a CSV field).
@@ -2738,6 +2787,67 @@ fn composite(ty: &ChType) -> bool {
         ChType::Array(_) | ChType::Map(..) | ChType::Tuple(_) | ChType::Geo(..) => true,
         _ => false,
     }
+}
+
+/// Whether the variant `t` of a Variant is tried for `v`, and as what: the JSON kinds each
+/// type reads inside a Variant in ClickHouse (checked value by value against the server,
+/// tests/rowbinary_roundtrip.rs), narrower than what a column of that type reads in sluice.
+/// Integers take plain integers (also quoted) and booleans as 1 or 0, not `1e3`; floats
+/// numbers, numeric strings and booleans; decimals numbers only; dates and date-times
+/// numbers and date strings, not numeric strings; UUIDs and IPs strings only; Bool only
+/// `true`/`false`; a named Tuple only an object. Inside a variant's own arrays, maps and
+/// tuples the usual rules apply.
+fn variant_candidate<'a>(t: &ChType, v: Val<'a>, tmp: &mut Vec<u8>) -> Conv<Option<Val<'a>>> {
+    let string = matches!(v.kind, Kind::Str | Kind::StrEsc);
+    let boolean = match v.kind {
+        Kind::True => Some(true),
+        Kind::False => Some(false),
+        Kind::Str | Kind::StrEsc => match v.str_bytes(tmp)? {
+            b"true" => Some(true),
+            b"false" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    let as_number = |b: bool| Val {
+        raw: if b { b"1" } else { b"0" },
+        kind: Kind::Int,
+    };
+    let base = match t {
+        ChType::LowCardinality(inner) => &**inner,
+        t => t,
+    };
+    Ok(match base {
+        t if is_int_type(t) => match boolean {
+            Some(b) => Some(as_number(b)),
+            None if v.kind == Kind::Int => Some(v),
+            None if string => {
+                let s = v.str_bytes(tmp)?;
+                let digits = s.strip_prefix(b"-").unwrap_or(s);
+                (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then_some(v)
+            }
+            None => None,
+        },
+        ChType::Float32 | ChType::Float64 | ChType::BFloat16 => match boolean {
+            Some(b) => Some(as_number(b)),
+            None => (matches!(v.kind, Kind::Int | Kind::Num) || string).then_some(v),
+        },
+        ChType::Decimal { .. } => matches!(v.kind, Kind::Int | Kind::Num).then_some(v),
+        ChType::Bool => matches!(v.kind, Kind::True | Kind::False).then_some(v),
+        ChType::Date | ChType::Date32 => {
+            (v.kind == Kind::Int || (string && looks_like_date(v.str_bytes(tmp)?))).then_some(v)
+        }
+        ChType::DateTime { .. } | ChType::DateTime64 { .. } => {
+            (matches!(v.kind, Kind::Int | Kind::Num)
+                || (string && looks_like_date(v.str_bytes(tmp)?)))
+            .then_some(v)
+        }
+        ChType::Uuid | ChType::IPv4 | ChType::IPv6 => string.then_some(v),
+        ChType::Tuple(elems) if elems.iter().any(|(name, _)| name.is_some()) => {
+            (v.kind == Kind::Obj).then_some(v)
+        }
+        _ => Some(v),
+    })
 }
 
 /// Checks that `s` is one JSON object and nothing else (whitespace around it aside).
@@ -5135,11 +5245,7 @@ pub(crate) mod tests {
         want.extend_from_slice(&0x3F8Cu16.to_le_bytes()); // 1.1, cut to 1.09375
         assert_eq!(row(r#""999:59:59""#, "-1.5", r#""1.1""#).unwrap(), want);
         for (t, t3, why) in [
-            (
-                r#""1000:00:00""#,
-                "0",
-                "hours are 1 to 3 digits",
-            ),
+            (r#""1000:00:00""#, "0", "hours are 1 to 3 digits"),
             ("3600000", "0", "out of range -999:59:59..=999:59:59"),
             (r#""12:60:00""#, "0", "minutes and seconds are 00 to 59"),
             (r#""1:2:3""#, "0", "expected hh:mm:ss"),

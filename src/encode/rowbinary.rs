@@ -31,6 +31,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub const NULL: u8 = 1;
 /// Nullable prefix: a value follows.
 pub const NOT_NULL: u8 = 0;
+/// Variant discriminator of NULL (any other is the variant's number, then its value).
+pub const VARIANT_NULL: u8 = 255;
 /// RowBinaryWithDefaults column prefix: a value follows.
 pub const VALUE_FOLLOWS: u8 = 0;
 /// RowBinaryWithDefaults column prefix: use the column's DEFAULT expression.
