@@ -106,6 +106,14 @@ pub enum ChType {
         variants: Vec<ChType>,
         order: Vec<u8>,
     },
+    /// `Dynamic` or `Dynamic(max_types=N)`: a value is sent with the type ClickHouse's
+    /// JSONEachRow infers for it (see `decode::json`), in the binary type encoding. `tz` is
+    /// the server's time zone, in which inferred date-times are read: not part of the type,
+    /// set by the planner ([`ChType::with_server_time_zone`]).
+    Dynamic {
+        max_types: Option<u8>,
+        tz: Option<Tz>,
+    },
 }
 
 /// The order in which ClickHouse tries a Variant's types when it reads a value from text
@@ -188,9 +196,11 @@ fn text_priority(ty: &ChType, depth: usize, simple: usize) -> (usize, usize, usi
         ChType::FixedString(_) => leaf(31),
         ChType::String => leaf(32),
         // Not in ClickHouse's list: tried last.
-        ChType::BFloat16 | ChType::Time | ChType::Time64 { .. } | ChType::Json(_) => {
-            (depth, 0, simple)
-        }
+        ChType::BFloat16
+        | ChType::Time
+        | ChType::Time64 { .. }
+        | ChType::Json(_)
+        | ChType::Dynamic { .. } => (depth, 0, simple),
     }
 }
 
@@ -268,7 +278,6 @@ fn unsupported_reason(ty: &str) -> &'static str {
     let name = ty.split('(').next().unwrap_or(ty).trim();
     match name {
         "Object" => "the deprecated Object('json') type is not supported; use a JSON column (or store the raw JSON in a String column)",
-        "Dynamic" => "Dynamic columns are not supported; use a concrete type, a Variant of the types the values have, or a JSON column",
         "AggregateFunction" => "aggregate states cannot be produced from messages; insert into the source table of the materialized view instead",
         "Nothing" => "Nothing holds no values (it is the type of a bare NULL literal)",
         "Nested" => "insert the flattened `n.x Array(T)` columns instead of the Nested column as a whole",
@@ -296,19 +305,51 @@ impl ChType {
 
     /// True when the type is or holds a `JSON` (sent as text: see [`ChType::Json`]).
     pub fn contains_json(&self) -> bool {
-        match self {
-            ChType::Json(_) => true,
-            ChType::Nullable(t) | ChType::LowCardinality(t) | ChType::Array(t) => t.contains_json(),
-            ChType::Map(k, v) => k.contains_json() || v.contains_json(),
-            ChType::Tuple(elems) => elems.iter().any(|(_, t)| t.contains_json()),
-            _ => false,
+        self.contains(&|t| matches!(t, ChType::Json(_)))
+    }
+
+    /// True when the type is or holds a `Dynamic`.
+    pub fn contains_dynamic(&self) -> bool {
+        self.contains(&|t| matches!(t, ChType::Dynamic { .. }))
+    }
+
+    fn contains(&self, is: &dyn Fn(&ChType) -> bool) -> bool {
+        is(self)
+            || match self {
+                ChType::Nullable(t) | ChType::LowCardinality(t) | ChType::Array(t) => {
+                    t.contains(is)
+                }
+                ChType::Map(k, v) => k.contains(is) || v.contains(is),
+                ChType::Tuple(elems) => elems.iter().any(|(_, t)| t.contains(is)),
+                ChType::Variant { variants, .. } => variants.iter().any(|t| t.contains(is)),
+                _ => false,
+            }
+    }
+
+    /// The type with every `Dynamic` in it reading inferred date-times in `tz`, the server's
+    /// time zone (where ClickHouse's own inference reads them).
+    pub fn with_server_time_zone(mut self, tz: Option<Tz>) -> ChType {
+        fn set(t: &mut ChType, tz: Option<Tz>) {
+            match t {
+                ChType::Dynamic { tz: z, .. } => *z = tz,
+                ChType::Nullable(t) | ChType::LowCardinality(t) | ChType::Array(t) => set(t, tz),
+                ChType::Map(k, v) => {
+                    set(k, tz);
+                    set(v, tz);
+                }
+                ChType::Tuple(elems) => elems.iter_mut().for_each(|(_, t)| set(t, tz)),
+                ChType::Variant { variants, .. } => variants.iter_mut().for_each(|t| set(t, tz)),
+                _ => {}
+            }
         }
+        set(&mut self, tz);
+        self
     }
 
     /// True when the column accepts NULL: `Nullable(T)` or `LowCardinality(Nullable(T))`.
     pub fn is_nullable(&self) -> bool {
         match self {
-            ChType::Nullable(_) | ChType::Variant { .. } => true,
+            ChType::Nullable(_) | ChType::Variant { .. } | ChType::Dynamic { .. } => true,
             ChType::LowCardinality(inner) => inner.is_nullable(),
             _ => false,
         }
@@ -693,6 +734,26 @@ impl<'a> Parser<'a> {
                 let order = variant_try_order(&variants);
                 Ok(ChType::Variant { variants, order })
             }
+            "Dynamic" => {
+                let max_types = if self.eat(b'(') {
+                    self.ws();
+                    let at = self.pos;
+                    if self.ident()? != "max_types" {
+                        return Err(self.syntax(at, "expected max_types"));
+                    }
+                    self.expect(b'=')?;
+                    self.ws();
+                    let n = self.arg("Dynamic max_types", 0, 254)? as u8;
+                    self.expect(b')')?;
+                    Some(n)
+                } else {
+                    None
+                };
+                Ok(ChType::Dynamic {
+                    max_types,
+                    tz: None,
+                })
+            }
             "JSON" => {
                 let at = self.pos;
                 self.skip_args()?;
@@ -882,6 +943,12 @@ impl fmt::Display for ChType {
             ChType::Map(k, v) => write!(f, "Map({k}, {v})"),
             ChType::Json(params) => write!(f, "JSON{params}"),
             ChType::Geo(g, _) => f.write_str(g.name()),
+            ChType::Dynamic {
+                max_types: None, ..
+            } => f.write_str("Dynamic"),
+            ChType::Dynamic {
+                max_types: Some(n), ..
+            } => write!(f, "Dynamic(max_types={n})"),
             ChType::Variant { variants, .. } => {
                 f.write_str("Variant(")?;
                 for (i, t) in variants.iter().enumerate() {
@@ -980,6 +1047,9 @@ mod tests {
             "Polygon",
             "MultiPolygon",
             "Array(Point)",
+            "Dynamic",
+            "Dynamic(max_types=8)",
+            "Array(Dynamic)",
             "Map(String, JSON(a Array(String)))",
             "Array(Nullable(Map(String, Array(Int8))))",
             "Enum8('a' = 1, 'b\\'c' = -2)",
@@ -1139,7 +1209,6 @@ mod tests {
     fn unsupported() {
         for (s, ty) in [
             ("Object('json')", "Object('json')"),
-            ("Dynamic", "Dynamic"),
             (
                 "AggregateFunction(uniq, UInt64)",
                 "AggregateFunction(uniq, UInt64)",

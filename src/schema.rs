@@ -51,6 +51,12 @@ pub enum SchemaError {
         ty: String,
         version: String,
     },
+    #[error("table {table}: column {column} {ty}: a csv or tsv field has no type to infer for a Dynamic column (ClickHouse infers numbers from unquoted text, sluice does not guess); use a concrete type or a Variant")]
+    DynamicFromText {
+        table: String,
+        column: String,
+        ty: String,
+    },
     #[error("table {table} has no column sluice can insert into")]
     NoColumns { table: String },
     #[error("table {table} has no column that a csv or tsv field could fill (only metadata and computed columns)")]
@@ -140,11 +146,20 @@ pub fn plan_table(
             computed.push(format!("{} ({kind} {expr})", c.name));
             continue;
         }
-        let ty = ChType::parse(&c.type_name).map_err(|cause| SchemaError::Type {
-            table: table.clone(),
-            column: c.name.clone(),
-            cause,
-        })?;
+        let ty = ChType::parse(&c.type_name)
+            .map_err(|cause| SchemaError::Type {
+                table: table.clone(),
+                column: c.name.clone(),
+                cause,
+            })?
+            .with_server_time_zone(server.time_zone);
+        if route.format.is_delimited() && ty.contains_dynamic() {
+            return Err(SchemaError::DynamicFromText {
+                table,
+                column: c.name.clone(),
+                ty: c.type_name.clone(),
+            });
+        }
         if ty.contains_json() && !server.knows_setting(crate::clickhouse::JSON_AS_TEXT) {
             return Err(SchemaError::JsonAsText {
                 table,
@@ -312,6 +327,8 @@ fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
         ChType::Geo(_, storage) => write_zero(storage, out),
         // NULL, the Variant's default.
         ChType::Variant { .. } => out.push(crate::encode::rowbinary::VARIANT_NULL),
+        // NULL, the Dynamic's default: the type Nothing and no value.
+        ChType::Dynamic { .. } => out.push(crate::encode::rowbinary::DYNAMIC_NULL),
         ChType::FixedString(n) => zeros(out, *n),
         // An Enum's default is its smallest value, as ClickHouse's (`defaultValueOfTypeName`
         // of Enum8('x' = 5, 'y' = -3) is 'y').
@@ -590,6 +607,20 @@ mod tests {
             e.contains("column j JSON(a UInt32)") && e.contains("is not a JSON object"),
             "{e}"
         );
+        // A Dynamic column takes no CSV field: its type would be a guess.
+        let dynamic = [
+            column("id", "UInt64", DefaultKind::None, None),
+            column("d", "Array(Dynamic)", DefaultKind::None, None),
+        ];
+        let e = plan_table(&csv, &dynamic, &modern, &HashMap::new())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("column d Array(Dynamic): a csv or tsv field has no type to infer"),
+            "{e}"
+        );
+        assert!(plan_table(&route(), &dynamic, &modern, &HashMap::new()).is_ok());
         // 24.8 and 24.9 have the type, not the setting.
         let known = crate::clickhouse::version::SETTINGS_WE_SEND
             .iter()

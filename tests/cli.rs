@@ -432,13 +432,19 @@ async fn check_refuses_a_view_as_the_target() {
     assert!(t.contains("is a view (CREATE VIEW)"), "{t}");
 
     // An unsupported column type is named once (it was printed twice, as message and cause).
-    let (topic, table) = topic_with_table("jsontarget", 1, "id UInt64, j JSON").await;
+    let (topic, table) = topic_with_table(
+        "aggtarget",
+        1,
+        "id UInt64, a AggregateFunction(uniq, UInt64)",
+    )
+    .await;
     let cfg = write_config(&dir, &config(&unique("g"), &[(&topic, &topic)], ""));
     let out = sluice(&["check", "--config", &cfg], None);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert_eq!(
-        t.matches("unsupported ClickHouse type JSON").count(),
+        t.matches("unsupported ClickHouse type AggregateFunction(uniq, UInt64)")
+            .count(),
         1,
         "{t} ({table})"
     );

@@ -659,14 +659,16 @@ impl Client {
         })?;
         let keep_alive = parse_keep_alive(&answer.headers);
 
-        let (known, rbwd, lz4, block_rows) = tokio::join!(
+        let (known, rbwd, lz4, block_rows, time_zone) = tokio::join!(
             inner.probe_settings(),
             inner.probe_rbwd(),
             inner.probe_lz4(),
-            inner.probe_max_insert_block_size()
+            inner.probe_max_insert_block_size(),
+            inner.probe_query("SELECT timezone()")
         );
         let mut server = ServerInfo::from_version(version, version_string).refine(known, rbwd, lz4);
         server.keep_alive_timeout = keep_alive;
+        server.time_zone = time_zone.and_then(|t| t.trim().parse().ok());
 
         inner.encoding = Encoding::resolve(
             settings.compression,

@@ -101,6 +101,9 @@ pub struct ServerInfo {
     /// The server's HTTP keep-alive timeout (from its `Keep-Alive: timeout=N` header), which
     /// bounds how long an idle pooled connection may be reused.
     pub keep_alive_timeout: Option<Duration>,
+    /// The time zone of the server's sessions (`SELECT timezone()`), in which ClickHouse reads
+    /// a date-time it infers from text (Dynamic columns); `None` if it could not be read.
+    pub time_zone: Option<chrono_tz::Tz>,
     /// Settings from our list that the server's `system.settings` has; `None` when that table
     /// could not be read (the version thresholds alone decide then).
     known_settings: Option<BTreeSet<String>>,
@@ -137,6 +140,7 @@ impl ServerInfo {
             supports_query_params: version.at_least(19, 11),
             supports_typed_header: version.at_least(22, 1),
             keep_alive_timeout: None,
+            time_zone: None,
             known_settings: None,
         }
     }

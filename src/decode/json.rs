@@ -1916,21 +1916,25 @@ fn is_inf_literal(s: &str) -> bool {
     t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity")
 }
 
+/// The text of a number, or of a string (unescaped): what the numeric types read. `what` names
+/// the expected value in the error for any other kind (`expected a number, found an array`).
+fn scalar_text<'t>(v: Val<'t>, tmp: &'t mut Vec<u8>, what: &str) -> Conv<&'t [u8]> {
+    match v.kind {
+        Kind::Int | Kind::Num => Ok(v.raw),
+        Kind::Str | Kind::StrEsc => v.str_bytes(tmp),
+        k => Err(fail(format!(
+            "expected {what}, found {} {}",
+            k.describe(),
+            show(v.raw)
+        ))),
+    }
+}
+
 fn read_float<F>(v: Val<'_>, tmp: &mut Vec<u8>, what: &str) -> Conv<F>
 where
     F: std::str::FromStr + Copy + Into<f64>,
 {
-    let text: &[u8] = match v.kind {
-        Kind::Int | Kind::Num => v.raw,
-        Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
-        k => {
-            return Err(fail(format!(
-                "expected a number, found {} {}",
-                k.describe(),
-                show(v.raw)
-            )))
-        }
-    };
+    let text = scalar_text(v, tmp, "a number")?;
     let s =
         std::str::from_utf8(text).map_err(|_| fail(format!("{} is not a number", show(v.raw))))?;
     // Rust's float parser accepts `1_0`? No; it accepts exactly decimal/exponent forms,
@@ -2157,17 +2161,7 @@ const MAX_TIME_SECONDS: i128 = 999 * 3600 + 59 * 60 + 59;
 /// digits), or seconds as a number or a numeric string, with an exact fraction. Out of range
 /// or more fractional digits than the precision: an error, never a cut.
 fn read_time(v: Val<'_>, tmp: &mut Vec<u8>, precision: u32) -> Conv<i128> {
-    let text: &[u8] = match v.kind {
-        Kind::Int | Kind::Num => v.raw,
-        Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
-        k => {
-            return Err(fail(format!(
-                "expected a time, found {} {}",
-                k.describe(),
-                show(v.raw)
-            )))
-        }
-    };
+    let text = scalar_text(v, tmp, "a time")?;
     let scale = pow10(precision) as i128;
     let ticks = if text.contains(&b':') {
         parse_time(text, precision)
@@ -2302,6 +2296,10 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             out.push(rb::VARIANT_NULL);
             return Ok(());
         }
+        ChType::Dynamic { .. } if v.kind == Kind::Null => {
+            out.push(rb::DYNAMIC_NULL);
+            return Ok(());
+        }
         _ => {}
     }
     if v.kind == Kind::Null {
@@ -2403,17 +2401,7 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             Ok(())
         }
         ChType::Decimal { precision, scale } => {
-            let text: &[u8] = match v.kind {
-                Kind::Int | Kind::Num => v.raw,
-                Kind::Str | Kind::StrEsc => v.str_bytes(tmp)?,
-                k => {
-                    return Err(fail(format!(
-                        "expected a decimal, found {} {}",
-                        k.describe(),
-                        show(v.raw)
-                    )))
-                }
-            };
+            let text = scalar_text(v, tmp, "a decimal")?;
             if *precision <= 18 {
                 if let Some(x) = decimal_i64(text, *scale as u32, *precision as u32) {
                     rb::put_signed(
@@ -2635,6 +2623,7 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
                 show(v.raw)
             )))
         }
+        ChType::Dynamic { tz, .. } => write_dynamic(v, *tz, tmp, out),
         ChType::Json(_) => {
             // The object's text, which the server parses (typed paths and SKIPs included); a
             // string is taken when it holds an object (JSON sent as a string, or a CSV field).
@@ -2788,6 +2777,267 @@ fn composite(ty: &ChType) -> bool {
         _ => false,
     }
 }
+
+/// A Dynamic value: the type ClickHouse's JSONEachRow infers for `v` (see [`infer_dynamic`])
+/// in the binary type encoding, then the value as that type.
+fn write_dynamic(v: Val<'_>, tz: Option<Tz>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) -> Conv {
+    let t = infer_dynamic(v, tz, tmp, 0)?;
+    put_type_code(&t, out)?;
+    write_inferred(&t, v, tmp, out)
+}
+
+/// The type ClickHouse infers for a JSON value in a Dynamic column (schema inference with its
+/// default settings, checked value by value against the server in
+/// tests/rowbinary_roundtrip.rs): an integer is Int64 (UInt64 above it, a String beyond
+/// that), any other number Float64, `true`/`false` Bool; a string is a Date
+/// (`YYYY-MM-DD`), a DateTime (`YYYY-MM-DD hh:mm:ss`, in the server's time zone), a
+/// DateTime64(9) (with a fraction) or a String; an object a named Tuple of its fields; an
+/// array an Array of its elements' common type (integers and floats: Float64; with nulls:
+/// Nullable; empty: String), or of Dynamic when they have none. Shapes whose inferred type is
+/// not certain (arrays of objects or of arrays that differ, nulls beside arrays) fail.
+fn infer_dynamic(v: Val<'_>, tz: Option<Tz>, tmp: &mut Vec<u8>, depth: usize) -> Conv<ChType> {
+    if depth > crate::chtype::MAX_TYPE_DEPTH {
+        return Err(fail("nested too deeply for a Dynamic value".into()));
+    }
+    Ok(match v.kind {
+        Kind::Null => ChType::Nullable(Box::new(ChType::String)),
+        Kind::True | Kind::False => ChType::Bool,
+        Kind::Int => {
+            let text = std::str::from_utf8(v.raw).unwrap_or_default();
+            if text.parse::<i64>().is_ok() {
+                ChType::Int64
+            } else if text.parse::<u64>().is_ok() {
+                ChType::UInt64
+            } else {
+                ChType::String
+            }
+        }
+        Kind::Num => ChType::Float64,
+        Kind::Str | Kind::StrEsc => {
+            let s = v.str_bytes(tmp)?;
+            let trimmed = s.trim_ascii();
+            if !looks_like_date(trimmed) {
+                ChType::String
+            } else if trimmed.len() != s.len() {
+                return Err(fail(format!(
+                    "{} is a date-time with spaces around it: the type ClickHouse infers for it is not certain",
+                    show(v.raw)
+                )));
+            } else if s.len() == 10 {
+                match parse_ymd(s) {
+                    Some(_) if parse_datetime(s, tz, 0).is_ok() => ChType::Date,
+                    _ => return Err(not_a_date(v.raw)),
+                }
+            } else if parse_datetime(s, tz, 9).is_err() {
+                return Err(not_a_date(v.raw));
+            } else if s.get(19) == Some(&b'.') {
+                ChType::DateTime64 { precision: 9, tz }
+            } else {
+                ChType::DateTime { tz }
+            }
+        }
+        Kind::Obj => {
+            let mut elems: Vec<(Option<String>, ChType)> = Vec::new();
+            let mut it = ObjectIter::new(v.raw);
+            let mut key = Vec::new();
+            while let Some((k, val)) = it.next_pair()? {
+                let name = String::from_utf8_lossy(k.str_bytes(&mut key)?).into_owned();
+                if elems
+                    .iter()
+                    .any(|(n, _)| n.as_deref() == Some(name.as_str()))
+                {
+                    return Err(fail(format!(
+                        "key {name:?} twice in an object for a Dynamic column"
+                    )));
+                }
+                let t = infer_dynamic(val, tz, tmp, depth + 1).map_err(at_key(name.as_bytes()))?;
+                elems.push((Some(name), t));
+            }
+            if elems.is_empty() {
+                return Err(fail(
+                    "an empty object has no type to infer for a Dynamic column".into(),
+                ));
+            }
+            ChType::Tuple(elems)
+        }
+        Kind::Arr => {
+            let mut common: Option<ChType> = None;
+            let mut nulls = false;
+            let mut mixed = false;
+            let mut it = ArrayIter::new(v.raw);
+            let mut i = 0usize;
+            while let Some(e) = it.next_val()? {
+                if e.kind == Kind::Null {
+                    nulls = true;
+                } else {
+                    let t = infer_dynamic(e, tz, tmp, depth + 1).map_err(at_index(i))?;
+                    common = match common.take() {
+                        None => Some(t),
+                        Some(c) => match unify(c, t) {
+                            Some(u) => Some(u),
+                            None => {
+                                mixed = true;
+                                break;
+                            }
+                        },
+                    };
+                }
+                i += 1;
+            }
+            let element = match (mixed, common) {
+                (true, _) => ChType::Dynamic {
+                    max_types: None,
+                    tz,
+                },
+                (false, None) => ChType::String,
+                (false, Some(t)) => t,
+            };
+            let element = match element {
+                t @ (ChType::Dynamic { .. } | ChType::Nullable(_)) => t,
+                ChType::Array(_) | ChType::Tuple(_) if nulls => return Err(fail(
+                    "an array of arrays or objects beside nulls: its inferred type is not certain"
+                        .into(),
+                )),
+                t if nulls => ChType::Nullable(Box::new(t)),
+                t => t,
+            };
+            ChType::Array(Box::new(element))
+        }
+    })
+}
+
+/// A string that starts like a date but that sluice does not read as one (2024-02-30, which
+/// ClickHouse stores as 2024-03-01; a form only its best-effort parser reads).
+fn not_a_date(raw: &[u8]) -> Box<ConvErr> {
+    fail(format!(
+        "{} looks like a date but is none sluice reads: the type ClickHouse infers for it is not certain",
+        show(raw)
+    ))
+}
+
+/// The common type of two inferred element types, as ClickHouse merges them (checked against
+/// the server), or None when they have none: then the array holds Dynamic elements.
+fn unify(a: ChType, b: ChType) -> Option<ChType> {
+    use ChType as T;
+    let number = |t: &T| matches!(t, T::Bool | T::Int64 | T::UInt64 | T::Float64);
+    let rank = |t: &T| match t {
+        T::Bool => 0,
+        T::Int64 => 1,
+        T::UInt64 => 2,
+        _ => 3,
+    };
+    let date = |t: &T| matches!(t, T::Date | T::DateTime { .. } | T::DateTime64 { .. });
+    Some(match (a, b) {
+        (a, b) if a == b => a,
+        // Booleans as 1 and 0 beside numbers; the wider number.
+        (a, b) if number(&a) && number(&b) => {
+            if rank(&a) >= rank(&b) {
+                a
+            } else {
+                b
+            }
+        }
+        // Dates and booleans beside other strings are strings (`true` as its text).
+        (a, T::String) | (T::String, a) if date(&a) || a == T::Bool => T::String,
+        // A date beside a date-time is a date-time (midnight), the finer one.
+        (a, b) if date(&a) && date(&b) => {
+            let fine = |t: &T| match t {
+                T::Date => 0,
+                T::DateTime { .. } => 1,
+                _ => 2,
+            };
+            if fine(&a) >= fine(&b) {
+                a
+            } else {
+                b
+            }
+        }
+        (T::Array(a), T::Array(b)) => T::Array(Box::new(unify(*a, *b)?)),
+        _ => return None,
+    })
+}
+
+/// Writes `v` as the type [`infer_dynamic`] gave it: as that type's column would, except that
+/// booleans are 1 and 0 where they were merged into numbers.
+fn write_inferred(t: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) -> Conv {
+    match (t, v.kind) {
+        (ChType::Int64 | ChType::UInt64 | ChType::Float64, Kind::True | Kind::False) => {
+            let one = Val {
+                raw: if v.kind == Kind::True { b"1" } else { b"0" },
+                kind: Kind::Int,
+            };
+            write_value(t, one, tmp, out)
+        }
+        (ChType::Nullable(inner), k) if k != Kind::Null => {
+            out.push(rb::NOT_NULL);
+            write_inferred(inner, v, tmp, out)
+        }
+        (ChType::Array(e), Kind::Arr) => {
+            let pos = rb::reserve_count(out);
+            let mut it = ArrayIter::new(v.raw);
+            let mut n = 0usize;
+            while let Some(x) = it.next_val()? {
+                write_inferred(e, x, tmp, out).map_err(at_index(n))?;
+                n += 1;
+            }
+            rb::patch_count(out, pos, n);
+            Ok(())
+        }
+        (ChType::Tuple(elems), Kind::Obj) => {
+            // The tuple was inferred from this very object: its fields, in its order.
+            let mut it = ObjectIter::new(v.raw);
+            for (name, t) in elems {
+                let Some((_, x)) = it.next_pair()? else {
+                    return Err(fail(format!("{} ended early", show(v.raw))));
+                };
+                write_inferred(t, x, tmp, out)
+                    .map_err(at_key(name.as_deref().unwrap_or_default().as_bytes()))?;
+            }
+            Ok(())
+        }
+        _ => write_value(t, v, tmp, out),
+    }
+}
+
+/// The binary encoding of an inferred type (ClickHouse's "data types binary encoding"), which
+/// starts each Dynamic value.
+fn put_type_code(t: &ChType, out: &mut Vec<u8>) -> Conv {
+    match t {
+        ChType::UInt64 => out.push(0x04),
+        ChType::Int64 => out.push(0x0A),
+        ChType::Float64 => out.push(0x0E),
+        ChType::Date => out.push(0x0F),
+        ChType::DateTime { .. } => out.push(0x11),
+        ChType::DateTime64 { precision, .. } => out.extend_from_slice(&[0x13, *precision]),
+        ChType::String => out.push(0x15),
+        ChType::Array(e) => {
+            out.push(0x1E);
+            put_type_code(e, out)?;
+        }
+        ChType::Tuple(elems) => {
+            out.push(0x20);
+            rb::put_count(out, elems.len());
+            for (name, t) in elems {
+                rb::put_str(out, name.as_deref().unwrap_or_default().as_bytes());
+                put_type_code(t, out)?;
+            }
+        }
+        ChType::Nullable(t) => {
+            out.push(0x23);
+            put_type_code(t, out)?;
+        }
+        ChType::Dynamic { max_types, .. } => {
+            out.extend_from_slice(&[0x2B, max_types.unwrap_or(DEFAULT_DYNAMIC_TYPES)])
+        }
+        ChType::Bool => out.push(0x2D),
+        // Not a type `infer_dynamic` gives.
+        t => return Err(fail(format!("no binary type encoding for {t}"))),
+    }
+    Ok(())
+}
+
+/// `max_types` of a Dynamic that does not name it (ClickHouse's default).
+const DEFAULT_DYNAMIC_TYPES: u8 = 32;
 
 /// Whether the variant `t` of a Variant is tried for `v`, and as what: the JSON kinds each
 /// type reads inside a Variant in ClickHouse (checked value by value against the server,
@@ -5217,6 +5467,65 @@ pub(crate) mod tests {
         let e = encode_json_row(p, payload.as_bytes(), &META, &mut out).unwrap_err();
         assert_eq!(out, [9, 9], "output not rolled back for {payload}");
         e.to_string()
+    }
+
+    #[test]
+    fn dynamic_values_carry_the_type_clickhouse_infers() {
+        let p = named_plan(&[("d", "Dynamic")], UnknownFields::Error);
+        let row = |v: &str| {
+            let mut out = Vec::new();
+            encode_json_row(&p, format!(r#"{{"d":{v}}}"#).as_bytes(), &META, &mut out)
+                .map(|()| out.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                .map_err(|e| e.to_string())
+        };
+        // ClickHouse 26.9's own RowBinary output for the same values (dynamicType in the note).
+        for (v, hex) in [
+            ("42", "0a2a00000000000000"),                                   // Int64
+            ("18446744073709551615", "04ffffffffffffffff"),                 // UInt64
+            ("1.5", "0e000000000000f83f"),                                  // Float64
+            (r#""hello""#, "150568656c6c6f"),                               // String
+            ("true", "2d01"),                                               // Bool
+            ("null", "00"),                                                 // Nothing: NULL
+            (r#""2024-01-01""#, "0f0b4d"),                                  // Date
+            (r#""2024-05-17 12:34:56""#, "11f04e4766"),                     // DateTime (UTC server)
+            (r#""2024-05-17 12:34:56.789""#, "1309408fb03fcb46d017"),       // DateTime64(9)
+            ("[1,2]", "1e0a0201000000000000000200000000000000"),            // Array(Int64)
+            (r#"[1,"a"]"#, "1e2b20020a0100000000000000150161"),             // Array(Dynamic)
+            ("[]", "1e1500"),                                               // Array(String)
+            ("[null,1]", "1e230a0201000100000000000000"), // Array(Nullable(Int64))
+            (r#"{"a":1,"b":"x"}"#, "200201610a01621501000000000000000178"), // Tuple(a Int64, b String)
+        ] {
+            assert_eq!(row(v).unwrap(), hex, "{v}");
+        }
+        // Date-times without a zone are read in the server's time zone, as ClickHouse does.
+        let berlin = RowPlan::new(
+            vec![ColumnPlan::field(
+                "d",
+                ty("Dynamic(max_types=8)").with_server_time_zone(Some(chrono_tz::Europe::Berlin)),
+            )],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        encode_json_row(&berlin, br#"{"d":"2024-05-17 12:34:56"}"#, &META, &mut out).unwrap();
+        let mut want = vec![0x11];
+        want.extend_from_slice(&(1_715_949_296u32 - 2 * 3600).to_le_bytes());
+        assert_eq!(out, want);
+        for (v, why) in [
+            ("{}", "an empty object"),
+            (r#""2024-02-30""#, "not certain"),
+            (r#"" 2024-01-01""#, "not certain"),
+            ("[null,[1]]", "not certain"),
+            (r#"[{"a":1},{"b":2}]"#, ""),
+            (r#"{"a":1,"a":2}"#, "key \"a\" twice"),
+        ] {
+            match row(v) {
+                Err(e) => assert!(e.contains(why), "{v}: {e}"),
+                // Arrays of differing objects are Dynamic elements: each its own tuple.
+                Ok(hex) => assert!(hex.starts_with("1e2b20"), "{v}: {hex}"),
+            }
+        }
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub const NULL: u8 = 1;
 pub const NOT_NULL: u8 = 0;
 /// Variant discriminator of NULL (any other is the variant's number, then its value).
 pub const VARIANT_NULL: u8 = 255;
+/// A Dynamic value of type Nothing: NULL (any other starts with its type's binary encoding).
+pub const DYNAMIC_NULL: u8 = 0;
 /// RowBinaryWithDefaults column prefix: a value follows.
 pub const VALUE_FOLLOWS: u8 = 0;
 /// RowBinaryWithDefaults column prefix: use the column's DEFAULT expression.
