@@ -334,6 +334,46 @@ fn protobuf_messages(flat: bool) -> Vec<Vec<u8>> {
 }
 
 /// One iteration: every message of the batch into the reused buffer.
+/// Semi-structured messages: an object, a value of changing kind and one of any type, as a
+/// JSON column, a Variant and a Dynamic take them (and as Strings, to compare).
+const SEMI: [(&str, &str); 5] = [
+    ("id", "UInt64"),
+    ("payload", "JSON"),
+    ("kind", "Variant(String, UInt64, Array(UInt64))"),
+    ("extra", "Dynamic"),
+    ("tags", "Array(String)"),
+];
+const SEMI_AS_STRINGS: [(&str, &str); 5] = [
+    ("id", "UInt64"),
+    ("payload", "String"),
+    ("kind", "String"),
+    ("extra", "String"),
+    ("tags", "Array(String)"),
+];
+
+fn semi_messages() -> Vec<Vec<u8>> {
+    (0..BATCH)
+        .map(|i| {
+            let kind = match i % 3 {
+                0 => format!("\"k{i}\""),
+                1 => i.to_string(),
+                _ => format!("[{i},{}]", i + 1),
+            };
+            let extra = match i % 4 {
+                0 => (i * 31).to_string(),
+                1 => format!("\"note {i}\""),
+                2 => "\"2024-05-17 12:34:56\"".to_string(),
+                _ => format!(r#"{{"a":{i},"b":"x"}}"#),
+            };
+            format!(
+                r#"{{"id":{i},"payload":{{"user":{{"id":{u},"name":"user_{u}"}},"event":"click","props":{{"x":{i},"y":0.5}}}},"kind":{kind},"extra":{extra},"tags":["a","bb"]}}"#,
+                u = i % 977,
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
 fn encode_all(
     plan: &RowPlan,
     msgs: &[Vec<u8>],
@@ -376,6 +416,23 @@ fn bench(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter(|| black_box(encode_all(plan, msgs, &meta, &mut out)))
+        });
+    }
+    let semi = semi_messages();
+    let semi_avg = semi.iter().map(Vec::len).sum::<usize>() / semi.len();
+    for (name, cols) in [
+        (
+            format!("json_to_rowbinary_json_variant_dynamic_{semi_avg}B"),
+            &SEMI,
+        ),
+        (
+            format!("json_to_rowbinary_same_as_strings_{semi_avg}B"),
+            &SEMI_AS_STRINGS,
+        ),
+    ] {
+        let p = RowPlan::new(columns(cols), UnknownFields::Ignore, false).expect("bench plan");
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(encode_all(&p, &semi, &meta, &mut out)))
         });
     }
     let text = text_plan();

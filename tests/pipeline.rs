@@ -2322,19 +2322,21 @@ async fn a_json_routes_value_column_keeps_the_message_unparsed() {
     assert_eq!(rows, want);
 }
 
-/// JSON columns, exactly-once into 26.9: an object (or a string holding one) is sent as its
-/// text and parsed by the server, typed paths and SKIPs included; the whole message can land
-/// in one through the value column. A value that is no object is dead-lettered by sluice, an
+/// JSON, Variant and Dynamic columns, exactly-once into 26.9: an object (or a string holding
+/// one) is sent as its text and parsed by the server, typed paths and SKIPs included; the
+/// whole message can land in one through the value column; Variant values land in the
+/// variant and Dynamic values carry the type the server's own JSONEachRow would give them. A value that is no object is dead-lettered by sluice, an
 /// object a typed path refuses by the server's row number; the rest is stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_columns_hold_objects_as_the_server_parses_them() {
+async fn semi_structured_columns_hold_what_the_server_would_store() {
     init_logs();
     let topic = unique("jsoncol");
     create_topic(&topic, 2).await;
     create_topic(&format!("{topic}.dlq"), 1).await;
     ch(&format!(
         "CREATE TABLE default.{topic} (id UInt64, payload JSON, typed JSON(a UInt32, SKIP secret), \
-         _value JSON) ENGINE = MergeTree ORDER BY id \
+         _value JSON, v Variant(String, UInt64, Array(UInt64)), d Dynamic) \
+         ENGINE = MergeTree ORDER BY id \
          SETTINGS non_replicated_deduplication_window = 1000"
     ))
     .await;
@@ -2355,8 +2357,18 @@ async fn json_columns_hold_objects_as_the_server_parses_them() {
         } else {
             i.to_string()
         };
+        let v = match i % 3 {
+            0 => format!(r#""s{i}""#),
+            1 => i.to_string(),
+            _ => format!("[{i},{}]", i + 1),
+        };
+        let d = match i % 3 {
+            0 => i.to_string(),
+            1 => r#""2024-05-17 12:34:56""#.to_string(),
+            _ => format!(r#"{{"q":{i}}}"#),
+        };
         format!(
-            r#"{{"id":{i},"payload":{payload},"typed":{{"a":{a},"secret":"s{i}","extra":{}}}}}"#,
+            r#"{{"id":{i},"payload":{payload},"typed":{{"a":{a},"secret":"s{i}","extra":{}}},"v":{v},"d":{d}}}"#,
             i * 2
         )
     };
@@ -2382,7 +2394,13 @@ async fn json_columns_hold_objects_as_the_server_parses_them() {
             AND payload.user.tags::Array(String) = ['a', concat('b', toString(id))] \
             AND payload.n::Int64 = id AND typed.a = id AND typed.extra::Int64 = id * 2 \
             AND position(toString(typed), 'secret') = 0 AND _value.id::Int64 = id \
-            AND _value.typed.secret::String = concat('s', toString(id))) \
+            AND _value.typed.secret::String = concat('s', toString(id)) \
+            AND variantType(v) = multiIf(id % 3 = 0, 'String', id % 3 = 1, 'UInt64', 'Array(UInt64)') \
+            AND toString(v) = multiIf(id % 3 = 0, concat('s', toString(id)), id % 3 = 1, toString(id), \
+                concat('[', toString(id), ',', toString(id + 1), ']')) \
+            AND dynamicType(d) = multiIf(id % 3 = 0, 'Int64', id % 3 = 1, 'DateTime', 'Tuple(q Int64)') \
+            AND toString(d) = multiIf(id % 3 = 0, toString(id), id % 3 = 1, '2024-05-17 12:34:56', \
+                concat('(', toString(id), ')'))) \
          - count() + uniqExact(id) FROM default.{topic}"
     ))
     .await;
