@@ -214,6 +214,8 @@ pub enum Geo {
     MultiLineString,
     Polygon,
     MultiPolygon,
+    /// Any one of the others: a Variant of them.
+    Geometry,
 }
 
 impl Geo {
@@ -226,6 +228,7 @@ impl Geo {
             "MultiLineString" => Geo::MultiLineString,
             "Polygon" => Geo::Polygon,
             "MultiPolygon" => Geo::MultiPolygon,
+            "Geometry" => Geo::Geometry,
             _ => return None,
         })
     }
@@ -239,6 +242,7 @@ impl Geo {
             Geo::MultiLineString => "MultiLineString",
             Geo::Polygon => "Polygon",
             Geo::MultiPolygon => "MultiPolygon",
+            Geo::Geometry => "Geometry",
         }
     }
 
@@ -251,6 +255,24 @@ impl Geo {
             Geo::MultiLineString => array(Geo::LineString.storage()),
             Geo::Polygon => array(Geo::Ring.storage()),
             Geo::MultiPolygon => array(Geo::Polygon.storage()),
+            // Numbered by name, as ClickHouse numbers a Variant's types; tried deepest first
+            // (a ring and a line string are the same array of points: LineString, the first
+            // by name, takes it, as on the server).
+            Geo::Geometry => {
+                let variants: Vec<ChType> = [
+                    Geo::LineString,
+                    Geo::MultiLineString,
+                    Geo::MultiPolygon,
+                    Geo::Point,
+                    Geo::Polygon,
+                    Geo::Ring,
+                ]
+                .into_iter()
+                .map(|g| ChType::Geo(g, Box::new(g.storage())))
+                .collect();
+                let order = variant_try_order(&variants);
+                ChType::Variant { variants, order }
+            }
         }
     }
 }
@@ -282,7 +304,6 @@ fn unsupported_reason(ty: &str) -> &'static str {
         "Nothing" => "Nothing holds no values (it is the type of a bare NULL literal)",
         "Nested" => "insert the flattened `n.x Array(T)` columns instead of the Nested column as a whole",
         n if n.starts_with("Interval") => "Interval types cannot be stored in tables",
-        "Geometry" => "Geometry (a Variant of the geo types) is not supported; use the one geo type the column holds (Point, Ring, LineString, MultiLineString, Polygon, MultiPolygon)",
         _ => "not a type sluice knows how to encode",
     }
 }
@@ -350,7 +371,7 @@ impl ChType {
     pub fn is_nullable(&self) -> bool {
         match self {
             ChType::Nullable(_) | ChType::Variant { .. } | ChType::Dynamic { .. } => true,
-            ChType::LowCardinality(inner) => inner.is_nullable(),
+            ChType::LowCardinality(inner) | ChType::Geo(_, inner) => inner.is_nullable(),
             _ => false,
         }
     }
@@ -1049,6 +1070,8 @@ mod tests {
             "Array(Point)",
             "Dynamic",
             "Dynamic(max_types=8)",
+            "Geometry",
+            "Array(Geometry)",
             "Array(Dynamic)",
             "Map(String, JSON(a Array(String)))",
             "Array(Nullable(Map(String, Array(Int8))))",

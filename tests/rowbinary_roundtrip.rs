@@ -814,7 +814,8 @@ async fn variant_values_land_where_the_servers_own_parser_puts_them() {
         c Variant(Float64, Array(String), Map(String, String)), \
         d Variant(DateTime64(3, 'UTC'), UUID, String), \
         e Array(Variant(Int64, String)), \
-        f Variant(Decimal(10, 2), String, Tuple(x UInt8, y String))";
+        f Variant(Decimal(10, 2), String, Tuple(x UInt8, y String)), \
+        g Geometry";
     let (server, ours) = (table_name("variant_server"), table_name("variant_sluice"));
     for t in [&server, &ours] {
         ch.query(&format!(
@@ -850,9 +851,13 @@ async fn variant_values_land_where_the_servers_own_parser_puts_them() {
         "[\"a\", 3]",
         "12.345",
         "1e3",
+        "[[1, 2], [3, 4]]",
+        "[[[1, 2], [3, 4]]]",
+        "[[[[1, 2]]]]",
+        "[]",
     ];
     let mut docs = Vec::new();
-    for col in ["a", "b", "c", "d", "f"] {
+    for col in ["a", "b", "c", "d", "f", "g"] {
         for v in values {
             docs.push(format!("{{\"k\":{},\"{col}\":{v}}}", docs.len() + 1));
         }
@@ -873,7 +878,8 @@ async fn variant_values_land_where_the_servers_own_parser_puts_them() {
     let q = |t: &str| {
         format!(
             "SELECT k, variantType(a), a, variantType(b), b, variantType(c), c, variantType(d), d, \
-             arrayMap(x -> variantType(x), e), e, variantType(f), f FROM {DB}.{t} ORDER BY k FORMAT TSV"
+             arrayMap(x -> variantType(x), e), e, variantType(f), f, variantType(g), g \
+             FROM {DB}.{t} ORDER BY k FORMAT TSV"
         )
     };
     let (want, got) = (ch.query(&q(&server)).await, ch.query(&q(&ours)).await);

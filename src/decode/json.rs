@@ -2292,6 +2292,8 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             return write_value(inner, v, tmp, out);
         }
         ChType::LowCardinality(inner) => return write_value(inner, v, tmp, out),
+        // Geometry: a Variant, NULL included.
+        ChType::Geo(_, storage) => return write_value(storage, v, tmp, out),
         ChType::Variant { .. } if v.kind == Kind::Null => {
             out.push(rb::VARIANT_NULL);
             return Ok(());
@@ -2596,7 +2598,6 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             Ok(())
         }
         ChType::Tuple(elems) => write_tuple(elems, v, tmp, out),
-        ChType::Geo(_, storage) => write_value(storage, v, tmp, out),
         ChType::Variant { variants, order } => {
             // The first variant, in ClickHouse's order for text, that takes the value: the
             // one ClickHouse's JSONEachRow would choose (see `variant_candidate`).
