@@ -114,6 +114,13 @@ pub enum ChType {
         max_types: Option<u8>,
         tz: Option<Tz>,
     },
+    /// `QBit(T, N)`: a vector of exactly N BFloat16, Float32 or Float64 values, sent as the
+    /// array it is in RowBinary (the server bit-slices it as it stores it). `array` is
+    /// `Array(T)`.
+    QBit {
+        array: Box<ChType>,
+        n: u32,
+    },
 }
 
 /// The order in which ClickHouse tries a Variant's types when it reads a value from text
@@ -200,7 +207,8 @@ fn text_priority(ty: &ChType, depth: usize, simple: usize) -> (usize, usize, usi
         | ChType::Time
         | ChType::Time64 { .. }
         | ChType::Json(_)
-        | ChType::Dynamic { .. } => (depth, 0, simple),
+        | ChType::Dynamic { .. }
+        | ChType::QBit { .. } => (depth, 0, simple),
     }
 }
 
@@ -755,6 +763,25 @@ impl<'a> Parser<'a> {
                 let order = variant_try_order(&variants);
                 Ok(ChType::Variant { variants, order })
             }
+            "QBit" => {
+                self.expect(b'(')?;
+                let at = self.pos;
+                let elem = self.ty()?;
+                if !matches!(elem, ChType::BFloat16 | ChType::Float32 | ChType::Float64) {
+                    return Err(self.syntax(
+                        at,
+                        format!("QBit holds BFloat16, Float32 or Float64, not {elem}"),
+                    ));
+                }
+                self.expect(b',')?;
+                self.ws();
+                let n = self.arg("QBit dimension", 1, i64::from(u32::MAX))? as u32;
+                self.expect(b')')?;
+                Ok(ChType::QBit {
+                    array: Box::new(ChType::Array(Box::new(elem))),
+                    n,
+                })
+            }
             "Dynamic" => {
                 let max_types = if self.eat(b'(') {
                     self.ws();
@@ -967,6 +994,10 @@ impl fmt::Display for ChType {
             ChType::Dynamic {
                 max_types: None, ..
             } => f.write_str("Dynamic"),
+            ChType::QBit { array, n } => match &**array {
+                ChType::Array(t) => write!(f, "QBit({t}, {n})"),
+                t => write!(f, "QBit({t}, {n})"),
+            },
             ChType::Dynamic {
                 max_types: Some(n), ..
             } => write!(f, "Dynamic(max_types={n})"),
@@ -1072,6 +1103,8 @@ mod tests {
             "Dynamic(max_types=8)",
             "Geometry",
             "Array(Geometry)",
+            "QBit(BFloat16, 3)",
+            "QBit(Float64, 1536)",
             "Array(Dynamic)",
             "Map(String, JSON(a Array(String)))",
             "Array(Nullable(Map(String, Array(Int8))))",

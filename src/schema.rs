@@ -329,6 +329,15 @@ fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
         ChType::Variant { .. } => out.push(crate::encode::rowbinary::VARIANT_NULL),
         // NULL, the Dynamic's default: the type Nothing and no value.
         ChType::Dynamic { .. } => out.push(crate::encode::rowbinary::DYNAMIC_NULL),
+        // N zeros, ClickHouse's default vector.
+        ChType::QBit { array, n } => {
+            crate::encode::rowbinary::put_count(out, *n as usize);
+            if let ChType::Array(t) = &**array {
+                for _ in 0..*n {
+                    write_zero(t, out);
+                }
+            }
+        }
         ChType::FixedString(n) => zeros(out, *n),
         // An Enum's default is its smallest value, as ClickHouse's (`defaultValueOfTypeName`
         // of Enum8('x' = 5, 'y' = -3) is 'y').

@@ -2625,6 +2625,22 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
             )))
         }
         ChType::Dynamic { tz, .. } => write_dynamic(v, *tz, tmp, out),
+        ChType::QBit { array, n } => {
+            let start = out.len();
+            write_value(array, v, tmp, out)?;
+            // The count the array wrote: the vector must have exactly n values.
+            let got = out
+                .get(start..)
+                .and_then(|b| super::cursor::Cursor::new(b).varint().ok())
+                .unwrap_or(0);
+            if got != u64::from(*n) {
+                out.truncate(start);
+                return Err(fail(format!(
+                    "expected a vector of {n} values, found {got}"
+                )));
+            }
+            Ok(())
+        }
         ChType::Json(_) => {
             // The object's text, which the server parses (typed paths and SKIPs included); a
             // string is taken when it holds an object (JSON sent as a string, or a CSV field).
@@ -5583,6 +5599,22 @@ pub(crate) mod tests {
         assert!(row("0", "0", r#""x""#)
             .unwrap_err()
             .contains("column b BFloat16"));
+        // A QBit is a vector of exactly its dimension.
+        let p = named_plan(&[("q", "QBit(Float32, 3)")], UnknownFields::Error);
+        let mut out = Vec::new();
+        encode_json_row(&p, br#"{"q":[1,2,3]}"#, &META, &mut out).unwrap();
+        let mut want = vec![3];
+        for f in [1f32, 2.0, 3.0] {
+            want.extend_from_slice(&f.to_le_bytes());
+        }
+        assert_eq!(out, want);
+        let e = encode_json_row(&p, br#"{"q":[1,2]}"#, &META, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("column q QBit(Float32, 3): expected a vector of 3 values, found 2"),
+            "{e}"
+        );
     }
 
     #[test]
