@@ -121,6 +121,9 @@ pub enum ChType {
         array: Box<ChType>,
         n: u32,
     },
+    /// `Nested(a T, b U)` as a table created with `flatten_nested = 0` keeps it: stored and
+    /// sent as `Array(Tuple(a T, b U))`, the field held in `0`.
+    Nested(Box<ChType>),
 }
 
 /// The order in which ClickHouse tries a Variant's types when it reads a value from text
@@ -209,6 +212,7 @@ fn text_priority(ty: &ChType, depth: usize, simple: usize) -> (usize, usize, usi
         | ChType::Json(_)
         | ChType::Dynamic { .. }
         | ChType::QBit { .. } => (depth, 0, simple),
+        ChType::Nested(storage) => text_priority(storage, depth, simple),
     }
 }
 
@@ -310,7 +314,6 @@ fn unsupported_reason(ty: &str) -> &'static str {
         "Object" => "the deprecated Object('json') type is not supported; use a JSON column (or store the raw JSON in a String column)",
         "AggregateFunction" => "aggregate states cannot be produced from messages; insert into the source table of the materialized view instead",
         "Nothing" => "Nothing holds no values (it is the type of a bare NULL literal)",
-        "Nested" => "insert the flattened `n.x Array(T)` columns instead of the Nested column as a whole",
         n if n.starts_with("Interval") => "Interval types cannot be stored in tables",
         _ => "not a type sluice knows how to encode",
     }
@@ -351,6 +354,7 @@ impl ChType {
                 ChType::Map(k, v) => k.contains(is) || v.contains(is),
                 ChType::Tuple(elems) => elems.iter().any(|(_, t)| t.contains(is)),
                 ChType::Variant { variants, .. } => variants.iter().any(|t| t.contains(is)),
+                ChType::Nested(t) => t.contains(is),
                 _ => false,
             }
     }
@@ -368,6 +372,7 @@ impl ChType {
                 }
                 ChType::Tuple(elems) => elems.iter_mut().for_each(|(_, t)| set(t, tz)),
                 ChType::Variant { variants, .. } => variants.iter_mut().for_each(|t| set(t, tz)),
+                ChType::Nested(t) => set(t, tz),
                 _ => {}
             }
         }
@@ -763,6 +768,15 @@ impl<'a> Parser<'a> {
                 let order = variant_try_order(&variants);
                 Ok(ChType::Variant { variants, order })
             }
+            "Nested" => {
+                let at = self.pos;
+                match self.tuple()? {
+                    ChType::Tuple(elems) if elems.iter().all(|(n, _)| n.is_some()) => Ok(
+                        ChType::Nested(Box::new(ChType::Array(Box::new(ChType::Tuple(elems))))),
+                    ),
+                    _ => Err(self.syntax(at, "Nested names each of its columns")),
+                }
+            }
             "QBit" => {
                 self.expect(b'(')?;
                 let at = self.pos;
@@ -994,6 +1008,16 @@ impl fmt::Display for ChType {
             ChType::Dynamic {
                 max_types: None, ..
             } => f.write_str("Dynamic"),
+            ChType::Nested(storage) => match &**storage {
+                ChType::Array(t) => match &**t {
+                    ChType::Tuple(_) => {
+                        let tuple = t.to_string();
+                        write!(f, "Nested{}", tuple.strip_prefix("Tuple").unwrap_or(&tuple))
+                    }
+                    t => write!(f, "Nested({t})"),
+                },
+                t => write!(f, "Nested({t})"),
+            },
             ChType::QBit { array, n } => match &**array {
                 ChType::Array(t) => write!(f, "QBit({t}, {n})"),
                 t => write!(f, "QBit({t}, {n})"),
@@ -1104,6 +1128,8 @@ mod tests {
             "Geometry",
             "Array(Geometry)",
             "QBit(BFloat16, 3)",
+            "Nested(a UInt8, b String)",
+            "Nested(`x y` Array(String), n Nested(q Int8))",
             "QBit(Float64, 1536)",
             "Array(Dynamic)",
             "Map(String, JSON(a Array(String)))",
@@ -1271,7 +1297,6 @@ mod tests {
             ),
             ("Nullable(Nothing)", "Nothing"),
             ("IntervalSecond", "IntervalSecond"),
-            ("Nested(a UInt8, b String)", "Nested(a UInt8, b String)"),
             ("Array(Object('json'))", "Object('json')"),
             ("Frobnicate", "Frobnicate"),
         ] {

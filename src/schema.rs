@@ -324,7 +324,7 @@ fn write_zero(ty: &ChType, out: &mut Vec<u8>) {
         ChType::String | ChType::Array(_) | ChType::Map(_, _) => out.push(0),
         // Sent as text (see `ChType::Json`): the empty object, what ClickHouse stores.
         ChType::Json(_) => out.extend_from_slice(b"\x02{}"),
-        ChType::Geo(_, storage) => write_zero(storage, out),
+        ChType::Geo(_, storage) | ChType::Nested(storage) => write_zero(storage, out),
         // NULL, the Variant's default.
         ChType::Variant { .. } => out.push(crate::encode::rowbinary::VARIANT_NULL),
         // NULL, the Dynamic's default: the type Nothing and no value.

@@ -1099,3 +1099,41 @@ async fn dynamic_values_get_the_type_the_servers_own_inference_gives() {
         want.lines().count()
     );
 }
+
+/// A Nested column kept whole (`flatten_nested = 0`) is the array of tuples it stores: its
+/// rows round-trip, and the server's spelling of the type is parsed and printed back.
+#[tokio::test]
+async fn nested_columns_kept_whole_round_trip() {
+    let Some(ch) = Ch::connect().await else {
+        return;
+    };
+    let table = table_name("nested");
+    ch.try_query(
+        &format!(
+            "CREATE TABLE {DB}.{table} (k UInt32, n Nested(a UInt8, `b c` Array(String))) \
+             ENGINE = MergeTree ORDER BY k"
+        ),
+        &[("flatten_nested", "0")],
+    )
+    .await
+    .expect("create");
+    let cols = ch.columns(&table).await;
+    assert_eq!(cols[1].1, "Nested(a UInt8, `b c` Array(String))");
+    let plan = plan_from_server(&cols, false, |_| OnMissing::Error);
+    let mut body = Vec::new();
+    for doc in [
+        r#"{"k":1,"n":[{"a":1,"b c":["x","y"]},{"a":2,"b c":[]}]}"#,
+        r#"{"k":2,"n":[[3,["z"]]]}"#,
+        r#"{"k":3,"n":[]}"#,
+    ] {
+        encode_json_row(&plan, doc.as_bytes(), &META, &mut body).expect(doc);
+    }
+    let names: Vec<String> = cols.iter().map(|(n, _)| n.clone()).collect();
+    ch.insert(&table, &names, "RowBinary", body).await;
+    let got = ch
+        .query(&format!(
+            "SELECT k, n FROM {DB}.{table} ORDER BY k FORMAT TSV"
+        ))
+        .await;
+    assert_eq!(got, "1\t[(1,['x','y']),(2,[])]\n2\t[(3,['z'])]\n3\t[]\n");
+}

@@ -2293,7 +2293,9 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
         }
         ChType::LowCardinality(inner) => return write_value(inner, v, tmp, out),
         // Geometry: a Variant, NULL included.
-        ChType::Geo(_, storage) => return write_value(storage, v, tmp, out),
+        ChType::Geo(_, storage) | ChType::Nested(storage) => {
+            return write_value(storage, v, tmp, out)
+        }
         ChType::Variant { .. } if v.kind == Kind::Null => {
             out.push(rb::VARIANT_NULL);
             return Ok(());
@@ -2790,7 +2792,11 @@ fn write_tuple(
 fn composite(ty: &ChType) -> bool {
     match ty {
         ChType::Nullable(t) | ChType::LowCardinality(t) => composite(t),
-        ChType::Array(_) | ChType::Map(..) | ChType::Tuple(_) | ChType::Geo(..) => true,
+        ChType::Array(_)
+        | ChType::Map(..)
+        | ChType::Tuple(_)
+        | ChType::Geo(..)
+        | ChType::Nested(_) => true,
         _ => false,
     }
 }
