@@ -2229,16 +2229,14 @@ fn parse_time(s: &[u8], precision: u32) -> Result<i128, &'static str> {
         Some([b'.', digits @ ..])
             if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) =>
         {
-            let kept = digits.len() - digits.iter().rev().take_while(|&&c| c == b'0').count();
-            if kept > precision as usize {
+            // Keep `precision` digits (missing ones are zeros); any further digit must be 0.
+            let p = precision as usize;
+            if digits.iter().skip(p).any(|&c| c != b'0') {
                 return Err("more fractional digits than the column's precision");
             }
-            digits
-                .iter()
-                .take(precision as usize)
-                .fold(0i128, |a, &c| a * 10 + i128::from(c - b'0'))
-                * pow10(precision.saturating_sub(digits.len().min(precision as usize) as u32))
-                    as i128
+            (0..p).fold(0i128, |f, k| {
+                f * 10 + digits.get(k).map_or(0, |&c| i128::from(c - b'0'))
+            })
         }
         _ => return Err("expected hh:mm:ss[.fraction]"),
     };
