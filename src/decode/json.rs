@@ -3117,6 +3117,13 @@ fn variant_candidate<'a>(t: &ChType, v: Val<'a>, tmp: &mut Vec<u8>) -> Conv<Opti
         ChType::Tuple(elems) if elems.iter().any(|(name, _)| name.is_some()) => {
             (v.kind == Kind::Obj).then_some(v)
         }
+        // Containers read only their own JSON kind (a string is never parsed as one).
+        ChType::Array(_)
+        | ChType::Tuple(_)
+        | ChType::Nested(_)
+        | ChType::QBit { .. }
+        | ChType::Geo(..) => (v.kind == Kind::Arr).then_some(v),
+        ChType::Map(..) => (v.kind == Kind::Obj).then_some(v),
         _ => Some(v),
     })
 }
