@@ -871,7 +871,7 @@ async fn variant_values_land_where_the_servers_own_parser_puts_them() {
     let mut refused_by_both = 0;
     let mut rounded = Vec::new();
     for doc in docs {
-        match check_variant_doc(&ch, &server, &ours, &plan, &names, &doc).await {
+        match check_variant_doc(&ch, (&server, &ours), &plan, &names, &doc).await {
             Verdict::Stored => {}
             Verdict::RefusedByBoth => refused_by_both += 1,
             Verdict::Rounded => rounded.push(doc),
@@ -913,14 +913,16 @@ enum Verdict {
     Rounded,
 }
 
-async fn check_variant_doc(
+/// One document inserted twice: by the server's own JSONEachRow into `server`, and, when both
+/// take it, as sluice's RowBinary into `ours`. What each said: the server's error text,
+/// sluice's error.
+async fn insert_twice(
     ch: &Ch,
-    server: &str,
-    ours: &str,
+    (server, ours): (&str, &str),
     plan: &RowPlan,
     names: &[String],
     doc: &str,
-) -> Verdict {
+) -> (Result<(), String>, Result<(), String>) {
     let url = reqwest::Url::parse_with_params(
         &format!("{}/", ch.url),
         &[
@@ -942,20 +944,36 @@ async fn check_variant_doc(
     let server_took = resp.status().is_success();
     let server_said = resp.text().await.unwrap_or_default();
     let mut body = Vec::new();
-    let ours_took = encode_json_row(plan, doc.as_bytes(), &META, &mut body);
-    match (server_took, ours_took) {
-        (true, Ok(())) => {
-            ch.insert(ours, names, "RowBinary", body).await;
-            Verdict::Stored
-        }
-        (false, Err(_)) => Verdict::RefusedByBoth,
+    let ours_took =
+        encode_json_row(plan, doc.as_bytes(), &META, &mut body).map_err(|e| e.to_string());
+    if server_took && ours_took.is_ok() {
+        ch.insert(ours, names, "RowBinary", body).await;
+    }
+    (
+        if server_took {
+            Ok(())
+        } else {
+            Err(server_said)
+        },
+        ours_took,
+    )
+}
+
+async fn check_variant_doc(
+    ch: &Ch,
+    tables: (&str, &str),
+    plan: &RowPlan,
+    names: &[String],
+    doc: &str,
+) -> Verdict {
+    match insert_twice(ch, tables, plan, names, doc).await {
+        (Ok(()), Ok(())) => Verdict::Stored,
+        (Err(_), Err(_)) => Verdict::RefusedByBoth,
         // The one difference allowed: ClickHouse rounds a number into a Decimal variant;
         // sluice refuses it rather than round it (or store it as another variant).
-        (true, Err(e)) if e.to_string().contains("fractional digits (no rounding)") => {
-            Verdict::Rounded
-        }
-        (true, Err(e)) => panic!("{doc}: the server takes it, sluice refuses: {e}"),
-        (false, Ok(())) => panic!("{doc}: sluice takes it, the server refuses: {server_said}"),
+        (Ok(()), Err(e)) if e.contains("fractional digits (no rounding)") => Verdict::Rounded,
+        (Ok(()), Err(e)) => panic!("{doc}: the server takes it, sluice refuses: {e}"),
+        (Err(said), Ok(())) => panic!("{doc}: sluice takes it, the server refuses: {said}"),
     }
 }
 
@@ -1041,41 +1059,14 @@ async fn dynamic_values_get_the_type_the_servers_own_inference_gives() {
     let mut not_claimed = Vec::new();
     for (i, v) in values.iter().enumerate() {
         let doc = format!("{{\"k\":{},\"d\":{v}}}", i + 1);
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/", ch.url),
-            &[
-                (
-                    "query",
-                    format!("INSERT INTO {DB}.{server} FORMAT JSONEachRow"),
-                ),
-                ("async_insert", "0".to_string()),
-            ],
-        )
-        .expect("url");
-        let resp = ch
-            .http
-            .post(url)
-            .body(doc.clone())
-            .send()
-            .await
-            .expect("insert");
-        let server_took = resp.status().is_success();
-        let server_said = resp.text().await.unwrap_or_default();
-        let mut body = Vec::new();
-        match (
-            server_took,
-            encode_json_row(&plan, doc.as_bytes(), &META, &mut body),
-        ) {
-            (true, Ok(())) => ch.insert(&ours, &names, "RowBinary", body).await,
-            (false, Err(_)) => refused_by_both += 1,
-            (true, Err(e))
-                if e.to_string().contains("not certain")
-                    || e.to_string().contains("an empty object") =>
-            {
+        match insert_twice(&ch, (&server, &ours), &plan, &names, &doc).await {
+            (Ok(()), Ok(())) => {}
+            (Err(_), Err(_)) => refused_by_both += 1,
+            (Ok(()), Err(e)) if e.contains("not certain") || e.contains("an empty object") => {
                 not_claimed.push(i + 1)
             }
-            (true, Err(e)) => panic!("{doc}: the server takes it, sluice refuses: {e}"),
-            (false, Ok(())) => panic!("{doc}: sluice takes it, the server refuses: {server_said}"),
+            (Ok(()), Err(e)) => panic!("{doc}: the server takes it, sluice refuses: {e}"),
+            (Err(said), Ok(())) => panic!("{doc}: sluice takes it, the server refuses: {said}"),
         }
     }
     let q = |t: &str| format!("SELECT k, dynamicType(d), d FROM {DB}.{t} ORDER BY k FORMAT TSV");
