@@ -759,7 +759,8 @@ fn big_decimal(b: &[u8]) -> Read<(&[u8], i64)> {
             r.left()
         ));
     }
-    if scale.abs() > MAX_BIG_DECIMAL_SCALE {
+    // unsigned_abs: a datum can carry i64::MIN, whose abs() overflows.
+    if scale.unsigned_abs() > MAX_BIG_DECIMAL_SCALE.unsigned_abs() {
         return Err(format!(
             "a big-decimal of scale {scale}, beyond the +-{MAX_BIG_DECIMAL_SCALE} sluice reads"
         ));
@@ -1341,6 +1342,8 @@ mod tests {
             e.contains("a big-decimal of scale 5000, beyond the +-1000"),
             "{e}"
         );
+        let e = err(big_decimal_datum(&[1], i64::MIN, &[]));
+        assert!(e.contains("beyond the +-1000"), "{e}");
         let e = err(big_decimal_datum(&[1], 2, &[7]));
         assert!(
             e.contains("a big-decimal with 1 bytes after its scale"),

@@ -2184,7 +2184,8 @@ fn read_time(v: Val<'_>, tmp: &mut Vec<u8>, precision: u32) -> Conv<i128> {
             .ok_or_else(|| fail(format!("{} is out of range", show(v.raw))))?
     };
     let max = MAX_TIME_SECONDS * scale + (scale - 1);
-    if ticks.abs() > max {
+    // unsigned_abs: i128::MIN's abs() overflows.
+    if ticks.unsigned_abs() > max.unsigned_abs() {
         return Err(fail(format!(
             "{} is out of range -999:59:59..=999:59:59",
             show(v.raw)
@@ -2863,16 +2864,17 @@ fn infer_dynamic(v: Val<'_>, tz: Option<Tz>, tmp: &mut Vec<u8>, depth: usize) ->
             let mut key = Vec::new();
             while let Some((k, val)) = it.next_pair()? {
                 let name = String::from_utf8_lossy(k.str_bytes(&mut key)?).into_owned();
-                if elems
-                    .iter()
-                    .any(|(n, _)| n.as_deref() == Some(name.as_str()))
-                {
-                    return Err(fail(format!(
-                        "key {name:?} twice in an object for a Dynamic column"
-                    )));
-                }
                 let t = infer_dynamic(val, tz, tmp, depth + 1).map_err(at_key(name.as_bytes()))?;
                 elems.push((Some(name), t));
+            }
+            // Sorted, not compared pair by pair: a message may hold a great many keys.
+            let mut names: Vec<&str> = elems.iter().filter_map(|(n, _)| n.as_deref()).collect();
+            names.sort_unstable();
+            if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+                return Err(fail(format!(
+                    "key {:?} twice in an object for a Dynamic column",
+                    w[0]
+                )));
             }
             if elems.is_empty() {
                 return Err(fail(
@@ -5584,6 +5586,11 @@ pub(crate) mod tests {
         for (t, t3, why) in [
             (r#""1000:00:00""#, "0", "hours are 1 to 3 digits"),
             ("3600000", "0", "out of range -999:59:59..=999:59:59"),
+            (
+                "-170141183460469231731687303715884105728",
+                "0",
+                "out of range",
+            ),
             (r#""12:60:00""#, "0", "minutes and seconds are 00 to 59"),
             (r#""1:2:3""#, "0", "expected hh:mm:ss"),
             (
