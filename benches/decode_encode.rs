@@ -374,17 +374,28 @@ fn semi_messages() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// One batch: every message encoded by `row` into `out`, emptied first; the bytes written.
+fn each_message(
+    msgs: &[Vec<u8>],
+    out: &mut Vec<u8>,
+    mut row: impl FnMut(&[u8], &mut Vec<u8>),
+) -> usize {
+    out.clear();
+    for m in msgs {
+        row(black_box(m), out);
+    }
+    out.len()
+}
+
 fn encode_all(
     plan: &RowPlan,
     msgs: &[Vec<u8>],
     meta: &MessageMeta<'_>,
     out: &mut Vec<u8>,
 ) -> usize {
-    out.clear();
-    for m in msgs {
-        encode_json_row(plan, black_box(m), meta, out).expect("bench row");
-    }
-    out.len()
+    each_message(msgs, out, |m, out| {
+        encode_json_row(plan, m, meta, out).expect("bench row")
+    })
 }
 
 fn bench(c: &mut Criterion) {
@@ -444,12 +455,10 @@ fn bench(c: &mut Criterion) {
         let mut line = Line::new();
         g.bench_function(name, |b| {
             b.iter(|| {
-                out.clear();
-                for m in &lines {
-                    line.split(format, black_box(m)).expect("bench line");
-                    encode_text_row(&text, &line, &meta, &mut out).expect("bench row");
-                }
-                black_box(out.len())
+                black_box(each_message(&lines, &mut out, |m, out| {
+                    line.split(format, m).expect("bench line");
+                    encode_text_row(&text, &line, &meta, out).expect("bench row");
+                }))
             })
         });
     }
@@ -460,12 +469,9 @@ fn bench(c: &mut Criterion) {
     let mut scratch = AvroScratch::default();
     g.bench_function(format!("avro_to_rowbinary_12col_{avro_avg}B"), |b| {
         b.iter(|| {
-            out.clear();
-            for m in &avro {
-                encode_avro_row(&plan, &bound, black_box(m), &meta, &mut scratch, &mut out)
-                    .expect("bench row");
-            }
-            black_box(out.len())
+            black_box(each_message(&avro, &mut out, |m, out| {
+                encode_avro_row(&plan, &bound, m, &meta, &mut scratch, out).expect("bench row")
+            }))
         })
     });
     // An unset `optional` field is missing (JSON writes `null`): its Nullable column takes
@@ -493,19 +499,10 @@ fn bench(c: &mut Criterion) {
         let mut scratch = ProtobufScratch::default();
         g.bench_function(format!("{variant}_to_rowbinary_12col_{proto_avg}B"), |b| {
             b.iter(|| {
-                out.clear();
-                for m in &proto {
-                    encode_protobuf_row(
-                        &proto_plan,
-                        &bound,
-                        black_box(m),
-                        &meta,
-                        &mut scratch,
-                        &mut out,
-                    )
-                    .expect("bench row");
-                }
-                black_box(out.len())
+                black_box(each_message(&proto, &mut out, |m, out| {
+                    encode_protobuf_row(&proto_plan, &bound, m, &meta, &mut scratch, out)
+                        .expect("bench row")
+                }))
             })
         });
     }
@@ -532,19 +529,10 @@ fn bench(c: &mut Criterion) {
         let mut scratch = registered::Scratch::default();
         g.bench_function(name, |b| {
             b.iter(|| {
-                out.clear();
-                for m in &framed {
-                    registered::encode_registered_row(
-                        &plan,
-                        &bound,
-                        black_box(m),
-                        &meta,
-                        &mut scratch,
-                        &mut out,
-                    )
-                    .expect("bench row");
-                }
-                black_box(out.len())
+                black_box(each_message(&framed, &mut out, |m, out| {
+                    registered::encode_registered_row(&plan, &bound, m, &meta, &mut scratch, out)
+                        .expect("bench row")
+                }))
             })
         });
     }

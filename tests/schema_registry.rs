@@ -118,6 +118,25 @@ async fn run_route_until_stored(
     (summary, metrics)
 }
 
+/// Registers the referenced schema `(part, import, text)` under `<topic>-<part>`, then `value`
+/// under `<topic>-value`, importing it by `import` (version 1); returns the value's id.
+async fn register_with_reference(
+    topic: &str,
+    schema_type: &str,
+    (part, import, referenced): (&str, &str, &str),
+    value: &str,
+) -> u32 {
+    let subject = format!("{topic}-{part}");
+    register_schema(&subject, Some(schema_type), referenced).await;
+    register_schema_with(
+        &format!("{topic}-value"),
+        Some(schema_type),
+        value,
+        &[(import, &subject, 1)],
+    )
+    .await
+}
+
 fn framed(id: u32, datum: Vec<u8>) -> Vec<u8> {
     let mut m = vec![0];
     m.extend(id.to_be_bytes());
@@ -594,13 +613,11 @@ async fn protobuf_messages_land_exactly_once_with_imported_types() {
          ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
     ))
     .await;
-    let money_subject = format!("{topic}-money");
-    register_schema(&money_subject, Some("PROTOBUF"), MONEY_PROTO).await;
-    let id = register_schema_with(
-        &format!("{topic}-value"),
-        Some("PROTOBUF"),
+    let id = register_with_reference(
+        &topic,
+        "PROTOBUF",
+        ("money", "common/money.proto", MONEY_PROTO),
         ORDER_PROTO,
-        &[("common/money.proto", &money_subject, 1)],
     )
     .await;
     let avro_id = register_schema(&format!("{topic}-avro"), None, V1).await;
@@ -868,13 +885,11 @@ async fn json_schema_validation_dead_letters_what_the_schema_refuses() {
         ))
         .await;
     }
-    let address = format!("{topic}-address");
-    register_schema(&address, Some("JSON"), ADDRESS_JSON_SCHEMA).await;
-    let id = register_schema_with(
-        &format!("{topic}-value"),
-        Some("JSON"),
+    let id = register_with_reference(
+        &topic,
+        "JSON",
+        ("address", "address.json", ADDRESS_JSON_SCHEMA),
         VALIDATED_ORDER,
-        &[("address.json", &address, 1)],
     )
     .await;
 

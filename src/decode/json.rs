@@ -2565,15 +2565,7 @@ fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) ->
                     show(v.raw)
                 )));
             }
-            let pos = rb::reserve_count(out);
-            let mut it = ArrayIter::new(v.raw);
-            let mut n = 0usize;
-            while let Some(e) = it.next_val()? {
-                write_value(inner, e, tmp, out).map_err(at_index(n))?;
-                n += 1;
-            }
-            rb::patch_count(out, pos, n);
-            Ok(())
+            write_items(v, out, |e, out| write_value(inner, e, tmp, out))
         }
         ChType::Map(kt, vt) => {
             if v.kind != Kind::Obj {
@@ -2980,31 +2972,46 @@ fn unify(a: ChType, b: ChType) -> Option<ChType> {
     })
 }
 
+/// A boolean read as the number ClickHouse makes of it where a number is wanted (inside a
+/// Variant or a Dynamic's merged array): 1 or 0.
+fn bool_as_number(b: bool) -> Val<'static> {
+    Val {
+        raw: if b { b"1" } else { b"0" },
+        kind: Kind::Int,
+    }
+}
+
+/// A JSON array's items as a RowBinary array: the count, then each item written by `each`;
+/// an item's error names its index.
+fn write_items(
+    v: Val<'_>,
+    out: &mut Vec<u8>,
+    mut each: impl FnMut(Val<'_>, &mut Vec<u8>) -> Conv,
+) -> Conv {
+    let pos = rb::reserve_count(out);
+    let mut it = ArrayIter::new(v.raw);
+    let mut n = 0usize;
+    while let Some(e) = it.next_val()? {
+        each(e, out).map_err(at_index(n))?;
+        n += 1;
+    }
+    rb::patch_count(out, pos, n);
+    Ok(())
+}
+
 /// Writes `v` as the type [`infer_dynamic`] gave it: as that type's column would, except that
 /// booleans are 1 and 0 where they were merged into numbers.
 fn write_inferred(t: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) -> Conv {
     match (t, v.kind) {
         (ChType::Int64 | ChType::UInt64 | ChType::Float64, Kind::True | Kind::False) => {
-            let one = Val {
-                raw: if v.kind == Kind::True { b"1" } else { b"0" },
-                kind: Kind::Int,
-            };
-            write_value(t, one, tmp, out)
+            write_value(t, bool_as_number(v.kind == Kind::True), tmp, out)
         }
         (ChType::Nullable(inner), k) if k != Kind::Null => {
             out.push(rb::NOT_NULL);
             write_inferred(inner, v, tmp, out)
         }
         (ChType::Array(e), Kind::Arr) => {
-            let pos = rb::reserve_count(out);
-            let mut it = ArrayIter::new(v.raw);
-            let mut n = 0usize;
-            while let Some(x) = it.next_val()? {
-                write_inferred(e, x, tmp, out).map_err(at_index(n))?;
-                n += 1;
-            }
-            rb::patch_count(out, pos, n);
-            Ok(())
+            write_items(v, out, |x, out| write_inferred(e, x, tmp, out))
         }
         (ChType::Tuple(elems), Kind::Obj) => {
             // The tuple was inferred from this very object: its fields, in its order.
@@ -3082,17 +3089,13 @@ fn variant_candidate<'a>(t: &ChType, v: Val<'a>, tmp: &mut Vec<u8>) -> Conv<Opti
         },
         _ => None,
     };
-    let as_number = |b: bool| Val {
-        raw: if b { b"1" } else { b"0" },
-        kind: Kind::Int,
-    };
     let base = match t {
         ChType::LowCardinality(inner) => &**inner,
         t => t,
     };
     Ok(match base {
         t if is_int_type(t) => match boolean {
-            Some(b) => Some(as_number(b)),
+            Some(b) => Some(bool_as_number(b)),
             None if v.kind == Kind::Int => Some(v),
             None if string => {
                 let s = v.str_bytes(tmp)?;
@@ -3102,7 +3105,7 @@ fn variant_candidate<'a>(t: &ChType, v: Val<'a>, tmp: &mut Vec<u8>) -> Conv<Opti
             None => None,
         },
         ChType::Float32 | ChType::Float64 | ChType::BFloat16 => match boolean {
-            Some(b) => Some(as_number(b)),
+            Some(b) => Some(bool_as_number(b)),
             None => (matches!(v.kind, Kind::Int | Kind::Num) || string).then_some(v),
         },
         ChType::Decimal { .. } => matches!(v.kind, Kind::Int | Kind::Num).then_some(v),

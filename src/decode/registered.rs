@@ -165,6 +165,14 @@ mod tests {
         m
     }
 
+    /// Why `doc`, framed, is refused (appending to `row` what a row would be).
+    fn refusal(plan: &RowPlan, bound: &Bound, doc: &str, row: &mut Vec<u8>) -> String {
+        let mut scratch = Scratch::default();
+        encode_registered_row(plan, bound, &framed(doc), &META, &mut scratch, row)
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn a_json_schema_message_is_its_document_read_as_json() {
         let plan = named_plan(
@@ -183,33 +191,12 @@ mod tests {
         assert_eq!(row, [7, 0, 0, 0, 0, 0, 0, 0, 2, b'a', b'b']);
 
         // Errors point into the message, header included, as Avro's do.
-        let e = encode_registered_row(
-            &plan,
-            &bound,
-            &framed(r#"{"id": }"#),
-            &META,
-            &mut scratch,
-            &mut row,
-        )
-        .unwrap_err();
         assert_eq!(
-            e.to_string(),
+            refusal(&plan, &bound, r#"{"id": }"#, &mut row),
             "invalid JSON at byte 12: expected a JSON value"
         );
-        let e = encode_registered_row(
-            &plan,
-            &bound,
-            &framed(r#"{"id": -1}"#),
-            &META,
-            &mut scratch,
-            &mut row,
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("field \"id\" -> column id UInt64"),
-            "{e}"
-        );
+        let e = refusal(&plan, &bound, r#"{"id": -1}"#, &mut row);
+        assert!(e.starts_with("field \"id\" -> column id UInt64"), "{e}");
         assert_eq!(
             row,
             [7, 0, 0, 0, 0, 0, 0, 0, 2, b'a', b'b'],
@@ -273,17 +260,8 @@ mod tests {
         let ok = framed(r#"{"id": 100, "name": "a"}"#);
         encode_registered_row(&plan, &strict, &ok, &META, &mut scratch, &mut row).unwrap();
         // A cut-off document is still the row reader's error, at its byte.
-        let e = encode_registered_row(
-            &plan,
-            &strict,
-            &framed(r#"{"id": }"#),
-            &META,
-            &mut scratch,
-            &mut row,
-        )
-        .unwrap_err();
         assert_eq!(
-            e.to_string(),
+            refusal(&plan, &strict, r#"{"id": }"#, &mut row),
             "invalid JSON at byte 12: expected a JSON value"
         );
         // `false` refuses every document; a reference the registry did not list is the
