@@ -2330,15 +2330,12 @@ async fn a_json_routes_value_column_keeps_the_message_unparsed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semi_structured_columns_hold_what_the_server_would_store() {
     init_logs();
-    let topic = unique("jsoncol");
-    create_topic(&topic, 2).await;
-    create_topic(&format!("{topic}.dlq"), 1).await;
-    ch(&format!(
-        "CREATE TABLE default.{topic} (id UInt64, payload JSON, typed JSON(a UInt32, SKIP secret), \
-         _value JSON, v Variant(String, UInt64, Array(UInt64)), d Dynamic) \
-         ENGINE = MergeTree ORDER BY id \
-         SETTINGS non_replicated_deduplication_window = 1000"
-    ))
+    let topic = exactly_once_topic(
+        "jsoncol",
+        2,
+        "id UInt64, payload JSON, typed JSON(a UInt32, SKIP secret), _value JSON, \
+         v Variant(String, UInt64, Array(UInt64)), d Dynamic",
+    )
     .await;
     let n = 400u64;
     let not_object = |i: u64| i % 50 == 3;

@@ -268,14 +268,11 @@ fn trimmed(t: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn avro_decimals_wider_than_128_bits_and_big_decimals_keep_every_digit() {
     init_logs();
-    let topic = unique("avrodec");
-    create_topic(&topic, 2).await;
-    create_topic(&format!("{topic}.dlq"), 1).await;
-    ch(&format!(
-        "CREATE TABLE default.{topic} (id Int64, wide Decimal(60, 10), big Decimal(50, 8), \
-         big_text String) ENGINE = MergeTree ORDER BY id \
-         SETTINGS non_replicated_deduplication_window = 1000"
-    ))
+    let topic = exactly_once_topic(
+        "avrodec",
+        2,
+        "id Int64, wide Decimal(60, 10), big Decimal(50, 8), big_text String",
+    )
     .await;
     let schema = r#"{"type":"record","name":"Amounts","fields":[
         {"name":"id","type":"long"},
@@ -755,15 +752,12 @@ const ORDER_JSON_SCHEMA: &str = r#"{
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn json_schema_messages_land_exactly_once_and_bad_ones_are_dead_lettered() {
     init_logs();
-    let topic = unique("jsonschema");
-    create_topic(&topic, 2).await;
-    create_topic(&format!("{topic}.dlq"), 1).await;
-    ch(&format!(
-        "CREATE TABLE default.{topic} (id UInt64, name String, price Decimal(18, 2), \
-         at DateTime64(3, 'UTC'), tags Array(String), note Nullable(String), paid Bool, \
-         shipping String, _offset UInt64) \
-         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
-    ))
+    let topic = exactly_once_topic(
+        "jsonschema",
+        2,
+        "id UInt64, name String, price Decimal(18, 2), at DateTime64(3, 'UTC'), \
+         tags Array(String), note Nullable(String), paid Bool, shipping String, _offset UInt64",
+    )
     .await;
     let id = register_schema(&format!("{topic}-value"), Some("JSON"), ORDER_JSON_SCHEMA).await;
     let avro_id = register_schema(&format!("{topic}-avro"), None, V1).await;

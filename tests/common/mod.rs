@@ -185,6 +185,21 @@ pub async fn topic_with_table(prefix: &str, partitions: i32, columns: &str) -> (
     (topic, table)
 }
 
+/// A fresh topic for an exactly-once route: `partitions`, its dead-letter topic, and a
+/// MergeTree table `default.<topic>` with `columns`, ordered by `id`, that deduplicates
+/// repeated inserts (`non_replicated_deduplication_window`). Returns the topic.
+pub async fn exactly_once_topic(prefix: &str, partitions: i32, columns: &str) -> String {
+    let topic = unique(prefix);
+    create_topic(&topic, partitions).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} ({columns}) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    topic
+}
+
 pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", kafka())
