@@ -608,6 +608,173 @@ async fn mtls_with_a_pkcs12_keystore() {
     );
 }
 
+/// Runs keytool (the JDK's) with `args`; its output on failure.
+fn keytool(args: &[&str]) {
+    let out = Command::new("keytool")
+        .args(args)
+        .output()
+        .expect("keytool runs");
+    assert!(out.status.success(), "keytool {args:?}: {}", text(&out));
+}
+
+/// A Kafka Connect / Java client's TLS files as keytool makes them: a JKS keystore whose key
+/// has a password of its own, a JKS truststore and a PKCS#12 truststore (Java's, with its
+/// trusted-certificate attributes). Over mTLS rows land with the JKS keystore read by the own
+/// fetch path (rustls) and by librdkafka (`ssl.certificate.pem`/`ssl.key.pem`), each with one
+/// of the truststores. Wrong store and key passwords stop `check` at validation, naming the
+/// setting and never the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_with_java_keystores_and_truststores() {
+    let Some(s) = sec() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let at = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let (p12, jks, trust_jks, trust_p12) = (
+        at("client.p12"),
+        at("client.jks"),
+        at("trust.jks"),
+        at("trust.p12"),
+    );
+    let (p12_pw, store_pw, key_pw, trust_pw) = (
+        "p12-Pw-7a1c",
+        "jks-Store-Pw-39d2",
+        "jks-Key-Pw-b84e",
+        "trust-Pw-51f0",
+    );
+    let made = Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-export",
+            "-in",
+            &s.client_cert,
+            "-inkey",
+            &s.client_key,
+        ])
+        .args(["-certfile", &s.ca, "-name", "sluice-client"])
+        .args(["-passout", &format!("pass:{p12_pw}"), "-out", &p12])
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", text(&made));
+    keytool(&[
+        "-importkeystore",
+        "-noprompt",
+        "-srckeystore",
+        &p12,
+        "-srcstoretype",
+        "PKCS12",
+        "-srcstorepass",
+        p12_pw,
+        "-destkeystore",
+        &jks,
+        "-deststoretype",
+        "JKS",
+        "-deststorepass",
+        store_pw,
+        "-destkeypass",
+        key_pw,
+    ]);
+    for (store, kind) in [(&trust_jks, "JKS"), (&trust_p12, "PKCS12")] {
+        keytool(&[
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "testbed-ca",
+            "-file",
+            &s.ca,
+            "-keystore",
+            store,
+            "-storetype",
+            kind,
+            "-storepass",
+            trust_pw,
+        ]);
+    }
+    let kafka = |store_pw: &str, key_pw: &str, truststore: &str| {
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\nsession_timeout = \"10s\"\nsecurity_protocol = \"SSL\"\nssl_keystore_location = \"{jks}\"\nssl_keystore_password = \"{store_pw}\"\nssl_key_password = \"{key_pw}\"\nssl_truststore_location = \"{truststore}\"\nssl_truststore_password = \"{trust_pw}\"\n",
+            s.ssl,
+            unique("g"),
+        )
+    };
+    for (case, truststore, extra, fetched_by) in [
+        (
+            "own",
+            &trust_jks,
+            "",
+            format!(
+                "records fetched by sluice's own path (connected to {} over TLS)",
+                s.ssl
+            ),
+        ),
+        (
+            "librdkafka",
+            &trust_p12,
+            "fetch = \"librdkafka\"\n",
+            "records fetched by librdkafka (fetch = \"librdkafka\")".to_string(),
+        ),
+    ] {
+        let topic = unique(&format!("sec_jks_{case}"));
+        create_topic(&topic, 2).await;
+        let table = format!("default.{topic}");
+        create_table(&table).await;
+        produce(&topic, messages(0, 300, 2));
+        let config = format!(
+            "{}{extra}{}{}",
+            kafka(store_pw, key_pw, truststore),
+            ok_clickhouse(&s),
+            route(&topic, &topic, "")
+        );
+        let cfg = write(dir.path(), &format!("{case}.toml"), &config);
+        let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
+        let t = text(&out);
+        assert!(out.status.success(), "[{case}] {t}");
+        assert!(t.contains(&fetched_by), "[{case}] {t}");
+        let (running, metrics) =
+            start_with_metrics(sluice::config::from_str(&config, Vec::new()).expect("config"));
+        assert_rows(&table, 300).await;
+        assert_eq!(running.stop().await.rows_inserted, 300, "[{case}]");
+        let expected = if case == "own" { (300, 0) } else { (0, 0) };
+        assert_eq!(
+            own_path_reads(&metrics),
+            expected,
+            "[{case}] own path reads, handbacks"
+        );
+    }
+
+    let topic = unique("sec_jks_wrong");
+    for (store, key, field, says) in [
+        (
+            "wrong-Store-Pw-1",
+            key_pw,
+            "kafka.ssl_keystore_location",
+            "integrity check fails",
+        ),
+        (
+            store_pw,
+            "wrong-Key-Pw-2",
+            "kafka.ssl_keystore_location",
+            "wrong key password",
+        ),
+    ] {
+        let config = format!(
+            "{}{}{}",
+            kafka(store, key, &trust_jks),
+            ok_clickhouse(&s),
+            route(&topic, &topic, "")
+        );
+        let cfg = write(dir.path(), "wrong.toml", &config);
+        let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
+        let t = text(&out);
+        assert!(
+            !out.status.success(),
+            "check passed with {store}/{key}:\n{t}"
+        );
+        assert!(t.contains(field) && t.contains(says), "{t}");
+        for pw in [store, key, trust_pw] {
+            assert!(!t.contains(pw), "a password reached the output:\n{t}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_protocol_and_mechanism_connects() {
     let Some(s) = sec() else { return };

@@ -537,6 +537,9 @@ format = "json"
 
     #[test]
     fn a_pkcs12_keystore_replaces_the_pem_certificate_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p12 = dir.path().join("client.p12");
+        std::fs::write(&p12, [0x30u8, 0x03, 0x02, 0x01, 0x03]).unwrap();
         let with = |lines: &str| {
             MINIMAL.replace(
                 "group_id = \"g\"",
@@ -544,15 +547,17 @@ format = "json"
             )
         };
         let c = from_str(
-            &with(
-                "ssl_keystore_location = \"/k/client.p12\"\nssl_keystore_password = \"hush-7731\"",
-            ),
+            &with(&format!(
+                "ssl_keystore_location = \"{}\"\nssl_keystore_password = \"hush-7731\"",
+                p12.display()
+            )),
             no_env(),
         )
         .unwrap();
-        assert_eq!(
-            c.kafka.tls.keystore.as_deref(),
-            Some(std::path::Path::new("/k/client.p12"))
+        assert_eq!(c.kafka.tls.keystore.as_deref(), Some(p12.as_path()));
+        assert!(
+            c.kafka.stores.identity.is_none(),
+            "PKCS#12 is opened by librdkafka"
         );
         assert!(!format!("{:?}", c.kafka).contains("hush-7731"));
         for (lines, field) in [
@@ -580,6 +585,99 @@ format = "json"
         )
         .unwrap_err();
         assert!(e.message.contains("kafka.ssl_keystore_location"), "{e}");
+    }
+
+    #[test]
+    fn java_keystores_and_truststores_are_opened_before_anything_connects() {
+        use crate::kafka::java_stores::fixtures::{key_and_cert, write_jks};
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = key_and_cert("client");
+        let (_, ca) = key_and_cert("ca");
+        let keystore = dir.path().join("client.jks");
+        std::fs::write(
+            &keystore,
+            write_jks(
+                &[("c", Some((&key, "key-Pw-8")), vec![cert.clone()])],
+                "store-Pw-8",
+            ),
+        )
+        .unwrap();
+        let truststore = dir.path().join("trust.jks");
+        std::fs::write(
+            &truststore,
+            write_jks(&[("ca", None, vec![ca.clone()])], "trust-Pw-8"),
+        )
+        .unwrap();
+        let p12 = dir.path().join("c.p12");
+        std::fs::write(&p12, [0x30u8, 0x03, 0x02, 0x01, 0x03]).unwrap();
+        let (keystore, truststore, p12) = (
+            keystore.display().to_string(),
+            truststore.display().to_string(),
+            p12.display().to_string(),
+        );
+        let with = |lines: &str| {
+            from_str(
+                &MINIMAL.replace(
+                    "group_id = \"g\"",
+                    &format!("group_id = \"g\"\nsecurity_protocol = \"SSL\"\n{lines}"),
+                ),
+                no_env(),
+            )
+        };
+        let good = format!("ssl_keystore_location = \"{keystore}\"\nssl_keystore_password = \"store-Pw-8\"\nssl_key_password = \"key-Pw-8\"\nssl_truststore_location = \"{truststore}\"\nssl_truststore_password = \"trust-Pw-8\"");
+        let c = with(&good).unwrap();
+        let id = c.kafka.stores.identity.as_ref().expect("the JKS key entry");
+        assert_eq!(id.chain, vec![cert]);
+        assert_eq!(
+            c.kafka.stores.trusted.as_ref().map(|(_, t)| t.clone()),
+            Some(vec![ca])
+        );
+        let shown = format!("{:?}", c.kafka);
+        for secret in ["store-Pw-8", "key-Pw-8", "trust-Pw-8", "PRIVATE KEY"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // librdkafka gets PEM text for what it cannot read, and no key password for a key
+        // that is no longer encrypted.
+        let props = crate::kafka::client::base_config(&c.kafka);
+        assert!(props
+            .get("ssl.certificate.pem")
+            .is_some_and(|p| p.starts_with("-----BEGIN CERTIFICATE")));
+        assert!(props
+            .get("ssl.key.pem")
+            .is_some_and(|p| p.contains("BEGIN PRIVATE KEY")));
+        assert!(props.get("ssl.ca.pem").is_some());
+        for absent in [
+            "ssl.keystore.location",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.ca.location",
+        ] {
+            assert_eq!(props.get(absent), None, "{absent}");
+        }
+        for (lines, field, says) in [
+            (good.replace("store-Pw-8", "bad-Zq9"), "kafka.ssl_keystore_location", "integrity check fails"),
+            (good.replace("ssl_key_password = \"key-Pw-8\"", "ssl_key_password = \"bad-Zq9\""), "kafka.ssl_keystore_location", "wrong key password"),
+            (good.replace("trust-Pw-8", "bad-Zq9"), "kafka.ssl_truststore_location", "integrity check fails"),
+            (format!("ssl_keystore_location = \"{keystore}\""), "kafka.ssl_keystore_password", "JKS"),
+            (format!("ssl_keystore_location = \"{p12}\"\nssl_key_password = \"k\""), "kafka.ssl_key_password", "PKCS#12"),
+            (format!("ssl_keystore_location = \"{truststore}\"\nssl_keystore_password = \"trust-Pw-8\""), "kafka.ssl_keystore_location", "no private key"),
+            (format!("ssl_truststore_location = \"{truststore}\"\nssl_ca_location = \"{p12}\""), "kafka.ssl_truststore_location", "not both"),
+            ("ssl_truststore_password = \"x\"".to_string(), "kafka.ssl_truststore_password", "no ssl_truststore_location"),
+            ("ssl_truststore_location = \"/nonexistent/t.jks\"".to_string(), "kafka.ssl_truststore_location", "cannot read"),
+        ] {
+            let e = with(&lines).unwrap_err();
+            assert_eq!(e.field, field, "{lines}: {e}");
+            assert!(e.message.contains(says), "{lines}: {e}");
+            assert!(!e.message.contains("Pw-8") && !e.message.contains("bad-Zq9"), "{e}");
+        }
+        let plaintext = MINIMAL.replace(
+            "group_id = \"g\"",
+            &format!("group_id = \"g\"\nssl_truststore_location = \"{truststore}\""),
+        );
+        assert_eq!(
+            from_str(&plaintext, no_env()).unwrap_err().field,
+            "kafka.security_protocol"
+        );
     }
 
     #[test]
@@ -679,6 +777,10 @@ format = "json"
         let pem = dir.path().join("f.pem");
         std::fs::write(&pem, "x").unwrap();
         let pem = pem.display();
+        // What a PKCS#12 file starts with (a DER SEQUENCE), the format recognised at validation.
+        let p12 = dir.path().join("c.p12");
+        std::fs::write(&p12, [0x30u8, 0x03, 0x02, 0x01, 0x03]).unwrap();
+        let p12 = p12.display();
         let sasl =
             "sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"";
         // Spoken by the own path: TLS with PEM files or the system store, SASL of every
@@ -691,7 +793,7 @@ format = "json"
             format!("security_protocol = \"SSL\"\nssl_certificate_location = \"{pem}\"\nssl_key_location = \"{pem}\"\nssl_key_password = \"k\""),
             format!("security_protocol = \"SSL\"\nssl_ca_location = \"{}\"", dir.path().display()),
             // A PKCS#12 keystore: opened by OpenSSL, as librdkafka opens it.
-            format!("security_protocol = \"SSL\"\nssl_keystore_location = \"{pem}\""),
+            format!("security_protocol = \"SSL\"\nssl_keystore_location = \"{p12}\""),
         ] {
             assert_eq!(fetch(&spoken).ok(), Some(FetchPath::Sluice), "{spoken}");
             let explicit = format!("{spoken}\nfetch = \"sluice\"");

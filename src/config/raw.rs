@@ -138,11 +138,16 @@ pub struct RawKafka {
     pub ssl_key_location: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub ssl_key_password: Option<String>,
-    /// A PKCS#12 file (.p12/.pfx) with the client certificate and key, as Java clients use.
+    /// A Java keystore (PKCS#12 or JKS) with the client certificate and key.
     #[serde(default, deserialize_with = "scalar")]
     pub ssl_keystore_location: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub ssl_keystore_password: Option<String>,
+    /// A Java truststore (JKS or PKCS#12) with the CA certificates, instead of ssl_ca_location.
+    #[serde(default, deserialize_with = "scalar")]
+    pub ssl_truststore_location: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub ssl_truststore_password: Option<String>,
     /// Hostname verification of the broker certificate; on unless set to false.
     #[serde(default, deserialize_with = "scalar")]
     pub ssl_endpoint_identification: Option<bool>,

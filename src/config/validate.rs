@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{RawClickHouse, RawConfig, RawKafka, RawRoute, RawSchemaRegistry, RawSize};
+use crate::kafka::java_stores::{self, Identity, StoreFormat};
 use crate::kafka::topic_name;
 use crate::secret::Secret;
 
@@ -100,8 +101,22 @@ pub struct KafkaConfig {
     pub ssl_key_password: Option<Secret>,
     pub ssl_keystore_password: Option<Secret>,
     pub ssl_endpoint_identification: bool,
+    /// What a JKS keystore and a truststore hold, read when the config is validated.
+    pub stores: JavaStores,
     pub properties: BTreeMap<String, String>,
     pub fetch: FetchPath,
+}
+
+/// The contents of Java stores neither librdkafka nor rustls opens themselves: a JKS keystore
+/// (a PKCS#12 one is opened by librdkafka and OpenSSL from `tls.keystore`), and the
+/// certificates of `ssl_truststore_location` (JKS or PKCS#12), which replace
+/// `ssl_ca_location`.
+#[derive(Debug, Clone, Default)]
+pub struct JavaStores {
+    /// The client certificate chain and key of a JKS `ssl_keystore_location`.
+    pub identity: Option<Identity>,
+    /// The truststore and the certificates it trusts (DER).
+    pub trusted: Option<(PathBuf, Vec<Vec<u8>>)>,
 }
 
 /// Who fetches the records of the assigned partitions.
@@ -130,6 +145,7 @@ impl KafkaConfig {
             tls: TlsFiles::default(),
             ssl_key_password: None,
             ssl_keystore_password: None,
+            stores: JavaStores::default(),
             ssl_endpoint_identification: true,
             properties: BTreeMap::new(),
             fetch: FetchPath::Librdkafka,
@@ -451,6 +467,58 @@ pub const PROTECTED_KAFKA_PROPERTIES: &[&str] = &[
     "ssl.endpoint.identification.algorithm",
 ];
 
+/// Reads the Java stores the config names, so that a wrong password or an unreadable file
+/// stops the start before anything connects: a JKS keystore is opened here (a PKCS#12 one
+/// only recognised: librdkafka and OpenSSL open it, and report its errors), and a truststore
+/// of either format is read for its certificates. `ssl_key_password` is a JKS key's own
+/// password (as Java's `ssl.key.password`); with a PKCS#12 keystore it has no use.
+fn open_java_stores(
+    k: &RawKafka,
+    tls: &TlsFiles,
+    truststore: Option<PathBuf>,
+) -> Result<JavaStores, ConfigError> {
+    let read = |field: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| err(field, format!("cannot read {}: {e}", path.display())))
+    };
+    let mut stores = JavaStores::default();
+    if let Some(path) = &tls.keystore {
+        let field = "kafka.ssl_keystore_location";
+        let at = |e: String| err(field, format!("{}: {e}", path.display()));
+        let bytes = read(field, path)?;
+        match java_stores::format_of(&bytes).map_err(at)? {
+            StoreFormat::Pkcs12 if k.ssl_key_password.is_some() => {
+                return Err(err(
+                    "kafka.ssl_key_password",
+                    "a PKCS#12 keystore's key is opened with ssl_keystore_password; ssl_key_password is for a PEM key or a JKS keystore's key",
+                ))
+            }
+            StoreFormat::Pkcs12 => {}
+            StoreFormat::Jks => {
+                let Some(password) = k.ssl_keystore_password.clone().map(Secret::new) else {
+                    return Err(err(
+                        "kafka.ssl_keystore_password",
+                        "a JKS keystore is opened with its password: set it",
+                    ));
+                };
+                let key_password = k.ssl_key_password.clone().map(Secret::new);
+                stores.identity = Some(
+                    java_stores::jks_identity(&bytes, &password, key_password.as_ref())
+                        .map_err(at)?,
+                );
+            }
+        }
+    }
+    if let Some(path) = truststore {
+        let field = "kafka.ssl_truststore_location";
+        let bytes = read(field, &path)?;
+        let password = k.ssl_truststore_password.clone().map(Secret::new);
+        let certs = java_stores::trusted_certificates(&bytes, password.as_ref())
+            .map_err(|e| err(field, format!("{}: {e}", path.display())))?;
+        stores.trusted = Some((path, certs));
+    }
+    Ok(stores)
+}
+
 /// Why the own fetch path (`kafka/own_fetch.rs`, secured by `kafka/secure.rs`) cannot connect
 /// exactly as librdkafka would with these settings, or `None` when it can: on PLAINTEXT,
 /// SASL_PLAINTEXT, SSL and SASL_SSL with PEM files or a PKCS#12 keystore (a CA file or
@@ -759,6 +827,14 @@ fn kafka_strings_have_no_nul(k: &RawKafka) -> Result<(), ConfigError> {
         (
             "kafka.ssl_keystore_password",
             k.ssl_keystore_password.as_ref(),
+        ),
+        (
+            "kafka.ssl_truststore_location",
+            k.ssl_truststore_location.as_ref(),
+        ),
+        (
+            "kafka.ssl_truststore_password",
+            k.ssl_truststore_password.as_ref(),
         ),
         ("kafka.sasl_password_file", k.sasl_password_file.as_ref()),
         (
@@ -1218,7 +1294,8 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         key: path(&k.ssl_key_location),
         keystore: path(&k.ssl_keystore_location),
     };
-    if (tls.ca.is_some() || tls.cert.is_some() || tls.keystore.is_some())
+    let truststore = path(&k.ssl_truststore_location);
+    if (tls.ca.is_some() || tls.cert.is_some() || tls.keystore.is_some() || truststore.is_some())
         && !security_protocol.uses_tls()
     {
         return Err(err(
@@ -1239,16 +1316,28 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
             "a client certificate needs its key, and a key its certificate",
         ));
     }
-    if tls.keystore.is_some() && (tls.cert.is_some() || k.ssl_key_password.is_some()) {
+    if tls.keystore.is_some() && tls.cert.is_some() {
         return Err(err(
             "kafka.ssl_keystore_location",
-            "a PKCS#12 keystore holds the client certificate and key: give it, or ssl_certificate_location and ssl_key_location, not both",
+            "a keystore holds the client certificate and key: give it, or ssl_certificate_location and ssl_key_location, not both",
         ));
     }
     if k.ssl_keystore_password.is_some() && tls.keystore.is_none() {
         return Err(err(
             "kafka.ssl_keystore_password",
             "set, but there is no ssl_keystore_location for it to open",
+        ));
+    }
+    if truststore.is_some() && tls.ca.is_some() {
+        return Err(err(
+            "kafka.ssl_truststore_location",
+            "a truststore holds the CA certificates: give it, or ssl_ca_location, not both",
+        ));
+    }
+    if k.ssl_truststore_password.is_some() && truststore.is_none() {
+        return Err(err(
+            "kafka.ssl_truststore_password",
+            "set, but there is no ssl_truststore_location for it to open",
         ));
     }
     for key in k.properties.keys() {
@@ -1279,6 +1368,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         }
         _ => FetchPath::Librdkafka,
     };
+    let stores = open_java_stores(k, &tls, truststore)?;
     Ok(KafkaConfig {
         brokers,
         group_id,
@@ -1294,6 +1384,7 @@ fn validate_kafka(k: &RawKafka, read_file: FileReader<'_>) -> Result<KafkaConfig
         tls,
         ssl_key_password: k.ssl_key_password.clone().map(Secret::new),
         ssl_keystore_password: k.ssl_keystore_password.clone().map(Secret::new),
+        stores,
         ssl_endpoint_identification: k.ssl_endpoint_identification.unwrap_or(true),
         properties: k.properties.clone(),
         fetch,

@@ -6,6 +6,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 
 use crate::config::{KafkaConfig, SaslCredentials};
+use crate::kafka::java_stores;
 
 /// Properties shared by every client: brokers, identity, security, and the user's passthrough.
 pub fn base_config(k: &KafkaConfig) -> ClientConfig {
@@ -68,14 +69,27 @@ pub fn base_config(k: &KafkaConfig) -> ClientConfig {
         if let Some(key) = &k.tls.key {
             c.set("ssl.key.location", key.to_string_lossy());
         }
-        if let Some(pw) = &k.ssl_key_password {
+        if let (Some(pw), Some(_)) = (&k.ssl_key_password, &k.tls.key) {
             c.set("ssl.key.password", pw.expose());
         }
-        if let Some(keystore) = &k.tls.keystore {
-            c.set("ssl.keystore.location", keystore.to_string_lossy());
+        // librdkafka reads PEM and PKCS#12 but not JKS: a JKS keystore's certificate chain and
+        // key, and a truststore's certificates, were read when the config was validated and go
+        // in as PEM text (librdkafka wipes `ssl.key.pem` from its copy once loaded).
+        match (&k.stores.identity, &k.tls.keystore) {
+            (Some(id), _) => {
+                c.set("ssl.certificate.pem", id.chain_pem());
+                c.set("ssl.key.pem", id.key_pem.expose());
+            }
+            (None, Some(keystore)) => {
+                c.set("ssl.keystore.location", keystore.to_string_lossy());
+                if let Some(pw) = &k.ssl_keystore_password {
+                    c.set("ssl.keystore.password", pw.expose());
+                }
+            }
+            (None, None) => {}
         }
-        if let Some(pw) = &k.ssl_keystore_password {
-            c.set("ssl.keystore.password", pw.expose());
+        if let Some((_, certs)) = &k.stores.trusted {
+            c.set("ssl.ca.pem", java_stores::certificates_pem(certs));
         }
         c.set(
             "ssl.endpoint.identification.algorithm",

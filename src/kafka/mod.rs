@@ -6,6 +6,7 @@ pub mod client;
 pub mod consumer;
 pub mod fetch_queue;
 pub mod gssapi;
+pub mod java_stores;
 pub mod oidc;
 pub mod own_fetch;
 pub mod preflight;

@@ -10,7 +10,9 @@
 //! certificate presented when one is given (mTLS); and with SCRAM the server's signature, so
 //! that a broker which does not know the password cannot pass itself off. An encrypted
 //! client key (PKCS#8) is decrypted with `ssl_key_password`; a PKCS#12 keystore is opened
-//! with `ssl_keystore_password` by OpenSSL, the library librdkafka opens it with. Settings
+//! with `ssl_keystore_password` by OpenSSL, the library librdkafka opens it with; a JKS
+//! keystore and a truststore were read at validation (`kafka/java_stores.rs`), and both
+//! paths get the same certificates and key from them. Settings
 //! this module does not reproduce exactly (`ssl.*` or `sasl.*` passthrough properties) keep
 //! the fetching with librdkafka
 //! (`config::validate::own_fetch_refusal`). A connection that fails here hands its partition
@@ -187,7 +189,17 @@ fn invalid(e: impl ToString) -> std::io::Error {
 fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
+    if let Some((path, certs)) = &k.stores.trusted {
+        // The truststore's certificates (read when the config was validated), as librdkafka
+        // gets them in `ssl.ca.pem`: each is a root.
+        for cert in certs {
+            roots
+                .add(CertificateDer::from(cert.clone()))
+                .map_err(|e| format!("kafka.ssl_truststore_location {}: {e}", path.display()))?;
+        }
+    }
     match &k.tls.ca {
+        _ if !roots.is_empty() => {}
         Some(path) if path.is_dir() => {
             // OpenSSL's CA directory (what librdkafka gets): it finds a certificate by its
             // subject hash, in files named `<8 hex digits>.<n>` (`openssl rehash`), and reads
@@ -244,6 +256,14 @@ fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
     };
+    if let Some(id) = &k.stores.identity {
+        let chain = id.chain.iter().cloned().map(CertificateDer::from).collect();
+        let key = PrivateKeyDer::from_pem_slice(id.key_pem.expose().as_bytes())
+            .map_err(|e| format!("the key of the JKS keystore: {e}"))?;
+        return builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the client certificate and key of the keystore: {e}"));
+    }
     if let Some(store) = &k.tls.keystore {
         let (chain, key) = keystore(store, k.ssl_keystore_password.as_ref())?;
         return builder
