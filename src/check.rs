@@ -60,27 +60,56 @@ async fn fetch_path(cfg: &Config) -> String {
 /// Runs every check, printing as it goes; returns whether all passed.
 pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
     let mut ok = true;
-    let _ = writeln!(out, "config: ok ({} route(s))", cfg.routes.len());
-
-    // Kafka: metadata for the routes' topics (and the dead-letter topics).
-    let kcfg = cfg.kafka.clone();
-    let mut topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();
-    for r in &cfg.routes {
-        if let BadMessages::DeadLetter { topic } = &r.bad_messages {
-            topics.push(topic.clone());
+    let _ = writeln!(
+        out,
+        "config: ok ({} route(s){})",
+        cfg.routes.len() + cfg.patterns.len(),
+        match cfg.patterns.len() {
+            0 => String::new(),
+            n => format!(", {n} by topic pattern"),
         }
-    }
-    let kafka =
-        tokio::task::spawn_blocking(move || -> Result<Vec<(String, Option<usize>)>, String> {
-            // The same client settings and the same readable causes as `sluice run`'s preflight.
-            let md = preflight::fetch_metadata(&kcfg, KAFKA_TIMEOUT).map_err(|e| e.to_string())?;
-            Ok(topics
-                .iter()
-                .map(|t| (t.clone(), md.get(t).copied()))
-                .collect())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+    );
+
+    // Kafka: every topic's metadata (the same client settings and the same readable causes
+    // as `sluice run`'s preflight).
+    let kcfg = cfg.kafka.clone();
+    let kafka = tokio::task::spawn_blocking(move || {
+        preflight::fetch_metadata(&kcfg, KAFKA_TIMEOUT).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    // The routes its patterns make, against the topics the cluster has.
+    let written = cfg;
+    let expanded = match &kafka {
+        Ok(md) if !cfg.patterns.is_empty() => {
+            match crate::config::patterns::expand(cfg, md.keys().map(String::as_str)) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = writeln!(out, "route patterns: FAILED: {e}");
+                    ok = false;
+                    cfg.clone()
+                }
+            }
+        }
+        _ => cfg.clone(),
+    };
+    let cfg = &expanded;
+    // The routes' topics and their dead-letter topics.
+    let kafka = kafka.map(|md| {
+        let mut topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();
+        for r in &cfg.routes {
+            if let BadMessages::DeadLetter { topic } = &r.bad_messages {
+                topics.push(topic.clone());
+            }
+        }
+        topics
+            .into_iter()
+            .map(|t| {
+                let n = md.get(&t).copied();
+                (t, n)
+            })
+            .collect::<Vec<_>>()
+    });
     let partitions = match kafka {
         Ok(p) => {
             let _ = writeln!(
@@ -100,6 +129,14 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
     };
     if ok {
         let _ = writeln!(out, "kafka: {}", fetch_path(cfg).await);
+    }
+    for p in &written.patterns {
+        let taken = crate::config::patterns::taken_by(written, cfg, p);
+        let _ = match (cfg.patterns.is_empty(), taken.is_empty()) {
+            (false, _) => writeln!(out, "route[{}] topic_pattern \"{}\": topics not listed", p.index, p.source),
+            (true, true) => writeln!(out, "route[{}] topic_pattern \"{}\": no topic matches yet (sluice run waits for one, looking every table_refresh)", p.index, p.source),
+            (true, false) => writeln!(out, "route[{}] topic_pattern \"{}\": takes {}", p.index, p.source, taken.join(", ")),
+        };
     }
 
     let client =

@@ -453,7 +453,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Lag { config } => {
             let cfg = load(&config)?;
-            sluice::pipeline::kafka_preflight(&cfg.kafka).await?;
+            let partitions = sluice::pipeline::kafka_preflight(&cfg.kafka).await?;
+            // The topics the route patterns take now, as `run` would read them.
+            let cfg = sluice::pipeline::expand(&cfg, &partitions)?;
             let base = client::base_config(&cfg.kafka);
             let group = cfg.kafka.group_id.clone();
             let topics: Vec<String> = cfg.routes.iter().map(|r| r.topic.clone()).collect();

@@ -20,7 +20,7 @@
 //! where inserts carry no types) ends the pass like a shutdown (the lanes store and commit
 //! what they hold) and the next pass starts with it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use crate::checkpoint::PartitionId;
 use crate::clickhouse::{self, ClickHouseSettings, Client, TableInfo};
 use crate::commit::Committer;
 use crate::config::{
-    BadMessages, ClickHouseConfig, Config, Delivery, FetchPath, KafkaConfig, Route,
+    patterns, BadMessages, ClickHouseConfig, Config, Delivery, FetchPath, KafkaConfig, Route,
 };
 use crate::dead_letter_table;
 use crate::dlq::DeadLetterProducer;
@@ -112,21 +112,114 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
     let partitions = partitions?;
     let (client, routes) = planned?;
     registry?;
+    let routes = guard_routes(&client, cfg, routes, &partitions)?;
+    Ok((client, routes))
+}
+
+/// [`start_up`] for a config with topic patterns: the topics are listed first, the patterns
+/// expanded against them, and the routes that makes planned. Returns the expanded config,
+/// whose routes are those prepared.
+///
+/// A topic a pattern takes whose table cannot take its rows (not created yet, say: topics
+/// and their tables are often made one after the other) is left out of this pass with a
+/// warning, its messages left in Kafka uncommitted; [`topics_changed`] looks at it again
+/// every `table_refresh`. A route that names its topic is planned as [`start_up`] plans it:
+/// its table must be there.
+pub async fn start_up_expanding(written: &Config) -> Result<(Config, Client, Vec<PreparedRoute>)> {
+    if written.patterns.is_empty() {
+        let (client, routes) = start_up(written).await?;
+        return Ok((written.clone(), client, routes));
+    }
+    let partitions = kafka_preflight(&written.kafka).await?;
+    let mut cfg = expand(written, &partitions)?;
+    let client = Client::connect(clickhouse_settings(&cfg.clickhouse))
+        .await
+        .context("ClickHouse")?;
+    let prepared = futures::future::join_all(
+        cfg.routes
+            .iter()
+            .map(|r| prepare_route(&client, &cfg, r, &partitions)),
+    )
+    .await;
+    let mut routes = Vec::with_capacity(prepared.len());
+    let mut left_out = HashSet::new();
+    for (i, (route, p)) in cfg.routes.iter().zip(prepared).enumerate() {
+        match p {
+            Ok(p) => routes.push(p),
+            Err(e) if i >= written.routes.len() => {
+                tracing::warn!(topic = %route.topic, error = %format!("{e:#}"),
+                    "a topic a route pattern takes is left out until its table can take its rows (looked at again every table_refresh)");
+                left_out.insert(route.topic.clone());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    cfg.routes.retain(|r| !left_out.contains(&r.topic));
+    registry_preflight(&cfg).await?;
+    Ok((cfg, client, routes))
+}
+
+/// One route planned and checked as [`start_up`] does it: its table and dead-letter table
+/// planned, and for exactly-once both able to deduplicate for the lanes of `cfg` writing
+/// into them.
+async fn prepare_route(
+    client: &Client,
+    cfg: &Config,
+    route: &Route,
+    partitions: &TopicPartitions,
+) -> Result<PreparedRoute> {
+    let (table, dead_letters) = tokio::join!(
+        plan_route(client, route),
+        plan_dead_letter_table(client, route)
+    );
+    let ((table, info), dead_letters) = (table?, dead_letters?);
+    let (dead_letters, dead_letters_info) = dead_letters.unzip();
+    let prepared = PreparedRoute {
+        route: route.clone(),
+        table,
+        info,
+        dead_letters,
+        dead_letters_info,
+    };
+    guard_routes(client, cfg, vec![prepared], partitions)?
+        .pop()
+        .context("a prepared route")
+}
+
+/// `cfg` with its topic patterns expanded against the topics of `partitions`, each pattern's
+/// topics logged.
+pub fn expand(cfg: &Config, partitions: &TopicPartitions) -> Result<Config> {
+    let expanded = patterns::expand(cfg, partitions.keys().map(String::as_str))?;
+    for p in &cfg.patterns {
+        let taken = patterns::taken_by(cfg, &expanded, p);
+        tracing::info!(pattern = %p.source, topics = ?taken, "route[{}]: the topics its pattern takes", p.index);
+    }
+    Ok(expanded)
+}
+
+/// The exactly-once guards of [`start_up`]: each exactly-once route's table, and its
+/// dead-letter table, must deduplicate for the lanes writing into them.
+fn guard_routes(
+    client: &Client,
+    cfg: &Config,
+    routes: Vec<PreparedRoute>,
+    partitions: &TopicPartitions,
+) -> Result<Vec<PreparedRoute>> {
     for p in &routes {
         let route = &p.route;
         if route.delivery == Delivery::ExactlyOnce {
-            let accepted = exactly_once_guard(&client, cfg, route, &p.info, &partitions)?;
+            let accepted = exactly_once_guard(client, cfg, route, &p.info, partitions)?;
             tracing::info!(route = %route.topic, table = %format!("{}.{}", route.database, route.table),
                 window = accepted.window, notes = ?accepted.notes, "exactly-once: the table deduplicates repeated inserts");
             if let Some(info) = &p.dead_letters_info {
-                let accepted = dead_letter_guard(&client, cfg, info, &partitions)
+                let accepted = dead_letter_guard(client, cfg, info, partitions)
                     .with_context(|| route.label())?;
                 tracing::info!(route = %route.topic, table = %format!("{}.{}", info.database, info.name),
                     window = accepted.window, "exactly-once: the dead-letter table deduplicates repeated inserts");
             }
         }
     }
-    Ok((client, routes))
+    Ok(routes)
 }
 
 /// The schema registry of the Avro, Protobuf and JSON Schema routes, if any: built from the config.
@@ -434,8 +527,8 @@ pub async fn run_with_metrics(
             Ok((Pass::Failed(f), keys)) if f.table_changed => {
                 tracing::warn!(error = %f,
                     "a table changed while running; reading its columns again and starting over from the committed offsets");
-                for r in cfg.routes.iter().filter(|r| *r.topic == *f.partition.topic) {
-                    RouteMetrics::add(&metrics.route(&r.topic, &r.table).table_replans, 1);
+                for k in keys.iter().filter(|k| *k.topic == *f.partition.topic) {
+                    RouteMetrics::add(&metrics.route(&k.topic, &k.table).table_replans, 1);
                 }
                 changed = Some((f, keys));
             }
@@ -465,6 +558,8 @@ pub async fn run_with_metrics(
 #[derive(Debug, PartialEq, Eq)]
 struct PlanKey {
     route: String,
+    topic: String,
+    table: String,
     columns: Vec<(String, String)>,
     format: clickhouse::InsertFormat,
     dead_letters: Option<Vec<(String, String)>>,
@@ -480,6 +575,8 @@ impl PlanKey {
         };
         PlanKey {
             route: route.label(),
+            topic: route.topic.clone(),
+            table: route.table.clone(),
             columns: columns(table),
             format: table.format,
             dead_letters: dead_letters.map(columns),
@@ -530,14 +627,20 @@ async fn run_pass(
     changed: Option<&(LaneFailure, Vec<PlanKey>)>,
 ) -> Result<(Pass, Vec<PlanKey>)> {
     // A stop requested while starting ends the run cleanly: nothing was consumed yet.
-    let started = start_up(cfg);
-    let (client, prepared) = tokio::select! {
+    let written = cfg;
+    let started = start_up_expanding(written);
+    let (expanded, client, prepared) = tokio::select! {
         p = started => p?,
         _ = &mut shutdown => {
             tracing::info!("stopped before the pipeline started");
             return Ok((Pass::Stopped, Vec::new()));
         }
     };
+    // From here on the routes are those of the topics the patterns took this pass.
+    let cfg = &expanded;
+    if cfg.routes.is_empty() {
+        return wait_for_topics(written, cfg, &client, shutdown).await;
+    }
     let keys: Vec<PlanKey> = prepared
         .iter()
         .map(|p| PlanKey::of(&p.route, &p.table, p.dead_letters.as_ref()))
@@ -664,6 +767,10 @@ async fn run_pass(
                     None => std::future::pending::<()>().await,
                 }
             } => {
+                if topics_changed(written, cfg, &client).await {
+                    refreshed = true;
+                    break;
+                }
                 // Bounded, so that a slow server delays the loop's other duties only briefly.
                 match tokio::time::timeout(REFRESH_TIMEOUT, plan_keys_now(&client, cfg)).await {
                     Ok(Ok(now)) if now != keys => {
@@ -720,6 +827,91 @@ async fn run_pass(
         None => Pass::Stopped,
     };
     Ok((pass, keys))
+}
+
+/// Whether the topics `written`'s patterns take differ from those of `current` (the pass's
+/// expansion of it): a topic deleted since, or one created since (or left out before) whose
+/// table can now take its rows. Asked every `table_refresh`; a failure to list the topics
+/// keeps the current ones (logged), and a matching topic whose table cannot take its rows
+/// yet stays out (logged each time).
+async fn topics_changed(written: &Config, current: &Config, client: &Client) -> bool {
+    if written.patterns.is_empty() {
+        return false;
+    }
+    let k = written.kafka.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        crate::kafka::preflight::fetch_metadata(&k, REFRESH_TIMEOUT)
+    })
+    .await;
+    let partitions = match listed {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot list the topics for the route patterns; keeping the current ones");
+            return false;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "listing the topics for the route patterns failed; keeping the current ones");
+            return false;
+        }
+    };
+    let now = match patterns::expand(written, partitions.keys().map(String::as_str)) {
+        Ok(now) => now,
+        Err(e) => {
+            tracing::warn!(error = %e, "a topic a route pattern takes cannot be routed; keeping the current topics");
+            return false;
+        }
+    };
+    let (before, after) = (patterns::topics(current), patterns::topics(&now));
+    let gone: Vec<&str> = before
+        .iter()
+        .filter(|t| !after.contains(t))
+        .copied()
+        .collect();
+    let mut added = Vec::new();
+    for route in now
+        .routes
+        .iter()
+        .filter(|r| !before.contains(&r.topic.as_str()))
+    {
+        match prepare_route(client, &now, route, &partitions).await {
+            Ok(_) => added.push(route.topic.as_str()),
+            Err(e) => tracing::warn!(topic = %route.topic, error = %format!("{e:#}"),
+                "a topic a route pattern takes is left out until its table can take its rows"),
+        }
+    }
+    if added.is_empty() && gone.is_empty() {
+        return false;
+    }
+    tracing::info!(added = ?added, gone = ?gone,
+        "the topics the route patterns take changed; storing what the lanes hold and planning again");
+    true
+}
+
+/// A pass whose patterns took no topic (and which has no other route): waits, listing the
+/// topics every `table_refresh`, until one appears (a new pass) or `shutdown`.
+async fn wait_for_topics(
+    written: &Config,
+    current: &Config,
+    client: &Client,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<(Pass, Vec<PlanKey>)> {
+    let Some(every) = written.service.table_refresh else {
+        anyhow::bail!(
+            "no topic the routes' topic_pattern take can be read (none matches, or their tables are missing), and with table_refresh = \"0s\" sluice would never look again: create a topic first, or set table_refresh"
+        );
+    };
+    let sources: Vec<&str> = written.patterns.iter().map(|p| p.source.as_str()).collect();
+    tracing::warn!(patterns = ?sources, every = ?every, "no topic the route patterns take can be read yet (none matches, or their tables are missing); waiting for one");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok((Pass::Stopped, Vec::new())),
+            _ = tokio::time::sleep(every) => {
+                if topics_changed(written, current, client).await {
+                    return Ok((Pass::Refreshed, Vec::new()));
+                }
+            }
+        }
+    }
 }
 
 /// The own fetch path's limits, from the same librdkafka settings the pipeline fetches with

@@ -7,6 +7,7 @@
 //! [`raw`]): a numeric password stays a password. This is how secrets reach sluice from the
 //! environment without being written to the file.
 
+pub mod patterns;
 pub mod raw;
 pub mod validate;
 

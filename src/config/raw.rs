@@ -191,8 +191,13 @@ pub struct RawClickHouse {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
-    #[serde(deserialize_with = "required_scalar")]
-    pub topic: String,
+    /// The topic, or (exactly one of the two) `topic_pattern`.
+    #[serde(default, deserialize_with = "scalar")]
+    pub topic: Option<String>,
+    /// A regular expression every topic the route reads matches as a whole (Kafka Connect's
+    /// `topics.regex`); `{topic}` in `table` and `dead_letter_table` stands for each topic.
+    #[serde(default, deserialize_with = "scalar")]
+    pub topic_pattern: Option<String>,
     #[serde(deserialize_with = "required_scalar")]
     pub table: String,
     #[serde(default, deserialize_with = "scalar")]

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::patterns::TopicPattern;
 use super::raw::{RawClickHouse, RawConfig, RawKafka, RawRoute, RawSchemaRegistry, RawSize};
 use crate::kafka::java_stores::{self, Identity, StoreFormat};
 use crate::kafka::topic_name;
@@ -31,7 +32,11 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
+    /// The routes that name their topic; those of `patterns` join them once the topics are
+    /// known ([`super::patterns::expand`]).
     pub routes: Vec<Route>,
+    /// Routes by topic pattern, not yet expanded.
+    pub patterns: Vec<TopicPattern>,
     pub service: ServiceConfig,
     /// Present when a `[schema_registry]` is configured (required by Avro and Protobuf routes).
     pub schema_registry: Option<SchemaRegistryConfig>,
@@ -583,9 +588,28 @@ pub fn validate(raw: RawConfig, read_file: FileReader<'_>) -> Result<Config, Con
         ));
     }
     let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut patterns = Vec::new();
+    let mut registry_users = Vec::new();
     let mut topics = HashSet::new();
     for (i, r) in raw.routes.iter().enumerate() {
+        if r.topic_pattern.is_some() {
+            if r.topic.is_some() {
+                return Err(err(
+                    format!("route[{i}].topic_pattern"),
+                    "set together with topic: a route reads one topic or the topics of a pattern, not both",
+                ));
+            }
+            let pattern = TopicPattern::new(i, r, &clickhouse.database)?;
+            if pattern.sample().format.uses_registry() {
+                registry_users.push(i);
+            }
+            patterns.push(pattern);
+            continue;
+        }
         let route = validate_route(i, r, &clickhouse.database)?;
+        if route.format.uses_registry() {
+            registry_users.push(i);
+        }
         if !topics.insert(route.topic.clone()) {
             // One consumer group reads a topic once; two tables from one topic would need two
             // independent offset positions, which a single group cannot hold.
@@ -605,7 +629,7 @@ pub fn validate(raw: RawConfig, read_file: FileReader<'_>) -> Result<Config, Con
         None => None,
     };
     if schema_registry.is_none() {
-        if let Some(i) = routes.iter().position(|r| r.format.uses_registry()) {
+        if let Some(i) = registry_users.first() {
             return Err(err(
                 format!("route[{i}].format"),
                 "an avro, protobuf or json-schema route reads its schemas from a registry: add [schema_registry] url = \"http://...\"",
@@ -616,6 +640,7 @@ pub fn validate(raw: RawConfig, read_file: FileReader<'_>) -> Result<Config, Con
         kafka,
         clickhouse,
         routes,
+        patterns,
         service,
         schema_registry,
     })
@@ -1489,9 +1514,16 @@ fn metadata_name(v: &Option<String>, default: &str) -> Option<String> {
     }
 }
 
-fn validate_route(i: usize, r: &RawRoute, default_db: &str) -> Result<Route, ConfigError> {
+pub(super) fn validate_route(
+    i: usize,
+    r: &RawRoute,
+    default_db: &str,
+) -> Result<Route, ConfigError> {
     let f = |name: &str| format!("route[{i}].{name}");
-    let topic = topic_name(&f("topic"), &r.topic)?;
+    let Some(topic) = &r.topic else {
+        return Err(err(f("topic"), "required (or topic_pattern)"));
+    };
+    let topic = topic_name(&f("topic"), topic)?;
     let table = non_empty(&f("table"), &r.table)?;
     let database = match &r.database {
         Some(d) => non_empty(&f("database"), d)?,
