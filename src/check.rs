@@ -160,6 +160,19 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
                     },
                 );
                 let _ = writeln!(out, "  inserts: {}", insert_plan(&c));
+                if !cfg.clickhouse.insert_settings.is_empty() {
+                    let set: Vec<String> = cfg
+                        .clickhouse
+                        .insert_settings
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "  insert settings (the server takes them): {}",
+                        set.join(", ")
+                    );
+                }
                 Some(c)
             }
             Err(e) => {

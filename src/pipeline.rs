@@ -85,6 +85,7 @@ pub fn clickhouse_settings(c: &ClickHouseConfig) -> ClickHouseSettings {
         stream_inserts: c.stream_inserts,
         connect_timeout: c.connect_timeout,
         request_timeout: c.request_timeout,
+        insert_settings: c.insert_settings.clone(),
     }
 }
 

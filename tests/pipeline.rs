@@ -2704,3 +2704,77 @@ async fn a_topic_pattern_without_topics_waits_for_the_first() {
     assert_eq!(running.stop().await.rows_inserted, 40);
     assert_eq!(pattern_rows(&topic).await, (40, 0, topic.clone()));
 }
+
+/// `clickhouse.insert_settings` (Kafka Connect's `clickhouseSettings`) reach every INSERT:
+/// `optimize_on_insert = 0` keeps the 10 rows of one id that a ReplacingMergeTree collapses
+/// into one row at insert time by default (merges stopped, so only the insert could). A
+/// setting the server does not know stops `check` and `run` at start with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_settings_reach_every_insert_and_unknown_ones_stop_the_start() {
+    let mut tables = Vec::new();
+    for (case, settings) in [
+        ("default", ""),
+        ("set", "insert_settings = { optimize_on_insert = \"0\" }\n"),
+    ] {
+        let topic = unique(&format!("inset_{case}"));
+        create_topic(&topic, 1).await;
+        ch(&format!(
+            "CREATE TABLE default.{topic} (id UInt64, v String) \
+             ENGINE = ReplacingMergeTree ORDER BY id"
+        ))
+        .await;
+        ch(&format!("SYSTEM STOP MERGES default.{topic}")).await;
+        produce(
+            &topic,
+            (0..10).map(|i| Msg::json(0, format!(r#"{{"id":1,"v":"v{i}"}}"#))),
+        );
+        let text = config(&unique("g"), &[(&topic, &topic)], "").replacen(
+            "[clickhouse]\n",
+            &format!("[clickhouse]\n{settings}"),
+            1,
+        );
+        let running = start(&text);
+        // Every message is stored (committed) before the count is read.
+        wait_for_commit(&extract_group(&text), &topic, 1, 10).await;
+        let summary = running.stop().await;
+        assert_eq!(summary.rows_inserted, 10, "{case}");
+        tables.push((case, topic));
+    }
+    let count = |t: &str| format!("SELECT count() FROM default.{t}");
+    assert_eq!(
+        ch_u64(&count(&tables[0].1)).await,
+        1,
+        "collapsed at insert by default"
+    );
+    assert_eq!(
+        ch_u64(&count(&tables[1].1)).await,
+        10,
+        "optimize_on_insert = 0 sent"
+    );
+
+    let topic = &tables[0].1;
+    let text = config(&unique("g"), &[(topic, topic)], "").replacen(
+        "[clickhouse]\n",
+        "[clickhouse]\ninsert_settings = { no_such_setting_x = \"1\" }\n",
+        1,
+    );
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("config");
+    let mut out = Vec::new();
+    assert!(!sluice::check::run(&cfg, &mut out).await);
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.contains("insert_settings") && out.contains("no_such_setting_x"),
+        "{out}"
+    );
+    let e = start(&text).failure(Duration::from_secs(30)).await;
+    assert!(format!("{e:#}").contains("no_such_setting_x"), "{e:#}");
+}
+
+/// The `group_id` of a test config.
+fn extract_group(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix("group_id = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string()
+}

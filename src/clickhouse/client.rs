@@ -69,6 +69,8 @@ struct Inner {
     packing: Packing,
     /// How batches the memory budget would cut short are streamed ([`Client::streaming`]).
     streaming: Streaming,
+    /// The user's INSERT settings (`clickhouse.insert_settings`).
+    insert_settings: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -633,6 +635,7 @@ impl Client {
             encoding: Encoding::Identity,
             packing: Packing::Never,
             streaming: Streaming::Off,
+            insert_settings: settings.insert_settings.clone(),
         };
 
         let answer = inner
@@ -666,6 +669,7 @@ impl Client {
             inner.probe_max_insert_block_size(),
             inner.probe_query("SELECT timezone()")
         );
+        inner.check_insert_settings().await?;
         let mut server = ServerInfo::from_version(version, version_string).refine(known, rbwd, lz4);
         server.keep_alive_timeout = keep_alive;
         server.time_zone = time_zone.and_then(|t| t.trim().parse().ok());
@@ -1055,6 +1059,11 @@ impl Inner {
         let mut params: Vec<(&str, &str)> = Vec::with_capacity(settings.len() + 2);
         params.push(("query", sql));
         params.extend(settings.iter().map(|(k, v)| (*k, v.as_str())));
+        params.extend(
+            self.insert_settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         if packed {
             params.push(("decompress", "1"));
         }
@@ -1295,6 +1304,30 @@ impl Inner {
     }
 
     /// The answer to a start-up probe, `None` when the server could not give one.
+    /// Asks the server to run `SELECT 1` with the user's INSERT settings, so that a setting it
+    /// does not know, a value it does not take, or one the user may not change (a readonly
+    /// profile, a constraint) stops the start with the server's reason, not every insert.
+    async fn check_insert_settings(&self) -> Result<(), ChError> {
+        if self.insert_settings.is_empty() {
+            return Ok(());
+        }
+        let params: Vec<(&str, &str)> = self
+            .insert_settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let answer = self
+            .post(&params, Bytes::from_static(b"SELECT 1"), None)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        self.check_query_answer(&answer)
+            .map(|_| ())
+            .map_err(|e| ChError::InvalidSettings {
+                field: "insert_settings",
+                reason: format!("the server refuses them: {e}"),
+            })
+    }
+
     async fn probe_query(&self, sql: impl Into<Bytes>) -> Option<String> {
         let answer = self.post(&[], sql.into(), None).await.ok()?;
         self.check_query_answer(&answer).ok()

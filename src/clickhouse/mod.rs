@@ -109,6 +109,9 @@ pub struct ClickHouseSettings {
     pub connect_timeout: Duration,
     /// Whole-request timeout (send, server work, response).
     pub request_timeout: Duration,
+    /// The user's settings for every INSERT (`clickhouse.insert_settings`), sent after
+    /// sluice's own; checked by the server when the client connects.
+    pub insert_settings: Vec<(String, String)>,
 }
 
 impl ClickHouseSettings {
@@ -127,6 +130,7 @@ impl ClickHouseSettings {
             stream_inserts: true,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
+            insert_settings: Vec::new(),
         }
     }
 }

@@ -682,6 +682,38 @@ format = "json"
     }
 
     #[test]
+    fn insert_settings_are_taken_except_those_sluice_sets_itself() {
+        let with = |line: &str| {
+            from_str(
+                &MINIMAL.replace("[clickhouse]", &format!("[clickhouse]\n{line}")),
+                no_env(),
+            )
+        };
+        let c = with("insert_settings = { insert_quorum = 2, insert_quorum_timeout = \"60000\" }")
+            .unwrap();
+        assert_eq!(
+            c.clickhouse.insert_settings,
+            [("insert_quorum", "2"), ("insert_quorum_timeout", "60000")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        for name in [
+            "insert_deduplicate",
+            "Async_Insert",
+            "async_insert_busy_timeout_ms",
+            "input_format_allow_errors_num",
+            "materialized_views_ignore_errors",
+            "max_insert_block_size",
+            "format_csv_delimiter",
+        ] {
+            let e = with(&format!("insert_settings = {{ {name} = \"1\" }}")).unwrap_err();
+            assert_eq!(e.field, format!("clickhouse.insert_settings.{name}"));
+            assert!(e.message.contains("sluice sets this itself"), "{e}");
+        }
+        let e = with("insert_settings = { \"a b\" = \"1\" }").unwrap_err();
+        assert!(e.message.contains("not a setting name"), "{e}");
+    }
+
+    #[test]
     fn table_refresh_defaults_to_ten_seconds_and_zero_switches_it_off() {
         let with = |line: &str| {
             MINIMAL.replace(

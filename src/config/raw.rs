@@ -186,6 +186,10 @@ pub struct RawClickHouse {
     pub connect_timeout: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub request_timeout: Option<String>,
+    /// ClickHouse settings sent with every INSERT (Kafka Connect's `clickhouseSettings`),
+    /// except those sluice sets itself (`validate::PROTECTED_INSERT_SETTINGS`).
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub insert_settings: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

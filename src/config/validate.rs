@@ -265,7 +265,38 @@ pub struct ClickHouseConfig {
     pub stream_inserts: bool,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Settings sent with every INSERT, in name order; none of them one sluice sets itself.
+    pub insert_settings: Vec<(String, String)>,
 }
+
+/// INSERT settings `clickhouse.insert_settings` may not give, by name or prefix: those sluice
+/// sets itself and its guarantees depend on (acknowledged means stored, deduplication,
+/// nothing skipped or dropped, the rows read as sent), and the block sizes streamed inserts
+/// are made safe for.
+pub const PROTECTED_INSERT_SETTINGS: &[&str] = &[
+    "async_insert",
+    "wait_for_async_insert",
+    "insert_deduplicate",
+    "insert_deduplication_token",
+    "deduplicate_blocks_in_dependent_materialized_views",
+    "materialized_views_ignore_errors",
+    "send_progress_in_http_headers",
+    "max_insert_block_size",
+    "min_insert_block_size_rows",
+    "min_insert_block_size_bytes",
+    "decompress",
+    "compress",
+    "query",
+    "database",
+    "user",
+    "password",
+    "readonly",
+    "session_id",
+    "query_id",
+];
+/// Prefixes of settings refused for the same reasons (every `input_format_*` changes how
+/// the rows sluice sends are read).
+const PROTECTED_INSERT_PREFIXES: &[&str] = &["input_format_", "async_insert_", "format_"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -1503,7 +1534,37 @@ fn validate_clickhouse(
             Some(s) => parse_duration("clickhouse.request_timeout", s)?,
             None => Duration::from_secs(120),
         },
+        insert_settings: insert_settings(&c.insert_settings)?,
     })
+}
+
+/// `clickhouse.insert_settings`, checked: names as ClickHouse spells settings, none that
+/// sluice sets itself, values without NUL. Whether the server knows each one (and takes its
+/// value) is asked when sluice connects.
+fn insert_settings(given: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::with_capacity(given.len());
+    for (name, value) in given {
+        let field = format!("clickhouse.insert_settings.{name}");
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(err(field, "not a setting name (letters, digits and _)"));
+        }
+        let lower = name.to_ascii_lowercase();
+        if PROTECTED_INSERT_SETTINGS.contains(&lower.as_str())
+            || PROTECTED_INSERT_PREFIXES
+                .iter()
+                .any(|p| lower.starts_with(p))
+        {
+            return Err(err(
+                field,
+                "sluice sets this itself, or depends on its default: acknowledged inserts stored, deduplicated and read exactly as sent (see README \"Insert settings\")",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(err(field, "contains a NUL byte"));
+        }
+        out.push((name.clone(), value.clone()));
+    }
+    Ok(out)
 }
 
 fn metadata_name(v: &Option<String>, default: &str) -> Option<String> {
