@@ -281,6 +281,7 @@ async fn value_encoder(
             password: None,
             bearer: None,
             ca_file: None,
+            trusted: None,
             request_timeout: Duration::from_secs(10),
         },
         (None, Some(config)) => load(config)?

@@ -76,6 +76,15 @@ pub fn clickhouse_settings(c: &ClickHouseConfig) -> ClickHouseSettings {
         ca_file: c.tls.ca.clone(),
         client_cert: c.tls.cert.clone(),
         client_key: c.tls.key.clone(),
+        trusted: c
+            .stores
+            .trusted
+            .as_ref()
+            .map(|(_, certs)| certs.clone())
+            .unwrap_or_default(),
+        identity_pem: c.stores.identity.as_ref().map(|id| {
+            crate::secret::Secret::new(format!("{}{}", id.chain_pem(), id.key_pem.expose()))
+        }),
         compression: match c.compression {
             crate::config::Compression::Auto => clickhouse::Compression::Auto,
             crate::config::Compression::None => clickhouse::Compression::None,

@@ -119,6 +119,17 @@ impl Registry {
                 .map_err(|e| format!("schema_registry.ca_file {}: {e}", ca.display()))?;
             b = b.add_root_certificate(cert);
         }
+        if let Some((path, certs)) = &c.trusted {
+            for der in certs {
+                let cert = reqwest::Certificate::from_der(der).map_err(|e| {
+                    format!(
+                        "schema_registry.truststore_location {}: {e}",
+                        path.display()
+                    )
+                })?;
+                b = b.add_root_certificate(cert);
+            }
+        }
         let http = b
             .build()
             .map_err(|e| format!("cannot build the schema registry client: {e}"))?;

@@ -621,7 +621,8 @@ fn keytool(args: &[&str]) {
 /// has a password of its own, a JKS truststore and a PKCS#12 truststore (Java's, with its
 /// trusted-certificate attributes). Over mTLS rows land with the JKS keystore read by the own
 /// fetch path (rustls) and by librdkafka (`ssl.certificate.pem`/`ssl.key.pem`), each with one
-/// of the truststores. Wrong store and key passwords stop `check` at validation, naming the
+/// of the truststores, which also replaces `ca_file` for ClickHouse's HTTPS (the testbed's
+/// private CA: without the truststore no connection is made). Wrong store and key passwords stop `check` at validation, naming the
 /// setting and never the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_with_java_keystores_and_truststores() {
@@ -717,10 +718,20 @@ async fn mtls_with_java_keystores_and_truststores() {
         let table = format!("default.{topic}");
         create_table(&table).await;
         produce(&topic, messages(0, 300, 2));
+        // ClickHouse over HTTPS with the same stores in place of ca_file (and, with the JKS
+        // truststore, the JKS keystore in place of client_cert and client_key).
+        let keystore = if case == "own" {
+            format!("keystore_location = \"{jks}\"\nkeystore_password = \"{store_pw}\"\nkey_password = \"{key_pw}\"\n")
+        } else {
+            String::new()
+        };
+        let clickhouse = format!(
+            "\n[clickhouse]\nurl = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ntruststore_location = \"{truststore}\"\ntruststore_password = \"{trust_pw}\"\n{keystore}",
+            s.ch_https, s.ch_user, s.ch_password
+        );
         let config = format!(
-            "{}{extra}{}{}",
+            "{}{extra}{clickhouse}{}",
             kafka(store_pw, key_pw, truststore),
-            ok_clickhouse(&s),
             route(&topic, &topic, "")
         );
         let cfg = write(dir.path(), &format!("{case}.toml"), &config);
@@ -1028,6 +1039,47 @@ async fn avro_over_sasl_ssl_with_the_schema_registry_over_https() {
     let got = wait_for_count(&format!("default.{topic}"), 300, Duration::from_secs(60)).await;
     running.stop().await;
     assert_eq!(got, 300);
+    // A Java truststore (PKCS#12, as keytool makes it) in place of ca_file: `check` reaches
+    // the registry over HTTPS with it, and not without a CA.
+    let dir = tempfile::tempdir().expect("tmp");
+    let trust = dir
+        .path()
+        .join("registry-trust.p12")
+        .to_string_lossy()
+        .into_owned();
+    keytool(&[
+        "-importcert",
+        "-noprompt",
+        "-alias",
+        "ca",
+        "-file",
+        &s.ca,
+        "-keystore",
+        &trust,
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        "reg-Trust-Pw",
+    ]);
+    for (case, tls, reachable) in [
+        (
+            "truststore",
+            format!("truststore_location = \"{trust}\"\ntruststore_password = \"reg-Trust-Pw\"\n"),
+            true,
+        ),
+        ("no CA", String::new(), false),
+    ] {
+        let with = config.replace(&format!("ca_file = \"{}\"\n", s.ca), &tls);
+        assert_ne!(with, config);
+        let cfg = write(dir.path(), "registry.toml", &with);
+        let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
+        let t = text(&out);
+        assert_eq!(
+            t.contains(&format!("schema registry: {} reachable", s.registry_https)),
+            reachable,
+            "[{case}] {t}"
+        );
+    }
     assert_eq!(
         ch_u64(&format!(
             "SELECT countIf(name = concat('n', toString(id))) FROM default.{topic}"

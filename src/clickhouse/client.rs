@@ -464,7 +464,7 @@ fn read_pem(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ChEr
 /// Parts of the reqwest client that do not depend on the server.
 struct HttpConfig {
     headers: HeaderMap,
-    root: Option<reqwest::Certificate>,
+    roots: Vec<reqwest::Certificate>,
     identity: Option<reqwest::Identity>,
     connect_timeout: Duration,
     request_timeout: Duration,
@@ -490,26 +490,49 @@ impl HttpConfig {
             headers.insert("x-clickhouse-user", user_v);
             headers.insert("x-clickhouse-key", key_v);
         }
-        let tls_files = s.ca_file.is_some() || s.client_cert.is_some() || s.client_key.is_some();
+        let tls_files = s.ca_file.is_some()
+            || s.client_cert.is_some()
+            || s.client_key.is_some()
+            || !s.trusted.is_empty()
+            || s.identity_pem.is_some();
         if tls_files && !https {
             return Err(ChError::InvalidSettings {
                 field: "url",
                 reason: "ca_file/client_cert/client_key are set but the URL is not https".into(),
             });
         }
-        let root = match &s.ca_file {
-            Some(path) => {
-                let pem = read_pem("ca_file", path)?;
-                Some(reqwest::Certificate::from_pem(&pem).map_err(|e| {
+        let mut roots = Vec::new();
+        if let Some(path) = &s.ca_file {
+            let pem = read_pem("ca_file", path)?;
+            roots.push(reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                ChError::InvalidSettings {
+                    field: "ca_file",
+                    reason: format!("{} is not a PEM certificate: {e}", path.display()),
+                }
+            })?);
+        }
+        for der in &s.trusted {
+            roots.push(reqwest::Certificate::from_der(der).map_err(|e| {
+                ChError::InvalidSettings {
+                    field: "truststore_location",
+                    reason: format!("a certificate of the truststore: {e}"),
+                }
+            })?);
+        }
+        let identity = match (&s.client_cert, &s.client_key) {
+            (None, None) if s.identity_pem.is_some() => {
+                let pem = s
+                    .identity_pem
+                    .as_ref()
+                    .map(|p| p.expose())
+                    .unwrap_or_default();
+                Some(reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| {
                     ChError::InvalidSettings {
-                        field: "ca_file",
-                        reason: format!("{} is not a PEM certificate: {e}", path.display()),
+                        field: "keystore_location",
+                        reason: format!("the keystore's certificate and key: {e}"),
                     }
                 })?)
             }
-            None => None,
-        };
-        let identity = match (&s.client_cert, &s.client_key) {
             (Some(cert), Some(key)) => {
                 let mut pem = read_pem("client_cert", cert)?;
                 pem.push(b'\n');
@@ -541,7 +564,7 @@ impl HttpConfig {
         };
         Ok(HttpConfig {
             headers,
-            root,
+            roots,
             identity,
             connect_timeout: s.connect_timeout,
             request_timeout: s.request_timeout,
@@ -563,7 +586,7 @@ impl HttpConfig {
             .pool_idle_timeout(pool_idle)
             .tcp_nodelay(true)
             .https_only(false);
-        if let Some(root) = &self.root {
+        for root in &self.roots {
             b = b.add_root_certificate(root.clone());
         }
         if let Some(id) = &self.identity {

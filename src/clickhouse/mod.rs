@@ -100,6 +100,11 @@ pub struct ClickHouseSettings {
     pub client_cert: Option<PathBuf>,
     /// Client private key (PEM) for mTLS; needs `client_cert`.
     pub client_key: Option<PathBuf>,
+    /// Trusted CA certificates (DER) read from a Java truststore, instead of `ca_file`.
+    pub trusted: Vec<Vec<u8>>,
+    /// A client certificate chain and key as one PEM text (from a Java keystore), instead of
+    /// `client_cert` and `client_key`.
+    pub identity_pem: Option<Secret>,
     /// Request body compression for inserts.
     pub compression: Compression,
     /// Stream batches the memory budget would cut short, where the server allows it
@@ -126,6 +131,8 @@ impl ClickHouseSettings {
             ca_file: None,
             client_cert: None,
             client_key: None,
+            trusted: Vec::new(),
+            identity_pem: None,
             compression: Compression::Auto,
             stream_inserts: true,
             connect_timeout: Duration::from_secs(5),

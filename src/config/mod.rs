@@ -682,6 +682,59 @@ format = "json"
     }
 
     #[test]
+    fn https_clients_take_java_stores_in_place_of_pem_files() {
+        use crate::kafka::java_stores::fixtures::{key_and_cert, write_jks};
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = key_and_cert("client");
+        let (_, ca) = key_and_cert("ca");
+        let (ks, ts) = (dir.path().join("k.jks"), dir.path().join("t.jks"));
+        std::fs::write(
+            &ks,
+            write_jks(&[("c", Some((&key, "kp")), vec![cert])], "sp"),
+        )
+        .unwrap();
+        std::fs::write(&ts, write_jks(&[("ca", None, vec![ca.clone()])], "tp")).unwrap();
+        let (ks, ts) = (ks.display().to_string(), ts.display().to_string());
+        let with = |clickhouse: &str, registry: &str| {
+            let text = MINIMAL
+                .replace(
+                    "url = \"http://127.0.0.1:18123\"",
+                    &format!("url = \"https://127.0.0.1:8443\"\n{clickhouse}"),
+                )
+                .replace(
+                    "[[route]]",
+                    &format!("[schema_registry]\nurl = \"https://r:8081\"\n{registry}\n[[route]]"),
+                );
+            from_str(&text, no_env())
+        };
+        let c = with(
+            &format!("truststore_location = \"{ts}\"\ntruststore_password = \"tp\"\nkeystore_location = \"{ks}\"\nkeystore_password = \"sp\"\nkey_password = \"kp\""),
+            &format!("truststore_location = \"{ts}\""),
+        )
+        .unwrap();
+        assert_eq!(
+            c.clickhouse.stores.trusted.clone().map(|(_, t)| t),
+            Some(vec![ca.clone()])
+        );
+        assert!(c.clickhouse.stores.identity.is_some());
+        let registry = c.schema_registry.expect("registry");
+        assert_eq!(registry.trusted.map(|(_, t)| t), Some(vec![ca]));
+        let props = crate::pipeline::clickhouse_settings(&c.clickhouse);
+        assert!(!format!("{props:?}").contains("PRIVATE KEY"));
+        for (clickhouse, registry, field) in [
+            (format!("truststore_location = \"{ts}\"\nca_file = \"{ts}\""), String::new(), "clickhouse.truststore_location"),
+            (format!("keystore_location = \"{ks}\"\nkeystore_password = \"sp\"\nkey_password = \"kp\"\nclient_cert = \"{ks}\"\nclient_key = \"{ks}\""), String::new(), "clickhouse.keystore_location"),
+            (format!("keystore_location = \"{ks}\"\nkeystore_password = \"bad\""), String::new(), "clickhouse.keystore_location"),
+            ("key_password = \"kp\"".to_string(), String::new(), "clickhouse.key_password"),
+            ("truststore_password = \"x\"".to_string(), String::new(), "clickhouse.truststore_password"),
+            (String::new(), format!("truststore_location = \"{ts}\"\ntruststore_password = \"bad\""), "schema_registry.truststore_location"),
+        ] {
+            let e = with(&clickhouse, &registry).unwrap_err();
+            assert_eq!(e.field, field, "{clickhouse} {registry}: {e}");
+        }
+    }
+
+    #[test]
     fn insert_settings_are_taken_except_those_sluice_sets_itself() {
         let with = |line: &str| {
             from_str(

@@ -62,6 +62,11 @@ pub struct RawSchemaRegistry {
     pub bearer_auth_identity_pool_id: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub ca_file: Option<String>,
+    /// A Java truststore (JKS or PKCS#12) instead of ca_file.
+    #[serde(default, deserialize_with = "scalar")]
+    pub truststore_location: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub truststore_password: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub request_timeout: Option<String>,
 }
@@ -176,6 +181,19 @@ pub struct RawClickHouse {
     pub client_cert: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub client_key: Option<String>,
+    /// A Java truststore (JKS or PKCS#12) instead of ca_file.
+    #[serde(default, deserialize_with = "scalar")]
+    pub truststore_location: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub truststore_password: Option<String>,
+    /// A Java keystore (JKS or PKCS#12) instead of client_cert and client_key.
+    #[serde(default, deserialize_with = "scalar")]
+    pub keystore_location: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub keystore_password: Option<String>,
+    /// A JKS keystore's key password, when it is not the store's.
+    #[serde(default, deserialize_with = "scalar")]
+    pub key_password: Option<String>,
     /// auto (default), none, lz4, gzip.
     #[serde(default, deserialize_with = "scalar")]
     pub compression: Option<String>,

@@ -52,6 +52,8 @@ pub struct SchemaRegistryConfig {
     /// Bearer tokens from an OIDC issuer instead of basic credentials.
     pub bearer: Option<RegistryBearer>,
     pub ca_file: Option<PathBuf>,
+    /// The certificates of `truststore_location`, instead of `ca_file`.
+    pub trusted: Option<Trusted>,
     pub request_timeout: Duration,
 }
 
@@ -112,16 +114,19 @@ pub struct KafkaConfig {
     pub fetch: FetchPath,
 }
 
-/// The contents of Java stores neither librdkafka nor rustls opens themselves: a JKS keystore
-/// (a PKCS#12 one is opened by librdkafka and OpenSSL from `tls.keystore`), and the
-/// certificates of `ssl_truststore_location` (JKS or PKCS#12), which replace
-/// `ssl_ca_location`.
+/// A truststore's path and the certificates (DER) it trusts.
+pub type Trusted = (PathBuf, Vec<Vec<u8>>);
+
+/// The contents of Java stores the clients do not open themselves, read at validation: a
+/// keystore's client identity and a truststore's certificates (JKS or PKCS#12), which
+/// replace the PEM files. For Kafka only a JKS keystore is read here (librdkafka and OpenSSL
+/// open a PKCS#12 one from `tls.keystore`); the HTTPS clients take every keystore this way.
 #[derive(Debug, Clone, Default)]
 pub struct JavaStores {
-    /// The client certificate chain and key of a JKS `ssl_keystore_location`.
+    /// The client certificate chain and key of a keystore.
     pub identity: Option<Identity>,
     /// The truststore and the certificates it trusts (DER).
-    pub trusted: Option<(PathBuf, Vec<Vec<u8>>)>,
+    pub trusted: Option<Trusted>,
 }
 
 /// Who fetches the records of the assigned partitions.
@@ -265,6 +270,8 @@ pub struct ClickHouseConfig {
     pub stream_inserts: bool,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The Java key and trust stores given instead of the PEM files.
+    pub stores: JavaStores,
     /// Settings sent with every INSERT, in name order; none of them one sluice sets itself.
     pub insert_settings: Vec<(String, String)>,
 }
@@ -693,6 +700,13 @@ fn validate_schema_registry(
             "a CA file is given but the URL is http://; use https://",
         ));
     }
+    let trusted = https_truststore(
+        "schema_registry",
+        &url,
+        ca_file.is_some(),
+        &r.truststore_location,
+        &r.truststore_password,
+    )?;
     let password = secret(
         "schema_registry.password",
         &r.password,
@@ -719,6 +733,7 @@ fn validate_schema_registry(
         password,
         bearer,
         ca_file,
+        trusted,
         request_timeout: match &r.request_timeout {
             Some(s) => parse_duration("schema_registry.request_timeout", s)?,
             None => Duration::from_secs(10),
@@ -1510,6 +1525,40 @@ fn validate_clickhouse(
             "TLS files are given but the URL is http://; use https://",
         ));
     }
+    let trusted = https_truststore(
+        "clickhouse",
+        &url,
+        tls.ca.is_some(),
+        &c.truststore_location,
+        &c.truststore_password,
+    )?;
+    let identity = match path(&c.keystore_location) {
+        None => {
+            for (name, v) in [("keystore_password", &c.keystore_password), ("key_password", &c.key_password)] {
+                if v.is_some() {
+                    return Err(err(format!("clickhouse.{name}"), "set, but there is no keystore_location for it to open"));
+                }
+            }
+            None
+        }
+        Some(_) if tls.cert.is_some() => {
+            return Err(err(
+                "clickhouse.keystore_location",
+                "a keystore holds the client certificate and key: give it, or client_cert and client_key, not both",
+            ))
+        }
+        Some(_) if url.starts_with("http://") => {
+            return Err(err("clickhouse.url", "a keystore is given but the URL is http://; use https://"))
+        }
+        Some(p) => Some(
+            java_stores::read_keystore(
+                &p,
+                c.keystore_password.clone().map(Secret::new).as_ref(),
+                c.key_password.clone().map(Secret::new).as_ref(),
+            )
+            .map_err(|e| err("clickhouse.keystore_location", format!("{}: {e}", p.display())))?,
+        ),
+    };
     Ok(ClickHouseConfig {
         url,
         database: non_empty(
@@ -1534,8 +1583,45 @@ fn validate_clickhouse(
             Some(s) => parse_duration("clickhouse.request_timeout", s)?,
             None => Duration::from_secs(120),
         },
+        stores: JavaStores { identity, trusted },
         insert_settings: insert_settings(&c.insert_settings)?,
     })
+}
+
+/// The truststore of an HTTPS client (`section.truststore_location`, JKS or PKCS#12) and
+/// the certificates it trusts, read now; refused beside a CA file or on an http:// URL.
+fn https_truststore(
+    section: &str,
+    url: &str,
+    has_ca_file: bool,
+    location: &Option<String>,
+    password: &Option<String>,
+) -> Result<Option<Trusted>, ConfigError> {
+    let field = format!("{section}.truststore_location");
+    let Some(p) = path(location) else {
+        if password.is_some() {
+            return Err(err(
+                format!("{section}.truststore_password"),
+                "set, but there is no truststore_location for it to open",
+            ));
+        }
+        return Ok(None);
+    };
+    if has_ca_file {
+        return Err(err(
+            field,
+            "a truststore holds the CA certificates: give it, or ca_file, not both",
+        ));
+    }
+    if url.starts_with("http://") {
+        return Err(err(
+            field,
+            "a truststore is given but the URL is http://; use https://",
+        ));
+    }
+    let certs = java_stores::read_truststore(&p, password.clone().map(Secret::new).as_ref())
+        .map_err(|e| err(&field, format!("{}: {e}", p.display())))?;
+    Ok(Some((p, certs)))
 }
 
 /// `clickhouse.insert_settings`, checked: names as ClickHouse spells settings, none that

@@ -148,6 +148,56 @@ pub fn jks_identity(
     })
 }
 
+/// The client identity of the keystore at `path`, JKS or PKCS#12 (chain leaf first, key as
+/// PKCS#8 PEM): for the HTTPS clients, which take PEM. A PKCS#12 store is opened with
+/// `store_password` ("" without one), as OpenSSL opens it; its key has no password of its own.
+pub fn read_keystore(
+    path: &std::path::Path,
+    store_password: Option<&Secret>,
+    key_password: Option<&Secret>,
+) -> Result<Identity, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    match format_of(&bytes)? {
+        StoreFormat::Jks => {
+            let Some(password) = store_password else {
+                return Err("a JKS keystore is opened with its password: set it".into());
+            };
+            jks_identity(&bytes, password, key_password)
+        }
+        StoreFormat::Pkcs12 if key_password.is_some() => Err(
+            "a PKCS#12 keystore's key is opened with the store password; a key password is for a JKS keystore's key".into(),
+        ),
+        StoreFormat::Pkcs12 => {
+            let store = openssl::pkcs12::Pkcs12::from_der(&bytes).map_err(|e| e.to_string())?;
+            let parsed = store
+                .parse2(store_password.map_or("", |p| p.expose()))
+                .map_err(|e| format!("cannot open it with its password ({e})"))?;
+            let (Some(cert), Some(key)) = (parsed.cert, parsed.pkey) else {
+                return Err("it holds no certificate with its private key".into());
+            };
+            let mut chain = vec![cert.to_der().map_err(|e| e.to_string())?];
+            for ca in parsed.ca.iter().flatten() {
+                chain.push(ca.to_der().map_err(|e| e.to_string())?);
+            }
+            let pem = key.private_key_to_pem_pkcs8().map_err(|e| e.to_string())?;
+            let pem = String::from_utf8(pem).map_err(|_| "its key's PEM is not text".to_string())?;
+            Ok(Identity {
+                chain,
+                key_pem: Secret::new(pem),
+            })
+        }
+    }
+}
+
+/// [`trusted_certificates`] of the truststore at `path`.
+pub fn read_truststore(
+    path: &std::path::Path,
+    password: Option<&Secret>,
+) -> Result<Vec<Vec<u8>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    trusted_certificates(&bytes, password)
+}
+
 /// The certificates a Java trust manager would trust from the store `bytes` (JKS or
 /// PKCS#12): every certificate entry, and the first certificate of every key entry. A JKS
 /// store is checked against its integrity digest when a password is given; a PKCS#12 store is
@@ -582,6 +632,56 @@ mod tests {
         )
         .unwrap_err();
         assert!(keyless.contains("no private key"), "{keyless}");
+    }
+
+    #[test]
+    fn keystores_of_both_formats_give_an_identity_the_https_clients_take() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = key_and_cert("client");
+        let pkey = openssl::pkey::PKey::private_key_from_pkcs8(&key).unwrap();
+        let x509 = openssl::x509::X509::from_der(&cert).unwrap();
+        let p12 = openssl::pkcs12::Pkcs12::builder()
+            .name("client")
+            .pkey(&pkey)
+            .cert(&x509)
+            .build2("p12-Pw")
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let jks = write_jks(
+            &[("client", Some((&key, "k-Pw")), vec![cert.clone()])],
+            "s-Pw",
+        );
+        let (p12_path, jks_path) = (dir.path().join("c.p12"), dir.path().join("c.jks"));
+        std::fs::write(&p12_path, p12).unwrap();
+        std::fs::write(&jks_path, jks).unwrap();
+        for id in [
+            read_keystore(&p12_path, Some(&Secret::new("p12-Pw")), None).unwrap(),
+            read_keystore(
+                &jks_path,
+                Some(&Secret::new("s-Pw")),
+                Some(&Secret::new("k-Pw")),
+            )
+            .unwrap(),
+        ] {
+            assert_eq!(id.chain, vec![cert.clone()]);
+            let pem = format!("{}{}", id.chain_pem(), id.key_pem.expose());
+            assert!(reqwest::Identity::from_pem(pem.as_bytes()).is_ok());
+        }
+        let e = read_keystore(&p12_path, Some(&Secret::new("bad-Q7")), None).unwrap_err();
+        assert!(e.contains("cannot open it") && !e.contains("Q7"), "{e}");
+        let e = read_keystore(&jks_path, None, None).unwrap_err();
+        assert!(e.contains("password"), "{e}");
+        let e = read_keystore(
+            &p12_path,
+            Some(&Secret::new("p12-Pw")),
+            Some(&Secret::new("k")),
+        )
+        .unwrap_err();
+        assert!(e.contains("JKS"), "{e}");
+        assert!(read_keystore(&dir.path().join("none"), None, None)
+            .unwrap_err()
+            .contains("cannot read"));
     }
 
     #[test]
