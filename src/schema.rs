@@ -256,6 +256,11 @@ pub fn plan_table(
             table: table.clone(),
             cause,
         })?;
+    plan.set_time_formats(&route.date_time_formats)
+        .map_err(|cause| SchemaError::Plan {
+            table: table.clone(),
+            cause,
+        })?;
     if route.format.is_delimited() {
         if positions.is_empty() {
             return Err(SchemaError::NoTextColumns { table });

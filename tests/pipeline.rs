@@ -2601,14 +2601,7 @@ async fn pattern_rows(topic: &str) -> (u64, u64, String) {
 }
 
 fn pattern_messages(from: u64, to: u64, partitions: i32) -> Vec<Msg> {
-    (from..to)
-        .map(|i| {
-            Msg::json(
-                (i % partitions as u64) as i32,
-                format!(r#"{{"id":{i},"v":"x{i}"}}"#),
-            )
-        })
-        .collect()
+    id_messages(from, to, partitions, "v", "x")
 }
 
 /// Kafka Connect's `topics.regex`: one route reads every topic whose whole name matches, each
@@ -2777,4 +2770,119 @@ fn extract_group(text: &str) -> String {
         .and_then(|l| l.strip_suffix('"'))
         .unwrap_or_default()
         .to_string()
+}
+
+/// `[route.date_time_formats]` (Kafka Connect's `dateTimeFormats`), exactly-once into 26.9:
+/// epoch milliseconds and microseconds as numbers and digit strings, a day-first pattern
+/// with a fraction, a date pattern, all stored as the instants they name (checked against the
+/// server's own parse of the ISO text). A value that does not fit its format, and an epoch in
+/// milliseconds with a fraction a DateTime cannot hold, are dead-lettered with the reason;
+/// without the formats the same messages are all dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn date_time_formats_read_epoch_units_and_patterns_into_their_columns() {
+    let topic = exactly_once_topic(
+        "dtf",
+        2,
+        "id UInt64, ms DateTime64(3, 'UTC'), us Nullable(DateTime64(6, 'UTC')), \
+         s DateTime('UTC'), eu DateTime64(3, 'UTC'), day Date32",
+    )
+    .await;
+    let good = 40u64;
+    let msgs = (0..good).map(|i| {
+        let ms = 1_700_000_000_000 + i * 1_001;
+        let us = if i % 5 == 0 {
+            "null".to_string()
+        } else {
+            format!("\"{}\"", ms * 1000 + 7)
+        };
+        Msg::json(
+            (i % 2) as i32,
+            format!(
+                r#"{{"id":{i},"ms":{ms},"us":{us},"s":{},"eu":"{:02}/11/2023 10:{:02}:05.250","day":"{:02}.11.2023"}}"#,
+                (ms / 1000) * 1000,
+                1 + i % 28,
+                i % 60,
+                1 + i % 28
+            ),
+        )
+    });
+    produce(&topic, msgs);
+    produce(
+        &topic,
+        [
+            Msg::json(
+                0,
+                r#"{"id":100,"ms":1,"us":null,"s":1700000000123,"eu":"01/11/2023 10:00:00","day":"01.11.2023"}"#,
+            ),
+            Msg::json(
+                1,
+                r#"{"id":101,"ms":1,"us":null,"s":0,"eu":"2023-11-01 10:00:00","day":"01.11.2023"}"#,
+            ),
+        ],
+    );
+    let formats = "\n[route.date_time_formats]\nms = \"epoch_millis\"\nus = \"epoch_micros\"\ns = \"epoch_millis\"\neu = \"%d/%m/%Y %H:%M:%S%.f\"\nday = \"%d.%m.%Y\"\n";
+    let text = config(
+        &unique("g"),
+        &[(&topic, &topic)],
+        &format!("delivery = \"exactly-once\"\n{formats}"),
+    );
+    let running = start(&text);
+    assert_eq!(
+        wait_for_count(&format!("default.{topic}"), good, Duration::from_secs(60)).await,
+        good
+    );
+    let summary = running.stop().await;
+    assert_eq!((summary.rows_inserted, summary.dead_lettered), (good, 2));
+    // Every stored value is the instant the server reads from the ISO text of the same value.
+    let wrong = ch_u64(&format!(
+        "SELECT countIf( \
+           ms != fromUnixTimestamp64Milli(toInt64(1700000000000 + id * 1001), 'UTC') \
+           OR (id % 5 = 0 AND us IS NOT NULL) \
+           OR (id % 5 != 0 AND us != fromUnixTimestamp64Micro(toInt64((1700000000000 + id * 1001) * 1000 + 7), 'UTC')) \
+           OR s != toDateTime(intDiv(1700000000000 + id * 1001, 1000), 'UTC') \
+           OR eu != parseDateTime64BestEffort(concat('2023-11-', leftPad(toString(1 + id % 28), 2, '0'), ' 10:', leftPad(toString(id % 60), 2, '0'), ':05.250'), 3, 'UTC') \
+           OR day != toDate32(concat('2023-11-', leftPad(toString(1 + id % 28), 2, '0')))) \
+         FROM default.{topic}"
+    ))
+    .await;
+    assert_eq!(wrong, 0);
+    let reasons = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("column s DateTime") && r.contains("fractional")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("does not match the date-time format \"%d/%m/%Y %H:%M:%S%.f\"")),
+        "{reasons:?}"
+    );
+
+    // The same messages without the formats: no row, every message dead-lettered.
+    let plain = exactly_once_topic(
+        "dtf_plain",
+        1,
+        "id UInt64, ms DateTime64(3, 'UTC'), us Nullable(DateTime64(6, 'UTC')), \
+         s DateTime('UTC'), eu DateTime64(3, 'UTC'), day Date32",
+    )
+    .await;
+    produce(
+        &plain,
+        [Msg::json(
+            0,
+            r#"{"id":1,"ms":1700000000123,"us":null,"s":0,"eu":"05/11/2023 10:00:00","day":"05.11.2023"}"#,
+        )],
+    );
+    let text = config(
+        &unique("g"),
+        &[(&plain, &plain)],
+        "delivery = \"exactly-once\"\n",
+    );
+    let running = start(&text);
+    wait_for_commit(&extract_group(&text), &plain, 1, 1).await;
+    let summary = running.stop().await;
+    assert_eq!((summary.rows_inserted, summary.dead_lettered), (0, 1));
 }

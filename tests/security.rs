@@ -216,6 +216,13 @@ fn run_expecting_failure(
     (text(&out), took)
 }
 
+/// `sluice check` of `config` (written into `dir`): whether it passed, and its output.
+fn check(dir: &Path, config: &str) -> (bool, String) {
+    let cfg = write(dir, "check.toml", config);
+    let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
+    (out.status.success(), text(&out))
+}
+
 /// The failure must be named by `check` (non-zero exit, `expect` in its output) and end
 /// `sluice run` quickly with the same cause, in a handful of log lines (no retry loop).
 fn assert_fails_clearly(config_text: &str, expect: &[&str], tag: &str) {
@@ -268,14 +275,7 @@ async fn create_table(table: &str) {
 }
 
 fn messages(from: u64, to: u64, partitions: i32) -> Vec<Msg> {
-    (from..to)
-        .map(|i| {
-            Msg::json(
-                (i % partitions as u64) as i32,
-                format!(r#"{{"id":{i},"name":"n{i}"}}"#),
-            )
-        })
-        .collect()
+    id_messages(from, to, partitions, "name", "n")
 }
 
 /// Count, sum of ids and a name check of `table`.
@@ -588,13 +588,9 @@ async fn mtls_with_a_pkcs12_keystore() {
         ok_clickhouse(&s),
         route(&topic, &topic, "")
     );
+    let (passed, t) = check(dir.path(), &config);
+    assert!(!passed, "check passed with a wrong keystore password:\n{t}");
     let cfg = write(dir.path(), "wrong.toml", &config);
-    let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
-    let t = text(&out);
-    assert!(
-        !out.status.success(),
-        "check passed with a wrong keystore password:\n{t}"
-    );
     assert!(t.contains("ssl.keystore"), "{t}");
     assert!(
         !t.contains(wrong),
@@ -772,13 +768,8 @@ async fn mtls_with_java_keystores_and_truststores() {
             ok_clickhouse(&s),
             route(&topic, &topic, "")
         );
-        let cfg = write(dir.path(), "wrong.toml", &config);
-        let out = sluice(&["check", "--config", &cfg.to_string_lossy()], &[]);
-        let t = text(&out);
-        assert!(
-            !out.status.success(),
-            "check passed with {store}/{key}:\n{t}"
-        );
+        let (passed, t) = check(dir.path(), &config);
+        assert!(!passed, "check passed with {store}/{key}:\n{t}");
         assert!(t.contains(field) && t.contains(says), "{t}");
         for pw in [store, key, trust_pw] {
             assert!(!t.contains(pw), "a password reached the output:\n{t}");

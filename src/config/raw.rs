@@ -216,6 +216,10 @@ pub struct RawRoute {
     /// The topic, or (exactly one of the two) `topic_pattern`.
     #[serde(default, deserialize_with = "scalar")]
     pub topic: Option<String>,
+    /// Column -> how its dates and date-times are written in the messages (Kafka Connect's
+    /// `dateTimeFormats`): epoch_seconds/millis/micros/nanos or a strftime pattern.
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub date_time_formats: BTreeMap<String, String>,
     /// A regular expression every topic the route reads matches as a whole (Kafka Connect's
     /// `topics.regex`); `{topic}` in `table` and `dead_letter_table` stands for each topic.
     #[serde(default, deserialize_with = "scalar")]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::patterns::TopicPattern;
 use super::raw::{RawClickHouse, RawConfig, RawKafka, RawRoute, RawSchemaRegistry, RawSize};
+use crate::decode::time_format::TimeFormat;
 use crate::kafka::java_stores::{self, Identity, StoreFormat};
 use crate::kafka::topic_name;
 use crate::secret::Secret;
@@ -430,6 +431,9 @@ pub struct Route {
     /// CSV/TSV: the columns the fields of a line fill, in order (default: the table's
     /// columns that are not metadata, in the table's order).
     pub columns: Option<Vec<String>>,
+    /// Column -> the form its dates and date-times take in the messages
+    /// (`decode::time_format`); checked against the table when it is planned.
+    pub date_time_formats: BTreeMap<String, TimeFormat>,
 }
 
 impl Route {
@@ -1864,6 +1868,18 @@ pub(super) fn validate_route(
             Some(list.clone())
         }
     };
+    let mut date_time_formats = BTreeMap::new();
+    for (column, text) in &r.date_time_formats {
+        let parsed = TimeFormat::parse(text)
+            .map_err(|why| err(f(&format!("date_time_formats.{column}")), why))?;
+        date_time_formats.insert(column.clone(), parsed);
+    }
+    if format == Format::Raw && !date_time_formats.is_empty() {
+        return Err(err(
+            f("date_time_formats"),
+            "a raw route parses no fields, so no column reads a date-time from one",
+        ));
+    }
     Ok(Route {
         topic,
         database,
@@ -1881,6 +1897,7 @@ pub(super) fn validate_route(
         max_insert_retries: r.max_insert_retries.filter(|n| *n > 0),
         metadata,
         columns,
+        date_time_formats,
     })
 }
 

@@ -74,6 +74,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use chrono::{LocalResult, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 
+use super::time_format::TimeFormat;
 use crate::chtype::ChType;
 use crate::encode::rowbinary::{self as rb, U256};
 
@@ -218,6 +219,8 @@ pub enum PlanError {
     },
     #[error("plan has {n} columns, more than the supported {max}")]
     TooManyColumns { n: usize, max: usize },
+    #[error("date_time_formats names column {column}, which {why}")]
+    TimeFormatColumn { column: String, why: String },
 }
 
 /// Compiled source of one column.
@@ -383,6 +386,9 @@ pub struct RowPlan {
     /// Write values as they are scanned while the fields come in column order (see
     /// [`encode_row`]). Always true; the tests turn it off to compare with the two-pass path.
     one_pass: bool,
+    /// Per column: the date-time format its values are written in, where the route gives one
+    /// ([`RowPlan::set_time_formats`]); empty when no column has one.
+    times: Vec<Option<TimeFormat>>,
 }
 
 /// A column type as the one-pass writer ([`scan_write`]) sees it, compiled once per plan so
@@ -657,7 +663,55 @@ impl RowPlan {
             position_of: Vec::new(),
             field_col,
             one_pass: true,
+            times: Vec::new(),
         })
+    }
+
+    /// The route's date-time formats (`date_time_formats`), by column name: each must name a
+    /// column filled from a field, of a Date, Date32, DateTime or DateTime64 type (Nullable
+    /// or not). Such a column's values go through the general path, where the format is
+    /// applied before the column's own conversion ([`write_col`]).
+    pub fn set_time_formats(
+        &mut self,
+        formats: &std::collections::BTreeMap<String, TimeFormat>,
+    ) -> Result<(), PlanError> {
+        if formats.is_empty() {
+            return Ok(());
+        }
+        let mut times = vec![None; self.columns.len()];
+        for (name, format) in formats {
+            let refuse = |why: &str| PlanError::TimeFormatColumn {
+                column: name.clone(),
+                why: why.to_string(),
+            };
+            let i = self
+                .columns
+                .iter()
+                .position(|c| c.name == *name)
+                .ok_or_else(|| refuse("the table does not have"))?;
+            if !matches!(self.sources.get(i), Some(Src::Field(_))) {
+                return Err(refuse("is not filled from a field of the message"));
+            }
+            if !is_time_type(base_type(&self.columns[i].ty)) {
+                return Err(refuse(&format!(
+                    "is a {}, not a Date, Date32, DateTime or DateTime64",
+                    self.columns[i].ty
+                )));
+            }
+            times[i] = Some(format.clone());
+            if let Some(f) = self.fast.get_mut(i) {
+                f.kind = FastKind::General;
+            }
+            for (id, col) in self.field_col.iter().enumerate() {
+                if *col == i {
+                    if let Some(step) = self.steps.get_mut(id) {
+                        *step = None;
+                    }
+                }
+            }
+        }
+        self.times = times;
+        Ok(())
     }
 
     /// For CSV and TSV lines: the field columns their fields fill, in order. A field column
@@ -2280,6 +2334,68 @@ fn put_date_days(ty: &ChType, days: i64, shown: &str, out: &mut Vec<u8>) -> Conv
 // ------------------------------------------------------------------------------------------
 
 /// Writes JSON value `v` as type `ty`.
+/// `ty` without Nullable and LowCardinality around it.
+fn base_type(ty: &ChType) -> &ChType {
+    match ty {
+        ChType::Nullable(t) | ChType::LowCardinality(t) => base_type(t),
+        t => t,
+    }
+}
+
+fn is_time_type(ty: &ChType) -> bool {
+    matches!(
+        ty,
+        ChType::Date | ChType::Date32 | ChType::DateTime { .. } | ChType::DateTime64 { .. }
+    )
+}
+
+/// Writes the value `v` of column `i` of `plan`: through its date-time format first where the
+/// route gives it one ([`RowPlan::set_time_formats`]), then as [`write_value`] does.
+#[inline]
+fn write_col(
+    plan: &RowPlan,
+    i: usize,
+    col: &ColumnPlan,
+    v: Val<'_>,
+    tmp: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Conv {
+    let Some(Some(format)) = plan.times.get(i) else {
+        return write_value(&col.ty, v, tmp, out);
+    };
+    let is_string = matches!(v.kind, Kind::Str | Kind::StrEsc);
+    if !(is_string || matches!(v.kind, Kind::Int | Kind::Num)) || !format.applies_to(is_string) {
+        return write_value(&col.ty, v, tmp, out);
+    }
+    let mut text = Vec::new();
+    let content: &[u8] = if is_string {
+        text.extend_from_slice(v.str_bytes(tmp)?);
+        &text
+    } else {
+        v.raw
+    };
+    let date_only = matches!(base_type(&col.ty), ChType::Date | ChType::Date32);
+    let rewritten = format
+        .rewrite(content, date_only)
+        .map_err(|why| fail(format!("{} {why}", show(v.raw))))?;
+    let Some(rewritten) = rewritten else {
+        return write_value(&col.ty, v, tmp, out);
+    };
+    let (raw, kind) = match format {
+        TimeFormat::Epoch { .. } => (rewritten, Kind::Num),
+        TimeFormat::Pattern(_) => (format!("\"{rewritten}\""), Kind::Str),
+    };
+    write_value(
+        &col.ty,
+        Val {
+            raw: raw.as_bytes(),
+            kind,
+        },
+        tmp,
+        out,
+    )
+}
+
 fn write_value(ty: &ChType, v: Val<'_>, tmp: &mut Vec<u8>, out: &mut Vec<u8>) -> Conv {
     match ty {
         ChType::Nullable(inner) => {
@@ -3600,7 +3716,7 @@ fn write_fields_row(
     typed_text: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), RowError> {
-    for (col, src) in plan.columns.iter().zip(&plan.sources) {
+    for (i, (col, src)) in plan.columns.iter().zip(&plan.sources).enumerate() {
         let (id, name) = match (src, &col.source) {
             (Src::Meta(m), _) => {
                 write_meta(plan, col, *m, meta, tmp, out)?;
@@ -3652,7 +3768,8 @@ fn write_fields_row(
             FieldKind::Obj => Kind::Obj,
         };
         let v = Val { raw, kind };
-        write_value(&col.ty, v, tmp, out).map_err(|e| e.into_row_error(field_origin(name), col))?;
+        write_col(plan, i, col, v, tmp, out)
+            .map_err(|e| e.into_row_error(field_origin(name), col))?;
     }
     Ok(())
 }
@@ -3699,7 +3816,7 @@ fn write_text_row(
     tmp: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), RowError> {
-    for (col, src) in plan.columns.iter().zip(&plan.sources) {
+    for (i, (col, src)) in plan.columns.iter().zip(&plan.sources).enumerate() {
         let id = match src {
             Src::Meta(m) => {
                 write_meta(plan, col, *m, meta, tmp, out)?;
@@ -3765,7 +3882,7 @@ fn write_text_row(
         if plan.with_defaults {
             out.push(rb::VALUE_FOLLOWS);
         }
-        write_value(&col.ty, v, tmp, out).map_err(|e| e.into_row_error(origin(), col))?;
+        write_col(plan, i, col, v, tmp, out).map_err(|e| e.into_row_error(origin(), col))?;
     }
     Ok(())
 }
@@ -3966,7 +4083,7 @@ fn encode_row(
                             raw: payload.get(sl.start..sl.end).unwrap_or_default(),
                             kind: sl.kind,
                         };
-                        write_value(&col.ty, v, tmp, out).map_err(|e| {
+                        write_col(plan, i, col, v, tmp, out).map_err(|e| {
                             let ColumnSource::Field(f) = &col.source else {
                                 return e.into_row_error("value".into(), col);
                             };
@@ -4162,7 +4279,7 @@ fn write_scanned(
         raw: s.b.get(start..s.pos).unwrap_or_default(),
         kind,
     };
-    Ok(Some((write_value(&c.ty, v, tmp, out).is_ok(), kind)))
+    Ok(Some((write_col(plan, col, c, v, tmp, out).is_ok(), kind)))
 }
 
 /// The types whose JSON form one loop can scan, validate and write (plain strings, arrays
@@ -4696,6 +4813,115 @@ pub(crate) mod tests {
 
     fn le<const N: usize>(b: [u8; N]) -> Vec<u8> {
         b.to_vec()
+    }
+
+    /// `date_time_formats`: each column's values are what the default text gives for the
+    /// same instant, through the one-pass JSON writer, the typed fields of Avro and Protobuf
+    /// and CSV's text alike; errors name the value and the format; a format on a column that
+    /// is no date-time, or no column, refuses the plan.
+    #[test]
+    fn date_time_formats_read_epoch_units_and_patterns() {
+        let cols = [
+            ("ms", "DateTime64(3)"),
+            ("us", "Nullable(DateTime64(6, 'UTC'))"),
+            ("s", "DateTime"),
+            ("p", "DateTime64(3, 'Europe/Berlin')"),
+            ("d", "Date32"),
+            ("n", "UInt64"),
+        ];
+        let formats: std::collections::BTreeMap<String, TimeFormat> = [
+            ("ms", "epoch_millis"),
+            ("us", "epoch_micros"),
+            ("s", "epoch_millis"),
+            ("p", "%d/%m/%Y %H:%M:%S%.f"),
+            ("d", "%d.%m.%Y"),
+        ]
+        .into_iter()
+        .map(|(c, f)| (c.to_string(), TimeFormat::parse(f).unwrap()))
+        .collect();
+        let mut plan = named_plan(&cols, UnknownFields::Error);
+        plan.set_time_formats(&formats).unwrap();
+        let plain = named_plan(&cols, UnknownFields::Error);
+        let row = |plan: &RowPlan, json: &str| {
+            let mut out = Vec::new();
+            encode_json_row(plan, json.as_bytes(), &META, &mut out).map(|_| out)
+        };
+        let want = row(
+            &plain,
+            r#"{"ms":"2023-11-14 22:13:20.123","us":"2023-11-14 22:13:20.123456","s":"2023-11-14 22:13:20","p":"2026-12-05 10:15:30.25","d":"2026-12-05","n":7}"#,
+        )
+        .unwrap();
+        for got in [
+            r#"{"ms":1700000000123,"us":1700000000123456,"s":1700000000000,"p":"05/12/2026 10:15:30.25","d":"05.12.2026","n":7}"#,
+            r#"{"ms":"1700000000123","us":"1700000000123456","s":"1700000000000","p":"05/12/2026 10:15:30.250","d":"05.12.2026","n":7}"#,
+            // Out of column order: the two-pass path.
+            r#"{"n":7,"d":"05.12.2026","p":"05/12/2026 10:15:30.25","s":1700000000000,"us":1700000000123456,"ms":1700000000123}"#,
+        ] {
+            assert_eq!(row(&plan, got).unwrap(), want, "{got}");
+        }
+        // Date-time text still reads as text under an epoch format; NULL stays NULL.
+        let text = row(&plan, r#"{"ms":"2023-11-14 22:13:20.123","us":null,"s":0,"p":"01/01/2000 00:00:00","d":"01.01.2000","n":1}"#).unwrap();
+        assert_eq!(&text[..8], &want[..8]);
+        assert_eq!(text[8], rb::NULL);
+        // Typed fields (Avro, Protobuf): a long counts the unit, as a JSON integer does.
+        let fields = [
+            Some(FieldValue {
+                start: 0,
+                end: 0,
+                kind: FieldKind::Integer(1_700_000_000_123),
+            }),
+            Some(FieldValue {
+                start: 0,
+                end: 0,
+                kind: FieldKind::Integer(1_700_000_000_123_456),
+            }),
+            Some(FieldValue {
+                start: 0,
+                end: 0,
+                kind: FieldKind::Integer(1_700_000_000_000),
+            }),
+        ];
+        let mut out = Vec::new();
+        let mut tmp = Vec::new();
+        let mut typed = Vec::new();
+        let _ = write_fields_row(&plan, b"", &fields, &META, &mut tmp, &mut typed, &mut out);
+        assert_eq!(&out[..8 + 9 + 4], &want[..8 + 9 + 4]);
+
+        let e = row(
+            &plan,
+            r#"{"ms":1,"us":1,"s":1700000000123,"p":"x","d":"05.12.2026","n":7}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("column s DateTime") && e.contains("fractional"),
+            "{e}"
+        );
+        let e = row(
+            &plan,
+            r#"{"ms":1,"us":1,"s":0,"p":"2026-12-05","d":"05.12.2026","n":7}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("does not match the date-time format \"%d/%m/%Y %H:%M:%S%.f\""),
+            "{e}"
+        );
+        let e = row(&plan, r#"{"ms":1.7e12,"us":1,"s":0,"p":"x","d":"x","n":7}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exponent"), "{e}");
+
+        for (column, why) in [("n", "not a Date"), ("none", "does not have")] {
+            let mut p = named_plan(&cols, UnknownFields::Error);
+            let one: std::collections::BTreeMap<String, TimeFormat> = [(
+                column.to_string(),
+                TimeFormat::parse("epoch_millis").unwrap(),
+            )]
+            .into();
+            let e = p.set_time_formats(&one).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
     }
 
     /// A typed value (a double, a timestamp's ticks) handed over by Avro or Protobuf gives

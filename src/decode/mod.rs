@@ -15,3 +15,4 @@ pub mod protobuf;
 mod protowire;
 pub mod registered;
 pub mod text;
+pub mod time_format;

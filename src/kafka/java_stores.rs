@@ -137,11 +137,16 @@ pub fn jks_identity(
         unprotect_key(&protected, password).map_err(|e| format!("key entry {alias:?}: {e}"))?;
     let key = openssl::pkey::PKey::private_key_from_pkcs8(&pkcs8)
         .map_err(|e| format!("key entry {alias:?}: not a PKCS#8 private key ({e})"))?;
-    let pem = key
-        .private_key_to_pem_pkcs8()
-        .map_err(|e| format!("key entry {alias:?}: {e}"))?;
-    let pem =
-        String::from_utf8(pem).map_err(|_| format!("key entry {alias:?}: PEM is not text"))?;
+    identity(chain, &key).map_err(|e| format!("key entry {alias:?}: {e}"))
+}
+
+/// An [`Identity`] of `chain` (DER, leaf first) and `key`.
+fn identity(
+    chain: Vec<Vec<u8>>,
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+) -> Result<Identity, String> {
+    let pem = key.private_key_to_pem_pkcs8().map_err(|e| e.to_string())?;
+    let pem = String::from_utf8(pem).map_err(|_| "its key's PEM is not text".to_string())?;
     Ok(Identity {
         chain,
         key_pem: Secret::new(pem),
@@ -179,12 +184,7 @@ pub fn read_keystore(
             for ca in parsed.ca.iter().flatten() {
                 chain.push(ca.to_der().map_err(|e| e.to_string())?);
             }
-            let pem = key.private_key_to_pem_pkcs8().map_err(|e| e.to_string())?;
-            let pem = String::from_utf8(pem).map_err(|_| "its key's PEM is not text".to_string())?;
-            Ok(Identity {
-                chain,
-                key_pem: Secret::new(pem),
-            })
+            identity(chain, &key)
         }
     }
 }

@@ -35,6 +35,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
 
 use crate::config::{KafkaConfig, SaslCredentials};
+use crate::kafka::java_stores::{self, Identity};
 use crate::kafka::oidc::{self, Tokens};
 use crate::secret::Secret;
 
@@ -256,16 +257,17 @@ fn tls_config(k: &KafkaConfig) -> Result<ClientConfig, String> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
     };
-    if let Some(id) = &k.stores.identity {
-        let chain = id.chain.iter().cloned().map(CertificateDer::from).collect();
+    // A JKS keystore was read at validation; a PKCS#12 one is opened here, as librdkafka
+    // opens it.
+    let identity = match (&k.stores.identity, &k.tls.keystore) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(store)) => Some(keystore(store, k.ssl_keystore_password.as_ref())?),
+        (None, None) => None,
+    };
+    if let Some(id) = identity {
+        let chain = id.chain.into_iter().map(CertificateDer::from).collect();
         let key = PrivateKeyDer::from_pem_slice(id.key_pem.expose().as_bytes())
-            .map_err(|e| format!("the key of the JKS keystore: {e}"))?;
-        return builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| format!("the client certificate and key of the keystore: {e}"));
-    }
-    if let Some(store) = &k.tls.keystore {
-        let (chain, key) = keystore(store, k.ssl_keystore_password.as_ref())?;
+            .map_err(|e| format!("the key of the keystore: {e}"))?;
         return builder
             .with_client_auth_cert(chain, key)
             .map_err(|e| format!("the client certificate and key of the keystore: {e}"));
@@ -305,29 +307,14 @@ fn system_roots() -> Result<rustls::RootCertStore, String> {
 /// The client certificate (followed by the CA certificates the keystore carries, as librdkafka
 /// sends them) and the private key of the PKCS#12 keystore at `path`, opened by OpenSSL with
 /// `password` as librdkafka opens it. No error carries the password.
-fn keystore(
-    path: &std::path::Path,
-    password: Option<&Secret>,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
-    let at =
-        |e: &dyn std::fmt::Display| format!("kafka.ssl_keystore_location {}: {e}", path.display());
-    let der = std::fs::read(path).map_err(|e| at(&e))?;
-    let store = openssl::pkcs12::Pkcs12::from_der(&der).map_err(|e| at(&e))?;
-    let parsed = store
-        .parse2(password.map_or("", |p| p.expose()))
-        .map_err(|e| {
-            at(&format!(
-                "cannot open it with kafka.ssl_keystore_password ({e})"
-            ))
-        })?;
-    let cert = parsed.cert.ok_or_else(|| at(&"it holds no certificate"))?;
-    let pkey = parsed.pkey.ok_or_else(|| at(&"it holds no private key"))?;
-    let mut chain = vec![CertificateDer::from(cert.to_der().map_err(|e| at(&e))?)];
-    for ca in parsed.ca.iter().flatten() {
-        chain.push(CertificateDer::from(ca.to_der().map_err(|e| at(&e))?));
-    }
-    let key = pkey.private_key_to_pkcs8().map_err(|e| at(&e))?;
-    Ok((chain, PrivateKeyDer::Pkcs8(key.into())))
+fn keystore(path: &std::path::Path, password: Option<&Secret>) -> Result<Identity, String> {
+    java_stores::read_keystore(path, password, None).map_err(|e| {
+        format!(
+            "kafka.ssl_keystore_location {}: {}",
+            path.display(),
+            e.replace("its password", "kafka.ssl_keystore_password")
+        )
+    })
 }
 
 /// The client key at `path` with `ssl_key_password`: a PKCS#8 "ENCRYPTED PRIVATE KEY" (what
@@ -701,9 +688,11 @@ mod tests {
         let path = dir.path().join("client.p12");
         std::fs::write(&path, der).unwrap();
 
-        let (chain, got) = keystore(&path, Some(&Secret::new("p12-Pw-31"))).unwrap();
-        assert_eq!(chain.len(), 1);
-        assert_eq!(chain[0].as_ref(), cert.to_der().unwrap().as_slice());
+        let id = keystore(&path, Some(&Secret::new("p12-Pw-31"))).unwrap();
+        assert_eq!(id.chain, vec![cert.to_der().unwrap()]);
+        let chain: Vec<CertificateDer<'static>> =
+            id.chain.into_iter().map(CertificateDer::from).collect();
+        let got = PrivateKeyDer::from_pem_slice(id.key_pem.expose().as_bytes()).unwrap();
         let PrivateKeyDer::Pkcs8(pkcs8) = &got else {
             panic!("not PKCS#8")
         };

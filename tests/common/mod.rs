@@ -242,6 +242,19 @@ impl Msg {
     }
 }
 
+/// Messages `{"id": i, "<field>": "<prefix>i"}` for `i` in `from..to`, spread over
+/// `partitions` by id.
+pub fn id_messages(from: u64, to: u64, partitions: i32, field: &str, prefix: &str) -> Vec<Msg> {
+    (from..to)
+        .map(|i| {
+            Msg::json(
+                (i % partitions as u64) as i32,
+                format!(r#"{{"id":{i},"{field}":"{prefix}{i}"}}"#),
+            )
+        })
+        .collect()
+}
+
 /// Produces every message (acks=all, idempotent) and waits until all are acknowledged.
 pub fn produce(topic: &str, msgs: impl IntoIterator<Item = Msg>) {
     produce_with(&producer(), topic, msgs)
