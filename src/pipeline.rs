@@ -41,7 +41,7 @@ use crate::exactly_once;
 use crate::kafka::client::{consumer_config, fetch_defaults, reliable_producer_config};
 use crate::kafka::consumer::{ConsumerLimits, ConsumerThread, LaneFactory, LaneHandle};
 use crate::kafka::own_fetch;
-use crate::kafka::preflight::TopicPartitions;
+use crate::kafka::preflight::{TopicLister, TopicPartitions};
 use crate::kafka::records::RecordChunk;
 use crate::lane::{Lane, LaneFailure, RouteRuntime};
 use crate::registry::Registry;
@@ -766,6 +766,8 @@ async fn run_pass(
         i
     });
     let mut refreshed = false;
+    // Lists the topics for the route patterns, made at the first refresh that needs it.
+    let mut lister = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -777,7 +779,7 @@ async fn run_pass(
                     None => std::future::pending::<()>().await,
                 }
             } => {
-                if topics_changed(written, cfg, &client).await {
+                if topics_changed(written, cfg, &client, &mut lister).await {
                     refreshed = true;
                     break;
                 }
@@ -844,15 +846,26 @@ async fn run_pass(
 /// table can now take its rows. Asked every `table_refresh`; a failure to list the topics
 /// keeps the current ones (logged), and a matching topic whose table cannot take its rows
 /// yet stays out (logged each time).
-async fn topics_changed(written: &Config, current: &Config, client: &Client) -> bool {
+async fn topics_changed(
+    written: &Config,
+    current: &Config,
+    client: &Client,
+    lister: &mut Option<Arc<TopicLister>>,
+) -> bool {
     if written.patterns.is_empty() {
         return false;
     }
-    let k = written.kafka.clone();
-    let listed = tokio::task::spawn_blocking(move || {
-        crate::kafka::preflight::fetch_metadata(&k, REFRESH_TIMEOUT)
-    })
-    .await;
+    let lister = match lister {
+        Some(l) => l.clone(),
+        None => match TopicLister::new(&written.kafka) {
+            Ok(l) => lister.insert(Arc::new(l)).clone(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the topics for the route patterns; keeping the current ones");
+                return false;
+            }
+        },
+    };
+    let listed = tokio::task::spawn_blocking(move || lister.list(REFRESH_TIMEOUT)).await;
     let partitions = match listed {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
@@ -905,6 +918,7 @@ async fn wait_for_topics(
     client: &Client,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(Pass, Vec<PlanKey>)> {
+    let mut lister = None;
     let Some(every) = written.service.table_refresh else {
         anyhow::bail!(
             "no topic the routes' topic_pattern take can be read (none matches, or their tables are missing), and with table_refresh = \"0s\" sluice would never look again: create a topic first, or set table_refresh"
@@ -916,7 +930,7 @@ async fn wait_for_topics(
         tokio::select! {
             _ = &mut shutdown => return Ok((Pass::Stopped, Vec::new())),
             _ = tokio::time::sleep(every) => {
-                if topics_changed(written, current, client).await {
+                if topics_changed(written, current, client, &mut lister).await {
                     return Ok((Pass::Refreshed, Vec::new()));
                 }
             }

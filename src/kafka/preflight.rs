@@ -329,6 +329,64 @@ pub fn fetch_metadata(
     }
 }
 
+/// Lists the cluster's topics again and again (the route patterns' refresh) through one
+/// client, connected and authenticated once: a new client each time would open new
+/// connections and, with OAUTHBEARER, ask the issuer for a token every `table_refresh`.
+pub struct TopicLister {
+    /// Always `Some` until dropped (see the `Drop` impl).
+    consumer: Option<BaseConsumer<ErrorRecorder>>,
+    recorder: ErrorRecorder,
+}
+
+impl Drop for TopicLister {
+    fn drop(&mut self) {
+        // Closing a librdkafka client waits for its threads (~50 ms); the pass that drops this
+        // does not wait for it.
+        if let Some(consumer) = self.consumer.take() {
+            let _ = std::thread::Builder::new()
+                .name("topic-lister-close".into())
+                .spawn(move || drop(consumer));
+        }
+    }
+}
+
+impl TopicLister {
+    pub fn new(k: &KafkaConfig) -> Result<TopicLister, String> {
+        let recorder = ErrorRecorder::new(k);
+        let consumer = base_config(k)
+            .create_with_context(recorder.clone())
+            .map_err(|e| {
+                format!(
+                    "cannot create a Kafka client: {}",
+                    recorder.scrub(&e.to_string())
+                )
+            })?;
+        Ok(TopicLister {
+            consumer: Some(consumer),
+            recorder,
+        })
+    }
+
+    /// Every topic the broker knows (without error) and its partition count. Blocking: call
+    /// it off the async threads.
+    pub fn list(&self, timeout: Duration) -> Result<TopicPartitions, String> {
+        let Some(consumer) = &self.consumer else {
+            return Err("the topic lister is closed".into());
+        };
+        // Serves what librdkafka queued meanwhile (a token refresh among them).
+        let _ = consumer.poll(Duration::ZERO);
+        let md = consumer
+            .fetch_metadata(None, timeout)
+            .map_err(|e| self.recorder.scrub(&e.to_string()))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len()))
+            .collect())
+    }
+}
+
 /// Serves the client's queued events (log lines, errors) for `time`. A poll that consumed an
 /// event returns `None` like an empty one, so this polls for the whole time.
 fn drain(consumer: &BaseConsumer<ErrorRecorder>, time: Duration) {
