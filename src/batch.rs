@@ -152,6 +152,8 @@ pub struct Batch {
     row_offsets: Vec<i64>,
     dead: Vec<DeadLetter>,
     dead_bytes: usize,
+    /// Messages skipped by the route's choice ([`Batch::skip`]).
+    skipped: u64,
     range: Option<OffsetRange>,
     opened_at: Option<Instant>,
 }
@@ -339,6 +341,13 @@ impl Batch {
         self.cover(offset);
     }
 
+    /// The message at `offset` is skipped by the route's choice (a tombstone under
+    /// `tombstones = "skip"`): covered by the batch, so committed with it, and counted.
+    pub fn skip(&mut self, offset: i64) {
+        self.skipped += 1;
+        self.cover(offset);
+    }
+
     /// The message `record` cannot become a row; `headers_read`: see [`DeadLetter`].
     pub fn dead_letter(&mut self, record: OwnedRecord, reason: String, headers_read: bool) {
         let offset = record.offset;
@@ -496,6 +505,7 @@ impl Batch {
             row_ends: std::mem::take(&mut self.row_ends),
             row_offsets: std::mem::take(&mut self.row_offsets),
             dead: std::mem::take(&mut self.dead),
+            skipped: std::mem::take(&mut self.skipped),
         }))
     }
 }
@@ -520,6 +530,8 @@ pub struct SealedBatch {
     row_ends: Vec<usize>,
     row_offsets: Vec<i64>,
     pub dead: Vec<DeadLetter>,
+    /// Messages of the range skipped by the route's choice ([`Batch::skip`]).
+    pub skipped: u64,
 }
 
 impl SealedBatch {

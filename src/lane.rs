@@ -517,6 +517,10 @@ impl Lane {
 
     fn encode(&mut self, rec: Record<'_>) {
         let Some(payload) = rec.payload else {
+            if self.rt.route.skip_tombstones {
+                self.batch.skip(rec.offset);
+                return;
+            }
             self.batch.dead_letter(
                 rec.into(),
                 "message has no value (null payload / tombstone)".to_string(),
@@ -608,7 +612,8 @@ impl Lane {
                 return Ok(Some(Stored::Fenced));
             }
         }
-        tracing::debug!(partition = %self.id, range = %sealed.range, rows = sealed.rows(), "batch committed");
+        RouteMetrics::add(&self.rt.metrics.tombstones_skipped, sealed.skipped);
+        tracing::debug!(partition = %self.id, range = %sealed.range, rows = sealed.rows(), skipped = sealed.skipped, "batch committed");
         self.batch.recycle(sealed, self.share.keep_at_most());
         self.share.set(self.batch.held_bytes());
         Ok(Some(Stored::Yes))

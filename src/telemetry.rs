@@ -28,6 +28,8 @@ pub struct RouteMetrics {
     pub rows_rejected_by_clickhouse: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub dropped: AtomicU64,
+    /// Messages without a value skipped by `tombstones = "skip"` (in committed batches).
+    pub tombstones_skipped: AtomicU64,
     pub commits: AtomicU64,
     /// Avro/Protobuf: schema ids a lane bound (or gave up on), and registry lookups that
     /// failed and were asked again (an outage, an id not known yet).
@@ -105,7 +107,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let counters: [(&str, &str, CounterOf); 15] = [
+        let counters: [(&str, &str, CounterOf); 16] = [
             ("sluice_messages_total", "Kafka messages read", |r| {
                 &r.messages
             }),
@@ -158,6 +160,11 @@ impl Metrics {
                 "sluice_dropped_total",
                 "Bad messages dropped (on_bad_message = \"drop\")",
                 |r| &r.dropped,
+            ),
+            (
+                "sluice_tombstones_skipped_total",
+                "Messages without a value skipped (tombstones = \"skip\"), in committed batches",
+                |r| &r.tombstones_skipped,
             ),
             ("sluice_commits_total", "Offset commits", |r| &r.commits),
             (

@@ -2886,3 +2886,68 @@ async fn date_time_formats_read_epoch_units_and_patterns_into_their_columns() {
     let summary = running.stop().await;
     assert_eq!((summary.rows_inserted, summary.dead_lettered), (0, 1));
 }
+
+/// `tombstones = "skip"`: messages without a value (a compacted or CDC topic's deletes) are
+/// skipped and counted, exactly-once: the rows land once, nothing is dead-lettered, and the
+/// committed offsets reach the log end, the last message of a partition being a tombstone.
+/// By default the same tombstones are dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_are_skipped_and_counted_when_the_route_says_so() {
+    let tombstone = |partition: i32| Msg {
+        partition: Some(partition),
+        key: Some(b"k".to_vec()),
+        payload: None,
+        headers: Vec::new(),
+    };
+    let mut runs = Vec::new();
+    for (case, setting) in [("skip", "tombstones = \"skip\"\n"), ("default", "")] {
+        let topic = exactly_once_topic(&format!("tomb_{case}"), 2, "id UInt64, v String").await;
+        let mut msgs = Vec::new();
+        for i in 0..30u64 {
+            msgs.push(Msg::json(
+                (i % 2) as i32,
+                format!(r#"{{"id":{i},"v":"x"}}"#),
+            ));
+            if i % 3 == 0 {
+                msgs.push(tombstone((i % 2) as i32));
+            }
+        }
+        msgs.push(tombstone(0));
+        msgs.push(tombstone(1));
+        produce(&topic, msgs);
+        let text = config(
+            &unique("g"),
+            &[(&topic, &topic)],
+            &format!("delivery = \"exactly-once\"\n{setting}"),
+        );
+        let cfg = sluice::config::from_str(&text, Vec::new()).expect("config");
+        let (running, metrics) = start_with_metrics(cfg);
+        // 30 rows and 12 tombstones: every offset committed.
+        assert_eq!(
+            wait_for_commit(&extract_group(&text), &topic, 2, 42).await,
+            42,
+            "[{case}]"
+        );
+        let summary = running.stop().await;
+        let skipped = route_counter(&metrics, "sluice_tombstones_skipped_total");
+        runs.push((case, topic, summary, skipped));
+    }
+    for (case, topic, summary, skipped) in runs {
+        assert_eq!(
+            ch_u64(&format!("SELECT count() FROM default.{topic}")).await,
+            30,
+            "[{case}]"
+        );
+        assert_eq!(
+            ch_u64(&format!("SELECT uniqExact(id) FROM default.{topic}")).await,
+            30
+        );
+        let dead = dead_letter_reasons(&format!("{topic}.dlq"));
+        if case == "skip" {
+            assert_eq!((summary.dead_lettered, skipped, dead.len()), (0, 12, 0));
+        } else {
+            assert_eq!((summary.dead_lettered, skipped, dead.len()), (12, 0, 12));
+            assert!(dead.iter().all(|r| r.contains("tombstone")), "{dead:?}");
+        }
+    }
+}

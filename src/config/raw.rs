@@ -247,6 +247,10 @@ pub struct RawRoute {
     /// logged).
     #[serde(default, deserialize_with = "scalar")]
     pub on_bad_message: Option<String>,
+    /// What a message without a value (a tombstone) becomes: "dead-letter" (default) or
+    /// "skip" (counted, nothing stored: compacted and CDC topics carry them by design).
+    #[serde(default, deserialize_with = "scalar")]
+    pub tombstones: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub dead_letter_topic: Option<String>,
     /// `table` (in the route's database) or `database.table`.

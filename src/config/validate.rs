@@ -434,6 +434,9 @@ pub struct Route {
     /// Column -> the form its dates and date-times take in the messages
     /// (`decode::time_format`); checked against the table when it is planned.
     pub date_time_formats: BTreeMap<String, TimeFormat>,
+    /// A message without a value (a tombstone) is skipped and counted, instead of going the
+    /// way of a bad message (`tombstones = "skip"`).
+    pub skip_tombstones: bool,
 }
 
 impl Route {
@@ -1874,6 +1877,16 @@ pub(super) fn validate_route(
             .map_err(|why| err(f(&format!("date_time_formats.{column}")), why))?;
         date_time_formats.insert(column.clone(), parsed);
     }
+    let skip_tombstones = match r.tombstones.as_deref().unwrap_or("dead-letter") {
+        "dead-letter" => false,
+        "skip" => true,
+        other => {
+            return Err(err(
+                f("tombstones"),
+                format!("{other:?} is not one of \"dead-letter\", \"skip\""),
+            ))
+        }
+    };
     if format == Format::Raw && !date_time_formats.is_empty() {
         return Err(err(
             f("date_time_formats"),
@@ -1898,6 +1911,7 @@ pub(super) fn validate_route(
         metadata,
         columns,
         date_time_formats,
+        skip_tombstones,
     })
 }
 
