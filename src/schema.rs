@@ -219,6 +219,10 @@ pub fn plan_table(
                 "type default".to_string(),
             )
         };
+        let source_text = match route.date_time_formats.get(&c.name) {
+            Some(f) => format!("{source_text}, written as {f}"),
+            None => source_text,
+        };
         lines.push(ColumnLine {
             column: c.name.clone(),
             ty: c.type_name.clone(),

@@ -2826,6 +2826,16 @@ async fn date_time_formats_read_epoch_units_and_patterns_into_their_columns() {
         &[(&topic, &topic)],
         &format!("delivery = \"exactly-once\"\n{formats}"),
     );
+    let mut out = Vec::new();
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("config");
+    assert!(sluice::check::run(&cfg, &mut out).await);
+    let out = String::from_utf8_lossy(&out);
+    for says in [
+        "json field \"ms\", written as epoch_millis",
+        "json field \"eu\", written as \"%d/%m/%Y %H:%M:%S%.f\"",
+    ] {
+        assert!(out.contains(says), "{says}: {out}");
+    }
     let running = start(&text);
     assert_eq!(
         wait_for_count(&format!("default.{topic}"), good, Duration::from_secs(60)).await,

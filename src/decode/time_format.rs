@@ -28,6 +28,20 @@ pub enum TimeFormat {
     Pattern(String),
 }
 
+impl std::fmt::Display for TimeFormat {
+    /// As the config writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeFormat::Epoch { digits: 0 } => f.write_str("epoch_seconds"),
+            TimeFormat::Epoch { digits: 3 } => f.write_str("epoch_millis"),
+            TimeFormat::Epoch { digits: 6 } => f.write_str("epoch_micros"),
+            TimeFormat::Epoch { digits: 9 } => f.write_str("epoch_nanos"),
+            TimeFormat::Epoch { digits } => write!(f, "epoch_1e-{digits}"),
+            TimeFormat::Pattern(p) => write!(f, "{p:?}"),
+        }
+    }
+}
+
 impl TimeFormat {
     /// Reads a format as the config writes it; why not, otherwise.
     pub fn parse(text: &str) -> Result<TimeFormat, String> {
