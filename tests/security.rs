@@ -124,6 +124,35 @@ impl Sec {
         )
     }
 
+    /// The testbed's client certificate and key as a PKCS#12 keystore at `path` (made by
+    /// `openssl pkcs12 -export`), with the CA's certificate in its chain if `with_ca`.
+    fn client_pkcs12(&self, path: &Path, password: &str, with_ca: bool) {
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "pkcs12",
+            "-export",
+            "-in",
+            &self.client_cert,
+            "-inkey",
+            &self.client_key,
+        ]);
+        if with_ca {
+            cmd.args(["-certfile", &self.ca]);
+        }
+        let made = cmd
+            .args([
+                "-name",
+                "sluice-client",
+                "-passout",
+                &format!("pass:{password}"),
+                "-out",
+            ])
+            .arg(path)
+            .output()
+            .expect("openssl runs");
+        assert!(made.status.success(), "{}", text(&made));
+    }
+
     /// `[clickhouse]` over HTTPS with the password user (and a client certificate if asked).
     fn clickhouse_https(&self, url: &str, client_cert: bool) -> String {
         let mut s = format!(
@@ -520,26 +549,7 @@ async fn mtls_with_a_pkcs12_keystore() {
     let dir = tempfile::tempdir().expect("tmp");
     let keystore = dir.path().join("client.p12");
     let password = "p12-Pw-5e7a91c3";
-    let made = Command::new("openssl")
-        .args([
-            "pkcs12",
-            "-export",
-            "-in",
-            &s.client_cert,
-            "-inkey",
-            &s.client_key,
-        ])
-        .args([
-            "-name",
-            "sluice-client",
-            "-passout",
-            &format!("pass:{password}"),
-            "-out",
-        ])
-        .arg(&keystore)
-        .output()
-        .expect("openssl runs");
-    assert!(made.status.success(), "{}", text(&made));
+    s.client_pkcs12(&keystore, password, false);
     let kafka = |password: &str| {
         format!(
             "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\nsession_timeout = \"10s\"\nsecurity_protocol = \"SSL\"\nssl_ca_location = \"{}\"\nssl_keystore_location = \"{}\"\nssl_keystore_password = \"{password}\"\n",
@@ -637,20 +647,7 @@ async fn mtls_with_java_keystores_and_truststores() {
         "jks-Key-Pw-b84e",
         "trust-Pw-51f0",
     );
-    let made = Command::new("openssl")
-        .args([
-            "pkcs12",
-            "-export",
-            "-in",
-            &s.client_cert,
-            "-inkey",
-            &s.client_key,
-        ])
-        .args(["-certfile", &s.ca, "-name", "sluice-client"])
-        .args(["-passout", &format!("pass:{p12_pw}"), "-out", &p12])
-        .output()
-        .expect("openssl runs");
-    assert!(made.status.success(), "{}", text(&made));
+    s.client_pkcs12(Path::new(&p12), p12_pw, true);
     keytool(&[
         "-importkeystore",
         "-noprompt",

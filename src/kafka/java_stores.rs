@@ -329,15 +329,8 @@ fn unprotect_key(protected: &[u8], password: &Secret) -> Result<Vec<u8>, String>
     let password = java_password_bytes(password);
     let (salt, rest) = data.split_at(SHA1_LEN);
     let (encrypted, check) = rest.split_at(rest.len() - SHA1_LEN);
-    let mut key = Vec::with_capacity(encrypted.len());
-    let mut digest: [u8; SHA1_LEN] = salt.try_into().map_err(|_| "salt")?;
-    for block in encrypted.chunks(SHA1_LEN) {
-        let mut h = Sha1::new();
-        h.update(&password);
-        h.update(&digest);
-        digest = h.finish();
-        key.extend(block.iter().zip(digest).map(|(b, d)| b ^ d));
-    }
+    let salt: [u8; SHA1_LEN] = salt.try_into().map_err(|_| "salt")?;
+    let key = keystream_xor(&password, salt, encrypted);
     let mut h = Sha1::new();
     h.update(&password);
     h.update(&key);
@@ -345,6 +338,21 @@ fn unprotect_key(protected: &[u8], password: &Secret) -> Result<Vec<u8>, String>
         return Err("cannot decrypt its key: a wrong key password (kafka.ssl_key_password, or the store password when none is given)".into());
     }
     Ok(key)
+}
+
+/// `data` XORed with the JDK `KeyProtector`'s keystream: SHA-1 digests chained from `salt`,
+/// each of the password and the one before (so the same call encrypts and decrypts).
+fn keystream_xor(password: &[u8], salt: [u8; SHA1_LEN], data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut digest = salt;
+    for block in data.chunks(SHA1_LEN) {
+        let mut h = Sha1::new();
+        h.update(password);
+        h.update(&digest);
+        digest = h.finish();
+        out.extend(block.iter().zip(digest).map(|(b, d)| b ^ d));
+    }
+    out
 }
 
 /// The algorithm OID and the encrypted bytes of a DER `EncryptedPrivateKeyInfo`:
@@ -489,14 +497,7 @@ pub(crate) mod fixtures {
         let pw = java_password_bytes(password);
         let salt = [7u8; SHA1_LEN];
         let mut data = salt.to_vec();
-        let mut digest = salt;
-        for block in pkcs8.chunks(SHA1_LEN) {
-            let mut h = Sha1::new();
-            h.update(&pw);
-            h.update(&digest);
-            digest = h.finish();
-            data.extend(block.iter().zip(digest).map(|(b, d)| b ^ d));
-        }
+        data.extend(keystream_xor(&pw, salt, pkcs8));
         let mut h = Sha1::new();
         h.update(&pw);
         h.update(pkcs8);
