@@ -410,6 +410,7 @@ fn bench(c: &mut Criterion) {
         key: None,
         headers: &[],
         value: None,
+        op: None,
     };
     let mut out = Vec::with_capacity(BATCH * 256);
     let mut g = c.benchmark_group("decode_encode");

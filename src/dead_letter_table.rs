@@ -66,8 +66,14 @@ pub fn planning_route(route: &Route, database: &str, table: &str) -> Route {
             key: name("key"),
             headers: name("headers"),
             value: name("value"),
+            op: None,
+            deleted: None,
         },
         columns: None,
+        // The route's own date-time formats and envelope are of its messages' fields, which
+        // a dead-letter row does not parse.
+        date_time_formats: Default::default(),
+        envelope: crate::config::Envelope::None,
         ..route.clone()
     }
 }
@@ -105,6 +111,7 @@ pub fn encode_row(
         key: record.key.as_deref(),
         headers: &headers,
         value: record.payload.as_deref(),
+        op: None,
     };
     encode_json_row(&plan.plan, doc.as_bytes(), &meta, out)
 }

@@ -40,10 +40,10 @@ use crate::clickhouse::{
     Client, InsertError, InsertFormat, InsertRequest, InsertStream, Streaming,
 };
 use crate::commit::{CommitError, Committer};
-use crate::config::{BadMessages, Delivery, Format, Route};
+use crate::config::{BadMessages, Delivery, Envelope, Format, Route};
 use crate::dead_letter_table;
 use crate::decode::json::{
-    encode_json_row, encode_meta_row, encode_text_row, MessageMeta, RowError, RowPlan,
+    debezium_row, encode_json_row, encode_meta_row, encode_text_row, MessageMeta, RowError, RowPlan,
 };
 use crate::decode::registered::{self, encode_registered_row, schema_id, Bound};
 use crate::decode::text::{Delimited, Line};
@@ -541,9 +541,24 @@ impl Lane {
             key: rec.key,
             headers: &headers,
             value: Some(payload),
+            op: None,
         };
         let out = self.batch.body_mut();
         let row = match self.rt.route.format {
+            Format::Json if self.rt.route.envelope == Envelope::Debezium => {
+                match debezium_row(payload) {
+                    Ok((op, row)) => encode_json_row(
+                        &self.rt.plan,
+                        row,
+                        &MessageMeta {
+                            op: Some(op),
+                            ..meta
+                        },
+                        out,
+                    ),
+                    Err(e) => Err(e),
+                }
+            }
             Format::Json => encode_json_row(&self.rt.plan, payload, &meta, out),
             Format::Raw => encode_meta_row(&self.rt.plan, &meta, out),
             Format::Avro | Format::Protobuf | Format::JsonSchema => match schema_id(payload) {

@@ -102,6 +102,10 @@ fn meta_for(name: &str, m: &MetadataColumns) -> Option<MetaField> {
         Some(MetaField::Headers)
     } else if is(&m.value) {
         Some(MetaField::Value)
+    } else if is(&m.op) {
+        Some(MetaField::Op)
+    } else if is(&m.deleted) {
+        Some(MetaField::Deleted)
     } else {
         None
     }
@@ -169,6 +173,10 @@ pub fn plan_table(
             });
         }
         let (source, source_text) = match meta_for(&c.name, &route.metadata) {
+            Some(m @ (MetaField::Op | MetaField::Deleted)) => (
+                ColumnSource::Meta(m),
+                format!("change event {m:?}").to_lowercase(),
+            ),
             Some(m) => (ColumnSource::Meta(m), format!("kafka {m:?}").to_lowercase()),
             None => (
                 ColumnSource::Field(c.name.clone()),
@@ -668,6 +676,7 @@ mod tests {
         key: None,
         headers: &[],
         value: None,
+        op: None,
     };
 
     #[test]

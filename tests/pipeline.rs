@@ -2961,3 +2961,101 @@ async fn tombstones_are_skipped_and_counted_when_the_route_says_so() {
         }
     }
 }
+
+/// `envelope = "debezium"`: change events, bare and inside the JSON converter's schema
+/// wrapper, exactly-once into a ReplacingMergeTree versioned by offset with Debezium's delete
+/// flag: creates, snapshot reads and updates store their `after`, deletes their `before`
+/// flagged `__deleted = 1`, the delete's tombstone is skipped, and a truncate event is
+/// dead-lettered with the reason. `FINAL` then shows the source table's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_change_events_land_as_rows_and_deletes() {
+    let topic = unique("cdc");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id UInt64, name String, __op LowCardinality(String), \
+         __deleted UInt8, _offset UInt64) ENGINE = ReplacingMergeTree(_offset, __deleted) \
+         ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let event = |id: u64, op: &str, before: &str, after: &str| {
+        Msg::json(
+            (id % 2) as i32,
+            format!(
+                r#"{{"before":{before},"after":{after},"op":"{op}","ts_ms":1,"source":{{"db":"shop"}}}}"#
+            ),
+        )
+    };
+    let row = |id: u64, name: &str| format!(r#"{{"id":{id},"name":"{name}"}}"#);
+    produce(
+        &topic,
+        [
+            event(1, "c", "null", &row(1, "a")),
+            event(2, "c", "null", &row(2, "x")),
+            event(1, "u", &row(1, "a"), &row(1, "b")),
+            event(2, "d", &row(2, "x"), "null"),
+            Msg {
+                partition: Some(0),
+                key: Some(b"2".to_vec()),
+                payload: None,
+                headers: Vec::new(),
+            },
+            Msg::json(
+                1,
+                format!(
+                    r#"{{"schema":{{"type":"struct"}},"payload":{{"op":"r","before":null,"after":{}}}}}"#,
+                    row(3, "s")
+                ),
+            ),
+            event(4, "c", "null", &row(4, "p")),
+            event(4, "d", &row(4, "p"), "null"),
+            event(4, "c", "null", &row(4, "q")),
+            Msg::json(0, r#"{"op":"t","before":null,"after":null}"#),
+        ],
+    );
+    // Every event's row kept as it was inserted (no collapsing at insert, no merges), so
+    // that the table shows each one; FINAL collapses them at query time.
+    ch(&format!("SYSTEM STOP MERGES default.{topic}")).await;
+    let text = config(
+        &unique("g"),
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"\nenvelope = \"debezium\"\ntombstones = \"skip\"\n",
+    )
+    .replacen(
+        "[clickhouse]\n",
+        "[clickhouse]\ninsert_settings = { optimize_on_insert = \"0\" }\n",
+        1,
+    );
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("config");
+    let (running, metrics) = start_with_metrics(cfg);
+    wait_for_commit(&extract_group(&text), &topic, 2, 10).await;
+    let summary = running.stop().await;
+    assert_eq!((summary.rows_inserted, summary.dead_lettered), (8, 1));
+    assert_eq!(
+        route_counter(&metrics, "sluice_tombstones_skipped_total"),
+        1
+    );
+    let t = format!("default.{topic}");
+    assert_eq!(
+        ch(&format!(
+            "SELECT id, name, __deleted FROM {t} FINAL ORDER BY id FORMAT CSV"
+        ))
+        .await,
+        "1,\"b\",0\n3,\"s\",0\n4,\"q\",0\n"
+    );
+    assert_eq!(
+        ch(&format!(
+            "SELECT arrayStringConcat(groupArray(concat(toString(id), __op, toString(__deleted))), ' ') \
+             FROM (SELECT * FROM {t} ORDER BY id, _offset)"
+        ))
+        .await
+        .trim(),
+        "1c0 1u0 2c0 2d1 3r0 4c0 4d1 4c0"
+    );
+    let dead = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].contains("a truncate (op \"t\") has no row"),
+        "{dead:?}"
+    );
+}

@@ -192,6 +192,7 @@ const META: MessageMeta<'static> = MessageMeta {
     key: None,
     headers: &[],
     value: None,
+    op: None,
 };
 
 /// Compares rows, collecting every mismatch before failing.
@@ -603,6 +604,7 @@ async fn kafka_metadata_columns() {
         key: Some(b"user-1"),
         headers,
         value: None,
+        op: None,
     };
     let m2 = MessageMeta {
         topic: "orders",
@@ -612,6 +614,7 @@ async fn kafka_metadata_columns() {
         key: None,
         headers: &[],
         value: None,
+        op: None,
     };
     let mut body = Vec::new();
     encode_json_row(&plan, br#"{"id": 1}"#, &m1, &mut body).expect("row 1");

@@ -15,9 +15,9 @@ use std::path::Path;
 
 pub use validate::{
     BadMessages, BatchLimits, ClickHouseConfig, Compression, Config, ConfigError, Delivery,
-    FetchPath, Format, KafkaConfig, Kerberos, MetadataColumns, OidcClient, RegistryBearer, Route,
-    SaslConfig, SaslCredentials, SchemaRegistryConfig, SecurityProtocol, ServiceConfig, TlsFiles,
-    UnknownFields,
+    Envelope, FetchPath, Format, KafkaConfig, Kerberos, MetadataColumns, OidcClient,
+    RegistryBearer, Route, SaslConfig, SaslCredentials, SchemaRegistryConfig, SecurityProtocol,
+    ServiceConfig, TlsFiles, UnknownFields,
 };
 
 /// Why the own fetch path does not fetch for `k`, or `None` when it does (or could).
@@ -731,6 +731,39 @@ format = "json"
         ] {
             let e = with(&clickhouse, &registry).unwrap_err();
             assert_eq!(e.field, field, "{clickhouse} {registry}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_debezium_envelope_is_json_and_names_its_op_and_deleted_columns() {
+        let with = |lines: &str| from_str(&MINIMAL.replace("format = \"json\"", lines), no_env());
+        let c = with("format = \"json\"\nenvelope = \"debezium\"").unwrap();
+        let r = &c.routes[0];
+        assert_eq!(r.envelope, Envelope::Debezium);
+        assert_eq!(r.metadata.op.as_deref(), Some("__op"));
+        assert_eq!(r.metadata.deleted.as_deref(), Some("__deleted"));
+        let c =
+            with("envelope = \"debezium\"\n[route.metadata]\ndeleted = \"is_deleted\"\nop = \"\"")
+                .unwrap();
+        assert_eq!(c.routes[0].metadata.deleted.as_deref(), Some("is_deleted"));
+        assert_eq!(c.routes[0].metadata.op, None);
+        let plain = with("format = \"json\"").unwrap();
+        assert_eq!(
+            (
+                plain.routes[0].metadata.op.clone(),
+                plain.routes[0].envelope
+            ),
+            (None, Envelope::None)
+        );
+        for (lines, field) in [
+            (
+                "format = \"avro\"\nenvelope = \"debezium\"",
+                "route[0].envelope",
+            ),
+            ("envelope = \"canal\"", "route[0].envelope"),
+            ("[route.metadata]\ndeleted = \"d\"", "route[0].metadata"),
+        ] {
+            assert_eq!(with(lines).unwrap_err().field, field, "{lines}");
         }
     }
 

@@ -251,6 +251,10 @@ pub struct RawRoute {
     /// "skip" (counted, nothing stored: compacted and CDC topics carry them by design).
     #[serde(default, deserialize_with = "scalar")]
     pub tombstones: Option<String>,
+    /// How a message carries its row: "none" (default: it is the row) or "debezium" (a
+    /// change event: its `after`, or for a delete its `before`).
+    #[serde(default, deserialize_with = "scalar")]
+    pub envelope: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub dead_letter_topic: Option<String>,
     /// `table` (in the route's database) or `database.table`.
@@ -284,6 +288,11 @@ pub struct RawMetadataColumns {
     pub headers: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub value: Option<String>,
+    /// `envelope = "debezium"` only: the change event's operation and delete flag.
+    #[serde(default, deserialize_with = "scalar")]
+    pub op: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub deleted: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -403,6 +403,20 @@ pub struct MetadataColumns {
     pub headers: Option<String>,
     /// The message value, unparsed (bytes as they are).
     pub value: Option<String>,
+    /// A change event's operation and delete flag (`envelope = "debezium"` only).
+    pub op: Option<String>,
+    pub deleted: Option<String>,
+}
+
+/// How a message carries its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Envelope {
+    /// The message is the row.
+    #[default]
+    None,
+    /// A Debezium change event: the row is its `after` (or for a delete its `before`),
+    /// `decode::json::debezium_row`.
+    Debezium,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,6 +451,8 @@ pub struct Route {
     /// A message without a value (a tombstone) is skipped and counted, instead of going the
     /// way of a bad message (`tombstones = "skip"`).
     pub skip_tombstones: bool,
+    /// How a message carries its row (`envelope`).
+    pub envelope: Envelope,
 }
 
 impl Route {
@@ -1831,6 +1847,40 @@ pub(super) fn validate_route(
         key: metadata_name(&m.key, "_key"),
         headers: metadata_name(&m.headers, "_headers"),
         value: metadata_name(&m.value, "_value"),
+        op: None,
+        deleted: None,
+    };
+    let envelope = match r.envelope.as_deref() {
+        None | Some("none") => Envelope::None,
+        Some("debezium") if format == Format::Json => Envelope::Debezium,
+        Some("debezium") => {
+            return Err(err(
+                f("envelope"),
+                "\"debezium\" reads JSON change events: it needs format = \"json\"",
+            ))
+        }
+        Some(other) => {
+            return Err(err(
+                f("envelope"),
+                format!("{other:?} is not one of \"none\", \"debezium\""),
+            ))
+        }
+    };
+    let metadata = match envelope {
+        Envelope::Debezium => MetadataColumns {
+            op: metadata_name(&m.op, "__op"),
+            deleted: metadata_name(&m.deleted, "__deleted"),
+            ..metadata
+        },
+        Envelope::None => {
+            if m.op.is_some() || m.deleted.is_some() {
+                return Err(err(
+                    f("metadata"),
+                    "op and deleted are a change event's: they need envelope = \"debezium\"",
+                ));
+            }
+            metadata
+        }
     };
     if format == Format::Raw && metadata.value.is_none() {
         return Err(err(
@@ -1912,6 +1962,7 @@ pub(super) fn validate_route(
         columns,
         date_time_formats,
         skip_tombstones,
+        envelope,
     })
 }
 

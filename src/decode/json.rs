@@ -121,6 +121,11 @@ pub enum MetaField {
     /// The message value, unparsed → String-like column (`String` holds any bytes;
     /// `FixedString(N)` refuses a longer value and pads a shorter one with zero bytes).
     Value,
+    /// A change event's operation (`c`, `r`, `u`, `d`) → String-like column.
+    Op,
+    /// Whether a change event is a delete → an integer or Bool column (1/0), or a String-like
+    /// one (`true`/`false`, as Kafka Connect's `ExtractNewRecordState` rewrites it).
+    Deleted,
 }
 
 impl MetaField {
@@ -133,6 +138,8 @@ impl MetaField {
             MetaField::Key => "key",
             MetaField::Headers => "headers",
             MetaField::Value => "value",
+            MetaField::Op => "change event op",
+            MetaField::Deleted => "change event deleted flag",
         }
     }
 }
@@ -760,6 +767,9 @@ pub struct MessageMeta<'a> {
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],
     /// The message value (`None`: a tombstone).
     pub value: Option<&'a [u8]>,
+    /// A change event's operation (`c`, `r`, `u`, `d`), read from its envelope
+    /// ([`debezium_row`]); `None` for a message that is not one.
+    pub op: Option<u8>,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -801,6 +811,9 @@ pub enum RowError {
     },
     #[error("invalid Protobuf message: {reason}")]
     InvalidProtobuf { reason: String },
+    /// A route with `envelope = "debezium"`: the message is no change event with a row.
+    #[error("Debezium change event: {reason}")]
+    Envelope { reason: String },
     #[error("invalid Avro datum at byte {offset}, field {field}: {reason}")]
     InvalidAvro {
         offset: usize,
@@ -3277,6 +3290,30 @@ fn string_like(ty: &ChType) -> bool {
     }
 }
 
+fn bool_like(ty: &ChType) -> bool {
+    match ty {
+        ChType::Nullable(t) | ChType::LowCardinality(t) => bool_like(t),
+        t => *t == ChType::Bool,
+    }
+}
+
+/// The delete flag of a change event (`deleted`) as a column of `ty` (see
+/// [`MetaField::Deleted`]).
+fn put_deleted(ty: &ChType, deleted: bool, out: &mut Vec<u8>) -> Conv {
+    if string_like(ty) {
+        let text: &[u8] = if deleted { b"true" } else { b"false" };
+        return put_bytes_as(ty, Some(text), out);
+    }
+    if bool_like(ty) {
+        if ty.is_nullable() {
+            out.push(rb::NOT_NULL);
+        }
+        rb::put_bool(out, deleted);
+        return Ok(());
+    }
+    put_meta_int(ty, i64::from(deleted), out)
+}
+
 fn int_like(ty: &ChType) -> bool {
     match ty {
         ChType::Nullable(t) | ChType::LowCardinality(t) => int_like(t),
@@ -3288,6 +3325,8 @@ fn meta_type_ok(m: MetaField, ty: &ChType) -> bool {
     match m {
         MetaField::Topic => string_like(ty),
         MetaField::Key | MetaField::Value => string_like(ty) || json_like(ty),
+        MetaField::Op => string_like(ty),
+        MetaField::Deleted => string_like(ty) || int_like(ty) || bool_like(ty),
         MetaField::Partition | MetaField::Offset => int_like(ty),
         MetaField::Timestamp => match ty {
             ChType::Nullable(t) | ChType::LowCardinality(t) => meta_type_ok(m, t),
@@ -4656,6 +4695,73 @@ fn scan_small_int(b: &[u8], start: usize) -> Option<(i64, usize)> {
     Some((if neg { -v } else { v }, i))
 }
 
+/// The row of a Debezium change event (`envelope = "debezium"`) and its operation: `after`
+/// for a create (`c`), snapshot read (`r`) or update (`u`), `before` for a delete (`d`),
+/// whether the event stands alone or inside the JSON converter's `{"schema", "payload"}`
+/// wrapper. The row is a slice of `payload`, read by the route's plan like any message. A
+/// truncate (`t`) or message (`m`) event, an operation without its image, or anything else
+/// is an error naming what is missing.
+pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8]), RowError> {
+    let bad = |reason: String| RowError::Envelope { reason };
+    let mut event = payload.trim_ascii();
+    for wrapped in [false, true] {
+        if event.first() != Some(&b'{') {
+            return Err(if wrapped {
+                bad("its \"payload\" is not an object".into())
+            } else {
+                RowError::NotAnObject { found: show(event) }
+            });
+        }
+        let (mut op, mut before, mut after, mut schema, mut inner) =
+            (None, None, None, false, None);
+        let mut it = ObjectIter::new(event);
+        while let Some((k, v)) = it.next_pair().map_err(|e| bad(e.reason))? {
+            match k.raw {
+                b"\"op\"" => op = Some(v),
+                b"\"before\"" => before = Some(v),
+                b"\"after\"" => after = Some(v),
+                b"\"schema\"" => schema = true,
+                b"\"payload\"" => inner = Some(v),
+                _ => {}
+            }
+        }
+        if !event
+            .get(it.s.pos + 1..)
+            .unwrap_or_default()
+            .iter()
+            .all(u8::is_ascii_whitespace)
+        {
+            return Err(bad("trailing characters after the event".into()));
+        }
+        if let (None, true, Some(p), false) = (op, schema, inner, wrapped) {
+            event = p.raw;
+            continue;
+        }
+        let Some(op) = op else {
+            return Err(bad("no \"op\" field (not a Debezium event?)".into()));
+        };
+        let code = match op.raw {
+            b"\"c\"" | b"\"r\"" | b"\"u\"" | b"\"d\"" => op.raw[1],
+            b"\"t\"" => return Err(bad("a truncate (op \"t\") has no row".into())),
+            b"\"m\"" => return Err(bad("a message (op \"m\") has no row".into())),
+            other => return Err(bad(format!("op {} is not c, r, u or d", show(other)))),
+        };
+        let (image, name) = if code == b'd' {
+            (before, "before")
+        } else {
+            (after, "after")
+        };
+        return match image {
+            Some(v) if v.kind == Kind::Obj => Ok((code, v.raw)),
+            _ => Err(bad(format!(
+                "op \"{}\" without its \"{name}\" object",
+                code as char
+            ))),
+        };
+    }
+    Err(bad("nested \"payload\" wrappers".into()))
+}
+
 /// Writes meta column `col` (source `m`) from the message's metadata.
 fn write_meta(
     plan: &RowPlan,
@@ -4682,6 +4788,8 @@ fn write_meta(
             put_meta_timestamp(&col.ty, meta.timestamp_ms.unwrap_or_default(), out)
         }
         MetaField::Headers => put_headers(&col.ty, meta.headers, tmp, out),
+        MetaField::Op => put_bytes_as(&col.ty, meta.op.as_ref().map(std::slice::from_ref), out),
+        MetaField::Deleted => put_deleted(&col.ty, meta.op == Some(b'd'), out),
     };
     r.map_err(|e| e.into_row_error(origin(), col))
 }
@@ -4770,6 +4878,7 @@ pub(crate) mod tests {
         key: Some(b"k1"),
         headers: &[],
         value: None,
+        op: None,
     };
 
     pub(crate) fn ty(s: &str) -> ChType {
@@ -4813,6 +4922,97 @@ pub(crate) mod tests {
 
     fn le<const N: usize>(b: [u8; N]) -> Vec<u8> {
         b.to_vec()
+    }
+
+    /// Debezium change events: the row is `after` (c, r, u) or `before` (d), bare or inside
+    /// the JSON converter's schema wrapper, and its op and delete flag fill their columns;
+    /// events without a row are errors naming what is missing.
+    #[test]
+    fn debezium_events_give_their_row_and_operation() {
+        let row = |p: &str| {
+            debezium_row(p.as_bytes())
+                .map(|(op, r)| (op as char, String::from_utf8_lossy(r).into_owned()))
+        };
+        assert_eq!(
+            row(r#"{"before":null,"after":{"id":1},"op":"c","ts_ms":1}"#),
+            Ok(('c', r#"{"id":1}"#.into()))
+        );
+        assert_eq!(
+            row(r#" {"op":"u","before":{"id":1,"v":"a"},"after":{"id":1,"v":"b"}} "#),
+            Ok(('u', r#"{"id":1,"v":"b"}"#.into()))
+        );
+        assert_eq!(
+            row(r#"{"op":"d","before":{"id":2},"after":null}"#),
+            Ok(('d', r#"{"id":2}"#.into()))
+        );
+        assert_eq!(
+            row(
+                r#"{"schema":{"type":"struct"},"payload":{"op":"r","after":{"id":3},"before":null}}"#
+            ),
+            Ok(('r', r#"{"id":3}"#.into()))
+        );
+        for (p, says) in [
+            (r#"{"op":"t","before":null,"after":null}"#, "truncate"),
+            (r#"{"op":"m"}"#, "message"),
+            (r#"{"op":"x","after":{}}"#, "is not c, r, u or d"),
+            (
+                r#"{"op":"d","before":null}"#,
+                "without its \"before\" object",
+            ),
+            (r#"{"op":"c","after":[1]}"#, "without its \"after\" object"),
+            (r#"{"id":1}"#, "no \"op\" field"),
+            (
+                r#"{"schema":{},"payload":7}"#,
+                "\"payload\" is not an object",
+            ),
+            (r#"{"op":"c","after":{}} x"#, "trailing"),
+            (r#"{"op":"c","after":{"#, "malformed"),
+        ] {
+            let e = row(p).unwrap_err().to_string();
+            assert!(e.contains(says), "{p}: {e}");
+        }
+        assert!(matches!(
+            debezium_row(b"[1]"),
+            Err(RowError::NotAnObject { .. })
+        ));
+
+        let plan = RowPlan::new(
+            vec![
+                ColumnPlan::field("id", ty("UInt64")),
+                ColumnPlan::meta("op", ty("LowCardinality(String)"), MetaField::Op),
+                ColumnPlan::meta("del", ty("UInt8"), MetaField::Deleted),
+                ColumnPlan::meta("del_b", ty("Bool"), MetaField::Deleted),
+                ColumnPlan::meta("del_s", ty("String"), MetaField::Deleted),
+            ],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let encode = |payload: &str| {
+            let (op, r) = debezium_row(payload.as_bytes()).unwrap();
+            let mut out = Vec::new();
+            encode_json_row(
+                &plan,
+                r,
+                &MessageMeta {
+                    op: Some(op),
+                    ..META
+                },
+                &mut out,
+            )
+            .unwrap();
+            out
+        };
+        let mut want = 2u64.to_le_bytes().to_vec();
+        want.extend([1, b'd', 1, 1, 4]);
+        want.extend(b"true");
+        assert_eq!(encode(r#"{"op":"d","before":{"id":2},"after":null}"#), want);
+        let mut want = 2u64.to_le_bytes().to_vec();
+        want.extend([1, b'u', 0, 0, 5]);
+        want.extend(b"false");
+        assert_eq!(encode(r#"{"op":"u","before":null,"after":{"id":2}}"#), want);
+        assert!(!meta_type_ok(MetaField::Deleted, &ty("Date")));
+        assert!(!meta_type_ok(MetaField::Op, &ty("UInt8")));
     }
 
     /// `date_time_formats`: each column's values are what the default text gives for the
