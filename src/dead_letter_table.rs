@@ -115,3 +115,26 @@ pub fn encode_row(
     };
     encode_json_row(&plan.plan, doc.as_bytes(), &meta, out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dead-letter table is planned from its own columns only: the route's date-time
+    /// formats and envelope name the route's fields, which a dead-letter row does not have
+    /// (a format of a column the table lacks would refuse the plan).
+    #[test]
+    fn the_planning_route_leaves_the_routes_field_settings_behind() {
+        let cfg = crate::config::from_str(
+            "[kafka]\nbrokers = \"b:9092\"\ngroup_id = \"g\"\n[clickhouse]\nurl = \"http://c:8123\"\n[[route]]\ntopic = \"t\"\ntable = \"t\"\nenvelope = \"debezium\"\non_bad_message = \"dead-letter-table\"\n[route.date_time_formats]\nts = \"epoch_millis\"\n",
+            Vec::new(),
+        )
+        .expect("config");
+        let route = &cfg.routes[0];
+        assert!(!route.date_time_formats.is_empty());
+        let dl = planning_route(route, "default", "t_dead_letters");
+        assert!(dl.date_time_formats.is_empty());
+        assert_eq!(dl.envelope, crate::config::Envelope::None);
+        assert_eq!((dl.metadata.op, dl.metadata.deleted), (None, None));
+    }
+}
