@@ -575,11 +575,13 @@ fn open_java_stores(
         }
     }
     if let Some(path) = truststore {
-        let field = "kafka.ssl_truststore_location";
-        let bytes = read(field, &path)?;
         let password = k.ssl_truststore_password.clone().map(Secret::new);
-        let certs = java_stores::trusted_certificates(&bytes, password.as_ref())
-            .map_err(|e| err(field, format!("{}: {e}", path.display())))?;
+        let certs = java_stores::read_truststore(&path, password.as_ref()).map_err(|e| {
+            err(
+                "kafka.ssl_truststore_location",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
         stores.trusted = Some((path, certs));
     }
     Ok(stores)
