@@ -496,7 +496,7 @@ fn bench(c: &mut Criterion) {
         let proto = protobuf_messages(flat);
         let proto_avg = proto.iter().map(Vec::len).sum::<usize>() / proto.len();
         let compiled = protobuf::Compiled::new(&narrow_proto(flat), &[]).expect("bench schema");
-        let bound = protobuf::Bound::new(&compiled, &proto_plan);
+        let bound = protobuf::Bound::new(&compiled, &proto_plan, false);
         let mut scratch = ProtobufScratch::default();
         g.bench_function(format!("{variant}_to_rowbinary_12col_{proto_avg}B"), |b| {
             b.iter(|| {
@@ -525,8 +525,14 @@ fn bench(c: &mut Criterion) {
             true,
         ),
     ] {
-        let bound =
-            registered::bind(Format::JsonSchema, &schema, &plan, validate).expect("bench schema");
+        let bound = registered::bind(
+            Format::JsonSchema,
+            &schema,
+            &plan,
+            validate,
+            sluice::config::Envelope::None,
+        )
+        .expect("bench schema");
         let mut scratch = registered::Scratch::default();
         g.bench_function(name, |b| {
             b.iter(|| {

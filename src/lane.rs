@@ -398,6 +398,7 @@ impl Lane {
                         &raw,
                         &self.rt.plan,
                         self.rt.route.validate,
+                        self.rt.route.envelope,
                     )
                 }
                 Err(FetchError::Unusable(why)) => break Err(why),

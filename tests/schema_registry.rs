@@ -954,3 +954,259 @@ async fn json_schema_validation_dead_letters_what_the_schema_refuses() {
         run_route_until_stored(&topic, &lax, "format = \"json-schema\"", &reg, n as u64, n).await;
     assert_eq!(summary.dead_lettered, 0);
 }
+
+/// A Debezium change event's Avro schema as Debezium's Avro converter registers it: the
+/// row's record in nullable `before` and `after`, then the source, the operation and more.
+const CHANGE_EVENT_AVRO: &str = r#"{"type":"record","name":"Envelope","namespace":"shop.public.orders","fields":[
+    {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
+        {"name":"id","type":"long"},{"name":"name","type":"string"}]}],"default":null},
+    {"name":"after","type":["null","Value"],"default":null},
+    {"name":"source","type":{"type":"record","name":"Source","namespace":"io.debezium","fields":[
+        {"name":"db","type":"string"},{"name":"lsn","type":["null","long"],"default":null}]}},
+    {"name":"op","type":"string"},
+    {"name":"ts_ms","type":["null","long"],"default":null}
+]}"#;
+
+/// The same event as Confluent's Protobuf converter registers it.
+const CHANGE_EVENT_PROTO: &str = r#"syntax = "proto3";
+package shop.public.orders;
+message Envelope {
+  Value before = 1;
+  Value after = 2;
+  Source source = 3;
+  string op = 4;
+  optional int64 ts_ms = 5;
+  message Value { int64 id = 1; string name = 2; }
+  message Source { string db = 1; }
+}
+"#;
+
+/// One source table's change events (`(key, op, before, after)`, a row as `(id, name)`),
+/// in the order Debezium would write them: creates, an update, a delete and its tombstone
+/// (`op` empty), a snapshot read, a re-insert after a delete, and a truncate.
+type Change = (
+    u64,
+    &'static str,
+    Option<(u64, &'static str)>,
+    Option<(u64, &'static str)>,
+);
+const CHANGES: [Change; 10] = [
+    (1, "c", None, Some((1, "a"))),
+    (2, "c", None, Some((2, "x"))),
+    (1, "u", Some((1, "a")), Some((1, "b"))),
+    (2, "d", Some((2, "x")), None),
+    (2, "", None, None),
+    (3, "r", None, Some((3, "s"))),
+    (4, "c", None, Some((4, "p"))),
+    (4, "d", Some((4, "p")), None),
+    (4, "c", None, Some((4, "q"))),
+    (0, "t", None, None),
+];
+
+/// `envelope = "debezium"` on Avro, Protobuf and JSON Schema routes: the same change events
+/// in each format land as their rows with op and delete flag, `FINAL` shows the source
+/// table's last state, the tombstone is skipped and the truncate, and (Avro) an event whose
+/// schema is no change event's, are dead-lettered with the reason. Exactly-once, one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_and_deletes() {
+    use prost_reflect::{DynamicMessage, Value as P};
+    use protox::prost::Message as _;
+    init_logs();
+    let formats = ["avro", "protobuf", "json-schema"];
+    let mut topics = Vec::new();
+    for format in formats {
+        let topic = unique(&format!("cdc_{}", format.replace('-', "_")));
+        create_topic(&topic, 2).await;
+        create_topic(&format!("{topic}.dlq"), 1).await;
+        ch(&format!(
+            "CREATE TABLE default.{topic} (id UInt64, name String, __op LowCardinality(String), \
+             __deleted UInt8, _offset UInt64) ENGINE = ReplacingMergeTree(_offset, __deleted) \
+             ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+        ))
+        .await;
+        // Every event's row kept as inserted, so that the table shows each one.
+        ch(&format!("SYSTEM STOP MERGES default.{topic}")).await;
+        topics.push(topic);
+    }
+
+    // Avro.
+    let avro_id = register_schema(&format!("{}-value", topics[0]), None, CHANGE_EVENT_AVRO).await;
+    let plain_id = register_schema(&format!("{}-plain", topics[0]), None, V1).await;
+    let schema = Schema::parse_str(CHANGE_EVENT_AVRO).unwrap();
+    let avro_event = |op: &str, before: Option<(u64, &str)>, after: Option<(u64, &str)>| {
+        let image = |r: Option<(u64, &str)>| match r {
+            None => V::Union(0, Box::new(V::Null)),
+            Some((id, name)) => V::Union(
+                1,
+                Box::new(V::Record(vec![
+                    ("id".into(), V::Long(id as i64)),
+                    ("name".into(), V::String(name.into())),
+                ])),
+            ),
+        };
+        let event = V::Record(vec![
+            ("before".into(), image(before)),
+            ("after".into(), image(after)),
+            (
+                "source".into(),
+                V::Record(vec![
+                    ("db".into(), V::String("shop".into())),
+                    ("lsn".into(), V::Union(1, Box::new(V::Long(7)))),
+                ]),
+            ),
+            ("op".into(), V::String(op.into())),
+            ("ts_ms".into(), V::Union(1, Box::new(V::Long(1)))),
+        ]);
+        framed(avro_id, apache_avro::to_avro_datum(&schema, event).unwrap())
+    };
+
+    // Protobuf: Envelope is the file's first message (message indexes: a lone 0).
+    let proto_id = register_schema(
+        &format!("{}-value", topics[1]),
+        Some("PROTOBUF"),
+        CHANGE_EVENT_PROTO,
+    )
+    .await;
+    let pool = {
+        use protox::file::{File, FileResolver};
+        struct Mem;
+        impl FileResolver for Mem {
+            fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+                File::from_source(name, CHANGE_EVENT_PROTO)
+            }
+        }
+        let mut c = protox::Compiler::with_file_resolver(Mem);
+        c.open_file("cdc.proto").unwrap();
+        c.descriptor_pool()
+    };
+    let message = |name: &str| {
+        pool.get_message_by_name(&format!("shop.public.orders.{name}"))
+            .unwrap()
+    };
+    let proto_event = |op: &str, before: Option<(u64, &str)>, after: Option<(u64, &str)>| {
+        let mut e = DynamicMessage::new(message("Envelope"));
+        for (field, image) in [("before", before), ("after", after)] {
+            if let Some((id, name)) = image {
+                let mut v = DynamicMessage::new(message("Envelope.Value"));
+                v.set_field_by_name("id", P::I64(id as i64));
+                v.set_field_by_name("name", P::String(name.into()));
+                e.set_field_by_name(field, P::Message(v));
+            }
+        }
+        let mut src = DynamicMessage::new(message("Envelope.Source"));
+        src.set_field_by_name("db", P::String("shop".into()));
+        e.set_field_by_name("source", P::Message(src));
+        e.set_field_by_name("op", P::String(op.into()));
+        e.set_field_by_name("ts_ms", P::I64(1));
+        framed(proto_id, [vec![0], e.encode_to_vec()].concat())
+    };
+
+    // JSON Schema: the event as the JSON Schema converter writes it.
+    let json_id = register_schema(
+        &format!("{}-value", topics[2]),
+        Some("JSON"),
+        r#"{"type":"object","title":"Envelope","properties":{"op":{"type":"string"},
+            "before":{"oneOf":[{"type":"null"},{"type":"object"}]},
+            "after":{"oneOf":[{"type":"null"},{"type":"object"}]}},"required":["op"]}"#,
+    )
+    .await;
+    let json_event = |op: &str, before: Option<(u64, &str)>, after: Option<(u64, &str)>| {
+        let image = |r: Option<(u64, &str)>| match r {
+            None => "null".to_string(),
+            Some((id, name)) => format!(r#"{{"id":{id},"name":"{name}"}}"#),
+        };
+        framed(
+            json_id,
+            format!(
+                r#"{{"before":{},"after":{},"source":{{"db":"shop"}},"op":"{op}","ts_ms":1}}"#,
+                image(before),
+                image(after)
+            )
+            .into_bytes(),
+        )
+    };
+
+    type Encode<'a> = &'a dyn Fn(&str, Option<(u64, &str)>, Option<(u64, &str)>) -> Vec<u8>;
+    let encoders: [Encode; 3] = [&avro_event, &proto_event, &json_event];
+    for (topic, encode) in topics.iter().zip(encoders) {
+        produce(
+            topic,
+            CHANGES.iter().map(|&(key, op, before, after)| Msg {
+                partition: Some((key % 2) as i32),
+                key: Some(key.to_string().into_bytes()),
+                payload: (!op.is_empty()).then(|| encode(op, before, after)),
+                headers: Vec::new(),
+            }),
+        );
+    }
+    // An Avro message whose schema is a plain record, not a change event.
+    produce(&topics[0], [msg(1, framed(plain_id, vec![0]))]);
+
+    let group = unique("g");
+    let mut text = format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout = \"10s\"\n\n\
+         [clickhouse]\nurl = \"{}\"\ninsert_settings = {{ optimize_on_insert = \"0\" }}\n\n\
+         [schema_registry]\nurl = \"{}\"\n",
+        kafka(),
+        ch_url(),
+        registry_url()
+    );
+    for (topic, format) in topics.iter().zip(formats) {
+        text.push_str(&format!(
+            "\n[[route]]\ntopic = \"{topic}\"\ntable = \"{topic}\"\nformat = \"{format}\"\n\
+             max_age = \"200ms\"\ndelivery = \"exactly-once\"\nenvelope = \"debezium\"\n\
+             tombstones = \"skip\"\n"
+        ));
+    }
+    let (running, metrics) =
+        start_with_metrics(sluice::config::from_str(&text, Vec::new()).unwrap());
+    for (i, topic) in topics.iter().enumerate() {
+        let messages = CHANGES.len() as i64 + i64::from(i == 0);
+        wait_for_commit(&group, topic, 2, messages).await;
+    }
+    let summary = running.stop().await;
+    assert_eq!((summary.rows_inserted, summary.dead_lettered), (24, 4));
+    assert_eq!(
+        route_counter(&metrics, "sluice_tombstones_skipped_total"),
+        1
+    );
+    for (topic, format) in topics.iter().zip(formats) {
+        let t = format!("default.{topic}");
+        assert_eq!(
+            ch(&format!(
+                "SELECT id, name, __deleted FROM {t} FINAL ORDER BY id FORMAT CSV"
+            ))
+            .await,
+            "1,\"b\",0\n3,\"s\",0\n4,\"q\",0\n",
+            "{format}"
+        );
+        assert_eq!(
+            ch(&format!(
+                "SELECT arrayStringConcat(groupArray(concat(toString(id), name, __op, \
+                 toString(__deleted))), ' ') FROM (SELECT * FROM {t} ORDER BY id, _offset)"
+            ))
+            .await
+            .trim(),
+            "1ac0 1bu0 2xc0 2xd1 3sr0 4pc0 4pd1 4qc0",
+            "{format}"
+        );
+        let dead = dead_letter_reasons(&format!("{topic}.dlq"));
+        let truncate = dead
+            .iter()
+            .filter(|r| r.contains("Debezium change event: a truncate (op \"t\") has no row"))
+            .count();
+        assert_eq!(truncate, 1, "{format}: {dead:?}");
+        if format == "avro" {
+            assert_eq!(dead.len(), 2, "{dead:?}");
+            assert!(
+                dead.iter().any(|r| r.contains(&format!(
+                    "schema id {plain_id}: not a Debezium change event's schema: it needs the \
+                     fields \"before\", \"after\" and \"op\""
+                ))),
+                "{dead:?}"
+            );
+        } else {
+            assert_eq!(dead.len(), 1, "{format}: {dead:?}");
+        }
+    }
+}

@@ -735,7 +735,7 @@ format = "json"
     }
 
     #[test]
-    fn a_debezium_envelope_is_json_and_names_its_op_and_deleted_columns() {
+    fn a_debezium_envelope_names_its_op_and_deleted_columns_in_every_format_with_fields() {
         let with = |lines: &str| from_str(&MINIMAL.replace("format = \"json\"", lines), no_env());
         let c = with("format = \"json\"\nenvelope = \"debezium\"").unwrap();
         let r = &c.routes[0];
@@ -747,6 +747,14 @@ format = "json"
                 .unwrap();
         assert_eq!(c.routes[0].metadata.deleted.as_deref(), Some("is_deleted"));
         assert_eq!(c.routes[0].metadata.op, None);
+        for format in ["avro", "protobuf", "json-schema"] {
+            let text = MINIMAL.replace(
+                "format = \"json\"",
+                &format!("format = \"{format}\"\nenvelope = \"debezium\""),
+            ) + "\n[schema_registry]\nurl = \"http://127.0.0.1:18081\"\n";
+            let c = from_str(&text, no_env()).unwrap();
+            assert_eq!(c.routes[0].envelope, Envelope::Debezium, "{format}");
+        }
         let plain = with("format = \"json\"").unwrap();
         assert_eq!(
             (
@@ -757,7 +765,11 @@ format = "json"
         );
         for (lines, field) in [
             (
-                "format = \"avro\"\nenvelope = \"debezium\"",
+                "format = \"csv\"\nenvelope = \"debezium\"",
+                "route[0].envelope",
+            ),
+            (
+                "format = \"raw\"\nenvelope = \"debezium\"",
                 "route[0].envelope",
             ),
             ("envelope = \"canal\"", "route[0].envelope"),

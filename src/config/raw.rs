@@ -252,7 +252,8 @@ pub struct RawRoute {
     #[serde(default, deserialize_with = "scalar")]
     pub tombstones: Option<String>,
     /// How a message carries its row: "none" (default: it is the row) or "debezium" (a
-    /// change event: its `after`, or for a delete its `before`).
+    /// change event in JSON, JSON Schema, Avro or Protobuf: its `after`, or for a delete its
+    /// `before`).
     #[serde(default, deserialize_with = "scalar")]
     pub envelope: Option<String>,
     #[serde(default, deserialize_with = "scalar")]

@@ -1854,11 +1854,19 @@ pub(super) fn validate_route(
     };
     let envelope = match r.envelope.as_deref() {
         None | Some("none") => Envelope::None,
-        Some("debezium") if format == Format::Json => Envelope::Debezium,
+        Some("debezium")
+            if matches!(
+                format,
+                Format::Json | Format::JsonSchema | Format::Avro | Format::Protobuf
+            ) =>
+        {
+            Envelope::Debezium
+        }
         Some("debezium") => {
             return Err(err(
                 f("envelope"),
-                "\"debezium\" reads JSON change events: it needs format = \"json\"",
+                "\"debezium\" reads change events in JSON, JSON Schema, Avro or Protobuf, \
+                 not in this format",
             ))
         }
         Some(other) => {

@@ -27,6 +27,10 @@
 //!   clearly rather than being cut);
 //! - `duration` -> `[months, days, milliseconds]`.
 //!
+//! With `envelope = "debezium"` the schema is a change event's ([`Bound::debezium`]): its
+//! fields are walked in the writer's order, the `before` and `after` records skipped and
+//! their positions kept, then the image the `op` names is read as the row's record.
+//!
 //! Everything read from the datum is bounds-checked: a truncated or corrupt datum, or one
 //! with bytes left over after the record, is an error naming the byte and the field, never
 //! a panic. Nesting is limited to [`MAX_DEPTH`] levels so that a recursive schema cannot
@@ -38,7 +42,9 @@ use std::io::Write as _;
 use apache_avro::schema::{Name, Schema};
 
 use super::cursor::Cursor;
-use super::json::{encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan};
+use super::json::{
+    debezium_operation, encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan,
+};
 use super::jsontext::{json_string, write_decimal, write_float, write_scaled};
 use super::registered::HEADER_LEN;
 use super::registered::MAX_DEPTH;
@@ -276,34 +282,157 @@ fn empty(nodes: &[Node], node: usize, depth: usize) -> bool {
     }
 }
 
-/// A compiled schema bound to a route's plan: each top-level field's id in the plan
-/// (`None`: no column reads it).
+/// A record's fields bound to a route's plan: each field's id in the plan (`None`: no
+/// column reads it).
 #[derive(Debug, Clone)]
-pub struct Bound {
-    compiled: std::sync::Arc<Compiled>,
+struct RowFields {
+    fields: Vec<(String, usize)>,
     ids: Vec<Option<usize>>,
     /// The first field no column reads, for `unknown_fields = "error"`.
     unknown: Option<String>,
 }
 
-impl Bound {
-    pub fn new(compiled: &std::sync::Arc<Compiled>, plan: &RowPlan) -> Bound {
-        let ids: Vec<Option<usize>> = compiled
-            .fields
-            .iter()
-            .map(|(name, _)| plan.field_id(name))
-            .collect();
-        let unknown = compiled
-            .fields
+impl RowFields {
+    fn new(fields: &[(String, usize)], plan: &RowPlan) -> RowFields {
+        let ids: Vec<Option<usize>> = fields.iter().map(|(name, _)| plan.field_id(name)).collect();
+        let unknown = fields
             .iter()
             .zip(&ids)
             .find(|(_, id)| id.is_none())
             .map(|((name, _), _)| name.clone());
-        Bound {
-            compiled: compiled.clone(),
+        RowFields {
+            fields: fields.to_vec(),
             ids,
             unknown,
         }
+    }
+}
+
+/// What a top-level field of a Debezium change event is to the row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum EventField {
+    /// The row before the change (a delete's row).
+    Before,
+    /// The row after it (a create's, read's or update's).
+    After,
+    /// The operation's code, a string.
+    Op,
+    /// Anything else (`source`, `ts_ms`, `transaction`): skipped.
+    Other,
+}
+
+/// A Debezium envelope's layout: the role of each top-level field, and the image records
+/// (before, after) bound to the plan.
+#[derive(Debug, Clone)]
+struct EventLayout {
+    roles: Vec<EventField>,
+    before: RowFields,
+    after: RowFields,
+}
+
+/// A compiled schema bound to a route's plan: the row's record (the top-level one, or a
+/// Debezium event's images) and each of its fields' id in the plan.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    compiled: std::sync::Arc<Compiled>,
+    row: RowFields,
+    /// `envelope = "debezium"`: the schema is a change event's and the row its image.
+    event: Option<Box<EventLayout>>,
+}
+
+impl Bound {
+    pub fn new(compiled: &std::sync::Arc<Compiled>, plan: &RowPlan) -> Bound {
+        Bound {
+            compiled: compiled.clone(),
+            row: RowFields::new(&compiled.fields, plan),
+            event: None,
+        }
+    }
+
+    /// The schema of a Debezium change event (`envelope = "debezium"`): records with an
+    /// `op` string and `before` and `after` fields holding the row's record (nullable, as
+    /// Debezium writes them). The error says why the schema is not one.
+    pub fn debezium(compiled: &std::sync::Arc<Compiled>, plan: &RowPlan) -> Result<Bound, String> {
+        let nodes = &compiled.nodes;
+        let not_event = |why: &str| format!("not a Debezium change event's schema: {why}");
+        // The record a `before`/`after` field holds, through a union with null.
+        let image = |node: usize| -> Option<&Vec<(String, usize)>> {
+            let mut records = match nodes.get(node)? {
+                Node::Union(branches) => branches
+                    .iter()
+                    .filter(|b| nodes.get(**b) != Some(&Node::Null))
+                    .map(|b| nodes.get(*b))
+                    .collect::<Vec<_>>(),
+                other => vec![Some(other)],
+            };
+            match (records.pop(), records.is_empty()) {
+                (Some(Some(Node::Record(fields))), true) => Some(fields),
+                _ => None,
+            }
+        };
+        let mut roles = Vec::with_capacity(compiled.fields.len());
+        let (mut before, mut after, mut op) = (None, None, false);
+        for (name, node) in &compiled.fields {
+            let role = match name.as_str() {
+                "before" => {
+                    before = image(*node);
+                    if before.is_none() {
+                        return Err(not_event("its \"before\" field holds no record"));
+                    }
+                    EventField::Before
+                }
+                "after" => {
+                    after = image(*node);
+                    if after.is_none() {
+                        return Err(not_event("its \"after\" field holds no record"));
+                    }
+                    EventField::After
+                }
+                "op" => {
+                    if !is_string(nodes, *node) {
+                        return Err(not_event("its \"op\" field is not a string"));
+                    }
+                    op = true;
+                    EventField::Op
+                }
+                _ => EventField::Other,
+            };
+            roles.push(role);
+        }
+        let (Some(before), Some(after), true) = (before, after, op) else {
+            return Err(not_event(
+                "it needs the fields \"before\", \"after\" and \"op\"",
+            ));
+        };
+        let after = RowFields::new(after, plan);
+        Ok(Bound {
+            compiled: compiled.clone(),
+            row: after.clone(),
+            event: Some(Box::new(EventLayout {
+                roles,
+                before: RowFields::new(before, plan),
+                after,
+            })),
+        })
+    }
+}
+
+/// `node`, or for a union the branch the datum holds (read from `r`).
+fn branch_of(nodes: &[Node], mut node: usize, r: &mut Reader<'_>) -> Read<usize> {
+    while let Some(Node::Union(branches)) = nodes.get(node) {
+        node = r.branch(branches)?;
+    }
+    Ok(node)
+}
+
+/// Whether `node` is a string, or a union of a string and null.
+fn is_string(nodes: &[Node], node: usize) -> bool {
+    match nodes.get(node) {
+        Some(Node::Bytes) => true,
+        Some(Node::Union(branches)) => branches
+            .iter()
+            .all(|b| matches!(nodes.get(*b), Some(Node::Bytes | Node::Null))),
+        _ => false,
     }
 }
 
@@ -324,34 +453,44 @@ pub fn encode_avro_row(
     scratch: &mut AvroScratch,
     out: &mut Vec<u8>,
 ) -> Result<(), RowError> {
-    if plan.unknown_fields == crate::decode::json::UnknownFields::Error {
-        if let Some(name) = &bound.unknown {
-            return Err(RowError::UnknownField {
-                field: name.clone(),
-            });
-        }
-    }
     super::registered::schema_id(payload)?;
     let datum = payload.get(HEADER_LEN..).unwrap_or_default();
     scratch.text.clear();
     scratch.fields.clear();
     scratch.fields.resize(plan.field_count(), None);
     let mut r = Reader::new(datum);
-    for ((name, node), id) in bound.compiled.fields.iter().zip(&bound.ids) {
+    let Some(event) = &bound.event else {
+        read_row(plan, &bound.compiled.nodes, &bound.row, &mut r, scratch)?;
+        end_of_datum(&r)?;
+        return encode_fields_row(plan, &scratch.text, &scratch.fields, meta, out);
+    };
+    let nodes = &bound.compiled.nodes;
+    // The event's fields in the writer's order; the images are found and skipped, then
+    // the one the operation names is read as the row.
+    let (mut before, mut after, mut op) = (None, None, None);
+    for ((name, node), role) in bound.compiled.fields.iter().zip(&event.roles) {
         let at = r.pos;
-        let read = match id {
-            Some(id) => {
-                let mut spare = None;
-                let slot = scratch.fields.get_mut(*id).unwrap_or(&mut spare);
-                write_top(
-                    &bound.compiled.nodes,
-                    *node,
-                    &mut r,
-                    &mut scratch.text,
-                    slot,
-                )
+        let read = match role {
+            EventField::Before | EventField::After => {
+                branch_of(nodes, *node, &mut r).and_then(|node| {
+                    let start = (nodes.get(node) != Some(&Node::Null)).then_some(r.pos);
+                    if *role == EventField::Before {
+                        before = start;
+                    } else {
+                        after = start;
+                    }
+                    skip(nodes, node, &mut r, 0)
+                })
             }
-            None => skip(&bound.compiled.nodes, *node, &mut r, 0),
+            EventField::Op => branch_of(nodes, *node, &mut r).and_then(|node| {
+                if nodes.get(node) == Some(&Node::Bytes) {
+                    let n = r.len()?;
+                    op = Some(r.pos..r.pos + n);
+                    r.take(n)?;
+                }
+                Ok(())
+            }),
+            EventField::Other => skip(nodes, *node, &mut r, 0),
         };
         read.map_err(|reason| RowError::InvalidAvro {
             offset: r.pos.max(at) + HEADER_LEN,
@@ -359,17 +498,73 @@ pub fn encode_avro_row(
             reason,
         })?;
     }
-    if r.pos != datum.len() {
+    end_of_datum(&r)?;
+    let (code, image) = debezium_operation(op.and_then(|op| datum.get(op)))?;
+    let (start, fields) = match image {
+        "before" => (before, &event.before),
+        _ => (after, &event.after),
+    };
+    let Some(start) = start else {
+        return Err(RowError::Envelope {
+            reason: format!("op \"{}\" without its \"{image}\" record", code as char),
+        });
+    };
+    r.pos = start;
+    read_row(plan, nodes, fields, &mut r, scratch)?;
+    let meta = MessageMeta {
+        op: Some(code),
+        ..*meta
+    };
+    encode_fields_row(plan, &scratch.text, &scratch.fields, &meta, out)
+}
+
+/// Reads the fields of the row's record from `r` into `scratch`.
+fn read_row(
+    plan: &RowPlan,
+    nodes: &[Node],
+    row: &RowFields,
+    r: &mut Reader<'_>,
+    scratch: &mut AvroScratch,
+) -> Result<(), RowError> {
+    if plan.unknown_fields == crate::decode::json::UnknownFields::Error {
+        if let Some(name) = &row.unknown {
+            return Err(RowError::UnknownField {
+                field: name.clone(),
+            });
+        }
+    }
+    for ((name, node), id) in row.fields.iter().zip(&row.ids) {
+        let at = r.pos;
+        let read = match id {
+            Some(id) => {
+                let mut spare = None;
+                let slot = scratch.fields.get_mut(*id).unwrap_or(&mut spare);
+                write_top(nodes, *node, r, &mut scratch.text, slot)
+            }
+            None => skip(nodes, *node, r, 0),
+        };
+        read.map_err(|reason| RowError::InvalidAvro {
+            offset: r.pos.max(at) + HEADER_LEN,
+            field: format!("{name:?}"),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+/// The datum must end where its record does.
+fn end_of_datum(r: &Reader<'_>) -> Result<(), RowError> {
+    if r.pos != r.b.len() {
         return Err(RowError::InvalidAvro {
             offset: r.pos + HEADER_LEN,
             field: "(after the record)".into(),
             reason: format!(
                 "{} bytes left over: the message was not written with schema this id names",
-                datum.len() - r.pos
+                r.b.len() - r.pos
             ),
         });
     }
-    encode_fields_row(plan, &scratch.text, &scratch.fields, meta, out)
+    Ok(())
 }
 
 type Read<T> = Result<T, String>;
@@ -862,6 +1057,215 @@ mod tests {
         encode_avro_row(plan, &bound, payload, &META, &mut scratch, &mut out)?;
         assert_eq!(out.remove(0), 0xAA, "the row is appended");
         Ok(out)
+    }
+
+    /// A Debezium change event's schema as Debezium's Avro converter writes it: the row's
+    /// record in nullable `before` and `after`, then the source, the operation and more.
+    const CHANGE_EVENT: &str = r#"{"type":"record","name":"Envelope","namespace":"shop.public.orders","fields":[
+        {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
+            {"name":"id","type":"long"},
+            {"name":"name","type":["null","string"],"default":null}]}],"default":null},
+        {"name":"after","type":["null","Value"],"default":null},
+        {"name":"source","type":{"type":"record","name":"Source","namespace":"io.debezium","fields":[
+            {"name":"db","type":"string"},{"name":"lsn","type":["null","long"]}]}},
+        {"name":"op","type":"string"},
+        {"name":"ts_ms","type":["null","long"],"default":null},
+        {"name":"transaction","type":["null",{"type":"record","name":"Tx","fields":[
+            {"name":"id","type":"string"}]}],"default":null}
+    ]}"#;
+
+    fn change(op: &str, before: Option<(i64, &str)>, after: Option<(i64, &str)>) -> V {
+        let image = |r: Option<(i64, &str)>| match r {
+            None => V::Union(0, Box::new(V::Null)),
+            Some((id, name)) => V::Union(
+                1,
+                Box::new(V::Record(vec![
+                    ("id".into(), V::Long(id)),
+                    ("name".into(), V::Union(1, Box::new(V::String(name.into())))),
+                ])),
+            ),
+        };
+        V::Record(vec![
+            ("before".into(), image(before)),
+            ("after".into(), image(after)),
+            (
+                "source".into(),
+                V::Record(vec![
+                    ("db".into(), V::String("shop".into())),
+                    ("lsn".into(), V::Union(1, Box::new(V::Long(77)))),
+                ]),
+            ),
+            ("op".into(), V::String(op.into())),
+            ("ts_ms".into(), V::Union(1, Box::new(V::Long(1)))),
+            (
+                "transaction".into(),
+                V::Union(
+                    1,
+                    Box::new(V::Record(vec![("id".into(), V::String("tx".into()))])),
+                ),
+            ),
+        ])
+    }
+
+    /// `envelope = "debezium"`: the row is the event's `after` (c, r, u) or `before` (d), its
+    /// operation and delete flag fill their columns, the rest of the event is skipped, and
+    /// events without a row are errors worded as a JSON event's are.
+    #[test]
+    fn debezium_events_give_the_row_of_their_image() {
+        let cdc_plan = |unknown| {
+            RowPlan::new(
+                vec![
+                    ColumnPlan::field("id", ty("UInt64")),
+                    ColumnPlan::field("name", ty("Nullable(String)")),
+                    ColumnPlan::meta("__op", ty("String"), MetaField::Op),
+                    ColumnPlan::meta("__deleted", ty("UInt8"), MetaField::Deleted),
+                ],
+                unknown,
+                false,
+            )
+            .unwrap()
+        };
+        let plan = cdc_plan(UnknownFields::Error);
+        let compiled = std::sync::Arc::new(Compiled::new(CHANGE_EVENT, &[]).unwrap());
+        let bound = Bound::debezium(&compiled, &plan).unwrap();
+        let read = |payload: &[u8]| {
+            let mut out = Vec::new();
+            let mut scratch = AvroScratch::default();
+            encode_avro_row(&plan, &bound, payload, &META, &mut scratch, &mut out)
+                .map(|()| out)
+                .map_err(|e| e.to_string())
+        };
+        let want = |id: u64, name: &str, op: u8| {
+            let mut out = Vec::new();
+            let meta = MessageMeta {
+                op: Some(op),
+                ..META
+            };
+            let json = format!(r#"{{"id":{id},"name":"{name}"}}"#);
+            encode_json_row(&plan, json.as_bytes(), &meta, &mut out).unwrap();
+            out
+        };
+        let event = |op, before, after| message(CHANGE_EVENT, change(op, before, after));
+        assert_eq!(
+            read(&event("c", None, Some((1, "a")))),
+            Ok(want(1, "a", b'c'))
+        );
+        assert_eq!(
+            read(&event("r", None, Some((3, "s")))),
+            Ok(want(3, "s", b'r'))
+        );
+        assert_eq!(
+            read(&event("u", Some((1, "a")), Some((1, "b")))),
+            Ok(want(1, "b", b'u'))
+        );
+        let deleted = read(&event("d", Some((2, "x")), None)).unwrap();
+        assert_eq!(deleted, want(2, "x", b'd'));
+        assert_eq!(deleted.last(), Some(&1), "a delete is flagged");
+        for (payload, says) in [
+            (event("t", None, None), "a truncate (op \"t\") has no row"),
+            (event("m", None, None), "a message (op \"m\") has no row"),
+            (
+                event("x", None, Some((1, "a"))),
+                "op \"x\" is not c, r, u or d",
+            ),
+            (
+                event("c", None, None),
+                "op \"c\" without its \"after\" record",
+            ),
+            (
+                event("d", None, Some((1, "a"))),
+                "op \"d\" without its \"before\" record",
+            ),
+        ] {
+            let e = read(&payload).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+        // A cut-off event names the field it stopped in; a cut-off image, the image's field.
+        let full = event("u", Some((1, "a")), Some((1, "b")));
+        let e = read(&full[..full.len() - 8]).unwrap_err();
+        assert!(e.contains("\"source\"") || e.contains("\"op\""), "{e}");
+        let mut bad_image = event("c", None, Some((1, "a")));
+        // before null (0), after branch 1 (2), id 1 (2), name branch 1 (2), its length 1
+        // (2): make the length 100.
+        let at = HEADER_LEN + 4;
+        assert_eq!(bad_image[at - 1..at + 1], [0x02, 0x02], "{bad_image:?}");
+        bad_image[at] = 0xc8;
+        bad_image.insert(at + 1, 0x01);
+        // The image is skipped before the operation is known: its field is the event's.
+        let e = read(&bad_image).unwrap_err();
+        assert!(
+            e.contains("field \"after\": truncated: 100 bytes announced"),
+            "{e}"
+        );
+
+        // A field of the image without a column is unknown; the event's own fields are not.
+        let narrow = RowPlan::new(
+            vec![ColumnPlan::field("id", ty("UInt64"))],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let bound_narrow = Bound::debezium(&compiled, &narrow).unwrap();
+        let mut scratch = AvroScratch::default();
+        let e = encode_avro_row(
+            &narrow,
+            &bound_narrow,
+            &event("c", None, Some((1, "a"))),
+            &META,
+            &mut scratch,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            RowError::UnknownField {
+                field: "name".into()
+            }
+            .to_string()
+        );
+        let lax = cdc_plan(UnknownFields::Ignore);
+        let bound_lax = Bound::debezium(&compiled, &lax).unwrap();
+        let mut out = Vec::new();
+        encode_avro_row(
+            &lax,
+            &bound_lax,
+            &event("c", None, Some((5, "e"))),
+            &META,
+            &mut scratch,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, want(5, "e", b'c'));
+
+        // Schemas that are no change event's are refused, saying what is missing.
+        for (schema, says) in [
+            (
+                EVENT,
+                "it needs the fields \"before\", \"after\" and \"op\"",
+            ),
+            (
+                &CHANGE_EVENT.replace(
+                    r#"{"name":"op","type":"string"}"#,
+                    r#"{"name":"op","type":"int"}"#,
+                ),
+                "\"op\" field is not a string",
+            ),
+            (
+                &CHANGE_EVENT.replace(
+                    r#"{"name":"after","type":["null","Value"],"default":null}"#,
+                    r#"{"name":"after","type":"long"}"#,
+                ),
+                "\"after\" field holds no record",
+            ),
+        ] {
+            let c = std::sync::Arc::new(Compiled::new(schema, &[]).unwrap());
+            let e = Bound::debezium(&c, &plan).unwrap_err();
+            assert!(
+                e.starts_with("not a Debezium change event's schema: "),
+                "{e}"
+            );
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     fn json_row(plan: &RowPlan, json: &str) -> Vec<u8> {

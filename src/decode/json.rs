@@ -4737,20 +4737,13 @@ pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8]), RowError> {
             event = p.raw;
             continue;
         }
-        let Some(op) = op else {
-            return Err(bad("no \"op\" field (not a Debezium event?)".into()));
-        };
-        let code = match op.raw {
-            b"\"c\"" | b"\"r\"" | b"\"u\"" | b"\"d\"" => op.raw[1],
-            b"\"t\"" => return Err(bad("a truncate (op \"t\") has no row".into())),
-            b"\"m\"" => return Err(bad("a message (op \"m\") has no row".into())),
-            other => return Err(bad(format!("op {} is not c, r, u or d", show(other)))),
-        };
-        let (image, name) = if code == b'd' {
-            (before, "before")
-        } else {
-            (after, "after")
-        };
+        // A string's text between its quotes; any other JSON value as it is, for the error.
+        let op = op.map(|v| match v.kind {
+            Kind::Str => v.raw.get(1..v.raw.len() - 1).unwrap_or_default(),
+            _ => v.raw,
+        });
+        let (code, name) = debezium_operation(op)?;
+        let image = if code == b'd' { before } else { after };
         return match image {
             Some(v) if v.kind == Kind::Obj => Ok((code, v.raw)),
             _ => Err(bad(format!(
@@ -4760,6 +4753,22 @@ pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8]), RowError> {
         };
     }
     Err(bad("nested \"payload\" wrappers".into()))
+}
+
+/// A Debezium change event's operation code and the image that holds its row: `after` for
+/// a create (`c`), snapshot read (`r`) or update (`u`), `before` for a delete (`d`). A
+/// truncate (`t`), a message (`m`), anything else or no operation at all is the event's
+/// error. Every format's envelope reads its operation here, so all word it the same.
+pub fn debezium_operation(op: Option<&[u8]>) -> Result<(u8, &'static str), RowError> {
+    let bad = |reason: String| RowError::Envelope { reason };
+    match op {
+        None => Err(bad("no \"op\" field (not a Debezium event?)".into())),
+        Some(&[code @ (b'c' | b'r' | b'u')]) => Ok((code, "after")),
+        Some(b"d") => Ok((b'd', "before")),
+        Some(b"t") => Err(bad("a truncate (op \"t\") has no row".into())),
+        Some(b"m") => Err(bad("a message (op \"m\") has no row".into())),
+        Some(other) => Err(bad(format!("op {:?} is not c, r, u or d", show(other)))),
+    }
 }
 
 /// Writes meta column `col` (source `m`) from the message's metadata.

@@ -22,6 +22,10 @@
 //!   any value, an array; whole numbers as integers); `Any` -> the message it wraps, with
 //!   `"@type"` first (a type the schema does not define refuses the message).
 //!
+//! With `envelope = "debezium"` the message is a change event: its `op` and the image it
+//! names (`before` or `after`, a message field) are found on the wire, and the image is
+//! read as the row's message, by either path below.
+//!
 //! A field that has presence (`optional`, a message, a `oneof` member) and is not set is
 //! missing: its column takes its DEFAULT, NULL or type default, as a missing JSON field.
 //! A proto3 scalar without presence that is not on the wire is its zero value, as Protobuf
@@ -37,10 +41,11 @@ use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use super::cursor::Cursor;
 use super::json::{
-    encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan, UnknownFields,
+    debezium_operation, encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan,
+    UnknownFields,
 };
 use super::jsontext::{json_string, write_float, write_scaled};
-use super::protowire::{write_flat, FlatPlan, FlatScratch};
+use super::protowire::{delimited_fields, write_flat, FlatPlan, FlatScratch};
 use super::registered::MAX_DEPTH;
 
 /// The name the registry's schema is compiled under (its imports keep theirs).
@@ -146,48 +151,101 @@ struct BoundMessage {
     /// Read straight from the wire when every mapped field is a scalar
     /// ([`super::protowire`]); `None`: decoded into a `DynamicMessage`.
     flat: Option<FlatPlan>,
+    /// `envelope = "debezium"`: this message type as a change event, if it is one.
+    event: Option<Box<EventLayout>>,
+}
+
+/// A Debezium change event's message type: the numbers of its `before`, `after` and `op`
+/// fields, and the row's message type (of `before` and of `after`) bound to the plan.
+#[derive(Debug, Clone)]
+struct EventLayout {
+    numbers: [u32; 3],
+    before: BoundMessage,
+    after: BoundMessage,
+}
+
+/// The names of a change event's fields, in [`EventLayout::numbers`]' order.
+const EVENT_FIELDS: [&str; 3] = ["before", "after", "op"];
+
+impl BoundMessage {
+    fn new(path: &[i64], desc: &MessageDescriptor, plan: &RowPlan) -> BoundMessage {
+        let fields: Vec<BoundField> = desc
+            .fields()
+            .map(|f| BoundField {
+                id: plan.field_id(f.name()),
+                kind: f.kind(),
+                presence: f.supports_presence(),
+                repeated: f.is_list() || f.is_map(),
+                desc: f,
+            })
+            .collect();
+        let with_defaults: Vec<_> = fields
+            .iter()
+            .map(|f| {
+                let mut text = Vec::new();
+                let kind =
+                    top_level(&f.desc.default_value(), f, &mut text).unwrap_or(FieldKind::Null);
+                (f.desc.clone(), f.id, text, kind)
+            })
+            .collect();
+        BoundMessage {
+            path: path.to_vec(),
+            desc: desc.clone(),
+            flat: FlatPlan::new(&with_defaults),
+            fields,
+            event: None,
+        }
+    }
+
+    /// `desc` as a Debezium change event: singular message fields `before` and `after` and a
+    /// string `op`; `None` if it is not one.
+    fn event(desc: &MessageDescriptor, plan: &RowPlan) -> Option<EventLayout> {
+        let field = |name: &str| {
+            desc.get_field_by_name(name)
+                .filter(|f| !f.is_list() && !f.is_map())
+        };
+        let image = |name: &str| {
+            let f = field(name)?;
+            match f.kind() {
+                Kind::Message(m) => Some((f.number(), BoundMessage::new(&[], &m, plan))),
+                _ => None,
+            }
+        };
+        let (before_number, before) = image("before")?;
+        let (after_number, after) = image("after")?;
+        let op = field("op").filter(|f| f.kind() == Kind::String)?;
+        Some(EventLayout {
+            numbers: [before_number, after_number, op.number()],
+            before,
+            after,
+        })
+    }
 }
 
 /// A compiled schema bound to a route's plan (every message type of its file).
 #[derive(Debug, Clone)]
 pub struct Bound {
     messages: Vec<BoundMessage>,
+    /// `envelope = "debezium"`: each message is a change event and the row its image.
+    debezium: bool,
 }
 
 impl Bound {
-    pub fn new(compiled: &Compiled, plan: &RowPlan) -> Bound {
+    /// Binds every message type of `compiled` to `plan`; with `debezium`, each is read as a
+    /// change event whose image is the row.
+    pub fn new(compiled: &Compiled, plan: &RowPlan, debezium: bool) -> Bound {
         let messages = compiled
             .messages
             .iter()
             .map(|(path, desc)| {
-                let fields: Vec<BoundField> = desc
-                    .fields()
-                    .map(|f| BoundField {
-                        id: plan.field_id(f.name()),
-                        kind: f.kind(),
-                        presence: f.supports_presence(),
-                        repeated: f.is_list() || f.is_map(),
-                        desc: f,
-                    })
-                    .collect();
-                let with_defaults: Vec<_> = fields
-                    .iter()
-                    .map(|f| {
-                        let mut text = Vec::new();
-                        let kind = top_level(&f.desc.default_value(), f, &mut text)
-                            .unwrap_or(FieldKind::Null);
-                        (f.desc.clone(), f.id, text, kind)
-                    })
-                    .collect();
-                BoundMessage {
-                    path: path.clone(),
-                    desc: desc.clone(),
-                    flat: FlatPlan::new(&with_defaults),
-                    fields,
+                let mut m = BoundMessage::new(path, desc, plan);
+                if debezium {
+                    m.event = BoundMessage::event(desc, plan).map(Box::new);
                 }
+                m
             })
             .collect();
-        Bound { messages }
+        Bound { messages, debezium }
     }
 
     /// Every message decoded into a `DynamicMessage` (the tests compare both paths).
@@ -195,6 +253,10 @@ impl Bound {
     fn without_flat(mut self) -> Bound {
         for m in &mut self.messages {
             m.flat = None;
+            if let Some(e) = &mut m.event {
+                e.before.flat = None;
+                e.after.flat = None;
+            }
         }
         self
     }
@@ -207,6 +269,8 @@ pub struct ProtobufScratch {
     fields: Vec<Option<FieldValue>>,
     path: Vec<i64>,
     flat: FlatScratch,
+    /// A change event's image when it came in pieces.
+    image: Vec<u8>,
 }
 
 /// Reads the message indexes after the 5-byte header into `path`; returns the rest.
@@ -249,6 +313,69 @@ pub fn encode_protobuf_row(
             ),
         });
     };
+    if !bound.debezium {
+        return encode_message(plan, m, body, meta, scratch, out);
+    }
+    let Some(event) = &m.event else {
+        return Err(RowError::Envelope {
+            reason: format!(
+                "{} is not a change event: it needs message fields \"before\" and \"after\" \
+                 and a string \"op\"",
+                m.desc.full_name()
+            ),
+        });
+    };
+    // The operation (its last value wins), then the pieces of the image it names (a
+    // message field's pieces merge, which for the wire format is their concatenation).
+    let mut op = None;
+    let mut pieces = [0usize; 2];
+    delimited_fields(body, &event.numbers, &EVENT_FIELDS, |i, v| match i {
+        2 => op = Some(v),
+        _ => pieces[i] += 1,
+    })
+    .map_err(|reason| RowError::InvalidProtobuf {
+        reason: format!("{} does not decode: {reason}", m.desc.full_name()),
+    })?;
+    let (code, image) = debezium_operation(op.filter(|op| !op.is_empty()))?;
+    let (i, row) = match image {
+        "before" => (0, &event.before),
+        _ => (1, &event.after),
+    };
+    let meta = MessageMeta {
+        op: Some(code),
+        ..*meta
+    };
+    let mut merged = std::mem::take(&mut scratch.image);
+    merged.clear();
+    let mut one = None;
+    delimited_fields(body, &event.numbers[i..=i], &EVENT_FIELDS[i..=i], |_, v| {
+        if pieces[i] == 1 {
+            one = Some(v);
+        } else {
+            merged.extend_from_slice(v);
+        }
+    })
+    .map_err(|reason| RowError::InvalidProtobuf { reason })?;
+    let read = match (pieces[i], one) {
+        (0, _) => Err(RowError::Envelope {
+            reason: format!("op \"{}\" without its \"{image}\" message", code as char),
+        }),
+        (_, Some(v)) => encode_message(plan, row, v, &meta, scratch, out),
+        _ => encode_message(plan, row, &merged, &meta, scratch, out),
+    };
+    scratch.image = merged;
+    read
+}
+
+/// Appends the row of the encoded message `body` of type `m` to `out`.
+fn encode_message(
+    plan: &RowPlan,
+    m: &BoundMessage,
+    body: &[u8],
+    meta: &MessageMeta<'_>,
+    scratch: &mut ProtobufScratch,
+    out: &mut Vec<u8>,
+) -> Result<(), RowError> {
     if let Some(flat) = &m.flat {
         scratch.text.clear();
         scratch.fields.clear();
@@ -617,7 +744,7 @@ fn write_message(m: &DynamicMessage, out: &mut Vec<u8>, depth: usize) -> Result<
 mod tests {
     use super::*;
     use crate::decode::json::tests::{named_plan as plan, ty, META};
-    use crate::decode::json::{encode_json_row, ColumnPlan};
+    use crate::decode::json::{encode_json_row, ColumnPlan, MetaField};
     use protox::prost::Message as _;
 
     const PROTO: &str = r#"
@@ -670,7 +797,7 @@ mod tests {
 
     /// The row `payload` (a framed message of `c`'s schema) makes under `plan`.
     fn row_of(c: &Compiled, plan: &RowPlan, payload: &[u8]) -> Result<Vec<u8>, RowError> {
-        let bound = Bound::new(c, plan);
+        let bound = Bound::new(c, plan, false);
         let mut out = vec![0xAA];
         encode_protobuf_row(
             plan,
@@ -682,6 +809,153 @@ mod tests {
         )?;
         assert_eq!(out.remove(0), 0xAA, "the row is appended");
         Ok(out)
+    }
+
+    /// A Debezium change event as Confluent's Protobuf converter writes one: the row's
+    /// message in `before` and `after`, then the source and the operation.
+    const CHANGE_EVENT: &str = r#"
+        syntax = "proto3";
+        package shop.public.orders;
+        message Envelope {
+            Value before = 1;
+            Value after = 2;
+            Source source = 3;
+            string op = 4;
+            optional int64 ts_ms = 5;
+            message Value { int64 id = 1; optional string name = 2; }
+            message Source { string db = 1; }
+        }
+        message NotAnEvent { string op = 1; }
+    "#;
+
+    /// `envelope = "debezium"`: the row is the event's `after` (c, r, u) or `before` (d),
+    /// on the wire path and the `DynamicMessage` path alike; an image in pieces merges;
+    /// events without a row, and message types that are no event, are errors.
+    #[test]
+    fn debezium_events_give_the_row_of_their_image() {
+        let c = Compiled::new(CHANGE_EVENT, &[]).unwrap();
+        let plan = RowPlan::new(
+            vec![
+                ColumnPlan::field("id", ty("Int64")),
+                ColumnPlan::field("name", ty("Nullable(String)")),
+                ColumnPlan::meta("__op", ty("String"), MetaField::Op),
+                ColumnPlan::meta("__deleted", ty("UInt8"), MetaField::Deleted),
+            ],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let desc = |name: &str| {
+            c.messages
+                .iter()
+                .find(|(_, m)| m.full_name() == name)
+                .map(|(_, m)| m.clone())
+                .unwrap()
+        };
+        let (envelope, value, source) = (
+            desc("shop.public.orders.Envelope"),
+            desc("shop.public.orders.Envelope.Value"),
+            desc("shop.public.orders.Envelope.Source"),
+        );
+        let image = |id: i64, name: Option<&str>| {
+            let mut v = DynamicMessage::new(value.clone());
+            v.set_field_by_name("id", Value::I64(id));
+            if let Some(n) = name {
+                v.set_field_by_name("name", Value::String(n.into()));
+            }
+            Value::Message(v)
+        };
+        let event = |op: &str, before: Option<Value>, after: Option<Value>| {
+            let mut e = DynamicMessage::new(envelope.clone());
+            let mut src = DynamicMessage::new(source.clone());
+            src.set_field_by_name("db", Value::String("shop".into()));
+            if let Some(b) = before {
+                e.set_field_by_name("before", b);
+            }
+            if let Some(a) = after {
+                e.set_field_by_name("after", a);
+            }
+            e.set_field_by_name("source", Value::Message(src));
+            e.set_field_by_name("op", Value::String(op.into()));
+            e.set_field_by_name("ts_ms", Value::I64(1));
+            let mut m = vec![0, 0, 0, 0, 7, 0];
+            m.extend(e.encode_to_vec());
+            m
+        };
+        let want = |json: &str, op: u8| {
+            let mut out = Vec::new();
+            let meta = MessageMeta {
+                op: Some(op),
+                ..META
+            };
+            encode_json_row(&plan, json.as_bytes(), &meta, &mut out).unwrap();
+            out
+        };
+        // An image sent in two pieces (as a merged message may be): id, then name.
+        let mut pieces = event("u", None, Some(image(9, None)));
+        pieces.extend(DynamicMessage::encode_to_vec(&{
+            let mut e = DynamicMessage::new(envelope.clone());
+            e.set_field_by_name("after", image(0, Some("late")));
+            e
+        }));
+        for slow in [false, true] {
+            let mut bound = Bound::new(&c, &plan, true);
+            if slow {
+                bound = bound.without_flat();
+            }
+            let read = |payload: &[u8]| {
+                let mut out = Vec::new();
+                let mut scratch = ProtobufScratch::default();
+                encode_protobuf_row(&plan, &bound, payload, &META, &mut scratch, &mut out)
+                    .map(|()| out)
+                    .map_err(|e| e.to_string())
+            };
+            let a = || Some(image(1, Some("a")));
+            assert_eq!(
+                read(&event("c", None, a())),
+                Ok(want(r#"{"id":1,"name":"a"}"#, b'c'))
+            );
+            assert_eq!(
+                read(&event("r", None, Some(image(3, Some("s"))))),
+                Ok(want(r#"{"id":3,"name":"s"}"#, b'r'))
+            );
+            assert_eq!(
+                read(&event("u", a(), Some(image(1, Some("b"))))),
+                Ok(want(r#"{"id":1,"name":"b"}"#, b'u'))
+            );
+            let deleted = read(&event("d", Some(image(2, Some("x"))), None)).unwrap();
+            assert_eq!(deleted, want(r#"{"id":2,"name":"x"}"#, b'd'), "slow {slow}");
+            assert_eq!(deleted.last(), Some(&1), "a delete is flagged");
+            // The second piece's id is proto3's zero, not on the wire: the first one's stays.
+            assert_eq!(read(&pieces), Ok(want(r#"{"id":9,"name":"late"}"#, b'u')));
+            for (payload, says) in [
+                (event("t", None, None), "a truncate (op \"t\") has no row"),
+                (event("m", None, None), "a message (op \"m\") has no row"),
+                (event("", None, a()), "no \"op\" field"),
+                (event("x", None, a()), "op \"x\" is not c, r, u or d"),
+                (
+                    event("c", None, None),
+                    "op \"c\" without its \"after\" message",
+                ),
+                (
+                    event("d", None, a()),
+                    "op \"d\" without its \"before\" message",
+                ),
+                // op as a varint (field 4, wire type 0).
+                (
+                    [vec![0, 0, 0, 0, 7, 0], vec![0x20, 1]].concat(),
+                    "field \"op\": wire type 0",
+                ),
+                // Message index [1]: NotAnEvent.
+                (
+                    vec![0, 0, 0, 0, 7, 2, 2],
+                    "NotAnEvent is not a change event",
+                ),
+            ] {
+                let e = read(&payload).unwrap_err();
+                assert!(e.contains(says), "slow {slow}: {e}");
+            }
+        }
     }
 
     fn order(c: &Compiled, full: bool) -> DynamicMessage {
@@ -935,12 +1209,12 @@ mod tests {
     ) -> (Result<Vec<u8>, String>, Result<Vec<u8>, String>) {
         let mut payload = vec![0, 0, 0, 0, 7, 0];
         payload.extend_from_slice(body);
-        let fast = Bound::new(c, plan);
+        let fast = Bound::new(c, plan, false);
         assert!(
             fast.messages[0].flat.is_some(),
             "Flat is read from the wire"
         );
-        let slow = Bound::new(c, plan).without_flat();
+        let slow = Bound::new(c, plan, false).without_flat();
         let run = |b: &Bound| {
             let mut out = Vec::new();
             encode_protobuf_row(

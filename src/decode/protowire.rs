@@ -229,6 +229,43 @@ impl<'a> Wire<'a> {
     }
 }
 
+/// Calls `each` with the index in `numbers` and the bytes of every length-delimited field of
+/// `body` whose number is listed, in wire order (a message field may come more than once:
+/// its pieces merge); other fields are skipped. A listed field of another wire type is an
+/// error naming it by `names` (parallel to `numbers`).
+pub(super) fn delimited_fields<'a>(
+    body: &'a [u8],
+    numbers: &[u32],
+    names: &[&str],
+    mut each: impl FnMut(usize, &'a [u8]),
+) -> Result<(), String> {
+    let mut w = Wire::new(body);
+    while w.pos < body.len() {
+        let at = w.pos;
+        let tag = w.varint().map_err(|e| format!("at byte {at}: {e}"))?;
+        let (number, wire_type) = (tag >> 3, tag & 7);
+        match numbers.iter().position(|n| u64::from(*n) == number) {
+            Some(i) => {
+                let name = names.get(i).copied().unwrap_or_default();
+                if wire_type != 2 {
+                    return Err(format!(
+                        "field {name:?}: wire type {wire_type}, the schema's type has 2"
+                    ));
+                }
+                each(
+                    i,
+                    w.len_delimited()
+                        .map_err(|e| format!("field {name:?}: {e}"))?,
+                );
+            }
+            None => w
+                .skip(wire_type)
+                .map_err(|e| format!("field number {number}: {e}"))?,
+        }
+    }
+    Ok(())
+}
+
 /// Reads one value of `f` and writes its JSON text to `out`; `raw` (a top-level value): a
 /// string or bytes value goes in as it is (between quotes, nothing escaped), and an integer,
 /// double, float or timestamp is handed over typed ([`FieldKind::Integer`],

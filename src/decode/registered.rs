@@ -12,11 +12,11 @@
 //! already refuse a value they cannot hold, which dead-letters the message with the field and
 //! the reason, and a check costs a parse of its own.
 
-use crate::config::Format;
+use crate::config::{Envelope, Format};
 use crate::registry::RawSchema;
 
 use super::avro::{self, AvroScratch};
-use super::json::{encode_json_row, MessageMeta, RowError, RowPlan};
+use super::json::{debezium_row, encode_json_row, MessageMeta, RowError, RowPlan};
 use super::json_schema::Checker;
 use super::protobuf::{self, ProtobufScratch};
 
@@ -56,19 +56,25 @@ pub enum Bound {
     Avro(avro::Bound),
     Protobuf(protobuf::Bound),
     /// A JSON Schema: its document is read by the route's JSON plan, after its check if the
-    /// route validates.
-    Json(Option<Checker>),
+    /// route validates; a Debezium change event's row is read from the document's image.
+    Json {
+        checker: Option<Checker>,
+        debezium: bool,
+    },
 }
 
 /// Compiles `schema` for `format` (avro, protobuf or json-schema) and binds it to `plan`,
-/// a JSON Schema compiled for checks if `validate`; the error is why messages with this
-/// schema cannot be read.
+/// a JSON Schema compiled for checks if `validate`; with `envelope` Debezium, the plan reads
+/// the change event's row, not the event. The error is why messages with this schema cannot
+/// be read.
 pub fn bind(
     format: Format,
     schema: &RawSchema,
     plan: &RowPlan,
     validate: bool,
+    envelope: Envelope,
 ) -> Result<Bound, String> {
+    let debezium = envelope == Envelope::Debezium;
     let expected = match format {
         Format::Avro => "AVRO",
         Format::Protobuf => "PROTOBUF",
@@ -85,23 +91,32 @@ pub fn bind(
         Format::Avro => {
             let texts: Vec<String> = schema.references.iter().map(|(_, t)| t.clone()).collect();
             let compiled = std::sync::Arc::new(avro::Compiled::new(&schema.text, &texts)?);
-            Ok(Bound::Avro(avro::Bound::new(&compiled, plan)))
+            Ok(Bound::Avro(if debezium {
+                avro::Bound::debezium(&compiled, plan)?
+            } else {
+                avro::Bound::new(&compiled, plan)
+            }))
         }
         Format::JsonSchema => match serde_json::from_str::<serde_json::Value>(&schema.text) {
             // `true` and `false` are schemas too (anything, nothing); anything else is not.
             Ok(doc @ (serde_json::Value::Object(_) | serde_json::Value::Bool(_))) => {
-                Ok(Bound::Json(if validate {
-                    Some(Checker::new(&doc, &schema.references)?)
-                } else {
-                    None
-                }))
+                Ok(Bound::Json {
+                    checker: if validate {
+                        Some(Checker::new(&doc, &schema.references)?)
+                    } else {
+                        None
+                    },
+                    debezium,
+                })
             }
             Ok(_) => Err("not a JSON Schema: neither an object nor a boolean".into()),
             Err(e) => Err(format!("not a JSON Schema: {e}")),
         },
         _ => {
             let compiled = protobuf::Compiled::new(&schema.text, &schema.references)?;
-            Ok(Bound::Protobuf(protobuf::Bound::new(&compiled, plan)))
+            Ok(Bound::Protobuf(protobuf::Bound::new(
+                &compiled, plan, debezium,
+            )))
         }
     }
 }
@@ -127,12 +142,23 @@ pub fn encode_registered_row(
         Bound::Protobuf(b) => {
             protobuf::encode_protobuf_row(plan, b, payload, meta, &mut scratch.protobuf, out)
         }
-        Bound::Json(checker) => {
+        Bound::Json { checker, debezium } => {
             let doc = payload.get(HEADER_LEN..).unwrap_or_default();
             if let Some(c) = checker {
                 c.check(doc)?;
             }
-            encode_json_row(plan, doc, meta, out).map_err(|e| match e {
+            let read = if *debezium {
+                // The schema describes the event; the plan reads the event's row.
+                let (op, row) = debezium_row(doc)?;
+                let meta = MessageMeta {
+                    op: Some(op),
+                    ..*meta
+                };
+                encode_json_row(plan, row, &meta, out)
+            } else {
+                encode_json_row(plan, doc, meta, out)
+            };
+            read.map_err(|e| match e {
                 // The offset of the message, as every other format's errors give it.
                 RowError::InvalidJson { offset, reason } => RowError::InvalidJson {
                     offset: offset.saturating_add(HEADER_LEN),
@@ -180,7 +206,14 @@ mod tests {
             UnknownFields::Ignore,
         );
         let schema = r#"{"type":"object","properties":{"id":{"type":"integer"}}}"#;
-        let bound = bind(Format::JsonSchema, &json_schema(schema), &plan, false).unwrap();
+        let bound = bind(
+            Format::JsonSchema,
+            &json_schema(schema),
+            &plan,
+            false,
+            Envelope::None,
+        )
+        .unwrap();
         let mut scratch = Scratch::default();
         let mut row = Vec::new();
         let msg = framed(r#"{"id": 7, "name": "ab", "extra": 1}"#);
@@ -204,6 +237,52 @@ mod tests {
         );
     }
 
+    /// A JSON Schema route with `envelope = "debezium"`: the schema is the event's, the row
+    /// the event's image, as on a JSON route.
+    #[test]
+    fn a_json_schema_change_event_is_read_as_its_image() {
+        let plan = crate::decode::json::RowPlan::new(
+            vec![
+                crate::decode::json::ColumnPlan::field(
+                    "id",
+                    crate::decode::json::tests::ty("UInt64"),
+                ),
+                crate::decode::json::ColumnPlan::meta(
+                    "__op",
+                    crate::decode::json::tests::ty("String"),
+                    crate::decode::json::MetaField::Op,
+                ),
+            ],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let schema = json_schema(r#"{"type":"object","required":["op"]}"#);
+        let bound = bind(Format::JsonSchema, &schema, &plan, true, Envelope::Debezium).unwrap();
+        let mut scratch = Scratch::default();
+        let mut row = Vec::new();
+        let msg = framed(r#"{"before":{"id":1},"after":null,"op":"d","source":{"db":"x"}}"#);
+        encode_registered_row(&plan, &bound, &msg, &META, &mut scratch, &mut row).unwrap();
+        assert_eq!(row, [1, 0, 0, 0, 0, 0, 0, 0, 1, b'd']);
+        // The schema checks the whole event; the envelope's errors are the JSON route's.
+        assert_eq!(
+            refusal(&plan, &bound, r#"{"after":{"id":1}}"#, &mut row),
+            "fails its JSON Schema at the document: \"op\" is a required property"
+        );
+        let lax = bind(
+            Format::JsonSchema,
+            &schema,
+            &plan,
+            false,
+            Envelope::Debezium,
+        )
+        .unwrap();
+        assert_eq!(
+            refusal(&plan, &lax, r#"{"op":"t","after":null}"#, &mut row),
+            "Debezium change event: a truncate (op \"t\") has no row"
+        );
+    }
+
     #[test]
     fn a_json_schema_route_reads_only_json_schemas() {
         let plan = named_plan(&[("id", "UInt64")], UnknownFields::Ignore);
@@ -212,15 +291,43 @@ mod tests {
             text: r#"{"type":"record","name":"R","fields":[]}"#.into(),
             references: Vec::new(),
         };
-        let e = bind(Format::JsonSchema, &avro, &plan, false).unwrap_err();
+        let e = bind(Format::JsonSchema, &avro, &plan, false, Envelope::None).unwrap_err();
         assert_eq!(e, "schema type AVRO; the route reads JSON");
-        let e = bind(Format::JsonSchema, &json_schema("{"), &plan, false).unwrap_err();
+        let e = bind(
+            Format::JsonSchema,
+            &json_schema("{"),
+            &plan,
+            false,
+            Envelope::None,
+        )
+        .unwrap_err();
         assert!(e.starts_with("not a JSON Schema: "), "{e}");
-        let e = bind(Format::JsonSchema, &json_schema("[]"), &plan, false).unwrap_err();
+        let e = bind(
+            Format::JsonSchema,
+            &json_schema("[]"),
+            &plan,
+            false,
+            Envelope::None,
+        )
+        .unwrap_err();
         assert_eq!(e, "not a JSON Schema: neither an object nor a boolean");
-        assert!(bind(Format::JsonSchema, &json_schema("true"), &plan, false).is_ok());
+        assert!(bind(
+            Format::JsonSchema,
+            &json_schema("true"),
+            &plan,
+            false,
+            Envelope::None
+        )
+        .is_ok());
         // And an Avro route refuses a JSON Schema's id.
-        let e = bind(Format::Avro, &json_schema("{}"), &plan, false).unwrap_err();
+        let e = bind(
+            Format::Avro,
+            &json_schema("{}"),
+            &plan,
+            false,
+            Envelope::None,
+        )
+        .unwrap_err();
         assert_eq!(e, "schema type JSON; the route reads AVRO");
     }
 
@@ -238,11 +345,11 @@ mod tests {
         // Both documents fit the columns; only the schema refuses them.
         let over = framed(r#"{"id": 101, "name": "a"}"#);
         let long = framed(r#"{"id": 1, "name": "abcd"}"#);
-        let lax = bind(Format::JsonSchema, &schema, &plan, false).unwrap();
+        let lax = bind(Format::JsonSchema, &schema, &plan, false, Envelope::None).unwrap();
         for msg in [&over, &long] {
             encode_registered_row(&plan, &lax, msg, &META, &mut scratch, &mut row).unwrap();
         }
-        let strict = bind(Format::JsonSchema, &schema, &plan, true).unwrap();
+        let strict = bind(Format::JsonSchema, &schema, &plan, true, Envelope::None).unwrap();
         row.clear();
         let e = encode_registered_row(&plan, &strict, &over, &META, &mut scratch, &mut row)
             .unwrap_err();
@@ -266,13 +373,21 @@ mod tests {
         );
         // `false` refuses every document; a reference the registry did not list is the
         // schema's error.
-        let none = bind(Format::JsonSchema, &json_schema("false"), &plan, true).unwrap();
+        let none = bind(
+            Format::JsonSchema,
+            &json_schema("false"),
+            &plan,
+            true,
+            Envelope::None,
+        )
+        .unwrap();
         assert!(encode_registered_row(&plan, &none, &ok, &META, &mut scratch, &mut row).is_err());
         let e = bind(
             Format::JsonSchema,
             &json_schema(r#"{"$ref": "https://example.com/elsewhere.json"}"#),
             &plan,
             true,
+            Envelope::None,
         )
         .unwrap_err();
         assert!(e.starts_with("cannot compile the JSON Schema: "), "{e}");
