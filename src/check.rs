@@ -235,6 +235,16 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
             }
             None => {}
         }
+        let mut reading = Vec::new();
+        if r.envelope == crate::config::Envelope::Debezium {
+            reading.push("Debezium change events (the row: `after`; a delete's: `before`)");
+        }
+        if r.skip_tombstones {
+            reading.push("tombstones skipped and counted");
+        }
+        if !reading.is_empty() {
+            let _ = writeln!(out, "  messages: {}", reading.join("; "));
+        }
         match &r.bad_messages {
             BadMessages::DeadLetter { topic } => {
                 let exists = partitions.iter().any(|(t, p)| t == topic && p.is_some());

@@ -1158,8 +1158,15 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
              tombstones = \"skip\"\n"
         ));
     }
-    let (running, metrics) =
-        start_with_metrics(sluice::config::from_str(&text, Vec::new()).unwrap());
+    // `check` says how each route reads its messages.
+    let cfg = sluice::config::from_str(&text, Vec::new()).unwrap();
+    let mut out = Vec::new();
+    assert!(sluice::check::run(&cfg, &mut out).await);
+    let out = String::from_utf8(out).unwrap();
+    let said = "  messages: Debezium change events (the row: `after`; a delete's: `before`); \
+                tombstones skipped and counted\n";
+    assert_eq!(out.matches(said).count(), 3, "{out}");
+    let (running, metrics) = start_with_metrics(cfg);
     for (i, topic) in topics.iter().enumerate() {
         let messages = CHANGES.len() as i64 + i64::from(i == 0);
         wait_for_commit(&group, topic, 2, messages).await;
