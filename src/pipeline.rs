@@ -135,7 +135,10 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
 /// warning, its messages left in Kafka uncommitted; [`topics_changed`] looks at it again
 /// every `table_refresh`. A route that names its topic is planned as [`start_up`] plans it:
 /// its table must be there.
-pub async fn start_up_expanding(written: &Config) -> Result<(Config, Client, Vec<PreparedRoute>)> {
+pub async fn start_up_expanding(
+    written: &Config,
+    left_out: &mut LeftOut,
+) -> Result<(Config, Client, Vec<PreparedRoute>)> {
     if written.patterns.is_empty() {
         let (client, routes) = start_up(written).await?;
         return Ok((written.clone(), client, routes));
@@ -152,21 +155,49 @@ pub async fn start_up_expanding(written: &Config) -> Result<(Config, Client, Vec
     )
     .await;
     let mut routes = Vec::with_capacity(prepared.len());
-    let mut left_out = HashSet::new();
+    let mut out = HashSet::new();
     for (i, (route, p)) in cfg.routes.iter().zip(prepared).enumerate() {
         match p {
-            Ok(p) => routes.push(p),
+            Ok(p) => {
+                left_out.taken(&route.topic);
+                routes.push(p);
+            }
             Err(e) if i >= written.routes.len() => {
-                tracing::warn!(topic = %route.topic, error = %format!("{e:#}"),
-                    "a topic a route pattern takes is left out until its table can take its rows (looked at again every table_refresh)");
-                left_out.insert(route.topic.clone());
+                left_out.note(&route.topic, format!("{e:#}"));
+                out.insert(route.topic.clone());
             }
             Err(e) => return Err(e),
         }
     }
-    cfg.routes.retain(|r| !left_out.contains(&r.topic));
+    cfg.routes.retain(|r| !out.contains(&r.topic));
     registry_preflight(&cfg).await?;
     Ok((cfg, client, routes))
+}
+
+/// The topics a route pattern takes that are left out because their table cannot take
+/// their rows yet, with why. Each is warned about once (again only when the reason changes)
+/// and noted at debug level at every later `table_refresh`, so that a topic waiting for its
+/// table does not fill the log; the run keeps this across its passes.
+#[derive(Debug, Default)]
+pub struct LeftOut(HashMap<String, String>);
+
+impl LeftOut {
+    /// `topic` is left out because of `why`; returns whether that was news (warned).
+    fn note(&mut self, topic: &str, why: String) -> bool {
+        if self.0.get(topic) == Some(&why) {
+            tracing::debug!(topic, error = %why, "a topic a route pattern takes is still left out");
+            return false;
+        }
+        tracing::warn!(topic, error = %why,
+            "a topic a route pattern takes is left out until its table can take its rows (looked at again every table_refresh; said again only if the reason changes)");
+        self.0.insert(topic.to_string(), why);
+        true
+    }
+
+    /// `topic` is taken (or gone): a later reason to leave it out is news again.
+    fn taken(&mut self, topic: &str) {
+        self.0.remove(topic);
+    }
 }
 
 /// One route planned and checked as [`start_up`] does it: its table and dead-letter table
@@ -521,6 +552,7 @@ pub async fn run_with_metrics(
     // A run that stopped because a table changed under it starts over with the table planned
     // again; `changed` keeps why, and what the tables were planned as then.
     let mut changed: Option<(LaneFailure, Vec<PlanKey>)> = None;
+    let mut left_out = LeftOut::default();
     let outcome = loop {
         let pass = run_pass(
             &cfg,
@@ -529,6 +561,7 @@ pub async fn run_with_metrics(
             &health,
             &mut server,
             changed.as_ref(),
+            &mut left_out,
         )
         .await;
         match pass {
@@ -635,10 +668,11 @@ async fn run_pass(
     health: &crate::serve::Health,
     server: &mut Option<tokio::task::JoinHandle<()>>,
     changed: Option<&(LaneFailure, Vec<PlanKey>)>,
+    left_out: &mut LeftOut,
 ) -> Result<(Pass, Vec<PlanKey>)> {
     // A stop requested while starting ends the run cleanly: nothing was consumed yet.
     let written = cfg;
-    let started = start_up_expanding(written);
+    let started = start_up_expanding(written, left_out);
     let (expanded, client, prepared) = tokio::select! {
         p = started => p?,
         _ = &mut shutdown => {
@@ -649,7 +683,7 @@ async fn run_pass(
     // From here on the routes are those of the topics the patterns took this pass.
     let cfg = &expanded;
     if cfg.routes.is_empty() {
-        return wait_for_topics(written, cfg, &client, shutdown).await;
+        return wait_for_topics(written, cfg, &client, shutdown, left_out).await;
     }
     let keys: Vec<PlanKey> = prepared
         .iter()
@@ -779,7 +813,7 @@ async fn run_pass(
                     None => std::future::pending::<()>().await,
                 }
             } => {
-                if topics_changed(written, cfg, &client, &mut lister).await {
+                if topics_changed(written, cfg, &client, &mut lister, left_out).await {
                     refreshed = true;
                     break;
                 }
@@ -845,12 +879,13 @@ async fn run_pass(
 /// expansion of it): a topic deleted since, or one created since (or left out before) whose
 /// table can now take its rows. Asked every `table_refresh`; a failure to list the topics
 /// keeps the current ones (logged), and a matching topic whose table cannot take its rows
-/// yet stays out (logged each time).
+/// yet stays out (warned about once: [`LeftOut`]).
 async fn topics_changed(
     written: &Config,
     current: &Config,
     client: &Client,
     lister: &mut Option<Arc<TopicLister>>,
+    left_out: &mut LeftOut,
 ) -> bool {
     if written.patterns.is_empty() {
         return false;
@@ -890,6 +925,9 @@ async fn topics_changed(
         .filter(|t| !after.contains(t))
         .copied()
         .collect();
+    left_out
+        .0
+        .retain(|t, _| now.routes.iter().any(|r| r.topic == *t));
     let mut added = Vec::new();
     for route in now
         .routes
@@ -897,9 +935,13 @@ async fn topics_changed(
         .filter(|r| !before.contains(&r.topic.as_str()))
     {
         match prepare_route(client, &now, route, &partitions).await {
-            Ok(_) => added.push(route.topic.as_str()),
-            Err(e) => tracing::warn!(topic = %route.topic, error = %format!("{e:#}"),
-                "a topic a route pattern takes is left out until its table can take its rows"),
+            Ok(_) => {
+                left_out.taken(&route.topic);
+                added.push(route.topic.as_str());
+            }
+            Err(e) => {
+                left_out.note(&route.topic, format!("{e:#}"));
+            }
         }
     }
     if added.is_empty() && gone.is_empty() {
@@ -917,6 +959,7 @@ async fn wait_for_topics(
     current: &Config,
     client: &Client,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    left_out: &mut LeftOut,
 ) -> Result<(Pass, Vec<PlanKey>)> {
     let mut lister = None;
     let Some(every) = written.service.table_refresh else {
@@ -930,7 +973,7 @@ async fn wait_for_topics(
         tokio::select! {
             _ = &mut shutdown => return Ok((Pass::Stopped, Vec::new())),
             _ = tokio::time::sleep(every) => {
-                if topics_changed(written, current, client, &mut lister).await {
+                if topics_changed(written, current, client, &mut lister, left_out).await {
                     return Ok((Pass::Refreshed, Vec::new()));
                 }
             }
@@ -971,4 +1014,27 @@ fn own_fetch_settings(
         queue_chunks: OWN_FETCH_QUEUE_CHUNKS,
         security,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeftOut;
+
+    /// A topic left out for want of a table is warned about once, again only when the
+    /// reason changes or after it was taken (or gone) in between.
+    #[test]
+    fn a_left_out_topic_is_warned_about_once_per_reason() {
+        let mut left_out = LeftOut::default();
+        let missing = || "table default.t does not exist".to_string();
+        assert!(left_out.note("t", missing()));
+        assert!(!left_out.note("t", missing()));
+        assert!(!left_out.note("t", missing()));
+        assert!(left_out.note("u", missing()), "each topic on its own");
+        assert!(left_out.note("t", "exactly-once needs a deduplication window".into()));
+        left_out.taken("t");
+        assert!(
+            left_out.note("t", missing()),
+            "left out again after it was taken"
+        );
+    }
 }
