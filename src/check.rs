@@ -182,6 +182,27 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
             }
         };
 
+    // Shard-aware writes: every other shard connected as the first was.
+    let mut shards = Vec::new();
+    for url in cfg.clickhouse.shards.iter().skip(1) {
+        let mut settings = clickhouse_settings(&cfg.clickhouse);
+        settings.url = url.clone();
+        match crate::clickhouse::Client::connect(settings).await {
+            Ok(c) => {
+                let _ = writeln!(
+                    out,
+                    "clickhouse shard: {url} version {}",
+                    c.server().version_string
+                );
+                shards.push(c);
+            }
+            Err(e) => {
+                let _ = writeln!(out, "clickhouse shard: {url} FAILED: {e}");
+                ok = false;
+            }
+        }
+    }
+
     match crate::pipeline::schema_registry(cfg) {
         Ok(None) => {}
         Ok(Some(r)) => match r.check().await {
@@ -304,6 +325,43 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
             }
         }
         let Some(client) = &client else { continue };
+        if !cfg.clickhouse.shards.is_empty() {
+            let n = counts.get(&r.topic).copied().unwrap_or(0);
+            for (i, url) in cfg.clickhouse.shards.iter().enumerate() {
+                let taken: Vec<String> = (0..n as i32)
+                    .filter(|p| {
+                        crate::clickhouse::shards::shard_of(
+                            &r.topic,
+                            *p,
+                            cfg.clickhouse.shards.len(),
+                        ) == i
+                    })
+                    .map(|p| p.to_string())
+                    .collect();
+                let _ = write!(out, "  shard {url}: partitions [{}]", taken.join(", "));
+                match i.checked_sub(1).and_then(|j| shards.get(j)) {
+                    None if i == 0 => {
+                        let _ = writeln!(out);
+                    }
+                    None => {
+                        let _ = writeln!(out, " (not connected)");
+                    }
+                    Some(shard) => {
+                        match crate::pipeline::check_route_on_shard(client, shard, cfg, r, &counts)
+                            .await
+                        {
+                            Ok(()) => {
+                                let _ = writeln!(out, " (the table agrees with the first shard's)");
+                            }
+                            Err(e) => {
+                                let _ = writeln!(out, ": FAILED: {e:#}");
+                                ok = false;
+                            }
+                        }
+                    }
+                }
+            }
+        }
         match plan_route(client, r).await {
             Ok((plan, info)) => {
                 if r.delivery == crate::config::Delivery::ExactlyOnce {

@@ -64,7 +64,11 @@ pub struct RouteRuntime {
     pub header: bytes::Bytes,
     /// The plan of the dead-letter table (`on_bad_message = "dead-letter-table"`).
     pub dead_letters: Option<crate::schema::TablePlan>,
+    /// The first (or only) ClickHouse server: planning and the table refresh.
     pub client: Client,
+    /// Every shard's client, `client`'s first (only it without `clickhouse.shards`); each
+    /// lane inserts into its partition's ([`crate::clickhouse::shards::shard_of`]).
+    pub shards: Arc<[Client]>,
     pub dlq: Option<DeadLetterProducer>,
     pub metrics: Arc<RouteMetrics>,
     /// Shared by every lane of every route.
@@ -163,6 +167,9 @@ enum Stored {
 pub struct Lane {
     rt: Arc<RouteRuntime>,
     id: PartitionId,
+    /// The ClickHouse server this partition's rows (and dead-letter rows) go to: the
+    /// partition's shard, always the same one (see `clickhouse::shards`).
+    client: Client,
     committer: Committer,
     gauges: Arc<PartitionGauges>,
     batch: Batch,
@@ -206,10 +213,19 @@ impl Lane {
     ) -> Self {
         let cap = rt.route.batch.max_bytes.min(8 << 20);
         let share = rt.budget.share();
+        let shard = crate::clickhouse::shards::shard_of(&id.topic, id.partition, rt.shards.len());
+        let client = match rt.shards.get(shard) {
+            Some(c) => c.clone(),
+            None => rt.client.clone(),
+        };
+        if rt.shards.len() > 1 {
+            tracing::info!(partition = %id, shard = %client.url(), "the partition's rows go to its shard");
+        }
         Lane {
             share,
             rt,
             id,
+            client,
             committer,
             gauges,
             batch: Batch::with_capacity(cap),
@@ -348,7 +364,7 @@ impl Lane {
     /// whichever is shorter, so that its INSERT ends before either side times it out.
     fn age_limit(&self, max_age: Duration) -> Duration {
         let limits = &self.rt.route.batch;
-        let max_bytes = match self.rt.client.packing() {
+        let max_bytes = match self.client.packing() {
             Packing::Never if self.stream.is_none() => {
                 limits.max_bytes.min(self.share.fair_share())
             }
@@ -363,7 +379,7 @@ impl Lane {
             max_age
         };
         if self.stream.is_some() {
-            stream_age_limit(limit, self.rt.client.request_timeout())
+            stream_age_limit(limit, self.client.request_timeout())
         } else {
             limit
         }
@@ -500,7 +516,7 @@ impl Lane {
                 self.open_stream();
                 self.pump_stream(0).await?;
             } else if self.batch.should_pack(
-                self.rt.client.packing(),
+                self.client.packing(),
                 self.share.fair_share(),
                 self.log_end,
             ) {
@@ -670,7 +686,7 @@ impl Lane {
     /// moment its last message arrives. A guarded stream also needs every batch of the route
     /// to fit one of the server's insert blocks, and a batch not packed yet.
     fn can_stream(&self) -> bool {
-        let server_allows = match self.rt.client.streaming() {
+        let server_allows = match self.client.streaming() {
             Streaming::Off => false,
             Streaming::Safe => true,
             Streaming::Guarded { max_rows, .. } => {
@@ -710,14 +726,14 @@ impl Lane {
         };
         // A packed batch (a compressed wire) streams its LZ4 blocks; a guarded stream its
         // blocks that end inside rows.
-        let guard = match self.rt.client.streaming() {
+        let guard = match self.client.streaming() {
             Streaming::Guarded { blocks, .. } => Some(blocks),
             Streaming::Off | Streaming::Safe => None,
         };
-        let packed = guard.is_some() || self.rt.client.packing() == Packing::Always;
+        let packed = guard.is_some() || self.client.packing() == Packing::Always;
         self.batch.start_streaming(guard);
         self.stream = Some(OpenStream {
-            insert: self.rt.client.open_insert_stream(req, packed),
+            insert: self.client.open_insert_stream(req, packed),
             nonce,
             failed: false,
         });
@@ -1082,7 +1098,7 @@ impl Lane {
                 return Ok(InsertOutcome::Fenced);
             }
             attempts += 1;
-            let err = match self.rt.client.insert(&req).await {
+            let err = match self.client.insert(&req).await {
                 Ok(_) => {
                     let m = &self.rt.metrics;
                     RouteMetrics::add(&m.rows_inserted, (to - from) as u64);
@@ -1296,7 +1312,7 @@ impl Lane {
             if self.committer.fence().is_raised() {
                 return Ok(Stored::Fenced);
             }
-            match self.rt.client.insert(&req).await {
+            match self.client.insert(&req).await {
                 Ok(_) => {
                     RouteMetrics::add(&self.rt.metrics.dead_lettered, dead.len() as u64);
                     return Ok(Stored::Yes);

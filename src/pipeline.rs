@@ -627,6 +627,76 @@ impl PlanKey {
     }
 }
 
+/// Shard-aware writes (`clickhouse.shards`): connects to every shard after the first and
+/// plans and checks each route there as on the first, which must give the same plan (the
+/// same columns and types, insert format and dead-letter table: `keys`) and, for
+/// exactly-once, tables that deduplicate. Returns every shard's client, `first` first (only
+/// it without shards). Nothing is consumed until every shard has passed.
+async fn connect_shards(
+    cfg: &Config,
+    first: &Client,
+    keys: &[PlanKey],
+    prepared: &[PreparedRoute],
+) -> Result<Arc<[Client]>> {
+    let mut clients = vec![first.clone()];
+    let Some(others) = cfg.clickhouse.shards.get(1..) else {
+        return Ok(clients.into());
+    };
+    let partitions = kafka_preflight(&cfg.kafka).await?;
+    for url in others {
+        let shard = || format!("ClickHouse shard {url}");
+        let mut settings = clickhouse_settings(&cfg.clickhouse);
+        settings.url = url.clone();
+        let client = Client::connect(settings).await.with_context(shard)?;
+        for (p, key) in prepared.iter().zip(keys) {
+            plans_as_on_first(&client, cfg, &p.route, key, &partitions)
+                .await
+                .with_context(shard)?;
+        }
+        tracing::info!(shard = %url, version = %client.server().version_string, "ClickHouse shard connected; tables planned");
+        clients.push(client);
+    }
+    Ok(clients.into())
+}
+
+/// `route` planned and checked on `shard` as [`start_up`] does it, and its plan the first
+/// shard's (`first`): the same columns and types, insert format and dead-letter table.
+async fn plans_as_on_first(
+    shard: &Client,
+    cfg: &Config,
+    route: &Route,
+    first: &PlanKey,
+    partitions: &TopicPartitions,
+) -> Result<()> {
+    let here = prepare_route(shard, cfg, route, partitions).await?;
+    let planned = PlanKey::of(&here.route, &here.table, here.dead_letters.as_ref());
+    if planned != *first {
+        anyhow::bail!(
+            "{}.{} is not the first shard's table: every shard's table (and dead-letter table) needs the same columns and types, and every shard the same insert format ({:?} here, {:?} on {})",
+            route.database,
+            route.table,
+            planned.format,
+            first.format,
+            cfg.clickhouse.url
+        );
+    }
+    Ok(())
+}
+
+/// `check`'s view of shard-aware writes: `route` on `shard` is planned and checked as on
+/// `first` and gives the same plan ([`plans_as_on_first`]).
+pub async fn check_route_on_shard(
+    first: &Client,
+    shard: &Client,
+    cfg: &Config,
+    route: &Route,
+    partitions: &TopicPartitions,
+) -> Result<()> {
+    let p = prepare_route(first, cfg, route, partitions).await?;
+    let key = PlanKey::of(&p.route, &p.table, p.dead_letters.as_ref());
+    plans_as_on_first(shard, cfg, route, &key, partitions).await
+}
+
 /// The routes' tables as they are now, planned again, in the order of `cfg.routes`.
 async fn plan_keys_now(client: &Client, cfg: &Config) -> Result<Vec<PlanKey>> {
     let mut keys = Vec::with_capacity(cfg.routes.len());
@@ -696,10 +766,18 @@ async fn run_pass(
             );
         }
     }
+    let shards = tokio::select! {
+        s = connect_shards(cfg, &client, &keys, &prepared) => s?,
+        _ = &mut shutdown => {
+            tracing::info!("stopped before the pipeline started");
+            return Ok((Pass::Stopped, Vec::new()));
+        }
+    };
     tracing::info!(
         clickhouse = %cfg.clickhouse.url,
         version = %client.server().version_string,
         routes = prepared.len(),
+        shards = shards.len(),
         "ClickHouse connected; tables planned"
     );
     let needs_dlq = prepared
@@ -727,6 +805,7 @@ async fn run_pass(
             header: p.table.header,
             dead_letters: p.dead_letters,
             client: client.clone(),
+            shards: shards.clone(),
             dlq: dlq.clone(),
             budget: budget.clone(),
             refetch: refetch.clone(),

@@ -64,6 +64,7 @@ pub mod error;
 pub mod native_lz4;
 pub mod retry;
 pub mod secret;
+pub mod shards;
 pub mod sql;
 pub mod stream;
 pub mod version;

@@ -735,6 +735,49 @@ format = "json"
     }
 
     #[test]
+    fn shards_list_every_shard_url_first() {
+        let with = |shards: &str| {
+            from_str(
+                &MINIMAL.replace(
+                    "url = \"http://127.0.0.1:18123\"\n",
+                    &format!("url = \"http://127.0.0.1:18123\"\nshards = {shards}\n"),
+                ),
+                no_env(),
+            )
+        };
+        let c = with(r#"["http://127.0.0.1:18123/", "http://127.0.0.2:8123"]"#).unwrap();
+        assert_eq!(
+            c.clickhouse.shards,
+            ["http://127.0.0.1:18123", "http://127.0.0.2:8123"]
+        );
+        assert!(from_str(MINIMAL, no_env())
+            .unwrap()
+            .clickhouse
+            .shards
+            .is_empty());
+        for (shards, says) in [
+            (r#"["http://127.0.0.1:18123"]"#, "two at least"),
+            (
+                r#"["http://b:8123", "http://127.0.0.1:18123"]"#,
+                "the first shard must be clickhouse.url",
+            ),
+            (
+                r#"["http://127.0.0.1:18123", "http://127.0.0.1:18123/"]"#,
+                "listed twice",
+            ),
+            (r#"["http://127.0.0.1:18123", "https://b:8443"]"#, "scheme"),
+            (
+                r#"["http://127.0.0.1:18123", "b:8123"]"#,
+                "clickhouse.shards",
+            ),
+        ] {
+            let e = with(shards).unwrap_err();
+            assert_eq!(e.field, "clickhouse.shards", "{shards}");
+            assert!(e.to_string().contains(says), "{shards}: {e}");
+        }
+    }
+
+    #[test]
     fn a_debezium_envelope_names_its_op_and_deleted_columns_in_every_format_with_fields() {
         let with = |lines: &str| from_str(&MINIMAL.replace("format = \"json\"", lines), no_env());
         let c = with("format = \"json\"\nenvelope = \"debezium\"").unwrap();

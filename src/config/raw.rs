@@ -208,6 +208,9 @@ pub struct RawClickHouse {
     /// except those sluice sets itself (`validate::PROTECTED_INSERT_SETTINGS`).
     #[serde(default, deserialize_with = "scalar_map")]
     pub insert_settings: BTreeMap<String, String>,
+    /// Every shard's URL, `url` first: each partition's rows go to one shard's table.
+    #[serde(default)]
+    pub shards: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -275,6 +275,9 @@ pub struct ClickHouseConfig {
     pub stores: JavaStores,
     /// Settings sent with every INSERT, in name order; none of them one sluice sets itself.
     pub insert_settings: Vec<(String, String)>,
+    /// Shard-aware writes: every shard's URL, `url` first (empty: one server). Each
+    /// partition's rows go to one of them (`clickhouse::shards::shard_of`).
+    pub shards: Vec<String>,
 }
 
 /// INSERT settings `clickhouse.insert_settings` may not give, by name or prefix: those sluice
@@ -1584,6 +1587,7 @@ fn validate_clickhouse(
             .map_err(|e| err("clickhouse.keystore_location", format!("{}: {e}", p.display())))?,
         ),
     };
+    let shards = shard_urls(c.shards.as_deref(), &url)?;
     Ok(ClickHouseConfig {
         url,
         database: non_empty(
@@ -1610,7 +1614,48 @@ fn validate_clickhouse(
         },
         stores: JavaStores { identity, trusted },
         insert_settings: insert_settings(&c.insert_settings)?,
+        shards,
     })
+}
+
+/// `clickhouse.shards`, checked: at least two distinct URLs, `url` the first (the server
+/// `check`, the tools and the table refresh talk to), every one of `url`'s scheme (the TLS
+/// settings are for all of them). None given: one server, no list.
+fn shard_urls(given: Option<&[String]>, url: &str) -> Result<Vec<String>, ConfigError> {
+    const FIELD: &str = "clickhouse.shards";
+    let Some(given) = given else {
+        return Ok(Vec::new());
+    };
+    let mut shards = Vec::with_capacity(given.len());
+    for u in given {
+        let u = http_url(FIELD, u, "clickhouse.user and clickhouse.password")?;
+        let u = u.trim_end_matches('/').to_string();
+        if shards.contains(&u) {
+            return Err(err(FIELD, format!("{u} is listed twice")));
+        }
+        if u.split_once("://").map(|(s, _)| s) != url.split_once("://").map(|(s, _)| s) {
+            return Err(err(
+                FIELD,
+                format!(
+                    "{u}: every shard takes clickhouse.url's scheme (its TLS settings are theirs)"
+                ),
+            ));
+        }
+        shards.push(u);
+    }
+    if shards.len() < 2 {
+        return Err(err(
+            FIELD,
+            "list every shard, two at least (one server needs only url)",
+        ));
+    }
+    if shards[0] != url {
+        return Err(err(
+            FIELD,
+            format!("the first shard must be clickhouse.url ({url}): the order decides where each partition goes"),
+        ));
+    }
+    Ok(shards)
 }
 
 /// The truststore of an HTTPS client (`section.truststore_location`, JKS or PKCS#12) and
