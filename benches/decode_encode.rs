@@ -411,6 +411,7 @@ fn bench(c: &mut Criterion) {
         headers: &[],
         value: None,
         op: None,
+        source: sluice::decode::json::EventSource::NONE,
     };
     let mut out = Vec::with_capacity(BATCH * 256);
     let mut g = c.benchmark_group("decode_encode");

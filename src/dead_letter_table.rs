@@ -66,8 +66,7 @@ pub fn planning_route(route: &Route, database: &str, table: &str) -> Route {
             key: name("key"),
             headers: name("headers"),
             value: name("value"),
-            op: None,
-            deleted: None,
+            ..MetadataColumns::default()
         },
         columns: None,
         // The route's own date-time formats and envelope are of its messages' fields, which
@@ -112,6 +111,7 @@ pub fn encode_row(
         headers: &headers,
         value: record.payload.as_deref(),
         op: None,
+        source: crate::decode::json::EventSource::NONE,
     };
     encode_json_row(&plan.plan, doc.as_bytes(), &meta, out)
 }

@@ -43,7 +43,8 @@ use crate::commit::{CommitError, Committer};
 use crate::config::{BadMessages, Delivery, Envelope, Format, Route};
 use crate::dead_letter_table;
 use crate::decode::json::{
-    debezium_row, encode_json_row, encode_meta_row, encode_text_row, MessageMeta, RowError, RowPlan,
+    debezium_row, encode_json_row, encode_meta_row, encode_text_row, EventSource, MessageMeta,
+    RowError, RowPlan,
 };
 use crate::decode::registered::{self, encode_registered_row, schema_id, Bound};
 use crate::decode::text::{Delimited, Line};
@@ -559,16 +560,18 @@ impl Lane {
             headers: &headers,
             value: Some(payload),
             op: None,
+            source: EventSource::NONE,
         };
         let out = self.batch.body_mut();
         let row = match self.rt.route.format {
             Format::Json if self.rt.route.envelope == Envelope::Debezium => {
                 match debezium_row(payload) {
-                    Ok((op, row)) => encode_json_row(
+                    Ok((op, row, source)) => encode_json_row(
                         &self.rt.plan,
                         row,
                         &MessageMeta {
                             op: Some(op),
+                            source,
                             ..meta
                         },
                         out,

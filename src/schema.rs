@@ -106,6 +106,14 @@ fn meta_for(name: &str, m: &MetadataColumns) -> Option<MetaField> {
         Some(MetaField::Op)
     } else if is(&m.deleted) {
         Some(MetaField::Deleted)
+    } else if is(&m.ts_ms) {
+        Some(MetaField::EventTime)
+    } else if is(&m.source_ts_ms) {
+        Some(MetaField::SourceTime)
+    } else if is(&m.db) {
+        Some(MetaField::SourceDb)
+    } else if is(&m.table) {
+        Some(MetaField::SourceTable)
     } else {
         None
     }
@@ -177,6 +185,12 @@ pub fn plan_table(
                 ColumnSource::Meta(m),
                 format!("change event {m:?}").to_lowercase(),
             ),
+            Some(
+                m @ (MetaField::EventTime
+                | MetaField::SourceTime
+                | MetaField::SourceDb
+                | MetaField::SourceTable),
+            ) => (ColumnSource::Meta(m), m.name().to_string()),
             Some(m) => (ColumnSource::Meta(m), format!("kafka {m:?}").to_lowercase()),
             None => (
                 ColumnSource::Field(c.name.clone()),
@@ -677,6 +691,7 @@ mod tests {
         headers: &[],
         value: None,
         op: None,
+        source: crate::decode::json::EventSource::NONE,
     };
 
     #[test]

@@ -2974,7 +2974,8 @@ async fn debezium_change_events_land_as_rows_and_deletes() {
     create_topic(&format!("{topic}.dlq"), 1).await;
     ch(&format!(
         "CREATE TABLE default.{topic} (id UInt64, name String, __op LowCardinality(String), \
-         __deleted UInt8, _offset UInt64) ENGINE = ReplacingMergeTree(_offset, __deleted) \
+         __deleted UInt8, _offset UInt64, __source_ts_ms DateTime64(3, 'UTC'), __table String) \
+         ENGINE = ReplacingMergeTree(_offset, __deleted) \
          ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
     ))
     .await;
@@ -2982,7 +2983,8 @@ async fn debezium_change_events_land_as_rows_and_deletes() {
         Msg::json(
             (id % 2) as i32,
             format!(
-                r#"{{"before":{before},"after":{after},"op":"{op}","ts_ms":1,"source":{{"db":"shop"}}}}"#
+                r#"{{"before":{before},"after":{after},"op":"{op}","ts_ms":1,"source":{{"db":"shop","table":"orders","ts_ms":{}}}}}"#,
+                1_700_000_000_000u64 + id
             ),
         )
     };
@@ -3051,6 +3053,15 @@ async fn debezium_change_events_land_as_rows_and_deletes() {
         .await
         .trim(),
         "1c0 1u0 2c0 2d1 3r0 4c0 4d1 4c0"
+    );
+    // The source's table and time, from each event that says (the wrapped read does not).
+    assert_eq!(
+        ch(&format!(
+            "SELECT countIf(__table = 'orders' AND toUnixTimestamp64Milli(__source_ts_ms) = 1700000000000 + id), \
+             countIf(__table = '' AND toUnixTimestamp64Milli(__source_ts_ms) = 0) FROM {t} FORMAT CSV"
+        ))
+        .await,
+        "7,1\n"
     );
     let dead = dead_letter_reasons(&format!("{topic}.dlq"));
     assert_eq!(dead.len(), 1, "{dead:?}");

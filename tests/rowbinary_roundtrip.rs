@@ -193,6 +193,7 @@ const META: MessageMeta<'static> = MessageMeta {
     headers: &[],
     value: None,
     op: None,
+    source: sluice::decode::json::EventSource::NONE,
 };
 
 /// Compares rows, collecting every mismatch before failing.
@@ -605,6 +606,7 @@ async fn kafka_metadata_columns() {
         headers,
         value: None,
         op: None,
+        source: sluice::decode::json::EventSource::NONE,
     };
     let m2 = MessageMeta {
         topic: "orders",
@@ -615,6 +617,7 @@ async fn kafka_metadata_columns() {
         headers: &[],
         value: None,
         op: None,
+        source: sluice::decode::json::EventSource::NONE,
     };
     let mut body = Vec::new();
     encode_json_row(&plan, br#"{"id": 1}"#, &m1, &mut body).expect("row 1");

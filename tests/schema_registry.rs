@@ -1003,6 +1003,11 @@ const CHANGES: [Change; 10] = [
     (0, "t", None, None),
 ];
 
+/// When Debezium processed the change of a row (its `ts_ms`): a time per row id.
+fn event_ms(before: Option<(u64, &str)>, after: Option<(u64, &str)>) -> i64 {
+    1_700_000_000_000 + after.or(before).map_or(0, |(id, _)| id as i64)
+}
+
 /// `envelope = "debezium"` on Avro, Protobuf and JSON Schema routes: the same change events
 /// in each format land as their rows with op and delete flag, `FINAL` shows the source
 /// table's last state, the tombstone is skipped and the truncate, and (Avro) an event whose
@@ -1020,7 +1025,8 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
         create_topic(&format!("{topic}.dlq"), 1).await;
         ch(&format!(
             "CREATE TABLE default.{topic} (id UInt64, name String, __op LowCardinality(String), \
-             __deleted UInt8, _offset UInt64) ENGINE = ReplacingMergeTree(_offset, __deleted) \
+             __deleted UInt8, _offset UInt64, __ts_ms DateTime64(3, 'UTC'), __db String) \
+             ENGINE = ReplacingMergeTree(_offset, __deleted) \
              ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
         ))
         .await;
@@ -1055,7 +1061,10 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
                 ]),
             ),
             ("op".into(), V::String(op.into())),
-            ("ts_ms".into(), V::Union(1, Box::new(V::Long(1)))),
+            (
+                "ts_ms".into(),
+                V::Union(1, Box::new(V::Long(event_ms(before, after)))),
+            ),
         ]);
         framed(avro_id, apache_avro::to_avro_datum(&schema, event).unwrap())
     };
@@ -1097,7 +1106,7 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
         src.set_field_by_name("db", P::String("shop".into()));
         e.set_field_by_name("source", P::Message(src));
         e.set_field_by_name("op", P::String(op.into()));
-        e.set_field_by_name("ts_ms", P::I64(1));
+        e.set_field_by_name("ts_ms", P::I64(event_ms(before, after)));
         framed(proto_id, [vec![0], e.encode_to_vec()].concat())
     };
 
@@ -1118,9 +1127,10 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
         framed(
             json_id,
             format!(
-                r#"{{"before":{},"after":{},"source":{{"db":"shop"}},"op":"{op}","ts_ms":1}}"#,
+                r#"{{"before":{},"after":{},"source":{{"db":"shop"}},"op":"{op}","ts_ms":{}}}"#,
                 image(before),
-                image(after)
+                image(after),
+                event_ms(before, after)
             )
             .into_bytes(),
         )
@@ -1195,6 +1205,15 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
             .await
             .trim(),
             "1ac0 1bu0 2xc0 2xd1 3sr0 4pc0 4pd1 4qc0",
+            "{format}"
+        );
+        // Each event's ts_ms and its source's db.
+        assert_eq!(
+            ch_u64(&format!(
+                "SELECT countIf(__db = 'shop' AND toUnixTimestamp64Milli(__ts_ms) = 1700000000000 + id) FROM {t}"
+            ))
+            .await,
+            8,
             "{format}"
         );
         let dead = dead_letter_reasons(&format!("{topic}.dlq"));

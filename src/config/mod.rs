@@ -785,6 +785,21 @@ format = "json"
         assert_eq!(r.envelope, Envelope::Debezium);
         assert_eq!(r.metadata.op.as_deref(), Some("__op"));
         assert_eq!(r.metadata.deleted.as_deref(), Some("__deleted"));
+        assert_eq!(
+            [
+                &r.metadata.ts_ms,
+                &r.metadata.source_ts_ms,
+                &r.metadata.db,
+                &r.metadata.table
+            ]
+            .map(|c| c.as_deref()),
+            [
+                Some("__ts_ms"),
+                Some("__source_ts_ms"),
+                Some("__db"),
+                Some("__table")
+            ]
+        );
         let c =
             with("envelope = \"debezium\"\n[route.metadata]\ndeleted = \"is_deleted\"\nop = \"\"")
                 .unwrap();
@@ -817,6 +832,7 @@ format = "json"
             ),
             ("envelope = \"canal\"", "route[0].envelope"),
             ("[route.metadata]\ndeleted = \"d\"", "route[0].metadata"),
+            ("[route.metadata]\ntable = \"t\"", "route[0].metadata"),
         ] {
             assert_eq!(with(lines).unwrap_err().field, field, "{lines}");
         }

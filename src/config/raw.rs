@@ -297,6 +297,16 @@ pub struct RawMetadataColumns {
     pub op: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub deleted: Option<String>,
+    /// `envelope = "debezium"` only: the event's `ts_ms`, `source.ts_ms`, `source.db` and
+    /// `source.table`.
+    #[serde(default, deserialize_with = "scalar")]
+    pub ts_ms: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub source_ts_ms: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub db: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub table: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

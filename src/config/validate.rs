@@ -409,6 +409,12 @@ pub struct MetadataColumns {
     /// A change event's operation and delete flag (`envelope = "debezium"` only).
     pub op: Option<String>,
     pub deleted: Option<String>,
+    /// A change event's `ts_ms`, `source.ts_ms`, `source.db` and `source.table`
+    /// (`envelope = "debezium"` only).
+    pub ts_ms: Option<String>,
+    pub source_ts_ms: Option<String>,
+    pub db: Option<String>,
+    pub table: Option<String>,
 }
 
 /// How a message carries its row.
@@ -1896,6 +1902,10 @@ pub(super) fn validate_route(
         value: metadata_name(&m.value, "_value"),
         op: None,
         deleted: None,
+        ts_ms: None,
+        source_ts_ms: None,
+        db: None,
+        table: None,
     };
     let envelope = match r.envelope.as_deref() {
         None | Some("none") => Envelope::None,
@@ -1925,13 +1935,26 @@ pub(super) fn validate_route(
         Envelope::Debezium => MetadataColumns {
             op: metadata_name(&m.op, "__op"),
             deleted: metadata_name(&m.deleted, "__deleted"),
+            // The names Kafka Connect's ExtractNewRecordState gives them (`add.fields`).
+            ts_ms: metadata_name(&m.ts_ms, "__ts_ms"),
+            source_ts_ms: metadata_name(&m.source_ts_ms, "__source_ts_ms"),
+            db: metadata_name(&m.db, "__db"),
+            table: metadata_name(&m.table, "__table"),
             ..metadata
         },
         Envelope::None => {
-            if m.op.is_some() || m.deleted.is_some() {
+            let event = [
+                &m.op,
+                &m.deleted,
+                &m.ts_ms,
+                &m.source_ts_ms,
+                &m.db,
+                &m.table,
+            ];
+            if event.iter().any(|v| v.is_some()) {
                 return Err(err(
                     f("metadata"),
-                    "op and deleted are a change event's: they need envelope = \"debezium\"",
+                    "op, deleted, ts_ms, source_ts_ms, db and table are a change event's: they need envelope = \"debezium\"",
                 ));
             }
             metadata

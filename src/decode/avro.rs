@@ -43,7 +43,8 @@ use apache_avro::schema::{Name, Schema};
 
 use super::cursor::Cursor;
 use super::json::{
-    debezium_operation, encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan,
+    debezium_operation, encode_fields_row, EventSource, FieldKind, FieldValue, MessageMeta,
+    RowError, RowPlan, Text,
 };
 use super::jsontext::{json_string, write_decimal, write_float, write_scaled};
 use super::registered::HEADER_LEN;
@@ -317,7 +318,11 @@ enum EventField {
     After,
     /// The operation's code, a string.
     Op,
-    /// Anything else (`source`, `ts_ms`, `transaction`): skipped.
+    /// When Debezium processed the change (`ts_ms`).
+    Time,
+    /// Where the change comes from (`source`: its `ts_ms`, `db` and `table` are read).
+    Source,
+    /// Anything else (`transaction`, ...): skipped.
     Other,
 }
 
@@ -395,6 +400,8 @@ impl Bound {
                     op = true;
                     EventField::Op
                 }
+                "ts_ms" => EventField::Time,
+                "source" => EventField::Source,
                 _ => EventField::Other,
             };
             roles.push(role);
@@ -468,6 +475,8 @@ pub fn encode_avro_row(
     // The event's fields in the writer's order; the images are found and skipped, then
     // the one the operation names is read as the row.
     let (mut before, mut after, mut op) = (None, None, None);
+    let mut times = (None, None);
+    let (mut db, mut table) = (None, None);
     for ((name, node), role) in bound.compiled.fields.iter().zip(&event.roles) {
         let at = r.pos;
         let read = match role {
@@ -487,6 +496,34 @@ pub fn encode_avro_row(
                     let n = r.len()?;
                     op = Some(r.pos..r.pos + n);
                     r.take(n)?;
+                }
+                Ok(())
+            }),
+            EventField::Time => millis(nodes, *node, &mut r).map(|ms| times.0 = ms),
+            EventField::Source => branch_of(nodes, *node, &mut r).and_then(|node| {
+                let Some(Node::Record(fields)) = nodes.get(node) else {
+                    return skip(nodes, node, &mut r, 0);
+                };
+                for (name, node) in fields {
+                    match name.as_str() {
+                        "ts_ms" => times.1 = millis(nodes, *node, &mut r)?,
+                        "db" | "table" => {
+                            let node = branch_of(nodes, *node, &mut r)?;
+                            if nodes.get(node) != Some(&Node::Bytes) {
+                                skip(nodes, node, &mut r, 0)?;
+                                continue;
+                            }
+                            let n = r.len()?;
+                            let span = Some(r.pos..r.pos + n);
+                            r.take(n)?;
+                            if name == "db" {
+                                db = span;
+                            } else {
+                                table = span;
+                            }
+                        }
+                        _ => skip(nodes, *node, &mut r, 0)?,
+                    }
                 }
                 Ok(())
             }),
@@ -511,11 +548,29 @@ pub fn encode_avro_row(
     };
     r.pos = start;
     read_row(plan, nodes, fields, &mut r, scratch)?;
+    let text =
+        |span: Option<std::ops::Range<usize>>| span.and_then(|s| datum.get(s)).map(Text::Bytes);
     let meta = MessageMeta {
         op: Some(code),
+        source: EventSource {
+            ts_ms: times.0,
+            source_ts_ms: times.1,
+            db: text(db),
+            table: text(table),
+        },
         ..*meta
     };
     encode_fields_row(plan, &scratch.text, &scratch.fields, &meta, out)
+}
+
+/// A change event's time in epoch milliseconds: a `long` (or `int`, or `timestamp-millis`),
+/// through a union; `None` for null or another type (skipped).
+fn millis(nodes: &[Node], node: usize, r: &mut Reader<'_>) -> Read<Option<i64>> {
+    let node = branch_of(nodes, node, r)?;
+    match nodes.get(node) {
+        Some(Node::Long | Node::Int | Node::Scaled { scale: 3, .. }) => r.long().map(Some),
+        _ => skip(nodes, node, r, 0).map(|()| None),
+    }
 }
 
 /// Reads the fields of the row's record from `r` into `scratch`.
@@ -1236,6 +1291,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, want(5, "e", b'c'));
+
+        // The event's ts_ms and its source's db fill their columns; the table, which this
+        // source does not name, is NULL.
+        let meta_plan = RowPlan::new(
+            vec![
+                ColumnPlan::field("id", ty("UInt64")),
+                ColumnPlan::meta("ts", ty("Int64"), MetaField::EventTime),
+                ColumnPlan::meta("db", ty("String"), MetaField::SourceDb),
+                ColumnPlan::meta("tbl", ty("Nullable(String)"), MetaField::SourceTable)
+                    .on_missing(crate::decode::json::OnMissing::Bytes(vec![1])),
+            ],
+            UnknownFields::Ignore,
+            false,
+        )
+        .unwrap();
+        let bound_meta = Bound::debezium(&compiled, &meta_plan).unwrap();
+        let mut out = Vec::new();
+        encode_avro_row(
+            &meta_plan,
+            &bound_meta,
+            &event("c", None, Some((1, "a"))),
+            &META,
+            &mut scratch,
+            &mut out,
+        )
+        .unwrap();
+        let mut want_meta = 1u64.to_le_bytes().to_vec();
+        want_meta.extend(1i64.to_le_bytes());
+        want_meta.push(4);
+        want_meta.extend(b"shop");
+        want_meta.push(1);
+        assert_eq!(out, want_meta);
 
         // Schemas that are no change event's are refused, saying what is missing.
         for (schema, says) in [

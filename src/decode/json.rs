@@ -126,10 +126,20 @@ pub enum MetaField {
     /// Whether a change event is a delete → an integer or Bool column (1/0), or a String-like
     /// one (`true`/`false`, as Kafka Connect's `ExtractNewRecordState` rewrites it).
     Deleted,
+    /// A change event's `ts_ms` (when Debezium processed it) → as [`MetaField::Timestamp`].
+    EventTime,
+    /// A change event's `source.ts_ms` (when the source database made the change) → as
+    /// [`MetaField::Timestamp`].
+    SourceTime,
+    /// A change event's `source.db` → String-like column.
+    SourceDb,
+    /// A change event's `source.table` → String-like column.
+    SourceTable,
 }
 
 impl MetaField {
-    fn name(self) -> &'static str {
+    /// What the column is filled from, as `check` and errors say it.
+    pub fn name(self) -> &'static str {
         match self {
             MetaField::Topic => "topic",
             MetaField::Partition => "partition",
@@ -140,6 +150,10 @@ impl MetaField {
             MetaField::Value => "value",
             MetaField::Op => "change event op",
             MetaField::Deleted => "change event deleted flag",
+            MetaField::EventTime => "change event ts_ms",
+            MetaField::SourceTime => "change event source.ts_ms",
+            MetaField::SourceDb => "change event source.db",
+            MetaField::SourceTable => "change event source.table",
         }
     }
 }
@@ -770,6 +784,42 @@ pub struct MessageMeta<'a> {
     /// A change event's operation (`c`, `r`, `u`, `d`), read from its envelope
     /// ([`debezium_row`]); `None` for a message that is not one.
     pub op: Option<u8>,
+    /// Where and when a change event's change happened ([`EventSource::NONE`] for a
+    /// message that is not one).
+    pub source: EventSource<'a>,
+}
+
+/// What a Debezium change event says besides its row and operation, for the metadata
+/// columns that take it (Kafka Connect's `ExtractNewRecordState` `add.fields`): each `None`
+/// where the event does not say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventSource<'a> {
+    /// `ts_ms`: when Debezium processed the change, epoch milliseconds.
+    pub ts_ms: Option<i64>,
+    /// `source.ts_ms`: when the change was made in the source database.
+    pub source_ts_ms: Option<i64>,
+    /// `source.db`: the source database.
+    pub db: Option<Text<'a>>,
+    /// `source.table`: the source table.
+    pub table: Option<Text<'a>>,
+}
+
+impl EventSource<'_> {
+    /// Nothing known: a message that is not a change event.
+    pub const NONE: EventSource<'static> = EventSource {
+        ts_ms: None,
+        source_ts_ms: None,
+        db: None,
+        table: None,
+    };
+}
+
+/// A string of a change event: its bytes, or (JSON events) its JSON text with quotes and
+/// escapes as written, unescaped when it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text<'a> {
+    Bytes(&'a [u8]),
+    Json(&'a [u8]),
 }
 
 // ------------------------------------------------------------------------------------------
@@ -3325,10 +3375,10 @@ fn meta_type_ok(m: MetaField, ty: &ChType) -> bool {
     match m {
         MetaField::Topic => string_like(ty),
         MetaField::Key | MetaField::Value => string_like(ty) || json_like(ty),
-        MetaField::Op => string_like(ty),
+        MetaField::Op | MetaField::SourceDb | MetaField::SourceTable => string_like(ty),
         MetaField::Deleted => string_like(ty) || int_like(ty) || bool_like(ty),
         MetaField::Partition | MetaField::Offset => int_like(ty),
-        MetaField::Timestamp => match ty {
+        MetaField::Timestamp | MetaField::EventTime | MetaField::SourceTime => match ty {
             ChType::Nullable(t) | ChType::LowCardinality(t) => meta_type_ok(m, t),
             ChType::DateTime { .. } | ChType::DateTime64 { .. } => true,
             t => is_int_type(t),
@@ -4700,8 +4750,9 @@ fn scan_small_int(b: &[u8], start: usize) -> Option<(i64, usize)> {
 /// whether the event stands alone or inside the JSON converter's `{"schema", "payload"}`
 /// wrapper. The row is a slice of `payload`, read by the route's plan like any message. A
 /// truncate (`t`) or message (`m`) event, an operation without its image, or anything else
-/// is an error naming what is missing.
-pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8]), RowError> {
+/// is an error naming what is missing. Also what the event says of its source and time
+/// ([`EventSource`]; a value of another type than Debezium writes is left out).
+pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8], EventSource<'_>), RowError> {
     let bad = |reason: String| RowError::Envelope { reason };
     let mut event = payload.trim_ascii();
     for wrapped in [false, true] {
@@ -4714,6 +4765,7 @@ pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8]), RowError> {
         }
         let (mut op, mut before, mut after, mut schema, mut inner) =
             (None, None, None, false, None);
+        let mut source = EventSource::NONE;
         let mut it = ObjectIter::new(event);
         while let Some((k, v)) = it.next_pair().map_err(|e| bad(e.reason))? {
             match k.raw {
@@ -4722,6 +4774,20 @@ pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8]), RowError> {
                 b"\"after\"" => after = Some(v),
                 b"\"schema\"" => schema = true,
                 b"\"payload\"" => inner = Some(v),
+                b"\"ts_ms\"" => source.ts_ms = json_millis(v),
+                b"\"source\"" if v.kind == Kind::Obj => {
+                    let mut fields = ObjectIter::new(v.raw);
+                    while let Some((k, v)) = fields.next_pair().map_err(|e| bad(e.reason))? {
+                        let text =
+                            matches!(v.kind, Kind::Str | Kind::StrEsc).then_some(Text::Json(v.raw));
+                        match k.raw {
+                            b"\"ts_ms\"" => source.source_ts_ms = json_millis(v),
+                            b"\"db\"" => source.db = text,
+                            b"\"table\"" => source.table = text,
+                            _ => {}
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -4745,7 +4811,7 @@ pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8]), RowError> {
         let (code, name) = debezium_operation(op)?;
         let image = if code == b'd' { before } else { after };
         return match image {
-            Some(v) if v.kind == Kind::Obj => Ok((code, v.raw)),
+            Some(v) if v.kind == Kind::Obj => Ok((code, v.raw, source)),
             _ => Err(bad(format!(
                 "op \"{}\" without its \"{name}\" object",
                 code as char
@@ -4753,6 +4819,14 @@ pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8]), RowError> {
         };
     }
     Err(bad("nested \"payload\" wrappers".into()))
+}
+
+/// An integer JSON value (epoch milliseconds); `None` for anything else.
+fn json_millis(v: Val<'_>) -> Option<i64> {
+    match v.kind {
+        Kind::Int => std::str::from_utf8(v.raw).ok()?.parse().ok(),
+        _ => None,
+    }
 }
 
 /// A Debezium change event's operation code and the image that holds its row: `after` for
@@ -4780,8 +4854,27 @@ fn write_meta(
     tmp: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), RowError> {
-    let origin = || format!("Kafka {}", m.name());
-    if m == MetaField::Timestamp && meta.timestamp_ms.is_none() {
+    let event_field = matches!(
+        m,
+        MetaField::EventTime | MetaField::SourceTime | MetaField::SourceDb | MetaField::SourceTable
+    );
+    let origin = || {
+        if event_field {
+            m.name().to_string()
+        } else {
+            format!("Kafka {}", m.name())
+        }
+    };
+    let ev = &meta.source;
+    let missing = match m {
+        MetaField::Timestamp => meta.timestamp_ms.is_none(),
+        MetaField::EventTime => ev.ts_ms.is_none(),
+        MetaField::SourceTime => ev.source_ts_ms.is_none(),
+        MetaField::SourceDb => ev.db.is_none(),
+        MetaField::SourceTable => ev.table.is_none(),
+        _ => false,
+    };
+    if missing {
         return write_missing(plan, col, origin(), out);
     }
     if plan.with_defaults {
@@ -4799,6 +4892,27 @@ fn write_meta(
         MetaField::Headers => put_headers(&col.ty, meta.headers, tmp, out),
         MetaField::Op => put_bytes_as(&col.ty, meta.op.as_ref().map(std::slice::from_ref), out),
         MetaField::Deleted => put_deleted(&col.ty, meta.op == Some(b'd'), out),
+        MetaField::EventTime => put_meta_timestamp(&col.ty, ev.ts_ms.unwrap_or_default(), out),
+        MetaField::SourceTime => {
+            put_meta_timestamp(&col.ty, ev.source_ts_ms.unwrap_or_default(), out)
+        }
+        MetaField::SourceDb | MetaField::SourceTable => {
+            let text = if m == MetaField::SourceDb {
+                ev.db
+            } else {
+                ev.table
+            };
+            match text {
+                Some(Text::Json(raw)) => Val {
+                    raw,
+                    kind: Kind::StrEsc,
+                }
+                .str_bytes(tmp)
+                .and_then(|b| put_bytes_as(&col.ty, Some(b), out)),
+                Some(Text::Bytes(b)) => put_bytes_as(&col.ty, Some(b), out),
+                None => put_bytes_as(&col.ty, None, out),
+            }
+        }
     };
     r.map_err(|e| e.into_row_error(origin(), col))
 }
@@ -4888,6 +5002,7 @@ pub(crate) mod tests {
         headers: &[],
         value: None,
         op: None,
+        source: EventSource::NONE,
     };
 
     pub(crate) fn ty(s: &str) -> ChType {
@@ -4933,6 +5048,88 @@ pub(crate) mod tests {
         b.to_vec()
     }
 
+    /// A change event's `ts_ms`, `source.ts_ms`, `source.db` and `source.table` fill their
+    /// metadata columns (milliseconds as a Kafka timestamp is, strings unescaped); an event
+    /// that does not say leaves the column to its missing value.
+    #[test]
+    fn debezium_events_carry_their_source_and_times() {
+        let plan = RowPlan::new(
+            vec![
+                ColumnPlan::field("id", ty("UInt64")),
+                ColumnPlan::meta("ts", ty("DateTime64(3, 'UTC')"), MetaField::EventTime)
+                    .on_missing(OnMissing::Bytes(0i64.to_le_bytes().to_vec())),
+                ColumnPlan::meta("src_ts", ty("Int64"), MetaField::SourceTime)
+                    .on_missing(OnMissing::Bytes(0i64.to_le_bytes().to_vec())),
+                ColumnPlan::meta("db", ty("String"), MetaField::SourceDb)
+                    .on_missing(OnMissing::Bytes(vec![0])),
+                ColumnPlan::meta("tbl", ty("Nullable(String)"), MetaField::SourceTable)
+                    .on_missing(OnMissing::Bytes(vec![1])),
+            ],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let row = |payload: &str| {
+            let (op, r, source) = debezium_row(payload.as_bytes()).unwrap();
+            let mut out = Vec::new();
+            let meta = MessageMeta {
+                op: Some(op),
+                source,
+                ..META
+            };
+            encode_json_row(&plan, r, &meta, &mut out).map(|()| out)
+        };
+        let mut want = 7u64.to_le_bytes().to_vec();
+        want.extend(1_700_000_000_123i64.to_le_bytes());
+        want.extend(1_700_000_000_100i64.to_le_bytes());
+        want.extend([4]);
+        want.extend(b"shop");
+        want.extend([0, 7]);
+        want.extend(b"or\"ders");
+        assert_eq!(
+            row(
+                r#"{"op":"c","after":{"id":7},"ts_ms":1700000000123,"source":{"db":"shop","table":"or\"ders","ts_ms":1700000000100,"lsn":5}}"#
+            ),
+            Ok(want)
+        );
+        // Wrapped in the JSON converter's envelope: the same.
+        let wrapped = row(
+            r#"{"schema":{},"payload":{"op":"c","after":{"id":7},"ts_ms":1700000000123,"source":{"db":"shop","table":"or\"ders","ts_ms":1700000000100}}}"#,
+        );
+        assert_eq!(wrapped.map(|r| r.len()), Ok(8 + 8 + 8 + 5 + 9));
+        // Without source and time: the columns' missing values (type defaults, NULL).
+        let mut want = 7u64.to_le_bytes().to_vec();
+        want.extend(0i64.to_le_bytes());
+        want.extend(0i64.to_le_bytes());
+        want.extend([0, 1]);
+        assert_eq!(
+            row(r#"{"op":"r","after":{"id":7},"source":null}"#),
+            Ok(want)
+        );
+        // A column that must have one says which the event lacks.
+        let strict = RowPlan::new(
+            vec![
+                ColumnPlan::field("id", ty("UInt64")),
+                ColumnPlan::meta("src_ts", ty("Int64"), MetaField::SourceTime),
+            ],
+            UnknownFields::Error,
+            false,
+        )
+        .unwrap();
+        let (op, r, source) = debezium_row(br#"{"op":"c","after":{"id":1}}"#).unwrap();
+        let meta = MessageMeta {
+            op: Some(op),
+            source,
+            ..META
+        };
+        let e = encode_json_row(&strict, r, &meta, &mut Vec::new()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("missing change event source.ts_ms for column src_ts Int64"),
+            "{e}"
+        );
+    }
+
     /// Debezium change events: the row is `after` (c, r, u) or `before` (d), bare or inside
     /// the JSON converter's schema wrapper, and its op and delete flag fill their columns;
     /// events without a row are errors naming what is missing.
@@ -4940,7 +5137,7 @@ pub(crate) mod tests {
     fn debezium_events_give_their_row_and_operation() {
         let row = |p: &str| {
             debezium_row(p.as_bytes())
-                .map(|(op, r)| (op as char, String::from_utf8_lossy(r).into_owned()))
+                .map(|(op, r, _)| (op as char, String::from_utf8_lossy(r).into_owned()))
         };
         assert_eq!(
             row(r#"{"before":null,"after":{"id":1},"op":"c","ts_ms":1}"#),
@@ -4998,13 +5195,14 @@ pub(crate) mod tests {
         )
         .unwrap();
         let encode = |payload: &str| {
-            let (op, r) = debezium_row(payload.as_bytes()).unwrap();
+            let (op, r, source) = debezium_row(payload.as_bytes()).unwrap();
             let mut out = Vec::new();
             encode_json_row(
                 &plan,
                 r,
                 &MessageMeta {
                     op: Some(op),
+                    source,
                     ..META
                 },
                 &mut out,

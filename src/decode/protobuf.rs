@@ -41,11 +41,11 @@ use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use super::cursor::Cursor;
 use super::json::{
-    debezium_operation, encode_fields_row, FieldKind, FieldValue, MessageMeta, RowError, RowPlan,
-    UnknownFields,
+    debezium_operation, encode_fields_row, EventSource, FieldKind, FieldValue, MessageMeta,
+    RowError, RowPlan, Text, UnknownFields,
 };
 use super::jsontext::{json_string, write_float, write_scaled};
-use super::protowire::{delimited_fields, write_flat, FlatPlan, FlatScratch};
+use super::protowire::{each_field, write_flat, FlatPlan, FlatScratch, WireValue};
 use super::registered::MAX_DEPTH;
 
 /// The name the registry's schema is compiled under (its imports keep theirs).
@@ -156,16 +156,33 @@ struct BoundMessage {
 }
 
 /// A Debezium change event's message type: the numbers of its `before`, `after` and `op`
-/// fields, and the row's message type (of `before` and of `after`) bound to the plan.
+/// fields, and the row's message type (of `before` and of `after`) bound to the plan; and
+/// where its times and source are ([`EventSource`]).
 #[derive(Debug, Clone)]
 struct EventLayout {
     numbers: [u32; 3],
     before: BoundMessage,
     after: BoundMessage,
+    /// `ts_ms`: an integer, or a message holding one in field 1 (`Int64Value`).
+    ts_ms: Option<u32>,
+    /// `source`, and in it `ts_ms`, `db` and `table` (strings).
+    source: Option<(u32, [Option<u32>; 3])>,
 }
 
 /// The names of a change event's fields, in [`EventLayout::numbers`]' order.
 const EVENT_FIELDS: [&str; 3] = ["before", "after", "op"];
+
+/// Whether `f` holds epoch milliseconds: a varint integer, or a wrapper message of one.
+fn is_millis(f: &FieldDescriptor) -> bool {
+    match f.kind() {
+        Kind::Int64 | Kind::Uint64 | Kind::Int32 | Kind::Uint32 => true,
+        Kind::Message(m) => matches!(
+            m.full_name(),
+            "google.protobuf.Int64Value" | "google.protobuf.UInt64Value"
+        ),
+        _ => false,
+    }
+}
 
 impl BoundMessage {
     fn new(path: &[i64], desc: &MessageDescriptor, plan: &RowPlan) -> BoundMessage {
@@ -214,7 +231,29 @@ impl BoundMessage {
         let (before_number, before) = image("before")?;
         let (after_number, after) = image("after")?;
         let op = field("op").filter(|f| f.kind() == Kind::String)?;
+        let ts_ms = field("ts_ms").filter(is_millis).map(|f| f.number());
+        let source = field("source").and_then(|f| match f.kind() {
+            Kind::Message(m) => {
+                let get = |name: &str, ok: &dyn Fn(&FieldDescriptor) -> bool| {
+                    m.get_field_by_name(name)
+                        .filter(|f| ok(f))
+                        .map(|f| f.number())
+                };
+                let string = |f: &FieldDescriptor| f.kind() == Kind::String && !f.is_list();
+                Some((
+                    f.number(),
+                    [
+                        get("ts_ms", &is_millis),
+                        get("db", &string),
+                        get("table", &string),
+                    ],
+                ))
+            }
+            _ => None,
+        });
         Some(EventLayout {
+            ts_ms,
+            source,
             numbers: [before_number, after_number, op.number()],
             before,
             after,
@@ -325,17 +364,40 @@ pub fn encode_protobuf_row(
             ),
         });
     };
-    // The operation (its last value wins), then the pieces of the image it names (a
-    // message field's pieces merge, which for the wire format is their concatenation).
+    // The operation (its last value wins), the times and source, then the pieces of the
+    // image it names (a message field's pieces merge, which for the wire format is their
+    // concatenation).
+    let name = m.desc.full_name();
+    let bad = |reason: String| RowError::InvalidProtobuf {
+        reason: format!("{name} does not decode: {reason}"),
+    };
     let mut op = None;
     let mut pieces = [0usize; 2];
-    delimited_fields(body, &event.numbers, &EVENT_FIELDS, |i, v| match i {
-        2 => op = Some(v),
-        _ => pieces[i] += 1,
+    let mut source = EventSource::NONE;
+    each_field(body, |number, v| {
+        let Some(i) = event.numbers.iter().position(|n| u64::from(*n) == number) else {
+            if event.ts_ms.map(u64::from) == Some(number) {
+                source.ts_ms = wire_millis(&v).or(source.ts_ms);
+            } else if let (Some((n, inner)), WireValue::Delimited(b)) = (event.source, &v) {
+                if u64::from(n) == number {
+                    read_source(b, inner, &mut source)?;
+                }
+            }
+            return Ok(());
+        };
+        let WireValue::Delimited(b) = v else {
+            return Err(format!(
+                "field {:?}: not length-delimited, as the schema's type is",
+                EVENT_FIELDS[i]
+            ));
+        };
+        match i {
+            2 => op = Some(b),
+            _ => pieces[i] += 1,
+        }
+        Ok(())
     })
-    .map_err(|reason| RowError::InvalidProtobuf {
-        reason: format!("{} does not decode: {reason}", m.desc.full_name()),
-    })?;
+    .map_err(bad)?;
     let (code, image) = debezium_operation(op.filter(|op| !op.is_empty()))?;
     let (i, row) = match image {
         "before" => (0, &event.before),
@@ -343,19 +405,23 @@ pub fn encode_protobuf_row(
     };
     let meta = MessageMeta {
         op: Some(code),
+        source,
         ..*meta
     };
     let mut merged = std::mem::take(&mut scratch.image);
     merged.clear();
     let mut one = None;
-    delimited_fields(body, &event.numbers[i..=i], &EVENT_FIELDS[i..=i], |_, v| {
-        if pieces[i] == 1 {
-            one = Some(v);
-        } else {
-            merged.extend_from_slice(v);
+    each_field(body, |number, v| {
+        if let (true, WireValue::Delimited(b)) = (u64::from(event.numbers[i]) == number, v) {
+            if pieces[i] == 1 {
+                one = Some(b);
+            } else {
+                merged.extend_from_slice(b);
+            }
         }
+        Ok(())
     })
-    .map_err(|reason| RowError::InvalidProtobuf { reason })?;
+    .map_err(bad)?;
     let read = match (pieces[i], one) {
         (0, _) => Err(RowError::Envelope {
             reason: format!("op \"{}\" without its \"{image}\" message", code as char),
@@ -365,6 +431,48 @@ pub fn encode_protobuf_row(
     };
     scratch.image = merged;
     read
+}
+
+/// Epoch milliseconds from a varint, or from a wrapper message's field 1.
+fn wire_millis(v: &WireValue<'_>) -> Option<i64> {
+    match v {
+        WireValue::Varint(n) => i64::try_from(*n).ok(),
+        WireValue::Delimited(b) => {
+            let mut ms = None;
+            each_field(b, |number, v| {
+                if number == 1 {
+                    ms = wire_millis(&v);
+                }
+                Ok(())
+            })
+            .ok()?;
+            // A wrapper of 0 leaves its field off the wire.
+            Some(ms.unwrap_or(0))
+        }
+        WireValue::Fixed => None,
+    }
+}
+
+/// The `ts_ms`, `db` and `table` fields (numbers `fields`) of a change event's `source`.
+fn read_source<'a>(
+    body: &'a [u8],
+    fields: [Option<u32>; 3],
+    source: &mut EventSource<'a>,
+) -> Result<(), String> {
+    each_field(body, |number, v| {
+        let is = |f: Option<u32>| f.map(u64::from) == Some(number);
+        if is(fields[0]) {
+            source.source_ts_ms = wire_millis(&v).or(source.source_ts_ms);
+        } else if let WireValue::Delimited(b) = v {
+            if is(fields[1]) {
+                source.db = Some(Text::Bytes(b));
+            } else if is(fields[2]) {
+                source.table = Some(Text::Bytes(b));
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("field \"source\": {e}"))
 }
 
 /// Appends the row of the encoded message `body` of type `m` to `out`.
@@ -928,6 +1036,40 @@ mod tests {
             assert_eq!(deleted.last(), Some(&1), "a delete is flagged");
             // The second piece's id is proto3's zero, not on the wire: the first one's stays.
             assert_eq!(read(&pieces), Ok(want(r#"{"id":9,"name":"late"}"#, b'u')));
+            // The event's ts_ms and its source's db fill their columns; the table, which
+            // this source does not name, is NULL.
+            let meta_plan = RowPlan::new(
+                vec![
+                    ColumnPlan::field("id", ty("Int64")),
+                    ColumnPlan::meta("ts", ty("Int64"), MetaField::EventTime),
+                    ColumnPlan::meta("db", ty("String"), MetaField::SourceDb),
+                    ColumnPlan::meta("tbl", ty("Nullable(String)"), MetaField::SourceTable)
+                        .on_missing(crate::decode::json::OnMissing::Bytes(vec![1])),
+                ],
+                UnknownFields::Ignore,
+                false,
+            )
+            .unwrap();
+            let mut bound_meta = Bound::new(&c, &meta_plan, true);
+            if slow {
+                bound_meta = bound_meta.without_flat();
+            }
+            let mut out = Vec::new();
+            encode_protobuf_row(
+                &meta_plan,
+                &bound_meta,
+                &event("c", None, a()),
+                &META,
+                &mut ProtobufScratch::default(),
+                &mut out,
+            )
+            .unwrap();
+            let mut want_meta = 1i64.to_le_bytes().to_vec();
+            want_meta.extend(1i64.to_le_bytes());
+            want_meta.push(4);
+            want_meta.extend(b"shop");
+            want_meta.push(1);
+            assert_eq!(out, want_meta, "slow {slow}");
             for (payload, says) in [
                 (event("t", None, None), "a truncate (op \"t\") has no row"),
                 (event("m", None, None), "a message (op \"m\") has no row"),
@@ -944,7 +1086,7 @@ mod tests {
                 // op as a varint (field 4, wire type 0).
                 (
                     [vec![0, 0, 0, 0, 7, 0], vec![0x20, 1]].concat(),
-                    "field \"op\": wire type 0",
+                    "field \"op\": not length-delimited",
                 ),
                 // Message index [1]: NotAnEvent.
                 (

@@ -229,39 +229,38 @@ impl<'a> Wire<'a> {
     }
 }
 
-/// Calls `each` with the index in `numbers` and the bytes of every length-delimited field of
-/// `body` whose number is listed, in wire order (a message field may come more than once:
-/// its pieces merge); other fields are skipped. A listed field of another wire type is an
-/// error naming it by `names` (parallel to `numbers`).
-pub(super) fn delimited_fields<'a>(
+/// A field's value on the wire, as far as a change event's envelope needs it.
+pub(super) enum WireValue<'a> {
+    /// Wire type 0.
+    Varint(u64),
+    /// Wire type 2: a string, bytes, a message or a packed run.
+    Delimited(&'a [u8]),
+    /// Wire types 1 and 5 (skipped).
+    Fixed,
+}
+
+/// Calls `each` with the number and value of every field of `body`, in wire order (a
+/// message field may come more than once: its pieces merge). The error says where the
+/// message does not decode, or is `each`'s.
+pub(super) fn each_field<'a>(
     body: &'a [u8],
-    numbers: &[u32],
-    names: &[&str],
-    mut each: impl FnMut(usize, &'a [u8]),
+    mut each: impl FnMut(u64, WireValue<'a>) -> Result<(), String>,
 ) -> Result<(), String> {
     let mut w = Wire::new(body);
     while w.pos < body.len() {
         let at = w.pos;
         let tag = w.varint().map_err(|e| format!("at byte {at}: {e}"))?;
         let (number, wire_type) = (tag >> 3, tag & 7);
-        match numbers.iter().position(|n| u64::from(*n) == number) {
-            Some(i) => {
-                let name = names.get(i).copied().unwrap_or_default();
-                if wire_type != 2 {
-                    return Err(format!(
-                        "field {name:?}: wire type {wire_type}, the schema's type has 2"
-                    ));
-                }
-                each(
-                    i,
-                    w.len_delimited()
-                        .map_err(|e| format!("field {name:?}: {e}"))?,
-                );
+        let located = |e: String| format!("field number {number}: {e}");
+        let value = match wire_type {
+            0 => WireValue::Varint(w.varint().map_err(located)?),
+            2 => WireValue::Delimited(w.len_delimited().map_err(located)?),
+            _ => {
+                w.skip(wire_type).map_err(located)?;
+                WireValue::Fixed
             }
-            None => w
-                .skip(wire_type)
-                .map_err(|e| format!("field number {number}: {e}"))?,
-        }
+        };
+        each(number, value)?;
     }
     Ok(())
 }

@@ -149,9 +149,10 @@ pub fn encode_registered_row(
             }
             let read = if *debezium {
                 // The schema describes the event; the plan reads the event's row.
-                let (op, row) = debezium_row(doc)?;
+                let (op, row, source) = debezium_row(doc)?;
                 let meta = MessageMeta {
                     op: Some(op),
+                    source,
                     ..*meta
                 };
                 encode_json_row(plan, row, &meta, out)
