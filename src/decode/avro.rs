@@ -1090,7 +1090,9 @@ fn wide_digits(b: &[u8]) -> (bool, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::json::tests::{named_plan as plan, ty, META};
+    use crate::decode::json::tests::{
+        event_source_plan, event_source_row, named_plan as plan, ty, META,
+    };
     use crate::decode::json::{encode_json_row, ColumnPlan, MetaField, UnknownFields};
     use apache_avro::types::Value as V;
 
@@ -1294,18 +1296,7 @@ mod tests {
 
         // The event's ts_ms and its source's db fill their columns; the table, which this
         // source does not name, is NULL.
-        let meta_plan = RowPlan::new(
-            vec![
-                ColumnPlan::field("id", ty("UInt64")),
-                ColumnPlan::meta("ts", ty("Int64"), MetaField::EventTime),
-                ColumnPlan::meta("db", ty("String"), MetaField::SourceDb),
-                ColumnPlan::meta("tbl", ty("Nullable(String)"), MetaField::SourceTable)
-                    .on_missing(crate::decode::json::OnMissing::Bytes(vec![1])),
-            ],
-            UnknownFields::Ignore,
-            false,
-        )
-        .unwrap();
+        let meta_plan = event_source_plan("UInt64");
         let bound_meta = Bound::debezium(&compiled, &meta_plan).unwrap();
         let mut out = Vec::new();
         encode_avro_row(
@@ -1317,12 +1308,7 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        let mut want_meta = 1u64.to_le_bytes().to_vec();
-        want_meta.extend(1i64.to_le_bytes());
-        want_meta.push(4);
-        want_meta.extend(b"shop");
-        want_meta.push(1);
-        assert_eq!(out, want_meta);
+        assert_eq!(out, event_source_row());
 
         // Schemas that are no change event's are refused, saying what is missing.
         for (schema, says) in [

@@ -5009,6 +5009,35 @@ pub(crate) mod tests {
         ChType::parse(s).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A plan of a change event's row id (an `id_ty` column) and of its `ts_ms`,
+    /// `source.db` and `source.table` (NULL when the event has none): the Avro and Protobuf
+    /// envelopes' tests read their events with it.
+    pub(crate) fn event_source_plan(id_ty: &str) -> RowPlan {
+        RowPlan::new(
+            vec![
+                ColumnPlan::field("id", ty(id_ty)),
+                ColumnPlan::meta("ts", ty("Int64"), MetaField::EventTime),
+                ColumnPlan::meta("db", ty("String"), MetaField::SourceDb),
+                ColumnPlan::meta("tbl", ty("Nullable(String)"), MetaField::SourceTable)
+                    .on_missing(OnMissing::Bytes(vec![1])),
+            ],
+            UnknownFields::Ignore,
+            false,
+        )
+        .unwrap()
+    }
+
+    /// What [`event_source_plan`] makes of row id 1 of an event with `ts_ms` 1 from the
+    /// database "shop", its source naming no table.
+    pub(crate) fn event_source_row() -> Vec<u8> {
+        let mut row = 1u64.to_le_bytes().to_vec();
+        row.extend(1i64.to_le_bytes());
+        row.push(4);
+        row.extend(b"shop");
+        row.push(1);
+        row
+    }
+
     /// A plan of field columns, each `(name, type)`.
     pub(crate) fn named_plan(cols: &[(&str, &str)], unknown: UnknownFields) -> RowPlan {
         let columns = cols

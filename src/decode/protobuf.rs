@@ -851,7 +851,9 @@ fn write_message(m: &DynamicMessage, out: &mut Vec<u8>, depth: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::json::tests::{named_plan as plan, ty, META};
+    use crate::decode::json::tests::{
+        event_source_plan, event_source_row, named_plan as plan, ty, META,
+    };
     use crate::decode::json::{encode_json_row, ColumnPlan, MetaField};
     use protox::prost::Message as _;
 
@@ -1038,18 +1040,7 @@ mod tests {
             assert_eq!(read(&pieces), Ok(want(r#"{"id":9,"name":"late"}"#, b'u')));
             // The event's ts_ms and its source's db fill their columns; the table, which
             // this source does not name, is NULL.
-            let meta_plan = RowPlan::new(
-                vec![
-                    ColumnPlan::field("id", ty("Int64")),
-                    ColumnPlan::meta("ts", ty("Int64"), MetaField::EventTime),
-                    ColumnPlan::meta("db", ty("String"), MetaField::SourceDb),
-                    ColumnPlan::meta("tbl", ty("Nullable(String)"), MetaField::SourceTable)
-                        .on_missing(crate::decode::json::OnMissing::Bytes(vec![1])),
-                ],
-                UnknownFields::Ignore,
-                false,
-            )
-            .unwrap();
+            let meta_plan = event_source_plan("Int64");
             let mut bound_meta = Bound::new(&c, &meta_plan, true);
             if slow {
                 bound_meta = bound_meta.without_flat();
@@ -1064,12 +1055,7 @@ mod tests {
                 &mut out,
             )
             .unwrap();
-            let mut want_meta = 1i64.to_le_bytes().to_vec();
-            want_meta.extend(1i64.to_le_bytes());
-            want_meta.push(4);
-            want_meta.extend(b"shop");
-            want_meta.push(1);
-            assert_eq!(out, want_meta, "slow {slow}");
+            assert_eq!(out, event_source_row(), "slow {slow}");
             for (payload, says) in [
                 (event("t", None, None), "a truncate (op \"t\") has no row"),
                 (event("m", None, None), "a message (op \"m\") has no row"),
