@@ -75,6 +75,11 @@ const STREAMED_PREFIX: &str = "sluice:v1:streamed:";
 pub struct Inflight {
     pub range: OffsetRange,
     pub stream_nonce: Option<u64>,
+    /// With `clickhouse.shards`: the shard the insert went to
+    /// ([`crate::clickhouse::shards::fingerprint`] of its URL), so that the range is sent
+    /// again to the shard that may hold it even if the list changed meanwhile. `None`: the
+    /// one server (`clickhouse.url`).
+    pub shard: Option<u32>,
 }
 
 /// The commit metadata that records `inflight` as in flight: committed together with the
@@ -82,14 +87,25 @@ pub struct Inflight {
 /// partition knows exactly which messages the interrupted insert held.
 pub fn inflight_metadata(inflight: Inflight) -> String {
     let OffsetRange { first, last } = inflight.range;
-    match inflight.stream_nonce {
+    let record = match inflight.stream_nonce {
         None => format!("{INFLIGHT_PREFIX}{first}-{last}"),
         Some(nonce) => format!("{STREAMED_PREFIX}{first}-{last}+{nonce}"),
+    };
+    match inflight.shard {
+        None => record,
+        Some(shard) => format!("{record}@{shard:08x}"),
     }
 }
 
 /// The in-flight range recorded in commit metadata, if the metadata is one of ours.
 pub fn parse_inflight(metadata: &str) -> Option<Inflight> {
+    let (metadata, shard) = match metadata.split_once('@') {
+        None => (metadata, None),
+        Some((record, shard)) if shard.len() == 8 => {
+            (record, Some(u32::from_str_radix(shard, 16).ok()?))
+        }
+        Some(_) => return None,
+    };
     let (rest, stream_nonce) = match metadata.strip_prefix(INFLIGHT_PREFIX) {
         Some(rest) => (rest, None),
         None => {
@@ -105,6 +121,7 @@ pub fn parse_inflight(metadata: &str) -> Option<Inflight> {
     (range.first >= 0 && range.last >= range.first).then_some(Inflight {
         range,
         stream_nonce,
+        shard,
     })
 }
 
@@ -116,19 +133,34 @@ mod tests {
     fn inflight_metadata_round_trips_and_rejects_foreign_text() {
         let range = OffsetRange { first: 7, last: 42 };
         for stream_nonce in [None, Some(0), Some(u64::MAX)] {
-            let r = Inflight {
-                range,
-                stream_nonce,
-            };
-            assert_eq!(parse_inflight(&inflight_metadata(r)), Some(r));
+            for shard in [None, Some(0), Some(0xdead_beef)] {
+                let r = Inflight {
+                    range,
+                    stream_nonce,
+                    shard,
+                };
+                assert_eq!(parse_inflight(&inflight_metadata(r)), Some(r));
+            }
         }
+        // Without shards the record is what it always was.
         assert_eq!(
             inflight_metadata(Inflight {
                 range,
-                stream_nonce: None
+                stream_nonce: None,
+                shard: None,
             }),
             "sluice:v1:inflight:7-42"
         );
+        assert_eq!(
+            inflight_metadata(Inflight {
+                range,
+                stream_nonce: Some(5),
+                shard: Some(0x0a),
+            }),
+            "sluice:v1:streamed:7-42+5@0000000a"
+        );
+        assert_eq!(parse_inflight("sluice:v1:inflight:7-42@12"), None);
+        assert_eq!(parse_inflight("sluice:v1:inflight:7-42@1234567x"), None);
         assert_eq!(parse_inflight(""), None);
         assert_eq!(parse_inflight("someone else's metadata"), None);
         assert_eq!(parse_inflight("sluice:v1:inflight:9-3"), None);

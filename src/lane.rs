@@ -169,8 +169,14 @@ pub struct Lane {
     rt: Arc<RouteRuntime>,
     id: PartitionId,
     /// The ClickHouse server this partition's rows (and dead-letter rows) go to: the
-    /// partition's shard, always the same one (see `clickhouse::shards`).
+    /// partition's shard, always the same one (see `clickhouse::shards`); while a range
+    /// recorded for another shard is re-formed, that shard.
     client: Client,
+    /// With `clickhouse.shards`: `client`'s fingerprint, written into each in-flight record.
+    shard: Option<u32>,
+    /// The partition's own shard (and fingerprint) while a re-formed range goes to the
+    /// shard its record names.
+    home: Option<(Client, Option<u32>)>,
     committer: Committer,
     gauges: Arc<PartitionGauges>,
     batch: Batch,
@@ -219,14 +225,18 @@ impl Lane {
             Some(c) => c.clone(),
             None => rt.client.clone(),
         };
-        if rt.shards.len() > 1 {
+        let sharded = rt.shards.len() > 1;
+        if sharded {
             tracing::info!(partition = %id, shard = %client.url(), "the partition's rows go to its shard");
         }
+        let shard_fp = sharded.then(|| crate::clickhouse::shards::fingerprint(client.url()));
         Lane {
             share,
             rt,
             id,
             client,
+            shard: shard_fp,
+            home: None,
             committer,
             gauges,
             batch: Batch::with_capacity(cap),
@@ -246,7 +256,7 @@ impl Lane {
     /// exactly-once: reads the partition's checkpoint; an in-flight range found there is
     /// re-formed as the first batch. Retries until it succeeds or the partition is revoked,
     /// because batching without knowing it could cut a different range.
-    async fn load_checkpoint(&mut self) -> Option<Stored> {
+    async fn load_checkpoint(&mut self) -> Result<Option<Stored>, LaneFailure> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             match self.committer.checkpoint().await {
@@ -257,18 +267,61 @@ impl Lane {
                     if let Some(r) = cp.inflight {
                         tracing::info!(partition = %self.id, range = %r.range, streamed = r.stream_nonce.is_some(),
                             "an insert was interrupted; re-forming exactly that batch (ClickHouse drops it if it was stored)");
+                        self.go_to_recorded_shard(r.shard)?;
                         self.recovery = Some(r.range);
                         self.reforming = Some(r);
                     }
-                    return None;
+                    return Ok(None);
                 }
-                Err(CommitError::Fenced(_)) => return Some(Stored::Fenced),
+                Err(CommitError::Fenced(_)) => return Ok(Some(Stored::Fenced)),
                 Err(e) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(partition = %self.id, error = %e, retry_in = ?delay, "cannot read the committed checkpoint; retrying");
                     tokio::time::sleep(delay).await;
                 }
             }
+        }
+    }
+
+    /// A recorded range goes again to the server its record names (`shard`; `None`: the one
+    /// server, `clickhouse.url`, which is also the first shard), even where the shard list
+    /// now puts the partition elsewhere: only that server can recognise it as stored. A
+    /// server no longer listed stops the lane without committing.
+    fn go_to_recorded_shard(&mut self, shard: Option<u32>) -> Result<(), LaneFailure> {
+        use crate::clickhouse::shards::fingerprint;
+        let recorded = shard.unwrap_or_else(|| fingerprint(self.rt.client.url()));
+        let current = self.shard.unwrap_or_else(|| fingerprint(self.client.url()));
+        if recorded == current {
+            return Ok(());
+        }
+        let Some(target) = self
+            .rt
+            .shards
+            .iter()
+            .find(|c| fingerprint(c.url()) == recorded)
+            .cloned()
+        else {
+            return Err(LaneFailure {
+                partition: self.id.clone(),
+                table_changed: false,
+                message: format!(
+                    "the interrupted insert went to a ClickHouse server that clickhouse.shards (or url) no longer lists (fingerprint {recorded:08x}); only it can tell whether the range was stored: list it again until this partition has committed past the range; stopping without committing"
+                ),
+            });
+        };
+        tracing::info!(partition = %self.id, shard = %target.url(),
+            "the interrupted insert went to another shard than the partition's now; re-forming it there");
+        let home = std::mem::replace(&mut self.client, target);
+        self.home = Some((home, self.shard));
+        self.shard = Some(recorded);
+        Ok(())
+    }
+
+    /// Back to the partition's own shard once the re-formed range is stored or abandoned.
+    fn go_home(&mut self) {
+        if let Some((client, shard)) = self.home.take() {
+            self.client = client;
+            self.shard = shard;
         }
     }
 
@@ -279,7 +332,7 @@ impl Lane {
     ) -> Result<(), LaneFailure> {
         let max_age = self.rt.route.batch.max_age;
         if self.rt.route.delivery == Delivery::ExactlyOnce {
-            if let Some(Stored::Fenced) = self.load_checkpoint().await {
+            if let Some(Stored::Fenced) = self.load_checkpoint().await? {
                 return Ok(());
             }
         }
@@ -482,6 +535,7 @@ impl Lane {
                         }
                         // Nothing of the recorded range is left to re-form.
                         self.reforming = None;
+                        self.go_home();
                     }
                 }
                 if registered {
@@ -664,6 +718,7 @@ impl Lane {
             let inflight = reform.unwrap_or(Inflight {
                 range: sealed.range,
                 stream_nonce: None,
+                shard: self.shard,
             });
             if let Stored::Fenced = self.record_inflight(inflight).await {
                 return Ok(Stored::Fenced);
@@ -681,7 +736,11 @@ impl Lane {
             r.stream_nonce
                 .map(|nonce| self.stream_token(r.range.first, nonce))
         });
-        self.store(sealed, whole_token).await
+        let stored = self.store(sealed, whole_token).await;
+        if reform.is_some() && matches!(stored, Ok(Stored::Yes)) {
+            self.go_home();
+        }
+        stored
     }
 
     /// Streaming needs a server that allows it (see `Client::streaming`) and a mode that does
@@ -779,6 +838,7 @@ impl Lane {
         let inflight = Inflight {
             range: sealed.range,
             stream_nonce: Some(nonce),
+            shard: self.shard,
         };
         if self.rt.route.delivery == Delivery::ExactlyOnce {
             // Recorded before the body ends, while nothing of it can be stored yet.

@@ -159,6 +159,69 @@ async fn each_partition_lands_on_its_shard_exactly_once_through_a_crash() {
     assert_eq!(distinct, n, "every id stored, none on both shards");
 }
 
+/// The shard list reversed between a crash and the restart (every partition moves to the
+/// other server): the range in flight at the crash names its shard in its record and is sent
+/// again there, where it is recognised, before its partition moves; every id is stored once
+/// across both servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_range_in_flight_goes_back_to_its_shard_when_the_list_changes() {
+    init_logs();
+    let topic = unique("reshard");
+    create_topic(&topic, 4).await;
+    create_on_both(&topic, "id UInt64, _partition Int32").await;
+    let n = 4_000u64;
+    produce(
+        &topic,
+        (0..n).map(|i| Msg::json((i % 4) as i32, format!("{{\"id\":{i}}}"))),
+    );
+    let group = unique("g");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("sluice.toml");
+    let route = "delivery = \"exactly-once\"\nmax_rows = 250\n";
+    std::fs::write(&path, sharded_config(&group, &topic, route)).expect("config");
+    let log = dir.path().join("sluice.log");
+    let crashed = Sluice::spawn_env(
+        &path,
+        &log,
+        &[("SLUICE_FAILPOINTS", "after_insert_before_commit@3")],
+    )
+    .wait(Duration::from_secs(60));
+    assert!(!crashed.success(), "the failpoint aborts the first run");
+
+    // The same servers, the other way round: url is now the second one.
+    let reversed = config(&group, &[(&topic, &topic)], route).replacen(
+        &format!("url = \"{}\"", ch_url()),
+        &format!(
+            "url = \"{}\"\nshards = [\"{}\", \"{}\"]",
+            shard2_url(),
+            shard2_url(),
+            ch_url()
+        ),
+        1,
+    );
+    assert!(reversed.contains("shards = ["), "{reversed}");
+    std::fs::write(&path, reversed).expect("config");
+    let mut resumed = Sluice::spawn(&path, &log);
+    wait_for_commit(&group, &topic, 4, n as i64).await;
+    resumed.signal("-TERM");
+    assert!(resumed.wait(Duration::from_secs(60)).success());
+    let (mut total, mut distinct) = (0, 0);
+    for url in [ch_url(), shard2_url()] {
+        total += ch_u64_at(&url, &format!("SELECT count() FROM default.{topic}")).await;
+        distinct += ch_u64_at(&url, &format!("SELECT uniqExact(id) FROM default.{topic}")).await;
+    }
+    assert_eq!(
+        (total, distinct),
+        (n, n),
+        "every id once across both servers"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("went to another shard than the partition's now; re-forming it there"),
+        "the recorded range was not sent back to its shard"
+    );
+}
+
 /// A shard whose table lacks a column the first shard's has is refused before anything is
 /// consumed, naming the shard and the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,8 +12,19 @@
 //! do not all start at the first shard.
 //!
 //! Changing the list (adding, removing or reordering shards) moves partitions to other
-//! shards: do it after a graceful stop, which leaves no range in flight; a range in flight at
-//! a crash is then sent to its new shard, which cannot know it was stored on the old one.
+//! shards. A range in flight at a crash names its shard in its record ([`fingerprint`]), so
+//! it is sent again to that shard wherever the list now puts the partition, and only then
+//! does the partition move; a shard removed from the list while it may hold such a range
+//! stops the partition's lane (nothing committed) until it is listed again.
+
+/// What an in-flight record names a shard by: FNV-1a (32 bits) of its URL as the client
+/// shows it ([`super::Client::url`]), short enough for Kafka's commit metadata and the same
+/// in every process.
+pub fn fingerprint(url: &str) -> u32 {
+    url.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
 
 /// The shard (index into `clickhouse.shards`) of `partition` of `topic`, among `shards`.
 pub fn shard_of(topic: &str, partition: i32, shards: usize) -> usize {
