@@ -4,6 +4,8 @@
 //! Kafka partition -> decode -> batch -> encode -> insert into ClickHouse -> commit offsets.
 //! One lane (tokio task) per assigned partition: its own batch, its own in-flight insert, its
 //! own commits. Lanes share only the consumer handle, the ClickHouse client and the metrics.
+//! With `clickhouse.shards` each lane inserts into its partition's shard
+//! ([`clickhouse::shards`]), so every guarantee below holds per shard.
 //! The consumer group (librdkafka) spreads partitions over sluice instances; within one
 //! instance the lanes run on every core.
 //!
@@ -18,7 +20,7 @@
 //! - [`kafka`]: client settings, the group consumer thread, record chunks.
 //! - [`lane`], [`batch`], [`commit`], [`checkpoint`]: the per-partition pipeline.
 //! - [`decode`], [`encode`], [`chtype`], [`schema`]: JSON -> RowBinary for the table's columns.
-//! - [`clickhouse`]: the HTTP client, version detection, retry classification.
+//! - [`clickhouse`]: the HTTP client, version detection, retry classification, shards.
 //! - [`dlq`]: dead letters; [`telemetry`]: metrics; [`shutdown`]: the stop signal.
 //! - [`check`], [`tools`]: `sluice check` and the Kafka CLI tools.
 
