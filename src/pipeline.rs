@@ -684,7 +684,7 @@ async fn plans_as_on_first(
 }
 
 /// `check`'s view of shard-aware writes: `route` on `shard` is planned and checked as on
-/// `first` and gives the same plan ([`plans_as_on_first`]).
+/// `first` and gives the same plan (as `plans_as_on_first` checks it).
 pub async fn check_route_on_shard(
     first: &Client,
     shard: &Client,
