@@ -10,36 +10,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
-fn shard2_url() -> String {
-    std::env::var("SLUICE_TEST_CLICKHOUSE_SHARD2_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:18124".into())
-}
-
-/// The offset `group` committed on each of `topic`'s first `partitions` partitions.
-fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let c = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    c.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shard_down_mid_stream_holds_back_only_its_partitions() {
@@ -94,7 +64,7 @@ async fn a_shard_down_mid_stream_holds_back_only_its_partitions() {
         "the first shard's partitions while the second is down"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let offsets = committed(&group, &topic, 4);
+    let offsets = committed_offsets(&group, &topic, 4);
     testbed("start-clickhouse-shard2");
     let stored_on_second: Vec<u64> = {
         let mut v = Vec::new();

@@ -8,11 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn shard2_url() -> String {
-    std::env::var("SLUICE_TEST_CLICKHOUSE_SHARD2_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:18124".into())
-}
-
 /// The table on both shards (each shard's own, as a Distributed table's local tables are).
 async fn create_on_both(table: &str, columns: &str) {
     for url in [ch_url(), shard2_url()] {
@@ -62,6 +57,77 @@ async fn partitions_on(url: &str, table: &str) -> Vec<(i32, u64)> {
     .collect()
 }
 
+/// The route of the crash tests: exactly-once, batches of 250 rows.
+const CRASH_ROUTE: &str = "delivery = \"exactly-once\"\nmax_rows = 250\n";
+
+/// A topic of 4 partitions holding ids 0..N (id % 4 the partition), its table on both
+/// shards, a consumer group, and a config file of the two shards with [`CRASH_ROUTE`].
+struct Sharded {
+    topic: String,
+    group: String,
+    path: std::path::PathBuf,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Ids in each crash test's topic.
+const N: u64 = 4_000;
+
+async fn sharded_topic(prefix: &str) -> Sharded {
+    let topic = unique(prefix);
+    create_topic(&topic, 4).await;
+    create_on_both(&topic, "id UInt64, _partition Int32").await;
+    produce(
+        &topic,
+        (0..N).map(|i| Msg::json((i % 4) as i32, format!("{{\"id\":{i}}}"))),
+    );
+    let group = unique("g");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, sharded_config(&group, &topic, CRASH_ROUTE)).expect("config");
+    Sharded {
+        log: dir.path().join("sluice.log"),
+        topic,
+        group,
+        path,
+        _dir: dir,
+    }
+}
+
+impl Sharded {
+    /// Runs sluice until it dies (as by kill -9) after its third insert and before that
+    /// insert's commit.
+    fn crash_after_third_insert(&self) {
+        let crashed = Sluice::spawn_env(
+            &self.path,
+            &self.log,
+            &[("SLUICE_FAILPOINTS", "after_insert_before_commit@3")],
+        )
+        .wait(Duration::from_secs(60));
+        assert!(!crashed.success(), "the failpoint aborts the run");
+    }
+
+    /// Runs sluice (with the config file as it is now) until every offset is committed,
+    /// then stops it gracefully.
+    async fn resume_to_the_end(&self) {
+        let mut resumed = Sluice::spawn(&self.path, &self.log);
+        wait_for_commit(&self.group, &self.topic, 4, N as i64).await;
+        resumed.signal("-TERM");
+        assert!(resumed.wait(Duration::from_secs(60)).success());
+    }
+
+    /// Rows and distinct ids across both shards.
+    async fn stored(&self) -> (u64, u64) {
+        let (mut total, mut distinct) = (0, 0);
+        for url in [ch_url(), shard2_url()] {
+            let table = format!("default.{}", self.topic);
+            total += ch_u64_at(&url, &format!("SELECT count() FROM {table}")).await;
+            distinct += ch_u64_at(&url, &format!("SELECT uniqExact(id) FROM {table}")).await;
+        }
+        (total, distinct)
+    }
+}
+
 /// 4 partitions over 2 shards, exactly-once; the first run dies (as by kill -9) after its
 /// third insert and before that insert's commit, the second resumes. Every partition's rows
 /// are on the one shard `shard_of` names, none on the other, and across both shards every
@@ -70,34 +136,15 @@ async fn partitions_on(url: &str, table: &str) -> Vec<(i32, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_partition_lands_on_its_shard_exactly_once_through_a_crash() {
     init_logs();
-    let topic = unique("sharded");
-    create_topic(&topic, 4).await;
-    create_on_both(&topic, "id UInt64, _partition Int32").await;
-    let n = 4_000u64;
-    produce(
-        &topic,
-        (0..n).map(|i| Msg::json((i % 4) as i32, format!("{{\"id\":{i}}}"))),
-    );
-    let group = unique("g");
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(
-        &path,
-        sharded_config(
-            &group,
-            &topic,
-            "delivery = \"exactly-once\"\nmax_rows = 250\n",
-        ),
-    )
-    .expect("config");
-    let log = dir.path().join("sluice.log");
+    let sharded = sharded_topic("sharded").await;
+    let (topic, path) = (&sharded.topic, &sharded.path);
     // `check` lists each shard's partitions and checks its table.
-    let text = std::fs::read_to_string(&path).expect("config");
+    let text = std::fs::read_to_string(path).expect("config");
     let (ok, out) = check(&text).await;
     assert!(ok, "{out}");
     let taken = |shard: usize| -> String {
         (0..4)
-            .filter(|p| sluice::clickhouse::shards::shard_of(&topic, *p, 2) == shard)
+            .filter(|p| sluice::clickhouse::shards::shard_of(topic, *p, 2) == shard)
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join(", ")
@@ -115,33 +162,18 @@ async fn each_partition_lands_on_its_shard_exactly_once_through_a_crash() {
         "{out}"
     );
 
-    let crashed = Sluice::spawn_env(
-        &path,
-        &log,
-        &[("SLUICE_FAILPOINTS", "after_insert_before_commit@3")],
-    )
-    .wait(Duration::from_secs(60));
-    assert!(!crashed.success(), "the failpoint aborts the first run");
-    let stored_before = ch_u64(&format!("SELECT count() FROM default.{topic}")).await
-        + ch_u64_at(
-            &shard2_url(),
-            &format!("SELECT count() FROM default.{topic}"),
-        )
-        .await;
+    sharded.crash_after_third_insert();
+    let stored_before = sharded.stored().await.0;
     assert!(stored_before > 0, "the first run stored something");
-
-    let mut resumed = Sluice::spawn(&path, &log);
-    wait_for_commit(&group, &topic, 4, n as i64).await;
-    resumed.signal("-TERM");
-    assert!(resumed.wait(Duration::from_secs(60)).success());
+    sharded.resume_to_the_end().await;
 
     let (first, second) = (
-        partitions_on(&ch_url(), &topic).await,
-        partitions_on(&shard2_url(), &topic).await,
+        partitions_on(&ch_url(), topic).await,
+        partitions_on(&shard2_url(), topic).await,
     );
     let mut want: [Vec<(i32, u64)>; 2] = [Vec::new(), Vec::new()];
     for p in 0..4 {
-        want[sluice::clickhouse::shards::shard_of(&topic, p, 2)].push((p, n / 4));
+        want[sluice::clickhouse::shards::shard_of(topic, p, 2)].push((p, N / 4));
     }
     assert_eq!(
         [first.clone(), second.clone()],
@@ -152,11 +184,11 @@ async fn each_partition_lands_on_its_shard_exactly_once_through_a_crash() {
         !first.is_empty() && !second.is_empty(),
         "both shards take partitions: {first:?} {second:?}"
     );
-    let mut distinct = 0;
-    for url in [ch_url(), shard2_url()] {
-        distinct += ch_u64_at(&url, &format!("SELECT uniqExact(id) FROM default.{topic}")).await;
-    }
-    assert_eq!(distinct, n, "every id stored, none on both shards");
+    assert_eq!(
+        sharded.stored().await,
+        (N, N),
+        "every id stored, none on both shards"
+    );
 }
 
 /// The shard list reversed between a crash and the restart (every partition moves to the
@@ -166,30 +198,12 @@ async fn each_partition_lands_on_its_shard_exactly_once_through_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_range_in_flight_goes_back_to_its_shard_when_the_list_changes() {
     init_logs();
-    let topic = unique("reshard");
-    create_topic(&topic, 4).await;
-    create_on_both(&topic, "id UInt64, _partition Int32").await;
-    let n = 4_000u64;
-    produce(
-        &topic,
-        (0..n).map(|i| Msg::json((i % 4) as i32, format!("{{\"id\":{i}}}"))),
-    );
-    let group = unique("g");
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("sluice.toml");
-    let route = "delivery = \"exactly-once\"\nmax_rows = 250\n";
-    std::fs::write(&path, sharded_config(&group, &topic, route)).expect("config");
-    let log = dir.path().join("sluice.log");
-    let crashed = Sluice::spawn_env(
-        &path,
-        &log,
-        &[("SLUICE_FAILPOINTS", "after_insert_before_commit@3")],
-    )
-    .wait(Duration::from_secs(60));
-    assert!(!crashed.success(), "the failpoint aborts the first run");
+    let sharded = sharded_topic("reshard").await;
+    let topic = &sharded.topic;
+    sharded.crash_after_third_insert();
 
     // The same servers, the other way round: url is now the second one.
-    let reversed = config(&group, &[(&topic, &topic)], route).replacen(
+    let reversed = config(&sharded.group, &[(topic, topic)], CRASH_ROUTE).replacen(
         &format!("url = \"{}\"", ch_url()),
         &format!(
             "url = \"{}\"\nshards = [\"{}\", \"{}\"]",
@@ -200,22 +214,14 @@ async fn a_range_in_flight_goes_back_to_its_shard_when_the_list_changes() {
         1,
     );
     assert!(reversed.contains("shards = ["), "{reversed}");
-    std::fs::write(&path, reversed).expect("config");
-    let mut resumed = Sluice::spawn(&path, &log);
-    wait_for_commit(&group, &topic, 4, n as i64).await;
-    resumed.signal("-TERM");
-    assert!(resumed.wait(Duration::from_secs(60)).success());
-    let (mut total, mut distinct) = (0, 0);
-    for url in [ch_url(), shard2_url()] {
-        total += ch_u64_at(&url, &format!("SELECT count() FROM default.{topic}")).await;
-        distinct += ch_u64_at(&url, &format!("SELECT uniqExact(id) FROM default.{topic}")).await;
-    }
+    std::fs::write(&sharded.path, reversed).expect("config");
+    sharded.resume_to_the_end().await;
     assert_eq!(
-        (total, distinct),
-        (n, n),
+        sharded.stored().await,
+        (N, N),
         "every id once across both servers"
     );
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = std::fs::read_to_string(&sharded.log).unwrap_or_default();
     assert!(
         text.contains("went to another shard than the partition's now; re-forming it there"),
         "the recorded range was not sent back to its shard"

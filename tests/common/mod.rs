@@ -24,6 +24,12 @@ pub fn ch_url() -> String {
     std::env::var("SLUICE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:18123".into())
 }
 
+/// The testbed's second ClickHouse 26.9 server: the second shard of the shard tests.
+pub fn shard2_url() -> String {
+    std::env::var("SLUICE_TEST_CLICKHOUSE_SHARD2_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:18124".into())
+}
+
 pub fn legacy_ch_url() -> String {
     std::env::var("SLUICE_TEST_LEGACY_CLICKHOUSE_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:28123".into())
@@ -345,6 +351,12 @@ pub fn read_topic(topic: &str, idle: Duration) -> Vec<OwnedMessage> {
 
 /// Committed offsets of `group` for `topic`, summed over partitions.
 pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    committed_offsets(group, topic, partitions).iter().sum()
+}
+
+/// The offset `group` committed on each of `topic`'s first `partitions` partitions (0 where
+/// none).
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka())
         .set("group.id", group)
@@ -363,7 +375,7 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
             Offset::Offset(o) => o,
             _ => 0,
         })
-        .sum()
+        .collect()
 }
 
 /// Waits (up to 30 s) until `group` has committed offsets adding up to `at_least` on `topic`'s
