@@ -113,7 +113,8 @@ pub struct PreparedRoute {
 /// connecting to ClickHouse and planning every route's table run side by side (each is a few
 /// round trips; together they were a tenth of a 1M-message run's wall time), then the
 /// exactly-once guard, which needs both. A Kafka failure is reported first, as before.
-pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
+/// Returns the client, the routes and the topics' partition counts (for the shards' checks).
+pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>, TopicPartitions)> {
     let (partitions, planned, registry) = tokio::join!(
         kafka_preflight(&cfg.kafka),
         plan_routes(cfg),
@@ -123,7 +124,7 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
     let (client, routes) = planned?;
     registry?;
     let routes = guard_routes(&client, cfg, routes, &partitions)?;
-    Ok((client, routes))
+    Ok((client, routes, partitions))
 }
 
 /// [`start_up`] for a config with topic patterns: the topics are listed first, the patterns
@@ -138,10 +139,10 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>)> {
 pub async fn start_up_expanding(
     written: &Config,
     left_out: &mut LeftOut,
-) -> Result<(Config, Client, Vec<PreparedRoute>)> {
+) -> Result<(Config, Client, Vec<PreparedRoute>, TopicPartitions)> {
     if written.patterns.is_empty() {
-        let (client, routes) = start_up(written).await?;
-        return Ok((written.clone(), client, routes));
+        let (client, routes, partitions) = start_up(written).await?;
+        return Ok((written.clone(), client, routes, partitions));
     }
     let partitions = kafka_preflight(&written.kafka).await?;
     let mut cfg = expand(written, &partitions)?;
@@ -171,7 +172,7 @@ pub async fn start_up_expanding(
     }
     cfg.routes.retain(|r| !out.contains(&r.topic));
     registry_preflight(&cfg).await?;
-    Ok((cfg, client, routes))
+    Ok((cfg, client, routes, partitions))
 }
 
 /// The topics a route pattern takes that are left out because their table cannot take
@@ -637,19 +638,19 @@ async fn connect_shards(
     first: &Client,
     keys: &[PlanKey],
     prepared: &[PreparedRoute],
+    partitions: &TopicPartitions,
 ) -> Result<Arc<[Client]>> {
     let mut clients = vec![first.clone()];
     let Some(others) = cfg.clickhouse.shards.get(1..) else {
         return Ok(clients.into());
     };
-    let partitions = kafka_preflight(&cfg.kafka).await?;
     for url in others {
         let shard = || format!("ClickHouse shard {url}");
         let mut settings = clickhouse_settings(&cfg.clickhouse);
         settings.url = url.clone();
         let client = Client::connect(settings).await.with_context(shard)?;
         for (p, key) in prepared.iter().zip(keys) {
-            plans_as_on_first(&client, cfg, &p.route, key, &partitions)
+            plans_as_on_first(&client, cfg, &p.route, key, partitions)
                 .await
                 .with_context(shard)?;
         }
@@ -743,7 +744,7 @@ async fn run_pass(
     // A stop requested while starting ends the run cleanly: nothing was consumed yet.
     let written = cfg;
     let started = start_up_expanding(written, left_out);
-    let (expanded, client, prepared) = tokio::select! {
+    let (expanded, client, prepared, partitions) = tokio::select! {
         p = started => p?,
         _ = &mut shutdown => {
             tracing::info!("stopped before the pipeline started");
@@ -767,7 +768,7 @@ async fn run_pass(
         }
     }
     let shards = tokio::select! {
-        s = connect_shards(cfg, &client, &keys, &prepared) => s?,
+        s = connect_shards(cfg, &client, &keys, &prepared, &partitions) => s?,
         _ = &mut shutdown => {
             tracing::info!("stopped before the pipeline started");
             return Ok((Pass::Stopped, Vec::new()));

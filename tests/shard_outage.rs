@@ -16,16 +16,7 @@ async fn a_shard_down_mid_stream_holds_back_only_its_partitions() {
     init_logs();
     let topic = unique("shardout");
     create_topic(&topic, 4).await;
-    for url in [ch_url(), shard2_url()] {
-        ch_at(
-            &url,
-            &format!(
-                "CREATE TABLE default.{topic} (id UInt64, _partition Int32) ENGINE = MergeTree \
-                 ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
-            ),
-        )
-        .await;
-    }
+    create_on_both(&topic, "id UInt64, _partition Int32").await;
     let on_second: Vec<i32> = (0..4)
         .filter(|p| sluice::clickhouse::shards::shard_of(&topic, *p, 2) == 1)
         .collect();
@@ -36,19 +27,10 @@ async fn a_shard_down_mid_stream_holds_back_only_its_partitions() {
     };
     produce(&topic, msgs(0, total / 2));
     let group = unique("g");
-    let text = config(
+    let text = sharded_config(
         &group,
-        &[(&topic, &topic)],
+        &topic,
         "delivery = \"exactly-once\"\nmax_rows = 500\n",
-    )
-    .replacen(
-        "[clickhouse]\n",
-        &format!(
-            "[clickhouse]\nshards = [\"{}\", \"{}\"]\n",
-            ch_url(),
-            shard2_url()
-        ),
-        1,
     );
     let run = start(&text);
     let table = format!("default.{topic}");

@@ -8,32 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The table on both shards (each shard's own, as a Distributed table's local tables are).
-async fn create_on_both(table: &str, columns: &str) {
-    for url in [ch_url(), shard2_url()] {
-        ch_at(
-            &url,
-            &format!(
-                "CREATE TABLE default.{table} ({columns}) ENGINE = MergeTree ORDER BY id \
-                 SETTINGS non_replicated_deduplication_window = 1000"
-            ),
-        )
-        .await;
-    }
-}
-
-fn sharded_config(group: &str, topic: &str, route: &str) -> String {
-    config(group, &[(topic, topic)], route).replacen(
-        "[clickhouse]\n",
-        &format!(
-            "[clickhouse]\nshards = [\"{}\", \"{}\"]\n",
-            ch_url(),
-            shard2_url()
-        ),
-        1,
-    )
-}
-
 /// `sluice check` of `text`: whether it passed, and what it printed.
 async fn check(text: &str) -> (bool, String) {
     let cfg = sluice::config::from_str(text, Vec::new()).expect("config");

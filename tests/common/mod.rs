@@ -30,6 +30,35 @@ pub fn shard2_url() -> String {
         .unwrap_or_else(|_| "http://127.0.0.1:18124".into())
 }
 
+/// A deduplicating MergeTree table on both test shards (each shard's own, as a
+/// Distributed table's local tables are).
+pub async fn create_on_both(table: &str, columns: &str) {
+    for url in [ch_url(), shard2_url()] {
+        ch_at(
+            &url,
+            &format!(
+                "CREATE TABLE default.{table} ({columns}) ENGINE = MergeTree ORDER BY id \
+                 SETTINGS non_replicated_deduplication_window = 1000"
+            ),
+        )
+        .await;
+    }
+}
+
+/// [`config`] of one route from `topic` into the table of the same name, on both test
+/// shards (`clickhouse.shards`).
+pub fn sharded_config(group: &str, topic: &str, route: &str) -> String {
+    config(group, &[(topic, topic)], route).replacen(
+        "[clickhouse]\n",
+        &format!(
+            "[clickhouse]\nshards = [\"{}\", \"{}\"]\n",
+            ch_url(),
+            shard2_url()
+        ),
+        1,
+    )
+}
+
 pub fn legacy_ch_url() -> String {
     std::env::var("SLUICE_TEST_LEGACY_CLICKHOUSE_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:28123".into())
