@@ -154,6 +154,8 @@ pub struct Batch {
     dead_bytes: usize,
     /// Messages skipped by the route's choice ([`Batch::skip`]).
     skipped: u64,
+    /// Change events without a row ([`Batch::skip_event`]).
+    events_skipped: u64,
     range: Option<OffsetRange>,
     opened_at: Option<Instant>,
 }
@@ -341,6 +343,25 @@ impl Batch {
         self.cover(offset);
     }
 
+    /// The message at `offset` became the rows just written to the body, which end at
+    /// `ends` (body lengths, as the body grew row by row; a message of several rows, such as
+    /// a Canal event's). A message's rows stay together: [`SealedBatch::split_between_messages`].
+    pub fn rows_done(&mut self, offset: i64, ends: &[usize]) {
+        let base = self.raw_len() - self.body.len();
+        for &end in ends {
+            self.row_ends.push(base + end);
+            self.row_offsets.push(offset);
+        }
+        self.cover(offset);
+    }
+
+    /// The message at `offset` is a change event that carries no row (DDL, a marker):
+    /// covered by the batch, so committed with it, and counted.
+    pub fn skip_event(&mut self, offset: i64) {
+        self.events_skipped += 1;
+        self.cover(offset);
+    }
+
     /// The message at `offset` is skipped by the route's choice (a tombstone under
     /// `tombstones = "skip"`): covered by the batch, so committed with it, and counted.
     pub fn skip(&mut self, offset: i64) {
@@ -506,6 +527,7 @@ impl Batch {
             row_offsets: std::mem::take(&mut self.row_offsets),
             dead: std::mem::take(&mut self.dead),
             skipped: std::mem::take(&mut self.skipped),
+            events_skipped: std::mem::take(&mut self.events_skipped),
         }))
     }
 }
@@ -532,6 +554,8 @@ pub struct SealedBatch {
     pub dead: Vec<DeadLetter>,
     /// Messages of the range skipped by the route's choice ([`Batch::skip`]).
     pub skipped: u64,
+    /// Change events of the range without a row ([`Batch::skip_event`]).
+    pub events_skipped: u64,
 }
 
 impl SealedBatch {
@@ -608,6 +632,37 @@ impl SealedBatch {
     /// The Kafka offset of row `row`.
     pub fn row_offset(&self, row: usize) -> Option<i64> {
         self.row_offsets.get(row).copied()
+    }
+
+    /// The messages of the range: those that gave rows, the bad ones and the skipped ones.
+    pub fn messages(&self) -> usize {
+        let with_rows = self
+            .row_offsets
+            .iter()
+            .enumerate()
+            .filter(|&(i, o)| i == 0 || self.row_offsets.get(i - 1) != Some(o))
+            .count();
+        with_rows + self.dead.len() + (self.skipped + self.events_skipped) as usize
+    }
+
+    /// Where to split rows `from..to` in two without parting a message's rows: the message
+    /// boundary nearest the middle, `None` when they are one message's (a single row, or
+    /// the rows of one Canal event). The halves have distinct offset ranges, so each keeps
+    /// a deduplication token of its own.
+    pub fn split_between_messages(&self, from: usize, to: usize) -> Option<usize> {
+        let at = |i: usize| self.row_offsets.get(i);
+        let boundary = |i: usize| at(i - 1) != at(i);
+        let mid = from + (to - from) / 2;
+        if mid <= from {
+            return None;
+        }
+        // Nearest boundary below or at the middle, and above it.
+        let down = (from + 1..=mid).rev().find(|&i| boundary(i));
+        let up = (mid + 1..to).find(|&i| boundary(i));
+        match (down, up) {
+            (Some(d), Some(u)) => Some(if mid - d <= u - mid { d } else { u }),
+            (d, u) => d.or(u),
+        }
     }
 }
 
@@ -954,6 +1009,49 @@ mod tests {
         b.body_mut().push(1);
         b.row_done(1);
         assert!(b.worth_sending_early(&limits));
+    }
+
+    /// A Canal event's rows: one message, several rows that stay together when ClickHouse
+    /// rejects a part of a batch; every split has offset ranges of its own.
+    #[test]
+    fn a_message_of_several_rows_is_kept_whole_by_every_split() {
+        let mut b = Batch::default();
+        b.body_mut().extend_from_slice(b"a");
+        b.row_done(10);
+        // Message 11: three rows "bb", "c", "ddd".
+        let start = b.body_mut().len();
+        b.body_mut().extend_from_slice(b"bbcddd");
+        b.rows_done(11, &[start + 2, start + 3, start + 6]);
+        b.skip_event(12);
+        b.body_mut().extend_from_slice(b"e");
+        b.row_done(13);
+        let s = b.seal().unwrap().unwrap();
+        assert_eq!((s.range.first, s.range.last), (10, 13));
+        assert_eq!(s.rows(), 5);
+        assert_eq!((s.messages(), s.events_skipped, s.skipped), (4, 1, 0));
+        assert_eq!(
+            (0..5).map(|r| s.row_offset(r).unwrap()).collect::<Vec<_>>(),
+            [10, 11, 11, 11, 13]
+        );
+        assert_eq!(plain(&s, 1, 4), b"bbcddd");
+        assert_eq!(plain(&s, 4, 5), b"e");
+        // The middle (row 2) is inside message 11: the boundary nearest it is taken.
+        assert_eq!(s.split_between_messages(0, 5), Some(1));
+        assert_eq!(s.split_between_messages(1, 5), Some(4));
+        assert_eq!(s.split_between_messages(0, 4), Some(1));
+        assert_eq!(s.split_between_messages(1, 4), None);
+        assert_eq!(s.split_between_messages(2, 3), None);
+        assert_eq!(s.split_between_messages(4, 5), None);
+        // Rows of one message each: the middle, as before.
+        let mut b = Batch::default();
+        for o in 0..8 {
+            b.body_mut().push(b'x');
+            b.row_done(o);
+        }
+        let s = b.seal().unwrap().unwrap();
+        assert_eq!(s.split_between_messages(0, 8), Some(4));
+        assert_eq!(s.split_between_messages(3, 6), Some(4));
+        assert_eq!(s.split_between_messages(5, 6), None);
     }
 
     #[test]

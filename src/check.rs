@@ -257,8 +257,17 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
             None => {}
         }
         let mut reading = Vec::new();
-        if r.envelope == crate::config::Envelope::Debezium {
-            reading.push("Debezium change events (the row: `after`; a delete's: `before`)");
+        match r.envelope {
+            crate::config::Envelope::None => {}
+            crate::config::Envelope::Debezium => {
+                reading.push("Debezium change events (the row: `after`; a delete's: `before`)")
+            }
+            crate::config::Envelope::Maxwell => reading.push(
+                "Maxwell change events (the row: `data`; DDL and bootstrap markers skipped and counted)",
+            ),
+            crate::config::Envelope::Canal => reading.push(
+                "Canal flat messages (a row per element of `data`; DDL and markers skipped and counted)",
+            ),
         }
         if r.skip_tombstones {
             reading.push("tombstones skipped and counted");

@@ -43,8 +43,8 @@ use crate::commit::{CommitError, Committer};
 use crate::config::{BadMessages, Delivery, Envelope, Format, Route};
 use crate::dead_letter_table;
 use crate::decode::json::{
-    debezium_row, encode_json_row, encode_meta_row, encode_text_row, EventSource, MessageMeta,
-    RowError, RowPlan,
+    canal_rows, debezium_row, encode_json_row, encode_meta_row, encode_text_row, maxwell_row,
+    Change, EventSource, MessageMeta, RowError, RowPlan,
 };
 use crate::decode::registered::{self, encode_registered_row, schema_id, Bound};
 use crate::decode::text::{Delimited, Line};
@@ -104,7 +104,7 @@ struct OpenStream {
 
 /// A batch formed again from Kafka for a streamed insert that failed.
 enum Reformed {
-    Batch(SealedBatch),
+    Batch(Box<SealedBatch>),
     /// Not one of its messages is in the log any more (retention).
     Empty,
     Fenced,
@@ -205,6 +205,8 @@ pub struct Lane {
     fresh: bool,
     /// CSV/TSV: the fields of the message being encoded (its buffers reused).
     line: Line,
+    /// Maxwell/Canal: where each row of the message being encoded ends in the body.
+    row_ends: Vec<usize>,
     /// Avro/Protobuf/JSON Schema: each schema id seen, bound to the route's plan, or why its
     /// messages cannot be read; and the buffers of the message being encoded.
     schemas: FxHashMap<u32, Result<Bound, String>>,
@@ -248,6 +250,7 @@ impl Lane {
             read_to: None,
             fresh: true,
             line: Line::new(),
+            row_ends: Vec::new(),
             schemas: FxHashMap::default(),
             registered: registered::Scratch::default(),
         }
@@ -633,6 +636,57 @@ impl Lane {
                     Err(e) => Err(e),
                 }
             }
+            Format::Json
+                if matches!(self.rt.route.envelope, Envelope::Maxwell | Envelope::Canal) =>
+            {
+                let change = if self.rt.route.envelope == Envelope::Maxwell {
+                    maxwell_row(payload)
+                } else {
+                    canal_rows(payload)
+                };
+                match change {
+                    Ok(Change::NoRow) => {
+                        self.batch.skip_event(rec.offset);
+                        return;
+                    }
+                    Ok(Change::Rows { op, rows, source }) => {
+                        let meta = MessageMeta {
+                            op: Some(op),
+                            source,
+                            ..meta
+                        };
+                        let start = out.len();
+                        self.row_ends.clear();
+                        let mut done = Ok(());
+                        for (i, row) in rows.enumerate() {
+                            done = row.and_then(|row| {
+                                encode_json_row(&self.rt.plan, row, &meta, out).map_err(|e| {
+                                    match self.rt.route.envelope {
+                                        // Which of the event's rows, with the row's error.
+                                        Envelope::Canal => RowError::Envelope {
+                                            envelope: "Canal",
+                                            reason: format!("row {} of its \"data\": {e}", i + 1),
+                                        },
+                                        _ => e,
+                                    }
+                                })
+                            });
+                            if done.is_err() {
+                                break;
+                            }
+                            self.row_ends.push(out.len());
+                        }
+                        if done.is_ok() {
+                            self.batch.rows_done(rec.offset, &self.row_ends);
+                            return;
+                        }
+                        // None of a bad event's rows is stored: its message is the dead letter.
+                        out.truncate(start);
+                        done
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Format::Json => encode_json_row(&self.rt.plan, payload, &meta, out),
             Format::Raw => encode_meta_row(&self.rt.plan, &meta, out),
             Format::Avro | Format::Protobuf | Format::JsonSchema => match schema_id(payload) {
@@ -702,7 +756,11 @@ impl Lane {
             }
         }
         RouteMetrics::add(&self.rt.metrics.tombstones_skipped, sealed.skipped);
-        tracing::debug!(partition = %self.id, range = %sealed.range, rows = sealed.rows(), skipped = sealed.skipped, "batch committed");
+        RouteMetrics::add(
+            &self.rt.metrics.change_events_skipped,
+            sealed.events_skipped,
+        );
+        tracing::debug!(partition = %self.id, range = %sealed.range, rows = sealed.rows(), skipped = sealed.skipped + sealed.events_skipped, "batch committed");
         self.batch.recycle(sealed, self.share.keep_at_most());
         self.share.set(self.batch.held_bytes());
         Ok(Some(Stored::Yes))
@@ -876,16 +934,13 @@ impl Lane {
         let read = match self.reform(sealed.range).await? {
             Reformed::Batch(again) => again,
             Reformed::Empty => {
-                tracing::error!(partition = %self.id, range = %sealed.range, messages = sealed.rows() + sealed.dead.len(),
+                tracing::error!(partition = %self.id, range = %sealed.range, messages = sealed.messages(),
                     "a failed streamed insert's messages are no longer in Kafka (retention removed them); they cannot be stored");
                 return Ok(Stored::Yes);
             }
             Reformed::Fenced => return Ok(Stored::Fenced),
         };
-        let (had, got) = (
-            sealed.rows() + sealed.dead.len(),
-            read.rows() + read.dead.len(),
-        );
+        let (had, got) = (sealed.messages(), read.messages());
         if got < had {
             tracing::error!(partition = %self.id, range = %sealed.range, missing = had - got,
                 "some of a failed streamed insert's messages are no longer in Kafka (retention or compaction removed them); storing the rest");
@@ -920,7 +975,7 @@ impl Lane {
                 Ok(Ok(_)) => {
                     return Ok(
                         match self.batch.seal().map_err(|e| self.unusable_batch(e))? {
-                            Some(again) => Reformed::Batch(again),
+                            Some(again) => Reformed::Batch(Box::new(again)),
                             None => Reformed::Empty,
                         },
                     )
@@ -995,17 +1050,27 @@ impl Lane {
             match self.insert_rows(sealed, from, to, token).await? {
                 InsertOutcome::Stored => {}
                 InsertOutcome::Fenced => return Ok(Stored::Fenced),
-                InsertOutcome::BadData(reason) if to - from == 1 => {
-                    RouteMetrics::add(&self.rt.metrics.rows_rejected_by_clickhouse, 1);
+                InsertOutcome::BadData(reason) => {
+                    // Halves of whole messages: a message's rows are stored or rejected
+                    // together, and every insert's rows have an offset range of their own.
+                    if let Some(mid) = sealed.split_between_messages(from, to) {
+                        pending.push((mid, to));
+                        pending.push((from, mid));
+                        continue;
+                    }
+                    let rows = to - from;
+                    RouteMetrics::add(&self.rt.metrics.rows_rejected_by_clickhouse, rows as u64);
                     let offset = sealed
                         .row_offset(from)
                         .ok_or_else(|| self.lost_row(sealed))?;
-                    rejected.push((offset, format!("ClickHouse rejected the row: {reason}")));
-                }
-                InsertOutcome::BadData(_) => {
-                    let mid = from + (to - from) / 2;
-                    pending.push((mid, to));
-                    pending.push((from, mid));
+                    rejected.push((
+                        offset,
+                        if rows == 1 {
+                            format!("ClickHouse rejected the row: {reason}")
+                        } else {
+                            format!("ClickHouse rejected a row of this message's {rows}: {reason}")
+                        },
+                    ));
                 }
             }
         }

@@ -30,6 +30,9 @@ pub struct RouteMetrics {
     pub dropped: AtomicU64,
     /// Messages without a value skipped by `tombstones = "skip"` (in committed batches).
     pub tombstones_skipped: AtomicU64,
+    /// Change events without a row (DDL, bootstrap and transaction markers) skipped (in
+    /// committed batches).
+    pub change_events_skipped: AtomicU64,
     pub commits: AtomicU64,
     /// Avro/Protobuf: schema ids a lane bound (or gave up on), and registry lookups that
     /// failed and were asked again (an outage, an id not known yet).
@@ -107,7 +110,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let counters: [(&str, &str, CounterOf); 16] = [
+        let counters: [(&str, &str, CounterOf); 17] = [
             ("sluice_messages_total", "Kafka messages read", |r| {
                 &r.messages
             }),
@@ -165,6 +168,11 @@ impl Metrics {
                 "sluice_tombstones_skipped_total",
                 "Messages without a value skipped (tombstones = \"skip\"), in committed batches",
                 |r| &r.tombstones_skipped,
+            ),
+            (
+                "sluice_change_events_skipped_total",
+                "Change events without a row (DDL, bootstrap and transaction markers) skipped, in committed batches",
+                |r| &r.change_events_skipped,
             ),
             ("sluice_commits_total", "Offset commits", |r| &r.commits),
             (

@@ -2962,6 +2962,213 @@ async fn tombstones_are_skipped_and_counted_when_the_route_says_so() {
     }
 }
 
+/// A change-event table (ReplacingMergeTree by offset and delete flag, as the README shows)
+/// on a 1-partition topic with its dead-letter topic; `check`: an extra table constraint.
+async fn cdc_table(topic: &str, check: &str) {
+    create_topic(topic, 1).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id UInt64, name String, __op LowCardinality(String), \
+         __deleted UInt8, _offset UInt64, __source_ts_ms DateTime64(3, 'UTC'), \
+         __ts_ms DateTime64(3, 'UTC'), __db String, __table String{check}) \
+         ENGINE = ReplacingMergeTree(_offset, __deleted) \
+         ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    // Every event's row kept as inserted (no merges), so that the table shows each one.
+    ch(&format!("SYSTEM STOP MERGES default.{topic}")).await;
+}
+
+/// Runs `envelope` exactly-once on `topic` until `messages` are committed: (rows inserted,
+/// dead letters, change events skipped).
+async fn run_cdc(topic: &str, envelope: &str, messages: i64) -> (u64, u64, u64) {
+    let text = config(
+        &unique("g"),
+        &[(topic, topic)],
+        &format!("delivery = \"exactly-once\"\nenvelope = \"{envelope}\"\n"),
+    )
+    .replacen(
+        "[clickhouse]\n",
+        "[clickhouse]\ninsert_settings = { optimize_on_insert = \"0\" }\n",
+        1,
+    );
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("config");
+    // `check` says how the route reads its messages.
+    let mut out = Vec::new();
+    assert!(sluice::check::run(&cfg, &mut out).await);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let reads = match envelope {
+        "maxwell" => "Maxwell change events (the row: `data`;",
+        _ => "Canal flat messages (a row per element of `data`;",
+    };
+    assert!(out.contains(&format!("  messages: {reads}")), "{out}");
+    let (running, metrics) = start_with_metrics(cfg);
+    wait_for_commit(&extract_group(&text), topic, 1, messages).await;
+    let summary = running.stop().await;
+    (
+        summary.rows_inserted,
+        summary.dead_lettered,
+        route_counter(&metrics, "sluice_change_events_skipped_total"),
+    )
+}
+
+/// Each id's events in offset order (`1c0 1u0 ...`: id, op, delete flag) and `FINAL`'s rows.
+async fn cdc_history(topic: &str) -> (String, String) {
+    let t = format!("default.{topic}");
+    let history = ch(&format!(
+        "SELECT arrayStringConcat(groupArray(concat(toString(id), __op, toString(__deleted))), ' ') \
+         FROM (SELECT * FROM {t} ORDER BY id, _offset)"
+    ))
+    .await;
+    let last = ch(&format!(
+        "SELECT id, name FROM {t} FINAL ORDER BY id FORMAT CSV"
+    ))
+    .await;
+    (history.trim().to_string(), last)
+}
+
+/// Maxwell's events (`envelope = "maxwell"`), exactly-once: inserts, an update, a delete and
+/// a bootstrap's insert land with Debezium's op codes, their database, table and commit
+/// time; DDL and the bootstrap's markers are skipped and counted; an event without a type
+/// and one whose value its column refuses are dead-lettered with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxwell_change_events_land_as_rows_and_deletes() {
+    let topic = unique("maxwell");
+    cdc_table(&topic, "").await;
+    let event = |ty: &str, data: &str, ts: u64| {
+        Msg::json(
+            0,
+            format!(
+                r#"{{"database":"shop","table":"orders","type":"{ty}","ts":{ts},"xid":7,"commit":true,"data":{data}}}"#
+            ),
+        )
+    };
+    produce(
+        &topic,
+        [
+            event("insert", r#"{"id":1,"name":"a"}"#, 1_700_000_001),
+            event("insert", r#"{"id":2,"name":"b"}"#, 1_700_000_002),
+            Msg::json(
+                0,
+                r#"{"type":"table-alter","database":"shop","table":"orders","old":{},"def":{},"ts":1700000003,"sql":"ALTER TABLE orders ADD x INT"}"#,
+            ),
+            event(
+                "update",
+                r#"{"id":1,"name":"a2"},"old":{"name":"a"}"#,
+                1_700_000_004,
+            ),
+            event("delete", r#"{"id":2,"name":"b"}"#, 1_700_000_005),
+            event("bootstrap-start", "{}", 1_700_000_006),
+            event("bootstrap-insert", r#"{"id":3,"name":"c"}"#, 1_700_000_007),
+            event("bootstrap-complete", "{}", 1_700_000_008),
+            event("insert", r#"{"id":"x","name":"d"}"#, 1_700_000_009),
+            Msg::json(0, r#"{"database":"shop","data":{"id":4,"name":"e"}}"#),
+        ],
+    );
+    assert_eq!(run_cdc(&topic, "maxwell", 10).await, (5, 2, 3));
+    assert_eq!(
+        cdc_history(&topic).await,
+        (
+            "1c0 1u0 2c0 2d1 3r0".to_string(),
+            "1,\"a2\"\n3,\"c\"\n".to_string()
+        )
+    );
+    // Maxwell's `ts` is the commit's second; it has no time of its own.
+    assert_eq!(
+        ch(&format!(
+            "SELECT countIf(__db = 'shop' AND __table = 'orders' AND __ts_ms = 0 \
+             AND toUnixTimestamp64Milli(__source_ts_ms) % 1000 = 0), \
+             groupArray(toUnixTimestamp(__source_ts_ms) - 1700000000) FROM \
+             (SELECT * FROM default.{topic} ORDER BY _offset) FORMAT CSV"
+        ))
+        .await,
+        "5,\"[1,2,4,5,7]\"\n"
+    );
+    let dead = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for says in ["field \"id\"", "Maxwell change event: no \"type\" field"] {
+        assert!(dead.iter().any(|d| d.contains(says)), "{says}: {dead:?}");
+    }
+}
+
+/// Canal's flat messages (`envelope = "canal"`), exactly-once: each element of `data` is a
+/// row (values as strings, as Canal writes them), with the op, database, table and both
+/// times. A message's rows are stored or dead-lettered together: one whose row its column
+/// refuses, one with a row ClickHouse rejects (a CHECK constraint; the lane splits the batch
+/// between messages only, so the rejected message's good rows are not stored either, and
+/// the test fails when a split parts a message) and one without rows go to the dead-letter
+/// topic whole; DDL is skipped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canal_flat_messages_land_row_by_row_and_whole() {
+    let topic = unique("canal");
+    cdc_table(&topic, ", CONSTRAINT not_refused CHECK name != 'refused'").await;
+    let event = |ty: &str, rows: &[(&str, &str)], es: u64| {
+        let data: Vec<String> = rows
+            .iter()
+            .map(|(id, name)| format!(r#"{{"id":"{id}","name":"{name}"}}"#))
+            .collect();
+        Msg::json(
+            0,
+            format!(
+                r#"{{"data":[{}],"database":"shop","es":{es},"id":1,"isDdl":false,"mysqlType":{{"id":"bigint","name":"varchar(16)"}},"old":null,"pkNames":["id"],"sql":"","sqlType":{{"id":-5,"name":12}},"table":"orders","ts":{},"type":"{ty}"}}"#,
+                data.join(","),
+                es + 500
+            ),
+        )
+    };
+    produce(
+        &topic,
+        [
+            event(
+                "INSERT",
+                &[("1", "a"), ("2", "b"), ("3", "c")],
+                1_700_000_000_001,
+            ),
+            Msg::json(
+                0,
+                r#"{"data":null,"database":"shop","es":1700000000002,"isDdl":true,"sql":"ALTER TABLE orders ADD x INT","table":"orders","ts":1700000000502,"type":"ALTER"}"#,
+            ),
+            event("UPDATE", &[("1", "a2")], 1_700_000_000_003),
+            event("DELETE", &[("2", "b")], 1_700_000_000_004),
+            event(
+                "INSERT",
+                &[("10", "ok"), ("11", "refused"), ("12", "ok")],
+                1_700_000_000_005,
+            ),
+            event("INSERT", &[("20", "x"), ("nope", "y")], 1_700_000_000_006),
+            event("INSERT", &[("4", "d"), ("5", "e")], 1_700_000_000_007),
+            event("INSERT", &[], 1_700_000_000_008),
+        ],
+    );
+    assert_eq!(run_cdc(&topic, "canal", 8).await, (7, 3, 1));
+    assert_eq!(
+        cdc_history(&topic).await,
+        (
+            "1c0 1u0 2c0 2d1 3c0 4c0 5c0".to_string(),
+            "1,\"a2\"\n3,\"c\"\n4,\"d\"\n5,\"e\"\n".to_string()
+        )
+    );
+    assert_eq!(
+        ch(&format!(
+            "SELECT countIf(__db = 'shop' AND __table = 'orders' \
+             AND toUnixTimestamp64Milli(__ts_ms) = toUnixTimestamp64Milli(__source_ts_ms) + 500), \
+             groupArray(toUnixTimestamp64Milli(__source_ts_ms) - 1700000000000) FROM \
+             (SELECT * FROM default.{topic} ORDER BY _offset, id) FORMAT CSV"
+        ))
+        .await,
+        "7,\"[1,1,1,3,4,7,7]\"\n"
+    );
+    let dead = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    for says in [
+        "ClickHouse rejected a row of this message's 3",
+        "Canal change event: row 2 of its \"data\": ",
+        "Canal change event: type \"INSERT\" without rows in its \"data\" array",
+    ] {
+        assert!(dead.iter().any(|d| d.contains(says)), "{says}: {dead:?}");
+    }
+}
+
 /// `envelope = "debezium"`: change events, bare and inside the JSON converter's schema
 /// wrapper, exactly-once into a ReplacingMergeTree versioned by offset with Debezium's delete
 /// flag: creates, snapshot reads and updates store their `after`, deletes their `before`

@@ -813,6 +813,16 @@ format = "json"
             let c = from_str(&text, no_env()).unwrap();
             assert_eq!(c.routes[0].envelope, Envelope::Debezium, "{format}");
         }
+        for (name, envelope) in [("maxwell", Envelope::Maxwell), ("canal", Envelope::Canal)] {
+            let c = with(&format!("format = \"json\"\nenvelope = \"{name}\"")).unwrap();
+            let r = &c.routes[0];
+            assert_eq!((r.envelope, r.envelope.name()), (envelope, name));
+            assert_eq!(
+                [&r.metadata.op, &r.metadata.deleted, &r.metadata.table].map(|c| c.as_deref()),
+                [Some("__op"), Some("__deleted"), Some("__table")],
+                "{name}"
+            );
+        }
         let plain = with("format = \"json\"").unwrap();
         assert_eq!(
             (
@@ -830,7 +840,11 @@ format = "json"
                 "format = \"raw\"\nenvelope = \"debezium\"",
                 "route[0].envelope",
             ),
-            ("envelope = \"canal\"", "route[0].envelope"),
+            (
+                "format = \"csv\"\nenvelope = \"maxwell\"",
+                "route[0].envelope",
+            ),
+            ("envelope = \"Canal\"", "route[0].envelope"),
             ("[route.metadata]\ndeleted = \"d\"", "route[0].metadata"),
             ("[route.metadata]\ntable = \"t\"", "route[0].metadata"),
         ] {

@@ -254,9 +254,10 @@ pub struct RawRoute {
     /// "skip" (counted, nothing stored: compacted and CDC topics carry them by design).
     #[serde(default, deserialize_with = "scalar")]
     pub tombstones: Option<String>,
-    /// How a message carries its row: "none" (default: it is the row) or "debezium" (a
+    /// How a message carries its row: "none" (default: it is the row), "debezium" (a
     /// change event in JSON, JSON Schema, Avro or Protobuf: its `after`, or for a delete its
-    /// `before`).
+    /// `before`), "maxwell" (a Maxwell JSON event: its `data`) or "canal" (a Canal flat
+    /// JSON message: each element of its `data`).
     #[serde(default, deserialize_with = "scalar")]
     pub envelope: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
@@ -292,13 +293,14 @@ pub struct RawMetadataColumns {
     pub headers: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub value: Option<String>,
-    /// `envelope = "debezium"` only: the change event's operation and delete flag.
+    /// Change events only (an `envelope`): the event's operation and delete flag.
     #[serde(default, deserialize_with = "scalar")]
     pub op: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     pub deleted: Option<String>,
-    /// `envelope = "debezium"` only: the event's `ts_ms`, `source.ts_ms`, `source.db` and
-    /// `source.table`.
+    /// Change events only: when the event was made and when its change (Debezium's `ts_ms`,
+    /// `source.ts_ms`, `source.db`, `source.table`; Canal's `ts`, `es`, `database`, `table`;
+    /// Maxwell's `ts` in seconds as `source_ts_ms`, `database`, `table`).
     #[serde(default, deserialize_with = "scalar")]
     pub ts_ms: Option<String>,
     #[serde(default, deserialize_with = "scalar")]

@@ -426,6 +426,28 @@ pub enum Envelope {
     /// A Debezium change event: the row is its `after` (or for a delete its `before`),
     /// `decode::json::debezium_row`.
     Debezium,
+    /// A Maxwell change event (JSON): the row is its `data`, `decode::json::maxwell_row`.
+    Maxwell,
+    /// A Canal flat message (JSON): one row per element of its `data`,
+    /// `decode::json::canal_rows`.
+    Canal,
+}
+
+impl Envelope {
+    /// Whether messages are change events, which give the operation and source metadata.
+    pub fn is_change_event(self) -> bool {
+        self != Envelope::None
+    }
+
+    /// The envelope's name as configured.
+    pub fn name(self) -> &'static str {
+        match self {
+            Envelope::None => "none",
+            Envelope::Debezium => "debezium",
+            Envelope::Maxwell => "maxwell",
+            Envelope::Canal => "canal",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1924,15 +1946,28 @@ pub(super) fn validate_route(
                  not in this format",
             ))
         }
+        Some(name @ ("maxwell" | "canal")) if format == Format::Json => {
+            if name == "maxwell" {
+                Envelope::Maxwell
+            } else {
+                Envelope::Canal
+            }
+        }
+        Some(name @ ("maxwell" | "canal")) => {
+            return Err(err(
+                f("envelope"),
+                format!("{name:?} reads JSON change events: it needs format = \"json\""),
+            ))
+        }
         Some(other) => {
             return Err(err(
                 f("envelope"),
-                format!("{other:?} is not one of \"none\", \"debezium\""),
+                format!("{other:?} is not one of \"none\", \"debezium\", \"maxwell\", \"canal\""),
             ))
         }
     };
     let metadata = match envelope {
-        Envelope::Debezium => MetadataColumns {
+        Envelope::Debezium | Envelope::Maxwell | Envelope::Canal => MetadataColumns {
             op: metadata_name(&m.op, "__op"),
             deleted: metadata_name(&m.deleted, "__deleted"),
             // The names Kafka Connect's ExtractNewRecordState gives them (`add.fields`).
@@ -1954,7 +1989,7 @@ pub(super) fn validate_route(
             if event.iter().any(|v| v.is_some()) {
                 return Err(err(
                     f("metadata"),
-                    "op, deleted, ts_ms, source_ts_ms, db and table are a change event's: they need envelope = \"debezium\"",
+                    "op, deleted, ts_ms, source_ts_ms, db and table are a change event's: they need an envelope (\"debezium\", \"maxwell\" or \"canal\")",
                 ));
             }
             metadata

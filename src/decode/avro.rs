@@ -543,6 +543,7 @@ pub fn encode_avro_row(
     };
     let Some(start) = start else {
         return Err(RowError::Envelope {
+            envelope: "Debezium",
             reason: format!("op \"{}\" without its \"{image}\" record", code as char),
         });
     };

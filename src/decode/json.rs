@@ -74,6 +74,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use chrono::{LocalResult, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 
+mod envelope;
+
+pub use envelope::{canal_rows, debezium_operation, debezium_row, maxwell_row, Change, ChangeRows};
+
 use super::time_format::TimeFormat;
 use crate::chtype::ChType;
 use crate::encode::rowbinary::{self as rb, U256};
@@ -861,9 +865,13 @@ pub enum RowError {
     },
     #[error("invalid Protobuf message: {reason}")]
     InvalidProtobuf { reason: String },
-    /// A route with `envelope = "debezium"`: the message is no change event with a row.
-    #[error("Debezium change event: {reason}")]
-    Envelope { reason: String },
+    /// A route with an `envelope`: the message is no change event with a row
+    /// (`envelope`: whose events, "Debezium", "Maxwell", "Canal").
+    #[error("{envelope} change event: {reason}")]
+    Envelope {
+        envelope: &'static str,
+        reason: String,
+    },
     #[error("invalid Avro datum at byte {offset}, field {field}: {reason}")]
     InvalidAvro {
         offset: usize,
@@ -4743,106 +4751,6 @@ fn scan_small_int(b: &[u8], start: usize) -> Option<(i64, usize)> {
         return None;
     }
     Some((if neg { -v } else { v }, i))
-}
-
-/// The row of a Debezium change event (`envelope = "debezium"`) and its operation: `after`
-/// for a create (`c`), snapshot read (`r`) or update (`u`), `before` for a delete (`d`),
-/// whether the event stands alone or inside the JSON converter's `{"schema", "payload"}`
-/// wrapper. The row is a slice of `payload`, read by the route's plan like any message. A
-/// truncate (`t`) or message (`m`) event, an operation without its image, or anything else
-/// is an error naming what is missing. Also what the event says of its source and time
-/// ([`EventSource`]; a value of another type than Debezium writes is left out).
-pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8], EventSource<'_>), RowError> {
-    let bad = |reason: String| RowError::Envelope { reason };
-    let mut event = payload.trim_ascii();
-    for wrapped in [false, true] {
-        if event.first() != Some(&b'{') {
-            return Err(if wrapped {
-                bad("its \"payload\" is not an object".into())
-            } else {
-                RowError::NotAnObject { found: show(event) }
-            });
-        }
-        let (mut op, mut before, mut after, mut schema, mut inner) =
-            (None, None, None, false, None);
-        let mut source = EventSource::NONE;
-        let mut it = ObjectIter::new(event);
-        while let Some((k, v)) = it.next_pair().map_err(|e| bad(e.reason))? {
-            match k.raw {
-                b"\"op\"" => op = Some(v),
-                b"\"before\"" => before = Some(v),
-                b"\"after\"" => after = Some(v),
-                b"\"schema\"" => schema = true,
-                b"\"payload\"" => inner = Some(v),
-                b"\"ts_ms\"" => source.ts_ms = json_millis(v),
-                b"\"source\"" if v.kind == Kind::Obj => {
-                    let mut fields = ObjectIter::new(v.raw);
-                    while let Some((k, v)) = fields.next_pair().map_err(|e| bad(e.reason))? {
-                        let text =
-                            matches!(v.kind, Kind::Str | Kind::StrEsc).then_some(Text::Json(v.raw));
-                        match k.raw {
-                            b"\"ts_ms\"" => source.source_ts_ms = json_millis(v),
-                            b"\"db\"" => source.db = text,
-                            b"\"table\"" => source.table = text,
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        if !event
-            .get(it.s.pos + 1..)
-            .unwrap_or_default()
-            .iter()
-            .all(u8::is_ascii_whitespace)
-        {
-            return Err(bad("trailing characters after the event".into()));
-        }
-        if let (None, true, Some(p), false) = (op, schema, inner, wrapped) {
-            event = p.raw;
-            continue;
-        }
-        // A string's text between its quotes; any other JSON value as it is, for the error.
-        let op = op.map(|v| match v.kind {
-            Kind::Str => v.raw.get(1..v.raw.len() - 1).unwrap_or_default(),
-            _ => v.raw,
-        });
-        let (code, name) = debezium_operation(op)?;
-        let image = if code == b'd' { before } else { after };
-        return match image {
-            Some(v) if v.kind == Kind::Obj => Ok((code, v.raw, source)),
-            _ => Err(bad(format!(
-                "op \"{}\" without its \"{name}\" object",
-                code as char
-            ))),
-        };
-    }
-    Err(bad("nested \"payload\" wrappers".into()))
-}
-
-/// An integer JSON value (epoch milliseconds); `None` for anything else.
-fn json_millis(v: Val<'_>) -> Option<i64> {
-    match v.kind {
-        Kind::Int => std::str::from_utf8(v.raw).ok()?.parse().ok(),
-        _ => None,
-    }
-}
-
-/// A Debezium change event's operation code and the image that holds its row: `after` for
-/// a create (`c`), snapshot read (`r`) or update (`u`), `before` for a delete (`d`). A
-/// truncate (`t`), a message (`m`), anything else or no operation at all is the event's
-/// error. Every format's envelope reads its operation here, so all word it the same.
-pub fn debezium_operation(op: Option<&[u8]>) -> Result<(u8, &'static str), RowError> {
-    let bad = |reason: String| RowError::Envelope { reason };
-    match op {
-        None => Err(bad("no \"op\" field (not a Debezium event?)".into())),
-        Some(&[code @ (b'c' | b'r' | b'u')]) => Ok((code, "after")),
-        Some(b"d") => Ok((b'd', "before")),
-        Some(b"t") => Err(bad("a truncate (op \"t\") has no row".into())),
-        Some(b"m") => Err(bad("a message (op \"m\") has no row".into())),
-        Some(other) => Err(bad(format!("op {:?} is not c, r, u or d", show(other)))),
-    }
 }
 
 /// Writes meta column `col` (source `m`) from the message's metadata.

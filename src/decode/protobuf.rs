@@ -357,6 +357,7 @@ pub fn encode_protobuf_row(
     }
     let Some(event) = &m.event else {
         return Err(RowError::Envelope {
+            envelope: "Debezium",
             reason: format!(
                 "{} is not a change event: it needs message fields \"before\" and \"after\" \
                  and a string \"op\"",
@@ -424,6 +425,7 @@ pub fn encode_protobuf_row(
     .map_err(bad)?;
     let read = match (pieces[i], one) {
         (0, _) => Err(RowError::Envelope {
+            envelope: "Debezium",
             reason: format!("op \"{}\" without its \"{image}\" message", code as char),
         }),
         (_, Some(v)) => encode_message(plan, row, v, &meta, scratch, out),
