@@ -272,6 +272,9 @@ pub async fn run(cfg: &Config, out: &mut dyn Write) -> bool {
         if r.skip_tombstones {
             reading.push("tombstones skipped and counted");
         }
+        if r.unknown_fields == crate::config::UnknownFields::Add {
+            reading.push("a field without a column gets one (unknown_fields = \"add\")");
+        }
         if !reading.is_empty() {
             let _ = writeln!(out, "  messages: {}", reading.join("; "));
         }

@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use crate::batch::{Batch, SealedBatch};
 use crate::budget::{MemoryBudget, Share};
 use crate::checkpoint::{Inflight, OffsetRange, PartitionId};
+use crate::clickhouse::add_column::{add_column, Added};
 use crate::clickhouse::client::InsertBody;
 use crate::clickhouse::compress::Packing;
 use crate::clickhouse::retry::Backoff;
@@ -44,7 +45,7 @@ use crate::config::{BadMessages, Delivery, Envelope, Format, Route};
 use crate::dead_letter_table;
 use crate::decode::json::{
     canal_rows, debezium_row, encode_json_row, encode_meta_row, encode_text_row, maxwell_row,
-    Change, EventSource, MessageMeta, RowError, RowPlan,
+    Change, EventSource, MessageMeta, NewColumn, RowError, RowPlan,
 };
 use crate::decode::registered::{self, encode_registered_row, schema_id, Bound};
 use crate::decode::text::{Delimited, Line};
@@ -100,6 +101,17 @@ struct OpenStream {
     /// The request ended before its body did (ClickHouse answered with an error): the rest
     /// of the rows are dropped as they come and the batch is read back from Kafka at its end.
     failed: bool,
+}
+
+/// `unknown_fields = "add"` stops adding columns to a table once it has this many: a message
+/// whose field would take it further is dead-lettered. Keeps a stream of generated keys (ids
+/// as field names) from growing a table without end, as clickhouse_sinker's `maxDims` does.
+pub const MAX_COLUMNS_ADDED_TO: usize = 1000;
+
+/// The fields without a column (`unknown_fields = "add"`) of the message at `offset`.
+struct NewFields {
+    fields: Vec<NewColumn>,
+    offset: i64,
 }
 
 /// A batch formed again from Kafka for a streamed insert that failed.
@@ -207,6 +219,8 @@ pub struct Lane {
     line: Line,
     /// Maxwell/Canal: where each row of the message being encoded ends in the body.
     row_ends: Vec<usize>,
+    /// `unknown_fields = "add"`: the fields without a column the last message had.
+    new_fields: Option<NewFields>,
     /// Avro/Protobuf/JSON Schema: each schema id seen, bound to the route's plan, or why its
     /// messages cannot be read; and the buffers of the message being encoded.
     schemas: FxHashMap<u32, Result<Bound, String>>,
@@ -251,6 +265,7 @@ impl Lane {
             fresh: true,
             line: Line::new(),
             row_ends: Vec::new(),
+            new_fields: None,
             schemas: FxHashMap::default(),
             registered: registered::Scratch::default(),
         }
@@ -545,6 +560,9 @@ impl Lane {
                     self.ensure_schema(rec.payload).await;
                 }
                 self.encode(rec);
+                if let Some(new) = self.new_fields.take() {
+                    return Err(self.add_columns(new).await);
+                }
                 i += 1;
                 match self.recovery {
                     Some(r) if rec.offset == r.last => {
@@ -662,6 +680,8 @@ impl Lane {
                             done = row.and_then(|row| {
                                 encode_json_row(&self.rt.plan, row, &meta, out).map_err(|e| {
                                     match self.rt.route.envelope {
+                                        // A column to add first: not the event's fault.
+                                        _ if matches!(e, RowError::NewFields { .. }) => e,
                                         // Which of the event's rows, with the row's error.
                                         Envelope::Canal => RowError::Envelope {
                                             envelope: "Canal",
@@ -728,9 +748,94 @@ impl Lane {
         };
         match row {
             Ok(()) => self.batch.row_done(rec.offset),
+            Err(RowError::NewFields { fields })
+                if self.rt.plan.columns.len() + fields.len() <= MAX_COLUMNS_ADDED_TO =>
+            {
+                // Not a bad message: the lane stops before it (see `add_columns`).
+                self.new_fields = Some(NewFields {
+                    fields,
+                    offset: rec.offset,
+                });
+            }
+            Err(e @ RowError::NewFields { .. }) => self.batch.dead_letter(
+                rec.into(),
+                format!(
+                    "{e}, and unknown_fields = \"add\" grows no table past {MAX_COLUMNS_ADDED_TO} columns"
+                ),
+                rec.headers_read(),
+            ),
             Err(e) => self
                 .batch
                 .dead_letter(rec.into(), e.to_string(), rec.headers_read()),
+        }
+    }
+
+    /// `unknown_fields = "add"`: adds the columns of the fields `encode` met, on every shard,
+    /// then ends the pass as a changed table does: nothing of the open batch is stored or
+    /// committed, and the next pass plans the table with the column and reads this
+    /// partition from its committed offset. A server that cannot be reached is asked again;
+    /// a refusal (a user without ALTER rights, a table that cannot take the column) stops
+    /// the run with the reason.
+    async fn add_columns(&self, new: NewFields) -> LaneFailure {
+        let route = &self.rt.route;
+        let pairs: Vec<(&Client, &NewColumn)> = self
+            .rt
+            .shards
+            .iter()
+            .flat_map(|c| new.fields.iter().map(move |f| (c, f)))
+            .collect();
+        for (client, column) in pairs {
+            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+            loop {
+                match add_column(
+                    client,
+                    &route.database,
+                    &route.table,
+                    &column.name,
+                    &column.column_type,
+                )
+                .await
+                {
+                    Ok(added) => {
+                        if added == Added::New {
+                            RouteMetrics::add(&self.rt.metrics.columns_added, 1);
+                        }
+                        tracing::info!(partition = %self.id, offset = new.offset, field = %column.name,
+                            column_type = %column.column_type, clickhouse = %client.url(),
+                            existed = added == Added::Existing, "column added for a new field");
+                        break;
+                    }
+                    Err(e) if e.is_transient() && !self.committer.fence().is_raised() => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(partition = %self.id, field = %column.name, error = %e, retry_in = ?delay,
+                            "cannot add the column of a new field yet; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                    Err(e) => {
+                        return LaneFailure {
+                            partition: self.id.clone(),
+                            table_changed: false,
+                            message: format!(
+                                "cannot add a {} column for field {:?} (message at offset {}, unknown_fields = \"add\"): {e}",
+                                column.column_type, column.name, new.offset
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        LaneFailure {
+            partition: self.id.clone(),
+            table_changed: true,
+            message: format!(
+                "the message at offset {} had fields without a column: added {}",
+                new.offset,
+                new.fields
+                    .iter()
+                    .map(|c| format!("{:?} {}", c.name, c.column_type))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 
@@ -966,6 +1071,9 @@ impl Lane {
             while let Some(chunk) = rx.recv().await {
                 for rec in chunk.iter() {
                     self.encode(rec);
+                    if let Some(new) = self.new_fields.take() {
+                        return Err(self.add_columns(new).await);
+                    }
                 }
                 if self.batch.should_pack(Packing::Always, 0, None) {
                     self.batch.pack().map_err(|e| self.unusable_batch(e))?;

@@ -276,12 +276,19 @@ pub fn plan_table(
     let unknown = match route.unknown_fields {
         UnknownFields::Ignore => JsonUnknownFields::Ignore,
         UnknownFields::Error => JsonUnknownFields::Error,
+        UnknownFields::Add => JsonUnknownFields::Add,
     };
     let mut plan =
         RowPlan::new(plans, unknown, with_defaults).map_err(|cause| SchemaError::Plan {
             table: table.clone(),
             cause,
         })?;
+    let not_sent: Vec<String> = columns
+        .iter()
+        .filter(|c| !c.default_kind.insertable())
+        .map(|c| c.name.clone())
+        .collect();
+    plan.set_other_columns(&not_sent);
     plan.set_time_formats(&route.date_time_formats)
         .map_err(|cause| SchemaError::Plan {
             table: table.clone(),

@@ -41,6 +41,8 @@ pub struct RouteMetrics {
     /// Times the route's table was found changed under the run, planned again and the
     /// pipeline started over (`pipeline::run_with_metrics`).
     pub table_replans: AtomicU64,
+    /// Columns `unknown_fields = "add"` added to the table (on any shard).
+    pub columns_added: AtomicU64,
 }
 
 impl RouteMetrics {
@@ -110,7 +112,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let counters: [(&str, &str, CounterOf); 17] = [
+        let counters: [(&str, &str, CounterOf); 18] = [
             ("sluice_messages_total", "Kafka messages read", |r| {
                 &r.messages
             }),
@@ -189,6 +191,11 @@ impl Metrics {
                 "sluice_table_replans_total",
                 "Times the table changed under the run (a column gone or of another type) and was planned again",
                 |r| &r.table_replans,
+            ),
+            (
+                "sluice_columns_added_total",
+                "Columns added to the table for new JSON fields (unknown_fields = \"add\")",
+                |r| &r.columns_added,
             ),
         ];
         for (name, help, pick) in counters {

@@ -1642,3 +1642,56 @@ async fn guarded_stream_on_18_16(url: &str, method: Method) {
     );
     drop_table(&client, &table).await;
 }
+
+/// `unknown_fields = "add"`'s ALTER: a column added once is there with the server's type
+/// (`Bool` as `UInt8` on 18.16), asking again is success (`Existing`, Code 15 on 26.9, 44 on
+/// 18.16), any name survives quoting, and a refusal is an error with the server's reason.
+async fn check_add_column(url: &str, bool_type: &str) {
+    use sluice::clickhouse::add_column::{add_column, Added};
+    let client = connect(url).await;
+    let table = table_name("add_column");
+    exec(
+        &client,
+        &format!(
+            "CREATE TABLE {} (id UInt64) ENGINE = MergeTree ORDER BY id",
+            qualified("default", &table)
+        ),
+    )
+    .await;
+    for name in ["flag", "we`ird \"name\\"] {
+        for expected in [Added::New, Added::Existing] {
+            let got = add_column(&client, "default", &table, name, "Nullable(Bool)").await;
+            assert_eq!(got.unwrap(), expected, "{url} {name}");
+        }
+    }
+    let e = add_column(&client, "default", &table, "x", "NoSuchType")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("NoSuchType"), "{url}: {e}");
+    let columns = client
+        .query(&format!(
+            "SELECT name, type FROM system.columns WHERE database = 'default' AND table = '{table}' \
+             ORDER BY name FORMAT TSV"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        columns,
+        format!(
+            "flag\tNullable({bool_type})\nid\tUInt64\nwe`ird \"name\\\\\tNullable({bool_type})\n"
+        ),
+        "{url}"
+    );
+    drop_table(&client, &table).await;
+}
+
+#[tokio::test]
+async fn modern_add_column_is_idempotent() {
+    check_add_column(&modern_url(), "Bool").await;
+}
+
+#[tokio::test]
+async fn legacy_add_column_is_idempotent() {
+    let Some(url) = legacy_url() else { return };
+    check_add_column(&url, "UInt8").await;
+}

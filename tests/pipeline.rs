@@ -2962,6 +2962,90 @@ async fn tombstones_are_skipped_and_counted_when_the_route_says_so() {
     }
 }
 
+/// `unknown_fields = "add"`, exactly-once on 2 partitions: fields without a column get one,
+/// typed by their first value (integers, floats, strings, booleans, objects as text,
+/// arrays; a name with a quote, a backtick and a space), the pass starts over with the new
+/// plan and every row lands once with its values, those before a column existed holding
+/// NULL. A field only ever null gets none; a value its new column refuses is dead-lettered.
+/// Without the lane's ALTER the run stops at the first new field and the test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_without_a_column_get_one_and_every_row_lands_once() {
+    let topic = unique("grow");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    let t = format!("default.{topic}");
+    ch(&format!(
+        "CREATE TABLE {t} (id UInt64, _offset UInt64) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    produce(
+        &topic,
+        [
+            Msg::json(0, r#"{"id":1}"#),
+            Msg::json(1, r#"{"id":11,"n":7}"#),
+            Msg::json(0, r#"{"id":2,"n":5,"s":"x"}"#),
+            Msg::json(1, r#"{"id":12,"s":"y","nums":[1,2.5]}"#),
+            Msg::json(0, r#"{"id":3,"n":6,"f":1.5,"flag":true}"#),
+            Msg::json(0, r#"{"id":4,"tags":["a",null],"obj":{"k":[1]}}"#),
+            Msg::json(1, r#"{"id":13,"late":null}"#),
+            Msg::json(0, r#"{"id":5,"n":"oops"}"#),
+            Msg::json(0, r#"{"id":6,"late":null,"we`ird \"name":1}"#),
+            Msg::json(1, r#"{"id":14,"n":8,"flag":false,"f":2}"#),
+        ],
+    );
+    let text = config(
+        &unique("g"),
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"\nunknown_fields = \"add\"\n",
+    );
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("config");
+    let mut out = Vec::new();
+    assert!(sluice::check::run(&cfg, &mut out).await);
+    let said = String::from_utf8_lossy(&out).into_owned();
+    assert!(
+        said.contains("a field without a column gets one (unknown_fields = \"add\")"),
+        "{said}"
+    );
+    let (running, metrics) = start_with_metrics(cfg);
+    let committed = wait_for_commit(&extract_group(&text), &topic, 2, 10).await;
+    let added = route_counter(&metrics, "sluice_columns_added_total");
+    let replans = route_counter(&metrics, "sluice_table_replans_total");
+    let summary = running.stop().await;
+    assert_eq!(committed, 10);
+    assert_eq!((summary.rows_inserted, summary.dead_lettered), (9, 1));
+    assert_eq!(added, 8);
+    assert!(replans >= 1, "{replans}");
+    assert_eq!(
+        ch(&format!(
+            "SELECT name, type FROM system.columns WHERE database = 'default' AND table = '{topic}' \
+             AND name NOT IN ('id', '_offset') ORDER BY name FORMAT CSV"
+        ))
+        .await,
+        "\"f\",\"Nullable(Float64)\"\n\"flag\",\"Nullable(Bool)\"\n\"n\",\"Nullable(Int64)\"\n\
+         \"nums\",\"Array(Nullable(Float64))\"\n\"obj\",\"Nullable(String)\"\n\"s\",\"Nullable(String)\"\n\
+         \"tags\",\"Array(Nullable(String))\"\n\"we`ird \"\"name\",\"Nullable(Int64)\"\n"
+    );
+    assert_eq!(
+        ch(&format!(
+            "SELECT id, n, s, f, flag, tags, obj, nums, `we\\`ird \"name` FROM {t} ORDER BY id FORMAT CSV"
+        ))
+        .await,
+        "1,\\N,\\N,\\N,\\N,\"[]\",\\N,\"[]\",\\N\n\
+         2,5,\"x\",\\N,\\N,\"[]\",\\N,\"[]\",\\N\n\
+         3,6,\\N,1.5,true,\"[]\",\\N,\"[]\",\\N\n\
+         4,\\N,\\N,\\N,\\N,\"['a',NULL]\",\"{\"\"k\"\":[1]}\",\"[]\",\\N\n\
+         6,\\N,\\N,\\N,\\N,\"[]\",\\N,\"[]\",1\n\
+         11,7,\\N,\\N,\\N,\"[]\",\\N,\"[]\",\\N\n\
+         12,\\N,\"y\",\\N,\\N,\"[]\",\\N,\"[1,2.5]\",\\N\n\
+         13,\\N,\\N,\\N,\\N,\"[]\",\\N,\"[]\",\\N\n\
+         14,8,\\N,2,false,\"[]\",\\N,\"[]\",\\N\n"
+    );
+    let dead = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains("\"n\""), "{dead:?}");
+}
+
 /// A change-event table (ReplacingMergeTree by offset and delete flag, as the README shows)
 /// on a 1-partition topic with its dead-letter topic; `check`: an extra table constraint.
 async fn cdc_table(topic: &str, check: &str) {

@@ -58,6 +58,7 @@
 //! - On 18.16 an absurd string length prefix is answered with Code 241 MEMORY_LIMIT_EXCEEDED
 //!   (retryable), not 131 as on 26.9: a corrupt batch can look transient there.
 
+pub mod add_column;
 pub mod client;
 pub mod compress;
 pub mod error;

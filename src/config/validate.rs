@@ -381,6 +381,8 @@ impl Delivery {
 pub enum UnknownFields {
     Ignore,
     Error,
+    /// A field without a column gets one (`ALTER TABLE ... ADD COLUMN`), json routes.
+    Add,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1826,10 +1828,17 @@ pub(super) fn validate_route(
     let unknown_fields = match r.unknown_fields.as_deref().unwrap_or("ignore") {
         "ignore" => UnknownFields::Ignore,
         "error" => UnknownFields::Error,
+        "add" if format == Format::Json => UnknownFields::Add,
+        "add" => {
+            return Err(err(
+                f("unknown_fields"),
+                "\"add\" adds columns for JSON fields: it needs format = \"json\"",
+            ))
+        }
         other => {
             return Err(err(
                 f("unknown_fields"),
-                format!("{other:?} is not one of \"ignore\", \"error\""),
+                format!("{other:?} is not one of \"ignore\", \"error\", \"add\""),
             ))
         }
     };

@@ -98,6 +98,8 @@ pub enum UnknownFields {
     #[default]
     Ignore,
     Error,
+    /// The table gets a column for it, of the type its value tells ([`RowError::NewField`]).
+    Add,
 }
 
 /// Kafka message metadata a column can be filled from.
@@ -414,6 +416,9 @@ pub struct RowPlan {
     /// Per column: the date-time format its values are written in, where the route gives one
     /// ([`RowPlan::set_time_formats`]); empty when no column has one.
     times: Vec<Option<TimeFormat>>,
+    /// `UnknownFields::Add`: names, sorted, of the table's columns that read no field (meta
+    /// and computed columns, [`RowPlan::set_other_columns`]): a field so named gets no column.
+    others: Vec<Box<[u8]>>,
 }
 
 /// A column type as the one-pass writer ([`scan_write`]) sees it, compiled once per plan so
@@ -689,7 +694,27 @@ impl RowPlan {
             field_col,
             one_pass: true,
             times: Vec::new(),
+            others: Vec::new(),
         })
+    }
+
+    /// The table's columns that read no field besides this plan's own meta columns: those
+    /// ClickHouse computes (MATERIALIZED, ALIAS). With `UnknownFields::Add` a field named as
+    /// any column of the table is ignored, never a column to add.
+    pub fn set_other_columns(&mut self, computed: &[String]) {
+        let mut others: Vec<Box<[u8]>> = computed
+            .iter()
+            .map(|n| n.as_bytes().into())
+            .chain(self.columns.iter().map(|c| c.name.as_bytes().into()))
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        self.others = others;
+    }
+
+    /// Whether the table has a column `name` that reads no field of that name.
+    fn is_other_column(&self, name: &[u8]) -> bool {
+        self.others.binary_search_by(|n| (**n).cmp(name)).is_ok()
     }
 
     /// The route's date-time formats (`date_time_formats`), by column name: each must name a
@@ -830,6 +855,13 @@ pub enum Text<'a> {
 // Errors
 // ------------------------------------------------------------------------------------------
 
+/// A column `unknown_fields = "add"` adds for a field: its name and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewColumn {
+    pub name: String,
+    pub column_type: String,
+}
+
 /// Why a message could not be turned into a row. Every variant is a property of the message
 /// (with this plan), so retrying the same message cannot succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -840,6 +872,10 @@ pub enum RowError {
     NotAnObject { found: String },
     #[error("unknown field \"{field}\"")]
     UnknownField { field: String },
+    /// `unknown_fields = "add"`: fields without a column yet; the lane adds them and reads
+    /// the message again. Not a bad message.
+    #[error("{} without a column yet", fields.iter().map(|f| format!("field {:?} ({})", f.name, f.column_type)).collect::<Vec<_>>().join(", "))]
+    NewFields { fields: Vec<NewColumn> },
     #[error("duplicate field \"{field}\"")]
     DuplicateField { field: String },
     #[error("invalid line at byte {offset}: {reason}")]
@@ -1013,6 +1049,8 @@ pub struct RowScratch {
     /// The text of a typed field value ([`FieldKind::Double`], [`FieldKind::Scaled`]) whose
     /// column reads it as text.
     typed_text: Vec<u8>,
+    /// `UnknownFields::Add`: the row's fields without a column, each once.
+    new_fields: Vec<NewColumn>,
 }
 
 impl RowScratch {
@@ -3575,7 +3613,15 @@ pub fn encode_json_row_with(
     out: &mut Vec<u8>,
 ) -> Result<(), RowError> {
     let len = out.len();
-    let r = encode_row(plan, scratch, payload, meta, out);
+    let mut r = encode_row(plan, scratch, payload, meta, out);
+    if plan.unknown_fields == UnknownFields::Add && !scratch.new_fields.is_empty() {
+        // Read whole, so that one message names all its new fields; a row written without
+        // them is not kept (the message is read again once the table has them).
+        let fields = std::mem::take(&mut scratch.new_fields);
+        if r.is_ok() {
+            r = Err(RowError::NewFields { fields });
+        }
+    }
     if r.is_err() {
         out.truncate(len);
     }
@@ -4149,6 +4195,17 @@ fn encode_row(
                 Some(_) => {}
                 None if plan.unknown_fields == UnknownFields::Error => {
                     return Err(RowError::UnknownField { field: show(key) })
+                }
+                None if plan.unknown_fields == UnknownFields::Add => {
+                    let value = Val {
+                        raw: s.b.get(vstart..s.pos).unwrap_or_default(),
+                        kind,
+                    };
+                    if let Some(c) = new_field(plan, key, value)? {
+                        if !scratch.new_fields.iter().any(|f| f.name == c.name) {
+                            scratch.new_fields.push(c);
+                        }
+                    }
                 }
                 None => {}
             }
@@ -4753,6 +4810,61 @@ fn scan_small_int(b: &[u8], start: usize) -> Option<(i64, usize)> {
     Some((if neg { -v } else { v }, i))
 }
 
+/// `UnknownFields::Add`: a field `name` (unescaped) no column reads. The column to add
+/// when its value tells the type; `None` (ignored) when it is null, an array of nulls or
+/// nothing, or names a column that reads no field. An empty name, or one that is not UTF-8,
+/// cannot be a column: the message's error.
+#[cold]
+fn new_field(plan: &RowPlan, name: &[u8], value: Val<'_>) -> Result<Option<NewColumn>, RowError> {
+    if plan.is_other_column(name) {
+        return Ok(None);
+    }
+    let Some(column_type) = added_column_type(value) else {
+        return Ok(None);
+    };
+    match std::str::from_utf8(name) {
+        Ok(field) if !field.is_empty() => Ok(Some(NewColumn {
+            name: field.to_owned(),
+            column_type,
+        })),
+        _ => Err(RowError::UnknownField { field: show(name) }),
+    }
+}
+
+/// The type of the column `unknown_fields = "add"` adds for a field first seen with value
+/// `v`, as clickhouse_sinker's dynamic schema infers it: an integer `Int64`, another number
+/// `Float64`, a string `String`, a boolean `Bool`, an object `String` (its JSON text), all
+/// Nullable so that rows without the field hold NULL; an array `Array(Nullable(T))` of its
+/// elements' type (integers and other numbers `Float64`, any other mix or nesting
+/// `String`). `None` for null and for an array of nulls or nothing: no type to tell yet,
+/// and nothing lost (a row without the column holds NULL or `[]`).
+fn added_column_type(v: Val<'_>) -> Option<String> {
+    fn scalar(kind: Kind) -> Option<&'static str> {
+        match kind {
+            Kind::Null => None,
+            Kind::Int => Some("Int64"),
+            Kind::Num => Some("Float64"),
+            Kind::True | Kind::False => Some("Bool"),
+            Kind::Str | Kind::StrEsc | Kind::Obj | Kind::Arr => Some("String"),
+        }
+    }
+    if v.kind != Kind::Arr {
+        return scalar(v.kind).map(|t| format!("Nullable({t})"));
+    }
+    let mut it = ArrayIter::new(v.raw);
+    let mut elem: Option<&'static str> = None;
+    while let Ok(Some(e)) = it.next_val() {
+        let Some(t) = scalar(e.kind) else { continue };
+        elem = Some(match elem {
+            None => t,
+            Some(seen) if seen == t => t,
+            Some("Int64" | "Float64") if matches!(t, "Int64" | "Float64") => "Float64",
+            Some(_) => "String",
+        });
+    }
+    elem.map(|t| format!("Array(Nullable({t}))"))
+}
+
 /// Writes meta column `col` (source `m`) from the message's metadata.
 fn write_meta(
     plan: &RowPlan,
@@ -4966,6 +5078,85 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         let payload = format!("{{\"c\": {json}}}");
         encode_json_row(&plan, payload.as_bytes(), &META, &mut out).map(|_| out)
+    }
+
+    /// `unknown_fields = "add"`: the first field without a column names the column to add,
+    /// typed by its value; fields that tell no type, and names of columns that read no
+    /// field, are ignored; a message with no new field encodes as with "ignore".
+    #[test]
+    fn a_new_field_names_the_column_to_add_and_its_type() {
+        let mut plan = named_plan(&[("id", "UInt64")], UnknownFields::Add);
+        plan.set_other_columns(&["computed".to_string()]);
+        let new = |json: &str| {
+            let mut out = vec![7];
+            let r = encode_json_row(&plan, json.as_bytes(), &META, &mut out);
+            // A message stopped at a new field leaves nothing behind.
+            assert!(r.is_ok() || out == [7], "{json}");
+            match r {
+                Ok(()) => None,
+                Err(RowError::NewFields { fields }) => Some(
+                    fields
+                        .into_iter()
+                        .map(|c| (c.name, c.column_type))
+                        .collect::<Vec<_>>(),
+                ),
+                Err(e) => panic!("{json}: {e}"),
+            }
+        };
+        let some = |f: &str, t: &str| Some(vec![(f.to_string(), t.to_string())]);
+        for (json, added) in [
+            (r#"{"id":1,"n":5}"#, some("n", "Nullable(Int64)")),
+            (r#"{"n":-5e3,"id":1}"#, some("n", "Nullable(Float64)")),
+            (r#"{"id":1,"s":"x"}"#, some("s", "Nullable(String)")),
+            (
+                r#"{"id":1,"s\"q\u00e9":"x"}"#,
+                some("s\"qé", "Nullable(String)"),
+            ),
+            (r#"{"id":1,"b":false}"#, some("b", "Nullable(Bool)")),
+            (r#"{"id":1,"o":{"a":[1]}}"#, some("o", "Nullable(String)")),
+            (
+                r#"{"id":1,"a":[null,1,2]}"#,
+                some("a", "Array(Nullable(Int64))"),
+            ),
+            (
+                r#"{"id":1,"a":[1,2.5]}"#,
+                some("a", "Array(Nullable(Float64))"),
+            ),
+            (r#"{"id":1,"a":[true]}"#, some("a", "Array(Nullable(Bool))")),
+            (
+                r#"{"id":1,"a":[1,"x"]}"#,
+                some("a", "Array(Nullable(String))"),
+            ),
+            (
+                r#"{"id":1,"a":[[1],{"b":2}]}"#,
+                some("a", "Array(Nullable(String))"),
+            ),
+            (
+                r#"{"id":1,"z":null,"a":[],"e":[null],"n":1}"#,
+                some("n", "Nullable(Int64)"),
+            ),
+            (
+                r#"{"n":1,"id":1,"s":"x","n":2}"#,
+                Some(vec![
+                    ("n".to_string(), "Nullable(Int64)".to_string()),
+                    ("s".to_string(), "Nullable(String)".to_string()),
+                ]),
+            ),
+            (r#"{"id":1,"z":null,"a":[],"computed":5}"#, None),
+            (r#"{"id":1}"#, None),
+        ] {
+            assert_eq!(new(json), added, "{json}");
+        }
+        let mut out = Vec::new();
+        let e = encode_json_row(&plan, br#"{"id":1,"":2}"#, &META, &mut out).unwrap_err();
+        assert!(matches!(e, RowError::UnknownField { .. }), "{e}");
+        // The row without new fields is the row "ignore" writes.
+        let lax = named_plan(&[("id", "UInt64")], UnknownFields::Ignore);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let row = br#"{"id":3,"z":null,"computed":1}"#;
+        encode_json_row(&plan, row, &META, &mut a).unwrap();
+        encode_json_row(&lax, row, &META, &mut b).unwrap();
+        assert_eq!((a.clone(), a), (b, 3u64.to_le_bytes().to_vec()));
     }
 
     #[track_caller]
