@@ -41,7 +41,7 @@ use crate::clickhouse::{
     Client, InsertError, InsertFormat, InsertRequest, InsertStream, Streaming,
 };
 use crate::commit::{CommitError, Committer};
-use crate::config::{BadMessages, Delivery, Envelope, Format, Route};
+use crate::config::{BadMessages, Delivery, Envelope, Format, Route, UnknownFields};
 use crate::dead_letter_table;
 use crate::decode::json::{
     canal_rows, debezium_row, encode_json_row, encode_meta_row, encode_text_row, maxwell_row,
@@ -466,7 +466,7 @@ impl Lane {
     /// message on is batched meanwhile, and the lane stores nothing while it waits. (A
     /// revocation or shutdown during that wait is seen once it ends;
     /// `service.shutdown_timeout` bounds a shutdown's wait.)
-    async fn ensure_schema(&mut self, payload: Option<&[u8]>) {
+    async fn ensure_schema(&mut self, payload: Option<&[u8]>, offset: i64) {
         let Some(Ok(id)) = payload.map(schema_id) else {
             return;
         };
@@ -505,6 +505,18 @@ impl Lane {
                 "cannot get the message's schema; waiting for the registry");
             tokio::time::sleep(delay).await;
         };
+        if let (Ok(bound), UnknownFields::Add) = (&got, self.rt.route.unknown_fields) {
+            let (fields, none) = bound.new_columns(&self.rt.plan);
+            if !none.is_empty() {
+                tracing::warn!(partition = %self.id, schema_id = id, fields = ?none,
+                    "fields of a type no one column holds get no column (unknown_fields = \"add\"); ignored");
+            }
+            if !fields.is_empty() {
+                // Not bound: the lane stops before this message and adds the columns.
+                self.new_fields = Some(NewFields { fields, offset });
+                return;
+            }
+        }
         match &got {
             Ok(_) => tracing::info!(partition = %self.id, schema_id = id, "schema loaded"),
             Err(why) => tracing::warn!(partition = %self.id, schema_id = id, reason = %why,
@@ -557,7 +569,10 @@ impl Lane {
                     }
                 }
                 if registered {
-                    self.ensure_schema(rec.payload).await;
+                    self.ensure_schema(rec.payload, rec.offset).await;
+                    if let Some(new) = self.new_fields.take() {
+                        return Err(self.add_columns(new).await);
+                    }
                 }
                 self.encode(rec);
                 if let Some(new) = self.new_fields.take() {

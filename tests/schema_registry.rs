@@ -1236,3 +1236,132 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
         }
     }
 }
+
+/// `unknown_fields = "add"` on an Avro route, exactly-once: a schema version with new
+/// fields adds their columns (typed from the schema: decimal precision, timestamp unit,
+/// date, UUID, arrays, maps, enums as String, unions with null Nullable) before its first
+/// message is read; a record field, which has no one column type, gets none and is skipped.
+/// Rows of both versions land once with their values, the older ones with the new columns'
+/// defaults. Without the ALTER the run stops at the new schema and the test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_avro_schema_version_adds_the_columns_of_its_new_fields() {
+    let topic = unique("avroadd");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id Int64, _offset UInt64) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let v1 = r#"{"type":"record","name":"Grow","namespace":"shop","fields":[
+        {"name":"id","type":"long"},{"name":"_offset","type":"long","default":0}]}"#;
+    let v2 = r#"{"type":"record","name":"Grow","namespace":"shop","fields":[
+        {"name":"id","type":"long"},
+        {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":18,"scale":2}},
+        {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+        {"name":"day","type":{"type":"int","logicalType":"date"}},
+        {"name":"uid","type":{"type":"string","logicalType":"uuid"}},
+        {"name":"tags","type":{"type":"array","items":"string"}},
+        {"name":"attrs","type":{"type":"map","values":"long"}},
+        {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["A","B"]}},
+        {"name":"note","type":["null","string"],"default":null},
+        {"name":"ok","type":"boolean"},
+        {"name":"score","type":"float"},
+        {"name":"inner","type":{"type":"record","name":"Inner","fields":[{"name":"x","type":"int"}]}}
+    ]}"#;
+    let subject = format!("{topic}-value");
+    let id1 = register_schema(&subject, None, v1).await;
+    let id2 = register_schema(&subject, None, v2).await;
+    let (s1, s2) = (
+        Schema::parse_str(v1).unwrap(),
+        Schema::parse_str(v2).unwrap(),
+    );
+    let old = |i: i64| {
+        let r = V::Record(vec![
+            ("id".into(), V::Long(i)),
+            ("_offset".into(), V::Long(0)),
+        ]);
+        framed(id1, apache_avro::to_avro_datum(&s1, r).unwrap())
+    };
+    let new = |i: i64| {
+        let r = V::Record(vec![
+            ("id".into(), V::Long(i)),
+            (
+                "price".into(),
+                V::Decimal(apache_avro::Decimal::from((i * 101).to_be_bytes().to_vec())),
+            ),
+            ("at".into(), V::TimestampMillis(1_700_000_000_000 + i)),
+            ("day".into(), V::Date(19_000 + i as i32)),
+            (
+                "uid".into(),
+                V::Uuid(uuid::Uuid::from_u128(
+                    0x1234_5678_9abc_def0_1234_5678_9abc_0000 + i as u128,
+                )),
+            ),
+            ("tags".into(), V::Array(vec![V::String(format!("t{i}"))])),
+            (
+                "attrs".into(),
+                V::Map([("n".to_string(), V::Long(i))].into_iter().collect()),
+            ),
+            (
+                "kind".into(),
+                V::Enum((i % 2) as u32, ["A", "B"][(i % 2) as usize].into()),
+            ),
+            (
+                "note".into(),
+                if i % 2 == 0 {
+                    V::Union(0, Box::new(V::Null))
+                } else {
+                    V::Union(1, Box::new(V::String(format!("n{i}"))))
+                },
+            ),
+            ("ok".into(), V::Boolean(i % 3 == 0)),
+            ("score".into(), V::Float(i as f32 / 4.0)),
+            ("inner".into(), V::Record(vec![("x".into(), V::Int(1))])),
+        ]);
+        framed(id2, apache_avro::to_avro_datum(&s2, r).unwrap())
+    };
+    let n = 200i64;
+    produce(
+        &topic,
+        (0..n).map(|i| msg((i % 2) as i32, if i < 100 { old(i) } else { new(i) })),
+    );
+    let (summary, metrics) = run_route_until_stored(
+        &topic,
+        &topic,
+        "format = \"avro\"\nunknown_fields = \"add\"",
+        &registry_url(),
+        n as u64,
+        n,
+    )
+    .await;
+    assert_eq!(
+        (summary.rows_inserted, summary.dead_lettered),
+        (n as u64, 0)
+    );
+    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), 10);
+    assert_eq!(
+        ch(&format!(
+            "SELECT name, type FROM system.columns WHERE database = 'default' AND table = '{topic}' \
+             ORDER BY position FORMAT TSVRaw"
+        ))
+        .await,
+        "id\tInt64\n_offset\tUInt64\nprice\tDecimal(18, 2)\nat\tDateTime64(3, 'UTC')\n\
+         day\tDate32\nuid\tUUID\ntags\tArray(String)\nattrs\tMap(String, Int64)\nkind\tString\n\
+         note\tNullable(String)\nok\tBool\nscore\tFloat32\n"
+    );
+    let ok = ch_u64(&format!(
+        "SELECT countIf(if(id < 100,
+            price = 0 AND at = toDateTime64(0, 3, 'UTC') AND tags = [] AND isNull(note) AND kind = '',
+            toInt64(price * 100) = id * 101
+            AND at = fromUnixTimestamp64Milli(1700000000000 + id, 'UTC')
+            AND day = toDate32('1970-01-01') + 19000 + id
+            AND uid = toUUID(concat('12345678-9abc-def0-1234-56789abc', leftPad(hex(id), 4, '0')))
+            AND tags = [concat('t', toString(id))] AND attrs['n'] = id
+            AND kind = if(id % 2 = 0, 'A', 'B')
+            AND if(id % 2 = 0, isNull(note), note = concat('n', toString(id)))
+            AND ok = (id % 3 = 0) AND score = id / 4)) FROM default.{topic}"
+    ))
+    .await;
+    assert_eq!(ok, n as u64, "rows differ from the records produced");
+}

@@ -1828,11 +1828,13 @@ pub(super) fn validate_route(
     let unknown_fields = match r.unknown_fields.as_deref().unwrap_or("ignore") {
         "ignore" => UnknownFields::Ignore,
         "error" => UnknownFields::Error,
-        "add" if format == Format::Json => UnknownFields::Add,
+        "add" if matches!(format, Format::Json | Format::JsonSchema | Format::Avro) => {
+            UnknownFields::Add
+        }
         "add" => {
             return Err(err(
                 f("unknown_fields"),
-                "\"add\" adds columns for JSON fields: it needs format = \"json\"",
+                "\"add\" adds columns for the fields of json, json-schema and avro routes",
             ))
         }
         other => {
@@ -2010,7 +2012,10 @@ pub(super) fn validate_route(
             "a raw route stores each message value in this column; it cannot be switched off",
         ));
     }
-    if !matches!(format, Format::Json | Format::JsonSchema) && r.unknown_fields.is_some() {
+    if !matches!(format, Format::Json | Format::JsonSchema)
+        && r.unknown_fields.is_some()
+        && r.unknown_fields.as_deref() != Some("add")
+    {
         return Err(err(
             f("unknown_fields"),
             "applies to JSON fields by name; a raw route parses no fields, and a csv or tsv line must have exactly one field per column",

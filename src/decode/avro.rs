@@ -44,7 +44,7 @@ use apache_avro::schema::{Name, Schema};
 use super::cursor::Cursor;
 use super::json::{
     debezium_operation, encode_fields_row, EventSource, FieldKind, FieldValue, MessageMeta,
-    RowError, RowPlan, Text,
+    NewColumn, RowError, RowPlan, Text,
 };
 use super::jsontext::{json_string, write_decimal, write_float, write_scaled};
 use super::registered::HEADER_LEN;
@@ -90,6 +90,9 @@ enum Node {
 #[derive(Debug, Clone)]
 pub struct Compiled {
     nodes: Vec<Node>,
+    /// The ClickHouse type of nodes whose [`Node`] does not say it (a date, a UUID, a
+    /// decimal's precision), for the columns `unknown_fields = "add"` adds.
+    hints: HashMap<usize, String>,
     /// The top-level record's fields: name and node.
     fields: Vec<(String, usize)>,
 }
@@ -123,6 +126,7 @@ impl Compiled {
         };
         Ok(Compiled {
             nodes: c.nodes,
+            hints: c.hints,
             fields,
         })
     }
@@ -164,6 +168,7 @@ fn kind_name(s: &Schema) -> &'static str {
 struct Compiler {
     nodes: Vec<Node>,
     named: HashMap<Name, usize>,
+    hints: HashMap<usize, String>,
 }
 
 impl Compiler {
@@ -176,6 +181,12 @@ impl Compiler {
         if depth > MAX_DEPTH {
             return Err(format!("the schema nests deeper than {MAX_DEPTH} levels"));
         }
+        let hint = match s {
+            Schema::Date => Some("Date32".to_string()),
+            Schema::Uuid => Some("UUID".to_string()),
+            Schema::Decimal(d) => Some(format!("Decimal({}, {})", d.precision, d.scale)),
+            _ => None,
+        };
         let n = match s {
             Schema::Null => Node::Null,
             Schema::Boolean => Node::Boolean,
@@ -264,8 +275,58 @@ impl Compiler {
                     .ok_or_else(|| format!("unknown named type {:?}", name.fullname(None)));
             }
         };
-        Ok(self.push(n))
+        let at = self.push(n);
+        if let Some(h) = hint {
+            self.hints.insert(at, h);
+        }
+        Ok(at)
     }
+}
+
+/// The column `unknown_fields = "add"` adds for a value of `node`: the type sluice writes
+/// such values into as they are (a union with null `Nullable`, a timestamp `DateTime64` in
+/// UTC, an enum its symbol as `String`). `None` for what has no one such type (records,
+/// other unions, durations, big decimals, nulls): that field gets no column.
+fn column_type(c: &Compiled, node: usize, depth: usize) -> Option<String> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    if let Some(h) = c.hints.get(&node) {
+        return Some(h.clone());
+    }
+    Some(match c.nodes.get(node)? {
+        Node::Boolean => "Bool".into(),
+        Node::Int => "Int32".into(),
+        Node::Long => "Int64".into(),
+        Node::Float => "Float32".into(),
+        Node::Double => "Float64".into(),
+        Node::Bytes | Node::Enum(_) => "String".into(),
+        Node::Fixed(n) => format!("FixedString({n})"),
+        Node::Scaled { scale, .. } => format!("DateTime64({scale}, 'UTC')"),
+        Node::Array(items) => format!("Array({})", column_type(c, *items, depth + 1)?),
+        Node::Map(values) => format!("Map(String, {})", column_type(c, *values, depth + 1)?),
+        Node::Union(branches) => {
+            let mut values = branches
+                .iter()
+                .filter(|b| c.nodes.get(**b) != Some(&Node::Null));
+            let (Some(value), None) = (values.next(), values.next()) else {
+                return None;
+            };
+            let inner = column_type(c, *value, depth + 1)?;
+            // Arrays and maps cannot be Nullable: null is their empty value.
+            if inner.starts_with("Array(") || inner.starts_with("Map(") {
+                inner
+            } else {
+                format!("Nullable({inner})")
+            }
+        }
+        Node::Null
+        | Node::Record(_)
+        | Node::Decimal { .. }
+        | Node::BigDecimal
+        | Node::Duration
+        | Node::Pending => return None,
+    })
 }
 
 /// Arrays and maps of values that take no bytes (nulls, empty records) hold at most this
@@ -346,6 +407,26 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// `unknown_fields = "add"`: the row's fields that no column reads, each with the column
+    /// to add ([`column_type`]), and the names of those that get none (their type has no
+    /// one column type); fields named as a column that reads no field are neither.
+    pub fn new_columns(&self, plan: &RowPlan) -> (Vec<NewColumn>, Vec<String>) {
+        let (mut add, mut none) = (Vec::new(), Vec::new());
+        for ((name, node), id) in self.row.fields.iter().zip(&self.row.ids) {
+            if id.is_some() || plan.is_other_column(name.as_bytes()) {
+                continue;
+            }
+            match column_type(&self.compiled, *node, 0) {
+                Some(column_type) => add.push(NewColumn {
+                    name: name.clone(),
+                    column_type,
+                }),
+                None => none.push(name.clone()),
+            }
+        }
+        (add, none)
+    }
+
     pub fn new(compiled: &std::sync::Arc<Compiled>, plan: &RowPlan) -> Bound {
         Bound {
             compiled: compiled.clone(),
@@ -1096,6 +1177,45 @@ mod tests {
     };
     use crate::decode::json::{encode_json_row, ColumnPlan, MetaField, UnknownFields};
     use apache_avro::types::Value as V;
+
+    /// `unknown_fields = "add"`: the columns of a schema's fields no column reads, typed from
+    /// the schema; what has no one column type is named apart; read and meta columns are
+    /// neither.
+    #[test]
+    fn new_fields_get_the_column_their_schema_type_tells() {
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"id","type":"long"},
+            {"name":"ts","type":{"type":"long","logicalType":"local-timestamp-micros"}},
+            {"name":"us","type":{"type":"long","logicalType":"timestamp-micros"}},
+            {"name":"f","type":{"type":"fixed","name":"F","size":4}},
+            {"name":"dec","type":{"type":"fixed","name":"D","size":8,"logicalType":"decimal","precision":12,"scale":3}},
+            {"name":"maybe_list","type":["null",{"type":"array","items":["null","int"]}]},
+            {"name":"three","type":["null","int","string"]},
+            {"name":"rec","type":{"type":"record","name":"In","fields":[{"name":"x","type":"int"}]}},
+            {"name":"nulls","type":"null"},
+            {"name":"_offset","type":"long"}
+        ]}"#;
+        let compiled = std::sync::Arc::new(Compiled::new(schema, &[]).unwrap());
+        let mut p = plan(&[("id", "Int64")], UnknownFields::Add);
+        p.set_other_columns(&["_offset".to_string()]);
+        let (add, none) = Bound::new(&compiled, &p).new_columns(&p);
+        let add: Vec<(&str, &str)> = add
+            .iter()
+            .map(|c| (c.name.as_str(), c.column_type.as_str()))
+            .collect();
+        assert_eq!(
+            add,
+            [
+                // A local time's ticks shown as written: in UTC.
+                ("ts", "DateTime64(6, 'UTC')"),
+                ("us", "DateTime64(6, 'UTC')"),
+                ("f", "FixedString(4)"),
+                ("dec", "Decimal(12, 3)"),
+                ("maybe_list", "Array(Nullable(Int32))"),
+            ]
+        );
+        assert_eq!(none, ["three", "rec", "nulls"]);
+    }
 
     /// The wire-format message of `value` written with `schema`, schema id 7.
     fn message(schema: &str, value: V) -> Vec<u8> {

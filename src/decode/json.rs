@@ -713,7 +713,7 @@ impl RowPlan {
     }
 
     /// Whether the table has a column `name` that reads no field of that name.
-    fn is_other_column(&self, name: &[u8]) -> bool {
+    pub(crate) fn is_other_column(&self, name: &[u8]) -> bool {
         self.others.binary_search_by(|n| (**n).cmp(name)).is_ok()
     }
 

@@ -16,7 +16,7 @@ use crate::config::{Envelope, Format};
 use crate::registry::RawSchema;
 
 use super::avro::{self, AvroScratch};
-use super::json::{debezium_row, encode_json_row, MessageMeta, RowError, RowPlan};
+use super::json::{debezium_row, encode_json_row, MessageMeta, NewColumn, RowError, RowPlan};
 use super::json_schema::Checker;
 use super::protobuf::{self, ProtobufScratch};
 
@@ -61,6 +61,19 @@ pub enum Bound {
         checker: Option<Checker>,
         debezium: bool,
     },
+}
+
+impl Bound {
+    /// `unknown_fields = "add"`: the columns to add for the schema's fields that no column
+    /// reads, and the fields that get none (see `avro::Bound::new_columns`). Avro only:
+    /// a JSON Schema document's new fields are found message by message, as on a json route;
+    /// Protobuf adds none.
+    pub fn new_columns(&self, plan: &RowPlan) -> (Vec<NewColumn>, Vec<String>) {
+        match self {
+            Bound::Avro(b) => b.new_columns(plan),
+            Bound::Protobuf(_) | Bound::Json { .. } => (Vec::new(), Vec::new()),
+        }
+    }
 }
 
 /// Compiles `schema` for `format` (avro, protobuf or json-schema) and binds it to `plan`,
