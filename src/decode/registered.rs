@@ -345,6 +345,28 @@ mod tests {
         assert_eq!(e, "schema type JSON; the route reads AVRO");
     }
 
+    /// `unknown_fields = "add"` on a JSON Schema route: a document's new fields are named
+    /// with their types, as on a json route, and the schema adds none by itself.
+    #[test]
+    fn a_json_schema_document_names_its_new_fields() {
+        let plan = named_plan(&[("id", "UInt64")], UnknownFields::Add);
+        let schema = json_schema(r#"{"type":"object"}"#);
+        let bound = bind(Format::JsonSchema, &schema, &plan, true, Envelope::None).unwrap();
+        assert_eq!(bound.new_columns(&plan), (Vec::new(), Vec::new()));
+        let (mut scratch, mut row) = (Scratch::default(), Vec::new());
+        let doc = framed(r#"{"id": 1, "price": 2.5}"#);
+        let e =
+            encode_registered_row(&plan, &bound, &doc, &META, &mut scratch, &mut row).unwrap_err();
+        assert!(
+            matches!(&e, RowError::NewFields { fields } if fields == &[NewColumn {
+                name: "price".into(),
+                column_type: "Nullable(Float64)".into()
+            }]),
+            "{e}"
+        );
+        assert!(row.is_empty());
+    }
+
     #[test]
     fn a_validating_route_refuses_documents_its_schema_refuses() {
         let plan = named_plan(
