@@ -208,6 +208,25 @@ fn each_field<'a>(
     Ok(())
 }
 
+/// The text of an event's `type` field, which must be a string; `what`: what an event
+/// without one is not, for the error.
+fn event_type<'a>(
+    envelope: &'static str,
+    kind: Option<Val<'a>>,
+    what: &str,
+) -> Result<&'a [u8], RowError> {
+    let bad = |reason: String| RowError::Envelope { envelope, reason };
+    match kind {
+        None => Err(bad(format!("no \"type\" field (not {what}?)"))),
+        Some(v) => string_of(v).ok_or_else(|| {
+            bad(format!(
+                "its \"type\" is {}, not a string",
+                v.kind.describe()
+            ))
+        }),
+    }
+}
+
 /// Maxwell's event types that carry no row: DDL (with `output_ddl`) and the markers around
 /// a bootstrap.
 const MAXWELL_NO_ROW: [&[u8]; 8] = [
@@ -241,15 +260,7 @@ pub fn maxwell_row(payload: &[u8]) -> Result<Change<'_>, RowError> {
         b"\"ts\"" => source.source_ts_ms = json_millis(v).and_then(|s| s.checked_mul(1000)),
         _ => {}
     })?;
-    let kind = match kind {
-        None => return Err(bad("no \"type\" field (not a Maxwell event?)".into())),
-        Some(v) => string_of(v).ok_or_else(|| {
-            bad(format!(
-                "its \"type\" is {}, not a string",
-                v.kind.describe()
-            ))
-        })?,
-    };
+    let kind = event_type("Maxwell", kind, "a Maxwell event")?;
     let op = match kind {
         b"insert" => b'c',
         b"bootstrap-insert" => b'r',
@@ -323,15 +334,7 @@ pub fn canal_rows(payload: &[u8]) -> Result<Change<'_>, RowError> {
     if ddl {
         return Ok(Change::NoRow);
     }
-    let kind = match kind {
-        None => return Err(bad("no \"type\" field (not a Canal flat message?)".into())),
-        Some(v) => string_of(v).ok_or_else(|| {
-            bad(format!(
-                "its \"type\" is {}, not a string",
-                v.kind.describe()
-            ))
-        })?,
-    };
+    let kind = event_type("Canal", kind, "a Canal flat message")?;
     let op = match kind {
         b"INSERT" => b'c',
         b"UPDATE" => b'u',
