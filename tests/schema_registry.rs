@@ -1365,3 +1365,154 @@ async fn a_new_avro_schema_version_adds_the_columns_of_its_new_fields() {
     .await;
     assert_eq!(ok, n as u64, "rows differ from the records produced");
 }
+
+/// A message type of `source` (a file `name`), compiled with Google's well-known types.
+fn proto_descriptor(name: &str, source: &str, message: &str) -> prost_reflect::MessageDescriptor {
+    use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+    struct Mem(String, String);
+    impl FileResolver for Mem {
+        fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+            match name == self.0 {
+                true => File::from_source(name, &self.1),
+                false => Err(protox::Error::file_not_found(name)),
+            }
+        }
+    }
+    let mut chain = ChainFileResolver::new();
+    chain.add(Mem(name.into(), source.into()));
+    chain.add(GoogleFileResolver::new());
+    let mut c = protox::Compiler::with_file_resolver(chain);
+    c.open_file(name).unwrap();
+    c.descriptor_pool().get_message_by_name(message).unwrap()
+}
+
+/// `unknown_fields = "add"` on a Protobuf route, exactly-once: the first message of a
+/// schema version with new fields adds their columns (scalars by width and sign, `optional`
+/// and wrappers Nullable, a Timestamp, repeated, map, enum names, bytes), a nested message
+/// gets none; rows of both versions land once with their values. It fails without the ALTER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_protobuf_schema_version_adds_the_columns_of_its_new_fields() {
+    use prost_reflect::{DynamicMessage, MapKey, Value as P};
+    use protox::prost::Message as _;
+    let topic = unique("protoadd");
+    create_topic(&topic, 2).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    ch(&format!(
+        "CREATE TABLE default.{topic} (id Int64, _offset UInt64) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 1000"
+    ))
+    .await;
+    let v1 = "syntax = \"proto3\";\npackage g;\nmessage Row { int64 id = 1; }\n";
+    let v2 = r#"syntax = "proto3";
+package g;
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+message Row {
+  int64 id = 1;
+  optional string note = 2;
+  repeated int32 xs = 3;
+  google.protobuf.Timestamp at = 4;
+  double d = 5;
+  Kind k = 6;
+  map<string, int64> m = 7;
+  Inner inner = 8;
+  google.protobuf.Int64Value w = 9;
+  uint32 u = 10;
+  bytes b = 11;
+  enum Kind { A = 0; B = 1; }
+  message Inner { int32 x = 1; }
+}
+"#;
+    let subject = format!("{topic}-value");
+    let id1 = register_schema(&subject, Some("PROTOBUF"), v1).await;
+    let id2 = register_schema(&subject, Some("PROTOBUF"), v2).await;
+    let (d1, d2) = (
+        proto_descriptor("v1.proto", v1, "g.Row"),
+        proto_descriptor("v2.proto", v2, "g.Row"),
+    );
+    let field = |name: &str| match d2.get_field_by_name(name).map(|f| f.kind()) {
+        Some(prost_reflect::Kind::Message(m)) => m,
+        _ => panic!("{name} is not a message field"),
+    };
+    let (ts, inner, wrap) = (field("at"), field("inner"), field("w"));
+    let payload = |i: i64| -> Vec<u8> {
+        if i < 100 {
+            let mut m = DynamicMessage::new(d1.clone());
+            m.set_field_by_name("id", P::I64(i));
+            let mut out = framed(id1, vec![0]);
+            out.extend(m.encode_to_vec());
+            return out;
+        }
+        let mut m = DynamicMessage::new(d2.clone());
+        m.set_field_by_name("id", P::I64(i));
+        if i % 2 == 1 {
+            m.set_field_by_name("note", P::String(format!("n{i}")));
+        }
+        m.set_field_by_name("xs", P::List(vec![P::I32(i as i32), P::I32(-1)]));
+        let mut t = DynamicMessage::new(ts.clone());
+        t.set_field_by_name("seconds", P::I64(1_700_000_000 + i));
+        t.set_field_by_name("nanos", P::I32(5));
+        m.set_field_by_name("at", P::Message(t));
+        m.set_field_by_name("d", P::F64(i as f64 / 8.0));
+        m.set_field_by_name("k", P::EnumNumber((i % 2) as i32));
+        m.set_field_by_name(
+            "m",
+            P::Map(
+                [(MapKey::String("n".into()), P::I64(i))]
+                    .into_iter()
+                    .collect(),
+            ),
+        );
+        let mut x = DynamicMessage::new(inner.clone());
+        x.set_field_by_name("x", P::I32(1));
+        m.set_field_by_name("inner", P::Message(x));
+        if i % 3 == 0 {
+            let mut w = DynamicMessage::new(wrap.clone());
+            w.set_field_by_name("value", P::I64(-i));
+            m.set_field_by_name("w", P::Message(w));
+        }
+        m.set_field_by_name("u", P::U32(i as u32 * 7));
+        m.set_field_by_name("b", P::Bytes(vec![0xfe, (i % 256) as u8].into()));
+        let mut out = framed(id2, vec![0]);
+        out.extend(m.encode_to_vec());
+        out
+    };
+    let n = 200i64;
+    produce(&topic, (0..n).map(|i| msg((i % 2) as i32, payload(i))));
+    let (summary, metrics) = run_route_until_stored(
+        &topic,
+        &topic,
+        "format = \"protobuf\"\nunknown_fields = \"add\"",
+        &registry_url(),
+        n as u64,
+        n,
+    )
+    .await;
+    assert_eq!(
+        (summary.rows_inserted, summary.dead_lettered),
+        (n as u64, 0)
+    );
+    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), 9);
+    assert_eq!(
+        ch(&format!(
+            "SELECT name, type FROM system.columns WHERE database = 'default' AND table = '{topic}' \
+             ORDER BY position FORMAT TSVRaw"
+        ))
+        .await,
+        "id\tInt64\n_offset\tUInt64\nnote\tNullable(String)\nxs\tArray(Int32)\n\
+         at\tNullable(DateTime64(9, 'UTC'))\nd\tFloat64\nk\tString\nm\tMap(String, Int64)\n\
+         w\tNullable(Int64)\nu\tUInt32\nb\tString\n"
+    );
+    let ok = ch_u64(&format!(
+        "SELECT countIf(if(id < 100,
+            isNull(note) AND xs = [] AND isNull(at) AND d = 0 AND k = '' AND isNull(w) AND u = 0,
+            if(id % 2 = 1, note = concat('n', toString(id)), isNull(note))
+            AND xs = [toInt32(id), -1]
+            AND at = toDateTime64(1700000000 + id, 9, 'UTC') + toIntervalNanosecond(5)
+            AND d = id / 8 AND k = if(id % 2 = 0, 'A', 'B') AND m['n'] = id
+            AND if(id % 3 = 0, w = -id, isNull(w)) AND u = id * 7
+            AND hex(b) = concat('FE', hex(toUInt8(id % 256))))) FROM default.{topic}"
+    ))
+    .await;
+    assert_eq!(ok, n as u64, "rows differ from the messages produced");
+}

@@ -1828,15 +1828,18 @@ pub(super) fn validate_route(
     let unknown_fields = match r.unknown_fields.as_deref().unwrap_or("ignore") {
         "ignore" => UnknownFields::Ignore,
         "error" => UnknownFields::Error,
-        "add" if matches!(format, Format::Json | Format::JsonSchema | Format::Avro) => {
+        "add"
+            if matches!(
+                format,
+                Format::Json | Format::JsonSchema | Format::Avro | Format::Protobuf
+            ) =>
+        {
             UnknownFields::Add
         }
-        "add" => {
-            return Err(err(
-                f("unknown_fields"),
-                "\"add\" adds columns for the fields of json, json-schema and avro routes",
-            ))
-        }
+        "add" => return Err(err(
+            f("unknown_fields"),
+            "\"add\" adds columns for the fields of json, json-schema, avro and protobuf routes",
+        )),
         other => {
             return Err(err(
                 f("unknown_fields"),

@@ -42,7 +42,7 @@ use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use super::cursor::Cursor;
 use super::json::{
     debezium_operation, encode_fields_row, EventSource, FieldKind, FieldValue, MessageMeta,
-    RowError, RowPlan, Text, UnknownFields,
+    NewColumn, RowError, RowPlan, Text, UnknownFields,
 };
 use super::jsontext::{json_string, write_float, write_scaled};
 use super::protowire::{each_field, write_flat, FlatPlan, FlatScratch, WireValue};
@@ -153,6 +153,10 @@ struct BoundMessage {
     flat: Option<FlatPlan>,
     /// `envelope = "debezium"`: this message type as a change event, if it is one.
     event: Option<Box<EventLayout>>,
+    /// `unknown_fields = "add"`: the columns its fields that no column reads need
+    /// ([`column_type`]); a message of this type is [`RowError::NewFields`] until the table
+    /// has them.
+    new_columns: Vec<NewColumn>,
 }
 
 /// A Debezium change event's message type: the numbers of its `before`, `after` and `op`
@@ -205,12 +209,37 @@ impl BoundMessage {
                 (f.desc.clone(), f.id, text, kind)
             })
             .collect();
+        let new_columns = match plan.unknown_fields {
+            UnknownFields::Add => fields
+                .iter()
+                .filter(|f| f.id.is_none() && !plan.is_other_column(f.desc.name().as_bytes()))
+                .filter_map(|f| {
+                    Some(NewColumn {
+                        name: f.desc.name().to_string(),
+                        column_type: column_type(&f.desc)?,
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         BoundMessage {
             path: path.to_vec(),
             desc: desc.clone(),
             flat: FlatPlan::new(&with_defaults),
             fields,
             event: None,
+            new_columns,
+        }
+    }
+
+    /// `unknown_fields = "add"`: a message of this type cannot be read before the table has
+    /// the columns of its new fields.
+    fn check_columns(&self) -> Result<(), RowError> {
+        match self.new_columns.is_empty() {
+            true => Ok(()),
+            false => Err(RowError::NewFields {
+                fields: self.new_columns.clone(),
+            }),
         }
     }
 
@@ -353,6 +382,7 @@ pub fn encode_protobuf_row(
         });
     };
     if !bound.debezium {
+        m.check_columns()?;
         return encode_message(plan, m, body, meta, scratch, out);
     }
     let Some(event) = &m.event else {
@@ -404,6 +434,7 @@ pub fn encode_protobuf_row(
         "before" => (0, &event.before),
         _ => (1, &event.after),
     };
+    row.check_columns()?;
     let meta = MessageMeta {
         op: Some(code),
         source,
@@ -649,6 +680,62 @@ fn write_json(
             FieldKind::Obj
         }
         Value::Message(m) => write_message(m, out, depth)?,
+    })
+}
+
+/// The column `unknown_fields = "add"` adds for field `f`: the type sluice writes its values
+/// into as they are. Scalars by their width and sign, `bytes` and enums (their names) as
+/// `String`; a field with presence (proto3 `optional`, proto2, a `Timestamp`) `Nullable`, so
+/// that an absent value is NULL; `repeated` an `Array`, a map a `Map`; `Timestamp`
+/// `DateTime64(9, 'UTC')` and the wrapper types `Nullable` of their value. `None` for other
+/// messages (a Tuple's names and types are the table's to choose): that field gets no
+/// column and is skipped.
+fn column_type(f: &FieldDescriptor) -> Option<String> {
+    fn of(kind: &Kind) -> Option<(String, bool)> {
+        // (type, whether it may be Nullable)
+        Some(match kind {
+            Kind::Double => ("Float64".into(), true),
+            Kind::Float => ("Float32".into(), true),
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => ("Int32".into(), true),
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => ("Int64".into(), true),
+            Kind::Uint32 | Kind::Fixed32 => ("UInt32".into(), true),
+            Kind::Uint64 | Kind::Fixed64 => ("UInt64".into(), true),
+            Kind::Bool => ("Bool".into(), true),
+            Kind::String | Kind::Bytes | Kind::Enum(_) => ("String".into(), true),
+            Kind::Message(m) => match m.full_name() {
+                "google.protobuf.Timestamp" => ("DateTime64(9, 'UTC')".into(), true),
+                wrapper => {
+                    let inner = match wrapper {
+                        "google.protobuf.DoubleValue" => "Float64",
+                        "google.protobuf.FloatValue" => "Float32",
+                        "google.protobuf.Int64Value" => "Int64",
+                        "google.protobuf.UInt64Value" => "UInt64",
+                        "google.protobuf.Int32Value" => "Int32",
+                        "google.protobuf.UInt32Value" => "UInt32",
+                        "google.protobuf.BoolValue" => "Bool",
+                        "google.protobuf.StringValue" | "google.protobuf.BytesValue" => "String",
+                        _ => return None,
+                    };
+                    (format!("Nullable({inner})"), false)
+                }
+            },
+        })
+    }
+    if f.is_map() {
+        let Kind::Message(entry) = f.kind() else {
+            return None;
+        };
+        let (key, _) = of(&entry.map_entry_key_field().kind())?;
+        let (value, _) = of(&entry.map_entry_value_field().kind())?;
+        return Some(format!("Map({key}, {value})"));
+    }
+    let (ty, nullable) = of(&f.kind())?;
+    Some(if f.is_list() {
+        format!("Array({ty})")
+    } else if nullable && f.supports_presence() {
+        format!("Nullable({ty})")
+    } else {
+        ty
     })
 }
 

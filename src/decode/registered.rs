@@ -65,9 +65,10 @@ pub enum Bound {
 
 impl Bound {
     /// `unknown_fields = "add"`: the columns to add for the schema's fields that no column
-    /// reads, and the fields that get none (see `avro::Bound::new_columns`). Avro only:
-    /// a JSON Schema document's new fields are found message by message, as on a json route;
-    /// Protobuf adds none.
+    /// reads, and the fields that get none (see `avro::Bound::new_columns`). Avro only: a
+    /// Protobuf schema holds several message types, so its new fields are found when a
+    /// message names its type (`RowError::NewFields`), and a JSON Schema document's message
+    /// by message, as on a json route.
     pub fn new_columns(&self, plan: &RowPlan) -> (Vec<NewColumn>, Vec<String>) {
         match self {
             Bound::Avro(b) => b.new_columns(plan),
