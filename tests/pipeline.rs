@@ -2671,6 +2671,55 @@ async fn a_topic_pattern_routes_each_matching_topic_and_takes_new_ones_while_run
     }
 }
 
+/// The pattern's groups name the tables (Kafka Connect's `RegexRouter`): Debezium-style
+/// `<prefix>.<database>.<table>` topics each into the table of its last part, exactly once,
+/// `check` listing each route with its table. Without the groups every topic would go to
+/// one literal table that does not exist, and the run would not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pattern_groups_name_each_topic_s_table() {
+    let prefix = unique("grp");
+    let (orders, items) = (
+        format!("{prefix}.shop.orders"),
+        format!("{prefix}.shop.items"),
+    );
+    for (t, n) in [(&orders, 2), (&items, 1)] {
+        create_topic(t, n).await;
+        pattern_table(&format!(
+            "{prefix}_{}",
+            t.rsplit('.').next().unwrap_or_default()
+        ))
+        .await;
+    }
+    produce(&orders, pattern_messages(0, 60, 2));
+    produce(&items, pattern_messages(0, 25, 1));
+    let text = pattern_config(&format!("{prefix}\\.(?P<db>\\w+)\\.(\\w+)")).replace(
+        "table = \"{topic}\"",
+        &format!("table = \"{prefix}_{{2}}\""),
+    );
+    let cfg = sluice::config::from_str(&text, Vec::new()).expect("config");
+    let mut out = Vec::new();
+    assert!(sluice::check::run(&cfg, &mut out).await);
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.contains(&format!("route {orders} -> default.{prefix}_orders")),
+        "{out}"
+    );
+    let (running, _) = start_with_metrics(cfg);
+    for (t, n) in [("orders", 60), ("items", 25)] {
+        let table = format!("default.`{prefix}_{t}`");
+        assert_eq!(wait_for_count(&table, n, Duration::from_secs(60)).await, n);
+    }
+    let summary = running.stop().await;
+    assert_eq!(summary.rows_inserted, 85);
+    for (t, topic, n) in [("orders", &orders, 60), ("items", &items, 25)] {
+        assert_eq!(
+            pattern_rows(&format!("{prefix}_{t}")).await,
+            (n, 0, topic.clone()),
+            "{t}"
+        );
+    }
+}
+
 /// A pattern no topic matches yet: `run` waits. The first matching topic comes before its
 /// table, as topics and tables made by other tools often do: it is left out (its messages
 /// wait in Kafka) until the table is there, then read from its start.

@@ -1,6 +1,7 @@
 //! Routes by topic pattern: one `[[route]]` for every topic whose name matches a regular
-//! expression (Kafka Connect's `topics.regex`), each into its own table (`table = "{topic}"`)
-//! or all into one.
+//! expression (Kafka Connect's `topics.regex`), each into its own table (`table = "{topic}"`,
+//! or the pattern's groups: `{1}`, `{name}`, as Kafka Connect's `RegexRouter` renames) or
+//! all into one.
 //!
 //! A pattern is expanded into ordinary routes against the topics the cluster has
 //! ([`expand`]), so that everything after it (planning, lanes, exactly-once, dead letters)
@@ -58,7 +59,28 @@ impl TopicPattern {
             field: field.clone(),
             message: format!("not a regular expression: {e}"),
         })?;
-        let sample = route_for(index, r, database, &source, "sluice-pattern-sample")?;
+        let groups = regex.captures_len() - 1;
+        let names: Vec<&str> = regex.capture_names().flatten().collect();
+        for (name, text) in [("table", Some(&r.table)), ("database", r.database.as_ref())]
+            .into_iter()
+            .chain([("dead_letter_table", r.dead_letter_table.as_ref())])
+        {
+            if let Some(bad) = text.and_then(|t| unknown_placeholder(t, groups, &names)) {
+                return Err(ConfigError {
+                    field: format!("route[{index}].{name}"),
+                    message: format!(
+                        "{{{bad}}} is no group of topic_pattern {source:?} (it has {groups}{}); \
+                     use {{topic}}, {{1}}..{{{groups}}} or a group's name",
+                        if names.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", names.join(", "))
+                        }
+                    ),
+                });
+            }
+        }
+        let sample = route_for(index, r, database, &source, "sluice-pattern-sample", None)?;
         Ok(TopicPattern {
             index,
             source,
@@ -82,24 +104,99 @@ impl TopicPattern {
 
     /// The route this pattern makes for `topic`.
     fn route_for(&self, topic: &str) -> Result<Route, ConfigError> {
-        route_for(self.index, &self.raw, &self.database, &self.source, topic)
+        let groups = self.regex.captures(topic);
+        let named: Vec<&str> = self.regex.capture_names().flatten().collect();
+        let values = groups.map(|c| {
+            let mut v: Vec<(String, String)> = (1..c.len())
+                .map(|i| {
+                    (
+                        i.to_string(),
+                        c.get(i).map_or("", |m| m.as_str()).to_string(),
+                    )
+                })
+                .collect();
+            v.extend(named.iter().map(|n| {
+                (
+                    n.to_string(),
+                    c.name(n).map_or("", |m| m.as_str()).to_string(),
+                )
+            }));
+            v
+        });
+        route_for(
+            self.index,
+            &self.raw,
+            &self.database,
+            &self.source,
+            topic,
+            values.as_deref(),
+        )
     }
 }
 
+/// The first `{...}` of `text` that is neither `{topic}` nor one of the pattern's groups
+/// (`{1}`..`{groups}`, or a name of `names`).
+fn unknown_placeholder(text: &str, groups: usize, names: &[&str]) -> Option<String> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = rest.get(open + 1..)?;
+        let close = after.find('}')?;
+        let name = after.get(..close)?;
+        let known = name == "topic"
+            || names.contains(&name)
+            || name
+                .parse::<usize>()
+                .is_ok_and(|n| (1..=groups).contains(&n));
+        if !known {
+            return Some(name.to_string());
+        }
+        rest = after.get(close + 1..)?;
+    }
+    None
+}
+
+/// `text` with `{topic}` and the pattern's groups (`values`: `("1", ...)`, `("name", ...)`;
+/// `None` for the sample topic, whose groups are made up) in place. A group that took no
+/// part in the match stands for "".
+fn substitute(text: &str, topic: &str, values: Option<&[(String, String)]>) -> String {
+    let mut out = text.replace(PLACEHOLDER, topic);
+    match values {
+        Some(values) => {
+            for (name, value) in values {
+                out = out.replace(&format!("{{{name}}}"), value);
+            }
+        }
+        // The sample route: any group as a plain name, so the rest is checked as written.
+        None => {
+            while let (Some(open), Some(close)) = (out.find('{'), out.find('}')) {
+                if close < open {
+                    break;
+                }
+                out.replace_range(open..=close, "sample");
+            }
+        }
+    }
+    out
+}
+
 /// The route the pattern route `raw` (the `index`-th, pattern `source`) makes for `topic`:
-/// the route as written, with `topic` as its topic and in place of `{topic}`.
+/// the route as written, with `topic` as its topic and in place of `{topic}`, and the
+/// pattern's groups (`values`) in place of theirs in `table`, `database` and
+/// `dead_letter_table`.
 fn route_for(
     index: usize,
     raw: &RawRoute,
     database: &str,
     source: &str,
     topic: &str,
+    values: Option<&[(String, String)]>,
 ) -> Result<Route, ConfigError> {
     let mut raw = raw.clone();
     raw.topic = Some(topic.to_string());
     raw.topic_pattern = None;
-    raw.table = raw.table.replace(PLACEHOLDER, topic);
-    raw.dead_letter_table = raw.dead_letter_table.map(|t| t.replace(PLACEHOLDER, topic));
+    raw.table = substitute(&raw.table, topic, values);
+    raw.database = raw.database.map(|d| substitute(&d, topic, values));
+    raw.dead_letter_table = raw.dead_letter_table.map(|t| substitute(&t, topic, values));
     validate_route(index, &raw, database).map_err(|e| ConfigError {
         field: e.field,
         message: format!(
@@ -234,6 +331,50 @@ mod tests {
         assert_eq!(dlq(&out.routes[1]), "bad-clicks");
         // No topics: the explicit routes alone.
         assert_eq!(routes(&expand(&cfg, []).unwrap()).len(), 1);
+    }
+
+    /// Debezium's `<prefix>.<database>.<table>` topics into a table and database each, by
+    /// the pattern's groups (numbered and named), as Kafka Connect's `RegexRouter` renames;
+    /// a placeholder that is no group is refused when the config is read.
+    #[test]
+    fn the_pattern_groups_name_each_topic_s_table_and_database() {
+        let cfg = config(
+            "[[route]]\ntopic_pattern = \"dbz\\\\.(?P<db>\\\\w+)\\\\.(\\\\w+)(_v\\\\d)?\"\ntable = \"{2}{3}_cdc\"\ndatabase = \"{db}\"\non_bad_message = \"dead-letter-table\"\ndead_letter_table = \"{2}_bad\"",
+        );
+        let out = expand(&cfg, ["dbz.shop.orders", "dbz.crm.people_v2", "dbz.x"]).unwrap();
+        let got: Vec<(&str, &str, &str)> = out
+            .routes
+            .iter()
+            .map(|r| (r.topic.as_str(), r.database.as_str(), r.table.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("dbz.crm.people_v2", "crm", "people_v2_cdc"),
+                ("dbz.shop.orders", "shop", "orders_cdc"),
+            ]
+        );
+        match &out.routes[1].bad_messages {
+            BadMessages::DeadLetterTable { database, table } => {
+                assert_eq!((database.as_str(), table.as_str()), ("shop", "orders_bad"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = |table: &str| {
+            format!("[kafka]\nbrokers = \"b:9092\"\ngroup_id = \"g\"\n\n[clickhouse]\nurl = \"http://c:8123\"\n\n[[route]]\ntopic_pattern = \"a\\\\.(?P<t>\\\\w+)\"\ntable = \"{table}\"")
+        };
+        for (table, says) in [
+            ("{2}", "{2} is no group of topic_pattern"),
+            ("{0}", "{0} is no group"),
+            ("{name}", "(it has 1: t)"),
+        ] {
+            let e = from_str(&text(table), Vec::new()).unwrap_err();
+            assert_eq!(e.field, "route[0].table", "{table}");
+            assert!(e.to_string().contains(says), "{table}: {e}");
+        }
+        for ok in ["{1}", "{t}", "x_{topic}_{1}"] {
+            assert!(from_str(&text(ok), Vec::new()).is_ok(), "{ok}");
+        }
     }
 
     #[test]
