@@ -1239,8 +1239,8 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
 
 /// `unknown_fields = "add"` on an Avro route, exactly-once: a schema version with new
 /// fields adds their columns (typed from the schema: decimal precision, timestamp unit,
-/// date, UUID, arrays, maps, enums as String, unions with null Nullable) before its first
-/// message is read; a record field, which has no one column type, gets none and is skipped.
+/// date, UUID, arrays, maps, enums as String, unions with null Nullable, a record a named
+/// Tuple) before its first message is read.
 /// Rows of both versions land once with their values, the older ones with the new columns'
 /// defaults. Without the ALTER the run stops at the new schema and the test fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1339,7 +1339,7 @@ async fn a_new_avro_schema_version_adds_the_columns_of_its_new_fields() {
         (summary.rows_inserted, summary.dead_lettered),
         (n as u64, 0)
     );
-    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), 10);
+    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), 11);
     assert_eq!(
         ch(&format!(
             "SELECT name, type FROM system.columns WHERE database = 'default' AND table = '{topic}' \
@@ -1348,7 +1348,7 @@ async fn a_new_avro_schema_version_adds_the_columns_of_its_new_fields() {
         .await,
         "id\tInt64\n_offset\tUInt64\nprice\tDecimal(18, 2)\nat\tDateTime64(3, 'UTC')\n\
          day\tDate32\nuid\tUUID\ntags\tArray(String)\nattrs\tMap(String, Int64)\nkind\tString\n\
-         note\tNullable(String)\nok\tBool\nscore\tFloat32\n"
+         note\tNullable(String)\nok\tBool\nscore\tFloat32\ninner\tTuple(x Int32)\n"
     );
     let ok = ch_u64(&format!(
         "SELECT countIf(if(id < 100,
@@ -1360,7 +1360,7 @@ async fn a_new_avro_schema_version_adds_the_columns_of_its_new_fields() {
             AND tags = [concat('t', toString(id))] AND attrs['n'] = id
             AND kind = if(id % 2 = 0, 'A', 'B')
             AND if(id % 2 = 0, isNull(note), note = concat('n', toString(id)))
-            AND ok = (id % 3 = 0) AND score = id / 4)) FROM default.{topic}"
+            AND ok = (id % 3 = 0) AND score = id / 4 AND inner.x = 1)) FROM default.{topic}"
     ))
     .await;
     assert_eq!(ok, n as u64, "rows differ from the records produced");
@@ -1388,8 +1388,9 @@ fn proto_descriptor(name: &str, source: &str, message: &str) -> prost_reflect::M
 
 /// `unknown_fields = "add"` on a Protobuf route, exactly-once: the first message of a
 /// schema version with new fields adds their columns (scalars by width and sign, `optional`
-/// and wrappers Nullable, a Timestamp, repeated, map, enum names, bytes), a nested message
-/// gets none; rows of both versions land once with their values. It fails without the ALTER.
+/// and wrappers Nullable, a Timestamp, repeated, map, enum names, bytes, a nested message a
+/// named Tuple); rows of both versions land once with their values. It fails without the
+/// ALTER.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_protobuf_schema_version_adds_the_columns_of_its_new_fields() {
     use prost_reflect::{DynamicMessage, MapKey, Value as P};
@@ -1492,7 +1493,7 @@ message Row {
         (summary.rows_inserted, summary.dead_lettered),
         (n as u64, 0)
     );
-    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), 9);
+    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), 10);
     assert_eq!(
         ch(&format!(
             "SELECT name, type FROM system.columns WHERE database = 'default' AND table = '{topic}' \
@@ -1501,7 +1502,7 @@ message Row {
         .await,
         "id\tInt64\n_offset\tUInt64\nnote\tNullable(String)\nxs\tArray(Int32)\n\
          at\tNullable(DateTime64(9, 'UTC'))\nd\tFloat64\nk\tString\nm\tMap(String, Int64)\n\
-         w\tNullable(Int64)\nu\tUInt32\nb\tString\n"
+         inner\tTuple(x Int32)\nw\tNullable(Int64)\nu\tUInt32\nb\tString\n"
     );
     let ok = ch_u64(&format!(
         "SELECT countIf(if(id < 100,
@@ -1510,7 +1511,7 @@ message Row {
             AND xs = [toInt32(id), -1]
             AND at = toDateTime64(1700000000 + id, 9, 'UTC') + toIntervalNanosecond(5)
             AND d = id / 8 AND k = if(id % 2 = 0, 'A', 'B') AND m['n'] = id
-            AND if(id % 3 = 0, w = -id, isNull(w)) AND u = id * 7
+            AND if(id % 3 = 0, w = -id, isNull(w)) AND u = id * 7 AND inner.x = 1
             AND hex(b) = concat('FE', hex(toUInt8(id % 256))))) FROM default.{topic}"
     ))
     .await;

@@ -285,8 +285,9 @@ impl Compiler {
 
 /// The column `unknown_fields = "add"` adds for a value of `node`: the type sluice writes
 /// such values into as they are (a union with null `Nullable`, a timestamp `DateTime64` in
-/// UTC, an enum its symbol as `String`). `None` for what has no one such type (records,
-/// other unions, durations, big decimals, nulls): that field gets no column.
+/// UTC, an enum its symbol as `String`, a record a named `Tuple` of its fields). `None` for
+/// what has no one such type (other unions, a union of null and a record, which a Tuple
+/// cannot hold, durations, big decimals, nulls): that field gets no column.
 fn column_type(c: &Compiled, node: usize, depth: usize) -> Option<String> {
     if depth > MAX_DEPTH {
         return None;
@@ -305,6 +306,17 @@ fn column_type(c: &Compiled, node: usize, depth: usize) -> Option<String> {
         Node::Scaled { scale, .. } => format!("DateTime64({scale}, 'UTC')"),
         Node::Array(items) => format!("Array({})", column_type(c, *items, depth + 1)?),
         Node::Map(values) => format!("Map(String, {})", column_type(c, *values, depth + 1)?),
+        Node::Record(fields) if !fields.is_empty() => {
+            let mut elements = Vec::with_capacity(fields.len());
+            for (name, node) in fields {
+                let ty = column_type(c, *node, depth + 1)?;
+                elements.push(format!(
+                    "{} {ty}",
+                    crate::clickhouse::sql::quote_ident(name)
+                ));
+            }
+            format!("Tuple({})", elements.join(", "))
+        }
         Node::Union(branches) => {
             let mut values = branches
                 .iter()
@@ -313,8 +325,11 @@ fn column_type(c: &Compiled, node: usize, depth: usize) -> Option<String> {
                 return None;
             };
             let inner = column_type(c, *value, depth + 1)?;
-            // Arrays and maps cannot be Nullable: null is their empty value.
-            if inner.starts_with("Array(") || inner.starts_with("Map(") {
+            // Arrays and maps cannot be Nullable: null is their empty value. Nor can a
+            // Tuple, and a null record has no value in one.
+            if inner.starts_with("Tuple(") {
+                return None;
+            } else if inner.starts_with("Array(") || inner.starts_with("Map(") {
                 inner
             } else {
                 format!("Nullable({inner})")
@@ -1191,7 +1206,8 @@ mod tests {
             {"name":"dec","type":{"type":"fixed","name":"D","size":8,"logicalType":"decimal","precision":12,"scale":3}},
             {"name":"maybe_list","type":["null",{"type":"array","items":["null","int"]}]},
             {"name":"three","type":["null","int","string"]},
-            {"name":"rec","type":{"type":"record","name":"In","fields":[{"name":"x","type":"int"}]}},
+            {"name":"rec","type":{"type":"record","name":"In","fields":[{"name":"x","type":"int"},{"name":"ab","type":"string"}]}},
+            {"name":"maybe_rec","type":["null","In"]},
             {"name":"nulls","type":"null"},
             {"name":"_offset","type":"long"}
         ]}"#;
@@ -1212,9 +1228,10 @@ mod tests {
                 ("f", "FixedString(4)"),
                 ("dec", "Decimal(12, 3)"),
                 ("maybe_list", "Array(Nullable(Int32))"),
+                ("rec", "Tuple(`x` Int32, `ab` String)"),
             ]
         );
-        assert_eq!(none, ["three", "rec", "nulls"]);
+        assert_eq!(none, ["three", "maybe_rec", "nulls"]);
     }
 
     /// The wire-format message of `value` written with `schema`, schema id 7.

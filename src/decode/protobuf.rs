@@ -216,7 +216,7 @@ impl BoundMessage {
                 .filter_map(|f| {
                     Some(NewColumn {
                         name: f.desc.name().to_string(),
-                        column_type: column_type(&f.desc)?,
+                        column_type: column_type(&f.desc, 0)?,
                     })
                 })
                 .collect(),
@@ -687,11 +687,12 @@ fn write_json(
 /// into as they are. Scalars by their width and sign, `bytes` and enums (their names) as
 /// `String`; a field with presence (proto3 `optional`, proto2, a `Timestamp`) `Nullable`, so
 /// that an absent value is NULL; `repeated` an `Array`, a map a `Map`; `Timestamp`
-/// `DateTime64(9, 'UTC')` and the wrapper types `Nullable` of their value. `None` for other
-/// messages (a Tuple's names and types are the table's to choose): that field gets no
-/// column and is skipped.
-fn column_type(f: &FieldDescriptor) -> Option<String> {
-    fn of(kind: &Kind) -> Option<(String, bool)> {
+/// `DateTime64(9, 'UTC')` and the wrapper types `Nullable` of their value; another message
+/// a named `Tuple` of its fields (never Nullable: an absent one is the Tuple of defaults).
+/// `None` for a field of no such type (`Any`, `Struct`, `Duration`, a message nested in
+/// itself deeper than the decoder reads): it gets no column and is skipped.
+fn column_type(f: &FieldDescriptor, depth: usize) -> Option<String> {
+    fn of(kind: &Kind, depth: usize) -> Option<(String, bool)> {
         // (type, whether it may be Nullable)
         Some(match kind {
             Kind::Double => ("Float64".into(), true),
@@ -714,7 +715,23 @@ fn column_type(f: &FieldDescriptor) -> Option<String> {
                         "google.protobuf.UInt32Value" => "UInt32",
                         "google.protobuf.BoolValue" => "Bool",
                         "google.protobuf.StringValue" | "google.protobuf.BytesValue" => "String",
-                        _ => return None,
+                        name if name.starts_with("google.protobuf.") || depth >= MAX_DEPTH => {
+                            return None
+                        }
+                        _ => {
+                            let mut elements = Vec::new();
+                            for f in m.fields() {
+                                let ty = column_type(&f, depth + 1)?;
+                                elements.push(format!(
+                                    "{} {ty}",
+                                    crate::clickhouse::sql::quote_ident(f.name())
+                                ));
+                            }
+                            if elements.is_empty() {
+                                return None;
+                            }
+                            return Some((format!("Tuple({})", elements.join(", ")), false));
+                        }
                     };
                     (format!("Nullable({inner})"), false)
                 }
@@ -725,11 +742,11 @@ fn column_type(f: &FieldDescriptor) -> Option<String> {
         let Kind::Message(entry) = f.kind() else {
             return None;
         };
-        let (key, _) = of(&entry.map_entry_key_field().kind())?;
-        let (value, _) = of(&entry.map_entry_value_field().kind())?;
+        let (key, _) = of(&entry.map_entry_key_field().kind(), depth)?;
+        let (value, _) = of(&entry.map_entry_value_field().kind(), depth)?;
         return Some(format!("Map({key}, {value})"));
     }
-    let (ty, nullable) = of(&f.kind())?;
+    let (ty, nullable) = of(&f.kind(), depth)?;
     Some(if f.is_list() {
         format!("Array({ty})")
     } else if nullable && f.supports_presence() {
