@@ -133,7 +133,7 @@ pub async fn start_up(cfg: &Config) -> Result<(Client, Vec<PreparedRoute>, Topic
 ///
 /// A topic a pattern takes whose table cannot take its rows (not created yet, say: topics
 /// and their tables are often made one after the other) is left out of this pass with a
-/// warning, its messages left in Kafka uncommitted; [`topics_changed`] looks at it again
+/// warning, its messages left in Kafka uncommitted; `topics_changed` looks at it again
 /// every `table_refresh`. A route that names its topic is planned as [`start_up`] plans it:
 /// its table must be there.
 pub async fn start_up_expanding(

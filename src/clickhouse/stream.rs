@@ -156,7 +156,7 @@ impl InsertStream {
         }
     }
 
-    /// Queues `chunk` for the body, waiting while [`QUEUED_CHUNKS`] are queued. False when
+    /// Queues `chunk` for the body, waiting while `QUEUED_CHUNKS` are queued. False when
     /// the request has already ended (the server answered early, which for an unfinished
     /// body means an error; [`InsertStream::finish`] returns it).
     pub async fn send(&mut self, chunk: Bytes) -> bool {

@@ -2,7 +2,7 @@
 //!
 //! A message is the magic byte 0, the writer schema's id (4 bytes, big-endian) and the Avro
 //! binary datum of a record. The schema comes from the registry once per id (see
-//! [`crate::registry`]) and is compiled here into a flat tree of [`Node`]s; each message's
+//! [`crate::registry`]) and is compiled here into a flat tree of `Node`s; each message's
 //! datum is then walked with that tree, and each top-level field is written in the JSON form
 //! the row converter reads ([`super::json::encode_fields_row`]), so that Avro values follow
 //! exactly the type rules and error wording of every other format (a top-level `int`,
@@ -19,7 +19,7 @@
 //! - `array` -> a JSON array, `map` -> an object in the datum's own order, `record` -> an
 //!   object (so Array, Map, Tuple and named Tuple columns take them);
 //! - `decimal` (bytes or fixed) and `big-decimal` (each value with its own scale) -> the
-//!   exact decimal text (unscaled values up to [`MAX_DECIMAL_BYTES`], 308 digits; those of
+//!   exact decimal text (unscaled values up to `MAX_DECIMAL_BYTES`, 308 digits; those of
 //!   up to 128 bits handed over typed or formatted without big arithmetic);
 //! - `date` -> days since 1970-01-01; `time-millis`/`time-micros` -> the integer;
 //!   `timestamp-*` and `local-timestamp-*` -> epoch seconds with the exact fraction (a
@@ -423,7 +423,7 @@ pub struct Bound {
 
 impl Bound {
     /// `unknown_fields = "add"`: the row's fields that no column reads, each with the column
-    /// to add ([`column_type`]), and the names of those that get none (their type has no
+    /// to add (`column_type`), and the names of those that get none (their type has no
     /// one column type); fields named as a column that reads no field are neither.
     pub fn new_columns(&self, plan: &RowPlan) -> (Vec<NewColumn>, Vec<String>) {
         let (mut add, mut none) = (Vec::new(), Vec::new());
@@ -1069,7 +1069,7 @@ fn top_decimal(unscaled: &[u8], scale: i64, text: &mut Vec<u8>) -> Read<FieldKin
     decimal_text(unscaled, scale, text)
 }
 
-/// `unscaled` (two's complement, big-endian, up to [`MAX_DECIMAL_BYTES`]) times `10^-scale`
+/// `unscaled` (two's complement, big-endian, up to `MAX_DECIMAL_BYTES`) times `10^-scale`
 /// as exact decimal text.
 fn decimal_text(unscaled: &[u8], scale: i64, out: &mut Vec<u8>) -> Read<FieldKind> {
     if let Some(v) = twos_complement(unscaled) {

@@ -98,7 +98,7 @@ pub enum UnknownFields {
     #[default]
     Ignore,
     Error,
-    /// The table gets a column for it, of the type its value tells ([`RowError::NewField`]).
+    /// The table gets a column for it, of the type its value tells ([`RowError::NewFields`]).
     Add,
 }
 
@@ -720,7 +720,7 @@ impl RowPlan {
     /// The route's date-time formats (`date_time_formats`), by column name: each must name a
     /// column filled from a field, of a Date, Date32, DateTime or DateTime64 type (Nullable
     /// or not). Such a column's values go through the general path, where the format is
-    /// applied before the column's own conversion ([`write_col`]).
+    /// applied before the column's own conversion (`write_col`).
     pub fn set_time_formats(
         &mut self,
         formats: &std::collections::BTreeMap<String, TimeFormat>,
@@ -3778,14 +3778,14 @@ pub enum FieldKind {
     /// is empty.
     Integer(i64),
     /// A double (its bits), not written as text: a Float64 column takes it as it is, any
-    /// other column reads the text [`super::jsontext::write_float`] makes of it, so the type
+    /// other column reads the text `jsontext::write_float` makes of it, so the type
     /// rules and errors stay those of every format. The span is empty.
     Double(u64),
     /// `value / 10^scale` (an exact decimal: a timestamp's ticks, a decimal's unscaled
     /// value), not written as text: a DateTime64 or a Decimal column (up to 18 digits) takes
     /// it where it holds it exactly, anything else (a fraction the column cannot hold, a
     /// value out of its range, another column type) reads the text
-    /// [`super::jsontext::write_scaled`] makes of it. The span is empty.
+    /// `jsontext::write_scaled` makes of it. The span is empty.
     Scaled {
         value: i64,
         scale: u8,

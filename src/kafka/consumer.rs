@@ -16,9 +16,9 @@
 //! stops taking messages from the batch queue until the lanes have taken enough of them:
 //! librdkafka then stops fetching when its own bounded queue is full
 //! (`queued.max.messages.kbytes`) and resumes where it was, losing nothing it prefetched. Only
-//! a lane that stalls (takes no chunk for [`STALL`] while chunks wait for it: its ClickHouse
+//! a lane that stalls (takes no chunk for `STALL` while chunks wait for it: its ClickHouse
 //! slow or down) has its partition paused instead, so it cannot hold up the others (see
-//! [`relieve`]); it resumes when it has taken all its stashed chunks. Pausing is kept for
+//! `relieve`); it resumes when it has taken all its stashed chunks. Pausing is kept for
 //! that case only because it is costly: librdkafka drops what it prefetched for the
 //! partition and fetches it again after the resume, and while a backlog is worked down every
 //! lane is behind all the time (pausing each lane at 2 MiB of stash, 1M wide messages into a
@@ -107,7 +107,7 @@ impl ConsumerLimits {
     /// without this what waits in the queues grows with the partitions assigned: 32 lanes at
     /// full size hold 4x what 8 do. Beyond `full_size_lanes` the chunk size shrinks in
     /// proportion, so the queues together hold about what `full_size_lanes` lanes hold at
-    /// full size (floor: [`MIN_CHUNK_BYTES`]). The stash limit is for all lanes together
+    /// full size (floor: `MIN_CHUNK_BYTES`). The stash limit is for all lanes together
     /// already.
     pub fn for_lanes(&self, lanes: usize) -> ConsumerLimits {
         if lanes <= self.full_size_lanes {
@@ -125,12 +125,12 @@ impl ConsumerLimits {
 /// (its ClickHouse slow or down) rather than merely behind: longer than a big insert.
 const STALL: Duration = Duration::from_millis(500);
 
-/// An unpaused lane as [`relieve`] sees it.
+/// An unpaused lane as `relieve` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Waiting {
     /// Bytes of chunks stashed for it.
     stashed: usize,
-    /// Chunks have waited for it and it has taken none for [`STALL`].
+    /// Chunks have waited for it and it has taken none for `STALL`.
     stalled: bool,
 }
 
@@ -1232,7 +1232,7 @@ fn deliver(ctx: &SluiceContext, topic: &str, partition: i32, chunk: RecordChunk,
 }
 
 /// The poll thread's backpressure step: moves stashed chunks into lanes that have room again,
-/// resumes partitions whose lanes took all of theirs, and applies [`relieve`]: pauses the
+/// resumes partitions whose lanes took all of theirs, and applies `relieve`: pauses the
 /// partitions of stalled lanes and says whether to hold the batch queue. With
 /// no batch queue (messages come with the consumer's events) holding is impossible, so every
 /// lane with a stash is paused instead.
