@@ -43,6 +43,7 @@ pub mod kafka;
 pub mod lane;
 pub mod pipeline;
 pub mod registry;
+pub mod reload;
 pub mod schema;
 pub mod secret;
 pub mod serve;

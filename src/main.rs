@@ -48,7 +48,8 @@ fn brokers_arg(s: &str) -> std::result::Result<String, String> {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipeline: consume the routes' topics and insert into ClickHouse until SIGINT/SIGTERM.
+    /// Run the pipeline: consume the routes' topics and insert into ClickHouse until SIGINT/SIGTERM
+    /// (SIGHUP: read the config file again and go on with it).
     Run {
         #[arg(long, short = 'c', env = "SLUICE_CONFIG")]
         config: PathBuf,
@@ -311,15 +312,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { config } => {
             let shutdown = sluice::shutdown::install();
+            // Also before anything else: SIGHUP's default action would end the process.
+            let metrics = std::sync::Arc::new(sluice::telemetry::Metrics::default());
+            let path = config.clone();
+            let reloads = sluice::reload::install(move || load(&path), metrics.clone());
             let cfg = load(&config)?;
             sluice::telemetry_init(cfg.service.log_json);
-            // The first line of every run: SIGTERM/SIGINT already mean "stop cleanly" here.
+            // The first line of every run: SIGTERM/SIGINT/SIGHUP already handled here.
             tracing::info!(
                 version = env!("CARGO_PKG_VERSION"),
                 pid = std::process::id(),
                 "sluice starting"
             );
-            let summary = sluice::pipeline::run(cfg, shutdown).await?;
+            let summary = sluice::pipeline::run_reloading(cfg, shutdown, reloads, metrics).await?;
             tracing::info!(%summary, "sluice stopped");
             Ok(ExitCode::SUCCESS)
         }

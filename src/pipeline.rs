@@ -547,27 +547,66 @@ pub async fn run_with_metrics(
     shutdown: impl Future<Output = ()>,
     metrics: Arc<Metrics>,
 ) -> Result<RunSummary> {
+    run_reloading(cfg, shutdown, None, metrics).await
+}
+
+/// A configuration to run instead of the current one, or `None`: the sender is gone.
+pub type Reloads = mpsc::UnboundedReceiver<Config>;
+
+/// [`run_with_metrics`], taking each configuration `reloads` delivers while running: the
+/// pass in progress ends as a shutdown does (the lanes store and commit what they hold,
+/// the consumer leaves the group), and the next starts with the new configuration from the
+/// committed offsets. Exactly-once and at-least-once hold across it as across a restart.
+/// Not taken by a reload: `service.metrics_listen` (the server keeps its address) and
+/// `log_json` (logging is set up once); a new value is warned about.
+pub async fn run_reloading(
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+    reloads: Option<Reloads>,
+    metrics: Arc<Metrics>,
+) -> Result<RunSummary> {
+    let mut cfg = cfg;
     tokio::pin!(shutdown);
-    let health = crate::serve::Health::default();
-    let mut server = None;
+    let mut across = Across {
+        health: crate::serve::Health::default(),
+        server: None,
+        left_out: LeftOut::default(),
+        reloads,
+    };
     // A run that stopped because a table changed under it starts over with the table planned
     // again; `changed` keeps why, and what the tables were planned as then.
     let mut changed: Option<(LaneFailure, Vec<PlanKey>)> = None;
-    let mut left_out = LeftOut::default();
     let outcome = loop {
         let pass = run_pass(
             &cfg,
             shutdown.as_mut(),
             &metrics,
-            &health,
-            &mut server,
             changed.as_ref(),
-            &mut left_out,
+            &mut across,
         )
         .await;
         match pass {
             Ok((Pass::Stopped, _)) => break Ok(None),
             Ok((Pass::Refreshed, _)) => changed = None,
+            Ok((Pass::Reloaded(new), _)) => {
+                if new.service.metrics_listen != cfg.service.metrics_listen
+                    || new.service.log_json != cfg.service.log_json
+                {
+                    tracing::warn!(
+                        "service.metrics_listen and service.log_json keep their values until sluice is started again"
+                    );
+                }
+                metrics
+                    .config_reloads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    routes = new.routes.len() + new.patterns.len(),
+                    "configuration reloaded: starting over with it from the committed offsets"
+                );
+                cfg = *new;
+                changed = None;
+                across.left_out = LeftOut::default();
+            }
             Ok((Pass::Failed(f), keys)) if f.table_changed => {
                 tracing::warn!(error = %f,
                     "a table changed while running; reading its columns again and starting over from the committed offsets");
@@ -580,8 +619,8 @@ pub async fn run_with_metrics(
             Err(e) => break Err(e),
         }
     };
-    health.set_serving(false);
-    if let Some(server) = server {
+    across.health.set_serving(false);
+    if let Some(server) = across.server {
         server.abort();
     }
     let summary = RunSummary {
@@ -718,6 +757,15 @@ async fn plan_keys_now(client: &Client, cfg: &Config) -> Result<Vec<PlanKey>> {
 /// How long a refresh of the tables' columns may take before it is left for the next one.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a run keeps from one pass to the next.
+struct Across {
+    health: crate::serve::Health,
+    /// The metrics server, started by the first pass that has an address for it.
+    server: Option<tokio::task::JoinHandle<()>>,
+    left_out: LeftOut,
+    reloads: Option<Reloads>,
+}
+
 /// How one pass of the pipeline ended.
 enum Pass {
     /// `shutdown` resolved.
@@ -727,6 +775,24 @@ enum Pass {
     /// A refresh found a table's columns changed: the lanes stored and committed what they
     /// held, as at a shutdown, and the next pass plans again.
     Refreshed,
+    /// A new configuration arrived: the lanes stored and committed what they held, as at a
+    /// shutdown, and the next pass runs it.
+    Reloaded(Box<Config>),
+}
+
+/// The next configuration `reloads` delivers; never resolves without one (no channel, or
+/// its sender gone: nothing more can come).
+async fn next_reload(reloads: &mut Option<Reloads>) -> Config {
+    match reloads.as_mut() {
+        Some(r) => match r.recv().await {
+            Some(cfg) => cfg,
+            None => {
+                *reloads = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// One pass: start up (plan every table), consume until `shutdown` or a failure, and stop
@@ -736,11 +802,15 @@ async fn run_pass(
     cfg: &Config,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     metrics: &Arc<Metrics>,
-    health: &crate::serve::Health,
-    server: &mut Option<tokio::task::JoinHandle<()>>,
     changed: Option<&(LaneFailure, Vec<PlanKey>)>,
-    left_out: &mut LeftOut,
+    across: &mut Across,
 ) -> Result<(Pass, Vec<PlanKey>)> {
+    let Across {
+        health,
+        server,
+        left_out,
+        reloads,
+    } = across;
     // A stop requested while starting ends the run cleanly: nothing was consumed yet.
     let written = cfg;
     let started = start_up_expanding(written, left_out);
@@ -754,7 +824,7 @@ async fn run_pass(
     // From here on the routes are those of the topics the patterns took this pass.
     let cfg = &expanded;
     if cfg.routes.is_empty() {
-        return wait_for_topics(written, cfg, &client, shutdown, left_out).await;
+        return wait_for_topics(written, cfg, &client, shutdown, left_out, reloads).await;
     }
     let keys: Vec<PlanKey> = prepared
         .iter()
@@ -880,11 +950,16 @@ async fn run_pass(
         i
     });
     let mut refreshed = false;
+    let mut reloaded = None;
     // Lists the topics for the route patterns, made at the first refresh that needs it.
     let mut lister = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            new = next_reload(reloads) => {
+                reloaded = Some(Box::new(new));
+                break;
+            }
             _ = async {
                 match refresh.as_mut() {
                     Some(r) => {
@@ -947,10 +1022,11 @@ async fn run_pass(
             failure = Some(f);
         }
     }
-    let pass = match failure {
-        Some(f) => Pass::Failed(f),
-        None if refreshed => Pass::Refreshed,
-        None => Pass::Stopped,
+    let pass = match (failure, reloaded) {
+        (Some(f), _) => Pass::Failed(f),
+        (None, Some(new)) => Pass::Reloaded(new),
+        (None, None) if refreshed => Pass::Refreshed,
+        (None, None) => Pass::Stopped,
     };
     Ok((pass, keys))
 }
@@ -1040,6 +1116,7 @@ async fn wait_for_topics(
     client: &Client,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     left_out: &mut LeftOut,
+    reloads: &mut Option<Reloads>,
 ) -> Result<(Pass, Vec<PlanKey>)> {
     let mut lister = None;
     let Some(every) = written.service.table_refresh else {
@@ -1052,6 +1129,7 @@ async fn wait_for_topics(
     loop {
         tokio::select! {
             _ = &mut shutdown => return Ok((Pass::Stopped, Vec::new())),
+            new = next_reload(reloads) => return Ok((Pass::Reloaded(Box::new(new)), Vec::new())),
             _ = tokio::time::sleep(every) => {
                 if topics_changed(written, current, client, &mut lister, left_out).await {
                     return Ok((Pass::Refreshed, Vec::new()));

@@ -69,6 +69,9 @@ pub struct Metrics {
     /// Errors librdkafka handed the consumer (it retries them by itself; the log says each
     /// kind once per 30 s, this counts every one).
     pub consumer_errors: AtomicU64,
+    /// Configurations taken while running (`sluice run` on SIGHUP), and those refused.
+    pub config_reloads: AtomicU64,
+    pub config_reloads_refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -240,7 +243,7 @@ impl Metrics {
             }
         }
         drop(parts);
-        let own: [(&str, &str, &AtomicU64); 3] = [
+        let own: [(&str, &str, &AtomicU64); 5] = [
             (
                 "sluice_own_fetch_records_total",
                 "Records read by sluice's own fetch path (kafka.fetch)",
@@ -255,6 +258,16 @@ impl Metrics {
                 "sluice_consumer_errors_total",
                 "Errors librdkafka reported to the consumer, each counted (a steady rise with a partition's lag growing: that partition is stuck, see the log)",
                 &self.consumer_errors,
+            ),
+            (
+                "sluice_config_reloads_total",
+                "Configurations taken while running (SIGHUP): the lanes stored and committed what they held, then the new one started",
+                &self.config_reloads,
+            ),
+            (
+                "sluice_config_reloads_refused_total",
+                "Configurations read on SIGHUP and refused (invalid; the running one was kept, see the log)",
+                &self.config_reloads_refused,
             ),
         ];
         for (name, help, v) in own {

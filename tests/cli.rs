@@ -582,3 +582,74 @@ async fn produce_writes_avro_protobuf_and_json_schema_that_the_pipeline_reads() 
         assert_eq!(ok, n as u64, "{t}: rows differ from the lines produced");
     }
 }
+
+/// SIGHUP makes `sluice run` read its config file again: a valid one is taken (a second
+/// route starts filling its table, the first goes on from its committed offsets, exactly
+/// once: no id twice), an invalid one is refused with the reason while the running
+/// configuration goes on, and SIGTERM still stops the run cleanly. Without the reload the
+/// second table stays empty and the test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_and_an_invalid_one_is_refused() {
+    let a = exactly_once_topic("hupa", 2, "id UInt64, v String").await;
+    let b = exactly_once_topic("hupb", 1, "id UInt64, v String").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let group = unique("g");
+    let one = config(&group, &[(&a, &a)], "delivery = \"exactly-once\"\n");
+    let cfg = write_config(&dir, &one);
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config", &cfg])
+        .env_remove("SLUICE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluice");
+    let pid = child.id() as libc::pid_t;
+    let hup = || {
+        // SAFETY: kill(2) on the child's pid, which is alive until it is waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    };
+    let (ta, tb) = (format!("default.{a}"), format!("default.{b}"));
+    produce(&a, id_messages(0, 100, 2, "v", "a"));
+    assert_eq!(wait_for_count(&ta, 100, Duration::from_secs(60)).await, 100);
+
+    // A second route, and the first's batches shorter: taken on SIGHUP.
+    let two = config(
+        &group,
+        &[(&a, &a), (&b, &b)],
+        "delivery = \"exactly-once\"\nmax_rows = 10\n",
+    );
+    write_config(&dir, &two);
+    hup();
+    produce(&b, id_messages(0, 40, 1, "v", "b"));
+    produce(&a, id_messages(100, 150, 2, "v", "a"));
+    assert_eq!(wait_for_count(&tb, 40, Duration::from_secs(60)).await, 40);
+    assert_eq!(wait_for_count(&ta, 150, Duration::from_secs(60)).await, 150);
+
+    // An invalid file is refused; the run goes on with the second configuration.
+    write_config(&dir, &two.replace("max_rows = 10", "max_rows = \"many\""));
+    hup();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    produce(&b, id_messages(40, 60, 1, "v", "b"));
+    assert_eq!(wait_for_count(&tb, 60, Duration::from_secs(60)).await, 60);
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().expect("sluice output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("configuration reloaded"), "{err}");
+    assert!(
+        err.contains("the configuration was not reloaded") && err.contains("max_rows"),
+        "{err}"
+    );
+    for (t, n) in [(&ta, 150), (&tb, 60)] {
+        assert_eq!(
+            ch(&format!(
+                "SELECT count(), uniqExact(id) FROM {t} FORMAT CSV"
+            ))
+            .await,
+            format!("{n},{n}\n"),
+            "{t}"
+        );
+    }
+}
