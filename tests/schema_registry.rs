@@ -1517,3 +1517,102 @@ message Row {
     .await;
     assert_eq!(ok, n as u64, "rows differ from the messages produced");
 }
+
+/// `unknown_fields = "error"` on Avro and Protobuf routes: a message whose schema has a
+/// field no column reads is dead-lettered with its name, while messages of a schema without
+/// one land (exactly-once). With the default ("ignore") the same messages would land and
+/// the test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_fields_error_dead_letters_avro_and_protobuf_messages_with_a_field_too_many() {
+    use prost_reflect::{DynamicMessage, Value as P};
+    use protox::prost::Message as _;
+    for format in ["avro", "protobuf"] {
+        let topic = unique(&format!("strict{format}"));
+        create_topic(&topic, 2).await;
+        create_topic(&format!("{topic}.dlq"), 1).await;
+        ch(&format!(
+            "CREATE TABLE default.{topic} (id Int64) ENGINE = MergeTree ORDER BY id \
+             SETTINGS non_replicated_deduplication_window = 1000"
+        ))
+        .await;
+        let subject = format!("{topic}-value");
+        let encode: Box<dyn Fn(i64) -> Vec<u8>> = if format == "avro" {
+            let plain = r#"{"type":"record","name":"S","fields":[{"name":"id","type":"long"}]}"#;
+            let extra = r#"{"type":"record","name":"S","fields":[{"name":"id","type":"long"},{"name":"extra","type":"string","default":""}]}"#;
+            let (i1, i2) = (
+                register_schema(&subject, None, plain).await,
+                register_schema(&subject, None, extra).await,
+            );
+            let (s1, s2) = (
+                Schema::parse_str(plain).unwrap(),
+                Schema::parse_str(extra).unwrap(),
+            );
+            Box::new(move |i| {
+                if i % 4 == 3 {
+                    let r = V::Record(vec![
+                        ("id".into(), V::Long(i)),
+                        ("extra".into(), V::String("x".into())),
+                    ]);
+                    framed(i2, apache_avro::to_avro_datum(&s2, r).unwrap())
+                } else {
+                    framed(
+                        i1,
+                        apache_avro::to_avro_datum(&s1, V::Record(vec![("id".into(), V::Long(i))]))
+                            .unwrap(),
+                    )
+                }
+            })
+        } else {
+            let plain = "syntax = \"proto3\";\npackage s;\nmessage S { int64 id = 1; }\n";
+            let extra =
+                "syntax = \"proto3\";\npackage s;\nmessage S { int64 id = 1; string extra = 2; }\n";
+            let (i1, i2) = (
+                register_schema(&subject, Some("PROTOBUF"), plain).await,
+                register_schema(&subject, Some("PROTOBUF"), extra).await,
+            );
+            let (d1, d2) = (
+                proto_descriptor("p1.proto", plain, "s.S"),
+                proto_descriptor("p2.proto", extra, "s.S"),
+            );
+            Box::new(move |i| {
+                let (id, d) = if i % 4 == 3 { (i2, &d2) } else { (i1, &d1) };
+                let mut m = DynamicMessage::new(d.clone());
+                m.set_field_by_name("id", P::I64(i));
+                if i % 4 == 3 {
+                    m.set_field_by_name("extra", P::String("x".into()));
+                }
+                let mut out = framed(id, vec![0]);
+                out.extend(m.encode_to_vec());
+                out
+            })
+        };
+        let n = 40i64;
+        produce(&topic, (0..n).map(|i| msg((i % 2) as i32, encode(i))));
+        let good = (0..n).filter(|i| i % 4 != 3).count() as u64;
+        let (summary, _) = run_route_until_stored(
+            &topic,
+            &topic,
+            &format!("format = \"{format}\"\nunknown_fields = \"error\""),
+            &registry_url(),
+            good,
+            n,
+        )
+        .await;
+        assert_eq!(
+            (summary.rows_inserted, summary.dead_lettered),
+            (good, n as u64 - good),
+            "{format}"
+        );
+        let dead = dead_letter_reasons(&format!("{topic}.dlq"));
+        assert_eq!(dead.len() as u64, n as u64 - good, "{format}");
+        assert!(
+            dead.iter().all(|d| d.contains("unknown field \"extra\"")),
+            "{format}: {dead:?}"
+        );
+        assert_eq!(
+            ch_u64(&format!("SELECT countIf(id % 4 = 3) FROM default.{topic}")).await,
+            0,
+            "{format}"
+        );
+    }
+}

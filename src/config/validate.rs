@@ -2015,13 +2015,14 @@ pub(super) fn validate_route(
             "a raw route stores each message value in this column; it cannot be switched off",
         ));
     }
-    if !matches!(format, Format::Json | Format::JsonSchema)
-        && r.unknown_fields.is_some()
-        && r.unknown_fields.as_deref() != Some("add")
+    if !matches!(
+        format,
+        Format::Json | Format::JsonSchema | Format::Avro | Format::Protobuf
+    ) && r.unknown_fields.is_some()
     {
         return Err(err(
             f("unknown_fields"),
-            "applies to JSON fields by name; a raw route parses no fields, and a csv or tsv line must have exactly one field per column",
+            "applies to the fields of JSON, Avro and Protobuf messages by name; a raw route parses no fields, and a csv or tsv line must have exactly one field per column",
         ));
     }
     if format != Format::JsonSchema && r.validate.is_some() {
