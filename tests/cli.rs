@@ -59,6 +59,17 @@ fn count_all(topic: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `sluice run --config cfg` in the background, its stderr kept for the test to read.
+fn spawn_run(cfg: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config", cfg])
+        .env_remove("SLUICE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluice")
+}
+
 fn write_config(dir: &tempfile::TempDir, body: &str) -> String {
     let p = dir.path().join("sluice.toml");
     std::fs::write(&p, body).expect("write config");
@@ -390,13 +401,7 @@ async fn a_session_timeout_the_broker_refuses_stops_the_run() {
         &config(&unique("g"), &[(&topic, &topic)], "")
             .replace("session_timeout = \"10s\"", "session_timeout = \"1s\""),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config", &cfg])
-        .env_remove("SLUICE_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sluice");
+    let mut child = spawn_run(&cfg);
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -596,13 +601,7 @@ async fn sighup_reloads_the_config_and_an_invalid_one_is_refused() {
     let group = unique("g");
     let one = config(&group, &[(&a, &a)], "delivery = \"exactly-once\"\n");
     let cfg = write_config(&dir, &one);
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config", &cfg])
-        .env_remove("SLUICE_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sluice");
+    let child = spawn_run(&cfg);
     let pid = child.id() as libc::pid_t;
     let hup = || {
         // SAFETY: kill(2) on the child's pid, which is alive until it is waited for.

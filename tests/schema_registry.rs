@@ -1237,6 +1237,31 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
     }
 }
 
+/// Runs `format` from `topic` with `unknown_fields = "add"` until all `n` messages are
+/// stored, none dead-lettered and `added` columns added; the table's columns then (`name
+/// TAB type` lines, in position order).
+async fn run_adding(topic: &str, format: &str, n: i64, added: u64) -> String {
+    let (summary, metrics) = run_route_until_stored(
+        topic,
+        topic,
+        &format!("format = \"{format}\"\nunknown_fields = \"add\""),
+        &registry_url(),
+        n as u64,
+        n,
+    )
+    .await;
+    assert_eq!(
+        (summary.rows_inserted, summary.dead_lettered),
+        (n as u64, 0)
+    );
+    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), added);
+    ch(&format!(
+        "SELECT name, type FROM system.columns WHERE database = 'default' AND table = '{topic}' \
+         ORDER BY position FORMAT TSVRaw"
+    ))
+    .await
+}
+
 /// `unknown_fields = "add"` on an Avro route, exactly-once: a schema version with new
 /// fields adds their columns (typed from the schema: decimal precision, timestamp unit,
 /// date, UUID, arrays, maps, enums as String, unions with null Nullable, a record a named
@@ -1245,14 +1270,7 @@ async fn debezium_change_events_in_avro_protobuf_and_json_schema_land_as_rows_an
 /// defaults. Without the ALTER the run stops at the new schema and the test fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_avro_schema_version_adds_the_columns_of_its_new_fields() {
-    let topic = unique("avroadd");
-    create_topic(&topic, 2).await;
-    create_topic(&format!("{topic}.dlq"), 1).await;
-    ch(&format!(
-        "CREATE TABLE default.{topic} (id Int64, _offset UInt64) ENGINE = MergeTree ORDER BY id \
-         SETTINGS non_replicated_deduplication_window = 1000"
-    ))
-    .await;
+    let topic = exactly_once_topic("avroadd", 2, "id Int64, _offset UInt64").await;
     let v1 = r#"{"type":"record","name":"Grow","namespace":"shop","fields":[
         {"name":"id","type":"long"},{"name":"_offset","type":"long","default":0}]}"#;
     let v2 = r#"{"type":"record","name":"Grow","namespace":"shop","fields":[
@@ -1326,26 +1344,8 @@ async fn a_new_avro_schema_version_adds_the_columns_of_its_new_fields() {
         &topic,
         (0..n).map(|i| msg((i % 2) as i32, if i < 100 { old(i) } else { new(i) })),
     );
-    let (summary, metrics) = run_route_until_stored(
-        &topic,
-        &topic,
-        "format = \"avro\"\nunknown_fields = \"add\"",
-        &registry_url(),
-        n as u64,
-        n,
-    )
-    .await;
     assert_eq!(
-        (summary.rows_inserted, summary.dead_lettered),
-        (n as u64, 0)
-    );
-    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), 11);
-    assert_eq!(
-        ch(&format!(
-            "SELECT name, type FROM system.columns WHERE database = 'default' AND table = '{topic}' \
-             ORDER BY position FORMAT TSVRaw"
-        ))
-        .await,
+        run_adding(&topic, "avro", n, 11).await,
         "id\tInt64\n_offset\tUInt64\nprice\tDecimal(18, 2)\nat\tDateTime64(3, 'UTC')\n\
          day\tDate32\nuid\tUUID\ntags\tArray(String)\nattrs\tMap(String, Int64)\nkind\tString\n\
          note\tNullable(String)\nok\tBool\nscore\tFloat32\ninner\tTuple(x Int32)\n"
@@ -1395,14 +1395,7 @@ fn proto_descriptor(name: &str, source: &str, message: &str) -> prost_reflect::M
 async fn a_new_protobuf_schema_version_adds_the_columns_of_its_new_fields() {
     use prost_reflect::{DynamicMessage, MapKey, Value as P};
     use protox::prost::Message as _;
-    let topic = unique("protoadd");
-    create_topic(&topic, 2).await;
-    create_topic(&format!("{topic}.dlq"), 1).await;
-    ch(&format!(
-        "CREATE TABLE default.{topic} (id Int64, _offset UInt64) ENGINE = MergeTree ORDER BY id \
-         SETTINGS non_replicated_deduplication_window = 1000"
-    ))
-    .await;
+    let topic = exactly_once_topic("protoadd", 2, "id Int64, _offset UInt64").await;
     let v1 = "syntax = \"proto3\";\npackage g;\nmessage Row { int64 id = 1; }\n";
     let v2 = r#"syntax = "proto3";
 package g;
@@ -1480,26 +1473,8 @@ message Row {
     };
     let n = 200i64;
     produce(&topic, (0..n).map(|i| msg((i % 2) as i32, payload(i))));
-    let (summary, metrics) = run_route_until_stored(
-        &topic,
-        &topic,
-        "format = \"protobuf\"\nunknown_fields = \"add\"",
-        &registry_url(),
-        n as u64,
-        n,
-    )
-    .await;
     assert_eq!(
-        (summary.rows_inserted, summary.dead_lettered),
-        (n as u64, 0)
-    );
-    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), 10);
-    assert_eq!(
-        ch(&format!(
-            "SELECT name, type FROM system.columns WHERE database = 'default' AND table = '{topic}' \
-             ORDER BY position FORMAT TSVRaw"
-        ))
-        .await,
+        run_adding(&topic, "protobuf", n, 10).await,
         "id\tInt64\n_offset\tUInt64\nnote\tNullable(String)\nxs\tArray(Int32)\n\
          at\tNullable(DateTime64(9, 'UTC'))\nd\tFloat64\nk\tString\nm\tMap(String, Int64)\n\
          inner\tTuple(x Int32)\nw\tNullable(Int64)\nu\tUInt32\nb\tString\n"
@@ -1527,14 +1502,7 @@ async fn unknown_fields_error_dead_letters_avro_and_protobuf_messages_with_a_fie
     use prost_reflect::{DynamicMessage, Value as P};
     use protox::prost::Message as _;
     for format in ["avro", "protobuf"] {
-        let topic = unique(&format!("strict{format}"));
-        create_topic(&topic, 2).await;
-        create_topic(&format!("{topic}.dlq"), 1).await;
-        ch(&format!(
-            "CREATE TABLE default.{topic} (id Int64) ENGINE = MergeTree ORDER BY id \
-             SETTINGS non_replicated_deduplication_window = 1000"
-        ))
-        .await;
+        let topic = exactly_once_topic(&format!("strict{format}"), 2, "id Int64").await;
         let subject = format!("{topic}-value");
         let encode: Box<dyn Fn(i64) -> Vec<u8>> = if format == "avro" {
             let plain = r#"{"type":"record","name":"S","fields":[{"name":"id","type":"long"}]}"#;

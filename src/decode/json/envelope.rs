@@ -60,12 +60,7 @@ pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8], EventSource<'_>), RowE
                 _ => {}
             }
         }
-        if !event
-            .get(it.s.pos + 1..)
-            .unwrap_or_default()
-            .iter()
-            .all(u8::is_ascii_whitespace)
-        {
+        if !ends_there(event, it.s.pos) {
             return Err(bad("trailing characters after the event".into()));
         }
         if let (None, true, Some(p), false) = (op, schema, inner, wrapped) {
@@ -88,6 +83,15 @@ pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8], EventSource<'_>), RowE
         };
     }
     Err(bad("nested \"payload\" wrappers".into()))
+}
+
+/// Whether nothing but whitespace follows the object that closes at `close` in `event`.
+fn ends_there(event: &[u8], close: usize) -> bool {
+    event
+        .get(close + 1..)
+        .unwrap_or_default()
+        .iter()
+        .all(u8::is_ascii_whitespace)
 }
 
 /// An integer JSON value (epoch milliseconds); `None` for anything else.
@@ -197,12 +201,7 @@ fn each_field<'a>(
     while let Some((k, v)) = it.next_pair().map_err(|e| bad(e.reason))? {
         field(k.raw, v);
     }
-    if !event
-        .get(it.s.pos + 1..)
-        .unwrap_or_default()
-        .iter()
-        .all(u8::is_ascii_whitespace)
-    {
+    if !ends_there(event, it.s.pos) {
         return Err(bad("trailing characters after the event".into()));
     }
     Ok(())
