@@ -1983,3 +1983,62 @@ async fn secrets_never_reach_logs_check_output_errors_or_metrics() {
     assert!(!names.is_empty());
     let _ = std::io::stderr().flush();
 }
+
+/// Shard-aware writes over HTTPS: both shards' URLs `https` (the testbed CA, the password
+/// user), exactly-once from SASL_SSL. Each partition's rows land on its shard only, as
+/// `shards::shard_of` deals them, and every id once across both; a shard reached without
+/// TLS or with another CA would hold no rows and fail the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sharded_writes_reach_both_shards_over_https() {
+    let Some(s) = sec() else { return };
+    let shard2 = need("SLUICE_TEST_CLICKHOUSE_SHARD2_HTTPS_URL");
+    let topic = unique("sec_shards");
+    create_topic(&topic, 4).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    create_on_both(&topic, "id UInt64, name String, _partition Int32").await;
+    let config = format!(
+        "{}{}{}",
+        s.sasl_ssl(&unique("g"), "SCRAM-SHA-512"),
+        s.clickhouse_https(&s.ch_https, false).replacen(
+            "[clickhouse]\n",
+            &format!(
+                "[clickhouse]\nshards = [\"{}\", \"{shard2}\"]\n",
+                s.ch_https
+            ),
+            1
+        ),
+        route(&topic, &topic, "delivery = \"exactly-once\"")
+    );
+    produce(&topic, messages(0, 400, 4));
+    let running = start(&config);
+    let t = format!("default.{topic}");
+    let started = Instant::now();
+    let on = |url: String, sql: String| async move { ch_at(&url, &sql).await.trim().to_string() };
+    let count = |url: String| on(url, format!("SELECT count() FROM {t}"));
+    while count(ch_url()).await.parse::<u64>().unwrap_or(0)
+        + count(shard2_url()).await.parse::<u64>().unwrap_or(0)
+        < 400
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    running.stop().await;
+    for (shard, url) in [(0, ch_url()), (1, shard2_url())] {
+        let expected: Vec<String> = (0..4)
+            .filter(|p| sluice::clickhouse::shards::shard_of(&topic, *p, 2) == shard)
+            .map(|p| p.to_string())
+            .collect();
+        let rows = 100 * expected.len();
+        assert_eq!(
+            on(
+                url.clone(),
+                format!(
+                    "SELECT count(), uniqExact(id), arrayStringConcat(arraySort(groupUniqArray(toString(_partition))), ',') FROM {t} FORMAT CSV"
+                )
+            )
+            .await,
+            format!("{rows},{rows},\"{}\"", expected.join(",")),
+            "shard {shard}"
+        );
+    }
+}
