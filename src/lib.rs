@@ -19,9 +19,12 @@
 //! - [`config`]: TOML + env overrides, validated before anything connects.
 //! - [`kafka`]: client settings, the group consumer thread, record chunks.
 //! - [`lane`], [`batch`], [`commit`], [`checkpoint`]: the per-partition pipeline.
-//! - [`decode`], [`encode`], [`chtype`], [`schema`]: JSON -> RowBinary for the table's columns.
-//! - [`clickhouse`]: the HTTP client, version detection, retry classification, shards.
-//! - [`dlq`]: dead letters; [`telemetry`]: metrics; [`shutdown`]: the stop signal.
+//! - [`decode`], [`encode`], [`chtype`], [`schema`]: JSON, Avro, Protobuf, CSV/TSV and CDC
+//!   envelopes (Debezium, Maxwell, Canal) -> RowBinary for the table's columns.
+//! - [`clickhouse`]: the HTTP client, version detection, retry classification, shards, the
+//!   columns `unknown_fields = "add"` adds.
+//! - [`dlq`]: dead letters; [`telemetry`]: metrics; [`shutdown`]: the stop signal;
+//!   [`reload`]: a new configuration on SIGHUP.
 //! - [`check`], [`tools`]: `sluice check` and the Kafka CLI tools.
 
 pub mod batch;
