@@ -505,13 +505,20 @@ impl Lane {
                 "cannot get the message's schema; waiting for the registry");
             tokio::time::sleep(delay).await;
         };
+        let mut got = got;
         if let (Ok(bound), UnknownFields::Add) = (&got, self.rt.route.unknown_fields) {
             let (fields, none) = bound.new_columns(&self.rt.plan);
             if !none.is_empty() {
                 tracing::warn!(partition = %self.id, schema_id = id, fields = ?none,
                     "fields of a type no one column holds get no column (unknown_fields = \"add\"); ignored");
             }
-            if !fields.is_empty() {
+            if self.rt.plan.columns.len() + fields.len() > MAX_COLUMNS_ADDED_TO {
+                // Its messages are dead-lettered with the reason, as a JSON message's are.
+                got = Err(format!(
+                    "{} fields without a column, and unknown_fields = \"add\" grows no table past {MAX_COLUMNS_ADDED_TO} columns",
+                    fields.len()
+                ));
+            } else if !fields.is_empty() {
                 // Not bound: the lane stops before this message and adds the columns.
                 self.new_fields = Some(NewFields { fields, offset });
                 return;

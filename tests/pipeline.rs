@@ -3095,6 +3095,52 @@ async fn fields_without_a_column_get_one_and_every_row_lands_once() {
     assert!(dead[0].contains("\"n\""), "{dead:?}");
 }
 
+/// `unknown_fields = "add"` grows a table to 1000 columns, no further: in a table of 999, a
+/// message's one new field is added, the next message's is dead-lettered with the reason,
+/// and a message without new fields still lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_is_grown_to_1000_columns_and_no_further() {
+    let columns: Vec<String> = (1..999).map(|i| format!("c{i} String")).collect();
+    let topic = exactly_once_topic("wide", 1, &format!("id UInt64, {}", columns.join(", "))).await;
+    produce(
+        &topic,
+        [
+            Msg::json(0, r#"{"id":1,"first":1}"#),
+            Msg::json(0, r#"{"id":2,"second":2}"#),
+            Msg::json(0, r#"{"id":3,"c5":"x"}"#),
+        ],
+    );
+    let text = config(
+        &unique("g"),
+        &[(&topic, &topic)],
+        "delivery = \"exactly-once\"\nunknown_fields = \"add\"\n",
+    );
+    let (running, metrics) =
+        start_with_metrics(sluice::config::from_str(&text, Vec::new()).unwrap());
+    wait_for_commit(&extract_group(&text), &topic, 1, 3).await;
+    let added = route_counter(&metrics, "sluice_columns_added_total");
+    let summary = running.stop().await;
+    assert_eq!(
+        (summary.rows_inserted, summary.dead_lettered, added),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        ch(&format!(
+            "SELECT count(), max(name = 'first'), max(name = 'second') FROM system.columns \
+             WHERE database = 'default' AND table = '{topic}' FORMAT CSV"
+        ))
+        .await,
+        "1000,1,0\n"
+    );
+    let dead = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].contains("field \"second\"")
+            && dead[0].contains("grows no table past 1000 columns"),
+        "{dead:?}"
+    );
+}
+
 /// A change-event table (ReplacingMergeTree by offset and delete flag, as the README shows)
 /// on a 1-partition topic with its dead-letter topic; `check`: an extra table constraint.
 async fn cdc_table(topic: &str, check: &str) {
