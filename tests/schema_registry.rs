@@ -1584,3 +1584,66 @@ async fn unknown_fields_error_dead_letters_avro_and_protobuf_messages_with_a_fie
         );
     }
 }
+
+/// The 1000-column bound of `unknown_fields = "add"` on an Avro route: in a table of 999
+/// columns, a schema with two new fields would pass it, so its messages are dead-lettered
+/// with the reason and no column is added; messages of a schema without new fields land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_avro_schema_that_would_grow_a_table_past_1000_columns_is_refused() {
+    let columns: Vec<String> = (1..999).map(|i| format!("c{i} String")).collect();
+    let topic =
+        exactly_once_topic("avrowide", 2, &format!("id Int64, {}", columns.join(", "))).await;
+    let plain = r#"{"type":"record","name":"W","fields":[{"name":"id","type":"long"}]}"#;
+    let wide = r#"{"type":"record","name":"W","fields":[{"name":"id","type":"long"},{"name":"x","type":"long"},{"name":"y","type":"long"}]}"#;
+    let subject = format!("{topic}-value");
+    let (i1, i2) = (
+        register_schema(&subject, None, plain).await,
+        register_schema(&subject, None, wide).await,
+    );
+    let (s1, s2) = (
+        Schema::parse_str(plain).unwrap(),
+        Schema::parse_str(wide).unwrap(),
+    );
+    let n = 20i64;
+    produce(
+        &topic,
+        (0..n).map(|i| {
+            let m = if i % 2 == 0 {
+                framed(
+                    i1,
+                    apache_avro::to_avro_datum(&s1, V::Record(vec![("id".into(), V::Long(i))]))
+                        .unwrap(),
+                )
+            } else {
+                let r = V::Record(vec![
+                    ("id".into(), V::Long(i)),
+                    ("x".into(), V::Long(1)),
+                    ("y".into(), V::Long(2)),
+                ]);
+                framed(i2, apache_avro::to_avro_datum(&s2, r).unwrap())
+            };
+            msg((i % 2) as i32, m)
+        }),
+    );
+    let (summary, metrics) = run_route_until_stored(
+        &topic,
+        &topic,
+        "format = \"avro\"\nunknown_fields = \"add\"",
+        &registry_url(),
+        (n / 2) as u64,
+        n,
+    )
+    .await;
+    assert_eq!(
+        (summary.rows_inserted, summary.dead_lettered),
+        ((n / 2) as u64, (n / 2) as u64)
+    );
+    assert_eq!(route_counter(&metrics, "sluice_columns_added_total"), 0);
+    let dead = dead_letter_reasons(&format!("{topic}.dlq"));
+    assert_eq!(dead.len() as i64, n / 2, "{dead:?}");
+    assert!(
+        dead.iter()
+            .all(|d| d.contains("grows no table past 1000 columns")),
+        "{dead:?}"
+    );
+}
