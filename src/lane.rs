@@ -695,36 +695,14 @@ impl Lane {
                             source,
                             ..meta
                         };
-                        let start = out.len();
-                        self.row_ends.clear();
-                        let mut done = Ok(());
-                        for (i, row) in rows.enumerate() {
-                            done = row.and_then(|row| {
-                                encode_json_row(&self.rt.plan, row, &meta, out).map_err(|e| {
-                                    match self.rt.route.envelope {
-                                        // A column to add first: not the event's fault.
-                                        _ if matches!(e, RowError::NewFields { .. }) => e,
-                                        // Which of the event's rows, with the row's error.
-                                        Envelope::Canal => RowError::Envelope {
-                                            envelope: "Canal",
-                                            reason: format!("row {} of its \"data\": {e}", i + 1),
-                                        },
-                                        _ => e,
-                                    }
-                                })
-                            });
-                            if done.is_err() {
-                                break;
+                        match rows.encode(&self.rt.plan, &meta, out, &mut self.row_ends) {
+                            Ok(()) => {
+                                self.batch.rows_done(rec.offset, &self.row_ends);
+                                return;
                             }
-                            self.row_ends.push(out.len());
+                            // None of a bad event's rows is stored: its message is the dead letter.
+                            Err(e) => Err(e),
                         }
-                        if done.is_ok() {
-                            self.batch.rows_done(rec.offset, &self.row_ends);
-                            return;
-                        }
-                        // None of a bad event's rows is stored: its message is the dead letter.
-                        out.truncate(start);
-                        done
                     }
                     Err(e) => Err(e),
                 }

@@ -9,7 +9,10 @@
 //! marker) is [`Change::NoRow`]: the lane skips and counts it. Anything else that is not
 //! an event with its rows is the message's error, naming what is missing.
 
-use super::{show, ArrayIter, EventSource, Kind, ObjectIter, RowError, Text, Val};
+use super::{
+    encode_json_row, show, ArrayIter, EventSource, Kind, MessageMeta, ObjectIter, RowError,
+    RowPlan, Text, Val,
+};
 
 /// The row of a Debezium change event (`envelope = "debezium"`) and its operation: `after`
 /// for a create (`c`), snapshot read (`r`) or update (`u`), `before` for a delete (`d`),
@@ -47,8 +50,7 @@ pub fn debezium_row(payload: &[u8]) -> Result<(u8, &[u8], EventSource<'_>), RowE
                 b"\"source\"" if v.kind == Kind::Obj => {
                     let mut fields = ObjectIter::new(v.raw);
                     while let Some((k, v)) = fields.next_pair().map_err(|e| bad(e.reason))? {
-                        let text =
-                            matches!(v.kind, Kind::Str | Kind::StrEsc).then_some(Text::Json(v.raw));
+                        let text = json_text(v);
                         match k.raw {
                             b"\"ts_ms\"" => source.source_ts_ms = json_millis(v),
                             b"\"db\"" => source.db = text,
@@ -180,6 +182,48 @@ impl<'a> Iterator for ChangeRows<'a> {
     }
 }
 
+impl ChangeRows<'_> {
+    /// Encodes every row with `plan` and `meta` (the event's op and source set) after `out`'s
+    /// end, pushing where each ends onto `ends` (cleared first): the message's rows as one
+    /// unit. On an error nothing of the message stays in `out`; a Canal row's error names
+    /// the row, and fields to add first ([`RowError::NewFields`]) are passed on as they are.
+    pub fn encode(
+        self,
+        plan: &RowPlan,
+        meta: &MessageMeta<'_>,
+        out: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> Result<(), RowError> {
+        let start = out.len();
+        let many = self.many.is_some();
+        ends.clear();
+        for (i, row) in self.enumerate() {
+            let done = row.and_then(|row| {
+                encode_json_row(plan, row, meta, out).map_err(|e| match e {
+                    RowError::NewFields { .. } => e,
+                    e if many => RowError::Envelope {
+                        envelope: "Canal",
+                        reason: format!("row {} of its \"data\": {e}", i + 1),
+                    },
+                    e => e,
+                })
+            });
+            if let Err(e) = done {
+                out.truncate(start);
+                return Err(e);
+            }
+            ends.push(out.len());
+        }
+        Ok(())
+    }
+}
+
+/// A string value as a change event's text (quotes and escapes as written, unescaped when
+/// written); `None` for another kind, which the metadata column then does without.
+fn json_text(v: Val<'_>) -> Option<Text<'_>> {
+    matches!(v.kind, Kind::Str | Kind::StrEsc).then_some(Text::Json(v.raw))
+}
+
 /// A string value's text between its quotes (escapes as written); `None` for another kind.
 fn string_of(v: Val<'_>) -> Option<&[u8]> {
     matches!(v.kind, Kind::Str | Kind::StrEsc).then(|| v.inner())
@@ -254,8 +298,8 @@ pub fn maxwell_row(payload: &[u8]) -> Result<Change<'_>, RowError> {
     each_field("Maxwell", payload, |k, v| match k {
         b"\"type\"" => kind = Some(v),
         b"\"data\"" => data = Some(v),
-        b"\"database\"" => source.db = string_of(v).map(|_| Text::Json(v.raw)),
-        b"\"table\"" => source.table = string_of(v).map(|_| Text::Json(v.raw)),
+        b"\"database\"" => source.db = json_text(v),
+        b"\"table\"" => source.table = json_text(v),
         b"\"ts\"" => source.source_ts_ms = json_millis(v).and_then(|s| s.checked_mul(1000)),
         _ => {}
     })?;
@@ -324,8 +368,8 @@ pub fn canal_rows(payload: &[u8]) -> Result<Change<'_>, RowError> {
         b"\"type\"" => kind = Some(v),
         b"\"data\"" => data = Some(v),
         b"\"isDdl\"" => ddl = v.kind == Kind::True,
-        b"\"database\"" => source.db = string_of(v).map(|_| Text::Json(v.raw)),
-        b"\"table\"" => source.table = string_of(v).map(|_| Text::Json(v.raw)),
+        b"\"database\"" => source.db = json_text(v),
+        b"\"table\"" => source.table = json_text(v),
         b"\"es\"" => source.source_ts_ms = json_millis(v),
         b"\"ts\"" => source.ts_ms = json_millis(v),
         _ => {}
