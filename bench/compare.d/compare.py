@@ -1220,7 +1220,8 @@ def report(versions):
     L.append("")
     if not NOT_RUN:
         L.append("Everything ran.")
-    for name, why in NOT_RUN:
+    # A contender skipped or missing is met once per dataset; it is listed once.
+    for name, why in dict.fromkeys(NOT_RUN):
         L.append("- **%s**: %s" % (name, why))
     text = "\n".join(L) + "\n"
     os.makedirs(RESULTS, exist_ok=True)
