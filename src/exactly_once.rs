@@ -11,7 +11,7 @@
 //!    exactly that batch (same messages -> same rows -> same token, bytes encoded the same
 //!    way) before anything else. If the first insert had reached ClickHouse, the server drops
 //!    the repeat as a duplicate; if not, it stores it now. Either way: once.
-//!    A streamed insert (`lane.rs`) names its range by the first offset and a nonce, since
+//!    A streamed insert (`lane/stream.rs`) names its range by the first offset and a nonce, since
 //!    its URL goes out before the range's end is known; its record (step 2) carries the nonce
 //!    and is committed once the range is closed, before the rows that end it and the body's
 //!    last chunk are sent, and ClickHouse stores nothing of a body that never got its end (on

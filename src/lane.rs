@@ -22,6 +22,9 @@
 //!
 //! In at-most-once mode the range is committed before it is inserted: a crash in between
 //! loses it, by definition of that mode.
+//!
+//! Here: the lane's loop, its batches, inserts, splits and commits; streamed inserts in
+//! `stream`, the dead-letter path in `dead_letters`.
 
 use rustc_hash::FxHashMap;
 use std::sync::atomic::Ordering;
@@ -56,6 +59,11 @@ use crate::kafka::refetch::Refetcher;
 use crate::registry::{FetchError, Registry, NOT_FOUND_RETRIES};
 use crate::telemetry::{PartitionGauges, RouteMetrics};
 
+mod dead_letters;
+mod stream;
+
+use stream::*;
+
 /// Everything the lanes of one route share.
 pub struct RouteRuntime {
     pub route: Route,
@@ -83,25 +91,6 @@ pub struct RouteRuntime {
 
 /// See [`Lane::age_limit`].
 const BACKLOG_AGE_STRETCH: u32 = 8;
-
-/// A streamed insert's rows go out in chunks of at least this much (about one chunk of
-/// records' worth of rows, see `add_chunk`).
-const STREAM_CHUNK: usize = 1 << 20;
-
-/// The longest a streamed batch stays open: ClickHouse drops an HTTP request whose body
-/// sends nothing for `http_receive_timeout` (30 s by default), and a batch whose rows stop
-/// coming (a large `max_age`, a stalled partition) must end its INSERT well before that.
-const STREAM_AGE_CAP: Duration = Duration::from_secs(20);
-
-/// An insert being streamed while its batch fills ([`crate::clickhouse::InsertStream`]).
-struct OpenStream {
-    insert: InsertStream,
-    /// Part of its deduplication token ([`dedup::stream_token`]).
-    nonce: u64,
-    /// The request ended before its body did (ClickHouse answered with an error): the rest
-    /// of the rows are dropped as they come and the batch is read back from Kafka at its end.
-    failed: bool,
-}
 
 /// `unknown_fields = "add"` stops adding columns to a table once it has this many: a message
 /// whose field would take it further is dead-lettered. Keeps a stream of generated keys (ids
@@ -906,154 +895,6 @@ impl Lane {
         stored
     }
 
-    /// Streaming needs a server that allows it (see `Client::streaming`) and a mode that does
-    /// not commit before inserting; a range being re-formed is held, up to and including the
-    /// moment its last message arrives. A guarded stream also needs every batch of the route
-    /// to fit one of the server's insert blocks, and a batch not packed yet.
-    fn can_stream(&self) -> bool {
-        let server_allows = match self.client.streaming() {
-            Streaming::Off => false,
-            Streaming::Safe => true,
-            Streaming::Guarded { max_rows, .. } => {
-                self.rt.route.batch.max_rows as u64 <= max_rows && !self.batch.is_packed()
-            }
-        };
-        server_allows && self.rt.route.delivery != Delivery::AtMostOnce && self.reforming.is_none()
-    }
-
-    fn stream_token(&self, first: i64, nonce: u64) -> String {
-        dedup::stream_token(
-            &self.rt.route.database,
-            &self.rt.route.table,
-            &self.id,
-            first,
-            nonce,
-        )
-    }
-
-    /// Starts the open batch's insert; its rows so far go with the next [`Lane::pump_stream`].
-    fn open_stream(&mut self) {
-        let Some(first) = self.batch.first_offset() else {
-            return;
-        };
-        // Unique per stream of this partition: a stream opens at most once per batch.
-        let nonce = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let req = InsertRequest {
-            database: self.rt.route.database.clone(),
-            table: self.rt.route.table.clone(),
-            columns: self.rt.columns.clone(),
-            format: self.rt.format,
-            header: self.rt.header.clone(),
-            body: bytes::Bytes::new().into(),
-            dedup_token: Some(self.stream_token(first, nonce)),
-        };
-        // A packed batch (a compressed wire) streams its LZ4 blocks; a guarded stream its
-        // blocks that end inside rows.
-        let guard = match self.client.streaming() {
-            Streaming::Guarded { blocks, .. } => Some(blocks),
-            Streaming::Off | Streaming::Safe => None,
-        };
-        let packed = guard.is_some() || self.client.packing() == Packing::Always;
-        self.batch.start_streaming(guard);
-        self.stream = Some(OpenStream {
-            insert: self.client.open_insert_stream(req, packed),
-            nonce,
-            failed: false,
-        });
-        tracing::debug!(partition = %self.id, first, "streaming the batch's insert");
-    }
-
-    /// Sends the rows encoded since the last call once there are `min` bytes of them.
-    async fn pump_stream(&mut self, min: usize) -> Result<(), LaneFailure> {
-        let rows = self
-            .batch
-            .take_streamed(min, 2 * STREAM_CHUNK)
-            .map_err(|e| self.unusable_batch(e))?;
-        let (Some(open), Some(rows)) = (self.stream.as_mut(), rows) else {
-            return Ok(());
-        };
-        if !open.failed && !open.insert.send(rows).await {
-            open.failed = true;
-            tracing::debug!(partition = %self.id, "streamed insert ended early; the batch will be read back from Kafka");
-        }
-        crate::failpoint::hit("stream_mid_body");
-        Ok(())
-    }
-
-    /// Ends a streamed insert: the in-flight record (exactly-once), the last rows, then the
-    /// body's last chunk. The last rows leave after the record because a guarded stream's
-    /// body can be stored as soon as they arrive (`clickhouse::stream`). Should the insert
-    /// fail, the range is read back from Kafka and stored as a held batch with the same token
-    /// (ClickHouse drops it if the stream was stored after all), splitting around bad rows as
-    /// usual.
-    async fn finish_stream(
-        &mut self,
-        open: OpenStream,
-        sealed: &SealedBatch,
-    ) -> Result<Stored, LaneFailure> {
-        let OpenStream {
-            mut insert,
-            nonce,
-            mut failed,
-        } = open;
-        let inflight = Inflight {
-            range: sealed.range,
-            stream_nonce: Some(nonce),
-            shard: self.shard,
-        };
-        if self.rt.route.delivery == Delivery::ExactlyOnce {
-            // Recorded before the body ends, while nothing of it can be stored yet.
-            if let Stored::Fenced = self.record_inflight(inflight).await {
-                return Ok(Stored::Fenced);
-            }
-        }
-        crate::failpoint::hit("stream_before_end");
-        if self.committer.fence().is_raised() {
-            // Revoked meanwhile (at-least-once records nothing to be refused): the new owner
-            // stores the range; dropping the stream cuts its body off unstored.
-            return Ok(Stored::Fenced);
-        }
-        if let Some(tail) = sealed.stream_tail().filter(|t| !t.is_empty()) {
-            failed = failed || !insert.send(tail).await;
-        }
-        let result = insert.finish().await;
-        let err = match result {
-            Ok(_) if !failed => {
-                let m = &self.rt.metrics;
-                RouteMetrics::add(&m.rows_inserted, sealed.rows() as u64);
-                RouteMetrics::add(&m.bytes_inserted, sealed.raw_len() as u64);
-                RouteMetrics::add(&m.inserts, 1);
-                RouteMetrics::add(&m.streamed_inserts, 1);
-                return self.deliver_dead(sealed, Vec::new()).await;
-            }
-            Ok(_) => "the body could not be sent in full".to_string(),
-            // Reading the range back would meet the same refusal.
-            Err(e @ InsertError::SchemaChanged { .. }) => return Err(self.table_changed(&e)),
-            Err(e) => e.to_string(),
-        };
-        RouteMetrics::add(&self.rt.metrics.stream_fallbacks, 1);
-        tracing::warn!(partition = %self.id, range = %sealed.range, error = %err,
-            "streamed insert failed; reading the range back from Kafka to send it as a batch");
-        let read = match self.reform(sealed.range).await? {
-            Reformed::Batch(again) => again,
-            Reformed::Empty => {
-                tracing::error!(partition = %self.id, range = %sealed.range, messages = sealed.messages(),
-                    "a failed streamed insert's messages are no longer in Kafka (retention removed them); they cannot be stored");
-                return Ok(Stored::Yes);
-            }
-            Reformed::Fenced => return Ok(Stored::Fenced),
-        };
-        let (had, got) = (sealed.messages(), read.messages());
-        if got < had {
-            tracing::error!(partition = %self.id, range = %sealed.range, missing = had - got,
-                "some of a failed streamed insert's messages are no longer in Kafka (retention or compaction removed them); storing the rest");
-        }
-        let token = self.stream_token(sealed.range.first, nonce);
-        self.store(&read, Some(token)).await
-    }
-
     /// Forms the batch of `range` again from the messages in Kafka, held (compressed), as
     /// the lane formed it the first time: same rows, same bad messages.
     async fn reform(&mut self, range: OffsetRange) -> Result<Reformed, LaneFailure> {
@@ -1183,117 +1024,6 @@ impl Lane {
             }
         }
         self.deliver_dead(sealed, rejected).await
-    }
-
-    /// Sends the batch's bad messages and the rows ClickHouse rejected (`rejected`: offset,
-    /// reason) to the dead-letter path.
-    async fn deliver_dead(
-        &self,
-        sealed: &SealedBatch,
-        rejected: Vec<(i64, String)>,
-    ) -> Result<Stored, LaneFailure> {
-        if sealed.dead.is_empty() && rejected.is_empty() {
-            return Ok(Stored::Yes);
-        }
-        // A topic or a table keeps the messages themselves; dropping keeps their offsets.
-        let to_topic = !matches!(self.rt.route.bad_messages, BadMessages::Drop);
-        let mut dead: Vec<(OwnedRecord, String)> = Vec::new();
-        // Messages to read back from Kafka for their dead letters: rows ClickHouse rejected
-        // (the batch holds only their rows), and bad messages whose headers were not read
-        // (their copy stands in should the log no longer hold them).
-        let mut unread: Vec<ReadBack> = Vec::new();
-        for d in &sealed.dead {
-            if to_topic && !d.headers_read {
-                unread.push(ReadBack {
-                    offset: d.record.offset,
-                    reason: d.reason.clone(),
-                    copy: Some(d.record.clone()),
-                });
-            } else {
-                dead.push((d.record.clone(), d.reason.clone()));
-            }
-        }
-        if to_topic {
-            unread.extend(rejected.into_iter().map(|(offset, reason)| ReadBack {
-                offset,
-                reason,
-                copy: None,
-            }));
-        } else {
-            // Dropped, not sent: only the offsets and reasons are logged and counted.
-            dead.extend(
-                rejected.into_iter().map(|(offset, reason)| {
-                    (OwnedRecord::without_value(offset, Vec::new()), reason)
-                }),
-            );
-        }
-        if !unread.is_empty() {
-            match self.read_back(unread).await {
-                Some(records) => dead.extend(records),
-                None => return Ok(Stored::Fenced),
-            }
-        }
-        dead.sort_by_key(|(r, _)| r.offset);
-        self.send_dead_letters(sealed, &dead).await
-    }
-
-    /// The original messages of `letters`, read back from Kafka by offset. Retries until it
-    /// succeeds or the partition is revoked (`None`): committing without the dead letters
-    /// would lose those messages. A message the log no longer holds (retention or compaction
-    /// removed it since it was read) is logged as an error and becomes its copy without
-    /// headers, marked `sluice.original=headers-gone`, or, without a copy (a row ClickHouse
-    /// rejected), a dead letter without a value, marked `sluice.original=gone`.
-    async fn read_back(&self, letters: Vec<ReadBack>) -> Option<Vec<(OwnedRecord, String)>> {
-        let offsets: Vec<i64> = letters.iter().map(|w| w.offset).collect();
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        loop {
-            if self.committer.fence().is_raised() {
-                return None;
-            }
-            let refetch = self.rt.refetch.clone();
-            let id = self.id.clone();
-            let wanted = offsets.clone();
-            let res = tokio::task::spawn_blocking(move || refetch.fetch(&id, &wanted)).await;
-            let got = match res {
-                Ok(Ok(got)) => got,
-                Ok(Err(e)) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(partition = %self.id, error = %e, retry_in = ?delay, "cannot read rejected rows' messages back from Kafka; retrying (offsets not committed)");
-                    tokio::time::sleep(delay).await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(partition = %self.id, error = %e, "read-back task failed; retrying");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                    continue;
-                }
-            };
-            let mut by_offset: std::collections::HashMap<i64, OwnedRecord> =
-                got.found.into_iter().map(|r| (r.offset, r)).collect();
-            return Some(
-                letters
-                    .into_iter()
-                    .map(|w| match (by_offset.remove(&w.offset), w.copy) {
-                        (Some(r), _) => (r, w.reason),
-                        (None, Some(mut copy)) => {
-                            tracing::error!(partition = %self.id, offset = w.offset, reason = %w.reason,
-                                "a bad message is no longer in Kafka (retention or compaction removed it); its dead letter carries its key and value without its headers");
-                            copy.headers = vec![(
-                                "sluice.original".to_string(),
-                                Some(b"headers-gone".to_vec()),
-                            )];
-                            (copy, w.reason)
-                        }
-                        (None, None) => {
-                            tracing::error!(partition = %self.id, offset = w.offset, reason = %w.reason,
-                                "a row ClickHouse rejected is no longer in Kafka (retention or compaction removed it); its dead letter carries no value");
-                            let gone = vec![("sluice.original".to_string(), Some(b"gone".to_vec()))];
-                            (OwnedRecord::without_value(w.offset, gone), w.reason)
-                        }
-                    })
-                    .collect(),
-            );
-        }
     }
 
     async fn insert_rows(
@@ -1431,152 +1161,6 @@ impl Lane {
             ),
         }
     }
-
-    async fn send_dead_letters(
-        &self,
-        sealed: &SealedBatch,
-        dead: &[(OwnedRecord, String)],
-    ) -> Result<Stored, LaneFailure> {
-        // Every bad message is logged with its reason; a flood of them is summarised per
-        // batch after the first few, so the log stays readable (the counters have them all).
-        const LOGGED_PER_BATCH: usize = 20;
-        let action = match &self.rt.route.bad_messages {
-            BadMessages::Drop => "dropped (on_bad_message = \"drop\")",
-            BadMessages::DeadLetter { .. } => "sent to the dead-letter topic",
-            BadMessages::DeadLetterTable { .. } => "stored in the dead-letter table",
-        };
-        for (rec, reason) in dead.iter().take(LOGGED_PER_BATCH) {
-            let offset = rec.offset;
-            tracing::warn!(partition = %self.id, offset, reason = %reason, "bad message {action}");
-        }
-        if dead.len() > LOGGED_PER_BATCH {
-            tracing::warn!(partition = %self.id, range = %sealed.range, more = dead.len() - LOGGED_PER_BATCH, "more bad messages {action} in this batch");
-        }
-        let topic = match &self.rt.route.bad_messages {
-            BadMessages::Drop => {
-                RouteMetrics::add(&self.rt.metrics.dropped, dead.len() as u64);
-                return Ok(Stored::Yes);
-            }
-            BadMessages::DeadLetter { topic } => topic,
-            BadMessages::DeadLetterTable { database, table } => {
-                return self.store_dead_letters(sealed, dead, database, table).await;
-            }
-        };
-        let Some(producer) = &self.rt.dlq else {
-            return Err(LaneFailure {
-                partition: self.id.clone(),
-                table_changed: false,
-                message: "dead-letter producer missing".into(),
-            });
-        };
-        // All of the batch's dead letters in flight at once (librdkafka batches them); the
-        // ones that fail are retried until acknowledged, or until the partition is revoked.
-        let mut pending: Vec<&(OwnedRecord, String)> = dead.iter().collect();
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        while !pending.is_empty() {
-            if self.committer.fence().is_raised() {
-                return Ok(Stored::Fenced);
-            }
-            let sends = pending
-                .iter()
-                .map(|(rec, reason)| producer.send(topic, &self.id, rec, reason));
-            let results = futures::future::join_all(sends).await;
-            let mut failed = Vec::new();
-            let mut last_error = None;
-            for (item, result) in pending.into_iter().zip(results) {
-                match result {
-                    Ok(()) => RouteMetrics::add(&self.rt.metrics.dead_lettered, 1),
-                    Err(e) => {
-                        last_error = Some(e);
-                        failed.push(item);
-                    }
-                }
-            }
-            pending = failed;
-            if let Some(e) = last_error {
-                let delay = backoff.next_delay();
-                tracing::warn!(partition = %self.id, failed = pending.len(), error = %e, retry_in = ?delay, "dead-letter produce failed; retrying (offsets not committed)");
-                tokio::time::sleep(delay).await;
-            }
-        }
-        Ok(Stored::Yes)
-    }
-}
-
-impl Lane {
-    /// Stores the batch's dead letters as rows of the dead-letter table, in one INSERT named
-    /// by the batch's range (see `dead_letter_table.rs`), retried until it is acknowledged or
-    /// the partition is revoked. A dead letter the table cannot hold stops the run
-    /// uncommitted: it is never dropped.
-    async fn store_dead_letters(
-        &self,
-        sealed: &SealedBatch,
-        dead: &[(OwnedRecord, String)],
-        database: &str,
-        table: &str,
-    ) -> Result<Stored, LaneFailure> {
-        let stop = |message: String| LaneFailure {
-            partition: self.id.clone(),
-            table_changed: false,
-            message,
-        };
-        let Some(plan) = &self.rt.dead_letters else {
-            return Err(stop(format!(
-                "the dead-letter table {database}.{table} was not planned"
-            )));
-        };
-        let mut rows = Vec::new();
-        for (rec, reason) in dead {
-            dead_letter_table::encode_row(plan, &self.id, rec, reason, &mut rows).map_err(|e| {
-                stop(format!(
-                    "the dead letter of offset {} cannot be a row of {database}.{table} ({e}); stopping without committing",
-                    rec.offset
-                ))
-            })?;
-        }
-        let req = InsertRequest {
-            database: database.to_string(),
-            table: table.to_string(),
-            columns: plan.columns.clone(),
-            format: plan.format,
-            header: plan.header.clone(),
-            body: bytes::Bytes::from(rows).into(),
-            dedup_token: Some(dedup::token(database, table, &self.id, sealed.range)),
-        };
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        loop {
-            if self.committer.fence().is_raised() {
-                return Ok(Stored::Fenced);
-            }
-            match self.client.insert(&req).await {
-                Ok(_) => {
-                    RouteMetrics::add(&self.rt.metrics.dead_lettered, dead.len() as u64);
-                    return Ok(Stored::Yes);
-                }
-                Err(e @ InsertError::SchemaChanged { .. }) => return Err(self.table_changed(&e)),
-                Err(e @ InsertError::BadData { .. }) => {
-                    return Err(stop(format!(
-                        "the dead-letter table {database}.{table} refused the dead letters of {} ({e}); stopping without committing",
-                        sealed.range
-                    )))
-                }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(partition = %self.id, error = %e, retry_in = ?delay,
-                        "dead-letter table insert failed; retrying (offsets not committed)");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-    }
-}
-
-/// A dead letter whose message is read back from Kafka ([`Lane::read_back`]).
-struct ReadBack {
-    offset: i64,
-    reason: String,
-    /// What the lane kept of it (all but its headers), if anything.
-    copy: Option<OwnedRecord>,
 }
 
 enum InsertOutcome {
@@ -1617,13 +1201,6 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// A streamed batch's age limit: `limit`, capped at [`STREAM_AGE_CAP`] and at half the
-/// request timeout, so that the INSERT ends before either ClickHouse's receive timeout or
-/// sluice's own request timeout can cut it off.
-fn stream_age_limit(limit: Duration, request_timeout: Duration) -> Duration {
-    limit.min(STREAM_AGE_CAP).min(request_timeout / 2)
 }
 
 #[cfg(test)]
