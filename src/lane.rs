@@ -1048,15 +1048,7 @@ impl Lane {
             )),
             _ => None,
         };
-        let req = InsertRequest {
-            database: self.rt.route.database.clone(),
-            table: self.rt.route.table.clone(),
-            columns: self.rt.columns.clone(),
-            format: self.rt.format,
-            header: self.rt.header.clone(),
-            body,
-            dedup_token,
-        };
+        let req = self.insert_request(body, dedup_token);
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         let mut attempts: u32 = 0;
         loop {
@@ -1127,6 +1119,19 @@ impl Lane {
     /// The table changed under the run ([`InsertError::SchemaChanged`]): nothing of the
     /// insert was stored and no retry of its bytes can be. The run stops uncommitted, plans
     /// the table again and starts over from the committed offsets (`pipeline::run`).
+    /// An INSERT of `body` into the route's table, as the lane's plan writes it.
+    fn insert_request(&self, body: InsertBody, dedup_token: Option<String>) -> InsertRequest {
+        InsertRequest {
+            database: self.rt.route.database.clone(),
+            table: self.rt.route.table.clone(),
+            columns: self.rt.columns.clone(),
+            format: self.rt.format,
+            header: self.rt.header.clone(),
+            body,
+            dedup_token,
+        }
+    }
+
     fn table_changed(&self, e: &InsertError) -> LaneFailure {
         LaneFailure {
             partition: self.id.clone(),

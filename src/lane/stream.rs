@@ -65,15 +65,10 @@ impl Lane {
         let nonce = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let req = InsertRequest {
-            database: self.rt.route.database.clone(),
-            table: self.rt.route.table.clone(),
-            columns: self.rt.columns.clone(),
-            format: self.rt.format,
-            header: self.rt.header.clone(),
-            body: bytes::Bytes::new().into(),
-            dedup_token: Some(self.stream_token(first, nonce)),
-        };
+        let req = self.insert_request(
+            bytes::Bytes::new().into(),
+            Some(self.stream_token(first, nonce)),
+        );
         // A packed batch (a compressed wire) streams its LZ4 blocks; a guarded stream its
         // blocks that end inside rows.
         let guard = match self.client.streaming() {
